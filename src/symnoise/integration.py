@@ -295,8 +295,11 @@ class NoiseTrainerMixin:
             return super().training_step(model, paired, doubled)
         # sequential: two passes into the same gradient, each weighted 1/2
         self._symnoise_half = True
+        # Under DDP the +delta pass skips the gradient all-reduce; the -delta pass syncs once.
+        is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        first_sync = model.no_sync() if is_ddp else contextlib.nullcontext()
         try:
-            with handle.phase("plus"):
+            with handle.phase("plus"), first_sync:
                 loss_plus = super().training_step(model, inputs, num_items_in_batch)
             with handle.phase("minus"):
                 loss_minus = super().training_step(model, inputs, num_items_in_batch)
