@@ -176,7 +176,8 @@ def norm_analysis(
 
     Each (d, samples, distribution) cell draws fresh vectors from its own generator seeded
     from ``seed``, ``d`` and ``samples``, so a cell's numbers do not depend on which other
-    dimensions or sample counts were asked for. Runs in about a second at the defaults.
+    dimensions or sample counts were asked for. ``dims`` and ``samples`` are sorted and
+    de-duplicated; rows come ``d``-major. Runs in about a second at the defaults.
     """
     dims_l = _check_list(dims, "dimension")
     samples_l = _check_list(samples, "sample count")
