@@ -1,0 +1,344 @@
+"""Response-length and token-diversity statistics, as reported in the NEFTune/SymNoise papers.
+
+For a set of model responses this computes:
+
+* ``avg_chars``: mean response length in characters (Unicode code points, ``len(text)``),
+  over **all** responses, untruncated, empty ones included.
+* ``avg_words``: mean whitespace length (``len(text.split())``), over **all** responses,
+  untruncated, empty ones included.
+* ``rep_2``, ``rep_3``, ``rep_4``: n-gram repetition rates in percent,
+  ``rep_n = 100 * (1 - unique_n / total_n)``.
+* ``diversity``: ``D = (1 - rep_2/100) * (1 - rep_3/100) * (1 - rep_4/100)`` (Li et al.).
+* ``log_diversity``: ``-ln(1 - D)``, capped at :data:`LOG_DIVERSITY_CAP` (= 20) when
+  ``1 - D <= exp(-20)``; this is the "log diversity" of Kirchenbauer et al. (2023), which
+  the NEFTune paper's length/diversity table uses (larger means more diverse; a response
+  set with no repeated n-gram at all gets the cap).
+* ``ln_diversity``: plain ``ln(D)`` (always <= 0), kept alongside for readers who want the
+  logarithm of the diversity itself.
+
+Repetition and diversity follow the papers' protocol: only the first ``words`` words of
+each response are used (50 for Alpaca, 100 for Evol-Instruct, 150 for ShareGPT and
+OpenPlatypus, see :data:`PRESETS`), and responses with fewer than ``words`` words are
+**excluded** from these statistics (and counted: ``n - n_kept``). Words are
+whitespace tokens (``str.split()``, which splits on any Unicode whitespace).
+
+Aggregation over responses (as in the SimCTG/Contrastive-Decoding evaluation code the
+papers build on): n-grams are made unique *within each response* (an n-gram that appears
+in two different responses is not a repetition), and the per-response unique and total
+counts are summed over all kept responses before the ratio is taken. Since every kept
+response is cut to exactly ``words`` words, each contributes ``words - n + 1`` n-grams, so
+``rep_n`` equals the mean of the per-response rates; ``diversity`` and ``log_diversity``
+are then computed once from the pooled ``rep_n`` (corpus level, not averaged per response).
+Unlike that reference code, every n-gram of a response is counted (it skips the last one).
+
+When no response is kept, the repetition and diversity values are ``None``; when there
+are no responses at all, the lengths are ``None`` too. Nothing here returns NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "PRESETS",
+    "NGRAM_ORDERS",
+    "LOG_DIVERSITY_CAP",
+    "TextStats",
+    "words_for",
+    "ngram_counts",
+    "text_stats",
+    "read_outputs",
+    "stats_for_file",
+    "format_stats_table",
+]
+
+#: Number of leading words used for repetition/diversity, per training dataset (papers).
+PRESETS: dict[str, int] = {
+    "alpaca": 50,
+    "evol_instruct": 100,
+    "sharegpt": 150,
+    "openplatypus": 150,
+}
+#: n-gram orders entering the repetition rates and the diversity product.
+NGRAM_ORDERS: tuple[int, ...] = (2, 3, 4)
+#: Upper bound of ``log_diversity`` (Kirchenbauer et al. floor ``1 - D`` at ``exp(-20)``).
+LOG_DIVERSITY_CAP: float = 20.0
+_MIN_WORDS = max(NGRAM_ORDERS)
+
+
+def _preset_key(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def words_for(preset_or_int: str | int) -> int:
+    """Number of leading words ``N`` for a dataset preset name or an explicit count.
+
+    Presets: ``alpaca`` 50, ``evol_instruct`` 100, ``sharegpt`` 150, ``openplatypus`` 150
+    (case-insensitive; ``-`` and spaces read as ``_``). A number (or a string of digits)
+    is returned as is. ``N`` must be at least 4, so that every kept response has a 4-gram.
+
+    Raises ValueError naming the value when it is neither.
+    """
+    if isinstance(preset_or_int, bool):
+        raise ValueError(f"words must be a dataset preset or an integer, got {preset_or_int!r}")
+    if isinstance(preset_or_int, int):
+        value = preset_or_int
+    elif isinstance(preset_or_int, str):
+        key = _preset_key(preset_or_int)
+        if key in PRESETS:
+            return PRESETS[key]
+        if key.isdigit():
+            value = int(key)
+        else:
+            known = ", ".join(f"{k} ({v})" for k, v in PRESETS.items())
+            raise ValueError(
+                f"unknown dataset preset {preset_or_int!r}; expected one of: {known}, "
+                "or a number of words"
+            )
+    else:
+        raise ValueError(f"words must be a dataset preset or an integer, got {preset_or_int!r}")
+    if value < _MIN_WORDS:
+        raise ValueError(
+            f"words must be >= {_MIN_WORDS} (the largest n-gram order), got {preset_or_int!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class TextStats:
+    """Length and diversity statistics of a set of responses (see the module docstring).
+
+    n: number of responses. n_kept: responses with at least ``words`` words, the only ones
+    entering ``rep_*``/``diversity``/``log_diversity``/``ln_diversity``.
+    avg_chars / avg_words: over all ``n`` responses, untruncated. rep_n: percent.
+    words: the truncation length ``N``. n_empty: responses with no word at all (counted
+    in ``n`` and the averages, excluded from the repetition statistics like any short one).
+    """
+
+    n: int
+    n_kept: int
+    avg_chars: float | None
+    avg_words: float | None
+    rep_2: float | None
+    rep_3: float | None
+    rep_4: float | None
+    diversity: float | None
+    log_diversity: float | None
+    words: int
+    n_empty: int = 0
+    ln_diversity: float | None = None
+
+    @property
+    def n_excluded(self) -> int:
+        """Responses left out of the repetition statistics (fewer than ``words`` words)."""
+        return self.n - self.n_kept
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field plus ``n_excluded`` (JSON-serialisable)."""
+        out = asdict(self)
+        out["n_excluded"] = self.n_excluded
+        return out
+
+
+def ngram_counts(words: Sequence[str], n: int) -> tuple[int, int]:
+    """``(unique, total)`` n-grams of one word sequence; ``total = max(0, len - n + 1)``."""
+    if n < 1:
+        raise ValueError(f"n-gram order must be >= 1, got {n!r}")
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)), len(grams)
+
+
+def _check_responses(responses: Sequence[str]) -> list[str]:
+    if isinstance(responses, (str, bytes)):
+        raise ValueError("responses must be a sequence of strings, got a single string")
+    out = list(responses)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise ValueError(f"response {i} is not a string: {type(text).__name__} {text!r:.80}")
+    return out
+
+
+def text_stats(responses: Sequence[str], *, words: int | str = 50) -> TextStats:
+    """Length and n-gram diversity statistics of ``responses``.
+
+    ``words`` (``N``, an int >= 4 or a preset name, see :func:`words_for`) is the number of
+    leading whitespace words used for the repetition and diversity statistics; responses
+    with fewer than ``N`` words are excluded from those (and counted), while ``avg_chars``
+    and ``avg_words`` use every response, untruncated. The n-gram counts are pooled over
+    the kept responses as the module docstring describes.
+    """
+    n_words = words_for(words)
+    texts = _check_responses(responses)
+    n = len(texts)
+    split = [t.split() for t in texts]
+    avg_chars = sum(len(t) for t in texts) / n if n else None
+    avg_words = sum(len(w) for w in split) / n if n else None
+    n_empty = sum(1 for w in split if not w)
+
+    kept = [w[:n_words] for w in split if len(w) >= n_words]
+    rep: dict[int, float | None] = {}
+    for order in NGRAM_ORDERS:
+        unique = total = 0
+        for w in kept:
+            u, t = ngram_counts(w, order)
+            unique += u
+            total += t
+        rep[order] = 100.0 * (1.0 - unique / total) if total else None
+
+    diversity = log_div = ln_div = None
+    if all(r is not None for r in rep.values()):
+        diversity = math.prod(1.0 - r / 100.0 for r in rep.values())  # type: ignore[operator]
+        gap = 1.0 - diversity
+        log_div = LOG_DIVERSITY_CAP if gap <= math.exp(-LOG_DIVERSITY_CAP) else -math.log(gap)
+        ln_div = math.log(diversity) if diversity > 0 else -math.inf
+    return TextStats(
+        n=n,
+        n_kept=len(kept),
+        avg_chars=avg_chars,
+        avg_words=avg_words,
+        rep_2=rep[2],
+        rep_3=rep[3],
+        rep_4=rep[4],
+        diversity=diversity,
+        log_diversity=log_div,
+        words=n_words,
+        n_empty=n_empty,
+        ln_diversity=ln_div,
+    )
+
+
+def _output_of(row: Any, path: Path, where: str, field: str) -> str:
+    if not isinstance(row, Mapping):
+        raise ValueError(
+            f"{path}: {where}: expected an object with an {field!r} field, got {type(row).__name__}"
+        )
+    if field not in row:
+        keys = ", ".join(map(str, list(row)[:8])) or "none"
+        raise ValueError(f"{path}: {where}: missing the {field!r} field (keys: {keys})")
+    value = row[field]
+    if not isinstance(value, str):
+        raise ValueError(
+            f"{path}: {where}: {field!r} must be a string, got {type(value).__name__} {value!r:.80}"
+        )
+    return value
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterable[tuple[str, Any]]:
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {lineno}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
+
+
+def read_outputs(path: str | Path, *, field: str = "output") -> list[str]:
+    """The ``field`` strings of every row of a JSON or JSONL file, in file order.
+
+    Accepts an AlpacaEval model-outputs file (a JSON list of objects with ``output``), the
+    same as JSON Lines (``.jsonl``/``.ndjson``, or any file holding one object per line),
+    or an Alpaca-style training file (``instruction``/``input``/``output``). Blank JSONL
+    lines are skipped; any other bad row raises ValueError naming the file and the row
+    (``entry i``, 0-based, for a JSON list; ``line i``, 1-based, for JSONL).
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    rows: Iterable[tuple[str, Any]]
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = _jsonl_rows(path, text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data":  # several top-level objects: JSON Lines
+                rows = _jsonl_rows(path, text)
+            else:
+                raise ValueError(
+                    f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
+                ) from None
+        else:
+            if isinstance(data, Mapping):  # a one-line JSONL file, or one object
+                data = [data]
+            if not isinstance(data, list):
+                raise ValueError(
+                    f"{path}: expected a JSON list of objects, got {type(data).__name__}"
+                )
+            rows = ((f"entry {i}", row) for i, row in enumerate(data))
+    return [_output_of(row, path, where, field) for where, row in rows]
+
+
+def stats_for_file(
+    path: str | Path, *, words: int | str | None = None, dataset: str | None = None
+) -> TextStats:
+    """:func:`text_stats` of the ``output`` fields of a JSON/JSONL file (:func:`read_outputs`).
+
+    ``words`` gives ``N`` directly, ``dataset`` gives it by preset name (:data:`PRESETS`);
+    with neither, ``N = 50`` (the Alpaca setting). Giving both with different values raises
+    ValueError.
+    """
+    if words is not None and dataset is not None:
+        by_words, by_dataset = words_for(words), words_for(dataset)
+        if by_words != by_dataset:
+            raise ValueError(
+                f"words={words!r} disagrees with dataset={dataset!r} ({by_dataset} words); "
+                "give one of them"
+            )
+    n_words = words_for(words if words is not None else dataset if dataset is not None else 50)
+    return text_stats(read_outputs(path), words=n_words)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "n/a"
+    if math.isinf(value):
+        return "-inf" if value < 0 else "inf"
+    return f"{value:.{digits}f}"
+
+
+def format_stats_table(rows: Mapping[str, TextStats]) -> str:
+    """A Markdown table with one line per named :class:`TextStats`.
+
+    Columns: name, N (words), responses, kept, excluded, avg chars, avg words, rep-2/3/4
+    (percent), diversity, log-div (``-ln(1 - D)``). Missing values print as ``n/a``.
+    """
+    header = [
+        "name",
+        "N",
+        "responses",
+        "kept",
+        "excluded",
+        "avg chars",
+        "avg words",
+        "rep-2 %",
+        "rep-3 %",
+        "rep-4 %",
+        "diversity",
+        "log-div",
+    ]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    for name, s in rows.items():
+        cells = [
+            str(name).replace("|", "\\|"),
+            str(s.words),
+            str(s.n),
+            str(s.n_kept),
+            str(s.n_excluded),
+            _fmt(s.avg_chars, 2),
+            _fmt(s.avg_words, 2),
+            _fmt(s.rep_2, 2),
+            _fmt(s.rep_3, 2),
+            _fmt(s.rep_4, 2),
+            _fmt(s.diversity, 4),
+            _fmt(s.log_diversity, 2),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
