@@ -1,0 +1,1118 @@
+"""Built-in synthetic instruction suite: training data and a judge-free evaluation.
+
+The suite holds short instruction-following tasks whose answers can be checked exactly
+(sorting, arithmetic, unit conversion, JSON formatting, date arithmetic, ...). It is the
+default training data of symnoise, small enough to fine-tune a 135M model on a CPU, and its
+held-out split gives an offline score (exact-answer accuracy) with no LLM judge.
+
+* Every family has its own instruction phrasings. The training split uses only the
+  ``train`` phrasings and the held-out split only the ``heldout`` phrasings, so held-out
+  accuracy measures whether the model follows a task it learned when asked in new words.
+* The concrete inputs of the two splits never coincide: every input (the fields a record is
+  built from, phrasing aside) falls on one side of a fixed hash partition, whatever the seed.
+* Everything is deterministic from the seed and drawn with ``random.Random``; the two
+  splits use independent streams, so a split does not depend on the other split's size and
+  a shorter split is a prefix of a longer one.
+
+Records are Alpaca-style dicts::
+
+    {"instruction": ..., "input": ... (may be ""), "output": <answer to produce>,
+     "family": <family name>, "answer": <canonical answer>, "phrasing": <phrasing id>}
+
+:func:`check_answer` reads a model's response leniently (surrounding whitespace, a trailing
+period, a leading ``Answer:`` or ``The answer is``, extra lines after the answer) and
+reports both whether the answer is correct and whether the response had the exact expected
+format. :func:`score_responses` aggregates a list of responses with Wilson intervals.
+
+All task text and vocabularies below are written for this project.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import random
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from statistics import NormalDist
+from typing import Any
+
+__all__ = [
+    "CheckResult",
+    "FAMILIES",
+    "Family",
+    "Phrasing",
+    "SPLITS",
+    "SyntheticSuite",
+    "check_answer",
+    "example_fields",
+    "example_key",
+    "generate_suite",
+    "load_synthetic",
+    "score_responses",
+    "wilson_interval",
+]
+
+DEFAULT_N_TRAIN = 2000
+DEFAULT_N_HELDOUT = 240
+SPLITS: dict[str, str] = {"train": "train", "heldout": "heldout", "test": "heldout"}
+"""Accepted split names and the split each one means (``test`` is ``heldout``)."""
+
+# One input in this many (by a fixed hash of the input) belongs to the held-out side.
+_HELDOUT_MODULUS = 6
+# How many extra draws to spend looking for an input not yet used in the same split.
+_UNIQUE_TRIES = 50
+_MAX_DRAWS = 5000
+
+# --------------------------------------------------------------------------------------
+# Vocabularies. Lowercase ASCII letters only; none of them is a word the answer reader
+# strips ("answer", "result", "output", "response") or a parity word ("even", "odd").
+# --------------------------------------------------------------------------------------
+
+_WORDS: tuple[str, ...] = tuple(
+    """
+    apple river candle garden pencil window forest rabbit silver basket mountain ocean
+    ladder button carpet dragon feather guitar harbor island jacket kettle lemon marble
+    needle orange pepper quilt rocket saddle tunnel umbrella valley wagon yellow zebra
+    anchor bridge cactus desert engine falcon ginger hammer igloo jungle kitten lantern
+    meadow nutmeg oyster parrot quartz ribbon spider tomato violet walnut bright quiet
+    gentle swift brave calm clever happy tiny huge warm cold green purple sunny windy soft
+    loud jump sing dance read write paint build climb swim cook laugh whisper travel wander
+    carry follow cloud stone bread cheese coffee pillow mirror letter summer winter autumn
+    spring castle pirate planet comet tiger monkey turtle beetle cherry banana potato
+    pumpkin muffin cookie noodle pickle
+    """.split()
+)
+
+# Words with repeated letters, for counting letters.
+_LETTER_WORDS: tuple[str, ...] = tuple(
+    """
+    banana balloon coffee committee bookkeeper address assessment mississippi strawberry
+    raspberry pepper letter parallel success necessary possession tomorrow cinnamon
+    butterfly happiness hippopotamus giraffe kangaroo broccoli spaghetti cappuccino umbrella
+    accommodate embarrass millennium occurrence programmer referee statistics tennessee
+    grasshopper dictionary engineer pineapple barrel cabbage chocolate dolphin elephant
+    football goose hammock jellybean lollipop marshmallow noodle pepperoni rabbit sheep
+    teeth volleyball watermelon zucchini bubble puzzle
+    """.split()
+)
+
+_NAMES: tuple[str, ...] = tuple(
+    """
+    Alice Bruno Chloe Daniel Elena Farid Greta Hugo Ines Jonas Keiko Liam Maya Nikolai
+    Olivia Pedro Quinn Rosa Samir Tara Umar Vera Wendy Xavier Yara Zane
+    """.split()
+)
+
+_CITIES: tuple[str, ...] = tuple(
+    """
+    Paris Lisbon Oslo Nairobi Lima Seoul Toronto Madrid Cairo Dublin Hanoi Quito Vienna
+    Perth Accra Kyoto Prague Bogota
+    """.split()
+)
+
+_COLORS: tuple[str, ...] = tuple(
+    """
+    red blue green yellow purple orange black white brown pink
+    """.split()
+)
+
+_PETS: tuple[str, ...] = tuple(
+    """
+    cat dog parrot hamster rabbit turtle goldfish lizard pony
+    """.split()
+)
+
+_JOBS: tuple[str, ...] = tuple(
+    """
+    teacher baker pilot nurse farmer painter plumber chemist librarian carpenter
+    """.split()
+)
+
+# Sentences for number extraction: {name} is a name, {n1}.. are numbers.
+_SCENES: tuple[str, ...] = (
+    "{name} bought {n1} apples and {n2} pears for {n3} coins.",
+    "The train carried {n1} passengers and arrived {n2} minutes late.",
+    "{name} read {n1} pages on Monday and {n2} pages on Tuesday.",
+    "There are {n1} chairs, {n2} tables and {n3} lamps in the hall.",
+    "Our team scored {n1} points in the first half and {n2} in the second.",
+    "{name} walked {n1} kilometres in {n2} hours.",
+    "The box holds {n1} red, {n2} blue and {n3} green marbles.",
+    "The recipe needs {n1} eggs, {n2} grams of flour and {n3} grams of sugar.",
+    "Room {n1} has {n2} windows and {n3} doors.",
+    "{name} planted {n1} trees and {n2} flowers in {n3} days.",
+    "The library lent {n1} books and received {n2} new ones.",
+    "{name} paid {n1} dollars for {n2} tickets.",
+)
+
+# (source unit, target unit, how a source value maps to an integer target value,
+#  how to draw a source value)
+_CONVERSIONS: tuple[tuple[str, str, Callable[[int], int], Callable[[random.Random], int]], ...] = (
+    ("kilometres", "metres", lambda v: v * 1000, lambda r: r.randint(2, 60)),
+    ("metres", "centimetres", lambda v: v * 100, lambda r: r.randint(2, 60)),
+    ("kilograms", "grams", lambda v: v * 1000, lambda r: r.randint(2, 60)),
+    ("litres", "millilitres", lambda v: v * 1000, lambda r: r.randint(2, 60)),
+    ("hours", "minutes", lambda v: v * 60, lambda r: r.randint(2, 60)),
+    ("minutes", "seconds", lambda v: v * 60, lambda r: r.randint(2, 60)),
+    ("days", "hours", lambda v: v * 24, lambda r: r.randint(2, 60)),
+    ("weeks", "days", lambda v: v * 7, lambda r: r.randint(2, 60)),
+    ("metres", "kilometres", lambda v: v // 1000, lambda r: 1000 * r.randint(2, 40)),
+    ("grams", "kilograms", lambda v: v // 1000, lambda r: 1000 * r.randint(2, 40)),
+    ("minutes", "hours", lambda v: v // 60, lambda r: 60 * r.randint(2, 40)),
+    (
+        "degrees Celsius",
+        "degrees Fahrenheit",
+        lambda v: v * 9 // 5 + 32,
+        lambda r: 5 * r.randint(-8, 20),
+    ),
+)
+
+_JSON_FIELDS: tuple[tuple[str, Callable[[random.Random], str | int]], ...] = (
+    ("name", lambda r: r.choice(_NAMES)),
+    ("age", lambda r: r.randint(18, 90)),
+    ("city", lambda r: r.choice(_CITIES)),
+    ("color", lambda r: r.choice(_COLORS)),
+    ("pet", lambda r: r.choice(_PETS)),
+    ("score", lambda r: r.randint(0, 100)),
+    ("year", lambda r: r.randint(1990, 2024)),
+    ("job", lambda r: r.choice(_JOBS)),
+)
+
+_DATE_START = _dt.date(2000, 1, 1)
+_DATE_SPAN_DAYS = (_dt.date(2030, 12, 31) - _DATE_START).days
+
+
+# --------------------------------------------------------------------------------------
+# Samplers: each draws the fields of one example and returns (fields, canonical answer).
+# --------------------------------------------------------------------------------------
+
+Fields = dict[str, str]
+
+
+def _join(items: Sequence[object], sep: str = ", ") -> str:
+    return sep.join(str(x) for x in items)
+
+
+def _sample_numbers(r: random.Random, low: int, high: int, k_min: int, k_max: int) -> list[int]:
+    return r.sample(range(low, high + 1), r.randint(k_min, k_max))
+
+
+def _s_sort_ascending(r: random.Random) -> tuple[Fields, str]:
+    nums = _sample_numbers(r, 1, 99, 4, 7)
+    return {"nums": _join(nums)}, _join(sorted(nums))
+
+
+def _s_sort_descending(r: random.Random) -> tuple[Fields, str]:
+    nums = _sample_numbers(r, 1, 99, 4, 7)
+    return {"nums": _join(nums)}, _join(sorted(nums, reverse=True))
+
+
+def _s_reverse_words(r: random.Random) -> tuple[Fields, str]:
+    words = r.sample(_WORDS, r.randint(3, 6))
+    return {"words": " ".join(words)}, " ".join(reversed(words))
+
+
+def _s_arithmetic(r: random.Random) -> tuple[Fields, str]:
+    op = r.choice("+-*")
+    if op == "*":
+        a, b = r.randint(2, 12), r.randint(2, 20)
+        value = a * b
+    else:
+        a, b = r.randint(1, 99), r.randint(1, 99)
+        value = a + b if op == "+" else a - b
+    return {"a": str(a), "op": op, "b": str(b)}, str(value)
+
+
+def _s_unit_conversion(r: random.Random) -> tuple[Fields, str]:
+    src, dst, convert, draw = r.choice(_CONVERSIONS)
+    value = draw(r)
+    return {"value": str(value), "src": src, "dst": dst}, str(convert(value))
+
+
+def _s_count_letter(r: random.Random) -> tuple[Fields, str]:
+    word = r.choice(_LETTER_WORDS)
+    if r.random() < 0.85:
+        letter = r.choice(sorted(set(word)))
+    else:
+        letter = r.choice(sorted(set(string.ascii_lowercase) - set(word)))
+    return {"letter": letter, "word": word}, str(word.count(letter))
+
+
+def _s_to_json(r: random.Random) -> tuple[Fields, str]:
+    chosen = r.sample(_JSON_FIELDS, r.randint(2, 4))
+    obj = {key: draw(r) for key, draw in chosen}
+    pairs = "; ".join(f"{k}: {v}" for k, v in obj.items())
+    return {"pairs": pairs}, json.dumps(obj)
+
+
+def _s_date_add(r: random.Random) -> tuple[Fields, str]:
+    start = _DATE_START + _dt.timedelta(days=r.randrange(_DATE_SPAN_DAYS + 1))
+    n = r.randint(2, 90)
+    end = start + _dt.timedelta(days=n)
+    return {"date": start.isoformat(), "n": str(n)}, end.isoformat()
+
+
+def _s_uppercase(r: random.Random) -> tuple[Fields, str]:
+    text = " ".join(r.sample(_WORDS, r.randint(2, 5)))
+    return {"text": text}, text.upper()
+
+
+def _s_lowercase(r: random.Random) -> tuple[Fields, str]:
+    words = r.sample(_WORDS, r.randint(2, 5))
+    styled = [w.upper() if r.random() < 0.4 else w.capitalize() for w in words]
+    return {"text": " ".join(styled)}, " ".join(words)
+
+
+def _s_list_max(r: random.Random) -> tuple[Fields, str]:
+    nums = _sample_numbers(r, 1, 999, 4, 8)
+    return {"nums": _join(nums)}, str(max(nums))
+
+
+def _s_list_min(r: random.Random) -> tuple[Fields, str]:
+    nums = _sample_numbers(r, 1, 999, 4, 8)
+    return {"nums": _join(nums)}, str(min(nums))
+
+
+def _s_count_words(r: random.Random) -> tuple[Fields, str]:
+    n = r.randint(3, 12)
+    text = " ".join(r.choice(_WORDS) for _ in range(n))
+    return {"text": text}, str(n)
+
+
+def _s_alphabetize(r: random.Random) -> tuple[Fields, str]:
+    words = r.sample(_WORDS, r.randint(3, 6))
+    while words == sorted(words):  # never hand out a list that is already in order
+        r.shuffle(words)
+    return {"words": _join(words)}, _join(sorted(words))
+
+
+def _s_dedupe(r: random.Random) -> tuple[Fields, str]:
+    pool = r.sample(_WORDS, r.randint(2, 4))
+    items = pool + [r.choice(pool) for _ in range(r.randint(1, 8 - len(pool)))]
+    r.shuffle(items)
+    return {"items": _join(items)}, _join(dict.fromkeys(items))
+
+
+def _s_parity(r: random.Random) -> tuple[Fields, str]:
+    number = r.randint(0, 9999)
+    return {"number": str(number)}, "even" if number % 2 == 0 else "odd"
+
+
+def _s_extract_numbers(r: random.Random) -> tuple[Fields, str]:
+    scene = r.choice(_SCENES)
+    slots = sorted(set(re.findall(r"\{(n\d)\}", scene)))
+    values = {slot: r.randint(1, 500) for slot in slots}
+    text = scene.format(name=r.choice(_NAMES), **values)
+    return {"text": text}, _join(re.findall(r"\d+", text))
+
+
+def _s_repeat_word(r: random.Random) -> tuple[Fields, str]:
+    word = r.choice(_WORDS)
+    n = r.randint(2, 6)
+    return {"word": word, "n": str(n)}, " ".join([word] * n)
+
+
+# --------------------------------------------------------------------------------------
+# Answer kinds: how an answer is read from a response and compared with the canonical one.
+# --------------------------------------------------------------------------------------
+
+_PREFIX_RE = re.compile(
+    r"^(?:the\s+)?(?:final\s+)?(?:answer|result|output|response)\b(?:\s+is)?\s*[:=]?\s*",
+    re.IGNORECASE,
+)
+_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_NUMBER_WITH_UNIT_RE = re.compile(rf"({_NUMBER})(?:\s*[A-Za-z\u00b0][A-Za-z\u00b0 ]*)?")
+_PLAIN_NUMBER_RE = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_QUOTES = ('"', "'", "`")
+
+# Exact format of a well-formatted response (one line, nothing around the answer).
+_FORMATS: dict[str, re.Pattern[str]] = {
+    "integer": re.compile(r"-?\d+"),
+    "integer_list": re.compile(r"-?\d+(?:, -?\d+)*"),
+    "word_list": re.compile(r"[a-z]+(?:, [a-z]+)*"),
+    "word_sequence": re.compile(r"[a-z]+(?: [a-z]+)*"),
+    "uppercase_text": re.compile(r"[A-Z]+(?: [A-Z]+)*"),
+    "lowercase_text": re.compile(r"[a-z]+(?: [a-z]+)*"),
+    "date": re.compile(r"\d{4}-\d{2}-\d{2}"),
+    "parity": re.compile(r"even|odd"),
+}
+
+
+def _strip_quotes(text: str) -> str:
+    while len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:
+        text = text[1:-1].strip()
+    return text
+
+
+def _candidate(response: str) -> str | None:
+    """The answer line of a response: prefix, quotes, trailing period and later lines gone."""
+    text = _PREFIX_RE.sub("", response.strip(), count=1).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = _strip_quotes(line)
+    if line.endswith(".") and not line.endswith(".."):
+        line = _strip_quotes(line[:-1].rstrip())
+    return line or None
+
+
+def _parse_number(text: str) -> Decimal | None:
+    if "=" in text:  # "23 + 45 = 68"
+        text = text.rsplit("=", 1)[1].strip()
+    match = _NUMBER_WITH_UNIT_RE.fullmatch(text)
+    if match is None:
+        return None
+    try:
+        return Decimal(match.group(1).replace(",", ""))
+    except InvalidOperation:  # pragma: no cover - the pattern only admits numbers
+        return None
+
+
+def _split_items(text: str) -> list[str]:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == "[" and text[-1] == "]":
+        text = text[1:-1]
+    text = re.sub(r"\s+and\s+", ", ", text)
+    parts = text.split(",") if "," in text else text.split()
+    items = [_strip_quotes(p.strip()) for p in parts]
+    return [item for item in items if item]
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality that keeps booleans apart from numbers (``True != 1``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _read_json(response: str, answer: str) -> tuple[str | None, bool]:
+    text = response.strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return _candidate(response), False
+    snippet = text[start : end + 1]
+    try:
+        value = json.loads(snippet)
+    except json.JSONDecodeError:
+        return snippet, False
+    return snippet, _json_equal(value, json.loads(answer))
+
+
+def _read(kind: str, response: str, answer: str) -> tuple[str | None, bool]:
+    """Return (extracted answer, correct) for a response under the answer kind."""
+    if kind == "json":
+        return _read_json(response, answer)
+    cand = _candidate(response)
+    if cand is None:
+        return None, False
+    if kind == "integer":
+        value = _parse_number(cand)
+        if value is None:
+            return cand, False
+        extracted = _NUMBER_WITH_UNIT_RE.fullmatch(cand.rsplit("=", 1)[-1].strip())
+        shown = extracted.group(1) if extracted else cand
+        return shown, value == Decimal(answer)
+    if kind == "integer_list":
+        items = _split_items(cand)
+        if not items or not all(_PLAIN_NUMBER_RE.fullmatch(x) for x in items):
+            return cand, False
+        expected = [Decimal(x) for x in answer.split(", ")]
+        return cand, [Decimal(x) for x in items] == expected
+    if kind == "word_list":
+        got = [x.lower() for x in _split_items(cand)]
+        return cand, got == answer.split(", ")
+    if kind == "word_sequence":
+        return cand, [w.lower() for w in cand.replace(",", " ").split()] == answer.split()
+    if kind in ("uppercase_text", "lowercase_text"):  # case matters here
+        return cand, " ".join(cand.split()) == answer
+    if kind == "date":
+        return cand, cand == answer
+    if kind == "parity":
+        low = cand.lower()
+        if low not in ("even", "odd"):
+            hits = set(re.findall(r"\b(even|odd)\b", low))
+            if len(hits) != 1:
+                return cand, False
+            low = hits.pop()
+        return low, low == answer
+    raise AssertionError(f"unhandled answer kind {kind!r}")  # pragma: no cover
+
+
+def _is_formatted(kind: str, response: str) -> bool:
+    raw = response.rstrip("\r\n")
+    if not raw or raw != raw.strip():
+        return False
+    if kind == "json":
+        try:
+            return isinstance(json.loads(raw), dict)
+        except json.JSONDecodeError:
+            return False
+    return "\n" not in raw and _FORMATS[kind].fullmatch(raw) is not None
+
+
+# --------------------------------------------------------------------------------------
+# Families and phrasings
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phrasing:
+    """One way of asking for a task: templates over the family's fields.
+
+    ``instruction`` and ``input`` are :meth:`str.format` templates; between them they name
+    every field of the family exactly as the sampler draws it.
+    """
+
+    id: str
+    instruction: str
+    input: str = ""
+
+    def render(self, fields: Mapping[str, str]) -> tuple[str, str]:
+        """Return (instruction, input) for these field values."""
+        return self.instruction.format(**fields), self.input.format(**fields)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A task family: what it asks, how its examples are drawn and how answers are read.
+
+    kind: how a response is read and compared (``integer``: numeric equality;
+        ``integer_list``: element-wise numeric equality; ``word_list`` / ``word_sequence``:
+        same words in the same order, case-insensitive; ``uppercase_text`` /
+        ``lowercase_text``: exact text, case-sensitive; ``date``: the same ISO date;
+        ``parity``: ``even`` or ``odd``; ``json``: equal JSON objects).
+    """
+
+    name: str
+    description: str
+    kind: str
+    fields: tuple[str, ...]
+    train_phrasings: tuple[Phrasing, ...]
+    heldout_phrasings: tuple[Phrasing, ...]
+    sampler: Callable[[random.Random], tuple[Fields, str]]
+
+    def phrasings(self, split: str) -> tuple[Phrasing, ...]:
+        """Phrasings used by a split (``train``, ``heldout`` or its alias ``test``)."""
+        return (
+            self.train_phrasings if _canonical_split(split) == "train" else self.heldout_phrasings
+        )
+
+
+def _family(
+    name: str,
+    description: str,
+    kind: str,
+    fields: tuple[str, ...],
+    sampler: Callable[[random.Random], tuple[Fields, str]],
+    train: Sequence[tuple[str, str]],
+    heldout: Sequence[tuple[str, str]],
+) -> Family:
+    return Family(
+        name=name,
+        description=description,
+        kind=kind,
+        fields=fields,
+        train_phrasings=tuple(
+            Phrasing(f"{name}.t{i}", ins, inp) for i, (ins, inp) in enumerate(train, 1)
+        ),
+        heldout_phrasings=tuple(
+            Phrasing(f"{name}.h{i}", ins, inp) for i, (ins, inp) in enumerate(heldout, 1)
+        ),
+        sampler=sampler,
+    )
+
+
+_FAMILY_LIST: tuple[Family, ...] = (
+    _family(
+        "sort_ascending",
+        "Sort a list of integers from smallest to largest.",
+        "integer_list",
+        ("nums",),
+        _s_sort_ascending,
+        train=[
+            ("Sort the following numbers in ascending order.", "{nums}"),
+            ("Arrange these numbers from smallest to largest.", "{nums}"),
+            ("Put the numbers {nums} in increasing order.", ""),
+        ],
+        heldout=[
+            ("Order the list below from the lowest value to the highest.", "{nums}"),
+            (
+                "List {nums} again, starting with the smallest number and ending with the largest.",
+                "",
+            ),
+        ],
+    ),
+    _family(
+        "sort_descending",
+        "Sort a list of integers from largest to smallest.",
+        "integer_list",
+        ("nums",),
+        _s_sort_descending,
+        train=[
+            ("Sort the following numbers in descending order.", "{nums}"),
+            ("Arrange these numbers from largest to smallest.", "{nums}"),
+            ("Put the numbers {nums} in decreasing order.", ""),
+        ],
+        heldout=[
+            ("Order the list below from the highest value to the lowest.", "{nums}"),
+            (
+                "List {nums} again, starting with the largest number and ending with the smallest.",
+                "",
+            ),
+        ],
+    ),
+    _family(
+        "reverse_words",
+        "Reverse the order of the words in a short text.",
+        "word_sequence",
+        ("words",),
+        _s_reverse_words,
+        train=[
+            ("Reverse the order of the words in the text below.", "{words}"),
+            ("Write these words backwards, last word first.", "{words}"),
+            ("Reverse the word order of: {words}", ""),
+        ],
+        heldout=[
+            ("Flip the sequence of words so that the final word comes first.", "{words}"),
+            ('Read the words "{words}" from right to left and write them down in that order.', ""),
+        ],
+    ),
+    _family(
+        "arithmetic",
+        "Add, subtract or multiply two integers.",
+        "integer",
+        ("a", "op", "b"),
+        _s_arithmetic,
+        train=[
+            ("Calculate {a} {op} {b}.", ""),
+            ("Evaluate the arithmetic expression.", "{a} {op} {b}"),
+            ("What is {a} {op} {b}?", ""),
+        ],
+        heldout=[
+            ("Work out the value of this expression and give only the number.", "{a} {op} {b}"),
+            ("Solve: {a} {op} {b}", ""),
+        ],
+    ),
+    _family(
+        "unit_conversion",
+        "Convert a quantity between units (integer result).",
+        "integer",
+        ("value", "src", "dst"),
+        _s_unit_conversion,
+        train=[
+            ("Convert {value} {src} to {dst}.", ""),
+            ("Convert the quantity below to {dst}.", "{value} {src}"),
+            ("How many {dst} is {value} {src}?", ""),
+        ],
+        heldout=[
+            ("Express {value} {src} in {dst}, giving just the number.", ""),
+            ("Rewrite this measurement using {dst} as the unit.", "{value} {src}"),
+        ],
+    ),
+    _family(
+        "count_letter",
+        "Count how often a letter occurs in a word.",
+        "integer",
+        ("letter", "word"),
+        _s_count_letter,
+        train=[
+            ("How many times does the letter '{letter}' appear in the word '{word}'?", ""),
+            ("Count how many times the letter '{letter}' occurs in the word below.", "{word}"),
+            ("Count the letter '{letter}' in '{word}'.", ""),
+        ],
+        heldout=[
+            ("Tell me how often the character '{letter}' shows up in the given word.", "{word}"),
+            ("In the word \"{word}\", what is the number of '{letter}' characters?", ""),
+        ],
+    ),
+    _family(
+        "to_json",
+        "Format key-value pairs as a JSON object (numbers stay numbers).",
+        "json",
+        ("pairs",),
+        _s_to_json,
+        train=[
+            ("Format the following key-value pairs as a JSON object.", "{pairs}"),
+            ("Convert these fields into JSON.", "{pairs}"),
+            ("Write the data {pairs} as a JSON object.", ""),
+        ],
+        heldout=[
+            ("Turn the record below into a JSON object with the same keys and values.", "{pairs}"),
+            ("Encode the pairs {pairs} as JSON.", ""),
+        ],
+    ),
+    _family(
+        "date_add",
+        "Add a number of days to an ISO date; answer as YYYY-MM-DD.",
+        "date",
+        ("date", "n"),
+        _s_date_add,
+        train=[
+            ("What date is {n} days after {date}? Answer in YYYY-MM-DD format.", ""),
+            ("Add {n} days to the date below and give the result as YYYY-MM-DD.", "{date}"),
+            ("Add {n} days to {date}.", ""),
+        ],
+        heldout=[
+            ("Starting from {date}, count forward {n} days. Which date do you reach?", ""),
+            ("Give the date that falls {n} days later than the given date.", "{date}"),
+        ],
+    ),
+    _family(
+        "uppercase",
+        "Rewrite a phrase in capital letters.",
+        "uppercase_text",
+        ("text",),
+        _s_uppercase,
+        train=[
+            ("Convert the following text to uppercase.", "{text}"),
+            ("Rewrite this phrase in all capital letters.", "{text}"),
+            ('Write "{text}" in uppercase.', ""),
+        ],
+        heldout=[
+            ("Change every letter of the text below into a capital letter.", "{text}"),
+            ("Shout this phrase by writing it in upper case: {text}", ""),
+        ],
+    ),
+    _family(
+        "lowercase",
+        "Rewrite a phrase in small letters.",
+        "lowercase_text",
+        ("text",),
+        _s_lowercase,
+        train=[
+            ("Convert the following text to lowercase.", "{text}"),
+            ("Rewrite this phrase using only small letters.", "{text}"),
+            ('Write "{text}" in lowercase.', ""),
+        ],
+        heldout=[
+            ("Change every capital letter in the text below into a lowercase letter.", "{text}"),
+            ("Make this phrase all lower case: {text}", ""),
+        ],
+    ),
+    _family(
+        "list_max",
+        "Find the largest number in a list.",
+        "integer",
+        ("nums",),
+        _s_list_max,
+        train=[
+            ("Find the largest number in the list.", "{nums}"),
+            ("What is the maximum of {nums}?", ""),
+            ("Which number is the biggest?", "{nums}"),
+        ],
+        heldout=[
+            ("Give the highest value among these numbers.", "{nums}"),
+            ("Out of {nums}, report the greatest one.", ""),
+        ],
+    ),
+    _family(
+        "list_min",
+        "Find the smallest number in a list.",
+        "integer",
+        ("nums",),
+        _s_list_min,
+        train=[
+            ("Find the smallest number in the list.", "{nums}"),
+            ("What is the minimum of {nums}?", ""),
+            ("Which number is the lowest?", "{nums}"),
+        ],
+        heldout=[
+            ("Give the least value among these numbers.", "{nums}"),
+            ("Out of {nums}, report the tiniest one.", ""),
+        ],
+    ),
+    _family(
+        "count_words",
+        "Count the words in a text.",
+        "integer",
+        ("text",),
+        _s_count_words,
+        train=[
+            ("Count the words in the following text.", "{text}"),
+            ("How many words are in this sentence?", "{text}"),
+            ('How many words does "{text}" contain?', ""),
+        ],
+        heldout=[
+            ("Tell me the number of words in the passage below.", "{text}"),
+            ("Give the word count of: {text}", ""),
+        ],
+    ),
+    _family(
+        "alphabetize",
+        "Sort words alphabetically.",
+        "word_list",
+        ("words",),
+        _s_alphabetize,
+        train=[
+            ("Sort these words in alphabetical order.", "{words}"),
+            ("Arrange the following words alphabetically.", "{words}"),
+            ("Put {words} in alphabetical order.", ""),
+        ],
+        heldout=[
+            ("Order the words below as they would appear in a dictionary.", "{words}"),
+            ("Rearrange {words} from A to Z.", ""),
+        ],
+    ),
+    _family(
+        "dedupe",
+        "Remove repeated items from a list, keeping first occurrences in order.",
+        "word_list",
+        ("items",),
+        _s_dedupe,
+        train=[
+            (
+                "Remove the duplicates from the list, keeping the first occurrence of each item.",
+                "{items}",
+            ),
+            ("List each item only once, in the order it first appears.", "{items}"),
+            ("Delete repeated entries from {items} without changing the order.", ""),
+        ],
+        heldout=[
+            ("Drop every item that already appeared earlier in the list below.", "{items}"),
+            ("Keep only the first copy of each word in {items}.", ""),
+        ],
+    ),
+    _family(
+        "parity",
+        "Say whether an integer is even or odd.",
+        "parity",
+        ("number",),
+        _s_parity,
+        train=[
+            ("Is {number} even or odd?", ""),
+            ("State whether the number below is even or odd.", "{number}"),
+            ("Tell me if {number} is an even or an odd number.", ""),
+        ],
+        heldout=[
+            (
+                "Decide whether the given integer is divisible by two; reply even or odd.",
+                "{number}",
+            ),
+            ("Classify {number} as even or odd.", ""),
+        ],
+    ),
+    _family(
+        "extract_numbers",
+        "List the numbers that occur in a sentence, in order.",
+        "integer_list",
+        ("text",),
+        _s_extract_numbers,
+        train=[
+            ("Extract all the numbers from the text below.", "{text}"),
+            ("List the numbers that appear in this sentence, in order.", "{text}"),
+            ('Which numbers are mentioned in "{text}"?', ""),
+        ],
+        heldout=[
+            ("Pull out every number in the passage below, keeping their order.", "{text}"),
+            ("Find the numerals in the following sentence: {text}", ""),
+        ],
+    ),
+    _family(
+        "repeat_word",
+        "Repeat a word a given number of times, separated by spaces.",
+        "word_sequence",
+        ("word", "n"),
+        _s_repeat_word,
+        train=[
+            ("Repeat the word '{word}' {n} times.", ""),
+            ("Write the word below {n} times, separated by spaces.", "{word}"),
+            ("Say '{word}' {n} times.", ""),
+        ],
+        heldout=[
+            ("Output the given word exactly {n} times in a row.", "{word}"),
+            ('Write "{word}" {n} times.', ""),
+        ],
+    ),
+)
+
+FAMILIES: dict[str, Family] = {fam.name: fam for fam in _FAMILY_LIST}
+"""Registry of the task families, in the round-robin order of the splits."""
+
+_PHRASINGS: dict[str, tuple[Family, Phrasing]] = {
+    p.id: (fam, p) for fam in _FAMILY_LIST for p in fam.train_phrasings + fam.heldout_phrasings
+}
+
+
+# --------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyntheticSuite:
+    """The two splits of the synthetic suite (lists of Alpaca-style record dicts)."""
+
+    train: list[dict[str, str]]
+    heldout: list[dict[str, str]]
+
+
+def _canonical_split(split: str) -> str:
+    name = split.strip().lower() if isinstance(split, str) else None
+    if name not in SPLITS:
+        raise ValueError(f"unknown synthetic split {split!r}; expected one of: {', '.join(SPLITS)}")
+    return SPLITS[name]
+
+
+def _key(family: str, fields: Mapping[str, str]) -> tuple[str, ...]:
+    return (family, *(f"{k}={fields[k]}" for k in sorted(fields)))
+
+
+def _is_heldout_key(key: tuple[str, ...]) -> bool:
+    digest = hashlib.sha256("\x1f".join(key).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % _HELDOUT_MODULUS == 0
+
+
+def _draw(
+    fam: Family, rng: random.Random, heldout: bool, seen: set[tuple[str, ...]]
+) -> tuple[Fields, str, tuple[str, ...]]:
+    """Draw an example on the right side of the partition, new to ``seen`` when possible."""
+    fallback: tuple[Fields, str, tuple[str, ...]] | None = None
+    repeats = 0
+    for _ in range(_MAX_DRAWS):
+        fields, answer = fam.sampler(rng)
+        key = _key(fam.name, fields)
+        if _is_heldout_key(key) != heldout:
+            continue
+        if key not in seen:
+            return fields, answer, key
+        fallback = fallback or (fields, answer, key)
+        repeats += 1
+        if repeats >= _UNIQUE_TRIES:
+            break
+    if fallback is None:  # pragma: no cover - every family has a large input space
+        raise RuntimeError(f"family {fam.name!r} yields no inputs for this split")
+    return fallback
+
+
+def _generate_split(seed: int, n: int, split: str) -> list[dict[str, str]]:
+    split = _canonical_split(split)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"number of {split} examples must be an integer >= 0, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    rng = random.Random(f"symnoise.synthetic:{seed}:{split}")
+    heldout = split == "heldout"
+    seen: set[tuple[str, ...]] = set()
+    records: list[dict[str, str]] = []
+    for i in range(n):
+        fam = _FAMILY_LIST[i % len(_FAMILY_LIST)]
+        fields, answer, key = _draw(fam, rng, heldout, seen)
+        seen.add(key)
+        phrasings = fam.phrasings(split)
+        phrasing = phrasings[(i // len(_FAMILY_LIST)) % len(phrasings)]
+        instruction, input_text = phrasing.render(fields)
+        records.append(
+            {
+                "instruction": instruction,
+                "input": input_text,
+                "output": answer,
+                "family": fam.name,
+                "answer": answer,
+                "phrasing": phrasing.id,
+            }
+        )
+    return records
+
+
+def generate_suite(
+    seed: int = 0, n_train: int = DEFAULT_N_TRAIN, n_heldout: int = DEFAULT_N_HELDOUT
+) -> SyntheticSuite:
+    """Generate both splits of the synthetic suite, deterministically from ``seed``.
+
+    Families alternate round-robin in each split (so each has ``n // len(FAMILIES)`` or one
+    more examples) and so do the phrasings within a family. Train records use only train
+    phrasings, held-out records only held-out phrasings, and no held-out input equals a
+    training input (for any pair of seeds). Within a split an input repeats only when 50
+    further draws found no fresh one for its family (never at the default sizes); count
+    repeats with :func:`example_key`.
+    """
+    return SyntheticSuite(
+        train=_generate_split(seed, n_train, "train"),
+        heldout=_generate_split(seed, n_heldout, "heldout"),
+    )
+
+
+def load_synthetic(split: str = "train", seed: int = 0, n: int | None = None) -> list[dict]:
+    """Return one split of the suite: ``train`` or ``heldout`` (alias ``test``).
+
+    ``n`` defaults to 2000 for train and 240 for held-out; the records equal those of
+    :func:`generate_suite` with the same seed and size. Unknown split: ValueError.
+    """
+    canonical = _canonical_split(split)
+    if n is None:
+        n = DEFAULT_N_TRAIN if canonical == "train" else DEFAULT_N_HELDOUT
+    return _generate_split(seed, n, canonical)
+
+
+@cache
+def _template_regex(template: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    named: set[str] = set()
+    for literal, field, _spec, _conv in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(f"(?P={field})" if field in named else f"(?P<{field}>.*?)")
+            named.add(field)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _family_of(record: Mapping[str, Any]) -> Family:
+    if not isinstance(record, Mapping):
+        raise ValueError(f"a synthetic record must be a dict, got {type(record).__name__}")
+    name = record.get("family")
+    if name is None:
+        raise ValueError(f"record has no 'family' field: {dict(record)!r}")
+    if name not in FAMILIES:
+        raise ValueError(
+            f"unknown synthetic family {name!r}; expected one of: {', '.join(FAMILIES)}"
+        )
+    return FAMILIES[name]
+
+
+def example_fields(record: Mapping[str, Any]) -> dict[str, str]:
+    """Recover the field values a record was built from, by reading it against its phrasing.
+
+    Raises ValueError when the record's phrasing is unknown or its text does not fit it.
+    """
+    fam = _family_of(record)
+    pid = record.get("phrasing")
+    if pid not in _PHRASINGS or _PHRASINGS[pid][0] is not fam:
+        raise ValueError(f"record of family {fam.name!r} has unknown phrasing {pid!r}")
+    phrasing = _PHRASINGS[pid][1]
+    fields: dict[str, str] = {}
+    for template, text in (
+        (phrasing.instruction, record.get("instruction", "")),
+        (phrasing.input, record.get("input", "")),
+    ):
+        match = _template_regex(template).fullmatch(text)
+        if match is None:
+            raise ValueError(f"record text does not fit phrasing {pid!r}: {text!r}")
+        for name, value in match.groupdict().items():
+            if fields.setdefault(name, value) != value:
+                raise ValueError(f"record gives field {name!r} two values under {pid!r}")
+    return fields
+
+
+def example_key(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The record's concrete inputs with the phrasing removed: ``(family, "field=value", ...)``.
+
+    Two records share a key exactly when they pose the same task instance, however phrased;
+    the held-out split shares no key with the training split.
+    """
+    return _key(_family_of(record).name, example_fields(record))
+
+
+# --------------------------------------------------------------------------------------
+# Checking and scoring
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Verdict on one response.
+
+    correct: the answer read from the response equals the canonical answer under the
+        family's comparison.
+    formatted: the response is exactly the answer in the expected format (one line, nothing
+        before or after it apart from trailing newlines; any valid JSON object for
+        ``to_json``), whether or not the answer is right.
+    extracted: the answer as read from the response, or None when nothing could be read.
+    """
+
+    correct: bool
+    formatted: bool
+    extracted: str | None
+
+
+def check_answer(record: Mapping[str, Any], response: str | None) -> CheckResult:
+    """Check a model response against a record's canonical answer.
+
+    Reading is lenient about surrounding whitespace, a trailing period, surrounding quotes,
+    a leading ``Answer:`` / ``The answer is`` / ``Result:``, and lines after the first
+    non-empty one (JSON answers are read from the first ``{`` to the last ``}``). A ``None``
+    response counts as empty. Unknown family or missing answer: ValueError.
+    """
+    fam = _family_of(record)
+    answer = record.get("answer")
+    if not isinstance(answer, str):
+        raise ValueError(f"record of family {fam.name!r} has no string 'answer': {answer!r}")
+    if response is None:
+        response = ""
+    if not isinstance(response, str):
+        raise ValueError(f"response must be a string, got {type(response).__name__}")
+    extracted, correct = _read(fam.kind, response, answer)
+    return CheckResult(
+        correct=correct, formatted=_is_formatted(fam.kind, response), extracted=extracted
+    )
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n``."""
+    if n <= 0:
+        raise ValueError(f"Wilson interval needs n >= 1, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, n={n}], got {successes}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    z2n = z * z / n
+    denom = 1 + z2n
+    center = (p + z2n / 2) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
+
+
+def _summary(correct: int, formatted: int, n: int) -> dict[str, Any]:
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n,
+        "accuracy_ci95": wilson_interval(correct, n),
+        "formatted": formatted,
+        "format_rate": formatted / n,
+    }
+
+
+def score_responses(
+    records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
+) -> dict[str, Any]:
+    """Score responses against records with :func:`check_answer`.
+
+    Returns ``{"n", "correct", "accuracy", "accuracy_ci95", "formatted", "format_rate",
+    "per_family": {family: {same keys}}}``, where ``accuracy_ci95`` is a 95% Wilson
+    interval and ``format_rate`` the share of responses in the exact expected format.
+    Families appear in registry order. Lengths must match and be non-zero (ValueError).
+    """
+    if len(records) != len(responses):
+        raise ValueError(
+            f"got {len(records)} records but {len(responses)} responses; they must pair up"
+        )
+    if not records:
+        raise ValueError("no records to score")
+    tallies: dict[str, list[int]] = {}
+    for i, (record, response) in enumerate(zip(records, responses, strict=True)):
+        try:
+            result = check_answer(record, response)
+        except ValueError as err:
+            raise ValueError(f"record {i}: {err}") from None
+        tally = tallies.setdefault(record["family"], [0, 0, 0])
+        tally[0] += result.correct
+        tally[1] += result.formatted
+        tally[2] += 1
+    total = [sum(t[j] for t in tallies.values()) for j in range(3)]
+    summary = _summary(*total)
+    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
+    return summary
