@@ -1,0 +1,426 @@
+"""Instruction-data formats: raw records (dicts) -> :class:`Example` objects.
+
+Four formats are understood, the four datasets of the NEFTune/SymNoise papers:
+
+``alpaca``
+    ``{"instruction", "input", "output"}``; ``input`` may be missing, ``null`` or empty.
+``evol_instruct``
+    ``{"instruction", "output"}`` (WizardLM Evol-Instruct 70k), or the conversation form
+    ``{"idx", "conversations": [{"from": "human", "value"}, {"from": "gpt", "value"}]}``
+    (Evol-Instruct V2); conversations are cut to their first user->assistant turn.
+``sharegpt``
+    ``{"id", "conversations": [...]}``, multi-turn, possibly with a leading ``system`` turn.
+    Cut to the FIRST user->assistant turn, as the paper does.
+``openplatypus``
+    ``{"instruction", "input", "output", "data_source"}``; extra fields go to ``meta``.
+
+Conversations accept ``conversations`` or ``conversation`` as the list key, ``from`` or
+``role`` as the speaker key and ``value`` or ``content`` as the text key. Speakers
+``human``/``user`` are the user, ``gpt``/``assistant``/``chatgpt``/``bard``/``model`` the
+assistant, ``system`` a system turn.
+
+Auto-detection (:func:`detect_format`) classifies each of the first 100 object rows and
+takes the majority (ties: the order alpaca, evol_instruct, sharegpt, openplatypus). A row is
+
+* ``openplatypus`` if it has a ``data_source`` key (and ``instruction``/``output``);
+* ``evol_instruct`` if it has a conversation list and an ``idx`` key but no ``id`` key;
+* ``sharegpt`` if it has a conversation list otherwise (an ``id`` key, several turns, ...);
+* ``alpaca`` if it has ``instruction``, ``input`` and ``output``;
+* ``evol_instruct`` if it has ``instruction`` and ``output`` but no ``input``.
+
+Bad rows (not an object, missing or non-string fields, empty instruction or output after
+stripping, a conversation without a user->assistant pair) raise :class:`DataError` naming
+the file and row (0-based index of the record in the file), or are skipped and counted
+with ``skip_bad_rows=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "FORMATS",
+    "FORMAT_ALIASES",
+    "Example",
+    "DataError",
+    "DataReport",
+    "canonical_format",
+    "detect_format",
+    "record_to_example",
+    "to_examples",
+]
+
+FORMATS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
+FORMAT_ALIASES: dict[str, str] = {
+    "evol": "evol_instruct",
+    "evolinstruct": "evol_instruct",
+    "wizardlm": "evol_instruct",
+    "open_platypus": "openplatypus",
+    "platypus": "openplatypus",
+    "share_gpt": "sharegpt",
+}
+MAX_REASONS = 20  # skipped-row reasons kept in a DataReport
+DETECT_ROWS = 100  # rows looked at by detect_format
+
+_CONV_KEYS = ("conversations", "conversation")
+_USER = frozenset({"human", "user"})
+_ASSISTANT = frozenset({"gpt", "assistant", "chatgpt", "bard", "model"})
+_SYSTEM = frozenset({"system"})
+
+
+@dataclass
+class Example:
+    """One instruction-following example.
+
+    instruction: the user's request. input: optional context (Alpaca's ``input``).
+    output: the reference response. source: provenance ``"FILE:ROW"`` (ROW is the
+    0-based index of the record in the file). meta: the record's other fields
+    (e.g. ``data_source``, ``family``, ``answer``) and notes such as a dropped system turn.
+    """
+
+    instruction: str
+    input: str = ""
+    output: str = ""
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class DataError(ValueError):
+    """A user-fixable problem with the data; the message names file, row and field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        field: str | None = None,
+        value: Any = None,
+    ) -> None:
+        self.file = file
+        self.row = row
+        self.field = field
+        self.value = value
+        self.reason = message
+        where = ""
+        if file is not None:
+            where = f"{file} row {row}: " if row is not None else f"{file}: "
+        super().__init__(where + message)
+
+
+@dataclass
+class DataReport:
+    """What happened when records were turned into examples.
+
+    read: records read; used: examples passed on; skipped: bad rows skipped
+    (``skip_bad_rows=True``); limited: rows left out by a ``max_examples`` limit.
+    ``read == used + skipped + limited``. skipped_reasons: the first 20 reasons as
+    ``"FILE:ROW: reason"``; skipped_by_kind: counts per kind of problem.
+    multi_turn_cut: conversations that had more than one user->assistant turn and were cut
+    to the first; system_turns: conversations whose system turn was left out of the prompt.
+    """
+
+    format: str
+    source: str = ""
+    detected: bool = False
+    read: int = 0
+    used: int = 0
+    skipped: int = 0
+    limited: int = 0
+    skipped_reasons: list[str] = field(default_factory=list)
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)
+    multi_turn_cut: int = 0
+    system_turns: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def canonical_format(fmt: str) -> str:
+    """Canonical name of a format (``Evol-Instruct`` -> ``evol_instruct``); ``auto`` kept.
+
+    Raises DataError naming the value and the known formats.
+    """
+    if not isinstance(fmt, str):
+        raise DataError(f"data format must be a string, got {fmt!r}", value=fmt)
+    name = fmt.strip().lower().replace("-", "_")
+    name = FORMAT_ALIASES.get(name, name)
+    if name == "auto" or name in FORMATS:
+        return name
+    raise DataError(
+        f"unknown data format {fmt!r}; expected one of: auto, {', '.join(FORMATS)}",
+        field="format",
+        value=fmt,
+    )
+
+
+# ---------------------------------------------------------------- detection
+
+
+def _conversation(record: dict[str, Any]) -> Any:
+    for key in _CONV_KEYS:
+        if key in record:
+            return record[key]
+    return None
+
+
+def _row_kind(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return None
+    if isinstance(_conversation(record), list):
+        if "idx" in record and "id" not in record:
+            return "evol_instruct"
+        return "sharegpt"
+    if "instruction" not in record or "output" not in record:
+        return None
+    if "data_source" in record:
+        return "openplatypus"
+    return "alpaca" if "input" in record else "evol_instruct"
+
+
+def detect_format(records: Sequence[Any], source_name: str = "<records>") -> str:
+    """Guess the format of ``records`` (see the module docstring for the rule).
+
+    Raises DataError naming the source and the keys of its first row when no row of the
+    first 100 looks like a known format.
+    """
+    votes: Counter[str] = Counter()
+    first_keys: list[str] | None = None
+    for record in records[:DETECT_ROWS]:
+        if first_keys is None and isinstance(record, dict):
+            first_keys = sorted(map(str, record))
+        kind = _row_kind(record)
+        if kind is not None:
+            votes[kind] += 1
+    if not votes:
+        if not records:
+            raise DataError("no records to detect the format from", file=source_name)
+        what = f"keys {first_keys}" if first_keys is not None else "no JSON objects"
+        raise DataError(
+            f"cannot detect the data format: the first rows have {what}; expected "
+            "instruction/output (alpaca, evol_instruct, openplatypus) or a 'conversations' "
+            f"list (sharegpt, evol_instruct); pass the format explicitly ({', '.join(FORMATS)})",
+            file=source_name,
+        )
+    best = max(votes.values())
+    return next(f for f in FORMATS if votes.get(f) == best)
+
+
+# ------------------------------------------------------------------ parsing
+
+
+class _BadRow(Exception):
+    def __init__(self, kind: str, message: str, field: str | None = None, value: Any = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.field = field
+        self.value = value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _text(record: dict[str, Any], key: str, *, required: bool) -> str:
+    if key not in record or record[key] is None:
+        if required:
+            raise _BadRow("missing field", f"field {key!r} is missing", key)
+        return ""
+    value = record[key]
+    if not isinstance(value, str):
+        raise _BadRow(
+            "non-string field",
+            f"field {key!r} must be a string, got {type(value).__name__} {_short(value)}",
+            key,
+            value,
+        )
+    if required and not value.strip():
+        raise _BadRow("empty field", f"field {key!r} is empty", key, value)
+    return value
+
+
+def _flat(record: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
+    instruction = _text(record, "instruction", required=True)
+    inp = _text(record, "input", required=False)
+    output = _text(record, "output", required=True)
+    meta = {k: v for k, v in record.items() if k not in ("instruction", "input", "output")}
+    return instruction, inp, output, meta
+
+
+def _turn(turn: Any, i: int, list_key: str) -> tuple[str, str]:
+    where = f"{list_key}[{i}]"
+    if not isinstance(turn, dict):
+        raise _BadRow(
+            "bad conversation", f"{where} must be an object, got {type(turn).__name__}", where
+        )
+    role = turn.get("from", turn.get("role"))
+    if not isinstance(role, str):
+        raise _BadRow(
+            "bad conversation",
+            f"{where} has no speaker ('from' or 'role'), got {_short(role)}",
+            where + ".from",
+            role,
+        )
+    text_key = "value" if "value" in turn else "content"
+    text = turn.get(text_key)
+    if not isinstance(text, str):
+        raise _BadRow(
+            "non-string field",
+            f"field '{where}.{text_key}' must be a string, got {type(text).__name__} "
+            f"{_short(text)}",
+            f"{where}.{text_key}",
+            text,
+        )
+    return role.strip().lower(), text
+
+
+def _conversation_pair(
+    record: dict[str, Any],
+) -> tuple[str, str, dict[str, Any]]:
+    """First user->assistant pair of a conversation record, plus notes for ``meta``."""
+    list_key = next((k for k in _CONV_KEYS if k in record), None)
+    if list_key is None:
+        raise _BadRow("missing field", "field 'conversations' is missing", "conversations")
+    turns = record[list_key]
+    if not isinstance(turns, list):
+        raise _BadRow(
+            "bad conversation",
+            f"field {list_key!r} must be a list of turns, got {type(turns).__name__}",
+            list_key,
+            turns,
+        )
+    notes: dict[str, Any] = {k: v for k, v in record.items() if k != list_key}
+    system: list[str] = []
+    skipped_leading = 0
+    for i, raw in enumerate(turns):
+        role, text = _turn(raw, i, list_key)
+        if role in _SYSTEM:
+            system.append(text)
+            continue
+        if role in _ASSISTANT:  # an assistant turn before any user turn has no prompt
+            skipped_leading += 1
+            continue
+        if role not in _USER:
+            raise _BadRow(
+                "bad conversation",
+                f"{list_key}[{i}] has unknown speaker {role!r}; expected one of "
+                f"{sorted(_USER | _ASSISTANT | _SYSTEM)}",
+                f"{list_key}[{i}].from",
+                role,
+            )
+        if i + 1 >= len(turns):
+            raise _BadRow(
+                "no user->assistant pair",
+                f"{list_key}[{i}] (user) is not followed by an assistant turn",
+                list_key,
+            )
+        next_role, reply = _turn(turns[i + 1], i + 1, list_key)
+        if next_role not in _ASSISTANT:
+            raise _BadRow(
+                "no user->assistant pair",
+                f"{list_key}[{i}] (user) is followed by {next_role!r}, not an assistant turn",
+                f"{list_key}[{i + 1}].from",
+                next_role,
+            )
+        if not text.strip():
+            raise _BadRow("empty field", f"field '{list_key}[{i}]' (user) is empty", list_key)
+        if not reply.strip():
+            raise _BadRow(
+                "empty field", f"field '{list_key}[{i + 1}]' (assistant) is empty", list_key
+            )
+        rest = turns[i + 2 :]
+        notes["n_turns"] = len(turns)
+        if rest:
+            notes["cut_turns"] = len(rest)
+        if system:
+            notes["system"] = "\n".join(system)
+        if skipped_leading:
+            notes["skipped_leading_turns"] = skipped_leading
+        return text, reply, notes
+    raise _BadRow(
+        "no user->assistant pair",
+        f"field {list_key!r} has no user turn followed by an assistant turn",
+        list_key,
+    )
+
+
+def record_to_example(record: Any, fmt: str, source: str = "") -> Example:
+    """Parse one record of a known (non-auto) format; raises DataError on a bad row."""
+    fmt = canonical_format(fmt)
+    if fmt == "auto":
+        raise DataError("record_to_example needs an explicit format, got 'auto'")
+    try:
+        return _parse(record, fmt, source)
+    except _BadRow as bad:
+        raise DataError(
+            bad.message, file=source or None, field=bad.field, value=bad.value
+        ) from None
+
+
+def _parse(record: Any, fmt: str, source: str) -> Example:
+    if not isinstance(record, dict):
+        raise _BadRow("not an object", f"row must be a JSON object, got {type(record).__name__}")
+    if fmt in ("alpaca", "openplatypus"):
+        instruction, inp, output, meta = _flat(record)
+        return Example(instruction, inp, output, source, meta)
+    if fmt == "evol_instruct" and _conversation(record) is None:  # 70k form; input optional
+        instruction, inp, output, meta = _flat(record)
+        return Example(instruction, inp, output, source, meta)
+    # evol_instruct conversation form, sharegpt
+    user, reply, notes = _conversation_pair(record)
+    return Example(user, "", reply, source, notes)
+
+
+def to_examples(
+    records: Iterable[Any],
+    fmt: str,
+    source_name: str = "<records>",
+    *,
+    skip_bad_rows: bool = False,
+) -> tuple[list[Example], DataReport]:
+    """Turn ``records`` into examples of format ``fmt`` (``"auto"``: :func:`detect_format`).
+
+    Each example's ``source`` is ``"{source_name}:{row}"``. A bad row raises
+    :class:`DataError` (``"{source_name} row {row}: {reason}"``) unless ``skip_bad_rows``,
+    in which case it is skipped and counted in the report.
+    """
+    records = records if isinstance(records, list) else list(records)
+    name = canonical_format(fmt)
+    detected = name == "auto"
+    if detected:
+        name = detect_format(records, source_name)
+    report = DataReport(format=name, source=source_name, detected=detected, read=len(records))
+    examples: list[Example] = []
+    kinds: Counter[str] = Counter()
+    for row, record in enumerate(records):
+        try:
+            example = _parse(record, name, f"{source_name}:{row}")
+        except _BadRow as bad:
+            if not skip_bad_rows:
+                hint = f" (format {name}, auto-detected)" if detected else ""
+                raise DataError(
+                    bad.message + hint,
+                    file=source_name,
+                    row=row,
+                    field=bad.field,
+                    value=bad.value,
+                ) from None
+            kinds[bad.kind] += 1
+            report.skipped += 1
+            if len(report.skipped_reasons) < MAX_REASONS:
+                report.skipped_reasons.append(f"{source_name}:{row}: {bad.message}")
+            continue
+        if "cut_turns" in example.meta:
+            report.multi_turn_cut += 1
+        if "system" in example.meta:
+            report.system_turns += 1
+        examples.append(example)
+    report.used = len(examples)
+    report.skipped_by_kind = dict(sorted(kinds.items()))
+    return examples, report

@@ -1,0 +1,209 @@
+"""Where records come from: files, directories, hub ids, datasets objects, synthetic data.
+
+:func:`load_records` returns plain ``dict`` records plus a display name used in error
+messages and provenance (``Example.source``). Nothing here touches the network unless
+the source is neither a local file nor a local directory (then it is tried as a Hugging
+Face Hub dataset id through ``datasets.load_dataset``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .formats import DataError
+
+__all__ = ["FILE_SUFFIXES", "SYNTHETIC", "load_records", "read_json", "read_jsonl", "read_parquet"]
+
+FILE_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".ndjson", ".parquet")
+SYNTHETIC = "synthetic"
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Records of a JSON-lines file; blank lines are ignored.
+
+    Raises DataError naming the file and the 1-based line number of invalid JSON.
+    """
+    records: list[Any] = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})",
+                    file=str(path),
+                ) from None
+    return records
+
+
+def _records_from_json(data: Any, path: str, split: str) -> list[Any]:
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for key in (split, "data", "train"):
+            if key in data and isinstance(data[key], list):
+                return data[key]
+        raise DataError(
+            f"expected a list of records, or an object with a {split!r} or 'data' list; "
+            f"got an object with keys {sorted(map(str, data))[:20]}",
+            file=path,
+        )
+    raise DataError(f"expected a list of records, got {type(data).__name__}", file=path)
+
+
+def read_json(path: str | Path, *, split: str = "train") -> list[Any]:
+    """Records of a JSON file: a list, or ``{"data"|split: [...]}``.
+
+    A ``.json`` file that is really JSON lines (one object per line) is read as such.
+    """
+    text = Path(path).read_text(encoding="utf-8-sig")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and text.lstrip().startswith("{"):
+            return read_jsonl(path)  # JSON lines saved with a .json suffix
+        raise DataError(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=str(path)
+        ) from None
+    return _records_from_json(data, str(path), split)
+
+
+def read_parquet(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a Parquet file as plain Python objects (nulls become ``None``).
+
+    Uses pyarrow (a dependency of ``datasets``); falls back to ``datasets`` otherwise.
+    """
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow ships with datasets
+        import datasets
+
+        ds = datasets.Dataset.from_parquet(str(path))
+        return ds.to_list()
+    try:
+        return pq.read_table(str(path)).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise DataError(f"cannot read Parquet file: {exc}", file=str(path)) from None
+
+
+def _looks_like_path(text: str) -> bool:
+    if text.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in text):
+        return True
+    return Path(text).suffix.lower() in FILE_SUFFIXES
+
+
+def _dataset_records(obj: Any, split: str, name: str) -> tuple[list[dict[str, Any]], str]:
+    """Records of a ``datasets.Dataset``/``DatasetDict`` (or anything with ``to_list``)."""
+    if isinstance(obj, Mapping) and not hasattr(obj, "to_list"):  # DatasetDict
+        if split not in obj:
+            raise DataError(
+                f"split {split!r} not found; available splits: {', '.join(map(str, obj))}",
+                file=name,
+            )
+        return obj[split].to_list(), f"{name}[{split}]"
+    return obj.to_list(), name
+
+
+def _load_directory(path: Path, split: str) -> tuple[list[dict[str, Any]], str]:
+    import datasets
+
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        obj = datasets.load_from_disk(str(path))  # saved with save_to_disk
+        return _dataset_records(obj, split, str(path))
+    try:
+        ds = datasets.load_dataset(str(path), split=split)
+    except ValueError as exc:
+        raise DataError(f"cannot load the directory as a dataset: {exc}", file=str(path)) from None
+    return ds.to_list(), str(path)
+
+
+def _load_hub(name: str, split: str) -> tuple[list[dict[str, Any]], str]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown id, gated, ...
+        raise FileNotFoundError(
+            f"data source {name!r} is not a local file or directory, and loading it as a "
+            f"Hugging Face Hub dataset failed ({type(exc).__name__}: {exc}). Offline? "
+            "Download the data and pass its local path (.json, .jsonl, .parquet or a "
+            "directory)."
+        ) from None
+    return ds.to_list(), name
+
+
+def _load_synthetic(
+    spec: str, split: str, n: int | None, seed: int
+) -> tuple[list[dict[str, Any]], str]:
+    _, _, named = spec.partition(":")
+    split = named.strip() or split
+    from .synthetic import load_synthetic  # lazy: written separately, heavy-free import
+
+    return load_synthetic(split, seed=seed, n=n), f"{SYNTHETIC}:{split}"
+
+
+def load_records(
+    source: Any,
+    *,
+    split: str = "train",
+    synthetic_n: int | None = None,
+    synthetic_seed: int = 0,
+) -> tuple[list[Any], str]:
+    """Load raw records from ``source``; return ``(records, display_name)``.
+
+    ``source`` may be
+
+    * a path to a ``.json`` file (a list of objects, or ``{"data"|split: [...]}``), a
+      ``.jsonl``/``.ndjson`` file, or a ``.parquet`` file;
+    * a local directory: a dataset saved with ``save_to_disk``, or data files that
+      ``datasets.load_dataset`` understands (``split`` selects the split);
+    * a Hugging Face Hub id (only tried when no such local path exists; a clear
+      FileNotFoundError when that fails, e.g. offline);
+    * a ``datasets.Dataset`` or ``DatasetDict`` (``split`` selects the split);
+    * a list of dicts (returned as is, named ``<records>``);
+    * ``"synthetic"`` or ``"synthetic:SPLIT"`` (e.g. ``synthetic:heldout``): the built-in
+      synthetic suite, ``synthetic_n`` records generated with ``synthetic_seed``.
+
+    A missing path raises FileNotFoundError naming it.
+    """
+    if isinstance(source, (list, tuple)):
+        return list(source), "<records>"
+    if hasattr(source, "to_list") or (
+        isinstance(source, Mapping) and all(hasattr(v, "to_list") for v in source.values())
+    ):
+        name = getattr(getattr(source, "info", None), "dataset_name", None) or "<dataset>"
+        return _dataset_records(source, split, name)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            "data source must be a path, a hub id, 'synthetic[:split]', a datasets "
+            f"Dataset/DatasetDict or a list of records; got {type(source).__name__}"
+        )
+    text = os.fspath(source)
+    if isinstance(source, str) and (text == SYNTHETIC or text.startswith(SYNTHETIC + ":")):
+        if not Path(text).exists():
+            return _load_synthetic(text, split, synthetic_n, synthetic_seed)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _load_directory(path, split)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            return read_json(path, split=split), text
+        if suffix in (".jsonl", ".ndjson"):
+            return read_jsonl(path), text
+        if suffix == ".parquet":
+            return read_parquet(path), text
+        raise DataError(
+            f"unsupported file type {suffix or '(no suffix)'!r}; expected one of "
+            f"{', '.join(FILE_SUFFIXES)}",
+            file=text,
+        )
+    if isinstance(source, os.PathLike) or _looks_like_path(text):
+        raise FileNotFoundError(f"data file not found: {text}")
+    return _load_hub(text, split)

@@ -1,0 +1,173 @@
+"""Prompt templates: how an example becomes the text the model is conditioned on.
+
+A template renders everything before the response (:meth:`Template.prompt`). The
+training text is ``prompt + response_prefix + output + EOS``; at generation time the
+model sees ``prompt`` and is expected to continue with ``response_prefix + output``.
+
+* ``alpaca``: the Stanford Alpaca prompt (with-input and without-input variants); the
+  paper's prompt for Alpaca, Evol-Instruct and OpenPlatypus.
+* ``vicuna`` (``vicuna_v1.1``, ``vicuna-v1.1``): the Vicuna v1.1 prompt, used for
+  ShareGPT; the response follows ``ASSISTANT:`` after one space.
+* ``chat``: the tokenizer's own chat template (one user message, generation prompt).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .formats import Example
+
+__all__ = [
+    "TEMPLATES",
+    "TEMPLATE_ALIASES",
+    "Template",
+    "AlpacaTemplate",
+    "VicunaTemplate",
+    "ChatTemplate",
+    "get_template",
+    "default_template_for",
+    "format_prompt",
+    "user_message",
+]
+
+ALPACA_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides "
+    "further context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+TEMPLATES: tuple[str, ...] = ("alpaca", "vicuna", "chat")
+TEMPLATE_ALIASES: dict[str, str] = {"vicuna_v1.1": "vicuna", "vicuna-v1.1": "vicuna"}
+
+
+def user_message(instruction: str, input: str = "") -> str:
+    """The user's turn for chat-style templates: the instruction, then the input if any."""
+    return f"{instruction}\n\n{input}" if input and input.strip() else instruction
+
+
+class Template:
+    """Base class: subclasses set ``name`` and ``response_prefix`` and render prompts.
+
+    response_prefix: text between the prompt and the response in the training text
+    (the separator); tokenised together with the response, so it is learned.
+    """
+
+    name: str = "template"
+    response_prefix: str = ""
+
+    def render(self, instruction: str, input: str = "") -> str:
+        """Everything before the response for ``instruction`` (and optional ``input``)."""
+        raise NotImplementedError
+
+    def prompt(self, example: Example) -> str:
+        """Everything before the response for ``example``."""
+        return self.render(example.instruction, example.input)
+
+    def response(self, example: Example) -> str:
+        """The response text as trained on: ``response_prefix + example.output``."""
+        return self.response_prefix + example.output
+
+    def full_text(self, example: Example) -> str:
+        """``prompt + response`` (without EOS)."""
+        return self.prompt(example) + self.response(example)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class AlpacaTemplate(Template):
+    """The Stanford Alpaca prompt."""
+
+    name = "alpaca"
+    response_prefix = ""
+
+    def render(self, instruction: str, input: str = "") -> str:
+        if input and input.strip():
+            return ALPACA_WITH_INPUT.format(instruction=instruction, input=input)
+        return ALPACA_NO_INPUT.format(instruction=instruction)
+
+
+class VicunaTemplate(Template):
+    """The Vicuna v1.1 single-turn prompt: ``SYSTEM USER: ... ASSISTANT:``."""
+
+    name = "vicuna"
+    response_prefix = " "
+
+    def __init__(self, system: str = VICUNA_SYSTEM) -> None:
+        self.system = system
+
+    def render(self, instruction: str, input: str = "") -> str:
+        return f"{self.system} USER: {user_message(instruction, input)} ASSISTANT:"
+
+
+class ChatTemplate(Template):
+    """The tokenizer's own chat template with one user message and the generation prompt."""
+
+    name = "chat"
+    response_prefix = ""
+
+    def __init__(self, tokenizer: Any, system: str | None = None) -> None:
+        if tokenizer is None:
+            raise ValueError("the 'chat' template needs a tokenizer (it uses its chat template)")
+        if not getattr(tokenizer, "chat_template", None):
+            name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+            raise ValueError(
+                f"tokenizer {name!r} has no chat template; use --template alpaca or vicuna, "
+                "or a tokenizer of an instruction-tuned model"
+            )
+        self.tokenizer = tokenizer
+        self.system = system
+
+    def render(self, instruction: str, input: str = "") -> str:
+        messages = []
+        if self.system:
+            messages.append({"role": "system", "content": self.system})
+        messages.append({"role": "user", "content": user_message(instruction, input)})
+        text = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        if not isinstance(text, str):  # some versions return a list for batched input
+            text = text[0]
+        return text
+
+
+def get_template(name: str | Template, tokenizer: Any = None) -> Template:
+    """The template called ``name`` (a Template instance is returned unchanged).
+
+    Raises ValueError listing the known names when ``name`` is unknown, or when ``chat``
+    is asked for without a tokenizer that has a chat template.
+    """
+    if isinstance(name, Template):
+        return name
+    if not isinstance(name, str):
+        raise ValueError(f"template must be a name, got {name!r}")
+    key = name.strip().lower()
+    key = TEMPLATE_ALIASES.get(key, key)
+    if key == "alpaca":
+        return AlpacaTemplate()
+    if key == "vicuna":
+        return VicunaTemplate()
+    if key == "chat":
+        return ChatTemplate(tokenizer)
+    known = ", ".join(TEMPLATES + tuple(TEMPLATE_ALIASES))
+    raise ValueError(f"unknown prompt template {name!r}; expected one of: {known}")
+
+
+def default_template_for(fmt: str) -> str:
+    """The paper's template for a data format: ``vicuna`` for ShareGPT, else ``alpaca``."""
+    return "vicuna" if fmt == "sharegpt" else "alpaca"
+
+
+def format_prompt(
+    template: str | Template, instruction: str, input: str = "", *, tokenizer: Any = None
+) -> str:
+    """The prompt for ``instruction``/``input`` under ``template`` (e.g. at generation)."""
+    return get_template(template, tokenizer).render(instruction, input)
