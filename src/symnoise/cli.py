@@ -21,6 +21,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Noisy-embedding instruction fine-tuning and paper-style evaluation."""
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -108,6 +113,75 @@ def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+@app.command()
+def harness(
+    model: str = typer.Option(..., help="Run folder, HF model folder, .gguf file or hub id."),
+    tasks: str = typer.Option("openllm", help="Comma-separated lm-eval tasks, YAML paths, or the preset 'openllm'."),
+    num_fewshot: Optional[int] = typer.Option(None, help="Override every task's shots."),
+    limit: Optional[float] = typer.Option(None, help="Cap examples per task (smoke tests only)."),
+    batch_size: str = typer.Option("8", help="Batch size, or 'auto'."),
+    device: str = typer.Option("cpu"),
+    include_path: Optional[Path] = typer.Option(None, help="Folder of local lm-eval task YAMLs (offline)."),
+    dtype: str = typer.Option("float32"),
+    output_dir: Optional[Path] = typer.Option(None, help="Default: RUN/eval for a run folder."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """OpenLLM tasks (ARC, HellaSwag, MMLU, TruthfulQA) through lm-evaluation-harness."""
+    _offline_defaults()
+    from .evaluate.harness import HarnessError, run_harness
+
+    bs: int | str = int(batch_size) if batch_size.isdigit() else batch_size
+    lim: int | float | None = int(limit) if limit is not None and limit >= 1 else limit
+    try:
+        result = run_harness(model, tasks, output_dir=output_dir, num_fewshot=num_fewshot,
+                             limit=lim, batch_size=bs, device=device,
+                             include_path=include_path, dtype=dtype, seed=seed)
+    except (ValueError, FileNotFoundError, HarnessError) as exc:
+        _fail(str(exc))
+    _emit(result.to_dict(), as_json, result.format_table())
+
+
+@app.command()
+def stats(
+    files: list[Path] = typer.Argument(..., help="Outputs files (AlpacaEval format) or training data files."),
+    words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset: alpaca, evol_instruct, sharegpt, openplatypus."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Length, whitespace length, 2-gram repetition and log-diversity, as in the paper."""
+    from .evaluate.stats import format_stats_table, stats_for_file
+
+    rows = {}
+    try:
+        for f in files:
+            rows[str(f)] = stats_for_file(f, words=words)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _emit({k: v.to_dict() for k, v in rows.items()}, as_json, format_stats_table(rows))
+
+
+@app.command()
+def norms(
+    output_dir: Path = typer.Option(Path("norms"), help="Where the table, CSV and PNG figures go."),
+    dims: str = typer.Option("16,64,256,1024,4096,8192", help="Comma-separated dimensions."),
+    samples: str = typer.Option("10,100,1000", help="Comma-separated Monte Carlo sample counts."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The paper's noise-norm analysis: E||noise|| of uniform, Gaussian and Bernoulli noise."""
+    from .experiments.norms import format_norms_table, norm_analysis, write_norms_report
+
+    try:
+        d = [int(x) for x in dims.split(",") if x.strip()]
+        n = [int(x) for x in samples.split(",") if x.strip()]
+        analysis = norm_analysis(dims=d, samples=n, seed=seed)
+    except ValueError as exc:
+        _fail(str(exc))
+    paths = write_norms_report(analysis, output_dir)
+    table = format_norms_table(analysis) + "\n\nwritten: " + ", ".join(str(p) for p in paths.values())
+    _emit({**analysis.to_dict(), "files": {k: str(v) for k, v in paths.items()}}, as_json, table)
 
 
 def main() -> None:

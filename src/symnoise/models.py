@@ -31,10 +31,16 @@ class ModelSource:
     """Where a model comes from, resolved from a ``--model`` string."""
 
     spec: str
-    kind: str  # "gguf", "hf_dir", "run", "hub"
+    kind: str  # "gguf", "hf_dir", "run", "hub" (a GGUF inside a run folder stays "gguf")
     path: str  # folder (or hub id) to pass to from_pretrained
     gguf_file: str | None = None
     run_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run folder this model lives in, if it is one."""
+        p = Path(self.path)
+        return p if self.kind != "hub" and (p / RUN_INFO).is_file() else None
 
     @property
     def template(self) -> str | None:
@@ -91,15 +97,16 @@ def resolve_model(spec: str | Path) -> ModelSource:
         return ModelSource(text, "gguf", str(p.parent.resolve()), p.name)
     if p.is_dir():
         info = read_run_info(p)
+        is_run = (p / RUN_INFO).is_file()
         if not (p / "config.json").is_file():
             ggufs = sorted(p.glob("*.gguf"))
             if len(ggufs) == 1:
                 return ModelSource(text, "gguf", str(p.resolve()), ggufs[0].name, info)
-            what = "a run folder whose model was not saved yet" if info else "a model folder"
+            what = "a run folder whose model was not saved yet" if is_run else "a model folder"
             raise FileNotFoundError(
                 f"{p} is not {what}: no config.json (nor a single .gguf) in it"
             )
-        return ModelSource(text, "run" if info else "hf_dir", str(p.resolve()), None, info)
+        return ModelSource(text, "run" if is_run else "hf_dir", str(p.resolve()), None, info)
     if p.exists():
         raise ValueError(f"--model {text!r} is a file but not a .gguf model")
     if text.startswith((".", "/", "~")) or text.count("/") > 1:
@@ -167,9 +174,27 @@ def load_model(source: ModelSource, *, dtype: str | None = "float32", device: st
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
     model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+    if source.gguf_file:
+        _forget_gguf_quantization(model)
     if device:
         model.to(device)
     return model
+
+
+def _forget_gguf_quantization(model) -> None:
+    """transformers dequantises GGUF weights to plain tensors but still tags the model as
+    quantized, which blocks full fine-tuning and leaks a GGUF config into saved checkpoints.
+    The weights are ordinary float tensors, so drop the tag."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    for attr in ("quantization_config",):
+        if hasattr(model.config, attr):
+            delattr(model.config, attr)
+    if getattr(model, "is_quantized", False):
+        try:
+            model.is_quantized = False
+        except AttributeError:
+            pass
 
 
 def load_model_and_tokenizer(

@@ -234,7 +234,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     per_step = cfg.batch_size * cfg.grad_accum * world
     steps_per_epoch = max(1, math.ceil(len(train_features) / per_step))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    eval_steps = cfg.eval_steps or max(1, total_steps // 4)
+    eval_steps = cfg.eval_steps or max(1, math.ceil(total_steps / 2))
     collator = TokenCountingCollator(PaddingCollator(tokenizer.pad_token_id))
     args = TrainingArguments(
         output_dir=str(run_dir / CHECKPOINTS),
@@ -262,6 +262,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        prediction_loss_only=True,  # clean loss only; never gather vocab-sized logits
         save_only_model=False,
     )
     trainer = NoisyTrainer(
@@ -296,7 +297,13 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     t_train = time.perf_counter() - t0
-    final_eval = trainer.evaluate() if eval_features else {}
+    final_eval: dict[str, Any] = {}
+    if eval_features:
+        last = [r for r in trainer.state.log_history if "eval_loss" in r]
+        if last and last[-1].get("step") == result.global_step:
+            final_eval = last[-1]  # the scheduled evaluation already ran at the last step
+        else:
+            final_eval = trainer.evaluate()
 
     # -- save ----------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -323,10 +330,6 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
         "lora": {"used": cfg.lora, "merged": bool(cfg.lora and cfg.merge_lora)},
     })
     if trainer.is_world_process_zero():
-        if final_eval:
-            with (run_dir / METRICS).open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": result.global_step, "final": True,
-                                     "clean_eval_loss": final_eval.get("eval_loss")}) + "\n")
         _write_json(run_dir / RUN_INFO, info)
     return run_dir
 

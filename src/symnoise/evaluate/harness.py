@@ -300,27 +300,11 @@ class _ModelRef:
 
 
 def _resolve_model(model: str | os.PathLike[str]) -> _ModelRef:
-    text = str(model)
-    p = Path(text).expanduser()
-    if p.suffix.lower() == ".gguf":
-        if not p.is_file():
-            raise FileNotFoundError(f"GGUF model file not found: {p}")
-        return _ModelRef("gguf", str(p.parent.resolve()), p.name)
-    if p.is_dir():
-        p = p.resolve()
-        run_dir = p if (p / RUN_INFO).is_file() else None
-        if (p / "config.json").is_file():
-            return _ModelRef("run" if run_dir else "hf_dir", str(p), None, run_dir)
-        ggufs = sorted(p.glob("*.gguf"))
-        if len(ggufs) == 1:
-            return _ModelRef("gguf", str(p), ggufs[0].name, run_dir)
-        what = "a run folder whose model was not saved yet" if run_dir else "a model folder"
-        raise FileNotFoundError(f"{p} is not {what}: no config.json (nor a single .gguf) in it")
-    if p.exists():
-        raise ValueError(f"model {text!r} is a file but not a .gguf model")
-    if text.startswith((".", "/", "~")) or text.count("/") > 1 or not text:
-        raise FileNotFoundError(f"model path not found: {text}")
-    return _ModelRef("hub", text)
+    """Resolve through :func:`symnoise.models.resolve_model` (aliases, GGUF, run folders)."""
+    from ..models import resolve_model
+
+    source = resolve_model(model)
+    return _ModelRef(source.kind, source.path, source.gguf_file, source.run_dir)
 
 
 def _make_lm(ref: _ModelRef, *, device: str, dtype: str, batch_size: int | str) -> Any:
