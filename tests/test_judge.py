@@ -402,15 +402,35 @@ def test_unparseable_replies_are_kept_counted_and_cached(api: FakeAPI, tmp_path:
     assert again.n_requested == 0 and len(api.requests) == 3 and again.n_unparseable == 1
 
 
-def test_retry_with_backoff_then_success(api: FakeAPI) -> None:
+def _has_httpx() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("httpx") is not None
+
+
+BACKENDS = [
+    "urllib",
+    pytest.param("httpx", marks=pytest.mark.skipif(not _has_httpx(), reason="httpx not installed")),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_retry_with_backoff_then_success(api: FakeAPI, backend: str) -> None:
     api.fail_first = 2
-    judge = J.make_judge("openai:fake", api.url, max_retries=2, retry_base_delay=0.01)
+    judge = J.OpenAIJudge(
+        "fake", base_url=api.url, max_retries=2, retry_base_delay=0.01, http_backend=backend
+    )
+    assert judge._transport.name == backend
     delays: list[float] = []
     judge._sleep = delays.append
     [res] = judge.compare([J.JudgeItem("Task", "x score=2", "y score=1")])
-    assert res.status == "ok" and res.label == "a"
+    assert res.status == "ok" and res.label == "a" and res.raw == "Output (a)"
     assert len(api.requests) == 3 and judge.n_requests == 3
     assert delays == pytest.approx([0.01, 0.02])
+    # Retry-After from the server lengthens the wait; max_retry_delay caps it.
+    assert judge.retry_delay(1, retry_after=0.5) == 0.5
+    assert judge.retry_delay(30) == judge.max_retry_delay
+    judge.close()
 
 
 def test_retry_exhausted_is_an_error_and_not_cached(api: FakeAPI, tmp_path: Path) -> None:
@@ -445,18 +465,38 @@ def test_retry_exhausted_is_an_error_and_not_cached(api: FakeAPI, tmp_path: Path
     assert len(api.requests) == 3 and report.n_errors == 0 and report.win_rate == 100.0
 
 
-def test_unreachable_server_is_retried_then_error() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unreachable_server_is_retried_then_error(backend: str) -> None:
     from _llama_server import free_port
 
-    judge = J.make_judge(
-        "openai:fake",
-        f"http://127.0.0.1:{free_port()}/v1",
+    judge = J.OpenAIJudge(
+        "fake",
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
         max_retries=2,
         retry_base_delay=0.0,
         timeout=2,
+        http_backend=backend,
     )
     [res] = judge.compare([J.JudgeItem("i", "a", "b")])
     assert res.status == "error" and judge.n_requests == 3 and "3 attempts" in res.error
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_garbage_and_bad_request_replies(api: FakeAPI, backend: str) -> None:
+    judge = J.OpenAIJudge(
+        "fake",
+        base_url=api.url,
+        max_retries=3,
+        retry_base_delay=0.0,
+        http_backend=backend,
+        concurrency=1,
+    )
+    api.reply = lambda m: "¯\\_(ツ)_/¯ who knows"
+    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    assert (res.status, res.label, res.raw) == ("unparseable", None, "¯\\_(ツ)_/¯ who knows")
+    api.fail_first, api.fail_status = 100, 400  # a per-item client error: no retry
+    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    assert res.status == "error" and "HTTP 400" in res.error and judge.n_requests == 2
 
 
 def test_auth_error_stops_the_run(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -182,16 +183,21 @@ def _retry_after(value: str | None) -> float | None:
 class _Transport:
     """POST JSON with httpx when installed, urllib otherwise. Returns (status, text, headers)."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, backend: str | None = None) -> None:
+        if backend not in (None, "httpx", "urllib"):
+            raise ValueError(f"unknown HTTP backend {backend!r}; expected 'httpx' or 'urllib'")
         self.timeout = timeout
-        try:
-            import httpx
-        except ImportError:
-            self._httpx = None
-            self._client = None
-        else:
-            self._httpx = httpx
-            self._client = httpx.Client(timeout=timeout)
+        self._httpx: Any = None
+        self._client: Any = None
+        if backend in (None, "httpx"):
+            try:
+                import httpx
+            except ImportError:
+                if backend == "httpx":
+                    raise JudgeError("http_backend='httpx' but httpx is not installed") from None
+            else:
+                self._httpx = httpx
+                self._client = httpx.Client(timeout=timeout)
 
     @property
     def name(self) -> str:
@@ -203,7 +209,7 @@ class _Transport:
         if self._client is not None:
             try:
                 response = self._client.post(url, json=payload, headers=headers)
-            except self._httpx.HTTPError as exc:  # type: ignore[union-attr]
+            except self._httpx.HTTPError as exc:
                 raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
             return response.status_code, response.text, dict(response.headers)
         data = json.dumps(payload).encode("utf-8")
@@ -239,6 +245,7 @@ class OpenAIJudge(Judge):
         capped at ``max_retry_delay``, or the server's ``Retry-After`` when larger.
     concurrency: requests in flight at once.
     max_tokens: reply length limit; the prompt asks for one letter.
+    http_backend: ``"httpx"`` or ``"urllib"``; by default httpx when it is installed.
 
     HTTP 401, 403 and 404 (bad key, unknown model or URL) raise :class:`JudgeError` at
     once, since every other item would fail the same way. Other 4xx replies are recorded
@@ -257,6 +264,7 @@ class OpenAIJudge(Judge):
         timeout: float = 120.0,
         concurrency: int = 4,
         max_tokens: int = 16,
+        http_backend: str | None = None,
     ) -> None:
         if not model:
             raise JudgeError("judge spec 'openai:MODEL' needs a model name after 'openai:'")
@@ -280,7 +288,7 @@ class OpenAIJudge(Judge):
         self.n_requests = 0  # HTTP requests sent, retries included
         self._sleep = time.sleep
         self._lock = threading.Lock()
-        self._transport = _Transport(timeout)
+        self._transport = _Transport(timeout, http_backend)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -388,8 +396,9 @@ class HFJudge(Judge):
     ends in whitespace and ``" a"``/``" b"`` otherwise, so the label tokenises the way it
     would be generated. The label's tokens are those the tokenizer produces after the
     prompt's own tokens; a label of several tokens scores the sum of their log-probabilities.
-    The larger sum wins; exactly equal sums are a tie. ``batch_size`` items (twice as
-    many sequences) run per forward pass, left-padded, with explicit position ids.
+    The larger sum wins; exactly equal sums are a tie. ``batch_size`` items run per
+    forward pass (one row per item when both labels are single tokens, else one row per
+    label), sorted by length, left-padded, with explicit position ids.
 
     path: a model folder (``config.json``), or a run folder that is one or holds one in
         ``model/``. device: ``cuda`` when available, else ``cpu``, unless given.
@@ -442,6 +451,8 @@ class HFJudge(Judge):
             pad = self.tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+        params = inspect.signature(self.model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in params
 
     def prompt(self, item: JudgeItem) -> str:
         """The text scored before the label."""
@@ -491,40 +502,53 @@ class HFJudge(Judge):
 
     def _score_batch(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
         torch = self._torch
-        rows: list[tuple[list[int], int]] = []  # (ids, label length)
+        # One row per item when both labels are single tokens (both are read off the logits
+        # after the prompt); otherwise one row per label, prompt + label tokens.
+        rows: list[list[int]] = []
+        # (row, position in the row of the first label token, label token ids) per label
+        reads: list[dict[str, tuple[int, int, list[int]]]] = []
         for item in items:
             prompt_ids, labels = self.sequences(item)
-            for label in ("a", "b"):
-                rows.append((prompt_ids + labels[label], len(labels[label])))
-        width = max(len(ids) for ids, _ in rows)
-        keep = max(n for _, n in rows) + 1
+            if all(len(ids) == 1 for ids in labels.values()):
+                rows.append(prompt_ids)
+                reads.append(
+                    {lab: (len(rows) - 1, len(prompt_ids), ids) for lab, ids in labels.items()}
+                )
+            else:
+                entry = {}
+                for lab, ids in labels.items():
+                    rows.append(prompt_ids + ids)
+                    entry[lab] = (len(rows) - 1, len(prompt_ids), ids)
+                reads.append(entry)
+        width = max(len(ids) for ids in rows)
+        # Label token at row position q is predicted by the logits at q - 1; rows are
+        # right-aligned, so all those logits lie within the last `keep` positions.
+        keep = max(len(rows[r]) - start + 1 for entry in reads for r, start, _ in entry.values())
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (ids, _) in enumerate(rows):
+        for i, ids in enumerate(rows):
             input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             mask[i, width - len(ids) :] = 1
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
         with torch.inference_mode():
             out = self.model(
                 input_ids=input_ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 position_ids=position_ids.to(self.device),
+                **kwargs,
             )
-            # Right-aligned rows: every label token is predicted within the last `keep` logits.
-            logits = out.logits[:, -keep:, :].float()
-            logprobs = torch.log_softmax(logits, dim=-1).cpu()
+            logprobs = torch.log_softmax(out.logits[:, -keep:, :].float(), dim=-1).cpu()
         results: list[JudgeResult] = []
-        for j in range(len(items)):
+        for entry in reads:
             scores: dict[str, float] = {}
-            for k, label in enumerate(("a", "b")):
-                ids, n = rows[2 * j + k]
-                targets = ids[len(ids) - n :]
-                # Token at sequence position width-n+t is predicted by logits at width-n+t-1,
-                # i.e. index keep-n-1+t of the kept window.
-                total = 0.0
-                for t, token in enumerate(targets):
-                    total += float(logprobs[2 * j + k, keep - n - 1 + t, token])
-                scores[label] = total
+            for lab, (r, start, ids) in entry.items():
+                n = len(rows[r])
+                # row position q -> window index keep - n + q; predicted from q - 1
+                scores[lab] = sum(
+                    float(logprobs[r, keep - n + start + t - 1, token])
+                    for t, token in enumerate(ids)
+                )
             if scores["a"] > scores["b"]:
                 verdict = "a"
             elif scores["b"] > scores["a"]:
@@ -536,10 +560,18 @@ class HFJudge(Judge):
         return results
 
     def compare(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
-        results: list[JudgeResult] = []
-        for start in range(0, len(items), self.batch_size):
-            results.extend(self._score_batch(items[start : start + self.batch_size]))
-        return results
+        # Batches of similar lengths waste less compute on padding.
+        order = sorted(range(len(items)), key=lambda i: self._length_hint(items[i]))
+        results: list[JudgeResult | None] = [None] * len(items)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for i, res in zip(chunk, self._score_batch([items[i] for i in chunk]), strict=True):
+                results[i] = res
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _length_hint(item: JudgeItem) -> int:
+        return len(item.instruction) + len(item.output_a) + len(item.output_b)
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
@@ -872,7 +904,10 @@ class JudgeReport:
 
     Counts are per item (one instruction) except ``n_judgments`` / ``n_cached`` /
     ``n_requested``, which count questions asked of the judge (two per item with
-    ``both_orders``): ``n_cached`` were answered from the cache, ``n_requested`` were sent.
+    ``both_orders``): ``n_cached`` were answered from the cache, ``n_requested`` were sent
+    (a question that occurs twice in one run, e.g. identical outputs in both orders, is
+    sent once). ``n_ties`` counts items with preference 1.5, which with ``both_orders``
+    includes the two orders disagreeing.
     """
 
     name: str
@@ -1109,9 +1144,12 @@ def judge_outputs(
         n_cached = len(results)
 
         bar = _progress(len(todo), progress, f"judging with {judge_obj.spec}")
+        # Items per call to the judge; the cache is written after each call.
         step = batch_size
         if isinstance(judge_obj, OpenAIJudge):
             step = max(batch_size, judge_obj.concurrency)
+        elif isinstance(judge_obj, HFJudge):
+            step = 4 * judge_obj.batch_size  # room to group similar lengths
         try:
             for chunk in _chunks(todo, step):
                 answers = judge_obj.compare([item for _, _, item, _ in chunk])
