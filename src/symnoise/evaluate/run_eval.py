@@ -432,10 +432,16 @@ def evaluate_run(
         say(f"{head('generate')}: complete ({n} outputs in {outputs_file}), skipped")
         state["generate"] = "skipped (complete)"
     else:
-        say(f"{head('generate')}: {n} prompts from {source_name} -> {outputs_file}")
+        # outputs of this step made with other settings or prompts are redone; only the
+        # number of prompts may change and keep the answers already there
+        prev = steps.get("generate").get("key")
+        changed = isinstance(prev, dict) and any(
+            prev.get(k) != v for k, v in _normal(gen_key).items() if k != "n")
+        say(f"{head('generate')}: {n} prompts from {source_name} -> {outputs_file}"
+            + (" (settings changed: starting over)" if changed else ""))
         gen = generate_outputs(str(run_dir), prompts_src, outputs_file,
                                max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               limit=n_prompts, progress=progress)
+                               limit=n_prompts, progress=progress, overwrite=changed)
         steps.mark("generate", gen_key, report=gen.to_dict())
         state["generate"] = "ran"
         say(f"{head('generate')}: {gen.n_generated} generated, {gen.n_resumed} resumed, "
@@ -491,10 +497,14 @@ def evaluate_run(
         else:
             from .tasks import run_synthetic_eval
 
-            say(f"{head('synthetic')}: answering the synthetic held-out split")
+            prev = steps.get("synthetic").get("key")
+            changed = isinstance(prev, dict) and any(
+                prev.get(k) != v for k, v in _normal(syn_key).items() if k != "n")
+            say(f"{head('synthetic')}: answering the synthetic held-out split"
+                + (" (settings changed: starting over)" if changed else ""))
             run_synthetic_eval(str(run_dir), output_dir=eval_dir, n=synthetic_n or n_prompts,
                                batch_size=batch_size, max_new_tokens=max_new_tokens,
-                               progress=progress)
+                               progress=progress, overwrite=changed)
             steps.mark("synthetic", syn_key)
             state["synthetic"] = "ran"
         synthetic_doc = _synthetic_summary(_read_json(scores_file))
@@ -528,7 +538,7 @@ def evaluate_run(
         judge_doc = _judge_summary(_read_json(leaderboard))
         if judge_doc.get("win_rate") is not None:
             say(f"{head('judge')}: win rate {judge_doc['win_rate']:.2f} "
-                f"(se {judge_doc.get('standard_error')}) over {judge_doc.get('n')}")
+                f"(se {_num(judge_doc.get('standard_error'), '.2f')}) over {judge_doc.get('n')}")
     else:
         state["judge"] = "not requested"
 
@@ -606,6 +616,11 @@ def _num(value: Any, fmt: str, scale: float = 1.0) -> str:
     return format(value * scale, fmt)
 
 
+def _pct(value: Any) -> str:
+    text = _num(value, ".2f")
+    return text if text == "-" else f"{text} %"
+
+
 def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = [
         ("run", str(summary.get("run_dir"))),
@@ -622,7 +637,7 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.append(("output length", f"{_num(out.get('avg_chars'), '.1f')} chars, "
                                   f"{_num(out.get('avg_words'), '.1f')} words"))
     rows.append((f"output rep-2 / log-div (N={st.get('words')})",
-                 f"{_num(out.get('rep_2'), '.2f')} % / {_num(out.get('log_diversity'), '.2f')} "
+                 f"{_pct(out.get('rep_2'))} / {_num(out.get('log_diversity'), '.2f')} "
                  f"({out.get('n_kept', '-')} of {out.get('n', '-')} kept)"))
     td = st.get("train_data") or {}
     if "skipped" in td:
@@ -630,7 +645,7 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     elif td:
         rows.append(("training data length", f"{_num(td.get('avg_chars'), '.1f')} chars, "
                                              f"{_num(td.get('avg_words'), '.1f')} words, rep-2 "
-                                             f"{_num(td.get('rep_2'), '.2f')} %"))
+                                             f"{_pct(td.get('rep_2'))}"))
     syn = summary.get("synthetic")
     if syn:
         ci = syn.get("accuracy_ci95") or [None, None]

@@ -181,11 +181,14 @@ def find_runs(runs_dir: str | Path, *, exclude: Iterable[Path] = ()) -> list[Pat
         raise FileNotFoundError(f"runs folder not found: {root}")
     skip = {Path(p).resolve() for p in exclude}
     found: list[Path] = []
+    seen: set[Path] = set()
     stack = [root]
     while stack:
         folder = stack.pop()
-        if folder.resolve() in skip:
+        real = folder.resolve()
+        if real in skip or real in seen:  # excluded, or reached again through a symlink
             continue
+        seen.add(real)
         if (folder / RUN_INFO).is_file():
             found.append(folder)
         try:
@@ -993,7 +996,8 @@ def _report_markdown(result: ReportResult, why_not: str) -> str:
         if any(any(c != MISSING for c in row[1:]) for row in table.rows):
             lines += [table.to_markdown(), f"CSV: [`{name}.csv`]({name}.csv)", ""]
         else:
-            lines += ["No run has output statistics yet (symnoise eval).", ""]
+            lines += ["No values: no run has this statistic (symnoise eval writes them; "
+                      "repetition needs outputs of at least N words).", ""]
     lines += [t["lengths_chars"].note, ""]
     lines += _section(t["openllm"], "No run has harness results (symnoise eval RUN --tasks "
                       "openllm).")
@@ -1004,8 +1008,8 @@ def _report_markdown(result: ReportResult, why_not: str) -> str:
     if not result.paper_comparable:
         paper = t["paper_win_rates"]
         lines += ["## Published numbers (for reference only, not comparable)", "",
-                  "These are the papers' numbers for LLaMA-2-7B fine-tuned on the four "
-                  "datasets and judged on AlpacaEval against text-davinci-003. The runs here "
+                  "These are the papers' published AlpacaEval win rates of LLaMA-2-7B "
+                  "fine-tuned on the four datasets. The runs here "
                   f"differ ({why_not}), so they are not comparable with them.", "",
                   paper.to_markdown(), paper.note, "",
                   "CSV: [`paper_win_rates.csv`](paper_win_rates.csv)", ""]
