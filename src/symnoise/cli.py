@@ -184,6 +184,33 @@ def norms(
     _emit({**analysis.to_dict(), "files": {k: str(v) for k, v in paths.items()}}, as_json, table)
 
 
+@app.command()
+def judge(
+    model_outputs: Path = typer.Option(..., help="Model outputs (AlpacaEval format JSON/JSONL)."),
+    reference_outputs: Path = typer.Option(..., help="Reference outputs, e.g. the AlpacaEval file with text-davinci-003's outputs."),
+    judge_spec: str = typer.Option(..., "--judge", help="openai:MODEL (any OpenAI-compatible endpoint) or hf:PATH (local causal LM, log-prob decision)."),
+    output_dir: Path = typer.Option(..., help="Where annotations.json, leaderboard.json/.md and the cache go."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL (default $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY."),
+    both_orders: bool = typer.Option(False, "--both-orders", help="Judge both orders and average (position bias)."),
+    max_items: Optional[int] = typer.Option(None),
+    seed: int = typer.Option(0),
+    name: Optional[str] = typer.Option(None, help="Leaderboard row name (default: the outputs' generator)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Pairwise judged win rate (ties count half) with its standard error, AlpacaEval-style."""
+    _offline_defaults()
+    from .evaluate.judge import JudgeError, judge_outputs
+
+    try:
+        report = judge_outputs(model_outputs, reference_outputs, judge=judge_spec,
+                               output_dir=output_dir, base_url=base_url,
+                               both_orders=both_orders, seed=seed, max_items=max_items,
+                               name=name)
+    except (ValueError, FileNotFoundError, JudgeError) as exc:
+        _fail(str(exc))
+    _emit(report.to_dict(), as_json, report.format_table())
+
+
 @app.command("eval")
 def eval_run(
     run_dir: Path = typer.Argument(..., help="A finished run folder (results go to RUN/eval/)."),
