@@ -117,7 +117,8 @@ def grid(tmp_path) -> Path:
     make_run(root, "alpaca/uniform-s1", method="uniform", seed=1, win_rate=65.0,
              stats={"avg_chars": 1100.0, "avg_words": 190.0, "rep_2": 7.0})
     make_run(root, "alpaca/symnoise", method="symnoise", win_rate=70.5, judge_avg_length=1234.0)
-    make_run(root, "sharegpt/none", method="none", alpha=0.0, dataset="sharegpt", win_rate=68.5)
+    # method none keeps the config's default alpha (5): still the same "none" row
+    make_run(root, "sharegpt/none", method="none", alpha=5.0, dataset="sharegpt", win_rate=68.5)
     make_run(root, "sharegpt/uniform", method="uniform", alpha=10.0, dataset="sharegpt",
              win_rate=76.0)
     make_run(root, "sharegpt/symnoise", method="symnoise", alpha=10.0, dataset="sharegpt",

@@ -145,6 +145,12 @@ class RunRecord:
         return bool(self.norm_match) if self.method in _NORM_METHODS else None
 
     @property
+    def alpha_key(self) -> float | None:
+        """alpha where it changes the noise (None for method ``none``, whose config may still
+        carry the default alpha)."""
+        return None if self.method == "none" else self.alpha
+
+    @property
     def label(self) -> str:
         return setting_label(self.method, self.alpha, self.norm_match)
 
@@ -389,7 +395,7 @@ class _GridRow:
         return f"{self.method} (α per cell{', norm-matched' if self.norm_key else ''})"
 
     def alpha_of(self, dataset: str) -> float | None:
-        alphas = {r.alpha for r in self.runs.get(dataset, [])}
+        alphas = {r.alpha_key for r in self.runs.get(dataset, [])}
         return next(iter(alphas)) if len(alphas) == 1 else None
 
     def alphas(self) -> str:
@@ -407,20 +413,21 @@ def _grid_rows(runs: Sequence[RunRecord]) -> list[_GridRow]:
     for (method, nk), members in groups.items():
         by_ds: dict[str, set[float | None]] = {}
         for r in members:
-            by_ds.setdefault(r.dataset, set()).add(r.alpha)
+            by_ds.setdefault(r.dataset, set()).add(r.alpha_key)
         split = any(len(a) > 1 for a in by_ds.values())
         if split:
-            for alpha in sorted({r.alpha for r in members}, key=lambda a: (a is None, a or 0.0)):
+            alphas_all = {r.alpha_key for r in members}
+            for alpha in sorted(alphas_all, key=lambda a: (a is None, a or 0.0)):
                 cell: dict[str, list[RunRecord]] = {}
                 for r in members:
-                    if r.alpha == alpha:
+                    if r.alpha_key == alpha:
                         cell.setdefault(r.dataset, []).append(r)
                 rows.append(_GridRow(method, nk, alpha, cell))
         else:
             cell = {}
             for r in members:
                 cell.setdefault(r.dataset, []).append(r)
-            alphas = {r.alpha for r in members}
+            alphas = {r.alpha_key for r in members}
             rows.append(_GridRow(method, nk, next(iter(alphas)) if len(alphas) == 1 else None,
                                  cell))
     rows.sort(key=lambda g: (_method_rank(g.method), g.method or "",
@@ -510,7 +517,7 @@ def _table1(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool
 def _ablation(runs: Sequence[RunRecord]) -> Table:
     keys: dict[tuple[Any, ...], list[RunRecord]] = {}
     for r in runs:
-        keys.setdefault((r.dataset, r.method, r.alpha, r.norm_key), []).append(r)
+        keys.setdefault((r.dataset, r.method, r.alpha_key, r.norm_key), []).append(r)
     ds_order = _dataset_order(r.dataset for r in runs)
     order = sorted(keys, key=lambda k: (ds_order.index(k[0]), _method_rank(k[1]), k[1] or "",
                                         k[2] if k[2] is not None else -1.0, k[3] is True))
@@ -572,7 +579,7 @@ def _length_tables(runs: Sequence[RunRecord], datasets: Sequence[str]) -> list[T
 def _sorted_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
     order = _dataset_order(r.dataset for r in runs)
     return sorted(runs, key=lambda r: (order.index(r.dataset), _method_rank(r.method),
-                                       r.alpha if r.alpha is not None else -1.0,
+                                       r.alpha_key if r.alpha_key is not None else -1.0,
                                        r.norm_key is True, r.name))
 
 
