@@ -74,6 +74,8 @@ def _callbacks(run_dir: Path, counter: TokenCountingCollator, resume: bool, nois
             for key, value in logs.items():
                 if key == "loss":
                     row["train_loss"] = value  # with noise, as trained
+                elif key == "train_loss":
+                    row["mean_train_loss"] = value  # the end-of-training average
                 elif key == "eval_loss":
                     row["clean_eval_loss"] = value  # noise off
                 else:
@@ -257,7 +259,8 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
         data_seed=cfg.seed,
         bf16=cfg.bf16,
         fp16=cfg.fp16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **_checkpointing_arg(cfg.gradient_checkpointing),
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -332,6 +335,17 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     if trainer.is_world_process_zero():
         _write_json(run_dir / RUN_INFO, info)
     return run_dir
+
+
+def _checkpointing_arg(enabled: bool) -> dict[str, bool]:
+    """transformers renamed gradient_checkpointing to activation_checkpointing (v5)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {key: enabled}
 
 
 def _synthetic_source(cfg: TrainConfig, split: str) -> list[dict[str, Any]]:
