@@ -227,7 +227,7 @@ def eval_run(
     limit: Optional[float] = typer.Option(None, help="Cap examples per harness task (smoke tests only)."),
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset (default: the run's dataset)."),
     synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Score the synthetic held-out split."),
-    synthetic_n: Optional[int] = typer.Option(None, help="Synthetic held-out prompts (default: --n-prompts, else all)."),
+    synthetic_n: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Evaluate a run: generate, text statistics, synthetic score, judge and harness."""

@@ -373,7 +373,8 @@ def evaluate_run(
         words: leading words for repetition/diversity (a number or a dataset preset);
             default the paper's for the run's dataset (50 for unknown ones).
         synthetic: run the synthetic exact-answer step. synthetic_n: its prompt count
-            (default ``n_prompts``, else the whole split).
+            when the prompts are not that split (default ``n_prompts`` up to the split's
+            240, else the whole split); when they are, the answers of step 1 are scored.
         progress: progress bars and one line per step on stderr.
 
     Returns the summary (also written to ``summary.json``). Raises FileNotFoundError (no run
@@ -480,7 +481,10 @@ def evaluate_run(
         if from_outputs:
             syn_key = {"mode": "score outputs.json", "outputs": _fingerprint(outputs_file)}
         else:
-            syn_key = {"mode": "generate", "n": synthetic_n or n_prompts, "template": template,
+            from ..data.synthetic import DEFAULT_N_HELDOUT
+
+            syn_n = synthetic_n or (min(n_prompts, DEFAULT_N_HELDOUT) if n_prompts else None)
+            syn_key = {"mode": "generate", "n": syn_n, "template": template,
                        "max_new_tokens": max_new_tokens}
         if steps.done("synthetic", syn_key, scores_file):
             say(f"{head('synthetic')}: complete ({scores_file}), skipped")
@@ -502,7 +506,7 @@ def evaluate_run(
                 prev.get(k) != v for k, v in _normal(syn_key).items() if k != "n")
             say(f"{head('synthetic')}: answering the synthetic held-out split"
                 + (" (settings changed: starting over)" if changed else ""))
-            run_synthetic_eval(str(run_dir), output_dir=eval_dir, n=synthetic_n or n_prompts,
+            run_synthetic_eval(str(run_dir), output_dir=eval_dir, n=syn_n,
                                batch_size=batch_size, max_new_tokens=max_new_tokens,
                                progress=progress, overwrite=changed)
             steps.mark("synthetic", syn_key)
