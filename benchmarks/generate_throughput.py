@@ -7,15 +7,17 @@ Loads the model once, then answers the same prompts through ``generate_outputs``
 in batches of ``--batch-size`` (left-padded) and one prompt at a time, with the same
 greedy decoding (repetition penalty 1.2) and ``--max-new-tokens``. Answers stop at EOS, so
 the two modes may produce different numbers of tokens; tokens/s counts the tokens each mode
-actually generated (EOS included), which keeps the comparison fair. Prompts: the AlpacaEval
-set when ``../shared/data/alpaca_eval_805.json`` exists beside the project, else the
-synthetic held-out split. Absolute times depend on the (shared) machine; the ratio is the
+actually generated (EOS included), which keeps the comparison fair (``cut``: answers
+stopped by max_new_tokens). Prompts: the AlpacaEval set when
+``../shared/data/alpaca_eval_805.json`` exists beside the project, else the synthetic
+held-out split. Absolute times depend on the (shared) machine; the ratio is the
 number to read.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -71,22 +73,21 @@ def main(argv: list[str] | None = None) -> int:
                   progress=False, generator_name="bench")
     results = {}
     outputs = {}
+    header = f"{'mode':<16} {'prompts':>7} {'tokens':>7} {'cut':>4} {'time s':>8} " \
+             f"{'tok/s':>8} {'prompts/s':>9}"
+    print(header)
+    print("-" * len(header), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         generate_outputs(model, records[:2], Path(tmp) / "warmup.json", batch_size=2,
                          **{**common, "max_new_tokens": 4})
         for label, bs in ((f"batched ({args.batch_size})", args.batch_size),
                           ("one at a time", 1)):
             out = Path(tmp) / f"bs{bs}.json"
-            results[label] = generate_outputs(model, records, out, batch_size=bs, **common)
-            outputs[label] = [e["output"] for e in __import__("json").loads(out.read_text())]
-
-    header = f"{'mode':<16} {'prompts':>7} {'tokens':>7} {'cut':>4} {'time s':>8} " \
-             f"{'tok/s':>8} {'prompts/s':>9}"
-    print(header)
-    print("-" * len(header))
-    for label, r in results.items():
-        print(f"{label:<16} {r.n_generated:>7} {r.new_tokens:>7} {r.n_hit_max_tokens:>4} "
-              f"{r.generation_time_s:>8.1f} {r.tokens_per_s:>8.1f} {r.prompts_per_s:>9.2f}")
+            r = results[label] = generate_outputs(model, records, out, batch_size=bs, **common)
+            outputs[label] = [e["output"] for e in json.loads(out.read_text())]
+            print(f"{label:<16} {r.n_generated:>7} {r.new_tokens:>7} {r.n_hit_max_tokens:>4} "
+                  f"{r.generation_time_s:>8.1f} {r.tokens_per_s:>8.1f} {r.prompts_per_s:>9.2f}",
+                  flush=True)
     batched, single = results.values()
     ratio = batched.tokens_per_s / single.tokens_per_s
     same = sum(a == b for a, b in zip(*outputs.values(), strict=True))
