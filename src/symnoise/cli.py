@@ -207,8 +207,11 @@ def judge(
                                both_orders=both_orders, seed=seed, max_items=max_items,
                                name=name)
     except (ValueError, FileNotFoundError, JudgeError) as exc:
+        _fail(str(exc))
+    _emit(report.to_dict(), as_json, report.format_table())
 
 
+@app.command()
 def generate(
     model: str = typer.Option("smollm2", help="Run folder, HF model folder, .gguf file, hub id or 'smollm2'."),
     prompts: str = typer.Option(..., help="AlpacaEval JSON (or 'alpaca_eval' from the hub), a JSON/JSONL of instructions, or 'synthetic:heldout'."),
