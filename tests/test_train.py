@@ -179,3 +179,14 @@ def test_default_model_trains_a_few_steps(tmp_path):
     assert info["model_source"]["kind"] == "gguf"
     assert info["train_loss"] > 0 and info["final_clean_eval_loss"] > 0
     assert (out / "model.safetensors").exists()
+
+
+def test_same_seed_reproduces_the_run_exactly(tiny_dir, data_file, tmp_path):
+    from safetensors.torch import load_file
+
+    a = train(_cfg(tiny_dir, data_file, tmp_path / "a", method="symnoise", max_steps=2))
+    b = train(_cfg(tiny_dir, data_file, tmp_path / "b", method="symnoise", max_steps=2))
+    c = train(_cfg(tiny_dir, data_file, tmp_path / "c", method="symnoise", max_steps=2, seed=1))
+    wa, wb, wc = (load_file(p / "model.safetensors") for p in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
