@@ -714,7 +714,8 @@ def _loss_figure(path: Path, runs: Sequence[RunRecord], one_dataset: bool) -> bo
     for r in _sorted_runs(runs):
         train = [(row["step"], row["train_loss"]) for row in r.metrics
                  if _number(row.get("step")) is not None
-                 and _number(row.get("train_loss")) is not None]
+                 and _number(row.get("train_loss")) is not None
+                 and "train_runtime" not in row]  # not the end-of-training summary row
         clean = [(row["step"], row["clean_eval_loss"]) for row in r.metrics
                  if _number(row.get("step")) is not None
                  and _number(row.get("clean_eval_loss")) is not None]
@@ -732,11 +733,12 @@ def _loss_figure(path: Path, runs: Sequence[RunRecord], one_dataset: bool) -> bo
         seen[r.method or ""] = k + 1
         kw = {"color": _COLORS.get(r.method or "", None), "linestyle": styles[k % len(styles)],
               "label": label}
-        if train:
-            axes[0].plot(*zip(*train, strict=True), **kw)
+        if train:  # markers when there are few points (a lone point has no line)
+            axes[0].plot(*zip(*train, strict=True), marker="o" if len(train) <= 30 else None,
+                         markersize=3, **kw)
         if clean:
             axes[1].plot(*zip(*clean, strict=True), marker="o", markersize=3, **kw)
-    axes[0].set_title("training loss (with noise)")
+    axes[0].set_title("training loss (as trained, with noise)")
     axes[1].set_title("clean held-out loss (noise off)")
     for ax in axes:
         ax.set_xlabel("step")
