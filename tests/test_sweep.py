@@ -634,3 +634,20 @@ def test_real_evaluation_and_report_on_tiny_runs(tmp_path):
     # rerun: nothing to do
     r2 = run_sweep(spec, only="good", progress=False)
     assert [p.status for p in r2.points] == ["skipped", "skipped"]
+
+
+def test_per_dataset_evaluation_overrides(tmp_path, fake_backends):
+    spec = _exp(tmp_path, methods=["none"],
+                datasets=[{"name": "a", "data": "synthetic", "evaluation": False},
+                          {"name": "b", "data": "synthetic", "words": 4,
+                           "evaluation": {"n_prompts": 5}}],
+                evaluation={"synthetic": True, "n_prompts": 36, "max_new_tokens": 24})
+    exp = load_experiment(spec)
+    assert exp.points[0].evaluation is None
+    assert exp.points[1].evaluation == {"synthetic": True, "n_prompts": 5,
+                                        "max_new_tokens": 24, "words": 4}
+    r = run_sweep(exp, progress=False)
+    assert [p.status for p in r.points] == ["completed", "completed"]
+    assert [c[0] for c in fake_backends.eval_calls] == ["smollm2-b-none-s7"]
+    # trained and not to be evaluated: finished
+    assert plan_point(exp.points[0]) == ("skip", None)

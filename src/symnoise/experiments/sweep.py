@@ -1046,7 +1046,7 @@ class SweepResult:
             rows.append([
                 p.name, p.status, p.action, num(m.get("steps"), "d"),
                 num(m.get("clean_loss"), ".4f"), num(m.get("synthetic_score"), ".3f"),
-                num(m.get("win_rate"), ".3f"), f"{p.seconds:.0f}s" if p.seconds else "-",
+                num(m.get("win_rate"), ".1f"), f"{p.seconds:.0f}s" if p.seconds else "-",
                 note.splitlines()[0][:70] if note else "",
             ])
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
