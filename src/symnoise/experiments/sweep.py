@@ -530,13 +530,14 @@ def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
 
         path = Path(experiment).expanduser()
         if not path.is_file():
-            shipped = Path(__file__).parent / "grids" / f"{path.name}"
-            for cand in (shipped, shipped.with_suffix(".yaml")):
-                if path.suffix in ("", ".yaml") and cand.is_file():
-                    path = cand
-                    break
+            # a bare name: a shipped grid (symnoise/experiments/grids/NAME.yaml)
+            shipped = Path(__file__).parent / "grids" / f"{path.stem}.yaml"
+            if len(path.parts) == 1 and path.suffix in ("", ".yaml") and shipped.is_file():
+                path = shipped
             else:
-                raise FileNotFoundError(f"experiment file not found: {experiment}")
+                grids = sorted(p.stem for p in shipped.parent.glob("*.yaml"))
+                raise FileNotFoundError(f"experiment file not found: {experiment} (shipped "
+                                        f"grids: {', '.join(grids)})")
         where = str(path)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
