@@ -174,7 +174,7 @@ def test_trainer_concat_and_sequential_same_first_step(tmp_path):
         tr = _trainer(tmp_path / mode, NoiseConfig("symnoise", 5.0, symmetric_mode=mode, seed=9),
                       model=model, max_steps=1, learning_rate=0.0)
         grads = {}
-        hooks = [p.register_hook(lambda g, n=n: grads.__setitem__(n, grads.get(n, 0) + g.clone()))
+        hooks = [p.register_hook(lambda g, n=n, grads=grads: grads.__setitem__(n, grads.get(n, 0) + g.clone()))
                  for n, p in model.named_parameters()]
         tr.train()
         for h in hooks:
@@ -226,9 +226,8 @@ def test_peft_lora_model_gets_noise_and_merges_cleanly(tmp_path):
 
 def test_sft_trainer_mixin(tmp_path):
     trl = pytest.importorskip("trl")
-    from datasets import Dataset
-
     from conftest import make_tokenizer
+    from datasets import Dataset
 
     tok = make_tokenizer()
     tok.pad_token = tok.eos_token

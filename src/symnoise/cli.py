@@ -212,11 +212,89 @@ def judge(
 
 
 @app.command()
+def generate(
+    model: str = typer.Option("smollm2", help="Run folder, HF model folder, .gguf file, hub id or 'smollm2'."),
+    prompts: str = typer.Option(..., help="AlpacaEval JSON (or 'alpaca_eval' from the hub), a JSON/JSONL of instructions, or 'synthetic:heldout'."),
+    output: Path | None = typer.Option(None, help="Output JSON (AlpacaEval model-outputs format); default RUN/generations/<prompts>.json for a run folder."),
+    template: str | None = typer.Option(None, help="alpaca|vicuna|chat (default: the run's training template, else alpaca)."),
+    max_new_tokens: int = typer.Option(512, help="Most tokens to generate per prompt."),
+    batch_size: int = typer.Option(16, help="Prompts per batch (left-padded)."),
+    repetition_penalty: float = typer.Option(1.2, help="1.2 as in the paper; 1.0 turns it off."),
+    greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy decoding (the paper) or sampling."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (--sample only)."),
+    top_p: float = typer.Option(0.9, help="Nucleus sampling (--sample only)."),
+    seed: int = typer.Option(0, help="Sampling seed; also the synthetic suite's seed."),
+    generator: str | None = typer.Option(None, "--generator", help="The 'generator' field (default: the model folder's name)."),
+    backend: str = typer.Option("transformers", help="transformers|vllm"),
+    limit: int | None = typer.Option(None, help="Answer only the first N prompts."),
+    dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when available)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output instead of resuming."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Answer a prompt set (resumable) and write AlpacaEval model outputs."""
+    _offline_defaults()
+    from .data import DataError
+    from .generate import default_output_path, generate_outputs
+
+    try:
+        out = output or default_output_path(model, prompts)
+        report = generate_outputs(
+            model, prompts, out, template=template, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, repetition_penalty=repetition_penalty, greedy=greedy,
+            temperature=temperature, top_p=top_p, seed=seed, generator_name=generator,
+            backend=backend, limit=limit, dtype=dtype, device=device, overwrite=overwrite,
+            progress=progress,
+        )
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    _emit(report.to_dict(), as_json, report.format_table())
+
+
+@app.command()
+def tasks(
+    model: str | None = typer.Option(None, help="Run folder, HF model folder, .gguf file, hub id or 'smollm2' (default)."),
+    outputs: Path | None = typer.Option(None, help="Score this synthetic outputs file instead of generating."),
+    output_dir: Path | None = typer.Option(None, help="Where outputs and scores go (default RUN/eval for a run folder)."),
+    n: int | None = typer.Option(None, help="Held-out prompts (default 240)."),
+    seed: int = typer.Option(0, help="Synthetic suite seed."),
+    batch_size: int = typer.Option(16),
+    max_new_tokens: int = typer.Option(64),
+    template: str | None = typer.Option(None, help="alpaca|vicuna|chat (default: the run's training template, else alpaca)."),
+    dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
+    device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate instead of resuming."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
+) -> None:
+    """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
+    _offline_defaults()
+    from .data import DataError
+    from .evaluate.tasks import run_synthetic_eval, score_synthetic_outputs
+
+    try:
+        if outputs is not None:
+            if model is not None:
+                _fail("pass either --model or --outputs, not both")
+            report = score_synthetic_outputs(outputs, seed=seed)
+        else:
+            report = run_synthetic_eval(
+                model or "smollm2", output_dir=output_dir, n=n, seed=seed,
+                batch_size=batch_size, max_new_tokens=max_new_tokens, template=template,
+                progress=progress, overwrite=overwrite, dtype=dtype, device=device,
+            )
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    _emit(report.to_dict(), as_json, report.format_table())
+
+
+@app.command()
 def sweep(
     experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped grid's name: paper_table1, paper_ablation, small_table1, small_ablation, small_alpaca."),
-    executor: Optional[str] = typer.Option(None, help="local|ray (default: the file's 'executor', else local)."),
+    executor: str | None = typer.Option(None, help="local|ray (default: the file's 'executor', else local)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, list the points and what each would do; write nothing."),
-    only: Optional[str] = typer.Option(None, help="Run only points whose name matches: globs, comma-separated; a plain word matches as a substring."),
+    only: str | None = typer.Option(None, help="Run only points whose name matches: globs, comma-separated; a plain word matches as a substring."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
 ) -> None:
     """Run a grid of trainings and evaluations: one run folder per point, reruns skip what is finished."""
@@ -235,9 +313,9 @@ def sweep(
 @app.command()
 def demo(
     output_dir: Path = typer.Option(Path("symnoise-demo"), help="Where the three runs and the report go."),
-    judge: Optional[str] = typer.Option(None, help="Judge for a win rate against the un-noised run: openai:MODEL (with --base-url) or hf:PATH."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server of the judge, e.g. http://localhost:8080/v1."),
-    steps: Optional[int] = typer.Option(None, help="Optimizer steps per run (default: chosen to fit ~20 minutes on 2 CPU cores)."),
+    judge: str | None = typer.Option(None, help="Judge for a win rate against the un-noised run: openai:MODEL (with --base-url) or hf:PATH."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server of the judge, e.g. http://localhost:8080/v1."),
+    steps: int | None = typer.Option(None, help="Optimizer steps per run (default: chosen to fit ~20 minutes on 2 CPU cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Offline demo: no noise vs NEFTune vs SymNoise on the default model and the synthetic suite, with a report."""

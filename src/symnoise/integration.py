@@ -34,7 +34,6 @@ __all__ = [
     "pair_batch",
     "rank_generator",
     "NoiseTrainerMixin",
-    "NoisyTrainer",
     "noisy_trainer_class",
     "get_embedding_module",
 ]
