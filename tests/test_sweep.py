@@ -555,7 +555,7 @@ def test_local_process_isolation_real_tiny_run(tmp_path, monkeypatch):
     _check_tiny_results(result, tmp_path, ["tiny-good-symnoise-a5-s3"], [])
     assert result.executor == "local"
     # a point whose process dies without a result is recorded as failed
-    monkeypatch.setattr(sweep.subprocess, "call", lambda cmd: 137)
+    monkeypatch.setattr(sweep.subprocess, "call", lambda cmd, **kw: 137)
     result = run_sweep(spec, only="good-none", progress=False)
     assert result.points[0].status == "failed"
     assert "exited with status 137" in result.points[0].error
@@ -589,8 +589,9 @@ def test_accelerate_launch_command_and_point_config(tmp_path, fake_backends, mon
 
     seen = []
 
-    def fake_call(cmd):
+    def fake_call(cmd, **kwargs):
         seen.append(cmd)
+        assert kwargs == {"stdout": 2}  # the child's stdout never mixes into ours
         cfg = TrainConfig.from_sources(cmd[cmd.index("--config") + 1])  # what the CLI reads
         fake_backends.train(cfg)
         return 0
@@ -609,7 +610,7 @@ def test_accelerate_launch_command_and_point_config(tmp_path, fake_backends, mon
     assert (name, resume) == ("smollm2-synthetic-symnoise-a5-s7", False)
     written = yaml.safe_load(Path(cmd[9]).read_text())
     assert written["alpha"] == 5.0 and written["max_steps"] == 2 and written["seed"] == 7
-    monkeypatch.setattr(sweep.subprocess, "call", lambda cmd: 3)
+    monkeypatch.setattr(sweep.subprocess, "call", lambda cmd, **kw: 3)
     r = run_sweep(_exp(tmp_path, methods=["none"], accelerate_launch=True), progress=False)
     assert r.points[0].status == "failed" and "exited with status 3" in r.points[0].error
 

@@ -892,7 +892,8 @@ def _train_with_accelerate(point: GridPoint, cfg: TrainConfig, args: Sequence[st
     cfg_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *args,
            "-m", "symnoise.cli", "train", "--config", str(cfg_file)]
-    rc = subprocess.call(cmd)
+    # the child's stdout goes to our stderr: stdout stays for the sweep's own result (--json)
+    rc = subprocess.call(cmd, stdout=2)
     if rc != 0:
         raise RuntimeError(f"accelerate launch exited with status {rc}: {' '.join(cmd)}")
 
@@ -980,7 +981,7 @@ def _run_point_subprocess(point: GridPoint, options: dict[str, Any],
     _write_json(spec, {"point": point.to_dict(), "options": options})
     t0 = time.perf_counter()
     rc = subprocess.call([sys.executable, "-m", "symnoise.experiments.sweep",
-                          "--point", str(spec), "--result", str(result_file)])
+                          "--point", str(spec), "--result", str(result_file)], stdout=2)
     data = _read_json(result_file)
     if isinstance(data, dict):
         return PointResult.from_dict(data)
