@@ -38,9 +38,11 @@ __all__ = [
     "format_demo_table",
 ]
 
-#: Optimizer steps per run (batch 4). Measured on the shared 2-core CPU under load: ~8 min
-#: for the whole demo at 2 steps, plus ~75 s per further step (none + NEFTune + SymNoise).
-DEMO_STEPS = 10
+#: Optimizer steps per run (batch 4). Measured on this 2-core CPU when quiet: ~1.8 s per
+#: step without noise or with NEFTune, ~2.9 s with SymNoise (twice the rows), plus ~35 s per
+#: run (model load, clean loss, saving, 36 answers): ~4.5 minutes in all at 24 steps. The
+#: same machine loaded by other jobs ran 3-10x slower.
+DEMO_STEPS = 24
 DEMO_BATCH_SIZE = 4
 #: Learning rate: higher than the paper's 5e-5 so that a few steps leave a visible mark.
 DEMO_LR = 1e-4
