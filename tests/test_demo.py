@@ -196,3 +196,15 @@ def test_demo_end_to_end_on_the_default_model(tmp_path):
         assert 0 <= r["synthetic_score"] <= 1 and r["length"] > 0
     assert Path(summary["report"]).is_file()
     assert (tmp_path / "demo" / "report" / "fig_loss.png").is_file()
+
+
+def test_demo_with_other_steps_in_the_same_folder_is_a_conflict(tmp_path, fakes):
+    from typer.testing import CliRunner
+
+    from symnoise.cli import app
+
+    demo.run_demo(tmp_path / "d", steps=2, progress=False)
+    res = CliRunner().invoke(app, ["demo", "--output-dir", str(tmp_path / "d"), "--steps", "3"])
+    assert res.exit_code == 1
+    assert "max_steps: 2 in the run folder, 3 in the experiment" in res.stdout
+    assert len(fakes.trained) == 3  # nothing retrained over the earlier runs

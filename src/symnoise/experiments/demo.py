@@ -124,7 +124,8 @@ def _row(point: Any, result: Any) -> dict[str, Any]:
         "rep_2": m.get("rep_2"),
         "win_rate": m.get("win_rate"),
         "run_dir": result.run_dir,
-        "error": result.error,
+        # a conflict (the folder holds a demo run with other settings) says which
+        "error": result.error or (result.note if result.status == "conflict" else None),
     }
 
 
@@ -154,8 +155,11 @@ def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str
     judge: a judge spec (``openai:MODEL`` with ``base_url``, or ``hf:PATH``) for the win
     rate of each noisy run against the baseline's answers; None skips judging.
     steps: optimizer steps per run (default :data:`DEMO_STEPS`).
-    Returns ``{"output_dir", "report", "rows", "table", "sweep"}``; ``table`` is the
-    summary printed at the end.
+    Returns ``{"output_dir", "report", "report_error", "rows", "table", "seconds",
+    "sweep"}``: ``rows`` one dict per method (clean loss, exact-answer score, length,
+    repetition, win rate, status), ``table`` the summary printed at the end, ``sweep`` the
+    sweep's outcome. A second call with the same settings finds everything done; other
+    settings (``steps``) in the same folder are reported as conflicts: use another folder.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
