@@ -343,6 +343,57 @@ def report(
     _emit(result.to_dict(), as_json, result.format_table())
 
 
+@app.command()
+def sweep(
+    experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped grid's name: paper_table1, paper_ablation, small_table1, small_ablation, small_alpaca."),
+    executor: str | None = typer.Option(None, help="local|ray (default: the file's 'executor', else local)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate, list the points and what each would do; write nothing."),
+    only: str | None = typer.Option(None, help="Run only points whose name matches: globs, comma-separated; a plain word matches as a substring."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+) -> None:
+    """Run a grid of trainings and evaluations: one run folder per point, reruns skip what is finished."""
+    _offline_defaults()
+    from .experiments.sweep import ExperimentError, run_sweep
+
+    try:
+        result = run_sweep(experiment, executor=executor, dry_run=dry_run, only=only)
+    except (ExperimentError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    _emit(result.to_dict(), as_json, result.format_table())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    output_dir: Path = typer.Option(Path("symnoise-demo"), help="Where the three runs and the report go."),
+    judge: str | None = typer.Option(None, help="Judge for a win rate against the un-noised run: openai:MODEL (with --base-url) or hf:PATH."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server of the judge, e.g. http://localhost:8080/v1."),
+    steps: int | None = typer.Option(None, help="Optimizer steps per run (default: chosen to fit ~20 minutes on 2 CPU cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Offline demo: no noise vs NEFTune vs SymNoise on the default model and the synthetic suite, with a report."""
+    _offline_defaults()
+    from .experiments.demo import run_demo
+
+    try:
+        summary = run_demo(output_dir, judge=judge, base_url=base_url, steps=steps)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    lines = [summary["table"], ""]
+    lines.append(f"runs and report in {summary['output_dir']}")
+    if summary.get("report"):
+        lines.append(f"report: {summary['report']}")
+    if summary.get("report_error"):
+        lines.append(f"report not built: {summary['report_error']}")
+    for row in summary["rows"]:
+        if row.get("error"):
+            lines.append(f"{row['method']} failed: {row['error'].splitlines()[0]}")
+    _emit(summary, as_json, "\n".join(lines))
+    if any(row["status"] in ("failed", "conflict") for row in summary["rows"]):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
