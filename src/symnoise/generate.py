@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._io import write_json_atomic as _write_json
+from ._io import write_text_atomic as _atomic_write_text
 from .data.formats import DataError
 
 logger = logging.getLogger(__name__)
@@ -407,18 +409,6 @@ def meta_path(output: str | Path) -> Path:
     return Path(output).with_suffix(".meta.json")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_outputs(path: str | Path) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ._io import write_json_atomic as _write_json
 from .config import TrainConfig
 from .models import apply_lora, load_model_and_tokenizer
 
@@ -362,9 +363,3 @@ def _device_string() -> str:
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import write_json_atomic as _write_json
+
 logger = logging.getLogger(__name__)
 
 RUN_INFO = "run.json"
@@ -444,11 +446,6 @@ def _offline_env(active: bool) -> Iterator[None]:
                 else:
                     os.environ[k] = v
 
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def write_results(result: HarnessResult, output_dir: str | os.PathLike[str]) -> dict[str, str]:

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import write_json_atomic as _write_json
 from .judge_prompts import (
     TEMPLATE_VERSION,
     build_messages,
@@ -1015,11 +1016,6 @@ def _leaderboard_markdown(report: JudgeReport) -> str:
         ]
     )
 
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _generator_name(rows: list[dict[str, Any]], default: str) -> str:

@@ -103,6 +103,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import write_json_atomic as _write_json
 from ..config import TrainConfig, load_config_file
 from ..noise import canonical_method
 
@@ -746,12 +747,6 @@ def _read_json(path: Path) -> Any:
     except (OSError, json.JSONDecodeError):
         return None
 
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _has_checkpoints(run_dir: Path) -> bool:
