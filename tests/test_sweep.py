@@ -227,6 +227,7 @@ class FakeBackends:
     def train(self, cfg):
         run_dir = Path(cfg.output_dir)
         self.train_calls.append((run_dir.name, cfg.resume))
+        print(f"stdout chatter of {run_dir.name}")  # (train's progress writes some)
         run_dir.mkdir(parents=True, exist_ok=True)
         info = {"status": "running", "config": cfg.to_dict()}
         (run_dir / "run.json").write_text(json.dumps(info))
@@ -265,10 +266,12 @@ def fake_backends(monkeypatch):
     return fb
 
 
-def test_failure_isolation_then_skip_and_retry(tmp_path, fake_backends):
+def test_failure_isolation_then_skip_and_retry(tmp_path, fake_backends, capsys):
     spec = _exp(tmp_path, evaluation={"synthetic": True, "n_prompts": 6})
     fake_backends.fail_train.add("smollm2-synthetic-uniform-a5-s7")
     r1 = run_sweep(spec, progress=False)
+    out, err = capsys.readouterr()
+    assert out == "" and "stdout chatter of smollm2-synthetic-none-s7" in err
     assert [p.status for p in r1.points] == ["completed", "failed", "completed"]
     assert not r1.ok
     failed = r1.points[1]

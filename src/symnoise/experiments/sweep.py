@@ -86,6 +86,7 @@ Executors
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import gc
@@ -913,11 +914,40 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _train_and_evaluate(point: GridPoint, action: str, *, progress: bool,
+                        accelerate_launch: bool, accelerate_args: Sequence[str],
+                        keep_checkpoints: bool) -> None:
+    run_dir = point.run_dir
+    if action in ("train", "resume"):
+        _say(progress, f"{point.name}: {'resuming training' if action == 'resume' else 'training'}")
+        cfg = point.train_config(resume=action == "resume")
+        if accelerate_launch:
+            _train_with_accelerate(point, cfg, accelerate_args)
+        else:
+            _call_train(cfg)
+        info = _read_json(run_dir / "run.json")
+        if not isinstance(info, dict) or info.get("status") != "completed":
+            raise RuntimeError(f"training returned but {run_dir / 'run.json'} does not say "
+                               "status: completed")
+        if not keep_checkpoints and (run_dir / "checkpoints").is_dir():
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    if point.evaluation is not None:
+        _say(progress, f"{point.name}: evaluating")
+        kwargs = dict(point.evaluation)
+        if point.baseline:
+            kwargs["reference"] = _baseline_reference(point)
+        _call_evaluate(run_dir, kwargs, progress)
+        if not (run_dir / EVAL_SUMMARY).is_file():
+            raise RuntimeError(f"evaluation returned but wrote no {run_dir / EVAL_SUMMARY}")
+        _write_json(run_dir / EVAL_SETTINGS, _eval_settings(point))
+
+
 def run_point(point: GridPoint, *, progress: bool = True, accelerate_launch: bool = False,
               accelerate_args: Sequence[str] = (), keep_checkpoints: bool = False) -> PointResult:
     """Train (or resume) and evaluate one point as :func:`plan_point` says; never raises
     for a failure of the point itself (it is returned as ``failed`` and written to
-    RUN/error.txt). KeyboardInterrupt propagates.
+    RUN/error.txt). KeyboardInterrupt propagates. What training and evaluation print goes
+    to stderr, so that stdout carries only results (``--json``).
     """
     t0 = time.perf_counter()
     action, note = plan_point(point)
@@ -926,32 +956,15 @@ def run_point(point: GridPoint, *, progress: bool = True, accelerate_launch: boo
         status = {"skip": "skipped"}.get(action, action)
         return PointResult(point.name, status, action, str(run_dir), 0.0, None, note,
                            _metrics(run_dir) if action == "skip" else {})
+    error = None
     try:
-        if action in ("train", "resume"):
-            what = "resuming training" if action == "resume" else "training"
-            _say(progress, f"{point.name}: {what}")
-            cfg = point.train_config(resume=action == "resume")
-            if accelerate_launch:
-                _train_with_accelerate(point, cfg, accelerate_args)
-            else:
-                _call_train(cfg)
-            info = _read_json(run_dir / "run.json")
-            if not isinstance(info, dict) or info.get("status") != "completed":
-                raise RuntimeError(f"training returned but {run_dir / 'run.json'} does not say "
-                                   "status: completed")
-            if not keep_checkpoints and (run_dir / "checkpoints").is_dir():
-                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        if point.evaluation is not None:
-            _say(progress, f"{point.name}: evaluating")
-            kwargs = dict(point.evaluation)
-            if point.baseline:
-                kwargs["reference"] = _baseline_reference(point)
-            _call_evaluate(run_dir, kwargs, progress)
-            if not (run_dir / EVAL_SUMMARY).is_file():
-                raise RuntimeError(f"evaluation returned but wrote no {run_dir / EVAL_SUMMARY}")
-            _write_json(run_dir / EVAL_SETTINGS, _eval_settings(point))
+        with contextlib.redirect_stdout(sys.stderr):
+            _train_and_evaluate(point, action, progress=progress,
+                                accelerate_launch=accelerate_launch,
+                                accelerate_args=accelerate_args,
+                                keep_checkpoints=keep_checkpoints)
         (run_dir / ERROR_FILE).unlink(missing_ok=True)
-        status, error = "completed", None
+        status = "completed"
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a failing point must not stop the sweep
