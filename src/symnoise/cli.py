@@ -289,6 +289,60 @@ def tasks(
     _emit(report.to_dict(), as_json, report.format_table())
 
 
+@app.command("eval")
+def eval_run(
+    run_dir: Path = typer.Argument(..., help="A finished run folder (results go to RUN/eval/)."),
+    prompts: Optional[str] = typer.Option(None, help="Prompt set: AlpacaEval's JSON file, a JSON/JSONL file, 'alpaca_eval' (Hub) or 'synthetic:heldout' (default)."),
+    n_prompts: Optional[int] = typer.Option(None, help="Answer only the first N prompts."),
+    max_new_tokens: int = typer.Option(256, help="Generation length cap (greedy, repetition penalty 1.2)."),
+    batch_size: int = typer.Option(16, help="Generation (and harness) batch size."),
+    judge: Optional[str] = typer.Option(None, help="Win-rate judge: openai:MODEL or hf:PATH."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint of the judge."),
+    reference: Optional[Path] = typer.Option(None, help="Reference outputs to judge against (default: the prompt file's own 'output' fields)."),
+    both_orders: bool = typer.Option(False, "--both-orders", help="Judge each pair in both orders."),
+    tasks: Optional[str] = typer.Option(None, help="lm-eval tasks (comma-separated) or the preset 'openllm'."),
+    include_path: Optional[Path] = typer.Option(None, help="Folder of local lm-eval task YAMLs."),
+    limit: Optional[float] = typer.Option(None, help="Cap examples per harness task (smoke tests only)."),
+    words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset (default: the run's dataset)."),
+    synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Score the synthetic held-out split."),
+    synthetic_n: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Evaluate a run: generate, text statistics, synthetic score, judge and harness."""
+    _offline_defaults()
+    from .evaluate.harness import HarnessError
+    from .evaluate.judge import JudgeError
+    from .evaluate.run_eval import evaluate_run, format_eval_summary
+
+    lim: int | float | None = int(limit) if limit is not None and limit >= 1 else limit
+    try:
+        summary = evaluate_run(
+            run_dir, prompts=prompts, n_prompts=n_prompts, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, judge=judge, base_url=base_url, reference=reference,
+            both_orders=both_orders, harness_tasks=tasks, include_path=include_path,
+            harness_limit=lim, words=words, synthetic=synthetic, synthetic_n=synthetic_n,
+        )
+    except (ValueError, FileNotFoundError, HarnessError, JudgeError) as exc:
+        _fail(str(exc))
+    _emit(summary, as_json, format_eval_summary(summary))
+
+
+@app.command()
+def report(
+    runs_dir: Path = typer.Argument(..., help="Folder holding run folders (searched recursively)."),
+    output_dir: Optional[Path] = typer.Option(None, help="Where report.md, the CSVs and PNGs go (default RUNS_DIR/report)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Paper-style tables (Markdown + CSV) and figures over many run folders."""
+    from .experiments.report import build_report
+
+    try:
+        result = build_report(runs_dir, output_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _emit(result.to_dict(), as_json, result.format_table())
+
+
 @app.command()
 def sweep(
     experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped grid's name: paper_table1, paper_ablation, small_table1, small_ablation, small_alpaca."),

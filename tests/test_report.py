@@ -1,0 +1,324 @@
+"""symnoise report: tables from fake run folders hold exactly their numbers, in the right
+cells; averages; '-' for missing; CSV round trip; PNG figures; paper rows; CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symnoise.experiments import paper_numbers
+from symnoise.experiments.report import build_report, find_runs, setting_label
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(
+    root: Path,
+    rel: str,
+    *,
+    method: str,
+    alpha: float = 5.0,
+    norm_match: bool = True,
+    dataset: str = "alpaca",
+    model: str = "tiny-llama",
+    seed: int = 0,
+    status: str = "completed",
+    train_loss: float | None = 1.5,
+    clean_loss: float | None = 1.7,
+    win_rate: float | None = None,
+    se: float | None = 1.0,
+    judge_avg_length: float | None = None,
+    reference: str = "text_davinci_003",
+    stats: dict[str, float] | None = None,
+    train_stats: dict[str, float] | None = None,
+    synthetic: tuple[float, float, float, int] | None = None,
+    harness: dict[str, float] | None = None,
+    metrics: list[dict[str, Any]] | None = None,
+) -> Path:
+    """A run folder as train.py + symnoise eval leave it, with the given numbers."""
+    path = root / rel
+    path.mkdir(parents=True)
+    data = "synthetic" if dataset == "synthetic" else f"/data/{dataset}.json"
+    info = {
+        "status": status,
+        "config": {"model": model, "data": data, "format": "auto", "method": method,
+                   "alpha": alpha, "norm_match": norm_match, "seed": seed, "extra": {}},
+        "noise": {"method": method, "alpha": alpha, "norm_match": norm_match,
+                  "symmetric_mode": "concat", "seed": seed},
+        "template": "alpaca",
+        "format": "alpaca" if dataset == "synthetic" else dataset,
+        "global_step": 40,
+        "train_loss": train_loss,
+        "final_clean_eval_loss": clean_loss,
+    }
+    (path / "run.json").write_text(json.dumps(info))
+    if metrics is not None:
+        (path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    ev = path / "eval"
+    if win_rate is not None:
+        (ev / "judge").mkdir(parents=True)
+        row = {"win_rate": win_rate, "standard_error": se, "n": 805, "n_total": 805,
+               "avg_length": judge_avg_length, "judge": "openai:gpt-4", "reference": reference}
+        (ev / "judge" / "leaderboard.json").write_text(json.dumps({path.name: row}))
+    if stats is not None or train_stats is not None:
+        ev.mkdir(exist_ok=True)
+        doc = {"words": 50, "outputs": stats or {},
+               "train_data": train_stats if train_stats is not None
+               else {"skipped": "built-in synthetic data, not a file"}}
+        (ev / "stats.json").write_text(json.dumps(doc))
+    if synthetic is not None:
+        ev.mkdir(exist_ok=True)
+        acc, lo, hi, n = synthetic
+        (ev / "synthetic_scores.json").write_text(json.dumps({
+            "n": n, "overall": {"n": n, "correct": round(acc * n), "accuracy": acc,
+                                "accuracy_ci95": [lo, hi], "format_rate": 0.5},
+            "per_family": {}}))
+    if harness is not None:
+        ev.mkdir(exist_ok=True)
+        (ev / "harness.json").write_text(json.dumps({"config": {"limit": None},
+                                                     "summary": harness}))
+    return path
+
+
+def md_table(markdown: str) -> dict[str, list[str]]:
+    """A Markdown table as {first cell: other cells}."""
+    rows = {}
+    for line in markdown.strip().splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def grid(tmp_path) -> Path:
+    """2 datasets x 3 methods; symnoise on sharegpt has no win rate; uniform has 2 seeds on
+    alpaca."""
+    root = tmp_path / "runs"
+    make_run(root, "alpaca/none", method="none", alpha=0.0, win_rate=30.25,
+             stats={"avg_chars": 300.5, "avg_words": 55.25, "rep_2": 4.125},
+             train_stats={"avg_chars": 270.0, "avg_words": 45.0, "rep_2": 1.5},
+             harness={"arc_challenge": 0.5, "hellaswag": 0.75},
+             metrics=[{"step": 5, "train_loss": 2.0}, {"step": 10, "clean_eval_loss": 1.9},
+                      {"step": 10, "train_loss": 1.8}])
+    make_run(root, "alpaca/uniform-s0", method="uniform", seed=0, win_rate=60.0,
+             stats={"avg_chars": 1000.0, "avg_words": 180.0, "rep_2": 6.0},
+             synthetic=(0.25, 0.2, 0.31, 240),
+             metrics=[{"step": 5, "train_loss": 2.1}, {"step": 10, "clean_eval_loss": 1.8}])
+    make_run(root, "alpaca/uniform-s1", method="uniform", seed=1, win_rate=65.0,
+             stats={"avg_chars": 1100.0, "avg_words": 190.0, "rep_2": 7.0})
+    make_run(root, "alpaca/symnoise", method="symnoise", win_rate=70.5, judge_avg_length=1234.0)
+    # method none keeps the config's default alpha (5): still the same "none" row
+    make_run(root, "sharegpt/none", method="none", alpha=5.0, dataset="sharegpt", win_rate=68.5)
+    make_run(root, "sharegpt/uniform", method="uniform", alpha=10.0, dataset="sharegpt",
+             win_rate=76.0)
+    make_run(root, "sharegpt/symnoise", method="symnoise", alpha=10.0, dataset="sharegpt",
+             train_loss=1.25, clean_loss=1.375)
+    return root
+
+
+def test_table1_cells_averages_missing_and_csv(grid, tmp_path):
+    res = build_report(grid, tmp_path / "out")
+    t1 = res.tables["table1"]
+    assert t1.header == ["method", "alpaca", "sharegpt", "Average"]
+    rows = md_table(t1.to_markdown())
+    assert rows["none"] == ["30.25", "68.50", f"{(30.25 + 68.5) / 2:.2f}"]
+    # uniform: alpha 5 on alpaca, 10 on sharegpt -> one row, alpha in each cell; 2 seeds
+    uni = rows["uniform (α per cell)"]
+    assert uni[0] == "62.50 (α=5, n=2)"
+    assert uni[1] == "76.00 (α=10)"
+    assert uni[2] == f"{(62.5 + 76.0) / 2:.2f}"
+    # symnoise has no win rate on sharegpt: '-' and no Average
+    sym = rows["symnoise (α per cell, norm-matched)"]
+    assert sym == ["70.50 (α=5)", "-", "-"]
+    assert list(rows) == ["none", "uniform (α per cell)", "symnoise (α per cell, norm-matched)"]
+
+    data = read_csv(res.files["table1_csv"])
+    by = {r["row"]: r for r in data}
+    assert float(by["none"]["alpaca"]) == 30.25
+    assert float(by["none"]["average"]) == pytest.approx(49.375)
+    assert float(by["uniform (α per cell)"]["alpaca"]) == pytest.approx(62.5)
+    assert by["uniform (α per cell)"]["alphas"] == "alpaca:5;sharegpt:10"
+    assert by["symnoise (α per cell, norm-matched)"]["sharegpt"] == "-"
+    assert by["symnoise (α per cell, norm-matched)"]["average"] == "-"
+    assert {r["source"] for r in data} == {"runs"}  # a tiny model: no paper rows inside
+
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert t1.to_markdown() in md
+
+
+def test_ablation_lengths_openllm_synthetic_runs(grid, tmp_path):
+    res = build_report(grid, tmp_path / "out")
+    rows = res.tables["ablation"].rows
+    first = {(r[0], r[1]): r for r in rows}
+    assert first[("alpaca", "uniform α=5")][5:] == ["62.50 (n=2)", "1050.0 (n=2)", "2"]
+    # avg chars falls back to the judge's average length when there is no stats.json
+    assert first[("alpaca", "symnoise α=5/√3")][5:] == ["70.50", "1234.0", "1"]
+    assert first[("sharegpt", "symnoise α=10/√3")][5:] == ["-", "-", "1"]
+    assert first[("alpaca", "none")][4] == "-"  # norm matching does not apply
+    ab_csv = read_csv(res.files["ablation_csv"])
+    assert float(next(r for r in ab_csv if r["setting"] == "uniform α=5")["avg_chars"]) == 1050.0
+
+    chars = md_table(res.tables["lengths_chars"].to_markdown())
+    assert chars["training data"] == ["270.0", "-"]
+    assert chars["none"] == ["300.5", "-"]
+    assert chars["uniform (α per cell)"] == ["1050.0 (α=5, n=2)", "-"]
+    rep = md_table(res.tables["lengths_rep2"].to_markdown())
+    assert rep["none"][0] == "4.12" or rep["none"][0] == "4.13"  # 4.125 rounds either way
+    words = read_csv(res.files["lengths_words_csv"])
+    assert float(next(r for r in words if r["row"] == "none")["alpaca"]) == 55.25
+
+    ol = md_table(res.tables["openllm"].to_markdown())
+    assert ol["alpaca/none"][2:] == ["50.00", "75.00", "62.50", "-"]
+    assert len(ol) == 1  # runs without harness results are not rows
+
+    syn = md_table(res.tables["synthetic"].to_markdown())
+    assert syn["alpaca/uniform-s0"][2:5] == ["25.0", "[20.0, 31.0]", "240"]
+    runs = md_table(res.tables["runs"].to_markdown())
+    assert runs["sharegpt/symnoise"][-2:] == ["1.3750", "1.2500"]
+    assert len(runs) == 7
+
+
+def test_figures_are_pngs_and_paper_rows_separate(grid, tmp_path):
+    res = build_report(grid, tmp_path / "out")
+    for name in ("fig_win_rate.png", "fig_win_rate_vs_length.png", "fig_loss.png"):
+        path = tmp_path / "out" / name
+        assert path.read_bytes()[:8] == PNG, name
+        assert name in res.figures
+        assert f"]({name})" in res.files["report_md"].read_text()
+    assert not res.paper_comparable
+    md = res.files["report_md"].read_text()
+    assert "## Published numbers (for reference only, not comparable)" in md
+    paper = md_table(res.tables["paper_win_rates"].to_markdown())
+    assert paper["paper (SymNoise, abstract): +SymNoise"] == ["69.04", "-", "-", "-", "-"]
+    assert paper["paper (NEFTune, Fig. 1): +NEFT"] == ["64.7", "79.6", "76.3", "70.6", "72.8"]
+
+
+def test_paper_rows_inside_table1_when_setting_matches(tmp_path):
+    root = tmp_path / "runs"
+    for method, wr in (("none", 31.0), ("uniform", 62.0), ("symnoise", 66.0)):
+        make_run(root, method, method=method, model="meta-llama/Llama-2-7b-hf", win_rate=wr)
+    res = build_report(root)
+    assert res.output_dir == root / "report"
+    assert res.paper_comparable
+    rows = md_table(res.tables["table1"].to_markdown())
+    assert rows["symnoise α=5/√3"] == ["66.00", "66.00"]
+    assert rows["paper (SymNoise, abstract): LLaMA-2-7B"] == ["29.79", "-"]
+    assert rows["paper (SymNoise, abstract): +NEFTune"] == ["64.69", "-"]
+    assert rows["paper (SymNoise, abstract): +SymNoise"] == ["69.04", "-"]
+    assert rows["paper (NEFTune, Fig. 1): LLaMA-2 (7B)"] == ["29.8", "-"]
+    data = read_csv(res.files["table1_csv"])
+    assert {r["source"] for r in data} == {"runs", "paper"}
+    assert "for reference only" not in res.files["report_md"].read_text()
+    # every published number in the module is one of its stated cells
+    for pr in paper_numbers.WIN_RATE_ROWS:
+        assert set(pr.values) <= set(paper_numbers.PAPER_DATASETS)
+
+
+def test_alpha_sweep_splits_rows_and_norm_match_ablation(tmp_path):
+    root = tmp_path / "sweep"
+    make_run(root, "a5", method="symnoise", alpha=5.0, win_rate=50.0)
+    make_run(root, "a10", method="symnoise", alpha=10.0, win_rate=55.0)
+    make_run(root, "g5", method="gaussian", alpha=5.0, norm_match=False, win_rate=40.0)
+    make_run(root, "g5n", method="gaussian", alpha=5.0, norm_match=True, win_rate=45.0)
+    res = build_report(root)
+    rows = md_table(res.tables["table1"].to_markdown())
+    assert rows["symnoise α=5/√3"] == ["50.00", "50.00"]
+    assert rows["symnoise α=10/√3"] == ["55.00", "55.00"]
+    assert rows["gaussian α=5"] == ["40.00", "40.00"]
+    assert rows["gaussian α=5/√3"] == ["45.00", "45.00"]
+    labels = [r[1] for r in res.tables["ablation"].rows]
+    assert labels == ["gaussian α=5", "gaussian α=5/√3", "symnoise α=5/√3", "symnoise α=10/√3"]
+
+
+def test_no_win_rate_plots_synthetic_and_says_so(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "none", method="none", alpha=0.0, dataset="synthetic",
+             synthetic=(0.125, 0.08, 0.19, 240), stats={"avg_chars": 20.0, "avg_words": 4.0})
+    make_run(root, "sym", method="symnoise", dataset="synthetic",
+             synthetic=(0.375, 0.3, 0.44, 240), stats={"avg_chars": 25.0, "avg_words": 5.0})
+    res = build_report(root)
+    assert (res.output_dir / "fig_win_rate.png").read_bytes()[:8] == PNG
+    assert "synthetic" in res.figures["fig_win_rate.png"]
+    assert "No run has a win rate" in res.figures["fig_win_rate.png"]
+    assert "No run has a win rate" in res.figures["fig_win_rate_vs_length.png"]
+    assert "fig_loss.png" not in res.figures  # no metrics.jsonl
+    assert any("no loss figure" in n for n in res.notes)
+    rows = md_table(res.tables["table1"].to_markdown())
+    assert rows["none"] == ["-", "-"]
+    syn = md_table(res.tables["synthetic"].to_markdown())
+    assert syn["sym"][2:5] == ["37.5", "[30.0, 44.0]", "240"]
+
+
+def test_bad_files_are_reported_not_dropped(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "ok", method="uniform", win_rate=61.0,
+             metrics=[{"step": 1, "train_loss": 2.0}])
+    with (root / "ok" / "metrics.jsonl").open("a") as fh:
+        fh.write("{torn\n")
+    (root / "broken").mkdir()
+    (root / "broken" / "run.json").write_text("{not json")
+    bad_eval = make_run(root, "badeval", method="none", alpha=0.0)
+    (bad_eval / "eval").mkdir()
+    (bad_eval / "eval" / "stats.json").write_text("[")
+    res = build_report(root)
+    assert [s["path"] for s in res.skipped] == [str(root / "broken")]
+    assert "not valid JSON" in res.skipped[0]["reason"]
+    notes = "\n".join(res.notes)
+    assert "metrics.jsonl: 1 line(s) not JSON objects" in notes
+    assert "stats.json: unreadable" in notes
+    assert "badeval" in notes  # no evaluation results
+    md = res.files["report_md"].read_text()
+    assert "skipped" in md and "broken" in md
+
+
+def test_find_runs_nested_and_errors(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "a/b/c", method="none", alpha=0.0)
+    make_run(root, "d", method="uniform")
+    (root / "d" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (root / "d" / "checkpoints" / "checkpoint-5" / "run.json").write_text("{}")
+    assert [p.relative_to(root).as_posix() for p in find_runs(root)] == ["a/b/c", "d"]
+    with pytest.raises(FileNotFoundError, match="runs folder not found"):
+        build_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no run folder"):
+        build_report(tmp_path / "empty")
+
+
+def test_setting_label():
+    assert setting_label("none", 0.0, True) == "none"
+    assert setting_label("uniform", 5.0, True) == "uniform α=5"
+    assert setting_label("bernoulli", 15.0, True) == "bernoulli α=15/√3"
+    assert setting_label("bernoulli", 2.5, False) == "bernoulli α=2.5"
+
+
+def test_cli_report_json(grid, tmp_path):
+    from typer.testing import CliRunner
+
+    from symnoise.cli import app
+
+    out = tmp_path / "cli-out"
+    result = CliRunner().invoke(app, ["report", str(grid), "--output-dir", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["output_dir"] == str(out)
+    assert len(doc["runs"]) == 7
+    t1 = doc["tables"]["table1"]
+    none_row = next(r for r in t1["data"] if r[0] == "none")
+    assert none_row[-1] == pytest.approx(statistics.fmean([30.25, 68.5]))
+    text = CliRunner().invoke(app, ["report", str(grid), "--output-dir", str(out)])
+    assert text.exit_code == 0
+    assert "Table 1" in text.stdout and "report.md" in text.stdout
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
+    assert bad.exit_code == 2
+    assert "runs folder not found" in bad.output

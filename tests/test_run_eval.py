@@ -1,0 +1,217 @@
+"""symnoise eval: the steps land in RUN/eval with the right numbers, a rerun skips finished
+steps, settings changes redo them, user errors are clear."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from conftest import WORDS, make_model, make_tokenizer
+
+import symnoise.evaluate.harness as harness_mod
+import symnoise.evaluate.judge as judge_mod
+from symnoise.evaluate.run_eval import evaluate_run, format_eval_summary, run_dataset
+from symnoise.evaluate.stats import text_stats
+
+# generation and the synthetic scorer come from the generate branch (merged separately)
+generate_mod = pytest.importorskip("symnoise.generate")
+pytest.importorskip("symnoise.evaluate.tasks")
+
+
+def _run_info(data: str, status: str = "completed") -> dict:
+    return {
+        "status": status,
+        "config": {"model": "tiny", "data": data, "format": "auto", "method": "symnoise",
+                   "alpha": 5.0, "norm_match": True, "seed": 0, "skip_bad_rows": False},
+        "noise": {"method": "symnoise", "alpha": 5.0, "norm_match": True,
+                  "symmetric_mode": "concat", "seed": 0},
+        "template": "alpaca",
+        "format": "alpaca",
+        "train_loss": 2.5,
+        "final_clean_eval_loss": 2.75,
+    }
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tok = make_tokenizer()
+    make_model(vocab_size=len(tok), initializer_range=0.3).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _make_run(model_dir: Path, dest: Path, data: str = "synthetic", **kw) -> Path:
+    import shutil
+
+    shutil.copytree(model_dir, dest)
+    (dest / "run.json").write_text(json.dumps(_run_info(data, **kw)))
+    return dest
+
+
+class _Counter:
+    def __init__(self, monkeypatch, module, name):
+        self.calls = 0
+        real = getattr(module, name)
+
+        def wrapped(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapped)
+
+
+def test_default_synthetic_eval_files_numbers_and_rerun_skips(model_dir, tmp_path, monkeypatch):
+    run = _make_run(model_dir, tmp_path / "run")
+    gen = _Counter(monkeypatch, generate_mod, "generate_outputs")
+    summary = evaluate_run(run, n_prompts=6, max_new_tokens=6, batch_size=4, progress=False)
+    ev = run / "eval"
+    for name in ("outputs.json", "stats.json", "synthetic_scores.json", "synthetic_scores.md",
+                 "summary.json", "summary.md", "steps.json"):
+        assert (ev / name).is_file(), name
+    assert gen.calls == 1
+    outputs = json.loads((ev / "outputs.json").read_text())
+    assert len(outputs) == 6 and all("family" in o and "answer" in o for o in outputs)
+
+    # stats: the outputs' numbers, computed independently; no training file to measure
+    stats = json.loads((ev / "stats.json").read_text())
+    texts = [o["output"] for o in outputs]
+    assert stats["outputs"]["avg_chars"] == pytest.approx(statistics.fmean(map(len, texts)))
+    assert stats["outputs"]["n"] == 6 and stats["words"] == 50
+    assert stats["train_data"]["skipped"].startswith("built-in synthetic")
+
+    # synthetic score of the same answers (no second generation)
+    from symnoise.data.synthetic import check_answer
+
+    correct = sum(check_answer(o, o["output"]).correct for o in outputs)
+    scores = json.loads((ev / "synthetic_scores.json").read_text())
+    assert scores["overall"]["n"] == 6 and scores["overall"]["correct"] == correct
+    assert summary["synthetic"]["accuracy"] == pytest.approx(correct / 6)
+    assert summary["dataset"] == "synthetic" and summary["method"] == "symnoise"
+    assert summary["final_clean_eval_loss"] == 2.75
+    assert summary["judge"] is None and summary["harness"] is None
+    assert summary["steps"] == {"generate": "ran", "stats": "ran", "synthetic": "ran",
+                                "judge": "not requested", "harness": "not requested"}
+    assert json.loads((ev / "summary.json").read_text())["synthetic"] == summary["synthetic"]
+    assert "2.7500" in format_eval_summary(summary)
+
+    # rerun: everything complete, nothing regenerated
+    again = evaluate_run(run, n_prompts=6, max_new_tokens=6, batch_size=4, progress=False)
+    assert gen.calls == 1
+    assert set(again["steps"].values()) <= {"skipped (complete)", "not requested"}
+    assert again["stats"] == summary["stats"] and again["synthetic"] == summary["synthetic"]
+
+    # more prompts: generation resumes (the first 6 answers are kept), later steps redone
+    more = evaluate_run(run, n_prompts=8, max_new_tokens=6, batch_size=4, progress=False)
+    assert gen.calls == 2 and more["steps"]["stats"] == "ran"
+    grown = json.loads((ev / "outputs.json").read_text())
+    assert grown[:6] == outputs and len(grown) == 8
+    assert more["synthetic"]["n"] == 8
+
+    # other decoding settings: starts over instead of mixing answers
+    other = evaluate_run(run, n_prompts=8, max_new_tokens=3, batch_size=4, progress=False)
+    assert gen.calls == 3 and other["steps"]["generate"] == "ran"
+    meta = json.loads((ev / "outputs.meta.json").read_text())
+    assert meta["settings"]["max_new_tokens"] == 3
+
+
+def test_judge_harness_training_data_and_separate_synthetic(model_dir, tmp_path, monkeypatch):
+    # AlpacaEval-style prompt file carrying reference outputs; an Alpaca training file
+    prompts = [{"instruction": f"{WORDS[i]} {WORDS[i + 1]} list", "output": f"ref {i} answer",
+                "generator": "text_davinci_003", "dataset": "helpful_base"} for i in range(5)]
+    pfile = tmp_path / "alpaca_eval.json"
+    pfile.write_text(json.dumps(prompts))
+    train = [{"instruction": "say", "input": "", "output": " ".join(WORDS[: 55 + i])}
+             for i in range(3)]
+    tfile = tmp_path / "train.json"
+    tfile.write_text(json.dumps(train))
+    run = _make_run(model_dir, tmp_path / "run", data=str(tfile))
+
+    def fake_harness(model, tasks, *, output_dir, **kw):
+        doc = {"config": {"tasks": [tasks], "limit": kw.get("limit")},
+               "summary": {"symnoise_mc": 0.625}}
+        (Path(output_dir) / "harness.json").write_text(json.dumps(doc))
+
+    monkeypatch.setattr(harness_mod, "run_harness", fake_harness)
+    judged = _Counter(monkeypatch, judge_mod, "judge_outputs")
+    harn = _Counter(monkeypatch, harness_mod, "run_harness")
+    kw = dict(prompts=pfile, n_prompts=4, max_new_tokens=5, batch_size=4,
+              judge=f"hf:{model_dir}", harness_tasks="symnoise_mc", harness_limit=2,
+              synthetic_n=3, progress=False)
+    summary = evaluate_run(run, **kw)
+    ev = run / "eval"
+    assert judged.calls == 1 and harn.calls == 1
+    assert len(json.loads((ev / "outputs.json").read_text())) == 4
+
+    # win rate = mean of (preference - 1) * 100 over the annotations the judge wrote
+    ann = json.loads((ev / "judge" / "annotations.json").read_text())
+    prefs = [(a["preference"] - 1) * 100 for a in ann if a["preference"] is not None]
+    assert len(ann) == 4
+    assert summary["judge"]["win_rate"] == pytest.approx(statistics.fmean(prefs), abs=1e-5)
+    assert summary["judge"]["reference"] == "text_davinci_003"
+    assert summary["harness"]["summary"] == {"symnoise_mc": 0.625}
+    assert summary["harness"]["limit"] == 2
+
+    # training data responses measured with the alpaca preset (50 words)
+    td = summary["stats"]["train_data"]
+    assert td["used"] == 3 and td["words"] == 50
+    ref = text_stats([r["output"] for r in train], words=50)
+    assert td["avg_words"] == pytest.approx(ref.avg_words) and td["rep_2"] == ref.rep_2
+
+    # prompts are not the held-out split: the synthetic split is answered separately
+    syn = json.loads((ev / "synthetic_outputs.json").read_text())
+    assert len(syn) == 3 and summary["synthetic"]["n"] == 3
+
+    again = evaluate_run(run, **kw)
+    assert judged.calls == 1 and harn.calls == 1
+    assert again["judge"] == summary["judge"]
+    assert again["steps"]["judge"] == again["steps"]["harness"] == "skipped (complete)"
+
+
+def test_user_errors_are_clear(model_dir, tmp_path):
+    run = _make_run(model_dir, tmp_path / "run")
+    with pytest.raises(ValueError, match="--reference"):
+        evaluate_run(run, n_prompts=2, judge=f"hf:{model_dir}", progress=False)
+    with pytest.raises(ValueError, match="need --judge"):
+        evaluate_run(run, n_prompts=2, reference=tmp_path / "x.json", progress=False)
+    with pytest.raises(ValueError, match="n_prompts must be a positive integer"):
+        evaluate_run(run, n_prompts=0, progress=False)
+    nofield = tmp_path / "prompts.json"
+    nofield.write_text(json.dumps([{"instruction": "a"}, {"instruction": "b"}]))
+    with pytest.raises(ValueError, match="no 'output' fields"):
+        evaluate_run(run, prompts=nofield, judge=f"hf:{model_dir}", progress=False)
+    with pytest.raises(FileNotFoundError, match="reference outputs not found"):
+        evaluate_run(run, judge=f"hf:{model_dir}", reference=tmp_path / "nope.json",
+                     progress=False)
+    unfinished = _make_run(model_dir, tmp_path / "running", status="running")
+    with pytest.raises(ValueError, match="status is 'running'"):
+        evaluate_run(unfinished, progress=False)
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        evaluate_run(tmp_path, progress=False)
+    assert not (run / "eval" / "outputs.json").exists()  # nothing ran before the checks
+
+
+def test_run_dataset_names():
+    assert run_dataset(_run_info("synthetic")) == "synthetic"
+    info = _run_info("/d/sg.json")
+    info["format"] = "sharegpt"
+    assert run_dataset(info) == "sharegpt"
+    info["config"]["extra"] = {"dataset": "my_set"}
+    assert run_dataset(info) == "my_set"
+
+
+def test_cli_eval_json(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from symnoise.cli import app
+
+    run = _make_run(model_dir, tmp_path / "run")
+    args = ["eval", str(run), "--n-prompts", "3", "--max-new-tokens", "4", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["prompts"]["n"] == 3 and doc["synthetic"]["n"] == 3
+    bad = CliRunner().invoke(app, ["eval", str(run), "--reference", "x.json"])
+    assert bad.exit_code == 2 and "need --judge" in bad.output
