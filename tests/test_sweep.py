@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from symnoise import experiments
 from symnoise.experiments import sweep
 from symnoise.experiments.sweep import (
     ERROR_FILE,
@@ -427,6 +428,7 @@ def test_report_is_built_when_asked(tmp_path, fake_backends, monkeypatch):
     fake = types.ModuleType("symnoise.experiments.report")
     fake.build_report = lambda runs, out=None: calls.append((runs, out)) or Built()
     monkeypatch.setitem(sys.modules, "symnoise.experiments.report", fake)
+    monkeypatch.setattr(experiments, "report", fake, raising=False)
     r = run_sweep(_exp(tmp_path, methods=["none"], report=True), progress=False)
     assert calls == [((tmp_path / "out").resolve(), (tmp_path / "out" / "report").resolve())]
     assert r.report == {"report_md": "R.md", "output_dir": "O", "files": {"report_md": "R.md"},
