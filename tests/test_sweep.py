@@ -211,6 +211,15 @@ def test_optional_dataset_without_data_is_listed_not_run(tmp_path, fake_backends
     assert result.counts == {"completed": 3, "unavailable": 3}
     assert len(fake_backends.train_calls) == 3
     assert "gone/alp.json" in result.points[-1].note
+    # the same for an optional dataset whose evaluation prompts are missing
+    spec["datasets"][1] = {"name": "alp", "data": "synthetic", "optional": True,
+                           "evaluation": {"prompts": "gone/prompts.json"}}
+    exp = load_experiment(spec)
+    assert [p.unavailable is not None for p in exp.points] == [False] * 3 + [True] * 3
+    assert "gone/prompts.json" in exp.points[-1].unavailable
+    spec["datasets"][1]["optional"] = False
+    with pytest.raises(ExperimentError, match=r"datasets\[1\]\.evaluation\.prompts"):
+        load_experiment(spec)
 
 
 # ---------------------------------------------------------------------------------------

@@ -422,10 +422,10 @@ def _datasets(raw: Any, base: Path | None, where: str, top_recipe: Any) -> list[
         unavailable = None
         try:
             data = _resolve_path(data, base, where, f"{key}.data")
-        except ExperimentError as exc:
+        except ExperimentError:
             if not optional:
                 raise
-            unavailable = f"data not found: {exc}"
+            unavailable = f"optional data {data!r} not found"
         name = d.get("name")
         if name is None:
             name = "synthetic" if data.startswith("synthetic") else Path(str(data)).stem
@@ -608,8 +608,16 @@ def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
     for model, model_label in models:
         for ds in datasets:
             ds_eval = evaluation
+            unavailable = ds.unavailable
             if ds.evaluation is not None:
-                over = _evaluation(ds.evaluation, base, where, f"datasets[{ds.index}].evaluation")
+                try:
+                    over = _evaluation(ds.evaluation, base, where,
+                                       f"datasets[{ds.index}].evaluation")
+                except ExperimentError as exc:
+                    if not ds.optional:
+                        raise
+                    missing = str(exc).split(": ", 2)[-1].split(" (looked at")[0]
+                    over, unavailable = None, unavailable or f"evaluation data {missing}"
                 ds_eval = None if over is None else {**(evaluation or {}), **over}
             if ds_eval is not None and ds.words is not None and "words" not in (
                     ds.evaluation or {}):
@@ -662,7 +670,7 @@ def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
                             method=m.method, alpha=eff_alpha, norm_match=eff_nm, seed=cfg.seed,
                             label=m.label, train=cfg.to_dict(),
                             evaluation=None if ds_eval is None else dict(ds_eval),
-                            unavailable=ds.unavailable,
+                            unavailable=unavailable,
                         ))
     _link_baselines(points, where)
     return Experiment(
