@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from symnoise import experiments
 from symnoise.experiments import demo, sweep
 from symnoise.experiments.sweep import EVAL_SUMMARY, STATUS_FILE, load_experiment
 
@@ -76,6 +77,7 @@ def fakes(monkeypatch):
     fake_report = types.ModuleType("symnoise.experiments.report")
     fake_report.build_report = f.build_report
     monkeypatch.setitem(sys.modules, "symnoise.experiments.report", fake_report)
+    monkeypatch.setattr(experiments, "report", fake_report, raising=False)
     return f
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from symnoise import experiments
 from symnoise.experiments import sweep
 from symnoise.experiments.sweep import (
     ERROR_FILE,
@@ -210,6 +211,15 @@ def test_optional_dataset_without_data_is_listed_not_run(tmp_path, fake_backends
     assert result.counts == {"completed": 3, "unavailable": 3}
     assert len(fake_backends.train_calls) == 3
     assert "gone/alp.json" in result.points[-1].note
+    # the same for an optional dataset whose evaluation prompts are missing
+    spec["datasets"][1] = {"name": "alp", "data": "synthetic", "optional": True,
+                           "evaluation": {"prompts": "gone/prompts.json"}}
+    exp = load_experiment(spec)
+    assert [p.unavailable is not None for p in exp.points] == [False] * 3 + [True] * 3
+    assert "gone/prompts.json" in exp.points[-1].unavailable
+    spec["datasets"][1]["optional"] = False
+    with pytest.raises(ExperimentError, match=r"datasets\[1\]\.evaluation\.prompts"):
+        load_experiment(spec)
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,6 +237,7 @@ class FakeBackends:
     def train(self, cfg):
         run_dir = Path(cfg.output_dir)
         self.train_calls.append((run_dir.name, cfg.resume))
+        print(f"stdout chatter of {run_dir.name}")  # (train's progress writes some)
         run_dir.mkdir(parents=True, exist_ok=True)
         info = {"status": "running", "config": cfg.to_dict()}
         (run_dir / "run.json").write_text(json.dumps(info))
@@ -265,10 +276,12 @@ def fake_backends(monkeypatch):
     return fb
 
 
-def test_failure_isolation_then_skip_and_retry(tmp_path, fake_backends):
+def test_failure_isolation_then_skip_and_retry(tmp_path, fake_backends, capsys):
     spec = _exp(tmp_path, evaluation={"synthetic": True, "n_prompts": 6})
     fake_backends.fail_train.add("smollm2-synthetic-uniform-a5-s7")
     r1 = run_sweep(spec, progress=False)
+    out, err = capsys.readouterr()
+    assert out == "" and "stdout chatter of smollm2-synthetic-none-s7" in err
     assert [p.status for p in r1.points] == ["completed", "failed", "completed"]
     assert not r1.ok
     failed = r1.points[1]
@@ -424,6 +437,7 @@ def test_report_is_built_when_asked(tmp_path, fake_backends, monkeypatch):
     fake = types.ModuleType("symnoise.experiments.report")
     fake.build_report = lambda runs, out=None: calls.append((runs, out)) or Built()
     monkeypatch.setitem(sys.modules, "symnoise.experiments.report", fake)
+    monkeypatch.setattr(experiments, "report", fake, raising=False)
     r = run_sweep(_exp(tmp_path, methods=["none"], report=True), progress=False)
     assert calls == [((tmp_path / "out").resolve(), (tmp_path / "out" / "report").resolve())]
     assert r.report == {"report_md": "R.md", "output_dir": "O", "files": {"report_md": "R.md"},

@@ -100,7 +100,7 @@ def demo_experiment(output_dir: str | os.PathLike[str] = "symnoise-demo", *,
             # one pass over fresh examples: every step sees new data
             "synthetic_train_size": steps * DEMO_BATCH_SIZE,
             "max_eval_examples": DEMO_EVAL_EXAMPLES,
-            "eval_steps": steps,  # the clean held-out loss once, at the end
+            "eval_steps": max(1, steps // 3),  # clean held-out loss 3 times: a curve
             "logging_steps": max(1, steps // 8),
             "save_steps": steps,
             "max_length": 256,

@@ -86,6 +86,7 @@ Executors
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import gc
@@ -422,10 +423,10 @@ def _datasets(raw: Any, base: Path | None, where: str, top_recipe: Any) -> list[
         unavailable = None
         try:
             data = _resolve_path(data, base, where, f"{key}.data")
-        except ExperimentError as exc:
+        except ExperimentError:
             if not optional:
                 raise
-            unavailable = f"data not found: {exc}"
+            unavailable = f"optional data {data!r} not found"
         name = d.get("name")
         if name is None:
             name = "synthetic" if data.startswith("synthetic") else Path(str(data)).stem
@@ -608,8 +609,16 @@ def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
     for model, model_label in models:
         for ds in datasets:
             ds_eval = evaluation
+            unavailable = ds.unavailable
             if ds.evaluation is not None:
-                over = _evaluation(ds.evaluation, base, where, f"datasets[{ds.index}].evaluation")
+                try:
+                    over = _evaluation(ds.evaluation, base, where,
+                                       f"datasets[{ds.index}].evaluation")
+                except ExperimentError as exc:
+                    if not ds.optional:
+                        raise
+                    missing = str(exc).split(": ", 2)[-1].split(" (looked at")[0]
+                    over, unavailable = None, unavailable or f"evaluation data {missing}"
                 ds_eval = None if over is None else {**(evaluation or {}), **over}
             if ds_eval is not None and ds.words is not None and "words" not in (
                     ds.evaluation or {}):
@@ -662,7 +671,7 @@ def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
                             method=m.method, alpha=eff_alpha, norm_match=eff_nm, seed=cfg.seed,
                             label=m.label, train=cfg.to_dict(),
                             evaluation=None if ds_eval is None else dict(ds_eval),
-                            unavailable=ds.unavailable,
+                            unavailable=unavailable,
                         ))
     _link_baselines(points, where)
     return Experiment(
@@ -908,11 +917,40 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _train_and_evaluate(point: GridPoint, action: str, *, progress: bool,
+                        accelerate_launch: bool, accelerate_args: Sequence[str],
+                        keep_checkpoints: bool) -> None:
+    run_dir = point.run_dir
+    if action in ("train", "resume"):
+        _say(progress, f"{point.name}: {'resuming training' if action == 'resume' else 'training'}")
+        cfg = point.train_config(resume=action == "resume")
+        if accelerate_launch:
+            _train_with_accelerate(point, cfg, accelerate_args)
+        else:
+            _call_train(cfg)
+        info = _read_json(run_dir / "run.json")
+        if not isinstance(info, dict) or info.get("status") != "completed":
+            raise RuntimeError(f"training returned but {run_dir / 'run.json'} does not say "
+                               "status: completed")
+        if not keep_checkpoints and (run_dir / "checkpoints").is_dir():
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    if point.evaluation is not None:
+        _say(progress, f"{point.name}: evaluating")
+        kwargs = dict(point.evaluation)
+        if point.baseline:
+            kwargs["reference"] = _baseline_reference(point)
+        _call_evaluate(run_dir, kwargs, progress)
+        if not (run_dir / EVAL_SUMMARY).is_file():
+            raise RuntimeError(f"evaluation returned but wrote no {run_dir / EVAL_SUMMARY}")
+        _write_json(run_dir / EVAL_SETTINGS, _eval_settings(point))
+
+
 def run_point(point: GridPoint, *, progress: bool = True, accelerate_launch: bool = False,
               accelerate_args: Sequence[str] = (), keep_checkpoints: bool = False) -> PointResult:
     """Train (or resume) and evaluate one point as :func:`plan_point` says; never raises
     for a failure of the point itself (it is returned as ``failed`` and written to
-    RUN/error.txt). KeyboardInterrupt propagates.
+    RUN/error.txt). KeyboardInterrupt propagates. What training and evaluation print goes
+    to stderr, so that stdout carries only results (``--json``).
     """
     t0 = time.perf_counter()
     action, note = plan_point(point)
@@ -921,32 +959,15 @@ def run_point(point: GridPoint, *, progress: bool = True, accelerate_launch: boo
         status = {"skip": "skipped"}.get(action, action)
         return PointResult(point.name, status, action, str(run_dir), 0.0, None, note,
                            _metrics(run_dir) if action == "skip" else {})
+    error = None
     try:
-        if action in ("train", "resume"):
-            what = "resuming training" if action == "resume" else "training"
-            _say(progress, f"{point.name}: {what}")
-            cfg = point.train_config(resume=action == "resume")
-            if accelerate_launch:
-                _train_with_accelerate(point, cfg, accelerate_args)
-            else:
-                _call_train(cfg)
-            info = _read_json(run_dir / "run.json")
-            if not isinstance(info, dict) or info.get("status") != "completed":
-                raise RuntimeError(f"training returned but {run_dir / 'run.json'} does not say "
-                                   "status: completed")
-            if not keep_checkpoints and (run_dir / "checkpoints").is_dir():
-                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        if point.evaluation is not None:
-            _say(progress, f"{point.name}: evaluating")
-            kwargs = dict(point.evaluation)
-            if point.baseline:
-                kwargs["reference"] = _baseline_reference(point)
-            _call_evaluate(run_dir, kwargs, progress)
-            if not (run_dir / EVAL_SUMMARY).is_file():
-                raise RuntimeError(f"evaluation returned but wrote no {run_dir / EVAL_SUMMARY}")
-            _write_json(run_dir / EVAL_SETTINGS, _eval_settings(point))
+        with contextlib.redirect_stdout(sys.stderr):
+            _train_and_evaluate(point, action, progress=progress,
+                                accelerate_launch=accelerate_launch,
+                                accelerate_args=accelerate_args,
+                                keep_checkpoints=keep_checkpoints)
         (run_dir / ERROR_FILE).unlink(missing_ok=True)
-        status, error = "completed", None
+        status = "completed"
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a failing point must not stop the sweep
