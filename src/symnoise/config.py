@@ -105,7 +105,7 @@ class TrainConfig:
     skip_bad_rows: bool = False
     logging_steps: int = 5
     eval_steps: int | None = None  # None: clean held-out loss at mid-run and at the end
-    save_steps: int = 50
+    save_steps: int = 50  # 0: write no checkpoints (no --resume for that run)
     save_total_limit: int = 2
     gradient_checkpointing: bool = False
     bf16: bool = False

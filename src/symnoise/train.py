@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def _callbacks(run_dir: Path, counter: TokenCountingCollator, resume: bool, nois
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train",
-                            unit="step", dynamic_ncols=True)
+                            unit="step", dynamic_ncols=True, file=sys.stderr)
             self.t0, self.tok0 = time.perf_counter(), counter.tokens
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -118,7 +119,7 @@ def _callbacks(run_dir: Path, counter: TokenCountingCollator, resume: bool, nois
                 self.loss = logs["loss"]
             if self.bar is not None and logs and "eval_loss" in logs:
                 self.bar.write(f"step {state.global_step}: clean held-out loss "
-                               f"{logs['eval_loss']:.4f}")
+                               f"{logs['eval_loss']:.4f}", file=sys.stderr)
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
@@ -253,8 +254,8 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_features else "no",
         eval_steps=eval_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
+        save_strategy="steps" if cfg.save_steps > 0 else "no",  # 0: no checkpoints
+        save_steps=max(1, cfg.save_steps),
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
         data_seed=cfg.seed,
