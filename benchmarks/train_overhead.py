@@ -130,6 +130,24 @@ def time_methods(args) -> dict[str, list[float]]:
     return times
 
 
+def time_noise_only(args, hidden: int, repeats: int = 50) -> dict[str, float]:
+    """Median seconds of the noise itself (perturb on a B x T x d batch), per method."""
+    from symnoise.noise import perturb
+
+    x = torch.randn(args.batch, args.length, hidden, device=args.device)
+    mask = torch.ones(args.batch, args.length, dtype=torch.long, device=args.device)
+    out = {}
+    for method in ("uniform", "gaussian", "bernoulli", "symnoise"):
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            perturb(x, mask, method=method, alpha=args.alpha)
+            _sync(args.device)
+            ts.append(time.perf_counter() - t0)
+        out[method] = statistics.median(ts)
+    return out
+
+
 def _read_status(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -183,6 +201,17 @@ def measure_memory(args) -> dict[str, dict[str, float]]:
     return out
 
 
+def _hidden_size(model_spec: str) -> int:
+    from symnoise.models import load_model, resolve_model
+
+    source = resolve_model(model_spec)
+    if source.gguf_file is None:
+        from transformers import AutoConfig
+
+        return int(AutoConfig.from_pretrained(source.path).hidden_size)
+    return int(load_model(source).config.hidden_size)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2")
@@ -225,7 +254,16 @@ def main() -> None:
               f"{(f'<= {target}' if target else '-'):>10}{verdict}")
         rows.append({"method": name, "median_s": med, "min_s": min(ts), "ratio": ratio,
                      "target": target, "all_s": ts})
+    from transformers import AutoConfig  # noqa: F401  (config already loaded by the model)
+
+    hidden = _hidden_size(args.model)
+    noise_only = time_noise_only(args, hidden)
+    print(f"\nnoise sampling alone (perturb on {args.batch}x{args.length}x{hidden}), "
+          f"median of 50 calls, as a share of the un-noised step:")
+    for method, sec in noise_only.items():
+        print(f"  {method:<10} {sec * 1e3:8.2f} ms   {100 * sec / base:7.3f} % of a step")
     result = {"model": args.model, "batch": args.batch, "length": args.length,
+              "noise_only_s": noise_only,
               "device": device_name, "reps": args.reps, "step_time": rows}
     if not args.no_memory:
         mem = measure_memory(args)
