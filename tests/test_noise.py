@@ -158,3 +158,12 @@ def test_gradients_flow_through_noise():
     out = perturb(x, _mask(), method="symnoise", alpha=5.0)
     out.sum().backward()
     torch.testing.assert_close(x.grad, torch.full_like(x, 2.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rademacher_signs_are_balanced(dtype):
+    out = perturb(torch.zeros(1, 400, 1000, dtype=dtype), method="bernoulli", alpha=20.0,
+                  norm_match=False, generator=torch.Generator().manual_seed(0))
+    signs = out.float().sign()
+    assert set(signs.unique().tolist()) == {-1.0, 1.0}
+    assert abs(signs.mean().item()) < 0.005  # 400k draws: sd of the mean is 0.0016
