@@ -73,15 +73,24 @@ def default_model_file() -> Path:
     )
 
 
-def read_run_info(path: str | Path) -> dict[str, Any]:
-    """``run.json`` of a run folder, or ``{}`` when ``path`` is not a run folder."""
+def read_run_info(path: str | Path, *, required: bool = False) -> dict[str, Any]:
+    """``run.json`` of a run folder; ``{}`` when ``path`` is not one (an error if ``required``).
+
+    Errors name the file: FileNotFoundError when required and absent, ValueError when the
+    file is not a JSON object.
+    """
     info = Path(path) / RUN_INFO
     if not info.is_file():
+        if required:
+            raise FileNotFoundError(f"{Path(path)} is not a run folder: no {RUN_INFO} in it")
         return {}
     try:
-        return json.loads(info.read_text(encoding="utf-8"))
+        data = json.loads(info.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{info}: not valid JSON ({exc})") from None
+        raise ValueError(f"{info}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{info}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def resolve_model(spec: str | Path) -> ModelSource:

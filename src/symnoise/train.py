@@ -23,11 +23,10 @@ import torch
 
 from ._io import write_json_atomic as _write_json
 from .config import TrainConfig
-from .models import apply_lora, load_model_and_tokenizer
+from .models import RUN_INFO, apply_lora, load_model_and_tokenizer
 
 logger = logging.getLogger(__name__)
 
-RUN_INFO = "run.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 

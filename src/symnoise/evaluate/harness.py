@@ -50,7 +50,6 @@ from .._io import write_json_atomic as _write_json
 
 logger = logging.getLogger(__name__)
 
-RUN_INFO = "run.json"
 RESULTS_JSON = "harness.json"
 RESULTS_MD = "harness.md"
 SAMPLES_JSONL = "harness_samples.jsonl"

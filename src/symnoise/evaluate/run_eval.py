@@ -39,6 +39,7 @@ from typing import Any
 
 from .._io import write_json_atomic as _write_json
 from .._io import write_text_atomic as _write_text
+from ..models import read_run_info as _read_run_info
 from .stats import PRESETS, TextStats, stats_for_file, text_stats, words_for
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
     "run_setting",
 ]
 
-RUN_INFO = "run.json"
 EVAL_DIR = "eval"
 OUTPUTS_FILE = "outputs.json"
 STATS_FILE = "stats.json"
@@ -84,16 +84,7 @@ _HELDOUT = ("synthetic", "synthetic:heldout", "synthetic:test")
 
 def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed ``run.json`` of a run folder; FileNotFoundError / ValueError naming it."""
-    path = Path(run_dir) / RUN_INFO
-    if not path.is_file():
-        raise FileNotFoundError(f"{Path(run_dir)} is not a run folder: no {RUN_INFO} in it")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(info, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
-    return info
+    return _read_run_info(run_dir, required=True)
 
 
 def run_dataset(info: Mapping[str, Any]) -> str:

@@ -59,6 +59,7 @@ from ..evaluate.run_eval import (
     run_dataset,
     run_setting,
 )
+from ..models import RUN_INFO
 from . import paper_numbers
 
 __all__ = [
@@ -72,7 +73,6 @@ __all__ = [
     "setting_label",
 ]
 
-RUN_INFO = "run.json"
 METRICS = "metrics.jsonl"
 DEFAULT_OUTPUT = "report"
 METHOD_ORDER: tuple[str, ...] = ("none", "uniform", "gaussian", "bernoulli", "symnoise")
