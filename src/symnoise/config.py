@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .noise import _check_alpha, canonical_method
+from .noise import NORM_MATCHED, _check_alpha, canonical_method
 
 SYMMETRIC_MODES = ("concat", "sequential")
+# The four instruction datasets of the paper (and the data formats of the same names); the
+# one place that knows them.
+PAPER_DATASETS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
 
 
 @dataclass
@@ -56,7 +59,7 @@ class NoiseConfig:
     @property
     def norm_factor(self) -> float:
         """The factor ``c`` applied on top of ``alpha / sqrt(L d)``."""
-        if self.norm_match and self.method in ("gaussian", "bernoulli", "symnoise"):
+        if self.norm_match and self.method in NORM_MATCHED:
             return 1.0 / math.sqrt(3.0)
         return 1.0
 

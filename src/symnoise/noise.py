@@ -30,6 +30,7 @@ import torch
 __all__ = [
     "METHODS",
     "ALIASES",
+    "NORM_MATCHED",
     "canonical_method",
     "noise_scale",
     "sample_noise",
@@ -39,7 +40,8 @@ __all__ = [
 
 METHODS: tuple[str, ...] = ("none", "uniform", "gaussian", "bernoulli", "symnoise")
 ALIASES: dict[str, str] = {"neftune": "uniform"}
-_NORM_MATCHED = frozenset({"gaussian", "bernoulli", "symnoise"})
+# Methods divided by sqrt(3) under norm matching; the one place that knows it.
+NORM_MATCHED = frozenset({"gaussian", "bernoulli", "symnoise"})
 _SQRT3 = math.sqrt(3.0)
 
 
@@ -197,7 +199,7 @@ def perturb(
     if method == "none" or alpha == 0.0:
         return torch.cat([embeds, embeds], dim=0) if method == "symnoise" else embeds
     scale = noise_scale(embeds, attention_mask, alpha=alpha, position_ids=position_ids)
-    if norm_match and method in _NORM_MATCHED:
+    if norm_match and method in NORM_MATCHED:
         scale = scale / _SQRT3
     delta = sample_noise(
         method, embeds.shape, dtype=embeds.dtype, device=embeds.device, generator=generator

@@ -1,0 +1,278 @@
+"""The run folder: its layout, and the one reader and writer of each file in it.
+
+A run folder is the unit of work. Training writes it, every later step (generate, eval,
+judge, report, sweep, compare) reads it and adds to it::
+
+    RUN/
+      run.json              resolved config, noise, data counts, versions, timings, status
+      metrics.jsonl         one JSON object per logging step (noisy train loss, clean eval loss)
+      checkpoints/          Trainer checkpoints (``checkpoint-N``), for --resume
+      error.txt             why a sweep point failed (only when it did)
+      config.json, *.safetensors, tokenizer files   the model, plain Hugging Face format
+      eval/                 everything `symnoise eval` writes (names in :data:`EVAL_FILES`)
+
+No other module spells these names: use :class:`RunFolder`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._io import write_json_atomic, write_text_atomic
+from .config import PAPER_DATASETS
+from .noise import canonical_method
+
+__all__ = ["EVAL_FILES", "RunFolder", "find_runs", "run_dataset", "run_setting"]
+
+INFO = "run.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+ERROR = "error.txt"
+EVAL_DIR = "eval"
+
+# Files under RUN/eval/, by role. Components name their outputs by role, never by file name.
+EVAL_FILES: dict[str, str] = {
+    "outputs": "outputs.json",  # AlpacaEval model-outputs of the eval prompts
+    "stats": "stats.json",  # length / repetition / diversity
+    "steps": "steps.json",  # what each eval step was computed from (skip-if-done)
+    "synthetic_outputs": "synthetic_outputs.json",
+    "synthetic_scores": "synthetic_scores.json",
+    "synthetic_scores_md": "synthetic_scores.md",
+    "synthetic_items": "synthetic_items.jsonl",  # per-item exact-answer correctness
+    "heldout_losses": "heldout_losses.jsonl",  # clean loss of every held-out example
+    "judge": "judge",  # folder: annotations, leaderboard, cache
+    "judge_check": "judge_check.json",
+    "harness": "harness.json",
+    "harness_md": "harness.md",
+    "harness_samples": "harness_samples.jsonl",
+    "summary": "summary.json",
+    "summary_md": "summary.md",
+    "settings": "eval_settings.json",  # the sweep's record of the evaluation settings
+}
+_SKIP_DIRS = frozenset({CHECKPOINTS, EVAL_DIR, ".git", "__pycache__"})
+
+
+class RunFolder:
+    """A run folder on disk (it need not exist yet)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # -- layout ----------------------------------------------------------------------
+    @property
+    def info_file(self) -> Path:
+        return self.path / INFO
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def error_file(self) -> Path:
+        return self.path / ERROR
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / EVAL_DIR
+
+    def eval_file(self, role: str) -> Path:
+        """``RUN/eval/<file>`` for a role of :data:`EVAL_FILES` (``outputs``, ``stats``...)."""
+        if role not in EVAL_FILES:
+            raise KeyError(f"unknown eval file role {role!r}; known: {', '.join(EVAL_FILES)}")
+        return self.eval_dir / EVAL_FILES[role]
+
+    def is_run(self) -> bool:
+        return self.info_file.is_file()
+
+    def has_model(self) -> bool:
+        return (self.path / "config.json").is_file()
+
+    # -- run.json --------------------------------------------------------------------
+    def read_info(self, *, required: bool = True) -> dict[str, Any]:
+        """The parsed ``run.json``; ``{}`` when absent and not ``required``.
+
+        FileNotFoundError when required and absent, ValueError naming the file when it is
+        not a JSON object.
+        """
+        if not self.info_file.is_file():
+            if required:
+                raise FileNotFoundError(f"{self.path} is not a run folder: no {INFO} in it")
+            return {}
+        return _read_json_object(self.info_file)
+
+    def write_info(self, info: Mapping[str, Any]) -> None:
+        write_json_atomic(self.info_file, dict(info))
+
+    def update_info(self, **fields: Any) -> dict[str, Any]:
+        info = self.read_info(required=False)
+        info.update(fields)
+        self.write_info(info)
+        return info
+
+    # -- metrics.jsonl ---------------------------------------------------------------
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every row of ``metrics.jsonl`` ([] when absent); ValueError names a bad line."""
+        return read_jsonl(self.metrics_file) if self.metrics_file.is_file() else []
+
+    def append_metrics(self, row: Mapping[str, Any]) -> None:
+        with self.metrics_file.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(dict(row), default=str) + "\n")
+
+    def clear_metrics(self) -> None:
+        if self.metrics_file.exists():
+            self.metrics_file.unlink()
+
+    # -- checkpoints, errors -----------------------------------------------------------
+    def last_checkpoint(self) -> Path | None:
+        """The ``checkpoint-N`` folder with the highest N, or None."""
+        if not self.checkpoints_dir.is_dir():
+            return None
+        found = [p for p in self.checkpoints_dir.glob("checkpoint-*")
+                 if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
+        return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1])) if found else None
+
+    def write_error(self, text: str) -> None:
+        write_text_atomic(self.error_file, text)
+
+    def read_error(self) -> str | None:
+        return self.error_file.read_text(encoding="utf-8") if self.error_file.is_file() else None
+
+    def clear_error(self) -> None:
+        if self.error_file.exists():
+            self.error_file.unlink()
+
+    # -- eval files ------------------------------------------------------------------
+    def read_eval_json(self, role: str) -> Any:
+        """The parsed JSON of an eval file, or None when it does not exist yet."""
+        path = self.eval_file(role)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+    def write_eval_json(self, role: str, data: Any) -> Path:
+        path = self.eval_file(role)
+        write_json_atomic(path, data)
+        return path
+
+    # -- what the run is ---------------------------------------------------------------
+    @property
+    def status(self) -> str | None:
+        """``running``, ``completed``... from run.json; None when there is no run.json."""
+        info = self.read_info(required=False)
+        return info.get("status") if info else None
+
+    @property
+    def dataset(self) -> str:
+        return run_dataset(self.read_info())
+
+    @property
+    def setting(self) -> dict[str, Any]:
+        return run_setting(self.read_info())
+
+    @property
+    def seed(self) -> int | None:
+        return (self.read_info().get("config") or {}).get("seed")
+
+
+def find_runs(root: str | os.PathLike[str], *, exclude: Iterable[str | os.PathLike[str]] = ()
+              ) -> list[RunFolder]:
+    """Every run folder under ``root`` (itself included), sorted by path; checkpoint and
+    eval folders and the ``exclude`` folders are not searched, symlink loops are cut."""
+    top = Path(root)
+    if not top.is_dir():
+        raise FileNotFoundError(f"runs folder not found: {top}")
+    skip = {Path(p).resolve() for p in exclude}
+    found, seen, stack = [], set(), [top]
+    while stack:
+        folder = stack.pop()
+        real = folder.resolve()
+        if real in skip or real in seen:
+            continue
+        seen.add(real)
+        if (folder / INFO).is_file():
+            found.append(folder)
+        try:
+            children = [p for p in folder.iterdir() if p.is_dir() and p.name not in _SKIP_DIRS]
+        except OSError:
+            continue
+        stack.extend(sorted(children))
+    return [RunFolder(p) for p in sorted(found)]
+
+
+def run_dataset(info: Mapping[str, Any]) -> str:
+    """The training dataset's name for tables: ``config.extra.dataset`` when set, else
+    ``synthetic`` for the built-in suite, else the data format when it is one of the
+    paper's datasets, else the data file's stem."""
+    cfg = info.get("config") or {}
+    extra = cfg.get("extra") or {}
+    if isinstance(extra, Mapping) and isinstance(extra.get("dataset"), str) and extra["dataset"]:
+        return str(extra["dataset"])
+    data = cfg.get("data")
+    if isinstance(data, str) and (data == "synthetic" or data.startswith("synthetic:")):
+        return "synthetic"
+    for fmt in (info.get("format"), cfg.get("format")):
+        if isinstance(fmt, str) and fmt in PAPER_DATASETS:
+            return fmt
+    if isinstance(data, str) and data:
+        return Path(data.rstrip("/")).stem or data
+    return "unknown"
+
+
+def run_setting(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"method", "alpha", "norm_match", "symmetric_mode"}`` of a run (its ``noise`` block,
+    else ``config`` — nested ``config.noise`` or flat); the method is canonical."""
+    noise = info.get("noise") or {}
+    cfg = info.get("config") or {}
+    nested = cfg.get("noise") if isinstance(cfg.get("noise"), Mapping) else {}
+    out = {}
+    for key in ("method", "alpha", "norm_match", "symmetric_mode"):
+        out[key] = noise.get(key, nested.get(key, cfg.get(key)))
+    if isinstance(out["method"], str):
+        out["method"] = canonical_method(out["method"])
+    return out
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a JSON Lines file; ValueError naming file and line for a line that is not a
+    JSON object (blank lines are allowed)."""
+    path = Path(path)
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} line {lineno}: expected a JSON object, got "
+                             f"{type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data

@@ -1,0 +1,83 @@
+"""The run folder module: layout, readers that name bad files, accessors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from symnoise.run import EVAL_FILES, RunFolder, find_runs, read_jsonl, run_dataset, run_setting
+
+
+def _make_run(path, **info):
+    run = RunFolder(path)
+    run.path.mkdir(parents=True)
+    run.write_info({"status": "completed", **info})
+    return run
+
+
+def test_layout_and_info_roundtrip(tmp_path):
+    run = _make_run(tmp_path / "a", config={"seed": 3, "data": "x.json", "format": "alpaca"},
+                    noise={"method": "neftune", "alpha": 5.0, "norm_match": True})
+    assert run.is_run() and run.info_file.name == "run.json"
+    assert run.status == "completed" and run.seed == 3 and run.dataset == "alpaca"
+    assert run.setting["method"] == "uniform" and run.setting["alpha"] == 5.0
+    run.update_info(status="failed")
+    assert RunFolder(run.path).status == "failed"
+    assert run.eval_file("outputs") == run.path / "eval" / EVAL_FILES["outputs"]
+    with pytest.raises(KeyError, match="unknown eval file role 'nope'"):
+        run.eval_file("nope")
+
+
+def test_missing_and_bad_run_json_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        RunFolder(tmp_path).read_info()
+    assert RunFolder(tmp_path).read_info(required=False) == {}
+    (tmp_path / "run.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"run\.json: expected a JSON object, got list"):
+        RunFolder(tmp_path).read_info()
+
+
+def test_metrics_append_and_bad_line(tmp_path):
+    run = _make_run(tmp_path / "r")
+    run.append_metrics({"step": 1, "train_loss": 2.0})
+    run.append_metrics({"step": 2, "clean_eval_loss": 1.5})
+    assert [r["step"] for r in run.read_metrics()] == [1, 2]
+    with run.metrics_file.open("a") as fh:
+        fh.write("not json\n")
+    with pytest.raises(ValueError, match=r"metrics\.jsonl line 3"):
+        run.read_metrics()
+    (tmp_path / "x.jsonl").write_text(json.dumps([1]) + "\n")
+    with pytest.raises(ValueError, match="line 1: expected a JSON object"):
+        read_jsonl(tmp_path / "x.jsonl")
+
+
+def test_last_checkpoint_numeric_order(tmp_path):
+    run = _make_run(tmp_path / "r")
+    assert run.last_checkpoint() is None
+    for n in (5, 40, 100, 9):
+        (run.checkpoints_dir / f"checkpoint-{n}").mkdir(parents=True)
+    (run.checkpoints_dir / "checkpoint-tmp").mkdir()
+    assert run.last_checkpoint().name == "checkpoint-100"
+
+
+def test_find_runs_skips_eval_and_checkpoints(tmp_path):
+    _make_run(tmp_path / "b")
+    _make_run(tmp_path / "a" / "nested")
+    inner = tmp_path / "b" / "checkpoints" / "checkpoint-1"
+    inner.mkdir(parents=True)
+    (inner / "run.json").write_text("{}")
+    found = [r.path.relative_to(tmp_path).as_posix() for r in find_runs(tmp_path)]
+    assert found == ["a/nested", "b"]
+    assert [r.path.name for r in find_runs(tmp_path, exclude=[tmp_path / "a"])] == ["b"]
+    with pytest.raises(FileNotFoundError, match="runs folder not found"):
+        find_runs(tmp_path / "missing")
+
+
+def test_dataset_and_setting_rules():
+    assert run_dataset({"config": {"data": "synthetic:train"}}) == "synthetic"
+    assert run_dataset({"config": {"data": "/d/my_data.json", "format": "auto"}}) == "my_data"
+    assert run_dataset({"config": {"extra": {"dataset": "alpaca"}, "data": "z.json"}}) == "alpaca"
+    nested = {"config": {"noise": {"method": "gaussian", "alpha": 10, "norm_match": False}}}
+    assert run_setting(nested) == {"method": "gaussian", "alpha": 10, "norm_match": False,
+                                   "symmetric_mode": None}
