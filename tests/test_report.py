@@ -15,6 +15,8 @@ from symnoise.experiments import paper_numbers
 from symnoise.experiments.report import build_report, find_runs, setting_label
 
 PNG = b"\x89PNG\r\n\x1a\n"
+USABLE = {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "position_bias": 0.52, "n_pairs": 40,
+          "usable": True}
 
 
 def make_run(
@@ -39,6 +41,8 @@ def make_run(
     synthetic: tuple[float, float, float, int] | None = None,
     harness: dict[str, float] | None = None,
     metrics: list[dict[str, Any]] | None = None,
+    judge_check: dict[str, Any] | None = USABLE,
+    config: dict[str, Any] | None = None,
 ) -> Path:
     """A run folder as train.py + symnoise eval leave it, with the given numbers."""
     path = root / rel
@@ -47,7 +51,8 @@ def make_run(
     info = {
         "status": status,
         "config": {"model": model, "data": data, "format": "auto", "method": method,
-                   "alpha": alpha, "norm_match": norm_match, "seed": seed, "extra": {}},
+                   "alpha": alpha, "norm_match": norm_match, "seed": seed, "extra": {},
+                   **(config or {})},
         "noise": {"method": method, "alpha": alpha, "norm_match": norm_match,
                   "symmetric_mode": "concat", "seed": seed},
         "template": "alpaca",
@@ -65,6 +70,8 @@ def make_run(
         row = {"win_rate": win_rate, "standard_error": se, "n": 805, "n_total": 805,
                "avg_length": judge_avg_length, "judge": "openai:gpt-4", "reference": reference}
         (ev / "judge" / "leaderboard.json").write_text(json.dumps({path.name: row}))
+        if judge_check is not None:
+            (ev / "judge_check.json").write_text(json.dumps(judge_check))
     if stats is not None or train_stats is not None:
         ev.mkdir(exist_ok=True)
         doc = {"words": 50, "outputs": stats or {},
@@ -134,7 +141,7 @@ def test_table1_cells_averages_missing_and_csv(grid, tmp_path):
     assert rows["none"] == ["30.25", "68.50", f"{(30.25 + 68.5) / 2:.2f}"]
     # uniform: alpha 5 on alpaca, 10 on sharegpt -> one row, alpha in each cell; 2 seeds
     uni = rows["uniform (α per cell)"]
-    assert uni[0] == "62.50 (α=5, n=2)"
+    assert uni[0] == f"62.50 ± {statistics.stdev([60.0, 65.0]):.2f} (α=5, n=2)"
     assert uni[1] == "76.00 (α=10)"
     assert uni[2] == f"{(62.5 + 76.0) / 2:.2f}"
     # symnoise has no win rate on sharegpt: '-' and no Average
@@ -160,7 +167,9 @@ def test_ablation_lengths_openllm_synthetic_runs(grid, tmp_path):
     res = build_report(grid, tmp_path / "out")
     rows = res.tables["ablation"].rows
     first = {(r[0], r[1]): r for r in rows}
-    assert first[("alpaca", "uniform α=5")][5:] == ["62.50 (n=2)", "1050.0 (n=2)", "2"]
+    sd_wr, sd_ch = statistics.stdev([60.0, 65.0]), statistics.stdev([1000.0, 1100.0])
+    assert first[("alpaca", "uniform α=5")][5:] == [f"62.50 ± {sd_wr:.2f} (n=2)",
+                                                     f"1050.0 ± {sd_ch:.1f} (n=2)", "2"]
     # avg chars falls back to the judge's average length when there is no stats.json
     assert first[("alpaca", "symnoise α=5/√3")][5:] == ["70.50", "1234.0", "1"]
     assert first[("sharegpt", "symnoise α=10/√3")][5:] == ["-", "-", "1"]
@@ -171,7 +180,7 @@ def test_ablation_lengths_openllm_synthetic_runs(grid, tmp_path):
     chars = md_table(res.tables["lengths_chars"].to_markdown())
     assert chars["training data"] == ["270.0", "-"]
     assert chars["none"] == ["300.5", "-"]
-    assert chars["uniform (α per cell)"] == ["1050.0 (α=5, n=2)", "-"]
+    assert chars["uniform (α per cell)"] == [f"1050.0 ± {sd_ch:.1f} (α=5, n=2)", "-"]
     rep = md_table(res.tables["lengths_rep2"].to_markdown())
     assert rep["none"][0] == "4.12" or rep["none"][0] == "4.13"  # 4.125 rounds either way
     words = read_csv(res.files["lengths_words_csv"])
@@ -274,7 +283,7 @@ def test_bad_files_are_reported_not_dropped(tmp_path):
     assert [s["path"] for s in res.skipped] == [str(root / "broken")]
     assert "not valid JSON" in res.skipped[0]["reason"]
     notes = "\n".join(res.notes)
-    assert "metrics.jsonl: 1 line(s) not JSON objects" in notes
+    assert "metrics.jsonl line 2: not valid JSON" in notes
     assert "stats.json: unreadable" in notes
     assert "badeval" in notes  # no evaluation results
     md = res.files["report_md"].read_text()
@@ -287,7 +296,7 @@ def test_find_runs_nested_and_errors(tmp_path):
     make_run(root, "d", method="uniform")
     (root / "d" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
     (root / "d" / "checkpoints" / "checkpoint-5" / "run.json").write_text("{}")
-    assert [p.relative_to(root).as_posix() for p in find_runs(root)] == ["a/b/c", "d"]
+    assert [p.path.relative_to(root).as_posix() for p in find_runs(root)] == ["a/b/c", "d"]
     with pytest.raises(FileNotFoundError, match="runs folder not found"):
         build_report(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
