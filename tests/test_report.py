@@ -331,3 +331,58 @@ def test_cli_report_json(grid, tmp_path):
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert bad.exit_code == 2
     assert "runs folder not found" in bad.output
+
+
+def test_only_seeds_are_averaged(tmp_path):
+    """Two seeds of one setting share a cell (mean ± sd, n); a run with another lr of the
+    same method gets its own row, labelled with what differs, and is not averaged in."""
+    root = tmp_path / "runs"
+    make_run(root, "u-s0", method="uniform", seed=0, win_rate=50.0, config={"lr": 5e-5})
+    make_run(root, "u-s1", method="uniform", seed=1, win_rate=54.0, config={"lr": 5e-5})
+    make_run(root, "u-lr", method="uniform", seed=0, win_rate=90.0, config={"lr": 1e-3})
+    res = build_report(root)
+    rows = md_table(res.tables["table1"].to_markdown())
+    sd = statistics.stdev([50.0, 54.0])
+    assert rows["uniform α=5 [lr=5e-05]"][0] == f"52.00 ± {sd:.2f} (n=2)"
+    assert rows["uniform α=5 [lr=0.001]"][0] == "90.00"
+    data = {r["row"]: r for r in read_csv(res.files["table1_csv"])}
+    assert float(data["uniform α=5 [lr=5e-05]"]["alpaca sd"]) == pytest.approx(sd)
+    assert data["uniform α=5 [lr=5e-05]"]["alpaca n"] == "2"
+    ab = {r[1]: r for r in res.tables["ablation"].rows}
+    assert ab["uniform α=5 [lr=0.001]"][-1] == "1"
+
+
+def test_win_rates_from_unchecked_or_unusable_judges_are_marked(tmp_path):
+    root = tmp_path / "runs"
+    board = {"discrete_win_rate": 61.0, "length_controlled_winrate": 48.5,
+             "lc_standard_error": 1.25}
+    make_run(root, "checked", method="none", alpha=0.0, win_rate=40.0)
+    make_run(root, "unchecked", method="uniform", win_rate=60.0, judge_check=None)
+    bad = {**USABLE, "usable": False, "accuracy": 0.55, "position_bias": 0.97}
+    make_run(root, "biased", method="symnoise", win_rate=70.0, judge_check=bad)
+    lb = root / "unchecked" / "eval" / "judge" / "leaderboard.json"
+    doc = json.loads(lb.read_text())
+    doc["unchecked"].update(board)
+    lb.write_text(json.dumps(doc))
+    res = build_report(root)
+    rows = md_table(res.tables["table1"].to_markdown())
+    assert rows["none"][0] == "40.00"  # a usable judge: shown as it is
+    assert rows["uniform α=5"][0] == "60.00†"
+    assert rows["symnoise α=5/√3"][0] == "70.00‡"
+    assert "†" in res.tables["table1"].note and "‡" in res.tables["table1"].note
+    judged = res.tables["judged"]
+    assert judged.header[5:] == ["win_rate", "standard_error", "discrete_win_rate",
+                                 "length_controlled_winrate", "lc_standard_error", "n_total",
+                                 "judge check"]
+    jrows = md_table(judged.to_markdown())
+    assert jrows["unchecked"][4:10] == ["60", "1", "61", "48.50", "1.25", "805"]
+    assert jrows["unchecked"][-1] == "† not checked"
+    assert jrows["biased"][-1].startswith("‡ not usable: accuracy 55.0% [80.0, 95.0]")
+    assert "position bias 97.0%" in jrows["biased"][-1]
+    assert jrows["checked"][-1].startswith("usable: accuracy 90.0%")
+    assert "discrete_win_rate" not in md_table(judged.to_markdown())  # header is not a row
+    notes = "\n".join(res.notes)
+    assert "2 win rate(s) come from a judge that was not checked or not usable" in notes
+    assert "unchecked" in notes and "biased" in notes
+    md = res.files["report_md"].read_text()
+    assert judged.to_markdown() in md

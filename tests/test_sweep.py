@@ -674,3 +674,28 @@ def test_per_dataset_evaluation_overrides(tmp_path, fake_backends):
     assert [c[0] for c in fake_backends.eval_calls] == ["smollm2-b-none-s7"]
     # trained and not to be evaluated: finished
     assert plan_point(exp.points[0]) == ("skip", None)
+
+
+def test_schema_errors_name_file_field_and_list_every_problem(tmp_path):
+    f = tmp_path / "experiment.yaml"
+    f.write_text(yaml.safe_dump({"output_dir": "x", "models": ["smollm2"], "methods": ["none"],
+                                 "datasets": ["synthetic", {"name": "b", "alpha": "x"}],
+                                 "seeds": [1, "two"], "evaluaton": {}}))
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(f)
+    lines = str(info.value).splitlines()
+    assert f"{f}: datasets[1].alpha: expected a number, got 'x'" in lines
+    assert f"{f}: seeds[1]: input should be a valid integer" in lines
+    assert f"{f}: evaluaton: unknown key (did you mean 'evaluation'?)" in lines
+    assert len(lines) == 3
+    f.write_text(yaml.safe_dump({"output_dir": "x", "models": ["smollm2"], "methods": ["none"],
+                                 "datasets": ["synthetic", {"name": "b"}]}))
+    with pytest.raises(ExperimentError, match=r"experiment\.yaml: datasets\[1\]\.data: field "
+                                              r"required"):
+        load_experiment(f)
+
+
+def test_sweep_module_has_no_command_line():
+    source = Path(sweep.__file__).read_text()
+    assert "argparse" not in source and "__main__" not in source
+    assert "import report" not in source and "build_report" not in source
