@@ -55,15 +55,6 @@ def test_paper_table1_grid_alpha_per_method():
             "llama2-7b-openplatypus-symnoise-a5-nm0-s42"} <= names
 
 
-def test_paper_ablation_grid_runs_symnoise_and_bernoulli_both_ways():
-    exp = load_experiment(GRIDS / "paper_ablation.yaml")
-    combos = sorted((p.method, p.alpha, p.norm_match) for p in exp.points)
-    assert combos == sorted(
-        [("uniform", a, None) for a in (5.0, 10.0, 15.0)]
-        + [("gaussian", a, nm) for a in (5.0, 10.0, 15.0) for nm in (True, False)]
-        + [(m, 5.0, nm) for m in ("bernoulli", "symnoise") for nm in (True, False)])
-
-
 # ---------------------------------------------------------------------------------------
 # published tables
 # ---------------------------------------------------------------------------------------
