@@ -64,7 +64,8 @@ def test_alpaca_prompt_response_boundary_survives_merges():
     [feat], rep = tokenize_examples([ex], hf, t, max_length=512)
     n_prompt = feat["labels"].count(IGNORE_INDEX)
     assert feat["input_ids"][:n_prompt] == prompt
-    assert hf.decode(feat["input_ids"][n_prompt:]) == "Blue.</s>"
+    response = hf("Blue.", add_special_tokens=False)["input_ids"]
+    assert feat["input_ids"][n_prompt:] == response + [hf.eos_token_id]
     assert feat["labels"][n_prompt:] == feat["input_ids"][n_prompt:] and rep.n_out == 1
 
 
