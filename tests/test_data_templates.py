@@ -6,7 +6,6 @@ import pytest
 
 from symnoise.data import Example, default_template_for, format_prompt, get_template
 
-
 # The published Stanford Alpaca prompts (tatsu-lab/stanford_alpaca, train.py PROMPT_DICT;
 # NEFTune's code uses the same), transcribed: both end with "### Response:", no newline.
 STANFORD_PROMPT_INPUT = (
