@@ -147,6 +147,8 @@ def _tables(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool
         note="Sources: " + paper_numbers.SYMNOISE_CITATION + "; "
              + paper_numbers.NEFTUNE_CITATION + ". Only the cells the sources state; the "
              "Average is the source's own.")
+    out["paper_matches"] = tables.paper_matches(runs)
+    out.update((t.name, t) for t in tables.published_tables())
     return out
 
 
@@ -249,9 +251,13 @@ def _report_markdown(result: ReportResult, why_not: str) -> str:
     lines += _section(t["synthetic"], "No run has a synthetic score.")
     lines += _section(t["runs"], "No runs.") + _figure(result, "fig_loss.png")
     lines += _paper_section(result, why_not)
-    lines += ["Published tables not reproduced here (their text could not be checked): the "
-              "SymNoise paper's per-dataset Table 1 beyond its abstract, its noise ablation, "
-              "length/diversity and OpenLLM tables.", ""]
+    lines += _section(t["paper_matches"], "No run matches a published setting (model, "
+                      "dataset, method, alpha, norm matching).", "###")
+    lines += ["### Published tables of the SymNoise paper (reference, not results of these "
+              "runs)", ""]
+    for name in sorted(n for n in t if n.startswith("paper_T")):
+        lines += _section(t[name], "", "####")
+    lines += [""]
     if result.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
     return "\n".join(lines)

@@ -17,7 +17,8 @@ from .records import LEADERBOARD_COLUMNS, RunRecord, dataset_order, method_rank,
 from .tables import MISSING, Table, cell, fmt, mean, number
 
 __all__ = ["JUDGE_NOTE", "ablation", "grid_rows", "grid_table", "judged", "length_tables",
-           "openllm", "paper_table", "runs_table", "synthetic", "table1"]
+           "openllm", "paper_matches", "paper_table", "published_tables", "runs_table",
+           "synthetic", "table1"]
 
 JUDGE_NOTE = ("†: the judge of this win rate was not checked (symnoise judge-check); ‡: its "
               "check found it not usable. Such numbers are not to be trusted as they stand.")
@@ -315,4 +316,67 @@ def runs_table(runs: Sequence[RunRecord]) -> Table:
         table.data.append([r.name, r.status, r.model, r.dataset, r.method, r.alpha,
                            r.norm_match, r.seed, r.global_step, r.final_clean_eval_loss,
                            r.train_loss])
+    return table
+
+
+def published_tables() -> list[Table]:
+    """Every published table of the SymNoise paper (T1-T5) as printed, labelled with its
+    judge and the paper versions that print it."""
+    out = []
+    for key, pt in paper_numbers.PAPER_TABLES.items():
+        header = pt.header()
+        out.append(Table(f"paper_{key}", f"{pt.label()}: {pt.title}", header,
+                         [[c or MISSING for c in row] for row in pt.display_rows()],
+                         header, [[c or None for c in row] for row in pt.display_rows()],
+                         pt.note))
+    return out
+
+
+def _squash(text: str | None) -> str:
+    return "".join(c for c in (text or "").lower() if c.isalnum())
+
+
+def _same_model(paper_model: str | None, model: str | None) -> bool:
+    if paper_model == paper_numbers.PAPER_MODEL:
+        return paper_numbers.matches_paper_model(model)
+    return bool(paper_model) and _squash(paper_model) in _squash(model)
+
+
+def _ours(r: RunRecord, metric: str) -> float | None:
+    if metric == "win_rate":
+        return r.win_rate
+    if metric == "avg_chars":
+        return r.avg_chars
+    if metric in r.harness:
+        return 100 * r.harness[metric]  # the paper prints percent
+    return number((r.stats or {}).get(metric))
+
+
+def paper_matches(runs: Sequence[RunRecord]) -> Table:
+    """Published numbers (T1-T5) beside ours, for every run group whose setting matches
+    the paper's (model, dataset, method, and alpha and norm matching where printed)."""
+    table = Table("paper_matches", "Published numbers for the settings of these runs",
+                  ["setting", "dataset", "metric", "ours", "paper", "table", "judge",
+                   "versions"], [],
+                  ["setting", "dataset", "metric", "ours", "ours_sd", "n", "paper", "table",
+                   "judge", "versions"], [],
+                  "ours: these runs (mean ± sd over seeds); paper: as printed, with its table, "
+                  "judge and the paper versions (v1, v2) that print it. A win rate is "
+                  "comparable only when the judge and the reference outputs are the same.")
+    for members in _groups(runs):
+        r = members[0]
+        for v in paper_numbers.paper_values():
+            if not (v.dataset == r.dataset and v.method == r.method
+                    and _same_model(v.model, r.model)
+                    and (v.alpha is None or v.alpha == r.alpha_key)
+                    and (v.norm_match is None or v.norm_match == r.norm_key)):
+                continue
+            vals = [x for x in (_ours(m, v.metric) for m in members) if x is not None]
+            if not vals:
+                continue
+            label = paper_numbers.PAPER_TABLES[v.table].label()
+            table.rows.append([r.label, r.dataset, v.metric, cell(vals, 2), v.text,
+                               f"{label}: {v.row}", v.judge or MISSING, ", ".join(v.versions)])
+            table.data.append([r.label, r.dataset, v.metric, mean(vals), _sd(vals), len(vals),
+                               v.value, f"{label}: {v.row}", v.judge, ",".join(v.versions)])
     return table
