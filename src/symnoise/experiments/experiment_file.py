@@ -1,60 +1,8 @@
 """Experiment files: the schema (pydantic), the grid it expands to, its points.
 
-An experiment file (YAML) names the grid and what to do at every point::
-
-    name: small_alpaca                 # optional, shown in tables
-    output_dir: runs/small_alpaca      # relative to the working directory
-    models: [smollm2]                  # strings, or {name: SHORT, model: SPEC}
-    datasets:
-      - name: alpaca
-        data: ../shared/data/alpaca_9k.json   # path, hub id or "synthetic"
-        recipe: alpaca                 # a shipped preset (symnoise/configs) or a YAML file
-        alpha: 5                       # per-dataset overrides: alpha, template, format, words
-        template: alpaca
-        words: alpaca                  # first-N-words preset of the text statistics
-        optional: true                 # missing data: its points are listed, not run
-        train: {max_train_examples: 400}   # any TrainConfig field
-        evaluation: {n_prompts: 40}        # overrides of the evaluation below
-    methods:                           # simple names, or entries for an ablation:
-      - none
-      - {method: uniform, alpha: [5, 10, 15]}
-      - {method: gaussian, alpha: 5, norm_match: [true, false]}
-    alphas: [5]                        # used where neither the method nor the dataset says
-    norm_match: [true]                 # only gaussian / bernoulli / symnoise expand over it
-    seeds: [42]
-    recipe: alpaca                     # base TrainConfig for every dataset without its own
-    train: {max_steps: 20}             # TrainConfig fields on top of the recipe
-    evaluation:                        # evaluate_run's arguments; false: train only
-      prompts: ../shared/data/alpaca_eval_805.json
-      n_prompts: 40
-      synthetic: true
-      judge: null                      # reference: "baseline" judges against the
-      reference: null                  #   same model/dataset/seed trained without noise
-    executor: local                    # or ray
-    isolation: inprocess               # local executor: inprocess or process
-    ray: {address: null, num_gpus: null, num_cpus: 1, runtime_env: null, init: null}
-    accelerate_launch: false           # train each point with `accelerate launch`
-    accelerate_args: []                #   e.g. [--num_processes, "8"]
-    keep_checkpoints: false            # delete RUN/checkpoints once a point is trained
-    report: true                       # build the report (tables, figures) at the end
-
-A TrainConfig is layered: defaults < recipe (the dataset's, else the file's) < ``train`` <
-the dataset's ``train`` and its ``alpha``/``template``/``format`` < the method entry's
-``train`` < the grid point (model, data, method, alpha, norm_match, seed, output_dir).
-Alpha comes from the method entry, else the dataset, else ``alphas``, else the recipe.
-
-Relative paths in the file (data, prompts, models, references, ...) are looked up next to
-the experiment file first, then in the working directory; a value that is neither a local
-path nor looks like one (``tatsu-lab/alpaca``) is kept as a hub id.
-
-Every point is a run folder ``OUTPUT/NAME``, NAME being
-``{model}-{dataset}-{method}[-{label}]-a{alpha}[-nm0]-s{seed}`` (``-nm0``: norm matching
-off; ``none`` carries no alpha), e.g. ``smollm2-alpaca-symnoise-a5-s0``.
-``reference: baseline`` judges each noisy point against the answers of the point trained
-without noise (same model, dataset and seed); the baseline itself is not judged.
-
-The file is validated by the pydantic models below; an error names the file and the
-field (``experiment.yaml: datasets[1].data: field required``).
+The keys, their layering and the point names are documented in the README ("Experiment
+files"). The file is validated by the pydantic models below; every problem is listed
+with the file and the field (``experiment.yaml: datasets[1].data: field required``).
 """
 
 from __future__ import annotations

@@ -7,29 +7,9 @@ checkpoints and starts the rest; a run folder holding a run with another config 
 as a ``conflict`` and left alone. A failing point writes its run folder's error file and
 does not stop the others. The state of every point is kept in ``OUTPUT/sweep_status.json``.
 Points judged against a baseline (``reference: baseline``) run after every baseline.
-
-Executors
-    ``local`` runs the points one after another, in this process (``isolation:
-    inprocess``) or each in a fresh Python process (``isolation: process``: memory held by
-    one run cannot accumulate over a long grid).
-
-    ``ray`` (``pip install 'ray[default]'``) runs each point as a Ray task in its own worker
-    process (a fresh worker per point). It joins the cluster at ``ray.address`` or
-    ``$RAY_ADDRESS`` (symnoise must be installed on its nodes, or shipped with
-    ``ray.runtime_env``), else starts a local one for the sweep (``ray.init``: extra
-    arguments of ``ray.init``, e.g. ``{num_cpus: 4}``) and stops it at the end. Each task
-    asks for ``ray.num_gpus`` GPUs (default 1 when the cluster has GPUs, else 0) and
-    ``ray.num_cpus`` CPUs (default 1).
-
-    ``accelerate_launch: true`` trains each point with
-    ``accelerate launch [accelerate_args] -m symnoise.cli train --config POINT.yaml`` in a
-    subprocess (multi-GPU data parallel, FSDP or DeepSpeed as ``accelerate config`` or
-    ``accelerate_args`` say); the evaluation then runs in the calling process. With Ray, set
-    ``ray.num_gpus`` to the GPUs each launch uses. Keep the effective batch by dividing
-    ``grad_accum`` by the number of processes.
-
-The report is not built here: :func:`symnoise.experiments.pipeline.run_experiment` runs the
-sweep and then the report.
+Executors (``local``, in-process or a process per point; ``ray``) and ``accelerate
+launch``: see the README ("Experiment files"). The report is built after the sweep by
+:func:`symnoise.experiments.pipeline.run_experiment`, not here.
 """
 
 from __future__ import annotations
