@@ -39,12 +39,6 @@ __all__ = ["BASELINE", "Experiment", "ExperimentError", "ExperimentFile", "GridP
            "load_experiment"]
 
 BASELINE = "baseline"
-#: evaluate_run's arguments an experiment may set (progress is the sweep's).
-EVAL_KEYS = (
-    "prompts", "n_prompts", "max_new_tokens", "batch_size", "judge", "base_url", "reference",
-    "both_orders", "harness_tasks", "include_path", "harness_limit", "words", "synthetic",
-    "synthetic_n",
-)
 _PATH_EVAL_KEYS = ("prompts", "reference", "include_path")
 _AXES = ("model", "data", "method", "alpha", "norm_match", "seed", "output_dir")
 _FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".gguf", ".yaml", ".yml", ".csv",
@@ -107,14 +101,13 @@ RecipeFields = _fields_model("RecipeFields", TrainConfig.field_names())
 
 @functools.cache
 def _evaluation_model() -> type[BaseModel]:
-    """evaluate_run's keyword arguments: EVAL_KEYS plus any further it accepts."""
-    try:
-        from ..evaluate.run_eval import evaluate_run
-    except ImportError:  # the evaluation stack is not installed: the documented keys
-        return _fields_model("Evaluation", EVAL_KEYS)
+    """The ``evaluation`` section: evaluate_run's keyword arguments (progress is the
+    sweep's)."""
+    from ..evaluate.run_eval import evaluate_run
+
     params = inspect.signature(evaluate_run).parameters
-    extra = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "progress"}
-    return _fields_model("Evaluation", set(EVAL_KEYS) | extra)
+    return _fields_model("Evaluation", {n for n, p in params.items()
+                                        if p.kind is p.KEYWORD_ONLY and n != "progress"})
 
 
 def _set_fields(model: BaseModel) -> dict[str, Any]:
