@@ -21,9 +21,10 @@ __all__ = ["LEADERBOARD_COLUMNS", "RunRecord", "assign_variants", "dataset_order
 #: AlpacaEval leaderboard columns shown beside every win rate (those a judge wrote).
 LEADERBOARD_COLUMNS = ("win_rate", "standard_error", "discrete_win_rate",
                        "length_controlled_winrate", "lc_standard_error", "n_total")
-#: config fields that never make two runs different settings (the seed is what is averaged)
-_NOT_SETTING = {"seed", "output_dir", "resume", "method", "alpha", "norm_match", "data",
-                "extra", "format", "template", "logging_dir", "run_name"}
+#: config fields that do not make two runs different settings: the seed (what is averaged),
+#: the noise axes (rows of their own) and bookkeeping that leaves the trained model as it is
+_NOT_SETTING = {"seed", "method", "alpha", "norm_match", "output_dir", "resume",
+                "logging_steps", "eval_steps", "save_steps", "save_total_limit"}
 
 
 def setting_label(method: str | None, alpha: float | None, norm_match: bool | None,

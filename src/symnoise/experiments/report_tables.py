@@ -14,7 +14,7 @@ from typing import Any
 from ..config import PAPER_DATASETS
 from . import paper_numbers
 from .records import LEADERBOARD_COLUMNS, RunRecord, dataset_order, method_rank, setting_label
-from .tables import MISSING, Table, cell, fmt, mean, number
+from .tables import MISSING, Table, cell, fmt, mean, number, sd
 
 __all__ = ["JUDGE_NOTE", "ablation", "grid_rows", "grid_table", "judged", "length_tables",
            "openllm", "paper_matches", "paper_table", "published_tables", "runs_table",
@@ -103,7 +103,7 @@ def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Seque
                           and vals and g.alpha_of(d) is not None else "")
             shown.append(cell(vals, digits, alpha_note, mark=_mark(members) if marks else ""))
             means[d] = mean(vals)
-            extra[f"{d} sd"] = _sd(vals)
+            extra[f"{d} sd"] = sd(vals)
             extra[f"{d} n"] = len(vals) or None
         avg = mean(list(means.values())) if all(v is not None for v in means.values()) else None
         if average:
@@ -113,12 +113,6 @@ def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Seque
                                    alpha=g.alpha, norm_match=g.norm_key,
                                    alphas=g.alphas() or None, average=avg, **means, **extra))
     return table
-
-
-def _sd(values: Sequence[float]) -> float | None:
-    import statistics
-
-    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def _csv_row(header: Sequence[str], **values: Any) -> list[Any]:
@@ -184,7 +178,7 @@ def ablation(runs: Sequence[RunRecord]) -> Table:
         table.rows.append([r.dataset, r.label, r.method or "?", alpha, nm_text,
                            cell(wr, 2, mark=_mark(judged)), cell(ch, 1), str(len(members))])
         table.data.append([r.dataset, r.label, r.method, r.alpha_key, r.norm_key, mean(wr),
-                           _sd(wr), mean(ch), len(members)])
+                           sd(wr), mean(ch), len(members)])
     return table
 
 
@@ -377,6 +371,6 @@ def paper_matches(runs: Sequence[RunRecord]) -> Table:
             label = paper_numbers.PAPER_TABLES[v.table].label()
             table.rows.append([r.label, r.dataset, v.metric, cell(vals, 2), v.text,
                                f"{label}: {v.row}", v.judge or MISSING, ", ".join(v.versions)])
-            table.data.append([r.label, r.dataset, v.metric, mean(vals), _sd(vals), len(vals),
+            table.data.append([r.label, r.dataset, v.metric, mean(vals), sd(vals), len(vals),
                                v.value, f"{label}: {v.row}", v.judge, ",".join(v.versions)])
     return table

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MISSING", "Table", "cell", "fmt", "markdown_table", "number", "text_table"]
+__all__ = ["MISSING", "Table", "cell", "fmt", "markdown_table", "mean", "number", "sd",
+           "text_table"]
 
 MISSING = "-"
 
@@ -30,6 +31,11 @@ def mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def sd(values: Sequence[float]) -> float | None:
+    """The sample standard deviation (n - 1), None for fewer than two values."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
 def cell(values: Sequence[float], digits: int, *notes: str, mark: str = "") -> str:
     """Runs that differ only by seed: ``mean ± sd (n=k)``; one run: its value. ``notes``
     (e.g. ``α=5``) go in the parentheses; ``mark`` right after the number."""
@@ -37,7 +43,7 @@ def cell(values: Sequence[float], digits: int, *notes: str, mark: str = "") -> s
         return MISSING
     text = fmt(mean(values), digits) + mark
     if len(values) > 1:
-        text += f" ± {statistics.stdev(values):.{digits}f}"
+        text += f" ± {sd(values):.{digits}f}"
     extras = [e for e in (*notes, f"n={len(values)}" if len(values) > 1 else "") if e]
     return f"{text} ({', '.join(extras)})" if extras else text
 
