@@ -11,6 +11,7 @@ from typing import Any
 from .noise import _check_alpha, canonical_method
 
 SYMMETRIC_MODES = ("concat", "sequential")
+NOISE_ON = ("all", "prompt", "response")  # which tokens get noise; labels == -100 is prompt
 
 
 @dataclass
@@ -27,6 +28,8 @@ class NoiseConfig:
         and the -delta half as two forward/backward passes into the same gradient.
     seed: seed of the noise generator; each distributed rank offsets it by its rank so
         ranks draw different noise. ``None`` uses torch's global generator.
+    noise_on: ``all`` (the paper), ``prompt`` (tokens whose label is -100) or ``response``
+        (tokens with a label); ``L`` stays the example's real length either way.
     """
 
     method: str = "symnoise"
@@ -34,6 +37,7 @@ class NoiseConfig:
     norm_match: bool = True
     symmetric_mode: str = "concat"
     seed: int | None = None
+    noise_on: str = "all"
 
     def __post_init__(self) -> None:
         self.method = canonical_method(self.method)
@@ -42,6 +46,10 @@ class NoiseConfig:
             raise ValueError(
                 f"unknown symmetric_mode {self.symmetric_mode!r}; expected one of "
                 f"{', '.join(SYMMETRIC_MODES)}"
+            )
+        if self.noise_on not in NOISE_ON:
+            raise ValueError(
+                f"unknown noise_on {self.noise_on!r}; expected one of {', '.join(NOISE_ON)}"
             )
 
     @property
