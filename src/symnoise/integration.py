@@ -58,8 +58,6 @@ __all__ = [
     "noisy_embeddings",
     "pair_batch",
     "rank_generator",
-    "NoiseTrainerMixin",
-    "noisy_trainer_class",
     "get_embedding_module",
     "embedding_output_scale",
     "RATIO_FORWARDS",

@@ -27,8 +27,7 @@ from torch import nn
 from .config import NoiseConfig
 from .integration import NoiseHandle, noisy_embeddings, pair_batch
 
-__all__ = ["NoiseTrainerMixin", "noisy_trainer_class", "first_pass_no_sync", "noise_rng_file",
-           "NoisyTrainer", "NoisySFTTrainer"]
+__all__ = ["NoiseTrainerMixin", "noisy_trainer_class", "first_pass_no_sync", "noise_rng_file"]
 
 logger = logging.getLogger(__name__)
 NOISE_RNG_FILE = "symnoise_noise_rng.pt"
