@@ -483,3 +483,30 @@ def test_embedding_scale_rule_for_families_that_scale_after_the_module():
     assert embedding_output_scale(gemma) in (1.0, pytest.approx(32**0.5))
     assert (embedding_output_scale(gemma) == 1.0) == hasattr(get_embedding_module(gemma), "embed_scale")
     assert embedding_output_scale(_family_model("granite")) == 12.0
+
+
+def test_noise_on_in_trainer_when_compute_loss_pops_the_labels(tmp_path):
+    """A Trainer with compute_loss_func pops labels before the forward: the mixin hands them
+    to the hook, so noise_on still knows prompt from response."""
+    model = make_model(V, seed=8)
+    emb = get_embedding_module(model)
+    deltas = []
+    ids_seen = []
+    model.register_forward_pre_hook(lambda m, a, k: ids_seen.append(
+        (k["input_ids"], "labels" in k)), with_kwargs=True)
+    model.model.layers[0].register_forward_pre_hook(
+        lambda m, a, k: deltas.append((a[0] if a else k["hidden_states"]).detach()
+                                      - emb(ids_seen[-1][0]).detach()), with_kwargs=True)
+
+    def loss_func(outputs, labels, num_items_in_batch=None):
+        return torch.nn.functional.cross_entropy(
+            outputs.logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+
+    trainer = _trainer(tmp_path, NoiseConfig("symnoise", 5.0, noise_on="response"),
+                       model=model, max_steps=1, learning_rate=0.0)
+    trainer.compute_loss_func = loss_func
+    trainer.train()
+    assert ids_seen[0][1] is False  # the forward really got no labels
+    norms = deltas[0].norm(dim=-1)  # _Rows: one row each, labels -100 on positions 0 and 1
+    assert norms.shape == (8, 10)
+    assert norms[:, :2].max() == 0 and norms[:, 2:].min() > 0

@@ -162,3 +162,28 @@ def test_trl_packing_with_noisy_sft_trainer(tmp_path, method, mode):
         start += n
     if mode == "sequential" and method == "symnoise":
         torch.testing.assert_close(decoder_in[0] + decoder_in[1], 2 * embeds[1], atol=1e-6, rtol=0)
+
+
+def test_pairing_transformers_flattening_collator_with_flash_kwargs():
+    from transformers import DataCollatorWithFlattening
+
+    collate = DataCollatorWithFlattening(return_flash_attn_kwargs=True, return_seq_idx=True)
+    g = torch.Generator().manual_seed(1)
+    feats = [{"input_ids": torch.randint(3, V, (n,), generator=g).tolist()} for n in SEGMENTS]
+    batch = collate(feats)
+    total = sum(SEGMENTS)
+    assert batch["input_ids"].shape == (1, total) and "attention_mask" not in batch
+    paired = pair_batch(batch)
+    cu = batch["cu_seq_lens_q"]
+    assert paired["cu_seq_lens_q"].tolist() == cu.tolist() + (cu[1:] + total).tolist()
+    assert paired["labels"].shape == (1, 2 * total)
+    assert int((paired["position_ids"] == 0).sum()) == 2 * len(SEGMENTS)
+    n_seq = int(batch["seq_idx"].max()) + 1
+    assert paired["seq_idx"][0, total:].tolist() == (batch["seq_idx"][0] + n_seq).tolist()
+    # the model takes the paired packed batch (sdpa on CPU ignores the flash kwargs)
+    model = make_model(V)
+    model.train()
+    with noisy_embeddings(model, NoiseConfig("symnoise", 5.0, seed=0)) as handle:
+        kwargs = {k: v for k, v in paired.items() if k in ("input_ids", "labels", "position_ids")}
+        assert torch.isfinite(model(**kwargs, use_cache=False).loss)
+    assert handle.calls == 1 and len(handle.norm_ratios) == 1

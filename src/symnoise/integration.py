@@ -342,8 +342,8 @@ class NoiseHandle:
         dim = 1 if x.shape[0] == 1 else 0
         size = x.shape[dim]
         if size % 2:
-            axis = "length" if dim else "rows"
-            raise _unpaired_error(f"two identical halves, but got {size} {axis}")
+            what = "tokens in its one row" if dim else "rows"
+            raise _unpaired_error(f"two identical halves, but got {size} {what}")
         half = size // 2
         if not torch.equal(x.narrow(dim, 0, half), x.narrow(dim, half, half)):
             what = "the packed row" if dim else f"the {size} rows"
