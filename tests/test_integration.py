@@ -436,10 +436,10 @@ def _first_layer_input(model, batch, cfg):
         lambda m, a, k: seen.append((a[0] if a else k["hidden_states"]).detach()), with_kwargs=True)
     model.train()
     model(**batch)
-    with noisy_embeddings(model, cfg):
+    with noisy_embeddings(model, cfg) as handle:
         model(**batch)
     h.remove()
-    return seen[0], seen[1]
+    return seen[0], seen[1], handle
 
 
 def _family_model(family):
@@ -462,10 +462,13 @@ def test_noise_goes_on_what_the_first_decoder_layer_receives(family):
     batch = _batch(b=2)
     batch["attention_mask"][:] = 1
     alpha = 5.0
-    clean, noised = _first_layer_input(model, batch, NoiseConfig("bernoulli", alpha, seed=0))
+    clean, noised, handle = _first_layer_input(model, batch, NoiseConfig("bernoulli", alpha, seed=0))
     per_token = (noised - clean).float().norm(dim=-1)
     expected = alpha / (3 * batch["input_ids"].shape[1]) ** 0.5
     torch.testing.assert_close(per_token, torch.full_like(per_token, expected), rtol=1e-4, atol=1e-6)
+    # the recorded noise-to-embedding ratio is the one the decoder input really has
+    at_decoder = (per_token / clean.float().norm(dim=-1)).mean().item()
+    assert handle.norm_ratios[0] == pytest.approx(at_decoder, rel=1e-4)
 
 
 def test_embedding_scale_rule_for_families_that_scale_after_the_module():
