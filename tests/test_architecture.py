@@ -14,20 +14,22 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "symnoise"
 #: (layer, modules): the README's layer table, top to bottom. A name ending in "/" is a
 #: package (every module in it).
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
-    (8, ("__init__",)),  # the package's public names (light: config and noise only)
-    (7, ("cli",)),
-    (6, ("experiments/",)),
-    (5, ("train", "generate", "evaluate/")),
+    (9, ("__init__",)),  # the package's public names (light: config and noise only)
+    (8, ("cli",)),
+    (7, ("experiments/",)),
+    (6, ("train", "generate", "evaluate/")),
+    (5, ("trainer",)),  # the Trainer integration, over the embedding hook
     (4, ("integration", "models")),
     (3, ("run", "data/")),
     (2, ("config",)),
-    (1, ("noise",)),
+    (1, ("noise", "pairing")),  # pure tensor math
     (0, ("_io",)),
 ]
 #: Imports the README allows against the rule: (importer, imported) module names.
 EXCEPTIONS: set[tuple[str, str]] = {
     ("evaluate/tasks", "generate"),  # the synthetic suite answers its prompts with generate
     ("evaluate/run_eval", "generate"),  # the eval pipeline, moving to experiments/
+    ("integration", "trainer"),  # re-exports the Trainer classes on first use (old name)
 }
 
 
