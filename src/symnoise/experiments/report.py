@@ -1,35 +1,11 @@
 """Paper-style tables and figures over many run folders (``symnoise report RUNS_DIR``).
 
-:func:`build_report` finds every run folder under ``RUNS_DIR`` (:func:`symnoise.run.find_runs`:
-any depth, so sweep layouts work), reads each (:mod:`.records`) and writes to the output
-folder (default ``RUNS_DIR/report``):
-
-* ``report.md``: every table below, the figures, and notes on anything left out;
-* one CSV per table (full precision; a missing value is ``-``);
-* ``fig_win_rate.png``, ``fig_win_rate_vs_length.png``, ``fig_loss.png`` (:mod:`.figures`).
-
-Tables (:mod:`.report_tables`)
-    * ``table1``: win rate per dataset x method with an Average column (the paper's Table
-      1). Rows are noise settings; each row's alpha is in its label, or in each cell when
-      the row used a different alpha per dataset (the paper's recipe).
-    * ``judged``: every judged run with the AlpacaEval leaderboard columns its judge wrote
-      (win rate, standard error, discrete and length-controlled win rates, n) and the judge
-      check (accuracy with its 95% interval, position bias, usable or not).
-    * ``ablation``: win rate and average character count per noise setting and dataset.
-    * ``lengths_*``: character length, whitespace length and 2-gram repetition of the
-      outputs per dataset x method, with the training data's responses as a row.
-    * ``openllm``: lm-evaluation-harness scores per run (percent).
-    * ``synthetic``: exact-answer accuracy on the synthetic held-out split, 95% Wilson interval.
-    * ``runs``: every run with its status, final clean held-out loss and training loss.
-
-Runs that differ only by seed share a cell: mean ± sd (n=k). Runs that differ in anything
-else are never averaged: they get rows of their own, labelled with what differs. A cell
-with no result is ``-``, never filled in. A win rate whose judge was not checked (``†``)
-or was found not usable (``‡``) is marked, with a note. Published numbers of the papers
-(:mod:`symnoise.experiments.paper_numbers`) are added as reference rows labelled with
-their source: inside Table 1 when the runs match the paper's setting (LLaMA-2-7B, the
-paper's datasets, judged against text-davinci-003), otherwise in a separate section
-stating they are for reference only and not comparable.
+:func:`build_report` finds every run folder under ``RUNS_DIR`` (:func:`symnoise.run.find_runs`),
+reads each (:mod:`.records`), builds the tables (:mod:`.report_tables`: Table 1, the judge
+columns and judge check, ablation, lengths, OpenLLM, synthetic, runs, published numbers)
+and figures (:mod:`.figures`), and writes ``report.md``, one CSV per table and the PNGs to
+the output folder (default ``RUNS_DIR/report``). What each table holds, how seeds are
+grouped and how unchecked judges are marked: the README ("symnoise report").
 """
 
 from __future__ import annotations
