@@ -1,0 +1,645 @@
+"""``symnoise compare A B``: the difference B − A of every shared metric, with its interval.
+
+A side is one run folder or a group of run folders that differ only by seed: a glob, or a
+folder of runs (a sweep) narrowed by filters (``method``, ``alpha``, ``norm_match``,
+``dataset``, ``seed``, ``model``), given as ``PATH:key=value,...`` or as common filters for
+both sides. Runs of one side that differ in anything but the seed are refused, never
+averaged. Across sides runs are paired by seed (A-seed-s with B-seed-s); two single runs are
+paired whatever their seeds.
+
+Each metric is read per example from the run folders (:class:`symnoise.run.RunFolder`
+roles) and compared with :func:`symnoise.evaluate.paired.paired_bootstrap`, stratified by
+seed when there are several:
+
+* ``win_rate`` (points): the model's share of each prompt's judge verdicts against the
+  reference (1 win, 0.5 tie, 0 loss; continuous AlpacaEval preferences allowed; both orders
+  averaged), from ``eval/judge/annotations.json``. Both sides must have been judged by the
+  same judge against the same reference outputs. Prompts without a verdict on either side
+  are left out and counted.
+* ``lc_win_rate``: not available from these annotations (said so in the output).
+* ``heldout_loss`` (nats, lower is better): the clean loss of each held-out example.
+* ``exact_answer`` (points): per-item exact-answer correctness on the synthetic split.
+* ``output_length`` (characters): length of each eval output, paired by prompt.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
+from ..noise import NORM_MATCHED, canonical_method
+from ..run import RunFolder, find_runs, read_jsonl, run_dataset, run_setting
+
+__all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
+           "group_by_seed", "resolve_side", "setting_key", "side_label"]
+
+METRICS = ("win_rate", "lc_win_rate", "heldout_loss", "exact_answer", "output_length")
+_INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
+    "win_rate": ("win rate", "points", 1, "prompts"),
+    "lc_win_rate": ("length-controlled win rate", "points", 1, "prompts"),
+    "heldout_loss": ("held-out loss", "nats", 3, "examples"),
+    "exact_answer": ("exact-answer accuracy", "points", 1, "items"),
+    "output_length": ("output length", "chars", 0, "prompts"),
+}
+LC_NOTE = "length-controlled: not available from these annotations"
+ANNOTATIONS = "annotations.json"  # inside the run's eval_file("judge") folder (AlpacaEval's name)
+_NOT_SETTING = ("seed", "output_dir", "resume")
+_FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
+_NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
+          "bernoulli": "Bernoulli", "symnoise": "SymNoise"}
+
+
+class MissingMetric(Exception):
+    """A run lacks the file a metric is read from (the metric is skipped, with this reason)."""
+
+
+# -- what a side is ------------------------------------------------------------------------
+def _noise_setting(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The noise setting with fields that do not apply to the method dropped."""
+    s = run_setting(info)
+    if s["method"] == "none":
+        return {"method": "none"}
+    if s["method"] not in NORM_MATCHED:
+        s.pop("norm_match")
+    if s["method"] != "symnoise":
+        s.pop("symmetric_mode")
+    return s
+
+
+def setting_key(info: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything that makes a run what it is except its seed (and folder): the run's
+    ``config`` without ``seed``/``output_dir``/``resume``, with the noise setting reduced to
+    the fields its method uses (``none`` has no alpha). Runs with equal keys differ only by
+    seed."""
+    cfg = dict(info.get("config") or {})
+    for key in (*_NOT_SETTING, "method", "alpha", "norm_match", "symmetric_mode", "noise"):
+        cfg.pop(key, None)
+    return {**cfg, "noise": _noise_setting(info)}
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder]]:
+    """Runs grouped by :func:`setting_key` (groups in order of first appearance, each
+    sorted by seed): the runs of one group differ only by seed and may be averaged."""
+    groups: dict[str, list[RunFolder]] = {}
+    for run in runs:
+        rf = run if isinstance(run, RunFolder) else RunFolder(run)
+        groups.setdefault(_key_text(setting_key(rf.read_info())), []).append(rf)
+    return [sorted(g, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
+            for g in groups.values()]
+
+
+def side_label(info: Mapping[str, Any]) -> str:
+    """``none``, ``NEFTune α5``, ``SymNoise α5``, ``Gaussian α5 (no norm-match)``."""
+    s = _noise_setting(info)
+    method = s.get("method")
+    if method is None:
+        return "?"
+    text = _NAMES.get(method, str(method))
+    if method == "none":
+        return text
+    alpha = s.get("alpha")
+    text += f" α{alpha:g}" if isinstance(alpha, (int, float)) else ""
+    if s.get("norm_match") is False:
+        text += " (no norm-match)"
+    if s.get("symmetric_mode") not in (None, "concat"):
+        text += f" {s['symmetric_mode']}"
+    return text
+
+
+@dataclass
+class Side:
+    """One side of a comparison: runs that differ only by seed, sorted by seed."""
+
+    spec: str
+    runs: list[RunFolder]
+    label: str
+    key: dict[str, Any]
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [r.seed for r in self.runs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "label": self.label, "runs": [str(r.path) for r in self.runs],
+                "seeds": self.seeds}
+
+
+def _parse_filters(text: str, where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in _FILTERS:
+            raise ValueError(f"{where}: bad filter {part!r}; expected key=value with key one "
+                             f"of {', '.join(_FILTERS)}")
+        out[key] = value.strip()
+    return out
+
+
+def _split_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``PATH`` or ``PATH:key=value,...`` (filters after the last colon that has a '=')."""
+    path, sep, tail = spec.rpartition(":")
+    if sep and "=" in tail and path:
+        return path, _parse_filters(tail, spec)
+    return spec, {}
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{where}: norm_match must be true or false, got {value!r}")
+
+
+def _matches(run: RunFolder, filters: Mapping[str, Any], where: str) -> bool:
+    info = run.read_info()
+    s = run_setting(info)
+    for key, want in filters.items():
+        if key == "method":
+            if s["method"] != canonical_method(str(want)):
+                return False
+        elif key == "alpha":  # no-noise runs have no alpha: the filter does not apply
+            if s["method"] != "none" and not _same_number(s["alpha"], want, where):
+                return False
+        elif key == "norm_match":  # only methods that are norm-matched have the setting
+            if s["method"] in NORM_MATCHED and bool(s["norm_match"]) != _bool(want, where):
+                return False
+        elif key == "seed":
+            if not _same_number(run.seed, want, where):
+                return False
+        elif key == "dataset":
+            if run_dataset(info) != str(want):
+                return False
+        elif key == "model" and str((info.get("config") or {}).get("model")) != str(want):
+            return False
+    return True
+
+
+def _same_number(have: Any, want: Any, where: str) -> bool:
+    try:
+        target = float(want)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {want!r} is not a number") from None
+    return isinstance(have, (int, float)) and math.isclose(float(have), target)
+
+
+def _runs_of(path: str) -> list[RunFolder]:
+    if any(ch in path for ch in "*?["):
+        matches = sorted(glob.glob(path))
+        if not matches:
+            raise FileNotFoundError(f"{path}: the pattern matches nothing")
+        runs: list[RunFolder] = []
+        for m in matches:
+            if RunFolder(m).is_run():
+                runs.append(RunFolder(m))
+            elif Path(m).is_dir():
+                runs.extend(find_runs(m))
+        return runs
+    folder = RunFolder(path)
+    if folder.is_run():
+        return [folder]
+    if not folder.path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run folder or folder of runs")
+    return find_runs(folder.path)
+
+
+def _describe(runs: Sequence[RunFolder], limit: int = 6) -> str:
+    labels = sorted({f"{side_label(r.read_info())} ({r.dataset})" for r in runs})
+    more = f", ... ({len(labels) - limit} more)" if len(labels) > limit else ""
+    return ", ".join(labels[:limit]) + more
+
+
+def _key_difference(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) -> str:
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            diffs.append(f"{key}: {a.get(key)!r} vs {b.get(key)!r}")
+    more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
+
+
+def resolve_side(spec: str | Sequence[str | Path | RunFolder], *, name: str = "A",
+                 filters: Mapping[str, Any] | None = None) -> Side:
+    """The runs of one side: a run folder, a glob, a folder of runs, or a list of run
+    folders; narrowed by ``filters`` and by ``PATH:key=value,...`` (which wins).
+
+    Raises FileNotFoundError when nothing is found, ValueError when no run matches the
+    filters, when the runs differ in more than the seed, or when a seed appears twice.
+    """
+    if isinstance(spec, (str, Path)):
+        path, own = _split_spec(str(spec))
+        runs, text = _runs_of(path), str(spec)
+    else:
+        own, runs = {}, [r if isinstance(r, RunFolder) else RunFolder(r) for r in spec]
+        text = ", ".join(str(r.path) for r in runs)
+    if not runs:
+        raise FileNotFoundError(f"{name} ({text}): no run folders found")
+    wanted = {**{k: v for k, v in (filters or {}).items() if v is not None}, **own}
+    kept = [r for r in runs if _matches(r, wanted, f"{name} ({text})")]
+    if not kept:
+        shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
+        raise ValueError(f"{name} ({text}): none of the {len(runs)} runs matches {shown}; "
+                         f"found: {_describe(runs)}")
+    groups = group_by_seed(kept)
+    if len(groups) > 1:
+        first, other = groups[0][0], groups[1][0]
+        raise ValueError(
+            f"{name} ({text}): the {len(kept)} runs differ in more than the seed ({len(groups)} "
+            f"settings: {_describe(kept)}); e.g. {first.path} vs {other.path}: "
+            f"{_key_difference(setting_key(first.read_info()), setting_key(other.read_info()))}"
+            ". Runs of one side are only ever averaged over seeds: narrow it with filters "
+            "(e.g. PATH:method=symnoise,alpha=5).")
+    seeds = [r.seed for r in groups[0]]
+    twice = sorted({str(s) for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"{name} ({text}): seed {', '.join(twice)} appears in more than one "
+                         f"run ({', '.join(str(r.path) for r in groups[0])}); keep one per seed")
+    info = groups[0][0].read_info()
+    return Side(spec=text, runs=groups[0], label=side_label(info), key=setting_key(info))
+
+
+# -- per-example values of one run --------------------------------------------------------
+def _need(run: RunFolder, role: str, what: str) -> Path:
+    path = run.eval_file(role)
+    if not path.exists():
+        raise MissingMetric(f"{run.path} has no {what} ({path} not found; run `symnoise eval`)")
+    return path
+
+
+def _put(out: dict[str, Any], key: str, value: Any, where: str) -> None:
+    if key in out:
+        raise ValueError(f"{where}: id {key!r} appears twice")
+    out[key] = value
+
+
+def _jsonl_values(run: RunFolder, role: str, field_name: str, what: str) -> dict[str, float]:
+    path = _need(run, role, what)
+    out: dict[str, float] = {}
+    for i, row in enumerate(read_jsonl(path), start=1):
+        where = f"{path} row {i}"
+        key, value = row.get("id"), row.get(field_name)
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"{where}: 'id' must be a non-empty string, got {key!r}")
+        if field_name == "correct":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: 'correct' must be true or false, got {value!r}")
+            value = 100.0 if value else 0.0
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError(f"{where}: '{field_name}' must be a finite number, got {value!r}")
+        _put(out, key, float(value), where)
+    if not out:
+        raise MissingMetric(f"{path} has no rows")
+    return out
+
+
+def _prompt_key(row: Mapping[str, Any], where: str) -> str:
+    instruction = row.get("instruction")
+    if not isinstance(instruction, str):
+        raise ValueError(f"{where}: 'instruction' must be a string, got {instruction!r}")
+    extra = row.get("input")
+    return f"{instruction}\n\n{extra}" if isinstance(extra, str) and extra else instruction
+
+
+def _json_rows(path: Path) -> list[Any]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} row {i}: expected an object, got {type(row).__name__}")
+    return rows
+
+
+def _output_lengths(run: RunFolder) -> dict[str, float]:
+    path = _need(run, "outputs", "eval outputs")
+    out: dict[str, float] = {}
+    for i, row in enumerate(_json_rows(path)):
+        where = f"{path} row {i}"
+        text = row.get("output")
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: 'output' must be a string, got {text!r}")
+        _put(out, _prompt_key(row, where), float(len(text)), where)
+    if not out:
+        raise MissingMetric(f"{path} has no rows")
+    return out
+
+
+def _model_generator(run: RunFolder) -> str | None:
+    path = run.eval_file("outputs")
+    if not path.is_file():
+        return None
+    names = {row.get("generator") for row in _json_rows(path)}
+    return names.pop() if len(names) == 1 else None
+
+
+def _model_share(row: Mapping[str, Any], model_side: int, where: str) -> float | None:
+    """The model's share of one verdict (None: no verdict)."""
+    pref = row.get("preference")
+    if pref is None or (isinstance(pref, float) and math.isnan(pref)):
+        return None
+    if isinstance(pref, bool) or not isinstance(pref, (int, float)):
+        raise ValueError(f"{where}: 'preference' must be a number in [1, 2], got {pref!r}")
+    if pref == 0:  # alpaca_eval's other spelling of a draw
+        pref = 1.5
+    if not 1 <= pref <= 2:
+        raise ValueError(f"{where}: 'preference' must be in [1, 2] (1: output_1 better, 2: "
+                         f"output_2 better), got {pref!r}")
+    return float(pref) - 1 if model_side == 2 else 2 - float(pref)
+
+
+@dataclass
+class _Judged:
+    shares: dict[str, float | None]  # prompt -> model's mean share in points; None: no verdict
+    reference: dict[str, str]  # prompt -> reference output
+    references: frozenset[str]  # reference generator names
+    judges: frozenset[str]  # annotator names
+
+
+def _model_sides(rows: list[dict[str, Any]], model_gen: str | None, path: Path) -> list[int]:
+    """Which output (1 or 2) is the model's in each row: the one whose generator is the
+    model's (its eval outputs' generator); else AlpacaEval's convention, output_2, which
+    symnoise's judge follows - unless rows swap generators, which then cannot be told."""
+    if model_gen is None:
+        firsts = {r.get("generator_1") for r in rows}
+        if len(firsts) > 1 and firsts & {r.get("generator_2") for r in rows}:
+            raise ValueError(f"{path}: rows put the same generators on both sides and the run "
+                             "has no eval outputs naming the model's generator: cannot tell "
+                             "which output is the model's")
+    sides = []
+    for row in rows:
+        g1, g2 = row.get("generator_1"), row.get("generator_2")
+        one = model_gen is not None and g1 == model_gen and g2 != model_gen
+        sides.append(1 if one else 2)
+    return sides
+
+
+def _judged(run: RunFolder) -> _Judged:
+    path = _need(run, "judge", "judge annotations") / ANNOTATIONS
+    if not path.is_file():
+        raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
+    model_gen = _model_generator(run)
+    shares: dict[str, list[float]] = {}
+    out = _Judged({}, {}, frozenset(), frozenset())
+    refs, judges = set(), set()
+    rows = _json_rows(path)
+    for i, (row, side) in enumerate(zip(rows, _model_sides(rows, model_gen, path), strict=True)):
+        where = f"{path} row {i}"
+        key = _prompt_key(row, where)
+        ref_text = row.get(f"output_{3 - side}")
+        if out.reference.setdefault(key, ref_text) != ref_text:
+            raise ValueError(f"{where}: two different reference outputs for prompt {key[:60]!r}")
+        refs.add(str(row.get(f"generator_{3 - side}")))
+        if row.get("annotator") is not None:
+            judges.add(str(row["annotator"]))
+        share = _model_share(row, side, where)
+        shares.setdefault(key, [])
+        if share is not None:
+            shares[key].append(share)
+    if not shares:
+        raise MissingMetric(f"{path} has no rows")
+    out.shares = {k: (100.0 * sum(v) / len(v) if v else None) for k, v in shares.items()}
+    out.references, out.judges = frozenset(refs), frozenset(judges)
+    return out
+
+
+def _load(run: RunFolder, metric: str) -> Any:
+    if metric == "heldout_loss":
+        return _jsonl_values(run, "heldout_losses", "loss", "per-example held-out losses")
+    if metric == "exact_answer":
+        return _jsonl_values(run, "synthetic_items", "correct", "per-item exact-answer scores")
+    if metric == "output_length":
+        return _output_lengths(run)
+    if metric == "win_rate":
+        return _judged(run)
+    raise ValueError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
+
+
+# -- the comparison ---------------------------------------------------------------------------
+@dataclass
+class MetricComparison:
+    """B − A of one metric: ``result`` (None when skipped, with ``skipped`` saying why)."""
+
+    metric: str
+    a_label: str
+    b_label: str
+    result: PairedDiff | None = None
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unit(self) -> str:
+        return _INFO[self.metric][1]
+
+    def n_text(self) -> str:
+        if self.result is None:
+            return ""
+        what, per = _INFO[self.metric][3], self.result.n_per_stratum
+        if len(per) == 1:
+            return f"n = {per[0]} {what}"
+        if len(set(per)) == 1:
+            return f"n = {per[0]} {what} × {len(per)} seeds"
+        return f"n = {self.result.n} {what} over {len(per)} seeds ({', '.join(map(str, per))})"
+
+    def line(self) -> str:
+        """``SymNoise α5 − NEFTune α5 win rate: +2.1 points [−3.0, +7.4], not significant
+        (n = 100 prompts × 3 seeds)``."""
+        name, unit, digits, _ = _INFO[self.metric]
+        head = f"{self.b_label} − {self.a_label} {name}"
+        if self.result is None:
+            return f"{head}: skipped ({self.skipped})"
+        d = self.result
+        text = format_interval(d, digits=digits)
+        value, interval = text.split(" ", 1)
+        verdict = "significant" if d.significant else "not significant"
+        lower = " (lower is better)" if self.metric == "heldout_loss" else ""
+        return f"{head}: {value} {unit} {interval}, {verdict} ({self.n_text()}){lower}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"metric": self.metric, "a": self.a_label, "b": self.b_label,
+                               "unit": self.unit}
+        keys = ("diff", "ci_low", "ci_high", "n", "significant", "mean_a", "mean_b", "se",
+                "n_per_stratum", "confidence", "n_boot")
+        if self.result is not None:
+            res = self.result.to_dict()
+            out.update({k: res[k] for k in keys})
+            out["n_seeds"] = res["n_strata"]
+        else:
+            out.update(dict.fromkeys(keys))
+        out.update(line=self.line(), skipped=self.skipped, notes=list(self.notes))
+        return out
+
+
+def _pairs(a: Side, b: Side) -> list[tuple[RunFolder, RunFolder]]:
+    if len(a.runs) == 1 and len(b.runs) == 1:
+        return [(a.runs[0], b.runs[0])]
+    if sorted(map(str, a.seeds)) != sorted(map(str, b.seeds)):
+        raise ValueError(f"A ({a.label}) has seeds {a.seeds} and B ({b.label}) has seeds "
+                         f"{b.seeds}: runs are paired by seed, so both sides need the same seeds")
+    by_seed = {str(r.seed): r for r in b.runs}
+    return [(r, by_seed[str(r.seed)]) for r in a.runs]
+
+
+def _check_reference(judged: list[tuple[RunFolder, _Judged]]) -> None:
+    """Every run judged by the same judge against the same reference outputs."""
+    run0, first = judged[0]
+    for run, j in judged[1:]:
+        if j.references != first.references:
+            raise ValueError(f"win rate: {run0.path} was judged against {sorted(first.references)}"
+                             f" and {run.path} against {sorted(j.references)}: a paired "
+                             "comparison needs the same reference")
+        if j.judges != first.judges:
+            raise ValueError(f"win rate: {run0.path} was judged by {sorted(first.judges)} and "
+                             f"{run.path} by {sorted(j.judges)}: a comparison needs one judge")
+        differ = [k for k in first.reference if k in j.reference
+                  and j.reference[k] != first.reference[k]]
+        if differ:
+            raise ValueError(f"win rate: {len(differ)} prompts have different reference outputs "
+                             f"in {run0.path} and {run.path} (e.g. {differ[0][:60]!r}): a "
+                             "paired comparison needs the same reference outputs")
+
+
+def _values(data: Any) -> dict[str, float | None]:
+    return data.shares if isinstance(data, _Judged) else data
+
+
+def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, RunFolder]],
+                    boot: Mapping[str, Any]) -> MetricComparison:
+    out = MetricComparison(metric, a.label, b.label)
+    if metric == "lc_win_rate":
+        out.skipped = LC_NOTE
+        return out
+    loaded: list[tuple[Any, Any]] = []
+    try:
+        for ra, rb in pairs:
+            loaded.append((_load(ra, metric), _load(rb, metric)))
+    except MissingMetric as exc:
+        out.skipped = str(exc)
+        return out
+    if metric == "win_rate":
+        _check_reference([(r, d) for (ra, rb), (da, db) in zip(pairs, loaded, strict=True)
+                          for r, d in ((ra, da), (rb, db))])
+    xs: list[float] = []
+    ys: list[float] = []
+    strata: list[str] = []
+    what = _INFO[metric][3]
+    for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
+        va, vb = _values(da), _values(db)
+        check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
+        keep = [k for k in va if va[k] is not None and vb[k] is not None]
+        if len(keep) < len(va):
+            out.notes.append(f"seed {ra.seed}: {len(va) - len(keep)} of {len(va)} {what} have "
+                             "no verdict on one side and are left out")
+        if not keep:
+            raise ValueError(f"{metric}: no {what} with a verdict on both sides for "
+                             f"{ra.path} and {rb.path}")
+        xs += [va[k] for k in keep]
+        ys += [vb[k] for k in keep]
+        strata += [str(ra.seed)] * len(keep)
+    out.result = paired_bootstrap(xs, ys, strata=strata if len(pairs) > 1 else None, **boot)
+    return out
+
+
+@dataclass
+class Comparison:
+    """The outcome of :func:`compare`: both sides and one :class:`MetricComparison` each."""
+
+    a: Side
+    b: Side
+    metrics: list[MetricComparison]
+
+    @property
+    def compared(self) -> list[MetricComparison]:
+        return [m for m in self.metrics if m.result is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a.to_dict(), "b": self.b.to_dict(),
+                "metrics": {m.metric: m.to_dict() for m in self.metrics}}
+
+    def format_table(self) -> str:
+        return format_comparison(self)
+
+
+def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[str | Path | RunFolder],
+                 *, metrics: Sequence[str] | None = None, n_boot: int = 2000,
+                 confidence: float = 0.95, seed: int = 0) -> list[MetricComparison]:
+    """B − A for each metric (default: all of :data:`METRICS`); a side is a :class:`Side`
+    or a list of run folders that differ only by seed. Metrics a side lacks come back with
+    ``skipped`` set. Raises ValueError for mismatched prompts/examples, different judges or
+    references, sides that differ in more than the seed, or seeds that do not pair."""
+    sa = a if isinstance(a, Side) else resolve_side(a, name="A")
+    sb = b if isinstance(b, Side) else resolve_side(b, name="B")
+    wanted = list(metrics or METRICS)
+    unknown = [m for m in wanted if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; expected one of: {', '.join(METRICS)}")
+    if sa.label == sb.label:
+        _disambiguate(sa, sb)
+    pairs = _pairs(sa, sb)
+    boot = {"n_boot": n_boot, "confidence": confidence, "seed": seed}
+    return [_compare_metric(m, sa, sb, pairs, boot) for m in wanted]
+
+
+def _disambiguate(a: Side, b: Side) -> None:
+    """Two sides with the same noise label: name what else differs (or their folders)."""
+    differ = [k for k in sorted(set(a.key) | set(b.key)) if a.key.get(k) != b.key.get(k)]
+    if differ:
+        a.label += " [" + ", ".join(f"{k}={a.key.get(k)}" for k in differ[:2]) + "]"
+        b.label += " [" + ", ".join(f"{k}={b.key.get(k)}" for k in differ[:2]) + "]"
+    else:
+        a.label, b.label = f"A: {a.label}", f"B: {b.label}"
+
+
+def compare(a: str | Sequence[str | Path | RunFolder], b: str | Sequence[str | Path | RunFolder],
+            *, metrics: Sequence[str] | None = None, method: str | None = None,
+            alpha: float | None = None, norm_match: bool | None = None,
+            dataset: str | None = None, n_boot: int = 2000, confidence: float = 0.95,
+            seed: int = 0) -> Comparison:
+    """Resolve both sides (``method``/``alpha``/``norm_match``/``dataset`` filter both; a
+    spec's own ``PATH:key=value,...`` wins) and compare them metric by metric."""
+    filters = {"method": method, "alpha": alpha, "norm_match": norm_match, "dataset": dataset}
+    sa = resolve_side(a, name="A", filters=filters)
+    sb = resolve_side(b, name="B", filters=filters)
+    rows = compare_runs(sa, sb, metrics=metrics, n_boot=n_boot, confidence=confidence,
+                        seed=seed)
+    return Comparison(sa, sb, rows)
+
+
+def format_comparison(c: Comparison) -> str:
+    """A plain table: one row per metric, then the plain-language lines and notes."""
+    head = ["metric", "unit", c.a.label, c.b.label, "B − A", "95% interval", "n", "significant"]
+    rows = [head]
+    for m in c.metrics:
+        if m.result is None:
+            rows.append([m.metric, m.unit, "-", "-", "-", "-", "-", "skipped"])
+            continue
+        d, digits = m.result, _INFO[m.metric][2]
+        value, interval = format_interval(d, digits=digits).split(" ", 1)
+        rows.append([m.metric, m.unit, f"{d.mean_a:.{digits}f}", f"{d.mean_b:.{digits}f}",
+                     value, interval, m.n_text().removeprefix("n = "),
+                     "yes" if d.significant else "no"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines += ["", f"A: {c.a.label} ({len(c.a.runs)} run(s), seeds {c.a.seeds})",
+              f"B: {c.b.label} ({len(c.b.runs)} run(s), seeds {c.b.seeds})", ""]
+    lines += [m.line() for m in c.metrics]
+    lines += [f"note ({m.metric}): {n}" for m in c.metrics for n in m.notes]
+    return "\n".join(lines)
