@@ -160,3 +160,31 @@ def test_format_interval() -> None:
     assert format_interval(d, scale=100) == "+2.1 [+2.1, +2.1]"
     d = paired_bootstrap([0.0, 1.0], [1.0, 0.0], n_boot=400, seed=2)
     assert format_interval(d) == "0.0 [\u22121.0, +1.0]"
+
+
+def test_matches_a_plain_loop_over_resamples() -> None:
+    # The same draws written out by hand: one stratum, one chunk, numpy's generator.
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(0, 1, 30), rng.normal(0.3, 1, 30)
+    w = rng.integers(1, 20, 30).astype(float)
+    draws = np.random.default_rng(5).integers(0, 30, size=(400, 30))
+    plain = [(b[i] - a[i]).mean() for i in draws]
+    weighted = [(w[i] * (b[i] - a[i])).sum() / w[i].sum() for i in draws]
+    for kwargs, stats in (({}, plain), ({"weights": w}, weighted)):
+        d = paired_bootstrap(a, b, n_boot=400, seed=5, **kwargs)
+        assert d.ci_low == pytest.approx(np.quantile(stats, 0.025))
+        assert d.ci_high == pytest.approx(np.quantile(stats, 0.975))
+        assert d.se == pytest.approx(np.std(stats, ddof=1))
+
+
+def test_weights_give_weighted_means() -> None:
+    # Example 0 (9 tokens) is 1 worse, example 1 (1 token) equal: per token, +0.9.
+    d = paired_bootstrap([2.0, 3.0], [3.0, 3.0], weights=[9, 1], n_boot=200)
+    assert d.diff == pytest.approx(0.9)
+    assert d.mean_a == pytest.approx(2.1) and d.mean_b == pytest.approx(3.0)
+    # Resamples hold only example 0 (+1), only example 1 (0), or both (+0.9).
+    assert d.ci_low == pytest.approx(0.0) and d.ci_high == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="positive numbers"):
+        paired_bootstrap([1.0, 2.0], [1.0, 2.0], weights=[1, 0])
+    with pytest.raises(ValueError, match="statistic='mean' only"):
+        paired_bootstrap([1.0], [1.0], weights=[1], statistic=lambda x, y: 0.0)

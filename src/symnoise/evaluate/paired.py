@@ -88,16 +88,35 @@ def _strata_indices(strata: Sequence[Hashable] | None, n: int) -> list[np.ndarra
     return [np.asarray(pos) for pos in groups.values()]
 
 
-def _boot_means(d: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_boot`` means of ``d`` resampled with replacement (chunked to bound memory)."""
+def _boot_means(d: np.ndarray, w: np.ndarray | None, n_boot: int, rng: np.random.Generator
+                ) -> np.ndarray:
+    """``n_boot`` (weighted) means of ``d`` resampled with replacement, chunked to bound
+    memory; with weights each draw takes its weight along."""
     n = d.size
+    wd = d if w is None else w * d
     rows = max(1, _CHUNK // n)
     out = np.empty(n_boot)
     for start in range(0, n_boot, rows):
         stop = min(n_boot, start + rows)
         idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = d[idx].mean(axis=1)
+        out[start:stop] = wd[idx].mean(axis=1) if w is None else \
+            wd[idx].sum(axis=1) / w[idx].sum(axis=1)
     return out
+
+
+def _check_settings(n_boot: int, confidence: float, statistic: Any, weights: Any) -> None:
+    if not (isinstance(n_boot, int) and n_boot >= 1):
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if not (statistic == "mean" or callable(statistic)):
+        raise ValueError(f"statistic must be 'mean' or a function, got {statistic!r}")
+    if weights is not None and statistic != "mean":
+        raise ValueError("weights go with statistic='mean' only")
+
+
+def _weighted_mean(x: np.ndarray, w: np.ndarray | None) -> float:
+    return float(x.mean() if w is None else (w * x).sum() / w.sum())
 
 
 def paired_bootstrap(
@@ -105,6 +124,7 @@ def paired_bootstrap(
     b: Sequence[float] | np.ndarray,
     *,
     strata: Sequence[Hashable] | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -115,10 +135,12 @@ def paired_bootstrap(
     a, b: values of the same examples in the same order (see :func:`align_pairs`).
     strata: one label per pair (e.g. the seed); resampling stays inside each stratum and
         the statistic is the mean over strata of the per-stratum differences (module doc).
+    weights: one positive weight per pair (e.g. its token count): the means become weighted
+        means ``sum(w * x) / sum(w)`` and a resampled pair keeps its weight.
     statistic: ``"mean"`` (vectorised: ``mean(b) - mean(a)``), or a function
         ``f(a_sample, b_sample) -> float`` giving the difference for one (re)sample of a
         stratum's pairs (e.g. a refitted model's estimate); ``mean_a`` / ``mean_b`` are the
-        plain means either way.
+        plain (or weighted) means either way.
     Raises ValueError for mismatched lengths, no pairs, non-finite values, bad settings.
     """
     av, bv = _as_values(a, "a"), _as_values(b, "b")
@@ -127,22 +149,20 @@ def paired_bootstrap(
                          "come in pairs (align them with align_pairs)")
     if av.size == 0:
         raise ValueError("no pairs to compare")
-    if not (isinstance(n_boot, int) and n_boot >= 1):
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if not (statistic == "mean" or callable(statistic)):
-        raise ValueError(f"statistic must be 'mean' or a function, got {statistic!r}")
+    _check_settings(n_boot, confidence, statistic, weights)
+    wv = None if weights is None else _as_values(weights, "weights")
+    if wv is not None and (wv.size != av.size or (wv <= 0).any()):
+        raise ValueError(f"weights: expected {av.size} positive numbers, one per pair")
     groups = _strata_indices(strata, av.size)
     rng = np.random.default_rng(seed)
-    point = np.empty(len(groups))
-    boots = np.empty((len(groups), n_boot))
+    point, boots = np.empty(len(groups)), np.empty((len(groups), n_boot))
+    means = np.empty((len(groups), 2))
     for k, pos in enumerate(groups):
-        sa, sb = av[pos], bv[pos]
+        sa, sb, sw = av[pos], bv[pos], None if wv is None else wv[pos]
+        means[k] = _weighted_mean(sa, sw), _weighted_mean(sb, sw)
         if statistic == "mean":
-            d = sb - sa
-            point[k] = d.mean()
-            boots[k] = _boot_means(d, n_boot, rng)
+            point[k] = _weighted_mean(sb - sa, sw)
+            boots[k] = _boot_means(sb - sa, sw, n_boot, rng)
         else:
             point[k] = float(statistic(sa, sb))
             idx = rng.integers(0, pos.size, size=(n_boot, pos.size))
@@ -150,14 +170,12 @@ def paired_bootstrap(
     dist = boots.mean(axis=0)
     tail = (1.0 - confidence) / 2.0
     low, high = (float(x) for x in np.quantile(dist, [tail, 1.0 - tail]))
-    mean_a = float(np.mean([av[pos].mean() for pos in groups]))
-    mean_b = float(np.mean([bv[pos].mean() for pos in groups]))
     return PairedDiff(
         diff=float(point.mean()), ci_low=low, ci_high=high, n=int(av.size),
-        significant=bool(low > 0 or high < 0), mean_a=mean_a, mean_b=mean_b,
-        se=float(dist.std(ddof=1)) if n_boot > 1 else 0.0, n_strata=len(groups),
-        n_per_stratum=tuple(int(pos.size) for pos in groups), confidence=confidence,
-        n_boot=n_boot, seed=seed,
+        significant=bool(low > 0 or high < 0), mean_a=float(means[:, 0].mean()),
+        mean_b=float(means[:, 1].mean()), se=float(dist.std(ddof=1)) if n_boot > 1 else 0.0,
+        n_strata=len(groups), n_per_stratum=tuple(int(pos.size) for pos in groups),
+        confidence=confidence, n_boot=n_boot, seed=seed,
     )
 
 
