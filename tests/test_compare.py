@@ -224,11 +224,37 @@ def test_bad_rows_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"annotations.json row 0: 'preference' must be in"):
         compare_runs([a], [b], metrics=["win_rate"])
     c = make_run(tmp_path, "c", losses={"x": 1.0})
-    RunFolder(c).eval_file("heldout_losses").write_text('{"id": "x", "loss": 1}\n'
-                                                        '{"id": "x", "loss": 2}\n')
+    held = RunFolder(c).eval_file("heldout_losses")
+    held.write_text('{"id": "x", "loss": 1, "n_tokens": 3}\n{"id": "x", "loss": 2, "n_tokens": 3}\n')
     d = make_run(tmp_path, "d", losses={"x": 1.0})
     with pytest.raises(ValueError, match=r"heldout_losses.jsonl row 2: id 'x' appears twice"):
         compare_runs([c], [d], metrics=["heldout_loss"])
+    held.write_text('{"id": "x", "loss": 1}\n')
+    with pytest.raises(ValueError, match=r"row 1: 'n_tokens' must be a finite number, got None"):
+        compare_runs([c], [d], metrics=["heldout_loss"])
+
+
+def test_heldout_loss_is_per_token(tmp_path: Path) -> None:
+    # x (30 tokens) is 0.1 worse in B, y (10 tokens) 0.5 better: per token -0.05, per example -0.2.
+    a = make_run(tmp_path, "a", losses={"x": 1.0, "y": 2.0})
+    b = make_run(tmp_path, "b", method="symnoise", losses={"x": 1.1, "y": 1.5})
+    for run, counts in ((a, (30, 10)), (b, (30, 10))):
+        rows = [{"id": k, "loss": v, "n_tokens": n}
+                for (k, v), n in zip(json_losses(run).items(), counts, strict=True)]
+        RunFolder(run).eval_file("heldout_losses").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows))
+    res = compare_runs([a], [b], metrics=["heldout_loss"], n_boot=200)[0].result
+    assert res.diff == pytest.approx(-0.05)
+    assert res.mean_a == pytest.approx((30 * 1.0 + 10 * 2.0) / 40)
+    rows = [{"id": "x", "loss": 1.1, "n_tokens": 31}, {"id": "y", "loss": 1.5, "n_tokens": 10}]
+    RunFolder(b).eval_file("heldout_losses").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"1 examples have different token counts.*'x': 30 vs 31"):
+        compare_runs([a], [b], metrics=["heldout_loss"])
+
+
+def json_losses(run: Path) -> dict[str, float]:
+    rows = RunFolder(run).eval_file("heldout_losses").read_text().splitlines()
+    return {r["id"]: r["loss"] for r in map(json.loads, rows)}
 
 
 def test_missing_metric_is_skipped_with_reason(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ seed when there are several:
   same judge against the same reference outputs. Prompts without a verdict on either side
   are left out and counted.
 * ``lc_win_rate``: not available from these annotations (said so in the output).
-* ``heldout_loss`` (nats, lower is better): the clean loss of each held-out example.
+* ``heldout_loss`` (nats per token, lower is better): the clean loss of each held-out
+  example, weighted by its token count (the per-token mean, as the run's clean loss); a
+  resampled example keeps its weight. Both sides must count the same tokens per example.
 * ``exact_answer`` (points): per-item exact-answer correctness on the synthetic split.
 * ``output_length`` (characters): length of each eval output, paired by prompt.
 """
@@ -33,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
+from ..evaluate.per_example import JudgedPrompts, MissingMetric, load_per_example
 from ..noise import NORM_MATCHED, canonical_method
-from ..run import RunFolder, find_runs, read_jsonl, run_dataset, run_setting
+from ..run import RunFolder, find_runs, run_dataset, run_setting
 
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
@@ -48,15 +51,10 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "output_length": ("output length", "chars", 0, "prompts"),
 }
 LC_NOTE = "length-controlled: not available from these annotations"
-ANNOTATIONS = "annotations.json"  # inside the run's eval_file("judge") folder (AlpacaEval's name)
 _NOT_SETTING = ("seed", "output_dir", "resume")
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
 _NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
           "bernoulli": "Bernoulli", "symnoise": "SymNoise"}
-
-
-class MissingMetric(Exception):
-    """A run lacks the file a metric is read from (the metric is skipped, with this reason)."""
 
 
 # -- what a side is ------------------------------------------------------------------------
@@ -272,166 +270,6 @@ def resolve_side(spec: str | Sequence[str | Path | RunFolder], *, name: str = "A
     return Side(spec=text, runs=groups[0], label=side_label(info), key=setting_key(info))
 
 
-# -- per-example values of one run --------------------------------------------------------
-def _need(run: RunFolder, role: str, what: str) -> Path:
-    path = run.eval_file(role)
-    if not path.exists():
-        raise MissingMetric(f"{run.path} has no {what} ({path} not found; run `symnoise eval`)")
-    return path
-
-
-def _put(out: dict[str, Any], key: str, value: Any, where: str) -> None:
-    if key in out:
-        raise ValueError(f"{where}: id {key!r} appears twice")
-    out[key] = value
-
-
-def _jsonl_values(run: RunFolder, role: str, field_name: str, what: str) -> dict[str, float]:
-    path = _need(run, role, what)
-    out: dict[str, float] = {}
-    for i, row in enumerate(read_jsonl(path), start=1):
-        where = f"{path} row {i}"
-        key, value = row.get("id"), row.get(field_name)
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"{where}: 'id' must be a non-empty string, got {key!r}")
-        if field_name == "correct":
-            if not isinstance(value, bool):
-                raise ValueError(f"{where}: 'correct' must be true or false, got {value!r}")
-            value = 100.0 if value else 0.0
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
-            raise ValueError(f"{where}: '{field_name}' must be a finite number, got {value!r}")
-        _put(out, key, float(value), where)
-    if not out:
-        raise MissingMetric(f"{path} has no rows")
-    return out
-
-
-def _prompt_key(row: Mapping[str, Any], where: str) -> str:
-    instruction = row.get("instruction")
-    if not isinstance(instruction, str):
-        raise ValueError(f"{where}: 'instruction' must be a string, got {instruction!r}")
-    extra = row.get("input")
-    return f"{instruction}\n\n{extra}" if isinstance(extra, str) and extra else instruction
-
-
-def _json_rows(path: Path) -> list[Any]:
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path} row {i}: expected an object, got {type(row).__name__}")
-    return rows
-
-
-def _output_lengths(run: RunFolder) -> dict[str, float]:
-    path = _need(run, "outputs", "eval outputs")
-    out: dict[str, float] = {}
-    for i, row in enumerate(_json_rows(path)):
-        where = f"{path} row {i}"
-        text = row.get("output")
-        if not isinstance(text, str):
-            raise ValueError(f"{where}: 'output' must be a string, got {text!r}")
-        _put(out, _prompt_key(row, where), float(len(text)), where)
-    if not out:
-        raise MissingMetric(f"{path} has no rows")
-    return out
-
-
-def _model_generator(run: RunFolder) -> str | None:
-    path = run.eval_file("outputs")
-    if not path.is_file():
-        return None
-    names = {row.get("generator") for row in _json_rows(path)}
-    return names.pop() if len(names) == 1 else None
-
-
-def _model_share(row: Mapping[str, Any], model_side: int, where: str) -> float | None:
-    """The model's share of one verdict (None: no verdict)."""
-    pref = row.get("preference")
-    if pref is None or (isinstance(pref, float) and math.isnan(pref)):
-        return None
-    if isinstance(pref, bool) or not isinstance(pref, (int, float)):
-        raise ValueError(f"{where}: 'preference' must be a number in [1, 2], got {pref!r}")
-    if pref == 0:  # alpaca_eval's other spelling of a draw
-        pref = 1.5
-    if not 1 <= pref <= 2:
-        raise ValueError(f"{where}: 'preference' must be in [1, 2] (1: output_1 better, 2: "
-                         f"output_2 better), got {pref!r}")
-    return float(pref) - 1 if model_side == 2 else 2 - float(pref)
-
-
-@dataclass
-class _Judged:
-    shares: dict[str, float | None]  # prompt -> model's mean share in points; None: no verdict
-    reference: dict[str, str]  # prompt -> reference output
-    references: frozenset[str]  # reference generator names
-    judges: frozenset[str]  # annotator names
-
-
-def _model_sides(rows: list[dict[str, Any]], model_gen: str | None, path: Path) -> list[int]:
-    """Which output (1 or 2) is the model's in each row: the one whose generator is the
-    model's (its eval outputs' generator); else AlpacaEval's convention, output_2, which
-    symnoise's judge follows - unless rows swap generators, which then cannot be told."""
-    if model_gen is None:
-        firsts = {r.get("generator_1") for r in rows}
-        if len(firsts) > 1 and firsts & {r.get("generator_2") for r in rows}:
-            raise ValueError(f"{path}: rows put the same generators on both sides and the run "
-                             "has no eval outputs naming the model's generator: cannot tell "
-                             "which output is the model's")
-    sides = []
-    for row in rows:
-        g1, g2 = row.get("generator_1"), row.get("generator_2")
-        one = model_gen is not None and g1 == model_gen and g2 != model_gen
-        sides.append(1 if one else 2)
-    return sides
-
-
-def _judged(run: RunFolder) -> _Judged:
-    path = _need(run, "judge", "judge annotations") / ANNOTATIONS
-    if not path.is_file():
-        raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
-    model_gen = _model_generator(run)
-    shares: dict[str, list[float]] = {}
-    out = _Judged({}, {}, frozenset(), frozenset())
-    refs, judges = set(), set()
-    rows = _json_rows(path)
-    for i, (row, side) in enumerate(zip(rows, _model_sides(rows, model_gen, path), strict=True)):
-        where = f"{path} row {i}"
-        key = _prompt_key(row, where)
-        ref_text = row.get(f"output_{3 - side}")
-        if out.reference.setdefault(key, ref_text) != ref_text:
-            raise ValueError(f"{where}: two different reference outputs for prompt {key[:60]!r}")
-        refs.add(str(row.get(f"generator_{3 - side}")))
-        if row.get("annotator") is not None:
-            judges.add(str(row["annotator"]))
-        share = _model_share(row, side, where)
-        shares.setdefault(key, [])
-        if share is not None:
-            shares[key].append(share)
-    if not shares:
-        raise MissingMetric(f"{path} has no rows")
-    out.shares = {k: (100.0 * sum(v) / len(v) if v else None) for k, v in shares.items()}
-    out.references, out.judges = frozenset(refs), frozenset(judges)
-    return out
-
-
-def _load(run: RunFolder, metric: str) -> Any:
-    if metric == "heldout_loss":
-        return _jsonl_values(run, "heldout_losses", "loss", "per-example held-out losses")
-    if metric == "exact_answer":
-        return _jsonl_values(run, "synthetic_items", "correct", "per-item exact-answer scores")
-    if metric == "output_length":
-        return _output_lengths(run)
-    if metric == "win_rate":
-        return _judged(run)
-    raise ValueError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
-
-
 # -- the comparison ---------------------------------------------------------------------------
 @dataclass
 class MetricComparison:
@@ -497,7 +335,7 @@ def _pairs(a: Side, b: Side) -> list[tuple[RunFolder, RunFolder]]:
     return [(r, by_seed[str(r.seed)]) for r in a.runs]
 
 
-def _check_reference(judged: list[tuple[RunFolder, _Judged]]) -> None:
+def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
     """Every run judged by the same judge against the same reference outputs."""
     run0, first = judged[0]
     for run, j in judged[1:]:
@@ -517,7 +355,23 @@ def _check_reference(judged: list[tuple[RunFolder, _Judged]]) -> None:
 
 
 def _values(data: Any) -> dict[str, float | None]:
-    return data.shares if isinstance(data, _Judged) else data
+    if isinstance(data, JudgedPrompts):
+        return data.shares
+    return data[0] if isinstance(data, tuple) else data
+
+
+def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) -> list[float]:
+    """Token counts of held-out examples (one weight per pair; both sides must agree)."""
+    if not isinstance(da, tuple):
+        return [1.0] * len(keep)
+    wa, wb = da[1], db[1]
+    differ = [k for k in keep if wa[k] != wb[k]]
+    if differ:
+        k = differ[0]
+        raise ValueError(f"held-out loss: {len(differ)} examples have different token counts in "
+                         f"A ({ra.path}) and B ({rb.path}), e.g. {k!r}: {wa[k]:g} vs {wb[k]:g}; "
+                         "losses over different tokenisations cannot be compared per token")
+    return [wa[k] for k in keep]
 
 
 def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, RunFolder]],
@@ -529,7 +383,7 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
     loaded: list[tuple[Any, Any]] = []
     try:
         for ra, rb in pairs:
-            loaded.append((_load(ra, metric), _load(rb, metric)))
+            loaded.append((load_per_example(ra, metric), load_per_example(rb, metric)))
     except MissingMetric as exc:
         out.skipped = str(exc)
         return out
@@ -538,6 +392,7 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
                           for r, d in ((ra, da), (rb, db))])
     xs: list[float] = []
     ys: list[float] = []
+    ws: list[float] = []
     strata: list[str] = []
     what = _INFO[metric][3]
     for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
@@ -552,8 +407,10 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
                              f"{ra.path} and {rb.path}")
         xs += [va[k] for k in keep]
         ys += [vb[k] for k in keep]
+        ws += _weights(da, db, keep, ra, rb)
         strata += [str(ra.seed)] * len(keep)
-    out.result = paired_bootstrap(xs, ys, strata=strata if len(pairs) > 1 else None, **boot)
+    out.result = paired_bootstrap(xs, ys, strata=strata if len(pairs) > 1 else None,
+                                  weights=ws if metric == "heldout_loss" else None, **boot)
     return out
 
 
@@ -624,7 +481,9 @@ def compare(a: str | Sequence[str | Path | RunFolder], b: str | Sequence[str | P
 
 def format_comparison(c: Comparison) -> str:
     """A plain table: one row per metric, then the plain-language lines and notes."""
-    head = ["metric", "unit", c.a.label, c.b.label, "B − A", "95% interval", "n", "significant"]
+    level = next((m.result.confidence for m in c.compared), 0.95)
+    head = ["metric", "unit", c.a.label, c.b.label, "B − A", f"{level:.0%} interval", "n",
+            "significant"]
     rows = [head]
     for m in c.metrics:
         if m.result is None:
