@@ -193,6 +193,16 @@ def test_stratified_by_seed(tmp_path: Path) -> None:
     make_run(tmp_path, "other/sym-s7", method="symnoise", seed=7, losses={"e": 1.0})
     with pytest.raises(ValueError, match=r"seeds \[1, 2\].*seeds \[7\]"):
         compare(f"{tmp_path}/sweep:method=none", f"{tmp_path}/other")
+    with pytest.raises(ValueError, match=r"seeds \[1, 2\].*seeds \[7\]"):
+        compare(f"{tmp_path}/sweep:method=none", f"{tmp_path}/other", common_seeds=True)
+    # Seed 2 of B only: refused unless common seeds are asked for, then paired on seed 2.
+    only2 = f"{tmp_path}/sweep:method=symnoise,seed=2"
+    with pytest.raises(ValueError, match="--common-seeds"):
+        compare(f"{tmp_path}/sweep:method=none", only2)
+    row = compare(f"{tmp_path}/sweep:method=none", only2, metrics=["heldout_loss"],
+                  common_seeds=True, n_boot=100).metrics[0]
+    assert row.result.n == 150 and row.result.n_strata == 1
+    assert row.notes == ["paired on the common seeds only; left out: A seed(s) [1]"]
 
 
 def test_both_orders_and_model_as_output_1(tmp_path: Path) -> None:

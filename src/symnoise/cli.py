@@ -355,6 +355,7 @@ def compare_cmd(
     n_boot: int = typer.Option(2000, help="Bootstrap resamples."),
     confidence: float = typer.Option(0.95, help="Interval coverage."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    common_seeds: bool = typer.Option(False, "--common-seeds", help="When the sides' seeds differ, pair the seeds both have (else refused)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: per metric diff, ci_low, ci_high, n, significant."),
 ) -> None:
     """B − A for every metric both sides have, with a paired-bootstrap interval (stratified by seed)."""
@@ -362,7 +363,8 @@ def compare_cmd(
 
     try:
         result = compare(a, b, metrics=metric, method=method, alpha=alpha, norm_match=norm_match,
-                         dataset=dataset, n_boot=n_boot, confidence=confidence, seed=seed)
+                         dataset=dataset, n_boot=n_boot, confidence=confidence, seed=seed,
+                         common_seeds=common_seeds)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     _emit(result.to_dict(), as_json, result.format_table())

@@ -325,14 +325,23 @@ class MetricComparison:
         return out
 
 
-def _pairs(a: Side, b: Side) -> list[tuple[RunFolder, RunFolder]]:
+def _pairs(a: Side, b: Side, common_seeds: bool) -> tuple[list[tuple[RunFolder, RunFolder]],
+                                                           str | None]:
+    """(A run, B run) pairs by seed, and a note naming seeds left out (``common_seeds``)."""
     if len(a.runs) == 1 and len(b.runs) == 1:
-        return [(a.runs[0], b.runs[0])]
-    if sorted(map(str, a.seeds)) != sorted(map(str, b.seeds)):
-        raise ValueError(f"A ({a.label}) has seeds {a.seeds} and B ({b.label}) has seeds "
-                         f"{b.seeds}: runs are paired by seed, so both sides need the same seeds")
+        return [(a.runs[0], b.runs[0])], None
     by_seed = {str(r.seed): r for r in b.runs}
-    return [(r, by_seed[str(r.seed)]) for r in a.runs]
+    pairs = [(r, by_seed[str(r.seed)]) for r in a.runs if str(r.seed) in by_seed]
+    if len(pairs) == len(a.runs) == len(b.runs):
+        return pairs, None
+    if not common_seeds or not pairs:
+        raise ValueError(f"A ({a.label}) has seeds {a.seeds} and B ({b.label}) has seeds "
+                         f"{b.seeds}: runs are paired by seed, so both sides need the same seeds"
+                         + ("" if common_seeds else " (or pass common_seeds / --common-seeds)"))
+    used = {str(ra.seed) for ra, _ in pairs}
+    left = [f"{n} seed(s) {[s for s in side.seeds if str(s) not in used]}"
+            for n, side in (("A", a), ("B", b)) if len(side.runs) > len(used)]
+    return pairs, "paired on the common seeds only; left out: " + ", ".join(left)
 
 
 def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
@@ -436,11 +445,14 @@ class Comparison:
 
 def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[str | Path | RunFolder],
                  *, metrics: Sequence[str] | None = None, n_boot: int = 2000,
-                 confidence: float = 0.95, seed: int = 0) -> list[MetricComparison]:
+                 confidence: float = 0.95, seed: int = 0, common_seeds: bool = False
+                 ) -> list[MetricComparison]:
     """B − A for each metric (default: all of :data:`METRICS`); a side is a :class:`Side`
     or a list of run folders that differ only by seed. Metrics a side lacks come back with
-    ``skipped`` set. Raises ValueError for mismatched prompts/examples, different judges or
-    references, sides that differ in more than the seed, or seeds that do not pair."""
+    ``skipped`` set. ``common_seeds``: when the sides' seeds differ, pair the seeds both
+    have (noted in each result) instead of refusing. Raises ValueError for mismatched
+    prompts/examples, different judges or references, sides that differ in more than the
+    seed, or seeds that do not pair."""
     sa = a if isinstance(a, Side) else resolve_side(a, name="A")
     sb = b if isinstance(b, Side) else resolve_side(b, name="B")
     wanted = list(metrics or METRICS)
@@ -449,9 +461,12 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
         raise ValueError(f"unknown metric {unknown[0]!r}; expected one of: {', '.join(METRICS)}")
     if sa.label == sb.label:
         _disambiguate(sa, sb)
-    pairs = _pairs(sa, sb)
+    pairs, note = _pairs(sa, sb, common_seeds)
     boot = {"n_boot": n_boot, "confidence": confidence, "seed": seed}
-    return [_compare_metric(m, sa, sb, pairs, boot) for m in wanted]
+    rows = [_compare_metric(m, sa, sb, pairs, boot) for m in wanted]
+    for row in rows:
+        row.notes[:0] = [note] if note else []
+    return rows
 
 
 def _disambiguate(a: Side, b: Side) -> None:
@@ -468,14 +483,14 @@ def compare(a: str | Sequence[str | Path | RunFolder], b: str | Sequence[str | P
             *, metrics: Sequence[str] | None = None, method: str | None = None,
             alpha: float | None = None, norm_match: bool | None = None,
             dataset: str | None = None, n_boot: int = 2000, confidence: float = 0.95,
-            seed: int = 0) -> Comparison:
+            seed: int = 0, common_seeds: bool = False) -> Comparison:
     """Resolve both sides (``method``/``alpha``/``norm_match``/``dataset`` filter both; a
     spec's own ``PATH:key=value,...`` wins) and compare them metric by metric."""
     filters = {"method": method, "alpha": alpha, "norm_match": norm_match, "dataset": dataset}
     sa = resolve_side(a, name="A", filters=filters)
     sb = resolve_side(b, name="B", filters=filters)
     rows = compare_runs(sa, sb, metrics=metrics, n_boot=n_boot, confidence=confidence,
-                        seed=seed)
+                        seed=seed, common_seeds=common_seeds)
     return Comparison(sa, sb, rows)
 
 
