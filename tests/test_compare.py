@@ -331,3 +331,5 @@ def test_cli_json_and_table(tmp_path: Path) -> None:
     # Nothing comparable: exit code 1, the reason shown.
     none = CliRunner().invoke(app, [*args[:5], "--metric", "exact_answer"])
     assert none.exit_code == 1 and "skipped" in none.output
+    unknown = CliRunner().invoke(app, [*args[:5], "--metric", "bleu"])
+    assert unknown.exit_code == 2 and "unknown metric 'bleu'" in unknown.output
