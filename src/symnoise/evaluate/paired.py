@@ -15,6 +15,9 @@ replacement from that seed's ``n_s`` pairs, and recomputes the same statistic. T
 thus covers the example-to-example noise of each seed's comparison, averaged over seeds;
 the seed-to-seed spread of a method is shown separately by :func:`group_mean_sd`.
 
+Weights (e.g. the token count of each held-out example) turn each mean into a weighted
+mean ``sum(w * x) / sum(w)``; a resampled pair keeps its weight.
+
 Everything is vectorised with numpy and deterministic under ``seed``.
 """
 
