@@ -6,25 +6,66 @@ import pytest
 
 from symnoise.data import Example, default_template_for, format_prompt, get_template
 
+# The published Stanford Alpaca prompts (tatsu-lab/stanford_alpaca, train.py PROMPT_DICT;
+# NEFTune's code uses the same), transcribed: both end with "### Response:", no newline.
+STANFORD_PROMPT_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides "
+    "further context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+STANFORD_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:"
+)
+
 
 def test_alpaca_without_input_exact():
     t = get_template("alpaca")
     assert t.name == "alpaca" and t.response_prefix == ""
-    assert t.prompt(Example("Name a colour.", "", "Blue.")) == (
-        "Below is an instruction that describes a task. Write a response that appropriately "
-        "completes the request.\n\n### Instruction:\nName a colour.\n\n### Response:\n"
-    )
+    ex = Example("Name a colour.", "", "Blue.")
+    assert t.prompt(ex) == STANFORD_PROMPT_NO_INPUT.format(instruction="Name a colour.")
+    assert t.prompt(ex).endswith("\n\n### Response:")
+    # the response follows the colon directly, as in Stanford Alpaca's source + target
+    assert t.full_text(ex) == t.prompt(ex) + "Blue."
 
 
 def test_alpaca_with_input_exact():
     t = get_template("alpaca")
     assert t.prompt(Example("Translate.", "good morning", "bonjour")) == (
-        "Below is an instruction that describes a task, paired with an input that provides "
-        "further context. Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\nTranslate.\n\n### Input:\ngood morning\n\n### Response:\n"
+        STANFORD_PROMPT_INPUT.format(instruction="Translate.", input="good morning")
+    )
+    assert t.prompt(Example("Translate.", "good morning", "x")).endswith(
+        "### Input:\ngood morning\n\n### Response:"
     )
     # whitespace-only input counts as no input
     assert "### Input" not in t.prompt(Example("Translate.", "  \n", "x"))
+
+
+def test_alpaca_prompt_response_boundary_survives_merges():
+    """No newline after the colon: a tokenizer that merges ":B" over the joined text must
+    not move the label boundary. Prompt and response are tokenised apart, so the prompt's
+    ids are exactly what generation feeds and the first label is the response's first id."""
+    from tokenizers import Tokenizer, models, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from symnoise.data import IGNORE_INDEX, tokenize_examples
+
+    t = get_template("alpaca")
+    ex = Example("Name a colour.", "", "Blue.")
+    tok = Tokenizer(models.BPE())  # no pre-tokenizer: merges may cross ':' and 'B'
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "</s>"],
+                                  show_progress=False)
+    tok.train_from_iterator([t.full_text(ex)] * 20, trainer)
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>")
+    joined = hf(t.full_text(ex), add_special_tokens=False)["input_ids"]
+    prompt = hf(t.prompt(ex), add_special_tokens=False)["input_ids"]
+    assert joined[: len(prompt)] != prompt  # the joined text does merge over the boundary
+    [feat], rep = tokenize_examples([ex], hf, t, max_length=512)
+    n_prompt = feat["labels"].count(IGNORE_INDEX)
+    assert feat["input_ids"][:n_prompt] == prompt
+    response = hf("Blue.", add_special_tokens=False)["input_ids"]
+    assert feat["input_ids"][n_prompt:] == response + [hf.eos_token_id]
+    assert feat["labels"][n_prompt:] == feat["input_ids"][n_prompt:] and rep.n_out == 1
 
 
 @pytest.mark.parametrize("name", ["vicuna", "vicuna_v1.1", "vicuna-v1.1", "Vicuna"])

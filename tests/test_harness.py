@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from symnoise.evaluate.harness import (
+    MMLU_SUBJECTS,
     PRESETS,
+    UNWEIGHTED,
     HarnessError,
     HarnessResult,
     HarnessRow,
@@ -36,13 +38,13 @@ QUESTIONS = _read_jsonl(FIXTURES / "symnoise_mc.jsonl")
 
 def test_openllm_preset_has_the_leaderboard_settings():
     plans = resolve_tasks("openllm")
-    assert [(p.task, p.num_fewshot, p.metric) for p in plans] == [
-        ("arc_challenge", 25, "acc_norm"),
-        ("hellaswag", 10, "acc_norm"),
-        ("mmlu", 5, "acc"),
-        ("truthfulqa_mc2", 0, "acc"),
+    assert [(p.task, p.num_fewshot, p.metric, p.subtasks) for p in plans] == [
+        ("arc_challenge", 25, "acc_norm", None),
+        ("hellaswag", 10, "acc_norm", None),
+        ("mmlu", 5, "acc_unweighted", 57),
+        ("truthfulqa_mc2", 0, "acc", None),  # MC2 only: lm-eval reports it as acc
     ]
-    assert len(PRESETS["openllm"]) == 4
+    assert len(PRESETS["openllm"]) == 4 and UNWEIGHTED == "acc_unweighted"
 
 
 def test_resolve_tasks_overrides_shots_splits_and_dedupes():
@@ -51,6 +53,7 @@ def test_resolve_tasks_overrides_shots_splits_and_dedupes():
         "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "my_task"
     ]
     assert {p.num_fewshot for p in plans} == {3}
+    assert plans[2].subtasks == 57  # the override keeps the unweighted MMLU mean
     assert plans[0].metric == "acc_norm" and plans[-1].metric is None
     assert resolve_tasks("a, b") == [TaskPlan("a"), TaskPlan("b")]
     with pytest.raises(ValueError, match="no tasks"):
@@ -82,6 +85,88 @@ def test_rows_from_a_group_result():
     top = result.format_table()
     assert "**0.4000**" in top and "sub_a" not in top
     assert "  - sub_b" in result.format_table(subtasks=True)
+
+
+def _leaf(acc: float, se: float) -> dict:
+    return {"alias": "x", "acc,none": acc, "acc_stderr,none": se}
+
+
+def test_openllm_headline_metric_per_task():
+    """Fake lm-eval outputs of the four tasks: each summary value is its leaderboard metric."""
+    plans = {p.task: p for p in resolve_tasks("openllm")}
+    arc = {"results": {"arc_challenge": {"acc,none": 0.41, "acc_norm,none": 0.44}},
+           "n-shot": {"arc_challenge": 25}}
+    hella = {"results": {"hellaswag": {"acc,none": 0.57, "acc_norm,none": 0.76}},
+             "n-shot": {"hellaswag": 10}}
+    tqa = {"results": {"truthfulqa_mc2": {"acc,none": 0.39, "acc_stderr,none": 0.01}},
+           "n-shot": {"truthfulqa_mc2": 0}}
+    rows = (rows_from_lm_eval(arc, plans["arc_challenge"])
+            + rows_from_lm_eval(hella, plans["hellaswag"])
+            + rows_from_lm_eval(tqa, plans["truthfulqa_mc2"]))
+    result = HarnessResult("m", rows, {})
+    assert result.summary() == {"arc_challenge": 0.44, "hellaswag": 0.76, "truthfulqa_mc2": 0.39}
+    assert [r.n_shot for r in rows if r.headline] == [25, 10, 0]
+
+
+def _fake_mmlu(n_subjects: int = MMLU_SUBJECTS) -> tuple[dict, list[float], list[int]]:
+    """An lm-eval-shaped MMLU output: 4 categories over ``n_subjects`` subjects of unequal
+    sizes, the group rows weighted by size as lm-eval computes them."""
+    sizes = [100 + 37 * (i % 7) for i in range(n_subjects)]
+    accs = [0.25 + 0.01 * (i % 13) + (0.2 if sizes[i] > 250 else 0.0) for i in range(n_subjects)]
+    subjects = [f"mmlu_s{i:02d}" for i in range(n_subjects)]
+    cats = {"mmlu_stem": subjects[:19], "mmlu_humanities": subjects[19:32],
+            "mmlu_social_sciences": subjects[32:44], "mmlu_other": subjects[44:]}
+
+    def weighted(names):
+        return sum(accs[subjects.index(n)] * sizes[subjects.index(n)] for n in names) / sum(
+            sizes[subjects.index(n)] for n in names)
+
+    out = {
+        "results": {s: _leaf(a, 0.02 + 0.001 * i) for i, (s, a) in
+                    enumerate(zip(subjects, accs, strict=True))},
+        "groups": {"mmlu": {"acc,none": weighted(subjects), "acc_stderr,none": 0.004},
+                   **{c: {"acc,none": weighted(m)} for c, m in cats.items()}},
+        "group_subtasks": {"mmlu": list(cats), **cats},
+        "n-shot": {s: 5 for s in subjects},
+        "n-samples": {s: {"original": n, "effective": n} for s, n in
+                      zip(subjects, sizes, strict=True)},
+    }
+    return out, accs, sizes
+
+
+def test_mmlu_is_the_unweighted_mean_of_57_subjects():
+    out, accs, sizes = _fake_mmlu()
+    [plan] = resolve_tasks("mmlu")  # a plain name: lm-eval's own rows only
+    assert plan.metric is None
+    mmlu_plan = next(p for p in resolve_tasks("openllm") if p.task == "mmlu")
+    rows = rows_from_lm_eval(out, mmlu_plan)
+    result = HarnessResult("m", rows, {})
+    mean = sum(accs) / 57
+    weighted = sum(a * n for a, n in zip(accs, sizes, strict=True)) / sum(sizes)
+    assert abs(mean - weighted) > 0.01  # the constructed sizes make the two differ
+    head = result.row("mmlu", UNWEIGHTED)
+    assert head.value == pytest.approx(mean) and head.headline and head.parent is None
+    assert head.n_shot == 5 and head.n_samples == sum(sizes)
+    ses = [0.02 + 0.001 * i for i in range(57)]
+    assert head.stderr == pytest.approx(math.sqrt(sum(e * e for e in ses)) / 57)
+    assert result.value("mmlu", "acc") == pytest.approx(weighted)  # lm-eval's row, kept
+    assert not result.row("mmlu", "acc").headline
+    assert result.summary() == {"mmlu": pytest.approx(mean)}
+    assert "**" + f"{mean:.4f}" + "**" in result.format_table()
+    # a plain 'mmlu' request keeps lm-eval's (weighted) group value as its summary
+    assert HarnessResult("m", rows_from_lm_eval(out, plan), {}).summary() == {
+        "mmlu": pytest.approx(weighted)}
+
+
+def test_mmlu_with_a_missing_subject_or_metric_is_an_error():
+    out, _, _ = _fake_mmlu(56)
+    mmlu_plan = next(p for p in resolve_tasks("openllm") if p.task == "mmlu")
+    with pytest.raises(HarnessError, match="'mmlu' has 56 subtasks, expected 57"):
+        rows_from_lm_eval(out, mmlu_plan)
+    out, _, _ = _fake_mmlu()
+    del out["results"]["mmlu_s03"]["acc,none"]
+    with pytest.raises(HarnessError, match="'mmlu_s03' has no 'acc'"):
+        rows_from_lm_eval(out, mmlu_plan)
 
 
 def test_bad_arguments_are_rejected_before_loading(tmp_path):
@@ -204,7 +289,11 @@ def test_local_task_on_tiny_model(tiny_model_dir, task_dir, tmp_path):
 
     data = json.loads((out_dir / "harness.json").read_text())
     assert data["config"]["tasks"] == [TASK]
-    assert data["config"]["lm_eval_version"] == result.config["lm_eval_version"] != "unknown"
+    from importlib.metadata import version
+
+    assert data["config"]["lm_eval_version"] == result.config["lm_eval_version"] == version(
+        "lm_eval")
+    assert f"lm-eval {version('lm_eval')}," in (out_dir / "harness.md").read_text()
     assert data["config"]["limit"] is None
     by_metric = {r["metric"]: r for r in data["results"]}
     assert by_metric["acc"]["value"] == acc.value

@@ -455,32 +455,34 @@ def test_report_is_built_when_asked(tmp_path, fake_backends, monkeypatch):
 
 def test_paper_table1_grid():
     exp = load_experiment(GRIDS / "paper_table1.yaml")
-    assert len(exp.points) == 12  # 4 datasets x (none, NEFTune, SymNoise)
-    by = {(p.dataset, p.method): p for p in exp.points}
-    assert {d for d, _ in by} == {"alpaca", "evol_instruct", "sharegpt", "openplatypus"}
-    assert {m for _, m in by} == {"none", "uniform", "symnoise"}
-    for (d, m), p in by.items():
+    assert len(exp.points) == 16  # 4 datasets x (none, NEFTune, SymNoise with/without sqrt 3)
+    by = {(p.dataset, p.method, p.norm_match): p for p in exp.points}
+    assert {d for d, _, _ in by} == {"alpaca", "evol_instruct", "sharegpt", "openplatypus"}
+    assert {m for _, m, _ in by} == {"none", "uniform", "symnoise"}
+    for (d, m, _), p in by.items():
         t = p.train
         assert t["model"] == "meta-llama/Llama-2-7b-hf"
         assert (t["lr"], t["epochs"], t["max_length"], t["warmup_ratio"]) == (5e-5, 3, 512, 0.03)
         assert t["batch_size"] * t["grad_accum"] == 128
         assert t["template"] == ("vicuna" if d == "sharegpt" else "alpaca")
-        if m != "none":
+        if m == "uniform":  # NEFTune's alpha per dataset; SymNoise at 5 everywhere
             assert p.alpha == {"alpaca": 5, "evol_instruct": 5, "sharegpt": 10,
                                "openplatypus": 15}[d]
+        if m == "symnoise":
+            assert p.alpha == 5
         assert p.evaluation["judge"] and p.evaluation["prompts"]
-    assert by[("alpaca", "uniform")].train["data"] == "tatsu-lab/alpaca"
+    assert by[("alpaca", "uniform", None)].train["data"] == "tatsu-lab/alpaca"
     assert exp.executor == "ray"
 
 
 def test_paper_ablation_grid():
     exp = load_experiment(GRIDS / "paper_ablation.yaml")
-    assert len(exp.points) == 11  # uniform 3 + gaussian 3 x 2 + bernoulli 1 + symnoise 1
+    assert len(exp.points) == 13  # uniform 3 + gaussian 3 x 2 + bernoulli 2 + symnoise 2
     combos = sorted((p.method, p.alpha, p.norm_match) for p in exp.points)
     assert combos == sorted(
         [("uniform", a, None) for a in (5.0, 10.0, 15.0)]
         + [("gaussian", a, nm) for a in (5.0, 10.0, 15.0) for nm in (True, False)]
-        + [("bernoulli", 5.0, True), ("symnoise", 5.0, True)])
+        + [(m, 5.0, nm) for m in ("bernoulli", "symnoise") for nm in (True, False)])
     assert {p.dataset for p in exp.points} == {"alpaca"}
 
 

@@ -5,7 +5,9 @@ training text is ``prompt + response_prefix + output + EOS``; at generation time
 model sees ``prompt`` and is expected to continue with ``response_prefix + output``.
 
 * ``alpaca``: the Stanford Alpaca prompt (with-input and without-input variants); the
-  paper's prompt for Alpaca, Evol-Instruct and OpenPlatypus.
+  paper's prompt for Alpaca, Evol-Instruct and OpenPlatypus. As in Stanford Alpaca's and
+  NEFTune's code it ends with ``### Response:`` and no newline: the response follows
+  directly (prompt and response are tokenised separately, see ``tokenize.py``).
 * ``vicuna`` (``vicuna_v1.1``, ``vicuna-v1.1``): the Vicuna v1.1 prompt, used for
   ShareGPT; the response follows ``ASSISTANT:`` after one space.
 * ``chat``: the tokenizer's own chat template (one user message, generation prompt).
@@ -33,11 +35,11 @@ __all__ = [
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides "
     "further context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
 )
 ALPACA_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:"
 )
 VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "

@@ -1,17 +1,22 @@
 """OpenLLM-style benchmarks through lm-evaluation-harness (``symnoise harness``).
 
-The paper reports ARC, HellaSwag, MMLU and TruthfulQA the way the Open LLM Leaderboard
-(v1) computed them with lm-evaluation-harness; the preset ``openllm`` reproduces those
-settings:
+The paper reports ARC, HellaSwag and MMLU through lm-evaluation-harness, as the Open LLM
+Leaderboard (v1) computed them; the preset ``openllm`` reproduces those settings exactly:
 
-================  =======  ===========  ==================================================
-task              shots    metric       note
-================  =======  ===========  ==================================================
-arc_challenge     25       acc_norm     ARC-Challenge test split
-hellaswag         10       acc_norm     validation split
-mmlu              5        acc          group of 57 subjects (lm-eval's size-weighted mean)
-truthfulqa_mc2    0        acc          the MC2 score (lm-eval reports it under ``acc``)
-================  =======  ===========  ==================================================
+================  =====  ================  ================================================
+task              shots  headline metric   how
+================  =====  ================  ================================================
+arc_challenge     25     acc_norm          ARC-Challenge test split
+hellaswag         10     acc_norm          validation split
+mmlu              5      acc_unweighted    unweighted mean of ``acc`` over the 57 subjects
+truthfulqa_mc2    0      acc               the MC2 score only (lm-eval names it ``acc``)
+================  =====  ================  ================================================
+
+MMLU: lm-eval's own ``mmlu`` group row averages its subjects weighted by their sizes
+(``weight_by_size``); the leaderboard's number is the plain mean over the 57 subjects, so
+the ``acc_unweighted`` row is computed here from the subject rows (and the run stops with
+an error naming the count when there are not 57). lm-eval's weighted row is kept beside
+it. The lm-eval version is recorded in the results (``config.lm_eval_version``).
 
 ``num_fewshot`` overrides the shots of every task (lm-eval keeps 0 for tasks whose config
 pins 0, such as TruthfulQA) and ``limit`` caps the examples per task (for smoke tests;
@@ -34,6 +39,7 @@ when a run starts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import difflib
 import inspect
@@ -60,14 +66,24 @@ class HarnessError(RuntimeError):
     """A harness run failed for a reason the user can fix (data unreachable, no lm-eval)."""
 
 
+#: Name of the unweighted mean over a group's subtasks (MMLU's leaderboard number).
+UNWEIGHTED = "acc_unweighted"
+MMLU_SUBJECTS = 57
+
+
 @dataclass(frozen=True)
 class PresetTask:
-    """One task of a preset: the lm-eval task name, its shots and its headline metric."""
+    """One task of a preset: the lm-eval task name, its shots and its headline metric.
+
+    subtasks: for a group scored as the unweighted mean of its subtasks' ``acc`` (metric
+    :data:`UNWEIGHTED`), how many subtasks it must have.
+    """
 
     task: str
     num_fewshot: int
     metric: str
     note: str = ""
+    subtasks: int | None = None
 
 
 PRESETS: dict[str, tuple[PresetTask, ...]] = {
@@ -75,8 +91,9 @@ PRESETS: dict[str, tuple[PresetTask, ...]] = {
     "openllm": (
         PresetTask("arc_challenge", 25, "acc_norm", "ARC-Challenge, 25-shot"),
         PresetTask("hellaswag", 10, "acc_norm", "HellaSwag, 10-shot"),
-        PresetTask("mmlu", 5, "acc", "MMLU (57 subjects), 5-shot"),
-        PresetTask("truthfulqa_mc2", 0, "acc", "TruthfulQA MC2, 0-shot"),
+        PresetTask("mmlu", 5, UNWEIGHTED, "MMLU, 5-shot, unweighted mean of 57 subjects",
+                   MMLU_SUBJECTS),
+        PresetTask("truthfulqa_mc2", 0, "acc", "TruthfulQA MC2, 0-shot (lm-eval's acc)"),
     ),
 }
 
@@ -88,6 +105,7 @@ class TaskPlan:
     task: str
     num_fewshot: int | None = None
     metric: str | None = None  # headline metric, when known (presets)
+    subtasks: int | None = None  # see PresetTask.subtasks
 
 
 @dataclass
@@ -232,7 +250,8 @@ def resolve_tasks(tasks: str | Sequence[str], num_fewshot: int | None = None) ->
     seen: set[str] = set()
     for name in names:
         expanded = (
-            [TaskPlan(p.task, p.num_fewshot, p.metric) for p in PRESETS[name.lower()]]
+            [TaskPlan(p.task, p.num_fewshot, p.metric, p.subtasks)
+             for p in PRESETS[name.lower()]]
             if name.lower() in PRESETS
             else [TaskPlan(name)]
         )
@@ -241,7 +260,7 @@ def resolve_tasks(tasks: str | Sequence[str], num_fewshot: int | None = None) ->
                 continue
             seen.add(plan.task)
             if num_fewshot is not None:
-                plan = TaskPlan(plan.task, num_fewshot, plan.metric)
+                plan = dataclasses.replace(plan, num_fewshot=num_fewshot)
             plans.append(plan)
     return plans
 
@@ -327,11 +346,12 @@ def _make_lm(ref: _ModelRef, *, device: str, dtype: str, batch_size: int | str) 
 
 
 def _lm_eval_version() -> str:
-    try:
-        import lm_eval
+    """The installed lm-eval's version (its distribution's metadata), or ``"unknown"``."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        return str(lm_eval.__version__)
-    except Exception:  # pragma: no cover - only used in messages
+    try:
+        return version("lm_eval")
+    except PackageNotFoundError:
         return "unknown"
 
 
@@ -391,7 +411,41 @@ def rows_from_lm_eval(out: dict[str, Any], plan: TaskPlan) -> list[HarnessRow]:
                     headline=top and plan.metric == metric and filt == "none",
                 )
             )
+    if plan.metric == UNWEIGHTED:
+        rows.insert(0, _unweighted_row(out, plan, tables))
     return rows
+
+
+def _leaves(name: str, out: dict[str, Any], seen: frozenset[str] = frozenset()) -> list[str]:
+    """The leaf tasks under ``name`` (itself when it is not a group), in lm-eval's order."""
+    children = (out.get("group_subtasks") or {}).get(name)
+    if not children:
+        return [name]
+    return [leaf for c in children if c not in seen for leaf in _leaves(c, out, seen | {name})]
+
+
+def _unweighted_row(out: dict[str, Any], plan: TaskPlan,
+                    tables: dict[str, dict[str, Any]]) -> HarnessRow:
+    """The plain mean of ``acc`` over the leaf subtasks of ``plan.task`` (MMLU's leaderboard
+    number); its stderr treats the subtasks as independent: sqrt(sum se_i^2) / n."""
+    leaves = _leaves(plan.task, out)
+    if plan.subtasks is not None and len(leaves) != plan.subtasks:
+        raise HarnessError(f"lm-eval task {plan.task!r} has {len(leaves)} subtasks, expected "
+                           f"{plan.subtasks} for its unweighted mean: {leaves[:5]}...")
+    accs, errs = [], []
+    for leaf in leaves:
+        value = _number((tables.get(leaf) or {}).get("acc,none"))
+        if value is None:
+            raise HarnessError(f"lm-eval task {plan.task!r}: subtask {leaf!r} has no 'acc' "
+                               "result for the unweighted mean")
+        accs.append(value)
+        errs.append(_number(tables[leaf].get("acc_stderr,none")))
+    n = len(accs)
+    stderr = None if None in errs else math.sqrt(sum(e * e for e in errs)) / n  # type: ignore[operator]
+    shots = (out.get("n-shot") or {}).get(leaves[0])
+    return HarnessRow(task=plan.task, metric=UNWEIGHTED, value=math.fsum(accs) / n,
+                      stderr=stderr, n_shot=int(shots) if isinstance(shots, (int, float)) else None,
+                      n_samples=_leaf_samples(plan.task, out), headline=True)
 
 
 _DATA_ERROR_MODULES = ("datasets", "huggingface_hub", "requests", "httpx", "urllib3", "fsspec")
