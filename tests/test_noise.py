@@ -167,3 +167,30 @@ def test_rademacher_signs_are_balanced(dtype):
     signs = out.float().sign()
     assert set(signs.unique().tolist()) == {-1.0, 1.0}
     assert abs(signs.mean().item()) < 0.005  # 400k draws: sd of the mean is 0.0016
+
+
+@pytest.mark.parametrize("method", ["bernoulli", "symnoise"])
+def test_noise_mask_restricts_noise_without_changing_the_scale(method):
+    mask = _mask()
+    keep = torch.zeros(B, L, dtype=torch.bool)
+    keep[:, 3:] = True  # e.g. response tokens from position 3 on
+    x = torch.randn(B, L, D)
+    g = torch.Generator().manual_seed(0)
+    out = perturb(x, mask, method=method, alpha=5.0, position_ids=None, generator=g,
+                  noise_mask=keep)
+    delta = (out[:B] - x).abs()
+    lengths = mask.sum(1)
+    for i in range(B):
+        n = int(lengths[i])
+        expected = 5.0 / math.sqrt(n * D) / math.sqrt(3)  # L = all real tokens, not the kept ones
+        noised = delta[i, 3:n]
+        torch.testing.assert_close(noised, torch.full_like(noised, expected), rtol=1e-5, atol=1e-6)
+        assert delta[i, :3].abs().max() == 0  # masked-out tokens: exactly no noise
+        assert delta[i, n:].abs().max() == 0 if n < L else True  # padding: none either
+    if method == "symnoise":
+        torch.testing.assert_close(out[:B] + out[B:], 2 * x)
+
+
+def test_noise_mask_shape_is_checked():
+    with pytest.raises(ValueError, match="noise_mask"):
+        perturb(torch.randn(B, L, D), method="uniform", alpha=1.0, noise_mask=torch.ones(B, L + 1))

@@ -139,7 +139,8 @@ def test_cli_flags_override_config_file(tiny_dir, data_file, tmp_path):
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["noise"] == {"method": "gaussian", "alpha": 7.0, "norm_match": False,
-                             "symmetric_mode": "concat", "seed": 42}
+                             "symmetric_mode": "concat", "seed": 42,
+                             "noise_on": "all"}
     assert info["config"]["max_steps"] == 2
 
 

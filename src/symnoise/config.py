@@ -14,6 +14,7 @@ SYMMETRIC_MODES = ("concat", "sequential")
 # The four instruction datasets of the paper (and the data formats of the same names); the
 # one place that knows them.
 PAPER_DATASETS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
+NOISE_ON = ("all", "prompt", "response")  # which tokens get noise; labels == -100 is prompt
 
 
 @dataclass
@@ -30,6 +31,8 @@ class NoiseConfig:
         and the -delta half as two forward/backward passes into the same gradient.
     seed: seed of the noise generator; each distributed rank offsets it by its rank so
         ranks draw different noise. ``None`` uses torch's global generator.
+    noise_on: ``all`` (the paper), ``prompt`` (tokens whose label is -100) or ``response``
+        (tokens with a label); ``L`` stays the example's real length either way.
     """
 
     method: str = "symnoise"
@@ -37,6 +40,7 @@ class NoiseConfig:
     norm_match: bool = True
     symmetric_mode: str = "concat"
     seed: int | None = None
+    noise_on: str = "all"
 
     def __post_init__(self) -> None:
         self.method = canonical_method(self.method)
@@ -45,6 +49,10 @@ class NoiseConfig:
             raise ValueError(
                 f"unknown symmetric_mode {self.symmetric_mode!r}; expected one of "
                 f"{', '.join(SYMMETRIC_MODES)}"
+            )
+        if self.noise_on not in NOISE_ON:
+            raise ValueError(
+                f"unknown noise_on {self.noise_on!r}; expected one of {', '.join(NOISE_ON)}"
             )
 
     @property

@@ -1,24 +1,49 @@
-"""Putting noise on a model: a context manager for any loop, and Trainer integration.
+"""Putting noise on a model: a context manager for any loop (the Trainer mixin is in
+:mod:`symnoise.trainer`, re-exported here).
 
-The noise lives in the forward of the model's input-embedding module (a forward hook on
-``model.get_input_embeddings()``), so DDP, FSDP, DeepSpeed, gradient checkpointing and
-PEFT wrappers keep working unchanged. A forward pre-hook on the model itself records the
-``attention_mask`` and ``position_ids`` of the current call so the embedding hook can scale
-per sequence and leave padding alone. Both hooks are removed on exit: nothing remains on
-the model and saved checkpoints are plain Hugging Face checkpoints.
+Where the noise goes. The noise lives in the forward of the model's input-embedding
+module (a forward hook on ``model.get_input_embeddings()``), so DDP, FSDP, DeepSpeed,
+gradient checkpointing and PEFT wrappers keep working unchanged. The rule is that the
+noise ``alpha / sqrt(L d)`` is added to *what the first decoder layer receives*, on every
+family. Most families feed the embedding output straight to the decoder. Some scale it:
 
-SymNoise needs one example at ``X + delta`` and at ``X - delta``. The batch is paired before
-the forward (:func:`pair_batch` doubles every per-example tensor), and the hook turns the
-two identical halves into ``[X + delta; X - delta]`` (``concat``, the paper's Algorithm 2).
-In ``sequential`` mode the +delta half and the -delta half are two forward/backward passes
-over the un-doubled batch, the second reusing the first's delta (see
-:meth:`NoiseHandle.phase`).
+* inside the embedding module (transformers' ``*ScaledWordEmbedding`` modules, which carry
+  an ``embed_scale``): the hook already sees the scaled embeddings and adds the noise as is;
+* after it, in the model's forward (Gemma and Gemma 2 in transformers 4 multiply by
+  ``sqrt(d)``, Granite by ``embedding_multiplier``, MiniCPM's remote code by ``scale_emb``):
+  the hook adds ``noise / s`` so that after the model multiplies by ``s``
+  the decoder receives ``s X + noise`` (see :func:`embedding_output_scale`).
+
+So one alpha puts the same absolute noise on the decoder input of every family, and the
+same noise-to-embedding ratio wherever the scaling happens. The measured ratio
+``||delta_token|| / ||x_token||`` (mean over the tokens that may receive noise) of the first
+:data:`RATIO_FORWARDS` noised forwards is kept in :attr:`NoiseHandle.norm_ratios`.
+
+A forward pre-hook on the model records ``attention_mask``, ``position_ids`` and ``labels``
+of the current call so the embedding hook can scale per sequence, leave padding alone and
+restrict the noise to the prompt or the response (``noise_on``). Both hooks are removed on
+exit: nothing remains on the model and saved checkpoints are plain Hugging Face ones.
+
+SymNoise needs each example at ``X + delta`` and at ``X - delta``. The batch is paired
+before the forward (:func:`pair_batch` doubles every per-example tensor), and the hook turns
+the two identical halves into ``[X + delta; X - delta]`` (``concat``, the paper's Algorithm
+2). A padding-free (packed) batch is one row: pairing concatenates the row with itself
+along the length and extends the flash-attention boundaries, and the hook noises the two
+halves of that row. An unpaired batch raises. In ``sequential`` mode the +delta half and
+the -delta half are two forward/backward passes over the un-doubled batch, the second
+reusing the first's delta (see :meth:`NoiseHandle.phase`).
+
+The noise generator is made lazily on the device of the embeddings it noises (so a model
+moved to the GPU after attaching, as FSDP and DeepSpeed do, just works); its state can be
+saved and restored (:meth:`NoiseHandle.state_dict`) so a resumed run draws the same noise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -27,18 +52,24 @@ from torch import nn
 
 from .config import NoiseConfig
 from .noise import perturb
+from .pairing import pair_batch
 
 __all__ = [
     "NoiseHandle",
     "noisy_embeddings",
     "pair_batch",
     "rank_generator",
-    "NoiseTrainerMixin",
-    "noisy_trainer_class",
     "get_embedding_module",
+    "embedding_output_scale",
+    "RATIO_FORWARDS",
 ]
 
-_PAIR_KEYS_SKIP = frozenset({"num_items_in_batch", "return_loss", "use_cache"})
+RATIO_FORWARDS = 20  # noised forwards whose noise-to-embedding ratio is recorded
+# families whose model forward multiplies the embedding module's output: model_type -> s
+_SQRT_D_AFTER_EMBEDDING = frozenset({"gemma", "gemma2", "recurrent_gemma"})  # transformers 4.x
+# config attributes of a factor the model forward applies (Granite, HyperCLOVA X, MiniCPM 1/2
+# remote code, HRM): each is read only when the embedding module does not scale itself
+_MULTIPLIER_ATTRS = ("embedding_multiplier", "scale_emb", "embedding_scale")
 
 
 def get_embedding_module(model: nn.Module) -> nn.Module:
@@ -54,10 +85,30 @@ def get_embedding_module(model: nn.Module) -> nn.Module:
     return module
 
 
+def embedding_output_scale(model: nn.Module, embedding: nn.Module | None = None) -> float:
+    """Factor ``s`` the model applies to the embedding module's output before the first
+    decoder layer; 1.0 when it applies none or when the module scales its own output."""
+    embedding = embedding if embedding is not None else get_embedding_module(model)
+    if hasattr(embedding, "embed_scale"):  # scaled inside the module: the hook sees it
+        return 1.0
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) in _SQRT_D_AFTER_EMBEDDING:
+        return math.sqrt(config.hidden_size)
+    for attr in _MULTIPLIER_ATTRS:
+        value = getattr(config, attr, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return 1.0
+
+
 def _dist_rank() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
     return int(os.environ.get("RANK", "0"))
+
+
+def _rank_seed(seed: int) -> int:
+    return int(seed) * 1_000_003 + 7919 * _dist_rank()
 
 
 def rank_generator(seed: int | None, device: torch.device | str) -> torch.Generator | None:
@@ -69,31 +120,19 @@ def rank_generator(seed: int | None, device: torch.device | str) -> torch.Genera
     if seed is None:
         return None
     gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed) * 1_000_003 + 7919 * _dist_rank())
+    gen.manual_seed(_rank_seed(seed))
     return gen
 
 
-def pair_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """Double every per-example tensor of ``batch``: rows ``B..2B-1`` repeat rows ``0..B-1``.
+def _unpaired_error(detail: str) -> ValueError:
+    return ValueError(
+        f"symnoise concat mode expects a paired batch: {detail}; pair every batch with "
+        "symnoise.pair_batch() (NoisyTrainer does) or use symmetric_mode='sequential'"
+    )
 
-    Used for SymNoise ``concat`` mode: the model then sees ``[X+delta; X-delta]`` and the
-    loss over the doubled batch is the mean over both halves. Non-tensor entries and
-    scalars are passed through.
-    """
-    out: dict[str, Any] = {}
-    batch_size = None
-    for key, value in batch.items():
-        if key in _PAIR_KEYS_SKIP or not isinstance(value, torch.Tensor) or value.dim() == 0:
-            out[key] = value
-            continue
-        if batch_size is None:
-            batch_size = value.shape[0]
-        elif value.shape[0] != batch_size:
-            raise ValueError(
-                f"cannot pair batch: {key!r} has {value.shape[0]} rows, expected {batch_size}"
-            )
-        out[key] = torch.cat([value, value], dim=0)
-    return out
+
+def _narrow(kw: dict[str, Any], dim: int, size: int) -> dict[str, Any]:
+    return {k: (None if v is None else v.narrow(dim, 0, size)) for k, v in kw.items()}
 
 
 class NoiseHandle:
@@ -102,24 +141,91 @@ class NoiseHandle:
     Attributes:
         config: the :class:`NoiseConfig`.
         calls: number of forwards that received noise (useful in tests and logs).
+        scale: the factor ``s`` of :func:`embedding_output_scale` the noise is divided by.
+        norm_ratios: for the first :data:`RATIO_FORWARDS` noised forwards, the mean over
+            the tokens that may receive noise of ``||delta_token|| / ||x_token||``.
+        generator: the noise generator (``None`` until the first noised forward when it is
+            made from ``config.seed``; ``None`` throughout when the seed is ``None``).
     """
 
-    def __init__(self, model: nn.Module, config: NoiseConfig, generator: torch.Generator | None):
+    def __init__(self, model: nn.Module, config: NoiseConfig,
+                 generator: torch.Generator | None = None, scale: float = 1.0):
         self.model = model
         self.config = config
         self.generator = generator
+        self.scale = float(scale)
         self.calls = 0
+        self.norm_ratios: list[float] = []
+        self.labels_hint: torch.Tensor | None = None  # labels when the forward gets none
+        self._pending_state: dict[str, Any] | None = None
         self._attention_mask: torch.Tensor | None = None
         self._position_ids: torch.Tensor | None = None
+        self._labels: torch.Tensor | None = None
         self._phase: str | None = None  # sequential symnoise: "plus" or "minus"
         self._stored_delta: torch.Tensor | None = None
         self._enabled = True
         self._handles: list[Any] = []
 
+    # -- generator ---------------------------------------------------------------
+    def _generator_for(self, device: torch.device) -> torch.Generator | None:
+        """The generator on ``device``, made on first use; moved when the device changes
+        (the new one is seeded from the old stream, so runs stay reproducible)."""
+        old = self.generator
+        if old is not None and old.device == device:
+            return old
+        if old is None and self.config.seed is None:
+            return None
+        gen = torch.Generator(device=device)
+        if old is not None:
+            gen.manual_seed(int(torch.randint(2**62, (1,), generator=old, device=old.device)))
+        elif self._pending_state is not None:
+            self._restore_into(gen, self._pending_state)
+        else:
+            gen.manual_seed(_rank_seed(self.config.seed))
+        self._pending_state = None
+        self.generator = gen
+        return gen
+
+    @staticmethod
+    def _restore_into(gen: torch.Generator, state: dict[str, Any]) -> None:
+        saved = state.get("generator_state")
+        if saved is None:
+            gen.manual_seed(_rank_seed(state["seed"]))
+        elif state.get("device_type") == gen.device.type:
+            gen.set_state(saved)
+        else:
+            warnings.warn(f"symnoise: noise state saved on {state.get('device_type')} is "
+                          f"resumed on {gen.device.type}; its stream continues from a seed "
+                          "derived from it, not draw for draw", stacklevel=3)
+            gen.manual_seed(int(saved.to(torch.int64).sum()) % 2**62)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to continue the same noise stream."""
+        if self._pending_state is not None:
+            return dict(self._pending_state)
+        gen = self.generator
+        return {"seed": self.config.seed, "calls": self.calls,
+                "device_type": None if gen is None else gen.device.type,
+                "generator_state": None if gen is None else gen.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the noise stream saved by :meth:`state_dict`."""
+        state = dict(state)
+        if state.get("seed") != self.config.seed:
+            raise ValueError(f"symnoise: the saved noise state has seed {state.get('seed')!r} "
+                             f"but this run's noise seed is {self.config.seed!r}")
+        self.calls = int(state.get("calls", self.calls))
+        if self.generator is not None and state.get("device_type") == self.generator.device.type:
+            self.generator.set_state(state["generator_state"])
+        else:
+            self.generator, self._pending_state = None, state
+
     # -- hooks -----------------------------------------------------------------
     def _pre_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self._attention_mask = kwargs.get("attention_mask")
         self._position_ids = kwargs.get("position_ids")
+        labels = kwargs.get("labels")
+        self._labels = labels if isinstance(labels, torch.Tensor) else self.labels_hint
         if self._attention_mask is None and len(args) > 1 and isinstance(args[1], torch.Tensor):
             self._attention_mask = args[1]  # forward(input_ids, attention_mask, ...)
 
@@ -128,34 +234,60 @@ class NoiseHandle:
             return output
         if not isinstance(output, torch.Tensor) or output.dim() != 3:
             return output
-        mask, pos = self._matching(self._attention_mask, output), self._matching(
-            self._position_ids, output
-        )
-        cfg = self.config
         self.calls += 1
-        if not cfg.symmetric:
-            return perturb(
-                output, mask, method=cfg.method, alpha=cfg.alpha, norm_match=cfg.norm_match,
-                position_ids=pos, generator=self.generator,
-            )
-        if cfg.symmetric_mode == "sequential" or self._phase is not None:
-            return self._sequential(output, mask, pos)
-        rows = output.shape[0]
-        if rows % 2:
-            raise ValueError(
-                f"symnoise concat mode expects a paired batch (rows 0..B-1 repeated as rows "
-                f"B..2B-1) but got {rows} rows; pair the batch with symnoise.pair_batch() or "
-                "use symmetric_mode='sequential'"
-            )
-        half = rows // 2
-        return perturb(
-            output[:half], None if mask is None else mask[:half],
-            method="symnoise", alpha=cfg.alpha, norm_match=cfg.norm_match,
-            position_ids=None if pos is None else pos[:half], generator=self.generator,
-        )
+        kw = self._call_kwargs(output)
+        if not self.config.symmetric:
+            noised = self._perturb(output, kw, self.config.method)
+            self._record(output, noised, kw)
+            return noised
+        if self.config.symmetric_mode == "sequential" or self._phase is not None:
+            return self._sequential(output, kw)
+        return self._concat(output, kw)
 
-    def _sequential(self, x: torch.Tensor, mask, pos) -> torch.Tensor:
+    def _call_kwargs(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """attention_mask, position_ids and noise_mask lined up with ``x``'s (B, L)."""
+        kw = {"attention_mask": self._matching(self._attention_mask, x),
+              "position_ids": self._matching(self._position_ids, x), "noise_mask": None}
+        if self.config.noise_on != "all":
+            labels = self._matching(self._labels, x)
+            if labels is None:
+                got = None if self._labels is None else tuple(self._labels.shape)
+                raise ValueError(
+                    f"noise_on={self.config.noise_on!r} needs the batch's labels (-100 on "
+                    f"prompt tokens) lined up with the input of shape {tuple(x.shape[:2])}; "
+                    f"got labels {got}. Pass labels to the model's forward or use noise_on='all'"
+                )
+            response = labels != -100
+            kw["noise_mask"] = response if self.config.noise_on == "response" else ~response
+        return kw
+
+    def _perturb(self, x: torch.Tensor, kw: dict[str, Any], method: str) -> torch.Tensor:
         cfg = self.config
+        return perturb(x, kw["attention_mask"], method=method, alpha=cfg.alpha / self.scale,
+                       norm_match=cfg.norm_match, position_ids=kw["position_ids"],
+                       noise_mask=kw["noise_mask"], generator=self._generator_for(x.device))
+
+    def _concat(self, x: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
+        """[X+delta; X-delta] from a paired batch: halves of the rows, or of the length
+        when the batch is one packed row."""
+        dim = 1 if x.shape[0] == 1 else 0
+        size = x.shape[dim]
+        if size % 2:
+            what = "tokens in its one row" if dim else "rows"
+            raise _unpaired_error(f"two identical halves, but got {size} {what}")
+        half = size // 2
+        if not torch.equal(x.narrow(dim, 0, half), x.narrow(dim, half, half)):
+            what = "the packed row" if dim else f"the {size} rows"
+            raise _unpaired_error(f"the two halves of {what} hold different examples")
+        x_half, kw_half = x.narrow(dim, 0, half), _narrow(kw, dim, half)
+        both = self._perturb(x_half, kw_half, "symnoise")
+        self._record(x_half, both[: x_half.shape[0]], kw_half)
+        if dim == 1:
+            plus, minus = both.chunk(2, dim=0)
+            return torch.cat([plus, minus], dim=1)
+        return both
+
+    def _sequential(self, x: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
         if self._phase == "minus":
             delta = self._stored_delta
             self._stored_delta = None
@@ -165,13 +297,24 @@ class NoiseHandle:
                     "same batch (use NoiseHandle.phase('plus') then phase('minus'))"
                 )
             return x - delta
-        both = perturb(
-            x, mask, method="symnoise", alpha=cfg.alpha, norm_match=cfg.norm_match,
-            position_ids=pos, generator=self.generator,
-        )
-        plus = both[: x.shape[0]]
+        plus = self._perturb(x, kw, "symnoise")[: x.shape[0]]
         self._stored_delta = (plus - x).detach()
+        self._record(x, plus, kw)
         return plus
+
+    def _record(self, x: torch.Tensor, noised: torch.Tensor, kw: dict[str, Any]) -> None:
+        """Keep ``mean ||delta_t|| / ||x_t||`` over the tokens that may get noise."""
+        if len(self.norm_ratios) >= RATIO_FORWARDS:
+            return
+        with torch.no_grad():
+            x32 = x.detach().float()
+            ratio = (noised.detach().float() - x32).norm(dim=-1) / x32.norm(dim=-1).clamp_min(1e-12)
+            keep = torch.ones_like(ratio, dtype=torch.bool)
+            for name in ("attention_mask", "noise_mask"):
+                if kw[name] is not None:
+                    keep &= kw[name].to(keep.device) != 0
+            if bool(keep.any()):
+                self.norm_ratios.append(float(ratio[keep].mean()))
 
     @staticmethod
     def _matching(t: torch.Tensor | None, embeds: torch.Tensor) -> torch.Tensor | None:
@@ -183,6 +326,17 @@ class NoiseHandle:
         return None
 
     # -- control ---------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Measured noise for run records: mean ratio over the recorded forwards."""
+        ratios = self.norm_ratios
+        return {
+            "noise_to_embedding_ratio_mean": sum(ratios) / len(ratios) if ratios else None,
+            "n_forwards": len(ratios),
+            "noised_forwards": self.calls,
+            "embedding_scale": self.scale,
+            "noise_on": self.config.noise_on,
+        }
+
     @contextlib.contextmanager
     def phase(self, sign: str) -> Iterator[None]:
         """Sequential SymNoise: run the +delta pass under ``phase('plus')``, then the same
@@ -209,7 +363,15 @@ class NoiseHandle:
             h.remove()
         self._handles.clear()
         self._stored_delta = None
-        self._attention_mask = self._position_ids = None
+        self._attention_mask = self._position_ids = self._labels = self.labels_hint = None
+
+
+def _attached_handle(module: nn.Module) -> NoiseHandle | None:
+    for hook in module._forward_hooks.values():
+        owner = getattr(hook, "__self__", None)
+        if isinstance(owner, NoiseHandle):
+            return owner
+    return None
 
 
 @contextlib.contextmanager
@@ -226,18 +388,23 @@ def noisy_embeddings(
     ``concat`` mode feed batches through :func:`pair_batch`; in ``sequential`` mode run
     each batch twice, under ``handle.phase('plus')`` and ``handle.phase('minus')``, and
     halve each loss. On exit the hooks are removed and the model is exactly as before.
+    Attaching to a model that already has symnoise noise raises.
 
     ``config`` may be omitted and given as keyword arguments (``method=..., alpha=...``).
+    ``generator`` overrides the one made lazily from ``config.seed``.
     """
     if config is None:
         config = NoiseConfig(**kwargs)
     elif kwargs:
         raise TypeError("give either a NoiseConfig or keyword arguments, not both")
     embedding = get_embedding_module(model)
-    if generator is None and config.seed is not None:
-        device = next((p.device for p in embedding.parameters()), torch.device("cpu"))
-        generator = rank_generator(config.seed, device)
-    handle = NoiseHandle(model, config, generator)
+    if _attached_handle(embedding) is not None:
+        raise RuntimeError(
+            f"{type(model).__name__} already has symnoise noise attached to its input "
+            "embeddings (nested noisy_embeddings, or a NoisyTrainer on a model inside "
+            "noisy_embeddings); attach noise once"
+        )
+    handle = NoiseHandle(model, config, generator, embedding_output_scale(model, embedding))
     handle._handles.append(model.register_forward_pre_hook(handle._pre_forward, with_kwargs=True))
     handle._handles.append(embedding.register_forward_hook(handle._embed_forward))
     try:
@@ -246,95 +413,13 @@ def noisy_embeddings(
         handle.remove()
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
-
-
-class NoiseTrainerMixin:
-    """Mixin for ``transformers.Trainer`` subclasses (TRL's ``SFTTrainer`` included).
-
-    Pass ``noise_config=NoiseConfig(...)``. During ``train()`` the model's embeddings are
-    noised; SymNoise batches are paired (concat) or run as a +delta and a -delta pass
-    (sequential) so that each example is trained at ``X + delta`` and ``X - delta`` with the
-    loss averaged over both. Evaluation and prediction see no noise.
-    """
-
-    def __init__(self, *args: Any, noise_config: NoiseConfig | None = None, **kwargs: Any):
-        self.noise_config = noise_config or NoiseConfig(method="none", alpha=0.0)
-        self.noise_handle: NoiseHandle | None = None
-        super().__init__(*args, **kwargs)
-        args_obj = getattr(self, "args", None)
-        if getattr(args_obj, "neftune_noise_alpha", None) and self.noise_config.active:
-            raise ValueError(
-                "both the Trainer's neftune_noise_alpha and a symnoise NoiseConfig are set; "
-                "use one (method='uniform' reproduces NEFTune)"
-            )
-
-    def train(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        cfg = self.noise_config
-        if cfg.seed is None:
-            cfg.seed = int(getattr(self.args, "seed", 0))
-        with noisy_embeddings(_unwrap(self.model), cfg) as handle:
-            self.noise_handle = handle
-            try:
-                return super().train(*args, **kwargs)
-            finally:
-                self.noise_handle = None
-
-    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None):  # type: ignore[override]
-        cfg = self.noise_config
-        handle = self.noise_handle
-        if handle is None or not cfg.symmetric or not cfg.active:
-            return super().training_step(model, inputs, num_items_in_batch)
-        if cfg.symmetric_mode == "concat":
-            paired = pair_batch(inputs)
-            doubled = None if num_items_in_batch is None else num_items_in_batch * 2
-            return super().training_step(model, paired, doubled)
-        # sequential: two passes into the same gradient, each weighted 1/2
-        self._symnoise_half = True
-        # Under DDP the +delta pass skips the gradient all-reduce; the -delta pass syncs once.
-        is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
-        first_sync = model.no_sync() if is_ddp else contextlib.nullcontext()
-        try:
-            with handle.phase("plus"), first_sync:
-                loss_plus = super().training_step(model, inputs, num_items_in_batch)
-            with handle.phase("minus"):
-                loss_minus = super().training_step(model, inputs, num_items_in_batch)
-        finally:
-            self._symnoise_half = False
-        return loss_plus + loss_minus
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
-        result = super().compute_loss(
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
-        if getattr(self, "_symnoise_half", False):
-            if return_outputs:
-                loss, outputs = result
-                return loss * 0.5, outputs
-            return result * 0.5
-        return result
-
-
-def noisy_trainer_class(base: type) -> type:
-    """``NoiseTrainerMixin`` on top of any Trainer class, e.g. ``trl.SFTTrainer``."""
-    return type(f"Noisy{base.__name__}", (NoiseTrainerMixin, base), {})
+_TRAINER_NAMES = ("NoiseTrainerMixin", "noisy_trainer_class", "NoisyTrainer", "NoisySFTTrainer")
 
 
 def __getattr__(name: str) -> Any:
-    # NoisyTrainer / NoisySFTTrainer are built on first use so importing symnoise stays light.
-    if name == "NoisyTrainer":
-        from transformers import Trainer
+    # The Trainer integration lives in symnoise.trainer; re-exported here on first use.
+    if name in _TRAINER_NAMES:
+        from . import trainer
 
-        cls = noisy_trainer_class(Trainer)
-        globals()[name] = cls
-        return cls
-    if name == "NoisySFTTrainer":
-        from trl import SFTTrainer
-
-        cls = noisy_trainer_class(SFTTrainer)
-        globals()[name] = cls
-        return cls
+        return getattr(trainer, name)
     raise AttributeError(name)

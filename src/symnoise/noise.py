@@ -16,7 +16,9 @@ E||U(-1,1)^d|| = sqrt(d/3) while E||R|| = sqrt(d). Uniform noise is never rescal
 
 Padding positions (``attention_mask == 0``) receive exactly zero noise. In packed rows
 (several examples in one row, ``position_ids`` restarting at 0), each example is scaled
-by its own length rather than by the row's.
+by its own length rather than by the row's. An optional ``noise_mask`` restricts the noise
+to some tokens (e.g. only the prompt or only the response) without changing ``L``: the
+scale of a token that is noised is the same as with no mask.
 
 This module imports nothing but torch.
 """
@@ -79,12 +81,15 @@ def _check_shapes(
     embeds: torch.Tensor,
     attention_mask: torch.Tensor | None,
     position_ids: torch.Tensor | None,
+    noise_mask: torch.Tensor | None = None,
 ) -> None:
     if not isinstance(embeds, torch.Tensor) or embeds.dim() != 3:
         shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds)
         raise ValueError(f"embeds must be a (batch, length, dim) tensor, got shape {shape}")
     bl = tuple(embeds.shape[:2])
-    for name, t in (("attention_mask", attention_mask), ("position_ids", position_ids)):
+    named = (("attention_mask", attention_mask), ("position_ids", position_ids),
+             ("noise_mask", noise_mask))
+    for name, t in named:
         if t is None:
             continue
         if t.dim() == 1 and bl[0] == 1:
@@ -186,19 +191,26 @@ def perturb(
     norm_match: bool = True,
     position_ids: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    noise_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Return ``embeds`` with noise of ``method`` added (see the module docstring).
 
     ``symnoise`` returns ``2B`` rows: rows ``0..B-1`` are ``X + delta`` and rows
     ``B..2B-1`` are ``X - delta`` with the same ``delta``; every other method returns
     ``B`` rows. The result has the dtype and device of ``embeds``.
+
+    ``noise_mask`` (B, L): tokens that may receive noise (nonzero) — the others get none;
+    the per-sequence length ``L_i`` still counts every real token.
     """
     method = canonical_method(method)
     alpha = _check_alpha(alpha)
-    _check_shapes(embeds, attention_mask, position_ids)
+    _check_shapes(embeds, attention_mask, position_ids, noise_mask)
     if method == "none" or alpha == 0.0:
         return torch.cat([embeds, embeds], dim=0) if method == "symnoise" else embeds
     scale = noise_scale(embeds, attention_mask, alpha=alpha, position_ids=position_ids)
+    if noise_mask is not None:
+        keep = noise_mask.reshape(embeds.shape[:2]).to(embeds.device) != 0
+        scale = scale * keep.unsqueeze(-1).to(scale.dtype)
     if norm_match and method in NORM_MATCHED:
         scale = scale / _SQRT3
     delta = sample_noise(

@@ -27,8 +27,10 @@ class Rows(torch.utils.data.Dataset):
         return {"input_ids": ids, "attention_mask": torch.ones(12, dtype=torch.long), "labels": ids.clone()}
 
 
-def main(out_dir: str, mode: str) -> None:
+def main(out_dir: str, mode: str, backend: str = "ddp") -> None:
     from transformers import TrainingArguments
+
+    fsdp = backend.startswith("fsdp")  # GPUs only: "fsdp1" / "fsdp2" through the Trainer
 
     model = make_model(64, seed=0)
     emb = get_embedding_module(model)
@@ -42,23 +44,30 @@ def main(out_dir: str, mode: str) -> None:
             clean = torch.nn.functional.embedding(ids[-1], emb.weight)
             drawn.append((hidden.detach() - clean.detach())[0].flatten()[:64].tolist())
 
-    model.model.layers[0].register_forward_pre_hook(record, with_kwargs=True)
+    if not fsdp:  # under FSDP the embedding weight is sharded outside its own forward
+        model.model.layers[0].register_forward_pre_hook(record, with_kwargs=True)
     args = TrainingArguments(
         output_dir=os.path.join(out_dir, "ckpt"), per_device_train_batch_size=4, max_steps=3,
-        learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True, seed=0,
-        logging_steps=1, ddp_backend="gloo", dataloader_num_workers=0,
+        learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=not fsdp, seed=0,
+        logging_steps=1, ddp_backend="nccl" if fsdp else "gloo", dataloader_num_workers=0,
+        **({"fsdp": "full_shard", "fsdp_config": {"version": int(backend[-1])}} if fsdp else {}),
     )
     trainer = NoisyTrainer(model=model, args=args, train_dataset=Rows(),
                            noise_config=NoiseConfig("symnoise", 5.0, symmetric_mode=mode, seed=1))
     result = trainer.train()
     rank = int(os.environ["RANK"])
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    grad_ok = all(torch.isfinite(p).all().item() for p in model.parameters())
+    if fsdp:  # parameters are sharded (DTensors / flat shards): check the loss instead
+        grad_ok = bool(torch.isfinite(torch.tensor(result.training_loss)))
+    else:
+        grad_ok = all(torch.isfinite(p).all().item() for p in model.parameters())
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
         json.dump({"rank": rank, "world": world, "steps": result.global_step,
                    "loss": result.training_loss, "noise": drawn, "finite": grad_ok,
-                   "param0": next(model.parameters()).flatten()[:16].tolist()}, fh)
+                   "param0": [] if fsdp else next(model.parameters()).flatten()[:16].tolist()},
+                  fh)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "concat")
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "concat",
+         sys.argv[3] if len(sys.argv) > 3 else "ddp")

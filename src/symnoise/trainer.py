@@ -1,0 +1,213 @@
+"""Noise in Hugging Face's ``Trainer`` (and TRL's ``SFTTrainer``): :class:`NoiseTrainerMixin`.
+
+During ``train()`` the model's embeddings are noised (see :mod:`symnoise.integration`).
+SymNoise batches are paired (``concat``) or run as a +delta and a -delta pass into the same
+gradient (``sequential``). With every checkpoint the noise generator's state is saved next
+to the Trainer's own RNG state (``symnoise_noise_rng.pt``) and restored on resume, so an
+interrupted and resumed run draws the same noise as an uninterrupted one.
+
+Distributed notes. ``sequential`` under DDP and FSDP skips the gradient sync on the +delta
+pass (``no_sync``; FSDP2's ``set_requires_gradient_sync``). Under DeepSpeed it is refused:
+accelerate steps the DeepSpeed engine after every backward, so the two passes would be two
+optimizer steps; ``concat`` works there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import NoiseConfig
+from .integration import NoiseHandle, noisy_embeddings, pair_batch
+
+__all__ = ["NoiseTrainerMixin", "noisy_trainer_class", "first_pass_no_sync", "noise_rng_file"]
+
+logger = logging.getLogger(__name__)
+NOISE_RNG_FILE = "symnoise_noise_rng.pt"
+
+
+def noise_rng_file(process_index: int = 0, world_size: int = 1) -> str:
+    """File name of the noise generator's state in a checkpoint folder (one per rank)."""
+    if world_size > 1:
+        return f"symnoise_noise_rng_{process_index}.pt"
+    return NOISE_RNG_FILE
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    return model
+
+
+def _is_fsdp1(model: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # a torch built without distributed
+        return False
+    return isinstance(model, FullyShardedDataParallel)
+
+
+@contextlib.contextmanager
+def _no_gradient_sync(model: Any) -> Iterator[None]:
+    """FSDP2 (``fully_shard``) has no ``no_sync``: turn the reduce-scatter off, then back."""
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+
+
+def first_pass_no_sync(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Context for the +delta pass of sequential SymNoise: no gradient sync under DDP and
+    FSDP (the -delta pass syncs the summed gradient once); a no-op otherwise."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel) or _is_fsdp1(model):
+        return model.no_sync()
+    if callable(getattr(model, "set_requires_gradient_sync", None)):  # FSDP2 FSDPModule
+        return _no_gradient_sync(model)
+    return contextlib.nullcontext()
+
+
+def _uses_deepspeed(trainer: Any) -> bool:
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        return True
+    kind = getattr(getattr(trainer, "accelerator", None), "distributed_type", None)
+    return str(getattr(kind, "value", kind)).upper() == "DEEPSPEED"
+
+
+class NoiseTrainerMixin:
+    """Mixin for ``transformers.Trainer`` subclasses (TRL's ``SFTTrainer`` included).
+
+    Pass ``noise_config=NoiseConfig(...)``. During ``train()`` the model's embeddings are
+    noised; SymNoise batches are paired (concat) or run as a +delta and a -delta pass
+    (sequential) so that each example is trained at ``X + delta`` and ``X - delta`` with the
+    loss averaged over both. Evaluation and prediction see no noise. After ``train()``,
+    :attr:`noise_summary` holds :meth:`NoiseHandle.summary` of the run.
+    """
+
+    def __init__(self, *args: Any, noise_config: NoiseConfig | None = None, **kwargs: Any):
+        self.noise_config = noise_config or NoiseConfig(method="none", alpha=0.0)
+        self.noise_handle: NoiseHandle | None = None
+        self.noise_summary: dict[str, Any] | None = None
+        super().__init__(*args, **kwargs)
+        args_obj = getattr(self, "args", None)
+        if getattr(args_obj, "neftune_noise_alpha", None) and self.noise_config.active:
+            raise ValueError(
+                "both the Trainer's neftune_noise_alpha and a symnoise NoiseConfig are set; "
+                "use one (method='uniform' reproduces NEFTune)"
+            )
+
+    def _check_noise_backend(self, cfg: NoiseConfig) -> None:
+        if cfg.active and cfg.symmetric and cfg.symmetric_mode == "sequential" \
+                and _uses_deepspeed(self):
+            raise ValueError(
+                "symnoise symmetric_mode='sequential' is not supported under DeepSpeed: "
+                "accelerate steps the DeepSpeed engine after every backward, so the +delta "
+                "and -delta passes would become two optimizer steps. Use "
+                "symmetric_mode='concat' (one forward over [X+delta; X-delta])."
+            )
+
+    def train(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        cfg = self.noise_config
+        if cfg.seed is None:  # the caller's config stays as given
+            cfg = dataclasses.replace(cfg, seed=int(getattr(self.args, "seed", 0)))
+        self._check_noise_backend(cfg)
+        with noisy_embeddings(_unwrap(self.model), cfg) as handle:
+            self.noise_handle = handle
+            try:
+                return super().train(*args, **kwargs)
+            finally:
+                self.noise_summary = handle.summary()
+                self.noise_handle = None
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None):  # type: ignore[override]
+        cfg = self.noise_config
+        handle = self.noise_handle
+        if handle is None or not cfg.active:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if cfg.symmetric and cfg.symmetric_mode == "concat":
+            inputs = pair_batch(inputs)
+            if num_items_in_batch is not None:
+                num_items_in_batch = num_items_in_batch * 2
+        handle.labels_hint = inputs.get("labels")  # in case compute_loss pops them
+        try:
+            if cfg.symmetric and cfg.symmetric_mode == "sequential":
+                return self._sequential_step(model, inputs, num_items_in_batch, handle)
+            return super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            handle.labels_hint = None
+
+    def _sequential_step(self, model, inputs, num_items_in_batch, handle: NoiseHandle):
+        """Two passes into the same gradient, each loss weighted 1/2; under DDP/FSDP the
+        +delta pass skips the gradient sync and the -delta pass syncs once."""
+        self._symnoise_half = True
+        try:
+            with handle.phase("plus"), first_pass_no_sync(model):
+                loss_plus = super().training_step(model, inputs, num_items_in_batch)
+            with handle.phase("minus"):
+                loss_minus = super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            self._symnoise_half = False
+        return loss_plus + loss_minus
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
+        result = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+        if getattr(self, "_symnoise_half", False):
+            if return_outputs:
+                loss, outputs = result
+                return loss * 0.5, outputs
+            return result * 0.5
+        return result
+
+    # -- checkpoints: the noise stream is saved and restored with the Trainer's RNG state
+    def _noise_rng_path(self, folder: str) -> str:
+        args = self.args
+        name = noise_rng_file(getattr(args, "process_index", 0), getattr(args, "world_size", 1))
+        return os.path.join(folder, name)
+
+    def _save_rng_state(self, output_dir):  # type: ignore[override]
+        super()._save_rng_state(output_dir)
+        if self.noise_handle is not None:
+            os.makedirs(output_dir, exist_ok=True)
+            torch.save(self.noise_handle.state_dict(), self._noise_rng_path(output_dir))
+
+    def _load_rng_state(self, checkpoint):  # type: ignore[override]
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None or self.noise_handle is None:
+            return
+        path = self._noise_rng_path(checkpoint)
+        if not os.path.isfile(path):
+            logger.warning("no symnoise noise state in %s: the resumed run draws noise from "
+                           "the seed again, not where the interrupted run stopped", checkpoint)
+            return
+        self.noise_handle.load_state_dict(torch.load(path, weights_only=True))
+
+
+def noisy_trainer_class(base: type) -> type:
+    """``NoiseTrainerMixin`` on top of any Trainer class, e.g. ``trl.SFTTrainer``."""
+    return type(f"Noisy{base.__name__}", (NoiseTrainerMixin, base), {})
+
+
+def __getattr__(name: str) -> Any:
+    # NoisyTrainer / NoisySFTTrainer are built on first use so importing symnoise stays light.
+    if name == "NoisyTrainer":
+        from transformers import Trainer
+
+        cls = noisy_trainer_class(Trainer)
+        globals()[name] = cls
+        return cls
+    if name == "NoisySFTTrainer":
+        from trl import SFTTrainer
+
+        cls = noisy_trainer_class(SFTTrainer)
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
