@@ -343,6 +343,35 @@ def report(
     _emit(result.to_dict(), as_json, result.format_table())
 
 
+@app.command("compare")
+def compare_cmd(
+    a: str = typer.Argument(..., help="Side A: a run folder, a glob, or a folder of runs; narrow with PATH:method=none,alpha=5,..."),
+    b: str = typer.Argument(..., help="Side B, as A."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="win_rate, lc_win_rate, heldout_loss, exact_answer, output_length (repeatable; default all)."),
+    method: Optional[str] = typer.Option(None, help="Filter both sides' runs by noise method."),
+    alpha: Optional[float] = typer.Option(None, help="Filter both sides' runs by alpha (no-noise runs have none)."),
+    norm_match: Optional[bool] = typer.Option(None, "--norm-match/--no-norm-match", help="Filter by norm matching (Gaussian/Bernoulli/SymNoise)."),
+    dataset: Optional[str] = typer.Option(None, help="Filter both sides' runs by training dataset."),
+    n_boot: int = typer.Option(2000, help="Bootstrap resamples."),
+    confidence: float = typer.Option(0.95, help="Interval coverage."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    common_seeds: bool = typer.Option(False, "--common-seeds", help="When the sides' seeds differ, pair the seeds both have (else refused)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: per metric diff, ci_low, ci_high, n, significant."),
+) -> None:
+    """B − A for every metric both sides have, with a paired-bootstrap interval (stratified by seed)."""
+    from .experiments.compare import compare
+
+    try:
+        result = compare(a, b, metrics=metric, method=method, alpha=alpha, norm_match=norm_match,
+                         dataset=dataset, n_boot=n_boot, confidence=confidence, seed=seed,
+                         common_seeds=common_seeds)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _emit(result.to_dict(), as_json, result.format_table())
+    if not result.compared:
+        raise typer.Exit(1)
+
+
 @app.command()
 def sweep(
     experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped grid's name: paper_table1, paper_ablation, small_table1, small_ablation, small_alpaca."),

@@ -1,0 +1,261 @@
+"""Paired comparisons with error bars: the paired bootstrap, and seed-group summaries.
+
+Two settings A and B evaluated on the same examples give aligned per-example values
+``a[i]``, ``b[i]`` (a held-out loss, a 0/1 correctness, a judged win share...). The
+difference of B over A is ``mean(b) - mean(a)``; its uncertainty comes from the examples:
+:func:`paired_bootstrap` draws the examples with replacement (the same draw for both sides,
+which is what makes it paired), recomputes the difference, and reports the percentile
+interval of those differences. A difference is *significant* when its interval excludes 0.
+
+Several seeds (strata). With runs of A and B at seeds ``s1..sk`` (A-seed-s paired with
+B-seed-s), the statistic is the mean over seeds of the per-seed differences,
+``(1/k) * sum_s [mean(b_s) - mean(a_s)]``: every seed weighs the same whatever its number
+of examples. A bootstrap resample draws, in each seed separately, ``n_s`` examples with
+replacement from that seed's ``n_s`` pairs, and recomputes the same statistic. The interval
+thus covers the example-to-example noise of each seed's comparison, averaged over seeds;
+the seed-to-seed spread of a method is shown separately by :func:`group_mean_sd`.
+
+Weights (e.g. the token count of each held-out example) turn each mean into a weighted
+mean ``sum(w * x) / sum(w)``; a resampled pair keeps its weight.
+
+Everything is vectorised with numpy and deterministic under ``seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PairedDiff", "align_pairs", "check_same_ids", "format_interval", "group_mean_sd",
+           "paired_bootstrap"]
+
+Statistic = Callable[[np.ndarray, np.ndarray], float]
+_CHUNK = 4_000_000  # index draws held in memory at once (int64: 32 MB)
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """B − A with its bootstrap interval.
+
+    ``diff = mean_b - mean_a`` (averaged over strata when there are several); ``ci_low`` /
+    ``ci_high`` the percentile interval at ``confidence``; ``se`` the standard deviation of
+    the bootstrap differences; ``n`` the number of pairs in all (``n_per_stratum`` each);
+    ``significant`` is True when the interval excludes 0.
+    """
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    n: int
+    significant: bool
+    mean_a: float
+    mean_b: float
+    se: float
+    n_strata: int
+    n_per_stratum: tuple[int, ...]
+    confidence: float
+    n_boot: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["n_per_stratum"] = list(self.n_per_stratum)
+        return out
+
+
+def _as_values(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D sequence of numbers, got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{name}: {bad.size} value(s) are not finite numbers "
+                         f"(first at position {int(bad[0])}: {arr[bad[0]]!r})")
+    return arr
+
+
+def _strata_indices(strata: Sequence[Hashable] | None, n: int) -> list[np.ndarray]:
+    """Positions of each stratum, strata in order of first appearance."""
+    if strata is None:
+        return [np.arange(n)]
+    labels = list(strata)
+    if len(labels) != n:
+        raise ValueError(f"strata: {len(labels)} labels for {n} pairs; expected one per pair")
+    groups: dict[Hashable, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    return [np.asarray(pos) for pos in groups.values()]
+
+
+def _boot_means(d: np.ndarray, w: np.ndarray | None, n_boot: int, rng: np.random.Generator
+                ) -> np.ndarray:
+    """``n_boot`` (weighted) means of ``d`` resampled with replacement, chunked to bound
+    memory; with weights each draw takes its weight along."""
+    n = d.size
+    wd = d if w is None else w * d
+    rows = max(1, _CHUNK // n)
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, rows):
+        stop = min(n_boot, start + rows)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        out[start:stop] = wd[idx].mean(axis=1) if w is None else \
+            wd[idx].sum(axis=1) / w[idx].sum(axis=1)
+    return out
+
+
+def _check_settings(n_boot: int, confidence: float, statistic: Any, weights: Any) -> None:
+    if not (isinstance(n_boot, int) and n_boot >= 1):
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if not (statistic == "mean" or callable(statistic)):
+        raise ValueError(f"statistic must be 'mean' or a function, got {statistic!r}")
+    if weights is not None and statistic != "mean":
+        raise ValueError("weights go with statistic='mean' only")
+
+
+def _weighted_mean(x: np.ndarray, w: np.ndarray | None) -> float:
+    return float(x.mean() if w is None else (w * x).sum() / w.sum())
+
+
+def paired_bootstrap(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    strata: Sequence[Hashable] | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    statistic: str | Statistic = "mean",
+) -> PairedDiff:
+    """B − A over aligned per-example values, with a paired percentile-bootstrap interval.
+
+    a, b: values of the same examples in the same order (see :func:`align_pairs`).
+    strata: one label per pair (e.g. the seed); resampling stays inside each stratum and
+        the statistic is the mean over strata of the per-stratum differences (module doc).
+    weights: one positive weight per pair (e.g. its token count): the means become weighted
+        means ``sum(w * x) / sum(w)`` and a resampled pair keeps its weight.
+    statistic: ``"mean"`` (vectorised: ``mean(b) - mean(a)``), or a function
+        ``f(a_sample, b_sample) -> float`` giving the difference for one (re)sample of a
+        stratum's pairs (e.g. a refitted model's estimate); ``mean_a`` / ``mean_b`` are the
+        plain (or weighted) means either way.
+    Raises ValueError for mismatched lengths, no pairs, non-finite values, bad settings.
+    """
+    av, bv = _as_values(a, "a"), _as_values(b, "b")
+    if av.size != bv.size:
+        raise ValueError(f"a has {av.size} values and b has {bv.size}; paired values must "
+                         "come in pairs (align them with align_pairs)")
+    if av.size == 0:
+        raise ValueError("no pairs to compare")
+    _check_settings(n_boot, confidence, statistic, weights)
+    wv = None if weights is None else _as_values(weights, "weights")
+    if wv is not None and (wv.size != av.size or (wv <= 0).any()):
+        raise ValueError(f"weights: expected {av.size} positive numbers, one per pair")
+    groups = _strata_indices(strata, av.size)
+    rng = np.random.default_rng(seed)
+    point, boots = np.empty(len(groups)), np.empty((len(groups), n_boot))
+    means = np.empty((len(groups), 2))
+    for k, pos in enumerate(groups):
+        sa, sb, sw = av[pos], bv[pos], None if wv is None else wv[pos]
+        means[k] = _weighted_mean(sa, sw), _weighted_mean(sb, sw)
+        if statistic == "mean":
+            point[k] = _weighted_mean(sb - sa, sw)
+            boots[k] = _boot_means(sb - sa, sw, n_boot, rng)
+        else:
+            point[k] = float(statistic(sa, sb))
+            idx = rng.integers(0, pos.size, size=(n_boot, pos.size))
+            boots[k] = [float(statistic(sa[i], sb[i])) for i in idx]
+    dist = boots.mean(axis=0)
+    tail = (1.0 - confidence) / 2.0
+    low, high = (float(x) for x in np.quantile(dist, [tail, 1.0 - tail]))
+    return PairedDiff(
+        diff=float(point.mean()), ci_low=low, ci_high=high, n=int(av.size),
+        significant=bool(low > 0 or high < 0), mean_a=float(means[:, 0].mean()),
+        mean_b=float(means[:, 1].mean()), se=float(dist.std(ddof=1)) if n_boot > 1 else 0.0,
+        n_strata=len(groups), n_per_stratum=tuple(int(pos.size) for pos in groups),
+        confidence=confidence, n_boot=n_boot, seed=seed,
+    )
+
+
+def _examples(ids: Iterable[str], k: int = 3) -> str:
+    shown = [repr(i) for i in list(ids)[:k]]
+    return ", ".join(shown)
+
+
+def check_same_ids(a_ids: Iterable[str], b_ids: Iterable[str], *, what: str = "examples",
+                   a_name: str = "A", b_name: str = "B") -> None:
+    """Raise ValueError unless both sides have the same ids (none empty), naming the counts
+    and a few ids found on one side only."""
+    a_list, b_list = list(a_ids), list(b_ids)
+    if not a_list or not b_list:
+        raise ValueError(f"{a_name if not a_list else b_name} has no {what} to compare")
+    a_set, b_set = set(a_list), set(b_list)
+    only_a = [k for k in a_list if k not in b_set]
+    only_b = [k for k in b_list if k not in a_set]
+    if not (only_a or only_b):
+        return
+    parts = []
+    if only_a:
+        parts.append(f"{len(only_a)} of {a_name}'s {len(a_list)} {what} are not in {b_name} "
+                     f"(e.g. {_examples(only_a)})")
+    if only_b:
+        parts.append(f"{len(only_b)} of {b_name}'s {len(b_list)} {what} are not in {a_name} "
+                     f"(e.g. {_examples(only_b)})")
+    raise ValueError(f"{a_name} and {b_name} were not evaluated on the same {what}: "
+                     + "; ".join(parts) + ". A paired comparison needs the same set.")
+
+
+def align_pairs(
+    a: Mapping[str, float], b: Mapping[str, float], *, what: str = "examples",
+    a_name: str = "A", b_name: str = "B",
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Pair two ``{id: value}`` maps: (ids in A's order, A's values, B's values).
+
+    Raises ValueError when the id sets differ (:func:`check_same_ids`), when either map is
+    empty, or when a value is not a finite number (naming it).
+    """
+    check_same_ids(a, b, what=what, a_name=a_name, b_name=b_name)
+    ids = list(a)
+    for name, side in ((a_name, a), (b_name, b)):
+        for key in ids:
+            value = side[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise ValueError(f"{name}: {what[:-1] if what.endswith('s') else what} "
+                                 f"{key!r} has value {value!r}, not a finite number")
+    return ids, np.array([a[k] for k in ids], float), np.array([b[k] for k in ids], float)
+
+
+def group_mean_sd(values: Iterable[float]) -> tuple[float, float | None, int]:
+    """(mean, sample standard deviation, n) of a seed group's values; sd is None for n = 1.
+
+    Raises ValueError for no values or a value that is not a finite number.
+    """
+    vals = list(values)
+    if not vals:
+        raise ValueError("group_mean_sd: no values")
+    for i, v in enumerate(vals):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(float(v)):
+            raise ValueError(f"group_mean_sd: value {i} is {v!r}, not a finite number")
+    arr = np.asarray(vals, dtype=float)
+    sd = float(arr.std(ddof=1)) if arr.size > 1 else None
+    return float(arr.mean()), sd, int(arr.size)
+
+
+def _signed(x: float, digits: int) -> str:
+    text = f"{x:+.{digits}f}"
+    if float(text) == 0:
+        text = f"{0:.{digits}f}"  # no "-0.0" / "+0.0"
+    return text.replace("-", "\u2212")
+
+
+def format_interval(d: PairedDiff, *, digits: int = 1, scale: float = 1.0) -> str:
+    """``+2.1 [−3.0, +7.4]`` (values times ``scale``), Unicode minus signs."""
+    return (f"{_signed(d.diff * scale, digits)} "
+            f"[{_signed(d.ci_low * scale, digits)}, {_signed(d.ci_high * scale, digits)}]")

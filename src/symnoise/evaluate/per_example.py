@@ -1,0 +1,227 @@
+"""Per-example results of a run folder, as the comparisons pair them.
+
+Each reader takes a :class:`~symnoise.run.RunFolder` and returns ``{id: value}`` maps read
+from the files ``symnoise eval`` writes (named by role, :data:`symnoise.run.EVAL_FILES`):
+
+* :func:`heldout_losses`: example id -> clean loss, and example id -> its token count;
+* :func:`item_scores`: synthetic item id -> 100 (exact answer right) or 0;
+* :func:`output_lengths`: prompt -> characters of the model's output;
+* :func:`judged_prompts`: prompt -> the model's share of the judge's verdicts in points
+  (win 100, tie 50, loss 0; continuous AlpacaEval preferences in [1, 2] allowed, ``0``
+  read as a draw as alpaca_eval does; several rows of one prompt, e.g. both orders,
+  averaged; None when the prompt has no verdict), with the reference outputs, reference
+  generators and judges it was judged with.
+
+A prompt is its ``instruction``, followed by ``"\n\n" + input`` when a row has a non-empty
+``input``. A missing file raises :class:`MissingMetric` (the metric is skipped, with that
+reason); a bad row raises ValueError naming file, row and value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..run import RunFolder, read_jsonl
+
+__all__ = ["ANNOTATIONS", "JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
+           "judged_prompts", "load_per_example", "output_lengths"]
+
+ANNOTATIONS = "annotations.json"  # inside the run's eval_file("judge") folder (AlpacaEval's name)
+
+
+class MissingMetric(Exception):
+    """A run lacks the file a metric is read from (the metric is skipped, with this reason)."""
+
+
+def _need(run: RunFolder, role: str, what: str) -> Path:
+    path = run.eval_file(role)
+    if not path.exists():
+        raise MissingMetric(f"{run.path} has no {what} ({path} not found; run `symnoise eval`)")
+    return path
+
+
+def _put(out: dict[str, Any], key: str, value: Any, where: str) -> None:
+    if key in out:
+        raise ValueError(f"{where}: id {key!r} appears twice")
+    out[key] = value
+
+
+def _number(value: Any, name: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: '{name}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def heldout_losses(run: RunFolder) -> tuple[dict[str, float], dict[str, float]]:
+    """(example id -> clean loss, example id -> its token count)."""
+    path = _need(run, "heldout_losses", "per-example held-out losses")
+    losses: dict[str, float] = {}
+    tokens: dict[str, float] = {}
+    for i, row in enumerate(read_jsonl(path), start=1):
+        where = f"{path} row {i}"
+        key = _row_id(row, where)
+        _put(losses, key, _number(row.get("loss"), "loss", where), where)
+        tokens[key] = _number(row.get("n_tokens"), "n_tokens", where)
+        if tokens[key] <= 0:
+            raise ValueError(f"{where}: 'n_tokens' must be positive, got {row['n_tokens']!r}")
+    if not losses:
+        raise MissingMetric(f"{path} has no rows")
+    return losses, tokens
+
+
+def item_scores(run: RunFolder) -> dict[str, float]:
+    """Item id -> 100 when the exact answer is right, else 0."""
+    path = _need(run, "synthetic_items", "per-item exact-answer scores")
+    out: dict[str, float] = {}
+    for i, row in enumerate(read_jsonl(path), start=1):
+        where = f"{path} row {i}"
+        key, value = _row_id(row, where), row.get("correct")
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: 'correct' must be true or false, got {value!r}")
+        _put(out, key, 100.0 if value else 0.0, where)
+    if not out:
+        raise MissingMetric(f"{path} has no rows")
+    return out
+
+
+def _row_id(row: Mapping[str, Any], where: str) -> str:
+    key = row.get("id")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{where}: 'id' must be a non-empty string, got {key!r}")
+    return key
+
+
+def _prompt_key(row: Mapping[str, Any], where: str) -> str:
+    instruction = row.get("instruction")
+    if not isinstance(instruction, str):
+        raise ValueError(f"{where}: 'instruction' must be a string, got {instruction!r}")
+    extra = row.get("input")
+    return f"{instruction}\n\n{extra}" if isinstance(extra, str) and extra else instruction
+
+
+def _json_rows(path: Path) -> list[Any]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} row {i}: expected an object, got {type(row).__name__}")
+    return rows
+
+
+def output_lengths(run: RunFolder) -> dict[str, float]:
+    """Prompt -> characters of the model's eval output."""
+    path = _need(run, "outputs", "eval outputs")
+    out: dict[str, float] = {}
+    for i, row in enumerate(_json_rows(path)):
+        where = f"{path} row {i}"
+        text = row.get("output")
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: 'output' must be a string, got {text!r}")
+        _put(out, _prompt_key(row, where), float(len(text)), where)
+    if not out:
+        raise MissingMetric(f"{path} has no rows")
+    return out
+
+
+def _model_generator(run: RunFolder) -> str | None:
+    path = run.eval_file("outputs")
+    if not path.is_file():
+        return None
+    names = {row.get("generator") for row in _json_rows(path)}
+    return names.pop() if len(names) == 1 else None
+
+
+def _model_share(row: Mapping[str, Any], model_side: int, where: str) -> float | None:
+    """The model's share of one verdict (None: no verdict)."""
+    pref = row.get("preference")
+    if pref is None or (isinstance(pref, float) and math.isnan(pref)):
+        return None
+    if isinstance(pref, bool) or not isinstance(pref, (int, float)):
+        raise ValueError(f"{where}: 'preference' must be a number in [1, 2], got {pref!r}")
+    if pref == 0:  # alpaca_eval's other spelling of a draw
+        pref = 1.5
+    if not 1 <= pref <= 2:
+        raise ValueError(f"{where}: 'preference' must be in [1, 2] (1: output_1 better, 2: "
+                         f"output_2 better), got {pref!r}")
+    return float(pref) - 1 if model_side == 2 else 2 - float(pref)
+
+
+@dataclass
+class JudgedPrompts:
+    """What :func:`judged_prompts` reads from a run's judge annotations."""
+
+    shares: dict[str, float | None]  # prompt -> model's mean share in points; None: no verdict
+    reference: dict[str, str]  # prompt -> reference output
+    references: frozenset[str]  # reference generator names
+    judges: frozenset[str]  # annotator names
+
+
+def _model_sides(rows: list[dict[str, Any]], model_gen: str | None, path: Path) -> list[int]:
+    """Which output (1 or 2) is the model's in each row: the one whose generator is the
+    model's (its eval outputs' generator); else AlpacaEval's convention, output_2, which
+    symnoise's judge follows - unless rows swap generators, which then cannot be told."""
+    if model_gen is None:
+        firsts = {r.get("generator_1") for r in rows}
+        if len(firsts) > 1 and firsts & {r.get("generator_2") for r in rows}:
+            raise ValueError(f"{path}: rows put the same generators on both sides and the run "
+                             "has no eval outputs naming the model's generator: cannot tell "
+                             "which output is the model's")
+    sides = []
+    for row in rows:
+        g1, g2 = row.get("generator_1"), row.get("generator_2")
+        one = model_gen is not None and g1 == model_gen and g2 != model_gen
+        sides.append(1 if one else 2)
+    return sides
+
+
+def judged_prompts(run: RunFolder) -> JudgedPrompts:
+    path = _need(run, "judge", "judge annotations") / ANNOTATIONS
+    if not path.is_file():
+        raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
+    model_gen = _model_generator(run)
+    shares: dict[str, list[float]] = {}
+    out = JudgedPrompts({}, {}, frozenset(), frozenset())
+    refs, judges = set(), set()
+    rows = _json_rows(path)
+    for i, (row, side) in enumerate(zip(rows, _model_sides(rows, model_gen, path), strict=True)):
+        where = f"{path} row {i}"
+        key = _prompt_key(row, where)
+        ref_text = row.get(f"output_{3 - side}")
+        if out.reference.setdefault(key, ref_text) != ref_text:
+            raise ValueError(f"{where}: two different reference outputs for prompt {key[:60]!r}")
+        refs.add(str(row.get(f"generator_{3 - side}")))
+        if row.get("annotator") is not None:
+            judges.add(str(row["annotator"]))
+        share = _model_share(row, side, where)
+        shares.setdefault(key, [])
+        if share is not None:
+            shares[key].append(share)
+    if not shares:
+        raise MissingMetric(f"{path} has no rows")
+    out.shares = {k: (100.0 * sum(v) / len(v) if v else None) for k, v in shares.items()}
+    out.references, out.judges = frozenset(refs), frozenset(judges)
+    return out
+
+
+def load_per_example(run: RunFolder, metric: str) -> Any:
+    """The reader of ``metric`` (``heldout_loss``, ``exact_answer``, ``output_length``,
+    ``win_rate``) applied to ``run``."""
+    if metric == "heldout_loss":
+        return heldout_losses(run)
+    if metric == "exact_answer":
+        return item_scores(run)
+    if metric == "output_length":
+        return output_lengths(run)
+    if metric == "win_rate":
+        return judged_prompts(run)
+    raise ValueError(f"no per-example reader for metric {metric!r}; known: heldout_loss, "
+                     "exact_answer, output_length, win_rate")

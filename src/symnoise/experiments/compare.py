@@ -1,0 +1,519 @@
+"""``symnoise compare A B``: the difference B − A of every shared metric, with its interval.
+
+A side is one run folder or a group of run folders that differ only by seed: a glob, or a
+folder of runs (a sweep) narrowed by filters (``method``, ``alpha``, ``norm_match``,
+``dataset``, ``seed``, ``model``), given as ``PATH:key=value,...`` or as common filters for
+both sides. Runs of one side that differ in anything but the seed are refused, never
+averaged. Across sides runs are paired by seed (A-seed-s with B-seed-s); two single runs are
+paired whatever their seeds.
+
+Each metric is read per example from the run folders (:class:`symnoise.run.RunFolder`
+roles) and compared with :func:`symnoise.evaluate.paired.paired_bootstrap`, stratified by
+seed when there are several:
+
+* ``win_rate`` (points): the model's share of each prompt's judge verdicts against the
+  reference (1 win, 0.5 tie, 0 loss; continuous AlpacaEval preferences allowed; both orders
+  averaged), from ``eval/judge/annotations.json``. Both sides must have been judged by the
+  same judge against the same reference outputs. Prompts without a verdict on either side
+  are left out and counted.
+* ``lc_win_rate``: not available from these annotations (said so in the output).
+* ``heldout_loss`` (nats per token, lower is better): the clean loss of each held-out
+  example, weighted by its token count (the per-token mean, as the run's clean loss); a
+  resampled example keeps its weight. Both sides must count the same tokens per example.
+* ``exact_answer`` (points): per-item exact-answer correctness on the synthetic split.
+* ``output_length`` (characters): length of each eval output, paired by prompt.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
+from ..evaluate.per_example import JudgedPrompts, MissingMetric, load_per_example
+from ..noise import NORM_MATCHED, canonical_method
+from ..run import RunFolder, find_runs, run_dataset, run_setting
+
+__all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
+           "group_by_seed", "resolve_side", "setting_key", "side_label"]
+
+METRICS = ("win_rate", "lc_win_rate", "heldout_loss", "exact_answer", "output_length")
+_INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
+    "win_rate": ("win rate", "points", 1, "prompts"),
+    "lc_win_rate": ("length-controlled win rate", "points", 1, "prompts"),
+    "heldout_loss": ("held-out loss", "nats", 3, "examples"),
+    "exact_answer": ("exact-answer accuracy", "points", 1, "items"),
+    "output_length": ("output length", "chars", 0, "prompts"),
+}
+LC_NOTE = "length-controlled: not available from these annotations"
+_NOT_SETTING = ("seed", "output_dir", "resume")
+_FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
+_NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
+          "bernoulli": "Bernoulli", "symnoise": "SymNoise"}
+
+
+# -- what a side is ------------------------------------------------------------------------
+def _noise_setting(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The noise setting with fields that do not apply to the method dropped."""
+    s = run_setting(info)
+    if s["method"] == "none":
+        return {"method": "none"}
+    if s["method"] not in NORM_MATCHED:
+        s.pop("norm_match")
+    if s["method"] != "symnoise":
+        s.pop("symmetric_mode")
+    return s
+
+
+def setting_key(info: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything that makes a run what it is except its seed (and folder): the run's
+    ``config`` without ``seed``/``output_dir``/``resume``, with the noise setting reduced to
+    the fields its method uses (``none`` has no alpha). Runs with equal keys differ only by
+    seed."""
+    cfg = dict(info.get("config") or {})
+    for key in (*_NOT_SETTING, "method", "alpha", "norm_match", "symmetric_mode", "noise"):
+        cfg.pop(key, None)
+    return {**cfg, "noise": _noise_setting(info)}
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder]]:
+    """Runs grouped by :func:`setting_key` (groups in order of first appearance, each
+    sorted by seed): the runs of one group differ only by seed and may be averaged."""
+    groups: dict[str, list[RunFolder]] = {}
+    for run in runs:
+        rf = run if isinstance(run, RunFolder) else RunFolder(run)
+        groups.setdefault(_key_text(setting_key(rf.read_info())), []).append(rf)
+    return [sorted(g, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
+            for g in groups.values()]
+
+
+def side_label(info: Mapping[str, Any]) -> str:
+    """``none``, ``NEFTune α5``, ``SymNoise α5``, ``Gaussian α5 (no norm-match)``."""
+    s = _noise_setting(info)
+    method = s.get("method")
+    if method is None:
+        return "?"
+    text = _NAMES.get(method, str(method))
+    if method == "none":
+        return text
+    alpha = s.get("alpha")
+    text += f" α{alpha:g}" if isinstance(alpha, (int, float)) else ""
+    if s.get("norm_match") is False:
+        text += " (no norm-match)"
+    if s.get("symmetric_mode") not in (None, "concat"):
+        text += f" {s['symmetric_mode']}"
+    return text
+
+
+@dataclass
+class Side:
+    """One side of a comparison: runs that differ only by seed, sorted by seed."""
+
+    spec: str
+    runs: list[RunFolder]
+    label: str
+    key: dict[str, Any]
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [r.seed for r in self.runs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "label": self.label, "runs": [str(r.path) for r in self.runs],
+                "seeds": self.seeds}
+
+
+def _parse_filters(text: str, where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in _FILTERS:
+            raise ValueError(f"{where}: bad filter {part!r}; expected key=value with key one "
+                             f"of {', '.join(_FILTERS)}")
+        out[key] = value.strip()
+    return out
+
+
+def _split_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``PATH`` or ``PATH:key=value,...`` (filters after the last colon that has a '=')."""
+    path, sep, tail = spec.rpartition(":")
+    if sep and "=" in tail and path:
+        return path, _parse_filters(tail, spec)
+    return spec, {}
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{where}: norm_match must be true or false, got {value!r}")
+
+
+def _matches(run: RunFolder, filters: Mapping[str, Any], where: str) -> bool:
+    info = run.read_info()
+    s = run_setting(info)
+    for key, want in filters.items():
+        if key == "method":
+            if s["method"] != canonical_method(str(want)):
+                return False
+        elif key == "alpha":  # no-noise runs have no alpha: the filter does not apply
+            if s["method"] != "none" and not _same_number(s["alpha"], want, where):
+                return False
+        elif key == "norm_match":  # only methods that are norm-matched have the setting
+            if s["method"] in NORM_MATCHED and bool(s["norm_match"]) != _bool(want, where):
+                return False
+        elif key == "seed":
+            if not _same_number(run.seed, want, where):
+                return False
+        elif key == "dataset":
+            if run_dataset(info) != str(want):
+                return False
+        elif key == "model" and str((info.get("config") or {}).get("model")) != str(want):
+            return False
+    return True
+
+
+def _same_number(have: Any, want: Any, where: str) -> bool:
+    try:
+        target = float(want)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {want!r} is not a number") from None
+    return isinstance(have, (int, float)) and math.isclose(float(have), target)
+
+
+def _runs_of(path: str) -> list[RunFolder]:
+    if any(ch in path for ch in "*?["):
+        matches = sorted(glob.glob(path))
+        if not matches:
+            raise FileNotFoundError(f"{path}: the pattern matches nothing")
+        runs: list[RunFolder] = []
+        for m in matches:
+            if RunFolder(m).is_run():
+                runs.append(RunFolder(m))
+            elif Path(m).is_dir():
+                runs.extend(find_runs(m))
+        return runs
+    folder = RunFolder(path)
+    if folder.is_run():
+        return [folder]
+    if not folder.path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run folder or folder of runs")
+    return find_runs(folder.path)
+
+
+def _describe(runs: Sequence[RunFolder], limit: int = 6) -> str:
+    labels = sorted({f"{side_label(r.read_info())} ({r.dataset})" for r in runs})
+    more = f", ... ({len(labels) - limit} more)" if len(labels) > limit else ""
+    return ", ".join(labels[:limit]) + more
+
+
+def _key_difference(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) -> str:
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            diffs.append(f"{key}: {a.get(key)!r} vs {b.get(key)!r}")
+    more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
+
+
+def resolve_side(spec: str | Sequence[str | Path | RunFolder], *, name: str = "A",
+                 filters: Mapping[str, Any] | None = None) -> Side:
+    """The runs of one side: a run folder, a glob, a folder of runs, or a list of run
+    folders; narrowed by ``filters`` and by ``PATH:key=value,...`` (which wins).
+
+    Raises FileNotFoundError when nothing is found, ValueError when no run matches the
+    filters, when the runs differ in more than the seed, or when a seed appears twice.
+    """
+    if isinstance(spec, (str, Path)):
+        path, own = _split_spec(str(spec))
+        runs, text = _runs_of(path), str(spec)
+    else:
+        own, runs = {}, [r if isinstance(r, RunFolder) else RunFolder(r) for r in spec]
+        text = ", ".join(str(r.path) for r in runs)
+    if not runs:
+        raise FileNotFoundError(f"{name} ({text}): no run folders found")
+    wanted = {**{k: v for k, v in (filters or {}).items() if v is not None}, **own}
+    kept = [r for r in runs if _matches(r, wanted, f"{name} ({text})")]
+    if not kept:
+        shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
+        raise ValueError(f"{name} ({text}): none of the {len(runs)} runs matches {shown}; "
+                         f"found: {_describe(runs)}")
+    groups = group_by_seed(kept)
+    if len(groups) > 1:
+        first, other = groups[0][0], groups[1][0]
+        raise ValueError(
+            f"{name} ({text}): the {len(kept)} runs differ in more than the seed ({len(groups)} "
+            f"settings: {_describe(kept)}); e.g. {first.path} vs {other.path}: "
+            f"{_key_difference(setting_key(first.read_info()), setting_key(other.read_info()))}"
+            ". Runs of one side are only ever averaged over seeds: narrow it with filters "
+            "(e.g. PATH:method=symnoise,alpha=5).")
+    seeds = [r.seed for r in groups[0]]
+    twice = sorted({str(s) for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"{name} ({text}): seed {', '.join(twice)} appears in more than one "
+                         f"run ({', '.join(str(r.path) for r in groups[0])}); keep one per seed")
+    info = groups[0][0].read_info()
+    return Side(spec=text, runs=groups[0], label=side_label(info), key=setting_key(info))
+
+
+# -- the comparison ---------------------------------------------------------------------------
+@dataclass
+class MetricComparison:
+    """B − A of one metric: ``result`` (None when skipped, with ``skipped`` saying why)."""
+
+    metric: str
+    a_label: str
+    b_label: str
+    result: PairedDiff | None = None
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unit(self) -> str:
+        return _INFO[self.metric][1]
+
+    def n_text(self) -> str:
+        if self.result is None:
+            return ""
+        what, per = _INFO[self.metric][3], self.result.n_per_stratum
+        if len(per) == 1:
+            return f"n = {per[0]} {what}"
+        if len(set(per)) == 1:
+            return f"n = {per[0]} {what} × {len(per)} seeds"
+        return f"n = {self.result.n} {what} over {len(per)} seeds ({', '.join(map(str, per))})"
+
+    def line(self) -> str:
+        """``SymNoise α5 − NEFTune α5 win rate: +2.1 points [−3.0, +7.4], not significant
+        (n = 100 prompts × 3 seeds)``."""
+        name, unit, digits, _ = _INFO[self.metric]
+        head = f"{self.b_label} − {self.a_label} {name}"
+        if self.result is None:
+            return f"{head}: skipped ({self.skipped})"
+        d = self.result
+        text = format_interval(d, digits=digits)
+        value, interval = text.split(" ", 1)
+        verdict = "significant" if d.significant else "not significant"
+        lower = " (lower is better)" if self.metric == "heldout_loss" else ""
+        return f"{head}: {value} {unit} {interval}, {verdict} ({self.n_text()}){lower}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"metric": self.metric, "a": self.a_label, "b": self.b_label,
+                               "unit": self.unit}
+        keys = ("diff", "ci_low", "ci_high", "n", "significant", "mean_a", "mean_b", "se",
+                "n_per_stratum", "confidence", "n_boot")
+        if self.result is not None:
+            res = self.result.to_dict()
+            out.update({k: res[k] for k in keys})
+            out["n_seeds"] = res["n_strata"]
+        else:
+            out.update(dict.fromkeys(keys))
+        out.update(line=self.line(), skipped=self.skipped, notes=list(self.notes))
+        return out
+
+
+def _pairs(a: Side, b: Side, common_seeds: bool) -> tuple[list[tuple[RunFolder, RunFolder]],
+                                                           str | None]:
+    """(A run, B run) pairs by seed, and a note naming seeds left out (``common_seeds``)."""
+    if len(a.runs) == 1 and len(b.runs) == 1:
+        return [(a.runs[0], b.runs[0])], None
+    by_seed = {str(r.seed): r for r in b.runs}
+    pairs = [(r, by_seed[str(r.seed)]) for r in a.runs if str(r.seed) in by_seed]
+    if len(pairs) == len(a.runs) == len(b.runs):
+        return pairs, None
+    if not common_seeds or not pairs:
+        raise ValueError(f"A ({a.label}) has seeds {a.seeds} and B ({b.label}) has seeds "
+                         f"{b.seeds}: runs are paired by seed, so both sides need the same seeds"
+                         + ("" if common_seeds else " (or pass common_seeds / --common-seeds)"))
+    used = {str(ra.seed) for ra, _ in pairs}
+    left = [f"{n} seed(s) {[s for s in side.seeds if str(s) not in used]}"
+            for n, side in (("A", a), ("B", b)) if len(side.runs) > len(used)]
+    return pairs, "paired on the common seeds only; left out: " + ", ".join(left)
+
+
+def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
+    """Every run judged by the same judge against the same reference outputs."""
+    run0, first = judged[0]
+    for run, j in judged[1:]:
+        if j.references != first.references:
+            raise ValueError(f"win rate: {run0.path} was judged against {sorted(first.references)}"
+                             f" and {run.path} against {sorted(j.references)}: a paired "
+                             "comparison needs the same reference")
+        if j.judges != first.judges:
+            raise ValueError(f"win rate: {run0.path} was judged by {sorted(first.judges)} and "
+                             f"{run.path} by {sorted(j.judges)}: a comparison needs one judge")
+        differ = [k for k in first.reference if k in j.reference
+                  and j.reference[k] != first.reference[k]]
+        if differ:
+            raise ValueError(f"win rate: {len(differ)} prompts have different reference outputs "
+                             f"in {run0.path} and {run.path} (e.g. {differ[0][:60]!r}): a "
+                             "paired comparison needs the same reference outputs")
+
+
+def _values(data: Any) -> dict[str, float | None]:
+    if isinstance(data, JudgedPrompts):
+        return data.shares
+    return data[0] if isinstance(data, tuple) else data
+
+
+def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) -> list[float]:
+    """Token counts of held-out examples (one weight per pair; both sides must agree)."""
+    if not isinstance(da, tuple):
+        return [1.0] * len(keep)
+    wa, wb = da[1], db[1]
+    differ = [k for k in keep if wa[k] != wb[k]]
+    if differ:
+        k = differ[0]
+        raise ValueError(f"held-out loss: {len(differ)} examples have different token counts in "
+                         f"A ({ra.path}) and B ({rb.path}), e.g. {k!r}: {wa[k]:g} vs {wb[k]:g}; "
+                         "losses over different tokenisations cannot be compared per token")
+    return [wa[k] for k in keep]
+
+
+def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, RunFolder]],
+                    boot: Mapping[str, Any]) -> MetricComparison:
+    out = MetricComparison(metric, a.label, b.label)
+    if metric == "lc_win_rate":
+        out.skipped = LC_NOTE
+        return out
+    loaded: list[tuple[Any, Any]] = []
+    try:
+        for ra, rb in pairs:
+            loaded.append((load_per_example(ra, metric), load_per_example(rb, metric)))
+    except MissingMetric as exc:
+        out.skipped = str(exc)
+        return out
+    if metric == "win_rate":
+        _check_reference([(r, d) for (ra, rb), (da, db) in zip(pairs, loaded, strict=True)
+                          for r, d in ((ra, da), (rb, db))])
+    xs: list[float] = []
+    ys: list[float] = []
+    ws: list[float] = []
+    strata: list[str] = []
+    what = _INFO[metric][3]
+    for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
+        va, vb = _values(da), _values(db)
+        check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
+        keep = [k for k in va if va[k] is not None and vb[k] is not None]
+        if len(keep) < len(va):
+            out.notes.append(f"seed {ra.seed}: {len(va) - len(keep)} of {len(va)} {what} have "
+                             "no verdict on one side and are left out")
+        if not keep:
+            raise ValueError(f"{metric}: no {what} with a verdict on both sides for "
+                             f"{ra.path} and {rb.path}")
+        xs += [va[k] for k in keep]
+        ys += [vb[k] for k in keep]
+        ws += _weights(da, db, keep, ra, rb)
+        strata += [str(ra.seed)] * len(keep)
+    out.result = paired_bootstrap(xs, ys, strata=strata if len(pairs) > 1 else None,
+                                  weights=ws if metric == "heldout_loss" else None, **boot)
+    return out
+
+
+@dataclass
+class Comparison:
+    """The outcome of :func:`compare`: both sides and one :class:`MetricComparison` each."""
+
+    a: Side
+    b: Side
+    metrics: list[MetricComparison]
+
+    @property
+    def compared(self) -> list[MetricComparison]:
+        return [m for m in self.metrics if m.result is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a.to_dict(), "b": self.b.to_dict(),
+                "metrics": {m.metric: m.to_dict() for m in self.metrics}}
+
+    def format_table(self) -> str:
+        return format_comparison(self)
+
+
+def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[str | Path | RunFolder],
+                 *, metrics: Sequence[str] | None = None, n_boot: int = 2000,
+                 confidence: float = 0.95, seed: int = 0, common_seeds: bool = False
+                 ) -> list[MetricComparison]:
+    """B − A for each metric (default: all of :data:`METRICS`); a side is a :class:`Side`
+    or a list of run folders that differ only by seed. Metrics a side lacks come back with
+    ``skipped`` set. ``common_seeds``: when the sides' seeds differ, pair the seeds both
+    have (noted in each result) instead of refusing. Raises ValueError for mismatched
+    prompts/examples, different judges or references, sides that differ in more than the
+    seed, or seeds that do not pair."""
+    sa = a if isinstance(a, Side) else resolve_side(a, name="A")
+    sb = b if isinstance(b, Side) else resolve_side(b, name="B")
+    wanted = list(metrics or METRICS)
+    unknown = [m for m in wanted if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; expected one of: {', '.join(METRICS)}")
+    if sa.label == sb.label:
+        _disambiguate(sa, sb)
+    pairs, note = _pairs(sa, sb, common_seeds)
+    boot = {"n_boot": n_boot, "confidence": confidence, "seed": seed}
+    rows = [_compare_metric(m, sa, sb, pairs, boot) for m in wanted]
+    for row in rows:
+        row.notes[:0] = [note] if note else []
+    return rows
+
+
+def _disambiguate(a: Side, b: Side) -> None:
+    """Two sides with the same noise label: name what else differs (or their folders)."""
+    differ = [k for k in sorted(set(a.key) | set(b.key)) if a.key.get(k) != b.key.get(k)]
+    if differ:
+        a.label += " [" + ", ".join(f"{k}={a.key.get(k)}" for k in differ[:2]) + "]"
+        b.label += " [" + ", ".join(f"{k}={b.key.get(k)}" for k in differ[:2]) + "]"
+    else:
+        a.label, b.label = f"A: {a.label}", f"B: {b.label}"
+
+
+def compare(a: str | Sequence[str | Path | RunFolder], b: str | Sequence[str | Path | RunFolder],
+            *, metrics: Sequence[str] | None = None, method: str | None = None,
+            alpha: float | None = None, norm_match: bool | None = None,
+            dataset: str | None = None, n_boot: int = 2000, confidence: float = 0.95,
+            seed: int = 0, common_seeds: bool = False) -> Comparison:
+    """Resolve both sides (``method``/``alpha``/``norm_match``/``dataset`` filter both; a
+    spec's own ``PATH:key=value,...`` wins) and compare them metric by metric."""
+    filters = {"method": method, "alpha": alpha, "norm_match": norm_match, "dataset": dataset}
+    sa = resolve_side(a, name="A", filters=filters)
+    sb = resolve_side(b, name="B", filters=filters)
+    rows = compare_runs(sa, sb, metrics=metrics, n_boot=n_boot, confidence=confidence,
+                        seed=seed, common_seeds=common_seeds)
+    return Comparison(sa, sb, rows)
+
+
+def format_comparison(c: Comparison) -> str:
+    """A plain table: one row per metric, then the plain-language lines and notes."""
+    level = next((m.result.confidence for m in c.compared), 0.95)
+    head = ["metric", "unit", c.a.label, c.b.label, "B − A", f"{level:.0%} interval", "n",
+            "significant"]
+    rows = [head]
+    for m in c.metrics:
+        if m.result is None:
+            rows.append([m.metric, m.unit, "-", "-", "-", "-", "-", "skipped"])
+            continue
+        d, digits = m.result, _INFO[m.metric][2]
+        value, interval = format_interval(d, digits=digits).split(" ", 1)
+        rows.append([m.metric, m.unit, f"{d.mean_a:.{digits}f}", f"{d.mean_b:.{digits}f}",
+                     value, interval, m.n_text().removeprefix("n = "),
+                     "yes" if d.significant else "no"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines += ["", f"A: {c.a.label} ({len(c.a.runs)} run(s), seeds {c.a.seeds})",
+              f"B: {c.b.label} ({len(c.b.runs)} run(s), seeds {c.b.seeds})", ""]
+    lines += [m.line() for m in c.metrics]
+    lines += [f"note ({m.metric}): {n}" for m in c.metrics for n in m.notes]
+    return "\n".join(lines)
