@@ -416,3 +416,40 @@ def test_published_tables_and_matching_reference_rows(tmp_path):
     t4 = got[("symnoise α=5/√3 [model=meta-llama/Llama-2-7b-hf]", "avg_words", "176.26")]
     assert t4[3].startswith("175.00 ± ")
     assert not any("tiny" in r[0] for r in m.rows)  # another model: no published number
+
+
+def _annotate(run: Path, prefs: dict[str, float], judge: str = "openai:gpt-4") -> None:
+    """AlpacaEval annotations (output_1 the reference, output_2 the model; preference 2:
+    the model wins) and the outputs they judged."""
+    gen = run.name
+    outputs = [{"instruction": p, "output": f"answer {p}", "generator": gen} for p in prefs]
+    (run / "eval" / "outputs.json").write_text(json.dumps(outputs))
+    rows = [{"instruction": p, "output_1": f"ref {p}", "output_2": f"answer {p}",
+             "generator_1": "text_davinci_003", "generator_2": gen, "preference": v,
+             "annotator": judge} for p, v in prefs.items()]
+    (run / "eval" / "judge" / "annotations.json").write_text(json.dumps(rows))
+
+
+def test_table1_differences_from_no_noise_with_intervals(tmp_path):
+    root = tmp_path / "runs"
+    prompts = [f"q{i}" for i in range(40)]
+    for seed in (0, 1):
+        none = make_run(root, f"none-s{seed}", method="none", seed=seed, win_rate=25.0)
+        _annotate(none, {p: 2.0 if i % 4 == 0 else 1.0 for i, p in enumerate(prompts)})
+        same = make_run(root, f"uni-s{seed}", method="uniform", seed=seed, win_rate=25.0)
+        _annotate(same, {p: 2.0 if i % 4 == 0 else 1.0 for i, p in enumerate(prompts)})
+        better = make_run(root, f"sym-s{seed}", method="symnoise", seed=seed, win_rate=75.0)
+        _annotate(better, {p: 1.0 if i % 4 == 0 else 2.0 for i, p in enumerate(prompts)})
+    res = build_report(root)
+    t = res.tables["table1_vs_none"]
+    rows = md_table(t.to_markdown())
+    assert rows["uniform α=5"] == ["+0.0 [+0.0, +0.0]"]  # identical answers: no difference
+    sym = rows["symnoise α=5/√3"][0]
+    assert sym.startswith("+50.0 [") and sym.endswith("]*")  # +50 points, significant
+    data = {r["row"]: r for r in read_csv(res.files["table1_vs_none_csv"])}
+    assert float(data["symnoise α=5/√3"]["diff"]) == pytest.approx(50.0)
+    assert float(data["symnoise α=5/√3"]["ci_low"]) > 0
+    assert data["symnoise α=5/√3"]["significant"] == "True"
+    assert data["symnoise α=5/√3"]["n"] == "80"  # 40 prompts x 2 seeds
+    assert data["uniform α=5"]["significant"] == "False"
+    assert t.to_markdown() in res.files["report_md"].read_text()

@@ -64,7 +64,7 @@ class ReportResult:
         runs, the files."""
         out = [f"{len(self.runs)} run(s) under {self.runs_dir}"
                + (f", {len(self.skipped)} skipped" if self.skipped else "")]
-        for name in ("table1", "judged", "synthetic", "runs"):
+        for name in ("table1", "table1_vs_none", "judged", "synthetic", "runs"):
             t = self.tables.get(name)
             if t is not None and t.rows:
                 out += ["", t.title, t.to_markdown().rstrip()]
@@ -111,10 +111,11 @@ def _read_runs(runs_dir: Path, out: Path) -> tuple[list[RunRecord], list[dict[st
     return runs, skipped
 
 
-def _tables(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool
-            ) -> dict[str, Table]:
-    out = {"table1": tables.table1(runs, datasets, comparable), "judged": tables.judged(runs),
-           "ablation": tables.ablation(runs)}
+def _tables(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool,
+            notes: list[str]) -> dict[str, Table]:
+    out = {"table1": tables.table1(runs, datasets, comparable),
+           "table1_vs_none": tables.table1_vs_none(runs, datasets, notes),
+           "judged": tables.judged(runs), "ablation": tables.ablation(runs)}
     out.update((t.name, t) for t in tables.length_tables(runs, datasets))
     out.update(openllm=tables.openllm(runs), synthetic=tables.synthetic(runs),
                runs=tables.runs_table(runs))
@@ -143,7 +144,7 @@ def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> 
     notes: list[str] = [n for r in runs for n in r.notes]
     datasets = dataset_order(r.dataset for r in runs)
     comparable, why_not = _comparable(runs)
-    all_tables = _tables(runs, datasets, comparable)
+    all_tables = _tables(runs, datasets, comparable, notes)
     files: dict[str, Path] = {}
     for name, table in all_tables.items():
         table.write_csv(out / f"{name}.csv")
@@ -209,6 +210,8 @@ def _report_markdown(result: ReportResult, why_not: str) -> str:
     if not judges:
         lines += ["No run has a win rate: every Table 1 cell is '-'. The synthetic "
                   "exact-answer score below is the judge-free measure.", ""]
+    lines += _section(t["table1_vs_none"], "No noisy row has a win rate to compare with the "
+                      "no-noise row.")
     lines += _section(t["judged"], "No judged runs.")
     lines += _figure(result, "fig_win_rate.png")
     lines += _section(t["ablation"], "No runs.") + _figure(result, "fig_win_rate_vs_length.png")

@@ -18,7 +18,7 @@ from .tables import MISSING, Table, cell, fmt, mean, number, sd
 
 __all__ = ["JUDGE_NOTE", "ablation", "grid_rows", "grid_table", "judged", "length_tables",
            "openllm", "paper_matches", "paper_table", "published_tables", "runs_table",
-           "synthetic", "table1"]
+           "synthetic", "table1", "table1_vs_none"]
 
 JUDGE_NOTE = ("†: the judge of this win rate was not checked (symnoise judge-check); ‡: its "
               "check found it not usable. Such numbers are not to be trusted as they stand.")
@@ -373,4 +373,51 @@ def paper_matches(runs: Sequence[RunRecord]) -> Table:
                                f"{label}: {v.row}", v.judge or MISSING, ", ".join(v.versions)])
             table.data.append([r.label, r.dataset, v.metric, mean(vals), sd(vals), len(vals),
                                v.value, f"{label}: {v.row}", v.judge, ",".join(v.versions)])
+    return table
+
+
+def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: list[str]
+                   ) -> Table:
+    """Table 1's noisy rows as differences from the no-noise row (same dataset and
+    variant): win rate B − A in points with its 95% interval, a paired bootstrap over the
+    judged prompts stratified by seed (:func:`symnoise.experiments.compare.compare_runs`).
+    ``*``: significant, i.e. the interval excludes 0. A cell that cannot be paired is ``-``
+    and ``notes`` says why."""
+    from .compare import compare_runs
+
+    rows = grid_rows(runs)
+    base = {g.variant: g for g in rows if g.method == "none"}
+    table = Table("table1_vs_none", "Table 1: difference from the no-noise row (win-rate "
+                  "points, 95% interval)", ["method", *datasets], [],
+                  ["row", "dataset", "diff", "ci_low", "ci_high", "n", "significant"], [],
+                  "B − A per dataset, A the no-noise row: paired bootstrap over prompts "
+                  "(stratified by seed); * significant: the 95% interval excludes 0. "
+                  + JUDGE_NOTE)
+    for g in rows:
+        if g.method == "none" or g.variant not in base:
+            continue
+        shown = [g.label()]
+        for d in datasets:
+            a = [r for r in base[g.variant].runs.get(d, []) if r.win_rate is not None]
+            b = [r for r in g.runs.get(d, []) if r.win_rate is not None]
+            diff = None
+            if a and b:
+                try:
+                    mc = compare_runs([r.path for r in a], [r.path for r in b],
+                                      metrics=["win_rate"])[0]
+                except ValueError as exc:
+                    notes.append(f"{g.label()} vs none on {d}: no interval ({exc})")
+                    mc = None
+                if mc is not None and mc.result is None:
+                    notes.append(f"{g.label()} vs none on {d}: no interval ({mc.skipped})")
+                diff = mc.result if mc is not None else None
+            if diff is None:
+                shown.append(MISSING)
+                continue
+            star = "*" if diff.significant else ""
+            shown.append(f"{diff.diff:+.1f} [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]{star}"
+                         + _mark(a + b))
+            table.data.append([g.label(), d, diff.diff, diff.ci_low, diff.ci_high, diff.n,
+                               diff.significant])
+        table.rows.append(shown)
     return table

@@ -38,19 +38,20 @@ def sd(values: Sequence[float]) -> float | None:
 
 def cell(values: Sequence[float], digits: int, *notes: str, mark: str = "") -> str:
     """Runs that differ only by seed: ``mean ± sd (n=k)``; one run: its value. ``notes``
-    (e.g. ``α=5``) go in the parentheses; ``mark`` right after the number."""
+    (e.g. ``α=5``) go in the parentheses; ``mark`` right after the numbers."""
     if not values:
         return MISSING
-    text = fmt(mean(values), digits) + mark
+    text = fmt(mean(values), digits)
     if len(values) > 1:
         text += f" ± {sd(values):.{digits}f}"
+    text += mark
     extras = [e for e in (*notes, f"n={len(values)}" if len(values) > 1 else "") if e]
     return f"{text} ({', '.join(extras)})" if extras else text
 
 
 def _numeric(cells: Sequence[str]) -> bool:
     """True when every present cell of a column starts like a number (or an interval)."""
-    return all(c[:1].isdigit() or c[:1] == "[" or (c[:1] == "-" and c[1:2].isdigit())
+    return all(c[:1].isdigit() or c[:1] == "[" or (c[:1] in "-+" and c[1:2].isdigit())
                for c in cells if c != MISSING)
 
 
