@@ -75,7 +75,7 @@ def make_judge(
     batch_size: int = 8,
     concurrency: int = 4,
     timeout: float = 120.0,
-    max_tokens: int = 16,
+    max_tokens: int = 8,
     device: str | None = None,
     dtype: str | None = None,
 ) -> Judge:

@@ -81,7 +81,7 @@ class OpenAIJudge(Judge):
         max_retries: int = 5,
         timeout: float = 120.0,
         concurrency: int = 4,
-        max_tokens: int = 16,
+        max_tokens: int = 8,
         top_logprobs: int = 20,
         logprobs: bool = True,
     ) -> None:
