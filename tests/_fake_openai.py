@@ -3,7 +3,8 @@
 ``FakeAPI.reply(messages)`` gives the reply text; ``FakeAPI.top(messages, body)``, when set,
 gives the first reply token's top log-probabilities as ``[(token, logprob), ...]`` (sent
 when the request asks for ``logprobs``). ``/extras/tokenize`` (llama-cpp-python's) maps the
-label spellings to ids 1-4 (:data:`LABEL_IDS`); a request with a ``logit_bias`` gets the
+label spellings to ids 1-4 (:data:`LABEL_IDS`), another single character to its code
+point, anything longer to two ids; a request with a ``logit_bias`` gets the
 biased labels' reply from ``FakeAPI.restricted(messages)``.
 """
 
@@ -63,9 +64,10 @@ def serve(state: FakeAPI) -> Iterator[FakeAPI]:
                     {"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
                 failing = len(state.chat_requests) <= state.fail_first
             if self.path == "/extras/tokenize" and state.tokenize:
-                return self._send(200, {"tokens": [LABEL_IDS.get(body["input"], 99), 98]
-                                        if body["input"] not in LABEL_IDS
-                                        else [LABEL_IDS[body["input"]]]})
+                text = body["input"]
+                ids = ([LABEL_IDS[text]] if text in LABEL_IDS else [ord(text)] if len(text) == 1
+                       else [99, 98])
+                return self._send(200, {"tokens": ids})
             if self.path != "/v1/chat/completions":
                 return self._send(404, {"error": "not found"})
             if failing:

@@ -199,7 +199,7 @@ def annotate(
     annotations = [_annotation(p, found.get((p.instruction, p.reference["output"],
                                              p.model["output"])) or {},
                                annotator=annotator, judge=judge, model_name=model_name,
-                               reference_name=reference_name) for p in pairs]
+                               reference_name=reference_name, seed=seed) for p in pairs]
     report = build_report(annotations, name=model_name, reference_name=reference_name,
                           judge=judge, annotator=annotator, n_judgments=len(pairs),
                           n_requested=judge_obj.n_requests, n_unmatched_references=n_unmatched,
@@ -207,8 +207,17 @@ def annotate(
     return write_results(report, annotations, out_dir)
 
 
+def is_switched(instruction: str, seed: int) -> bool:
+    """Whether alpaca_eval showed output_2 first for ``instruction``: its own seeded rule
+    (``RandomSwitchTwoColumnsProcessor``, switch column ``is_switched_outputs``), which it
+    applies and drops without returning it."""
+    utils = load_alpaca_eval().utils
+    return bool(utils.random_seeded_choice(seed="is_switched_outputs" + instruction + str(seed),
+                                           choices=[False, True]))
+
+
 def _annotation(pair: Any, found: dict[str, Any], *, annotator: str, judge: str,
-                model_name: str, reference_name: str) -> dict[str, Any]:
+                model_name: str, reference_name: str, seed: int) -> dict[str, Any]:
     pref = found.get("preference")
     ok = pref is not None and pref == pref  # NaN is alpaca_eval's "no annotation"
     raw = found.get("preference_raw_completion")
@@ -223,7 +232,7 @@ def _annotation(pair: Any, found: dict[str, Any], *, annotator: str, judge: str,
         "annotator": annotator, "judge": judge, "raw_completion": raw,
         "status": "ok" if ok else "unparseable",
         "judgments": [{"method": method, "preference": float(pref) if ok else None}],
-        "is_switched_outputs": found.get("is_switched_outputs"),
+        "is_switched_outputs": is_switched(pair.instruction, seed),
     }
 
 

@@ -184,10 +184,10 @@ def run_judge_check(
 def _judge_alpaca_eval(judge: str, pairs: Sequence[Mapping[str, Any]], annotator: str,
                        base_url: str | None, out_dir: Path | None) -> list[float | None]:
     """Both orders through AlpacaEval's annotator: output_1 is shown first unless
-    alpaca_eval switched the pair (``is_switched_outputs``)."""
+    alpaca_eval switched the pair (:func:`~symnoise.evaluate.annotators.is_switched`)."""
     import tempfile
 
-    from .annotators import ALPACA_EVAL_CACHE, _pairwise_annotator
+    from .annotators import ALPACA_EVAL_CACHE, _pairwise_annotator, is_switched
     from .openai_judge import OpenAIJudge
 
     judge_obj = make_judge(judge, base_url)
@@ -211,7 +211,8 @@ def _judge_alpaca_eval(judge: str, pairs: Sequence[Mapping[str, Any]], annotator
             p_first.append(None)
             continue
         p_output_1 = 2.0 - float(pref)  # preference 1: output_1 better
-        p_first.append(1.0 - p_output_1 if a.get("is_switched_outputs") else p_output_1)
+        switched = is_switched(row["instruction"], 0)
+        p_first.append(1.0 - p_output_1 if switched else p_output_1)
     return p_first
 
 
