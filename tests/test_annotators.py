@@ -110,9 +110,9 @@ def test_cli_judge_with_an_annotator_prints_the_leaderboard_columns(api: FakeAPI
             "--annotator", "weighted_alpaca_eval_gpt4_turbo", "--output-dir", str(tmp_path / "o")]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)  # alpaca_eval's progress bars go to stderr
     assert set(LEADERBOARD_COLUMNS) <= set(out) and out["lc_variant"] == LC_OFFLINE
     assert out["annotator"] == "weighted_alpaca_eval_gpt4_turbo" and out["n_total"] == 7
     assert out["unparseable_share"] == 0.0
-    table = CliRunner().invoke(app, args).output
+    table = CliRunner().invoke(app, args).stdout
     assert "unparseable: 0/7" in table and "no-instruction-difficulty (offline)" in table

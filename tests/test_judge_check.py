@@ -113,7 +113,7 @@ def test_cli_json(api: FakeAPI, tmp_path: Path) -> None:
                                       api.url, "--reference-outputs", str(ref), "--n", "6",
                                       "--json"])
     assert result.exit_code == 0, result.output
-    check = json.loads(result.output)
+    check = json.loads(result.stdout)
     assert {"accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"} <= set(check)
     assert check["usable"] is False and check["n_pairs"] == 6
 
