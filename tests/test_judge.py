@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from _fake_openai import FakeAPI, serve
-from _llama_server import llama_server  # noqa: F401  (pytest fixture)
 
 from symnoise.evaluate import judge as J
 from symnoise.evaluate.judge_prompts import (
@@ -702,7 +701,7 @@ def test_hf_judge_chat_template_and_model_subfolder(tmp_path: Path) -> None:
 
 
 @pytest.mark.server
-def test_llama_cpp_server_judge(llama_server: str, tmp_path: Path) -> None:  # noqa: F811
+def test_llama_cpp_server_judge(llama_server: str, tmp_path: Path) -> None:
     model = [
         {"instruction": "What is the capital of France?", "output": "Paris.", "generator": "m"},
         {"instruction": "Add 2 and 3.", "output": "5", "generator": "m"},

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from _fake_openai import FakeAPI, serve
-from _llama_server import llama_server  # noqa: F401  (pytest fixture)
 from typer.testing import CliRunner
 
 from symnoise.cli import app
@@ -119,7 +118,7 @@ def test_cli_json(api: FakeAPI, tmp_path: Path) -> None:
 
 
 @pytest.mark.server
-def test_llama_cpp_server_check(llama_server: str) -> None:  # noqa: F811
+def test_llama_cpp_server_check(llama_server: str) -> None:
     check = run_judge_check("openai:smollm2", REFERENCE, base_url=llama_server, n=2,
                             judge_options={"concurrency": 1})
     # Log-probabilities exist: no verdict goes missing.
