@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from symnoise.data import DataError
+from symnoise.generate import read_outputs as generate_read_outputs
 from symnoise.outputs import (
     OutputsError,
     for_alpaca_eval,
@@ -43,8 +44,10 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     bad.write_text(json.dumps([{**ROWS[1], "input": 3}]))
     with pytest.raises(OutputsError, match=r"entry 0: 'input' must be a string or null"):
         read_outputs(bad)
-    with pytest.raises(DataError):  # OutputsError is a DataError (and a ValueError)
+    with pytest.raises(ValueError, match="missing the 'instruction' field"):
         read_rows([{"output": "x"}], fields=("instruction",))
+    with pytest.raises(DataError, match=r"bad\.json: entry 0: 'input' must be"):
+        generate_read_outputs(bad)  # generate's callers keep getting a DataError
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="model_outputs.json or model_outputs.jsonl"):
         read_outputs(tmp_path / "empty")

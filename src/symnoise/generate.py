@@ -413,10 +413,14 @@ def meta_path(output: str | Path) -> Path:
 
 def read_outputs(path: str | Path) -> list[dict[str, Any]]:
     """Entries of a model-outputs file (:func:`symnoise.outputs.read_outputs`): objects with
-    ``instruction`` and ``output``; OutputsError (a DataError) naming the file and row."""
+    ``instruction`` and ``output``; DataError naming the file and row otherwise."""
+    from .outputs import OutputsError
     from .outputs import read_outputs as _read
 
-    return _read(path)
+    try:
+        return _read(path)
+    except OutputsError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _check_answer_row(row: Mapping[str, Any], prompts: Sequence[Prompt], i: int, where: str,

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ._io import write_json_atomic
-from .data.formats import DataError
 
 __all__ = [
     "OutputsError",
@@ -43,8 +42,11 @@ _OPTIONAL_STRINGS = ("input", "generator", "dataset")
 Source = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 
 
-class OutputsError(DataError):
-    """A bad model-outputs or annotations file; the message names the file and the row."""
+class OutputsError(ValueError):
+    """A bad model-outputs or annotations file; the message names the file and the row.
+
+    (A plain ValueError, so that reading outputs needs neither torch nor ``symnoise.data``.)
+    """
 
 
 def _jsonl_rows(path: Path, text: str) -> Iterable[tuple[str, Any]]:
