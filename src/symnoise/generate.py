@@ -412,23 +412,15 @@ def meta_path(output: str | Path) -> Path:
 
 
 def read_outputs(path: str | Path) -> list[dict[str, Any]]:
-    """Entries of a model-outputs file (a JSON list of objects with ``instruction`` and
-    ``output``); DataError naming the file and row otherwise."""
-    name = str(path)
+    """Entries of a model-outputs file (:func:`symnoise.outputs.read_outputs`): objects with
+    ``instruction`` and ``output``; DataError naming the file and row otherwise."""
+    from .outputs import OutputsError
+    from .outputs import read_outputs as _read
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON (line {exc.lineno}: {exc.msg})", file=name) from None
-    if not isinstance(data, list):
-        raise DataError(f"expected a JSON list of outputs, got {type(data).__name__}", file=name)
-    for i, row in enumerate(data):
-        if not isinstance(row, dict):
-            raise DataError(f"expected an object, got {type(row).__name__}", file=name, row=i)
-        for key in ("instruction", "output"):
-            if not isinstance(row.get(key), str):
-                raise DataError(f"field {key!r} missing or not a string", file=name, row=i,
-                                field=key)
-    return data
+        return _read(path)
+    except OutputsError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _check_answer_row(row: Mapping[str, Any], prompts: Sequence[Prompt], i: int, where: str,
