@@ -12,12 +12,9 @@ from conftest import WORDS, make_model, make_tokenizer
 
 import symnoise.evaluate.harness as harness_mod
 import symnoise.evaluate.judge as judge_mod
-from symnoise.evaluate.run_eval import evaluate_run, format_eval_summary, run_dataset
+import symnoise.generate as generate_mod
 from symnoise.evaluate.stats import text_stats
-
-# generation and the synthetic scorer come from the generate branch (merged separately)
-generate_mod = pytest.importorskip("symnoise.generate")
-pytest.importorskip("symnoise.evaluate.tasks")
+from symnoise.experiments.evaluation import evaluate_run, format_eval_summary, run_dataset
 
 
 def _run_info(data: str, status: str = "completed") -> dict:
@@ -83,7 +80,7 @@ def test_default_synthetic_eval_files_numbers_and_rerun_skips(model_dir, tmp_pat
     assert stats["train_data"]["skipped"].startswith("built-in synthetic")
 
     # synthetic score of the same answers (no second generation)
-    from symnoise.data.synthetic import check_answer
+    from symnoise.evaluate.tasks import check_answer
 
     correct = sum(check_answer(o, o["output"]).correct for o in outputs)
     scores = json.loads((ev / "synthetic_scores.json").read_text())
@@ -93,7 +90,8 @@ def test_default_synthetic_eval_files_numbers_and_rerun_skips(model_dir, tmp_pat
     assert summary["final_clean_eval_loss"] == 2.75
     assert summary["judge"] is None and summary["harness"] is None
     assert summary["steps"] == {"generate": "ran", "stats": "ran", "synthetic": "ran",
-                                "judge": "not requested", "harness": "not requested"}
+                                "heldout": "ran", "judge": "not requested",
+                                "judge_check": "not requested", "harness": "not requested"}
     assert json.loads((ev / "summary.json").read_text())["synthetic"] == summary["synthetic"]
     assert "2.7500" in format_eval_summary(summary)
 

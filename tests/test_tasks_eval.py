@@ -9,13 +9,14 @@ import pytest
 from conftest import make_model, make_tokenizer
 
 from symnoise.data import DataError, format_prompt
-from symnoise.data.synthetic import FAMILIES, load_synthetic, wilson_interval
+from symnoise.data.synthetic import FAMILIES, load_synthetic
 from symnoise.evaluate.tasks import (
     OUTPUTS_FILE,
     SCORES_JSON,
     SCORES_MD,
     run_synthetic_eval,
     score_synthetic_outputs,
+    wilson_interval,
 )
 from symnoise.generate import Generation, TransformersBackend
 

@@ -312,7 +312,7 @@ def eval_run(
     _offline_defaults()
     from .evaluate.harness import HarnessError
     from .evaluate.judge import JudgeError
-    from .evaluate.run_eval import evaluate_run, format_eval_summary
+    from .experiments.evaluation import evaluate_run, format_eval_summary
 
     lim: int | float | None = int(limit) if limit is not None and limit >= 1 else limit
     try:
