@@ -80,9 +80,15 @@ def test_default_synthetic_eval_files_numbers_and_rerun_skips(model_dir, tmp_pat
     assert stats["train_data"]["skipped"].startswith("built-in synthetic")
 
     # synthetic score of the same answers (no second generation)
-    from symnoise.evaluate.tasks import check_answer
+    from symnoise.evaluate.tasks import check_answer, item_id
 
     correct = sum(check_answer(o, o["output"]).correct for o in outputs)
+    items = [json.loads(x) for x in (ev / "synthetic_items.jsonl").read_text().splitlines()]
+    assert [(i["family"], i["correct"], i["formatted"]) for i in items] == [
+        (o["family"], check_answer(o, o["output"]).correct, check_answer(o, o["output"]).formatted)
+        for o in outputs]
+    assert [i["id"] for i in items] == [item_id(o) for o in outputs] and len(set(
+        i["id"] for i in items)) == 6
     scores = json.loads((ev / "synthetic_scores.json").read_text())
     assert scores["overall"]["n"] == 6 and scores["overall"]["correct"] == correct
     assert summary["synthetic"]["accuracy"] == pytest.approx(correct / 6)

@@ -43,6 +43,7 @@ from ..data.synthetic import FAMILIES, family_of
 from ..run import EVAL_FILES
 
 __all__ = [
+    "ITEMS_JSONL",
     "OUTPUTS_FILE",
     "SCORES_JSON",
     "SCORES_MD",
