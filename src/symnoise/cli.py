@@ -306,9 +306,12 @@ def eval_run(
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset (default: the run's dataset)."),
     synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Score the synthetic held-out split."),
     synthetic_n: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
+    heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Save the clean loss of every held-out example (heldout_losses.jsonl)."),
+    judge_check: bool = typer.Option(True, "--judge-check/--no-judge-check", help="With --judge: check the judge on pairs whose better answer is known."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars and one line per step on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Evaluate a run: generate, text statistics, synthetic score, judge and harness."""
+    """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
     _offline_defaults()
     from .evaluate.harness import HarnessError
     from .evaluate.judge import JudgeError
@@ -321,6 +324,7 @@ def eval_run(
             batch_size=batch_size, judge=judge, base_url=base_url, reference=reference,
             both_orders=both_orders, harness_tasks=tasks, include_path=include_path,
             harness_limit=lim, words=words, synthetic=synthetic, synthetic_n=synthetic_n,
+            heldout=heldout, judge_check=judge_check, progress=progress,
         )
     except (ValueError, FileNotFoundError, HarnessError, JudgeError) as exc:
         _fail(str(exc))
