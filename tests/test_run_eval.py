@@ -283,7 +283,12 @@ def test_cli_eval_json(model_dir, tmp_path):
     args = ["eval", str(run), "--n-prompts", "3", "--max-new-tokens", "4", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = json.loads(result.stdout)  # stdout holds the result only
     assert doc["prompts"]["n"] == 3 and doc["synthetic"]["n"] == 3
+    assert "[1/4] generate" in result.stderr and "done:" in result.stderr  # progress: stderr
+    quiet = CliRunner().invoke(app, args + ["--no-progress", "--no-heldout"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "[1/" not in quiet.stderr and json.loads(quiet.stdout)["steps"]["heldout"] == (
+        "not requested")
     bad = CliRunner().invoke(app, ["eval", str(run), "--reference", "x.json"])
     assert bad.exit_code == 2 and "need --judge" in bad.output

@@ -611,7 +611,6 @@ def generate_outputs(
     all_prompts, source_name = load_prompts(prompts, seed=seed)
     n_selected = len(all_prompts) if limit is None else min(limit, len(all_prompts))
     who = _identify(model, tokenizer, backend, template, generator_name)
-
     output = Path(output).expanduser()
     settings = {"template": who.template, **decoding.settings()}
     answered, torn = _earlier_answers(output, all_prompts, who.generator, settings, overwrite)
@@ -632,11 +631,10 @@ def generate_outputs(
                                   batch_size, progress, answered)
     entries = _consolidate(output, answered)
     words = [len(str(answered[i]["output"]).split()) for i in range(n_selected)]
-    report = _report(tally, output=str(output), generator=who.generator,
-                     model=who.description, template=who.template, backend=backend,
-                     source=source_name, n_prompts=n_selected,
-                     n_resumed=n_selected - len(todo), n_written=len(entries),
-                     wall_time_s=time.perf_counter() - t_start,
+    report = _report(tally, output=str(output), generator=who.generator, model=who.description,
+                     template=who.template, backend=backend, source=source_name,
+                     n_prompts=n_selected, n_resumed=n_selected - len(todo),
+                     n_written=len(entries), wall_time_s=time.perf_counter() - t_start,
                      mean_output_words=sum(words) / len(words) if words else None,
                      batch_size=batch_size, decoding=decoding.settings(),
                      journal_lines_ignored=torn, pad_token=pad_choice)
