@@ -1,4 +1,5 @@
-"""Synthetic held-out evaluation: generation -> per-family scores with Wilson intervals."""
+"""Synthetic held-out evaluation (symnoise.evaluate.tasks, symnoise.experiments.synthetic_eval):
+generation -> per-family scores with Wilson intervals, per-item rows."""
 
 from __future__ import annotations
 
@@ -17,10 +18,9 @@ from symnoise.evaluate.tasks import (
     SCORES_MD,
     item_id,
     item_rows,
-    run_synthetic_eval,
-    score_synthetic_outputs,
     wilson_interval,
 )
+from symnoise.experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 from symnoise.generate import Generation, TransformersBackend
 
 N = 2 * len(FAMILIES)  # two prompts per family

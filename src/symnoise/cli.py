@@ -271,7 +271,7 @@ def tasks(
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
     _offline_defaults()
     from .data import DataError
-    from .evaluate.tasks import run_synthetic_eval, score_synthetic_outputs
+    from .experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 
     try:
         if outputs is not None:

@@ -104,18 +104,19 @@ def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
 
 
 class TransformersBackend:
-    """Batched ``model.generate`` with left padding (the default backend)."""
+    """Batched ``model.generate`` with left padding (the default backend). The tokenizer
+    needs a pad token (:func:`symnoise.models.ensure_pad_token` gives it one)."""
 
     name = "transformers"
 
     def __init__(self, model: Any, tokenizer: Any, decoding: Decoding) -> None:
-        from .models import ensure_pad_token
-
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token: give it one first "
+                             "(symnoise.models.ensure_pad_token(tokenizer, model))")
         self.model = model
         self.tokenizer = tokenizer
         self.decoding = decoding
         tokenizer.padding_side = "left"  # prompts end where generation starts
-        ensure_pad_token(tokenizer, model)
         self.pad_id = int(tokenizer.pad_token_id)
         self.eos_ids = _eos_ids(tokenizer, model)
         if not self.eos_ids:

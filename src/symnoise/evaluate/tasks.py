@@ -6,22 +6,18 @@ reports both whether the answer is correct and whether the response had the exac
 format. :func:`score_responses` aggregates a list of responses with Wilson intervals and
 :func:`item_rows` gives one row per item (for paired comparisons between runs).
 
-:func:`run_synthetic_eval` answers the held-out prompts of :mod:`symnoise.data.synthetic`
-with a model (through :func:`symnoise.generate.generate_outputs`, so it resumes and keeps
-the outputs) and scores every answer: exact-answer accuracy per family and overall with 95%
-Wilson intervals, and the share of answers in exactly the expected format. Files written to
-``output_dir`` (default ``RUN/eval/`` for a run folder), named by their roles in
-:data:`symnoise.run.EVAL_FILES`:
+:func:`make_report` / :func:`score_outputs` turn answers into a :class:`TasksReport`:
+exact-answer accuracy per family and overall with 95% Wilson intervals, and the share of
+answers in exactly the expected format. :func:`write_report` writes it into a folder,
+named by the roles of :data:`symnoise.run.EVAL_FILES`:
 
-* ``synthetic_outputs``: the answers, AlpacaEval model-outputs format with ``family`` and
-  ``answer`` kept (its ``.meta.json`` records the decoding settings);
 * ``synthetic_scores`` / ``synthetic_scores_md``: :meth:`TasksReport.to_dict` and the table
   of :meth:`TasksReport.format_table`;
 * ``synthetic_items``: JSON Lines, one ``{"id", "family", "correct", "formatted"}`` per
   item; ``id`` (:func:`item_id`) depends only on the prompt, so runs answering the same
   held-out split pair up item by item.
 
-:func:`score_synthetic_outputs` scores an existing outputs file without a model.
+Answering the split with a model is a pipeline: :mod:`symnoise.experiments.synthetic_eval`.
 """
 
 from __future__ import annotations
@@ -50,12 +46,12 @@ __all__ = [
     "CheckResult",
     "TasksReport",
     "check_answer",
-    "default_output_dir",
+    "check_responses",
     "item_id",
     "item_rows",
-    "run_synthetic_eval",
+    "make_report",
+    "score_outputs",
     "score_responses",
-    "score_synthetic_outputs",
     "wilson_interval",
     "write_report",
 ]
@@ -64,7 +60,6 @@ OUTPUTS_FILE = EVAL_FILES["synthetic_outputs"]
 SCORES_JSON = EVAL_FILES["synthetic_scores"]
 SCORES_MD = EVAL_FILES["synthetic_scores_md"]
 ITEMS_JSONL = EVAL_FILES["synthetic_items"]
-SYNTHETIC_DATASET = "synthetic_heldout"
 
 # --------------------------------------------------------------------------------------
 # Reading an answer: how it is read from a response and compared with the canonical one,
@@ -419,20 +414,10 @@ class TasksReport:
         return "\n".join([title, *body, *extra])
 
 
-def default_output_dir(model: str | os.PathLike[str]) -> Path:
-    """``RUN/eval`` for a run folder, else ``./symnoise-eval/<model name>``."""
-    from ..generate import default_generator_name
-    from ..models import resolve_model
-    from ..run import RunFolder
-
-    source = resolve_model(model)
-    if source.kind == "run":
-        return RunFolder(source.path).eval_dir
-    return Path.cwd() / "symnoise-eval" / default_generator_name(source)
-
-
-def _report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], **fields: Any
-            ) -> TasksReport:
+def make_report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], **fields: Any
+                ) -> TasksReport:
+    """Score ``responses`` against ``records`` into a :class:`TasksReport` (``fields``:
+    its other attributes: ``model``, ``generator``, ``seed``...)."""
     scores = score_responses(records, responses)
     for s in [scores, *scores["per_family"].values()]:
         s["accuracy_ci95"] = list(s["accuracy_ci95"])
@@ -440,6 +425,27 @@ def _report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], **fi
                                                 if k != "per_family"},
                        per_family=scores["per_family"], items=item_rows(records, responses),
                        **fields)
+
+
+def score_outputs(rows: Sequence[Mapping[str, Any]], *, source: str, model: str = "",
+                  seed: int = 0) -> TasksReport:
+    """Score model-outputs rows that carry ``family`` and ``answer`` (as
+    ``synthetic_outputs.json``'s do); ``source`` names them in errors. A row without them
+    raises DataError naming it. Nothing is written (see :func:`write_report`)."""
+    from ..data.formats import DataError
+
+    if not rows:
+        raise DataError("no outputs to score", file=source)
+    for i, row in enumerate(rows):
+        if not isinstance(row.get("family"), str) or not isinstance(row.get("answer"), str):
+            raise DataError("needs string fields 'family' and 'answer' (synthetic outputs)",
+                            file=source, row=i)
+    generators = ", ".join(sorted({str(r.get("generator", "")) for r in rows}))
+    try:
+        return make_report(rows, [r["output"] for r in rows], model=model or generators,
+                           generator=generators, seed=seed, outputs_file=source)
+    except ValueError as exc:
+        raise DataError(str(exc), file=source) from None
 
 
 def write_report(report: TasksReport, out_dir: str | os.PathLike[str]) -> dict[str, str]:
@@ -454,81 +460,3 @@ def write_report(report: TasksReport, out_dir: str | os.PathLike[str]) -> dict[s
     write_text_atomic(out / SCORES_MD, report.format_table(markdown=True))
     write_text_atomic(out / ITEMS_JSONL, "".join(json.dumps(r) + "\n" for r in report.items))
     return report.files
-
-
-def score_synthetic_outputs(outputs: str | os.PathLike[str], *, model: str = "",
-                            seed: int = 0) -> TasksReport:
-    """Score a model-outputs file whose entries carry ``family`` and ``answer`` (as
-    ``synthetic_outputs.json`` does). A row without them raises DataError naming it.
-    Nothing is written (see :func:`write_report`)."""
-    from ..data.formats import DataError
-    from ..generate import read_outputs
-
-    rows = read_outputs(outputs)
-    if not rows:
-        raise DataError("no outputs to score", file=str(outputs))
-    for i, row in enumerate(rows):
-        if not isinstance(row.get("family"), str) or not isinstance(row.get("answer"), str):
-            raise DataError("needs string fields 'family' and 'answer' (synthetic outputs)",
-                            file=str(outputs), row=i)
-    generators = ", ".join(sorted({str(r.get("generator", "")) for r in rows}))
-    try:
-        return _report(rows, [r["output"] for r in rows], model=model or generators,
-                       generator=generators, seed=seed, outputs_file=str(outputs))
-    except ValueError as exc:
-        raise DataError(str(exc), file=str(outputs)) from None
-
-
-def run_synthetic_eval(
-    model: Any,
-    *,
-    output_dir: str | os.PathLike[str] | None = None,
-    n: int | None = None,
-    seed: int = 0,
-    batch_size: int = 16,
-    max_new_tokens: int = 64,
-    template: str | None = None,
-    progress: bool = True,
-    overwrite: bool = False,
-    tokenizer: Any = None,
-    **generate_kwargs: Any,
-) -> TasksReport:
-    """Answer and score the synthetic held-out split (``n`` prompts, default 240).
-
-    model: a ``--model`` value, or a loaded model with ``tokenizer=`` (then ``output_dir``
-    is required). Decoding is the paper's (greedy, repetition penalty 1.2) unless
-    ``generate_kwargs`` say otherwise. A rerun resumes from ``synthetic_outputs.json``;
-    ``overwrite=True`` starts over. Returns the :class:`TasksReport` (also written to
-    ``output_dir`` by :func:`write_report`).
-    """
-    from ..data.synthetic import load_synthetic
-    from ..generate import generate_outputs, read_outputs
-
-    records = load_synthetic("heldout", seed=seed, n=n)
-    if not records:
-        raise ValueError(f"n must be at least 1 to evaluate, got {n!r}")
-    for r in records:
-        r["dataset"] = SYNTHETIC_DATASET
-    if output_dir is None:
-        if not isinstance(model, (str, os.PathLike)):
-            raise ValueError("a loaded model needs output_dir=")
-        output_dir = default_output_dir(model)
-    out_dir = Path(output_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs_file = out_dir / OUTPUTS_FILE
-    gen = generate_outputs(
-        model, records, outputs_file, template=template, max_new_tokens=max_new_tokens,
-        batch_size=batch_size, progress=progress, overwrite=overwrite, tokenizer=tokenizer,
-        limit=len(records), **generate_kwargs,
-    )
-    rows = read_outputs(outputs_file)[: len(records)]
-    if len(rows) != len(records):  # generate_outputs answers every prompt or raises
-        raise RuntimeError(f"{outputs_file} holds {len(rows)} answers for {len(records)} prompts")
-    for i, (rec, row) in enumerate(zip(records, rows, strict=True)):
-        if row["instruction"] != rec["instruction"] or (row.get("input") or "") != rec["input"]:
-            raise RuntimeError(f"{outputs_file} row {i} does not answer held-out prompt {i}")
-    report = _report(records, [row["output"] for row in rows], model=gen.model,
-                     generator=gen.generator, seed=seed, output_dir=str(out_dir),
-                     outputs_file=str(outputs_file), generation=gen.to_dict())
-    write_report(report, out_dir)
-    return report

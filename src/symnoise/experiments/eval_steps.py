@@ -279,15 +279,17 @@ class SyntheticStep(Step):
         return [plan.file("synthetic_scores"), plan.file("synthetic_items")]
 
     def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
-        from ..evaluate import tasks
+        from ..evaluate.tasks import write_report
+        from . import synthetic_eval
 
         if _is_heldout_prompts(plan.prompts):
             plan.say(f"  scoring the {plan.n} held-out answers of {plan.file('outputs').name}")
-            report = tasks.score_synthetic_outputs(plan.file("outputs"), model=str(plan.run.path))
-            tasks.write_report(report, plan.run.eval_dir)
+            report = synthetic_eval.score_synthetic_outputs(plan.file("outputs"),
+                                                            model=str(plan.run.path))
+            write_report(report, plan.run.eval_dir)
         else:
             plan.say("  answering the synthetic held-out split")
-            tasks.run_synthetic_eval(
+            synthetic_eval.run_synthetic_eval(
                 str(plan.run.path), output_dir=plan.run.eval_dir, n=self._n(plan),
                 batch_size=plan.batch_size, max_new_tokens=plan.max_new_tokens,
                 progress=plan.progress, overwrite=restart)
