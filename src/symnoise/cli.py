@@ -230,7 +230,7 @@ def generate(
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when available)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Answer a prompt set (resumable) and write AlpacaEval model outputs."""
@@ -265,7 +265,7 @@ def tasks(
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
     device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
 ) -> None:
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
