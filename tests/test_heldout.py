@@ -65,7 +65,7 @@ def test_split_of_the_training_data_reproduces_the_final_clean_loss(tiny_dir, tm
     info, held, rows = _losses(run)
     assert len(rows) == info["data"]["eval_examples"] == 12
     assert held.eval_batch_size == 8  # two evaluation batches: 8 + 4
-    assert trainer_mean(rows, 8) == pytest.approx(info["final_clean_eval_loss"], abs=1e-4)
+    assert trainer_mean(rows, 8) == pytest.approx(info["final_clean_eval_loss"], abs=1e-5)
     assert all(r["n_tokens"] > 0 and r["loss"] > 0 for r in rows)
     assert len({r["id"] for r in rows}) == 12 and all(re.fullmatch(r"[0-9a-f]{16}", r["id"])
                                                       for r in rows)
@@ -87,7 +87,7 @@ def test_synthetic_heldout_losses_through_eval(tiny_dir, tmp_path):
     rows = read_jsonl(folder.eval_file("heldout_losses"))
     info = folder.read_info()
     assert len(rows) == info["data"]["eval_examples"] == 6  # one evaluation batch
-    assert token_mean(rows) == pytest.approx(info["final_clean_eval_loss"], abs=1e-4)
+    assert token_mean(rows) == pytest.approx(info["final_clean_eval_loss"], abs=1e-5)
     assert set(rows[0]) == {"id", "loss", "n_tokens"}
     held = summary["heldout"]
     assert held["n"] == 6 and held["n_tokens"] == sum(r["n_tokens"] for r in rows)
@@ -141,3 +141,26 @@ def test_unavailable_held_out_sets_are_reported_not_guessed(tiny_dir, tmp_path):
     assert "run.json records 5" in summary["heldout"]["unavailable"]
     assert summary["steps"]["generate"] == "ran"
     assert not RunFolder(run).eval_file("heldout_losses").exists()
+
+
+def test_example_losses_equal_the_models_own_loss_at_a_real_vocabulary_size():
+    import torch
+
+    model = make_model(vocab_size=49152, seed=1, initializer_range=1.0).eval()
+    gen = torch.Generator().manual_seed(0)
+    features = []
+    for length, prompt in ((40, 25), (33, 10), (48, 47), (20, 5)):
+        ids = torch.randint(3, 49152, (length,), generator=gen).tolist()
+        features.append({"input_ids": ids, "attention_mask": [1] * length,
+                         "labels": [-100] * prompt + ids[prompt:]})
+    rows = example_losses(model, features, pad_token_id=0, batch_size=4)
+    assert [n for _, n in rows] == [15, 23, 1, 15]  # response tokens after the shift
+    from symnoise.data import PaddingCollator
+
+    with torch.inference_mode():
+        own = model(**PaddingCollator(0)(features)).loss.item()
+    tokens = sum(n for _, n in rows)
+    assert sum(loss * n for loss, n in rows) / tokens == pytest.approx(own, rel=1e-6)
+    # one at a time: the same per-example losses (padding changes nothing)
+    alone = example_losses(model, features, pad_token_id=0, batch_size=1)
+    assert [a for a, _ in alone] == pytest.approx([a for a, _ in rows], abs=1e-5)

@@ -135,6 +135,7 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
 
     The model is put in eval mode and run without gradients; logits are compared in
     float32 with the labels shifted by one, as the model's own loss does.
+    ``batch_size`` examples are run at once, right-padded.
     """
     import torch
     import torch.nn.functional as F
@@ -153,8 +154,10 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
             labels = batch["labels"][:, 1:].to(device)
-            nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels,
-                                  ignore_index=-100, reduction="none")
+            # flattened as the model's own loss is (the (B, V, L) layout is less precise)
+            nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                  labels.reshape(-1), ignore_index=-100,
+                                  reduction="none").view(labels.shape)
             counts = (labels != -100).sum(dim=1)
             for total, n in zip(nll.sum(dim=1).tolist(), counts.tolist(), strict=True):
                 out.append((total / n if n else float("nan"), int(n)))
