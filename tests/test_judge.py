@@ -6,15 +6,11 @@ import json
 import math
 import re
 import statistics
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _llama_server import llama_server  # noqa: F401  (pytest fixture)
+from _fake_openai import FakeAPI, serve
 
 from symnoise.evaluate import judge as J
 from symnoise.evaluate.judge_prompts import (
@@ -22,9 +18,10 @@ from symnoise.evaluate.judge_prompts import (
     build_plain_prompt,
     parse_verdict,
 )
+from symnoise.outputs import OutputsError
 
 # --------------------------------------------------------------------------------------
-# A small real HTTP server that speaks /v1/chat/completions (stdlib http.server)
+# A small real HTTP server that speaks /v1/chat/completions (tests/_fake_openai.py)
 # --------------------------------------------------------------------------------------
 
 _SECTION = re.compile(r"## Output \((a|b)\)\n(.*?)(?=\n\n## |\n\nWhich output)", re.S)
@@ -47,64 +44,9 @@ def reply_by_score(messages: list[dict[str, str]]) -> str:
     return "Output (a)" if sa > sb else "(b)" if sb > sa else "tie"
 
 
-@dataclass
-class FakeAPI:
-    url: str
-    reply: Callable[[list[dict[str, str]]], str] = reply_by_score
-    fail_first: int = 0
-    fail_status: int = 500
-    retry_after: str | None = None
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 @pytest.fixture
 def api() -> Iterator[FakeAPI]:
-    state = FakeAPI(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with state.lock:
-                state.requests.append(
-                    {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
-                )
-                failing = len(state.requests) <= state.fail_first
-            if self.path != "/v1/chat/completions":
-                return self._send(404, {"error": "not found"})
-            if failing:
-                headers = {"Retry-After": state.retry_after} if state.retry_after else {}
-                return self._send(state.fail_status, {"error": "try again"}, headers)
-            content = state.reply(body["messages"])
-            self._send(
-                200,
-                {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]},
-            )
-
-        def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from serve(FakeAPI(url="", reply=reply_by_score))
 
 
 def rows(scores_model: list[int], scores_ref: list[int], datasets: list[str] | None = None):
@@ -207,7 +149,8 @@ def test_win_rate_end_to_end_hand_example(api: FakeAPI, tmp_path: Path) -> None:
     for a, m, r in zip(ann, model, ref, strict=True):
         assert a["output_1"] == r["output"] and a["output_2"] == m["output"]
         assert (a["generator_1"], a["generator_2"]) == ("ref_model", "my_model")
-        assert a["annotator"] == "openai:fake" and a["status"] == "ok"
+        assert a["annotator"] == "symnoise-pairwise" and a["judge"] == "openai:fake"
+        assert a["status"] == "ok" and a["judgments"][0]["method"] == "text"
         assert a["order"] == ("model_first" if a["model_first"] else "reference_first")
         assert a["raw_completion"] in ("Output (a)", "(b)", "tie")
     board = json.loads((tmp_path / J.LEADERBOARD_JSON).read_text())
@@ -402,34 +345,12 @@ def test_unparseable_replies_are_kept_counted_and_cached(api: FakeAPI, tmp_path:
     assert again.n_requested == 0 and len(api.requests) == 3 and again.n_unparseable == 1
 
 
-def _has_httpx() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("httpx") is not None
-
-
-BACKENDS = [
-    "urllib",
-    pytest.param("httpx", marks=pytest.mark.skipif(not _has_httpx(), reason="httpx not installed")),
-]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_retry_with_backoff_then_success(api: FakeAPI, backend: str) -> None:
-    api.fail_first = 2
-    judge = J.OpenAIJudge(
-        "fake", base_url=api.url, max_retries=2, retry_base_delay=0.01, http_backend=backend
-    )
-    assert judge._transport.name == backend
-    delays: list[float] = []
-    judge._sleep = delays.append
+def test_retry_then_success(api: FakeAPI) -> None:
+    api.fail_first, api.retry_after = 2, "0"
+    judge = J.OpenAIJudge("fake", base_url=api.url, max_retries=2)
     [res] = judge.compare([J.JudgeItem("Task", "x score=2", "y score=1")])
     assert res.status == "ok" and res.label == "a" and res.raw == "Output (a)"
     assert len(api.requests) == 3 and judge.n_requests == 3
-    assert delays == pytest.approx([0.01, 0.02])
-    # Retry-After from the server lengthens the wait; max_retry_delay caps it.
-    assert judge.retry_delay(1, retry_after=0.5) == 0.5
-    assert judge.retry_delay(30) == judge.max_retry_delay
     judge.close()
 
 
@@ -443,7 +364,6 @@ def test_retry_exhausted_is_an_error_and_not_cached(api: FakeAPI, tmp_path: Path
         output_dir=tmp_path,
         base_url=api.url,
         max_retries=1,
-        retry_base_delay=0.001,
         progress=False,
     )
     assert len(api.requests) == 2
@@ -459,38 +379,26 @@ def test_retry_exhausted_is_an_error_and_not_cached(api: FakeAPI, tmp_path: Path
         output_dir=tmp_path,
         base_url=api.url,
         max_retries=1,
-        retry_base_delay=0.001,
         progress=False,
     )
     assert len(api.requests) == 3 and report.n_errors == 0 and report.win_rate == 100.0
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_unreachable_server_is_retried_then_error(backend: str) -> None:
+def test_unreachable_server_is_retried_then_error() -> None:
     from _llama_server import free_port
 
     judge = J.OpenAIJudge(
         "fake",
         base_url=f"http://127.0.0.1:{free_port()}/v1",
         max_retries=2,
-        retry_base_delay=0.0,
         timeout=2,
-        http_backend=backend,
     )
     [res] = judge.compare([J.JudgeItem("i", "a", "b")])
     assert res.status == "error" and judge.n_requests == 3 and "3 attempts" in res.error
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_garbage_and_bad_request_replies(api: FakeAPI, backend: str) -> None:
-    judge = J.OpenAIJudge(
-        "fake",
-        base_url=api.url,
-        max_retries=3,
-        retry_base_delay=0.0,
-        http_backend=backend,
-        concurrency=1,
-    )
+def test_garbage_and_bad_request_replies(api: FakeAPI) -> None:
+    judge = J.OpenAIJudge("fake", base_url=api.url, max_retries=3, concurrency=1)
     api.reply = lambda m: "¯\\_(ツ)_/¯ who knows"
     [res] = judge.compare([J.JudgeItem("i", "x", "y")])
     assert (res.status, res.label, res.raw) == ("unparseable", None, "¯\\_(ツ)_/¯ who knows")
@@ -550,32 +458,32 @@ def test_inputs_json_jsonl_and_pairing(tmp_path: Path, api: FakeAPI) -> None:
 def test_input_errors_name_file_and_row(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('[{"instruction": "x", "output": "y"},\n {"instruction": "z"}]')
-    with pytest.raises(J.JudgeError, match=r"bad\.json: row 1: missing field 'output'"):
+    with pytest.raises(OutputsError, match=r"bad\.json: entry 1: missing the 'output' field"):
         J.load_outputs(bad)
     bad.write_text('[{"instruction": "x", "output": 3}]')
-    with pytest.raises(J.JudgeError, match=r"bad\.json: row 0: field 'output' must be a string"):
+    with pytest.raises(OutputsError, match=r"bad\.json: entry 0: 'output' must be a string"):
         J.load_outputs(bad)
     bad.write_text('[{"instruction": "x", "output": "y"},\n oops]')
-    with pytest.raises(J.JudgeError, match=r"bad\.json: not valid JSON \(line 2"):
+    with pytest.raises(OutputsError, match=r"bad\.json: not valid JSON at line 2"):
         J.load_outputs(bad)
     jl = tmp_path / "bad.jsonl"
     jl.write_text('{"instruction": "x", "output": "y"}\n{"instruction": \n')
-    with pytest.raises(J.JudgeError, match=r"bad\.jsonl: line 2 is not valid JSON"):
+    with pytest.raises(OutputsError, match=r"bad\.jsonl: line 2: not valid JSON"):
         J.load_outputs(jl)
-    with pytest.raises(J.JudgeError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         J.load_outputs(tmp_path / "missing.json")
     with pytest.raises(
-        J.JudgeError, match=r"model outputs \(in memory\): row 0: expected an object"
+        OutputsError, match=r"model outputs \(in memory\): entry 0: expected an object"
     ):
         J.load_outputs(["text"], what="model outputs")
     model = J.load_outputs([{"instruction": "What is 2+2?", "output": "4"}])
     ref = J.load_outputs([{"instruction": "Other", "output": "x"}])
     with pytest.raises(
-        J.JudgeError, match=r"row 0: no reference output has the instruction 'What is 2\+2\?'"
+        OutputsError, match=r"row 0: no reference output has the instruction 'What is 2\+2\?'"
     ):
         J.pair_outputs(model, ref)
     dup = J.load_outputs([{"instruction": "A", "output": "1"}, {"instruction": "A", "output": "2"}])
-    with pytest.raises(J.JudgeError, match="rows 0 and 1 have the same instruction 'A'"):
+    with pytest.raises(OutputsError, match="rows 0 and 1 have the same instruction 'A'"):
         J.pair_outputs(dup, dup)
 
 
@@ -793,38 +701,93 @@ def test_hf_judge_chat_template_and_model_subfolder(tmp_path: Path) -> None:
 
 
 @pytest.mark.server
-def test_llama_cpp_server_judge(llama_server: str, tmp_path: Path) -> None:  # noqa: F811
+def test_llama_cpp_server_judge(llama_server: str, tmp_path: Path) -> None:
     model = [
         {"instruction": "What is the capital of France?", "output": "Paris.", "generator": "m"},
         {"instruction": "Add 2 and 3.", "output": "5", "generator": "m"},
         {"instruction": "Name a primary colour.", "output": "Blue.", "generator": "m"},
-        {"instruction": "Say hello in Spanish.", "output": "Hola.", "generator": "m"},
+        {"instruction": "Say hello in", "input": "Spanish", "output": "Hola.", "generator": "m"},
     ]
     ref = [
         {"instruction": "What is the capital of France?", "output": "Lyon.", "generator": "r"},
         {"instruction": "Add 2 and 3.", "output": "6", "generator": "r"},
         {"instruction": "Name a primary colour.", "output": "Green.", "generator": "r"},
-        {"instruction": "Say hello in Spanish.", "output": "Bonjour.", "generator": "r"},
+        {"instruction": "Say hello in", "input": "Spanish", "output": "Bonjour.", "generator": "r"},
     ]
-    judge = J.make_judge(
-        "openai:smollm2", llama_server, max_retries=2, retry_base_delay=0.1, concurrency=1
-    )
+    judge = J.make_judge("openai:smollm2", llama_server, max_retries=2, concurrency=1)
     report = J.judge_outputs(model, ref, judge=judge, output_dir=tmp_path, progress=False)
+    # The server returns log-probabilities: every verdict is read, none goes missing.
     assert report.n_total == 4 and report.n_errors == 0, report.format_table()
-    assert report.n_parsed + report.n_unparseable == 4
-    assert judge.n_requests == 4 and report.n_requested == 4
+    assert report.n_unparseable == 0 and report.unparseable_share == 0.0, report.format_table()
+    assert set(report.verdict_methods) <= {"logprobs", "restricted"}
     ann = json.loads((tmp_path / J.ANNOTATIONS_FILE).read_text())
+    assert ann[3]["instruction"] == "Say hello in\n\nSpanish"  # the judge saw the input
     for a in ann:
-        assert isinstance(a["raw_completion"], str)
-        if a["status"] == "ok":
-            assert a["preference"] in (1.0, 1.5, 2.0)
-            assert parse_verdict(a["raw_completion"]) is not None
-        else:
-            assert a["status"] == "unparseable" and a["preference"] is None
-            assert parse_verdict(a["raw_completion"]) is None
+        assert a["status"] == "ok" and 1.0 <= a["preference"] <= 2.0
+        j = a["judgments"][0]
+        assert j["method"] in ("logprobs", "restricted")
+        if j["p_b"] is not None:  # continuous: the model's side of P(b)
+            assert a["preference"] == pytest.approx(1 + (1 - j["p_b"] if a["model_first"]
+                                                         else j["p_b"]))
+    n_sent = judge.n_requests
     # The second run is answered from the cache: no request reaches the server.
     again = J.judge_outputs(model, ref, judge=judge, output_dir=tmp_path, progress=False)
-    assert (again.n_cached, again.n_requested, judge.n_requests) == (4, 0, 4)
+    assert (again.n_cached, again.n_requested, judge.n_requests) == (4, 0, n_sent)
     assert [a["preference"] for a in json.loads((tmp_path / J.ANNOTATIONS_FILE).read_text())] == [
         a["preference"] for a in ann
     ]
+    judge.close()
+
+
+# --------------------------------------------------------------------------------------
+# Verdicts from log-probabilities; restriction to the labels when they are absent
+# --------------------------------------------------------------------------------------
+
+
+def test_logprobs_give_a_continuous_preference(api: FakeAPI, tmp_path: Path) -> None:
+    api.reply = lambda m: "b"
+    api.top = lambda m, body: [(" b", math.log(0.6)), ("The", math.log(0.3)), ("a", math.log(0.1))]
+    judge = J.OpenAIJudge("fake", base_url=api.url, top_logprobs=7)
+    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    body = api.chat_requests[0]["body"]
+    assert body["logprobs"] is True and body["top_logprobs"] == 7
+    assert (res.status, res.label, res.method) == ("ok", "b", "logprobs")
+    assert res.p_b == pytest.approx(0.6 / 0.7)
+    assert res.preference(model_first=True) == pytest.approx(1 + 0.1 / 0.7)
+    assert res.preference(model_first=False) == pytest.approx(1 + 0.6 / 0.7)
+    model, ref = rows([1, 2], [1, 1])
+    report = J.judge_outputs(model, ref, judge=judge, output_dir=tmp_path, both_orders=True,
+                             progress=False)
+    # Same P(b) in both orders: the model's preference averages to exactly 1.5.
+    assert [a["preference"] for a in json.loads((tmp_path / J.ANNOTATIONS_FILE).read_text())] \
+        == [pytest.approx(1.5)] * 2
+    assert report.unparseable_share == 0.0 and report.verdict_methods == {"logprobs": 4}
+    judge.close()
+
+
+def test_labels_absent_restricts_the_reply(api: FakeAPI) -> None:
+    # "A" is the article, not label (a): absent labels -> ask again restricted to them.
+    api.reply = lambda m: "The"
+    api.top = lambda m, body: [("The", -0.1), ("A", -2.5), ("To", -3.0)]
+    api.restricted = lambda m: [("a", math.log(0.2)), (" b", math.log(0.3)), ("The", -9.0)]
+    judge = J.OpenAIJudge("fake", base_url=api.url, concurrency=1)
+    results = judge.compare([J.JudgeItem("i", "x", "y"), J.JudgeItem("j", "x", "y")])
+    assert [(r.status, r.label, r.method) for r in results] == [("ok", "b", "restricted")] * 2
+    assert results[0].p_b == pytest.approx(0.6)
+    chats = api.chat_requests
+    assert len(chats) == 4 and "logit_bias" not in chats[0]["body"]
+    assert chats[1]["body"]["logit_bias"] == {"1": 100, "2": 100, "3": 100, "4": 100}
+    assert chats[1]["body"]["max_tokens"] == 1
+    # The label ids are looked up once per judge.
+    assert sum(r["path"] == "/extras/tokenize" for r in api.requests) == 4
+    judge.close()
+
+
+def test_labels_absent_and_no_tokenizer_is_counted_unparseable(api: FakeAPI) -> None:
+    api.reply = lambda m: "The"
+    api.top = lambda m, body: [("The", -0.1)]
+    api.tokenize = False
+    judge = J.OpenAIJudge("fake", base_url=api.url)
+    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    assert res.status == "unparseable" and "tokenize" in res.error
+    judge.close()

@@ -184,31 +184,64 @@ def norms(
     _emit({**analysis.to_dict(), "files": {k: str(v) for k, v in paths.items()}}, as_json, table)
 
 
+_JUDGE_HELP = "openai:MODEL (any OpenAI-compatible endpoint) or hf:PATH (local causal LM, log-prob decision)."
+_ANNOTATOR_HELP = ("symnoise-pairwise (our prompt) or an AlpacaEval annotator: alpaca_eval_gpt4 (the paper's GPT-4 "
+                   "judge), chatgpt_fn (its ChatGPT judge), weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2), ...")
+_BASE_URL_HELP = "OpenAI-compatible base URL (default $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY."
+
+
 @app.command()
 def judge(
     model_outputs: Path = typer.Option(..., help="Model outputs (AlpacaEval format JSON/JSONL)."),
     reference_outputs: Path = typer.Option(..., help="Reference outputs, e.g. the AlpacaEval file with text-davinci-003's outputs."),
-    judge_spec: str = typer.Option(..., "--judge", help="openai:MODEL (any OpenAI-compatible endpoint) or hf:PATH (local causal LM, log-prob decision)."),
+    judge_spec: str = typer.Option(..., "--judge", help=_JUDGE_HELP),
     output_dir: Path = typer.Option(..., help="Where annotations.json, leaderboard.json/.md and the cache go."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL (default $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY."),
-    both_orders: bool = typer.Option(False, "--both-orders", help="Judge both orders and average (position bias)."),
+    annotator: str = typer.Option("symnoise-pairwise", help=_ANNOTATOR_HELP),
+    base_url: Optional[str] = typer.Option(None, help=_BASE_URL_HELP),
+    both_orders: bool = typer.Option(False, "--both-orders", help="Judge both orders and average (symnoise-pairwise)."),
     max_items: Optional[int] = typer.Option(None),
     seed: int = typer.Option(0),
+    max_retries: int = typer.Option(5, help="Retries of a failed request (openai client)."),
     name: Optional[str] = typer.Option(None, help="Leaderboard row name (default: the outputs' generator)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Pairwise judged win rate (ties count half) with its standard error, AlpacaEval-style."""
+    """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
     _offline_defaults()
-    from .evaluate.judge import JudgeError, judge_outputs
+    from .evaluate.annotators import run_judge
+    from .evaluate.judge import JudgeError
 
+    options: dict[str, Any] = {"both_orders": both_orders} if both_orders else {}
     try:
-        report = judge_outputs(model_outputs, reference_outputs, judge=judge_spec,
-                               output_dir=output_dir, base_url=base_url,
-                               both_orders=both_orders, seed=seed, max_items=max_items,
-                               name=name)
+        report = run_judge(model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,
+                           output_dir=output_dir, base_url=base_url, seed=seed,
+                           max_items=max_items, max_retries=max_retries, name=name, **options)
     except (ValueError, FileNotFoundError, JudgeError) as exc:
         _fail(str(exc))
     _emit(report.to_dict(), as_json, report.format_table())
+
+
+@app.command("judge-check")
+def judge_check(
+    judge_spec: str = typer.Option(..., "--judge", help=_JUDGE_HELP),
+    reference_outputs: Path = typer.Option(..., help="Reference set whose answers are known good (AlpacaEval format), e.g. alpaca_eval_805.json."),
+    annotator: str = typer.Option("symnoise-pairwise", help=_ANNOTATOR_HELP),
+    base_url: Optional[str] = typer.Option(None, help=_BASE_URL_HELP),
+    n: int = typer.Option(60, "--n", help="Known pairs (half real-vs-other-answer, half real-vs-first-10-words), each judged in both orders."),
+    seed: int = typer.Option(0),
+    output_dir: Optional[Path] = typer.Option(None, help="Write judge_check.json and the cache here."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Measure a judge on pairs whose better side is known: accuracy, position bias, verdict."""
+    _offline_defaults()
+    from .evaluate.judge import JudgeError
+    from .evaluate.judge_check import format_judge_check, run_judge_check
+
+    try:
+        check = run_judge_check(judge_spec, reference_outputs, base_url=base_url,
+                                annotator=annotator, n=n, seed=seed, output_dir=output_dir)
+    except (ValueError, FileNotFoundError, JudgeError) as exc:
+        _fail(str(exc))
+    _emit(check, as_json, format_judge_check(check))
 
 
 @app.command()
@@ -230,7 +263,7 @@ def generate(
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when available)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Answer a prompt set (resumable) and write AlpacaEval model outputs."""
@@ -265,13 +298,13 @@ def tasks(
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
     device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
 ) -> None:
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
     _offline_defaults()
     from .data import DataError
-    from .evaluate.tasks import run_synthetic_eval, score_synthetic_outputs
+    from .experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 
     try:
         if outputs is not None:
@@ -306,13 +339,16 @@ def eval_run(
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset (default: the run's dataset)."),
     synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Score the synthetic held-out split."),
     synthetic_n: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
+    heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Save the clean loss of every held-out example (heldout_losses.jsonl)."),
+    judge_check: bool = typer.Option(True, "--judge-check/--no-judge-check", help="With --judge: check the judge on pairs whose better answer is known."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars and one line per step on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Evaluate a run: generate, text statistics, synthetic score, judge and harness."""
+    """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
     _offline_defaults()
     from .evaluate.harness import HarnessError
     from .evaluate.judge import JudgeError
-    from .evaluate.run_eval import evaluate_run, format_eval_summary
+    from .experiments.evaluation import evaluate_run, format_eval_summary
 
     lim: int | float | None = int(limit) if limit is not None and limit >= 1 else limit
     try:
@@ -321,6 +357,7 @@ def eval_run(
             batch_size=batch_size, judge=judge, base_url=base_url, reference=reference,
             both_orders=both_orders, harness_tasks=tasks, include_path=include_path,
             harness_limit=lim, words=words, synthetic=synthetic, synthetic_n=synthetic_n,
+            heldout=heldout, judge_check=judge_check, progress=progress,
         )
     except (ValueError, FileNotFoundError, HarnessError, JudgeError) as exc:
         _fail(str(exc))

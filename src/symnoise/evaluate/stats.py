@@ -37,9 +37,8 @@ are no responses at all, the lengths are ``None`` too. Nothing here returns NaN.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -212,65 +211,16 @@ def text_stats(responses: Sequence[str], *, words: int | str = 50) -> TextStats:
     )
 
 
-def _output_of(row: Any, path: Path, where: str, field: str) -> str:
-    if not isinstance(row, Mapping):
-        raise ValueError(
-            f"{path}: {where}: expected an object with an {field!r} field, got {type(row).__name__}"
-        )
-    if field not in row:
-        keys = ", ".join(map(str, list(row)[:8])) or "none"
-        raise ValueError(f"{path}: {where}: missing the {field!r} field (keys: {keys})")
-    value = row[field]
-    if not isinstance(value, str):
-        raise ValueError(
-            f"{path}: {where}: {field!r} must be a string, got {type(value).__name__} {value!r:.80}"
-        )
-    return value
-
-
-def _jsonl_rows(path: Path, text: str) -> Iterable[tuple[str, Any]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {lineno}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-
-
 def read_outputs(path: str | Path, *, field: str = "output") -> list[str]:
     """The ``field`` strings of every row of a JSON or JSONL file, in file order.
 
     Accepts an AlpacaEval model-outputs file (a JSON list of objects with ``output``), the
-    same as JSON Lines (``.jsonl``/``.ndjson``, or any file holding one object per line),
-    or an Alpaca-style training file (``instruction``/``input``/``output``). Blank JSONL
-    lines are skipped; any other bad row raises ValueError naming the file and the row
-    (``entry i``, 0-based, for a JSON list; ``line i``, 1-based, for JSONL).
+    same as JSON Lines, or an Alpaca-style training file; read by
+    :func:`symnoise.outputs.read_rows`, which raises ValueError naming the file and row.
     """
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    rows: Iterable[tuple[str, Any]]
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(path, text)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if exc.msg == "Extra data":  # several top-level objects: JSON Lines
-                rows = _jsonl_rows(path, text)
-            else:
-                raise ValueError(
-                    f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
-                ) from None
-        else:
-            if isinstance(data, Mapping):  # a one-line JSONL file, or one object
-                data = [data]
-            if not isinstance(data, list):
-                raise ValueError(
-                    f"{path}: expected a JSON list of objects, got {type(data).__name__}"
-                )
-            rows = ((f"entry {i}", row) for i, row in enumerate(data))
-    return [_output_of(row, path, where, field) for where, row in rows]
+    from ..outputs import read_rows
+
+    return [row[field] for row in read_rows(path, fields=(field,))]
 
 
 def stats_for_file(

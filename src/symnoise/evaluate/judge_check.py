@@ -1,0 +1,243 @@
+"""Measure a judge before trusting it: accuracy on pairs whose better side is known.
+
+From a reference set (instruction, real answer) we build two kinds of pairs, half each:
+
+* ``other``: the real answer against the real answer to a different instruction;
+* ``truncated``: the real answer against the same answer cut to its first 10 words
+  (answers of 10 words or fewer are not used for this kind).
+
+Each pair is judged in both orders. Reported: ``accuracy`` (share of judgments that prefer
+the real answer; a tie counts as wrong) with its 95% Wilson interval, ``position_bias``
+(share of judgments won by the output shown first; 0.5 is unbiased), ``longer_wins``
+(share won by the longer output; every ``truncated`` pair has the real answer longer), the
+accuracy per kind, the unparseable count, and the verdict ``usable``:
+
+    usable  <=>  accuracy_ci[0] >= 0.70  and  0.35 <= position_bias <= 0.65
+                 and unparseable share <= 0.05
+
+A judge that always names the first output scores accuracy 0.5 and position bias 1.0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..outputs import full_instruction
+from .judge import AnnotationCache, JudgeItem, JudgeResult, ask_judge, load_outputs, make_judge
+from .judge_report import OUR_ANNOTATOR
+from .judge_types import Judge, JudgeError
+
+__all__ = ["THRESHOLDS", "JUDGE_CHECK_FILE", "build_check_pairs", "run_judge_check",
+           "summarize_check", "format_judge_check", "read_judge_check"]
+
+JUDGE_CHECK_FILE = "judge_check.json"
+TRUNCATE_WORDS = 10
+THRESHOLDS = {"min_accuracy_ci_low": 0.70, "position_bias_range": (0.35, 0.65),
+              "max_unparseable_share": 0.05}
+
+
+def build_check_pairs(rows: Sequence[Mapping[str, Any]], n: int, seed: int = 0
+                      ) -> list[dict[str, Any]]:
+    """``n`` known pairs (``instruction``, ``good``, ``bad``, ``kind``), alternating kinds.
+
+    rows: reference rows with ``instruction`` (and optional ``input``) and ``output``.
+    Raises ValueError when the set cannot give ``n`` pairs.
+    """
+    rows = [r for r in rows if r["output"].strip()]
+    if len(rows) < 2:
+        raise ValueError(f"a judge check needs at least 2 reference answers, got {len(rows)}")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    long_enough = [i for i in order if len(rows[i]["output"].split()) > TRUNCATE_WORDS]
+    n_truncated = min(n // 2, len(long_enough))
+    n_other = n - n_truncated
+    if n_other > len(order):
+        raise ValueError(f"asked for {n} pairs, the reference set gives at most "
+                         f"{len(order) + len(long_enough)}")
+    pairs = []
+    for k in range(n_other):
+        i, j = order[k], order[(k + 1) % len(order)]
+        pairs.append({"instruction": full_instruction(rows[i]), "good": rows[i]["output"],
+                      "bad": rows[j]["output"], "kind": "other"})
+    for i in long_enough[:n_truncated]:
+        cut = " ".join(rows[i]["output"].split()[:TRUNCATE_WORDS])
+        pairs.append({"instruction": full_instruction(rows[i]), "good": rows[i]["output"],
+                      "bad": cut, "kind": "truncated"})
+    random.Random(seed + 1).shuffle(pairs)
+    return pairs
+
+
+def _p_first(result: JudgeResult) -> float | None:
+    """Probability that the output shown first is better, or None without a verdict."""
+    if result.status != "ok":
+        return None
+    if result.p_b is not None:
+        return 1.0 - result.p_b
+    return {"a": 1.0, "b": 0.0, "tie": 0.5}[str(result.label)]
+
+
+def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float | None],
+                    *, judge: str, annotator: str) -> dict[str, Any]:
+    """The check's numbers from ``p_first`` of the judgments (two per pair: good shown
+    first, then good shown second)."""
+    from scipy.stats import binomtest
+
+    if len(p_first) != 2 * len(pairs):
+        raise ValueError(f"expected {2 * len(pairs)} judgments, got {len(p_first)}")
+    correct = first_wins = longer_wins = judged = 0
+    by_kind: dict[str, list[int]] = {}
+    for k, pair in enumerate(pairs):
+        for good_first, p in ((True, p_first[2 * k]), (False, p_first[2 * k + 1])):
+            if p is None:
+                continue
+            judged += 1
+            p_good = p if good_first else 1.0 - p
+            right = p_good > 0.5
+            correct += right
+            first_wins += p > 0.5
+            good_longer = len(pair["good"]) > len(pair["bad"])
+            longer_wins += (p_good > 0.5) if good_longer else (p_good < 0.5)
+            by_kind.setdefault(pair["kind"], [0, 0])
+            by_kind[pair["kind"]][0] += right
+            by_kind[pair["kind"]][1] += 1
+    n_unparseable = len(p_first) - judged
+    result: dict[str, Any] = {
+        "judge": judge, "annotator": annotator, "n_pairs": len(pairs),
+        "n_judgments": len(p_first), "n_unparseable": n_unparseable,
+        "unparseable_share": n_unparseable / len(p_first) if p_first else 0.0,
+        "accuracy": None, "accuracy_ci": None, "position_bias": None, "longer_wins": None,
+        "accuracy_by_kind": {k: c / t for k, (c, t) in sorted(by_kind.items())},
+        "thresholds": THRESHOLDS, "usable": False,
+    }
+    if judged:
+        ci = binomtest(correct, judged).proportion_ci(confidence_level=0.95, method="wilson")
+        result.update(accuracy=correct / judged, accuracy_ci=[ci.low, ci.high],
+                      position_bias=first_wins / judged, longer_wins=longer_wins / judged)
+        low, high = THRESHOLDS["position_bias_range"]
+        result["usable"] = bool(ci.low >= THRESHOLDS["min_accuracy_ci_low"]
+                                and low <= result["position_bias"] <= high
+                                and result["unparseable_share"]
+                                <= THRESHOLDS["max_unparseable_share"])
+    return result
+
+
+def _judge_ours(judge: Judge, pairs: Sequence[Mapping[str, Any]],
+                cache: AnnotationCache | None) -> list[float | None]:
+    items = []
+    for pair in pairs:
+        items.append(JudgeItem(pair["instruction"], pair["good"], pair["bad"]))
+        items.append(JudgeItem(pair["instruction"], pair["bad"], pair["good"]))
+    results, _, _ = ask_judge(judge, items, cache, step=max(8, getattr(judge, "concurrency", 1)))
+    return [_p_first(r) for r in results]
+
+
+def run_judge_check(
+    judge: str | Judge,
+    reference_outputs: str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+    *,
+    base_url: str | None = None,
+    annotator: str = OUR_ANNOTATOR,
+    n: int = 60,
+    seed: int = 0,
+    output_dir: str | os.PathLike[str] | None = None,
+    judge_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Judge ``n`` known pairs in both orders; return (and write) the check's numbers.
+
+    judge: a spec (``openai:MODEL``, ``hf:PATH``) or a :class:`Judge`; annotator:
+    ``symnoise-pairwise`` (ours) or one of AlpacaEval's (then the judge must be
+    ``openai:MODEL``). output_dir: when given, receives ``judge_check.json`` and the cache.
+    Returns a dict with at least ``accuracy``, ``accuracy_ci``, ``position_bias``,
+    ``n_pairs`` and ``usable`` (see the module docstring for the thresholds).
+    """
+    if n < 2:
+        raise ValueError(f"a judge check needs n >= 2 pairs, got {n}")
+    pairs = build_check_pairs(load_outputs(reference_outputs, what="reference outputs"), n, seed)
+    out_dir = Path(output_dir) if output_dir is not None else None
+    if annotator == OUR_ANNOTATOR:
+        judge_obj = judge if isinstance(judge, Judge) else make_judge(
+            judge, base_url, **(judge_options or {}))
+        cache = AnnotationCache(out_dir / "judge_check_cache.jsonl") if out_dir else None
+        try:
+            p_first = _judge_ours(judge_obj, pairs, cache)
+        finally:
+            if not isinstance(judge, Judge):
+                judge_obj.close()
+        spec = judge_obj.spec
+    else:
+        if not isinstance(judge, str):
+            raise JudgeError("an AlpacaEval annotator takes a judge spec 'openai:MODEL'")
+        p_first, spec = _judge_alpaca_eval(judge, pairs, annotator, base_url, out_dir), judge
+    result = summarize_check(pairs, p_first, judge=spec, annotator=annotator)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / JUDGE_CHECK_FILE).write_text(json.dumps(result, indent=2) + "\n",
+                                                encoding="utf-8")
+    return result
+
+
+def _judge_alpaca_eval(judge: str, pairs: Sequence[Mapping[str, Any]], annotator: str,
+                       base_url: str | None, out_dir: Path | None) -> list[float | None]:
+    """Both orders through AlpacaEval's annotator: output_1 is shown first unless
+    alpaca_eval switched the pair (:func:`~symnoise.evaluate.annotators.is_switched`)."""
+    import tempfile
+
+    from .annotators import ALPACA_EVAL_CACHE, _pairwise_annotator, is_switched
+    from .openai_judge import OpenAIJudge
+
+    judge_obj = make_judge(judge, base_url)
+    assert isinstance(judge_obj, OpenAIJudge)
+    rows = []
+    for p in pairs:
+        rows.append({"instruction": p["instruction"], "output_1": p["good"], "output_2": p["bad"]})
+        rows.append({"instruction": p["instruction"], "output_1": p["bad"], "output_2": p["good"]})
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = (out_dir or Path(tmp)) / f"judge_check_{ALPACA_EVAL_CACHE}"
+        try:
+            annotated = _pairwise_annotator(annotator, judge_obj, cache, 0).annotate_pairs(rows)
+        finally:
+            judge_obj.close()
+    found = {(a["instruction"], a["output_1"], a["output_2"]): a for a in annotated}
+    p_first: list[float | None] = []
+    for row in rows:
+        a = found.get((row["instruction"], row["output_1"], row["output_2"])) or {}
+        pref = a.get("preference")
+        if pref is None or pref != pref:
+            p_first.append(None)
+            continue
+        p_output_1 = 2.0 - float(pref)  # preference 1: output_1 better
+        switched = is_switched(row["instruction"], 0)
+        p_first.append(1.0 - p_output_1 if switched else p_output_1)
+    return p_first
+
+
+def format_judge_check(check: Mapping[str, Any]) -> str:
+    """One line to print beside a win-rate table."""
+    low, high = check["thresholds"]["position_bias_range"]
+    rule = (f"needs accuracy CI low >= {100 * check['thresholds']['min_accuracy_ci_low']:.0f}%, "
+            f"position bias {100 * low:.0f}-{100 * high:.0f}%, unparseable <= "
+            f"{100 * check['thresholds']['max_unparseable_share']:.0f}%")
+    head = f"judge check ({check['judge']}, {check['annotator']}): "
+    if check.get("accuracy") is None:
+        return head + f"no verdicts on {check['n_pairs']} pairs: NOT USABLE ({rule})"
+    ci = check["accuracy_ci"]
+    return (head + f"accuracy {100 * check['accuracy']:.1f}% [{100 * ci[0]:.1f}, "
+            f"{100 * ci[1]:.1f}] on {check['n_pairs']} known pairs x 2 orders, position bias "
+            f"{100 * check['position_bias']:.0f}% first, longer wins "
+            f"{100 * check['longer_wins']:.0f}%, unparseable {check['n_unparseable']}/"
+            f"{check['n_judgments']}: {'usable' if check['usable'] else 'NOT USABLE'} ({rule})")
+
+
+def read_judge_check(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A ``judge_check.json`` written by :func:`run_judge_check` (a file or its folder),
+    or None when there is none."""
+    path = Path(path)
+    path = path / JUDGE_CHECK_FILE if path.is_dir() else path
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,164 @@
+"""The one reader and writer of AlpacaEval model-outputs and annotations files.
+
+A model-outputs file is a JSON list of objects (or JSON Lines, one object per line) with
+``instruction`` and ``output`` strings and optional ``input``, ``generator`` and
+``dataset``. An annotations file is the same with ``output_1`` (the reference),
+``output_2`` (the model) and ``preference`` (1 reference better, 2 model better, 1.5 a
+tie, ``null`` no verdict). Every reader here validates each row and raises
+:class:`OutputsError` naming the file and the row (``entry i``, 0-based, in a JSON list;
+``line i``, 1-based, in JSON Lines); a missing file raises :class:`FileNotFoundError`.
+
+AlpacaEval's files carry one instruction field; a prompt with an Alpaca-style ``input``
+is handed to alpaca_eval (and shown to a judge) as ``instruction + "\\n\\n" + input``
+(:func:`full_instruction`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._io import write_json_atomic
+
+__all__ = [
+    "OutputsError",
+    "OUTPUTS_NAMES",
+    "read_rows",
+    "read_outputs",
+    "read_annotations",
+    "write_outputs",
+    "full_instruction",
+    "for_alpaca_eval",
+]
+
+# File names looked for when a folder is given instead of a file.
+OUTPUTS_NAMES = ("model_outputs.json", "model_outputs.jsonl")
+_OPTIONAL_STRINGS = ("input", "generator", "dataset")
+
+Source = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
+
+
+class OutputsError(ValueError):
+    """A bad model-outputs or annotations file; the message names the file and the row.
+
+    (A plain ValueError, so that reading outputs needs neither torch nor ``symnoise.data``.)
+    """
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterable[tuple[str, Any]]:
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {lineno}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise OutputsError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _file_rows(path: Path) -> list[tuple[str, Any]]:
+    if path.is_dir():
+        for name in OUTPUTS_NAMES:
+            if (path / name).is_file():
+                return _file_rows(path / name)
+        raise FileNotFoundError(f"{path}: a folder without {' or '.join(OUTPUTS_NAMES)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return list(_jsonl_rows(path, text))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # several top-level objects: JSON Lines under .json
+            return list(_jsonl_rows(path, text))
+        raise OutputsError(
+            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
+        ) from None
+    if isinstance(data, Mapping):  # a one-line JSONL file, or one object
+        data = [data]
+    if not isinstance(data, list):
+        raise OutputsError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
+    return [(f"entry {i}", row) for i, row in enumerate(data)]
+
+
+def _check_row(row: Any, where: str, fields: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise OutputsError(f"{where}: expected an object, got {type(row).__name__}")
+    for key in fields:
+        if key not in row:
+            keys = ", ".join(map(str, list(row)[:8])) or "none"
+            raise OutputsError(f"{where}: missing the {key!r} field (keys: {keys})")
+        if not isinstance(row[key], str):
+            raise OutputsError(
+                f"{where}: {key!r} must be a string, got {type(row[key]).__name__} {row[key]!r:.80}"
+            )
+    for key in _OPTIONAL_STRINGS:
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise OutputsError(f"{where}: {key!r} must be a string or null, got {row[key]!r:.80}")
+    return dict(row)
+
+
+def read_rows(
+    source: Source, *, fields: Sequence[str] = ("instruction", "output"), what: str = "outputs"
+) -> list[dict[str, Any]]:
+    """Rows of a JSON / JSONL file, a folder holding ``model_outputs.json(l)``, or a list.
+
+    Each row must be an object whose ``fields`` are strings; ``input``, ``generator`` and
+    ``dataset`` are strings or absent. Returns copies, in file order.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        origin = str(path)
+        rows = _file_rows(path)
+    else:
+        origin = f"{what} (in memory)"
+        rows = [(f"entry {i}", row) for i, row in enumerate(source)]
+    return [_check_row(row, f"{origin}: {where}", fields) for where, row in rows]
+
+
+def read_outputs(source: Source, *, what: str = "model outputs") -> list[dict[str, Any]]:
+    """Rows of a model-outputs file: ``instruction`` and ``output`` strings required."""
+    return read_rows(source, fields=("instruction", "output"), what=what)
+
+
+def read_annotations(source: Source) -> list[dict[str, Any]]:
+    """Rows of an annotations file: ``instruction``, ``output_1``, ``output_2`` strings and
+    a ``preference`` in [1, 2] or null (``0`` is AlpacaEval's old spelling of a tie)."""
+    rows = read_rows(source, fields=("instruction", "output_1", "output_2"), what="annotations")
+    origin = str(source) if isinstance(source, (str, os.PathLike)) else "annotations (in memory)"
+    for i, row in enumerate(rows):
+        pref = row.get("preference")
+        ok = pref is None or (
+            isinstance(pref, (int, float))
+            and not isinstance(pref, bool)
+            and (pref == 0 or (math.isfinite(pref) and 1 <= pref <= 2) or math.isnan(pref))
+        )
+        if not ok:
+            raise OutputsError(
+                f"{origin}: entry {i}: 'preference' must be a number in [1, 2] or null, got {pref!r}"
+            )
+    return rows
+
+
+def write_outputs(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write rows as one JSON list (atomically: a crash never leaves half a file)."""
+    path = Path(path)
+    write_json_atomic(path, [dict(r) for r in rows])
+    return path
+
+
+def full_instruction(row: Mapping[str, Any]) -> str:
+    """The whole prompt a model answered: ``instruction``, then ``input`` after a blank line."""
+    extra = row.get("input") or ""
+    return f"{row['instruction']}\n\n{extra}" if extra.strip() else str(row["instruction"])
+
+
+def for_alpaca_eval(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``row`` in AlpacaEval's shape: the input joined into the instruction."""
+    out = {k: v for k, v in row.items() if k != "input" and not k.startswith("_")}
+    out["instruction"] = full_instruction(row)
+    return out

@@ -1,0 +1,127 @@
+"""Tests of ``judge-check``: a judge measured on pairs whose better side is known."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _fake_openai import FakeAPI, serve
+from typer.testing import CliRunner
+
+from symnoise.cli import app
+from symnoise.evaluate.judge_check import (
+    THRESHOLDS,
+    build_check_pairs,
+    format_judge_check,
+    read_judge_check,
+    run_judge_check,
+    summarize_check,
+)
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi".split()
+REFERENCE = [
+    {"instruction": f"Question {i}", "output": f"answer{i} " + " ".join(WORDS[: 4 + i % 9]),
+     "generator": "ref"}
+    for i in range(30)
+] + [{"instruction": "Fix", "input": "teh cat", "output": "the cat " + " ".join(WORDS),
+      "generator": "ref"}]
+GOOD = {r["instruction"] + ("\n\n" + r["input"] if r.get("input") else ""): r["output"]
+        for r in REFERENCE}
+
+
+@pytest.fixture
+def api() -> Iterator[FakeAPI]:
+    yield from serve(FakeAPI(url=""))
+
+
+def _shown(messages: list[dict[str, str]]) -> tuple[str, str, str]:
+    user = messages[-1]["content"]
+    instruction = user.split("## Instruction\n", 1)[1].split("\n\n## Output (a)\n", 1)[0]
+    a = user.split("## Output (a)\n", 1)[1].split("\n\n## Output (b)\n", 1)[0]
+    b = user.split("## Output (b)\n", 1)[1].split("\n\nWhich output", 1)[0]
+    return instruction, a, b
+
+
+def test_pairs_are_known_and_both_kinds() -> None:
+    pairs = build_check_pairs(REFERENCE, 20, seed=1)
+    assert len(pairs) == 20 and {p["kind"] for p in pairs} == {"other", "truncated"}
+    for p in pairs:
+        assert p["good"] == GOOD[p["instruction"]] and p["bad"] != p["good"]
+        if p["kind"] == "truncated":
+            assert p["bad"].split() == p["good"].split()[:10] and len(p["good"].split()) > 10
+        else:
+            assert p["bad"] in GOOD.values()
+    assert sum(p["kind"] == "truncated" for p in pairs) == 10
+    assert build_check_pairs(REFERENCE, 20, seed=1) == pairs  # seeded
+    with pytest.raises(ValueError, match="at least 2 reference answers"):
+        build_check_pairs(REFERENCE[:1], 2)
+
+
+def test_summary_by_hand() -> None:
+    pairs = [{"good": "long answer", "bad": "x", "kind": "truncated"},
+             {"good": "y", "bad": "other answer", "kind": "other"}]
+    # pair 0: right in both orders; pair 1: first shown wins both times; one unparseable.
+    check = summarize_check(pairs, [0.9, 0.2, 0.7, None], judge="j", annotator="a")
+    assert check["n_pairs"] == 2 and check["n_unparseable"] == 1
+    assert check["accuracy"] == pytest.approx(3 / 3)  # 0.7 with good first is right
+    assert check["position_bias"] == pytest.approx(2 / 3)
+    assert check["longer_wins"] == pytest.approx(2 / 3)
+    assert check["accuracy_by_kind"] == {"other": 1.0, "truncated": 1.0}
+    low, high = check["accuracy_ci"]
+    assert low == pytest.approx(0.4385, abs=1e-3) and high == 1.0  # Wilson, 3 of 3
+    assert check["usable"] is False  # interval too wide, and too many unparseable
+
+
+def test_biased_endpoint_is_not_usable(api: FakeAPI, tmp_path: Path) -> None:
+    api.reply = lambda m: "a"  # always the first option, sure of it
+    api.top = lambda m, body: [("a", math.log(0.95)), ("b", math.log(0.05))]
+    check = run_judge_check("openai:biased", REFERENCE,
+                            base_url=api.url, n=16, output_dir=tmp_path)
+    assert (check["accuracy"], check["position_bias"]) == (0.5, 1.0)
+    assert check["n_pairs"] == 16 and check["n_unparseable"] == 0 and check["usable"] is False
+    assert len(api.chat_requests) == 32  # every pair in both orders
+    assert read_judge_check(tmp_path) == json.loads(json.dumps(check))
+    line = format_judge_check(check)
+    assert "NOT USABLE" in line and "position bias 100% first" in line
+    assert f"{100 * THRESHOLDS['min_accuracy_ci_low']:.0f}%" in line
+
+
+def test_knowing_endpoint_is_usable_and_sees_the_input(api: FakeAPI) -> None:
+    def top(messages, body):
+        instruction, a, _ = _shown(messages)
+        right = "a" if a == GOOD[instruction] else "b"
+        return [(right, math.log(0.8)), ("a" if right == "b" else "b", math.log(0.2))]
+
+    api.top = top
+    check = run_judge_check("openai:oracle", REFERENCE, base_url=api.url, n=40)
+    assert check["accuracy"] == 1.0 and check["position_bias"] == 0.5
+    assert check["accuracy_ci"][0] > THRESHOLDS["min_accuracy_ci_low"] and check["usable"]
+    shown = {_shown(r["body"]["messages"])[0] for r in api.chat_requests}
+    assert shown <= set(GOOD)  # instructions with an input are shown with it
+    assert "usable" in format_judge_check(check)
+
+
+def test_cli_json(api: FakeAPI, tmp_path: Path) -> None:
+    api.top = lambda m, body: [("a", math.log(0.9)), ("b", math.log(0.1))]
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps(REFERENCE))
+    result = CliRunner().invoke(app, ["judge-check", "--judge", "openai:biased", "--base-url",
+                                      api.url, "--reference-outputs", str(ref), "--n", "6",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    check = json.loads(result.stdout)
+    assert {"accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"} <= set(check)
+    assert check["usable"] is False and check["n_pairs"] == 6
+
+
+@pytest.mark.server
+def test_llama_cpp_server_check(llama_server: str) -> None:
+    check = run_judge_check("openai:smollm2", REFERENCE, base_url=llama_server, n=2,
+                            judge_options={"concurrency": 1})
+    # Log-probabilities exist: no verdict goes missing.
+    assert check["n_judgments"] == 4 and check["n_unparseable"] == 0
+    assert 0.0 <= check["accuracy"] <= 1.0 and 0.0 <= check["position_bias"] <= 1.0
+    assert isinstance(check["usable"], bool)

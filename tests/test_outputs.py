@@ -1,0 +1,74 @@
+"""Tests of the one reader/writer of AlpacaEval model-outputs and annotations files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from symnoise.data import DataError
+from symnoise.generate import read_outputs as generate_read_outputs
+from symnoise.outputs import (
+    OutputsError,
+    for_alpaca_eval,
+    full_instruction,
+    read_annotations,
+    read_outputs,
+    read_rows,
+    write_outputs,
+)
+
+ROWS = [
+    {"instruction": "Add", "input": "2 and 3", "output": "5", "generator": "m", "dataset": "x"},
+    {"instruction": "Say hi", "output": "Hi", "generator": "m"},
+]
+
+
+def test_json_jsonl_folder_and_memory_read_the_same(tmp_path: Path) -> None:
+    path = write_outputs(tmp_path / "model_outputs.json", ROWS)
+    assert json.loads(path.read_text()) == ROWS
+    jl = tmp_path / "o.jsonl"
+    jl.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n\n")
+    lines_as_json = tmp_path / "lines.json"
+    lines_as_json.write_text(jl.read_text())
+    for source in (path, jl, lines_as_json, tmp_path, ROWS):
+        assert read_outputs(source) == ROWS
+
+
+def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([ROWS[0], {"instruction": "no output"}]))
+    with pytest.raises(OutputsError, match=r"bad\.json: entry 1: missing the 'output' field"):
+        read_outputs(bad)
+    bad.write_text(json.dumps([{**ROWS[1], "input": 3}]))
+    with pytest.raises(OutputsError, match=r"entry 0: 'input' must be a string or null"):
+        read_outputs(bad)
+    with pytest.raises(ValueError, match="missing the 'instruction' field"):
+        read_rows([{"output": "x"}], fields=("instruction",))
+    with pytest.raises(DataError, match=r"bad\.json: entry 0: 'input' must be"):
+        generate_read_outputs(bad)  # generate's callers keep getting a DataError
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="model_outputs.json or model_outputs.jsonl"):
+        read_outputs(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_outputs(tmp_path / "missing.json")
+
+
+def test_input_is_joined_the_alpaca_eval_way() -> None:
+    assert full_instruction(ROWS[0]) == "Add\n\n2 and 3"
+    assert full_instruction(ROWS[1]) == "Say hi"
+    assert full_instruction({"instruction": "x", "input": "  "}) == "x"
+    flat = for_alpaca_eval({**ROWS[0], "_row": 3})
+    assert flat == {"instruction": "Add\n\n2 and 3", "output": "5", "generator": "m",
+                    "dataset": "x"}
+
+
+def test_annotations_preferences_are_checked(tmp_path: Path) -> None:
+    good = [{"instruction": "i", "output_1": "a", "output_2": "b", "preference": p}
+            for p in (1, 1.25, 2, None, 0)]
+    assert [a["preference"] for a in read_annotations(good)] == [1, 1.25, 2, None, 0]
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps(good[:1] + [{**good[0], "preference": 3}]))
+    with pytest.raises(OutputsError, match=r"annotations\.json: entry 1: 'preference' must"):
+        read_annotations(path)
