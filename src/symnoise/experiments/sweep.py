@@ -184,9 +184,9 @@ def _call_train(cfg: TrainConfig) -> Path:
 
 def _call_evaluate(run_dir: Path, kwargs: dict[str, Any], progress: bool) -> Any:
     """The evaluation pipeline's evaluate_run (looked up at call time)."""
-    from ..evaluate import run_eval
+    from . import evaluation
 
-    return run_eval.evaluate_run(run_dir, progress=progress, **kwargs)
+    return evaluation.evaluate_run(run_dir, progress=progress, **kwargs)
 
 
 def _baseline_reference(point: GridPoint) -> str:
