@@ -355,7 +355,7 @@ def test_only_seeds_are_averaged(tmp_path):
 def test_win_rates_from_unchecked_or_unusable_judges_are_marked(tmp_path):
     root = tmp_path / "runs"
     board = {"discrete_win_rate": 61.0, "length_controlled_winrate": 48.5,
-             "lc_standard_error": 1.25}
+             "lc_standard_error": 1.25, "lc_variant": "no-instruction-difficulty (offline)"}
     make_run(root, "checked", method="none", alpha=0.0, win_rate=40.0)
     make_run(root, "unchecked", method="uniform", win_rate=60.0, judge_check=None)
     bad = {**USABLE, "usable": False, "accuracy": 0.55, "position_bias": 0.97}
@@ -371,11 +371,12 @@ def test_win_rates_from_unchecked_or_unusable_judges_are_marked(tmp_path):
     assert rows["symnoise α=5/√3"][0] == "70.00‡"
     assert "†" in res.tables["table1"].note and "‡" in res.tables["table1"].note
     judged = res.tables["judged"]
-    assert judged.header[5:] == ["win_rate", "standard_error", "discrete_win_rate",
-                                 "length_controlled_winrate", "lc_standard_error", "n_total",
-                                 "judge check"]
+    assert judged.header[5:] == ["win_rate", "standard_error", "n_total", "discrete_win_rate",
+                                 "length_controlled_winrate", "lc_standard_error",
+                                 "lc_variant", "judge check"]
     jrows = md_table(judged.to_markdown())
-    assert jrows["unchecked"][4:10] == ["60", "1", "61", "48.50", "1.25", "805"]
+    assert jrows["unchecked"][4:11] == ["60", "1", "805", "61", "48.50", "1.25",
+                                        "no-instruction-difficulty (offline)"]
     assert jrows["unchecked"][-1] == "† not checked"
     assert jrows["biased"][-1].startswith("‡ not usable: accuracy 55.0% [80.0, 95.0]")
     assert "position bias 97.0%" in jrows["biased"][-1]

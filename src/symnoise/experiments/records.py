@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import PAPER_DATASETS
 from ..evaluate.judge import LEADERBOARD_JSON
+from ..evaluate.winrate import LEADERBOARD_COLUMNS as JUDGE_COLUMNS
 from ..noise import METHODS, NORM_MATCHED
 from ..run import RunFolder, run_dataset, run_setting
 from .tables import number
@@ -18,9 +19,9 @@ from .tables import number
 __all__ = ["LEADERBOARD_COLUMNS", "RunRecord", "assign_variants", "dataset_order", "load_run",
            "method_rank", "setting_label"]
 
-#: AlpacaEval leaderboard columns shown beside every win rate (those a judge wrote).
-LEADERBOARD_COLUMNS = ("win_rate", "standard_error", "discrete_win_rate",
-                       "length_controlled_winrate", "lc_standard_error", "n_total")
+#: The AlpacaEval leaderboard columns (the judge's list) and the length-control variant,
+#: shown beside every win rate where the judge wrote them.
+LEADERBOARD_COLUMNS = (*JUDGE_COLUMNS, "lc_variant")
 #: config fields that do not make two runs different settings: the seed (what is averaged),
 #: the noise axes (rows of their own) and bookkeeping that leaves the trained model as it is
 _NOT_SETTING = {"seed", "method", "alpha", "norm_match", "output_dir", "resume",

@@ -205,6 +205,8 @@ def judged(runs: Sequence[RunRecord]) -> Table:
 
 
 def _board_cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     v = number(value)
     return MISSING if v is None else (f"{v:g}" if float(v).is_integer() else f"{v:.2f}")
 
