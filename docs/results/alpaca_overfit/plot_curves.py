@@ -85,6 +85,10 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(title)
         ax.set_xlabel("optimizer step (20 steps = 1 epoch)")
         ax.grid(alpha=0.3)
+    base = HERE / "base_loss.json"  # the model before fine-tuning (base_loss.py)
+    if base.is_file():
+        loss = json.loads(base.read_text(encoding="utf-8"))["clean_eval_loss"]
+        axes[0].axhline(loss, color="grey", ls=":", label=f"before fine-tuning ({loss:.4f})")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
