@@ -120,6 +120,8 @@ def test_demo_runs_evaluates_and_reports(tmp_path, fakes, capsys):
     assert lines[2].split()[:5] == ["none", "-", "1.3000", "0.250", "22.5"]
     assert lines[4].split()[:5] == ["symnoise", "5", "1.2000", "0.350", "23.5"]
     assert "[demo]" in capsys.readouterr().err  # a line per stage
+    # the demo says plainly that it shows the pipeline, not an effect of the noise
+    assert "shows the pipeline" in summary["scope"] and "not an effect" in summary["scope"]
 
     # a second call finds everything finished
     fakes.trained.clear()
@@ -159,6 +161,7 @@ def test_demo_cli_json(tmp_path, fakes):
     res = CliRunner().invoke(app, ["demo", "--output-dir", str(tmp_path / "c"), "--steps", "2"])
     assert res.exit_code == 0
     assert "symnoise" in res.stdout and "report:" in res.stdout
+    assert "not an effect of the noise" in res.stdout
 
 
 def test_sweep_cli(tmp_path, fakes):

@@ -447,7 +447,7 @@ def demo(
         summary = run_demo(output_dir, judge=judge, base_url=base_url, steps=steps)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    lines = [summary["table"], ""]
+    lines = [summary["table"], "", summary["scope"], ""]
     lines.append(f"runs and report in {summary['output_dir']}")
     if summary.get("report"):
         lines.append(f"report: {summary['report']}")
