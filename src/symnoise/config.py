@@ -224,7 +224,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
     A nested ``noise:`` block is flattened (``noise: {method: uniform}`` gives
     ``method: uniform``); the same key both flat and in ``noise`` with different values is
-    an error, and so is a ``seed`` in ``noise`` (the noise's seed is the run's seed). The
+    an error, and so is a ``seed`` in ``noise`` that differs from ``seed`` (the noise's seed
+    is the run's seed; ``TrainConfig.to_dict()`` writes both). The
     method is canonical (``neftune`` reads ``uniform``). A name without a path that matches
     a shipped preset (``alpaca``, ``evol_instruct``, ``sharegpt``, ``openplatypus``, ...)
     loads that preset.
@@ -260,9 +261,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 def _flatten_noise_block(out: dict[str, Any], where: Path) -> None:
     for key, value in out.pop("noise").items():
         key = str(key).replace("-", "_")
-        if key == "seed":
-            raise ValueError(f"{where}: noise.seed is not an option: the noise's seed is the "
-                             "run's seed (set `seed` at the top level)")
+        if key == "seed":  # written by to_dict(); the noise's seed is the run's seed
+            if value is not None and value != out.get("seed", value):
+                raise ValueError(f"{where}: noise.seed {value!r} differs from seed "
+                                 f"{out.get('seed')!r}: the noise's seed is the run's seed")
+            if value is not None:
+                out.setdefault("seed", value)
+            continue
         if key in out and out[key] != value:
             raise ValueError(f"{where}: {key} is set twice with different values "
                              f"({out[key]!r} at the top level, {value!r} under noise)")
