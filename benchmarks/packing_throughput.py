@@ -31,7 +31,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_9k.json"
+# ../shared/data beside the checkout (or beside any folder above it, for git worktrees)
+DEFAULT_DATA = next((p / "shared" / "data" / "alpaca_9k.json" for p in ROOT.parents
+                     if (p / "shared" / "data" / "alpaca_9k.json").is_file()),
+                    ROOT.parent / "shared" / "data" / "alpaca_9k.json")
 
 
 def _load_model(spec: str):
@@ -42,7 +45,10 @@ def _load_model(spec: str):
         return model, tok, spec
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    _, tok, _, _ = load_model_and_tokenizer("smollm2", dtype="float32")  # its tokenizer
+    from symnoise.models import ensure_pad_token, load_tokenizer, resolve_model
+
+    tok = load_tokenizer(resolve_model("smollm2"))  # SmolLM2's tokenizer, not its weights
+    ensure_pad_token(tok)
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=688,
                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
@@ -79,7 +85,7 @@ def run(args) -> dict:
     model.train()
     n = args.batch * (args.steps + 1)
     prepared = prepare_dataset(str(args.data), tok, max_length=args.max_length,
-                               max_examples=4 * n)
+                               max_examples=4 * n, skip_bad_rows=True)
     batches = _batches(prepared.features, args.batch, args.steps + 1, args.seed)
     collate = {"padded": PaddingCollator(tok.pad_token_id),
                "packed": make_collator(tok, packing=True)}
