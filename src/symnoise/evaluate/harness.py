@@ -1,22 +1,12 @@
 """OpenLLM-style benchmarks through lm-evaluation-harness (``symnoise harness``).
 
-The paper reports ARC, HellaSwag and MMLU as the Open LLM Leaderboard (v1) computed them;
-the preset ``openllm`` reproduces those settings: ``arc_challenge`` 25-shot ``acc_norm``,
-``hellaswag`` 10-shot ``acc_norm``, ``mmlu`` 5-shot ``acc_unweighted`` and
-``truthfulqa_mc2`` 0-shot ``acc`` (the MC2 score, as lm-eval names it).
-
-MMLU: lm-eval's ``mmlu`` group row weights subjects by size; the leaderboard's number is
-the plain mean over the 57 subjects, computed here from the subject rows (an error names
-the count when there are not 57); lm-eval's weighted row is kept beside it. The lm-eval
-version is recorded (``config.lm_eval_version``). ``num_fewshot`` overrides every task's
-shots; ``limit`` caps examples per task (smoke tests; not comparable numbers).
-
-The model is a Hugging Face model folder, a symnoise run folder (results then go to
-``RUN/eval/harness.json`` and ``.md``), a ``.gguf`` file or a hub id. Hub tasks download
-their data on first use; offline, pass a folder of lm-eval YAML task configs as
-``include_path``: when every task is local and the model a local path, the run sets
-``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``. lm-eval (``symnoise[harness]``) is imported
-only when a run starts.
+The preset ``openllm`` reproduces the Open LLM Leaderboard (v1) scoring the paper used:
+ARC-Challenge 25-shot ``acc_norm``, HellaSwag 10-shot ``acc_norm``, MMLU 5-shot
+``acc_unweighted`` (the plain mean over its 57 subjects, computed here: lm-eval's own group
+row, kept beside it, weights by size) and TruthfulQA 0-shot MC2 (lm-eval's ``acc``). The
+model is a model folder, run folder (results in ``RUN/eval``), ``.gguf`` file or hub id.
+Local lm-eval YAML tasks (``include_path``) with a local model run with the HF hubs offline.
+lm-eval (``symnoise[harness]``) is imported only when a run starts.
 """
 
 from __future__ import annotations
@@ -41,36 +31,12 @@ logger = logging.getLogger(__name__)
 
 RESULTS_JSON, RESULTS_MD, SAMPLES_JSONL = "harness.json", "harness.md", "harness_samples.jsonl"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-#: Name of the unweighted mean over a group's subtasks (MMLU's leaderboard number).
-UNWEIGHTED = "acc_unweighted"
+UNWEIGHTED = "acc_unweighted"  # plain mean over a group's subtasks (MMLU's leaderboard number)
 MMLU_SUBJECTS = 57
 
 
 class HarnessError(RuntimeError):
     """A harness run failed for a reason the user can fix (data unreachable, no lm-eval)."""
-
-
-@dataclass(frozen=True)
-class PresetTask:
-    """A preset's task: lm-eval name, shots, headline metric; ``subtasks``: how many
-    subtasks a group scored by :data:`UNWEIGHTED` must have."""
-
-    task: str
-    num_fewshot: int
-    metric: str
-    note: str = ""
-    subtasks: int | None = None
-
-
-PRESETS: dict[str, tuple[PresetTask, ...]] = {
-    "openllm": (  # Open LLM Leaderboard v1, the settings the paper used
-        PresetTask("arc_challenge", 25, "acc_norm", "ARC-Challenge, 25-shot"),
-        PresetTask("hellaswag", 10, "acc_norm", "HellaSwag, 10-shot"),
-        PresetTask("mmlu", 5, UNWEIGHTED, "MMLU, 5-shot, unweighted mean of 57 subjects",
-                   MMLU_SUBJECTS),
-        PresetTask("truthfulqa_mc2", 0, "acc", "TruthfulQA MC2, 0-shot (lm-eval's acc)"),
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -80,7 +46,15 @@ class TaskPlan:
     task: str
     num_fewshot: int | None = None
     metric: str | None = None  # headline metric, when known (presets)
-    subtasks: int | None = None  # see PresetTask.subtasks
+    subtasks: int | None = None  # a group scored by UNWEIGHTED must have this many
+
+
+PRESETS: dict[str, tuple[TaskPlan, ...]] = {
+    "openllm": (  # Open LLM Leaderboard v1, the settings the paper used; TruthfulQA's
+        TaskPlan("arc_challenge", 25, "acc_norm"), TaskPlan("hellaswag", 10, "acc_norm"),
+        TaskPlan("mmlu", 5, UNWEIGHTED, MMLU_SUBJECTS), TaskPlan("truthfulqa_mc2", 0, "acc"),
+    ),  # MC2 score is what lm-eval names acc
+}
 
 
 @dataclass
@@ -99,7 +73,6 @@ class HarnessRow:
 
     @property
     def label(self) -> str:
-        """Metric name, with the lm-eval filter when it is not the default one."""
         return self.metric if self.filter == "none" else f"{self.metric} ({self.filter})"
 
 
@@ -115,8 +88,7 @@ class HarnessResult:
     samples: dict[str, list[dict[str, Any]]] | None = None
 
     def row(self, task: str, metric: str, filter: str = "none") -> HarnessRow:
-        """The row of ``metric`` for ``task`` (its top-level row when it also is a subtask);
-        KeyError naming the rows there are."""
+        """The row of ``metric`` for ``task`` (top-level first); KeyError naming the rows."""
         hits = [r for r in self.rows if (r.task, r.metric, r.filter) == (task, metric, filter)]
         if not hits:
             have = sorted({f"{r.task}/{r.label}" for r in self.rows})
@@ -161,23 +133,18 @@ class HarnessResult:
 
 
 def _markdown_table(rows: Sequence[HarnessRow]) -> str:
-    def cell(x: Any, fmt: str = "") -> str:
-        return "" if x is None else format(x, fmt)
-
     lines = ["| Task | Shots | Metric | Value | Stderr | N |", "|---|---:|---|---:|---:|---:|"]
     for r in rows:
         name = r.task if r.parent is None else f"  - {r.task}"
         value = f"**{r.value:.4f}**" if r.headline else f"{r.value:.4f}"
         stderr = "" if r.stderr is None else f"± {r.stderr:.4f}"
-        lines.append(f"| {name} | {cell(r.n_shot)} | {r.label} | {value} | {stderr} | "
-                     f"{cell(r.n_samples)} |")
+        shots, n = ("" if x is None else str(x) for x in (r.n_shot, r.n_samples))
+        lines.append(f"| {name} | {shots} | {r.label} | {value} | {stderr} | {n} |")
     return "\n".join(lines) + "\n"
 
 
 def preset_names() -> list[str]:
-    """Names of the built-in presets."""
     return sorted(PRESETS)
-
 
 def resolve_tasks(tasks: str | Sequence[str], num_fewshot: int | None = None) -> list[TaskPlan]:
     """Expand presets and comma-separated lists into :class:`TaskPlan` s (order kept, first
@@ -191,9 +158,7 @@ def resolve_tasks(tasks: str | Sequence[str], num_fewshot: int | None = None) ->
                          f"({', '.join(preset_names())})")
     plans: dict[str, TaskPlan] = {}
     for name in names:
-        for plan in ([TaskPlan(p.task, p.num_fewshot, p.metric, p.subtasks)
-                      for p in PRESETS[name.lower()]] if name.lower() in PRESETS
-                     else [TaskPlan(name)]):
+        for plan in PRESETS.get(name.lower(), (TaskPlan(name),)):
             if num_fewshot is not None:
                 plan = dataclasses.replace(plan, num_fewshot=num_fewshot)
             plans.setdefault(plan.task, plan)
@@ -216,10 +181,9 @@ def _task_manager(plans: Sequence[TaskPlan], include_path: str | None) -> tuple[
     manager = TaskManager(include_path=include_path)
     known = sorted(manager.all_tasks)
     if unknown := [name for name in wanted if name not in manager.all_tasks]:
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
-            hints.append(f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        close = {n: difflib.get_close_matches(n, known, n=3, cutoff=0.75) for n in unknown}
+        hints = [f"{n!r}" + (f" (did you mean {', '.join(c)}?)" if c else "")
+                 for n, c in close.items()]
         where = f" nor in include_path {include_path}" if include_path else ""
         raise ValueError(f"unknown lm-eval task(s): {'; '.join(hints)}: not a built-in task, "
                          f"group or tag{where}, not a preset ({', '.join(preset_names())}) "
@@ -228,13 +192,12 @@ def _task_manager(plans: Sequence[TaskPlan], include_path: str | None) -> tuple[
 
 
 def _number(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or math.isnan(x):
-        return None
-    return float(x)
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x)
+    return float(x) if ok else None
 
 
 def _leaves(name: str, out: dict[str, Any], seen: frozenset[str] = frozenset()) -> list[str]:
-    """The leaf tasks under ``name`` (itself when it is not a group), in lm-eval's order."""
+    """The leaf tasks under ``name`` (itself when not a group), in lm-eval's order."""
     children = (out.get("group_subtasks") or {}).get(name)
     if not children:
         return [name]
@@ -249,8 +212,7 @@ def _n_samples(name: str, out: dict[str, Any]) -> int | None:
 
 
 def _shots(out: dict[str, Any], name: str) -> int | None:
-    shots = (out.get("n-shot") or {}).get(name)
-    return int(shots) if isinstance(shots, (int, float)) else None
+    return None if (n := _number((out.get("n-shot") or {}).get(name))) is None else int(n)
 
 
 def rows_from_lm_eval(out: dict[str, Any], plan: TaskPlan) -> list[HarnessRow]:
@@ -297,41 +259,33 @@ def _unweighted_row(out: dict[str, Any], plan: TaskPlan,
                       n_samples=_n_samples(plan.task, out), headline=True)
 
 
-def _is_data_error(exc: BaseException | None) -> bool:
-    """True when ``exc`` (or what caused it) is a download/dataset/file problem."""
+def _data_error(task: str, exc: BaseException, offline: bool) -> HarnessError | None:
+    """A HarnessError naming ``task`` when ``exc`` (or its cause) is a download, dataset or
+    file problem; None otherwise."""
+    cur: BaseException | None = exc
     for _ in range(10):
-        if exc is None:
-            return False
-        if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)) or \
-                type(exc).__module__.split(".")[0] in (
+        if cur is None:
+            return None
+        if isinstance(cur, (ConnectionError, TimeoutError, FileNotFoundError)) or \
+                type(cur).__module__.split(".")[0] in (
                     "datasets", "huggingface_hub", "requests", "httpx", "urllib3", "fsspec"):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _data_error(task: str, exc: BaseException, offline: bool) -> HarnessError:
-    hint = ("local tasks read their data_files with datasets' 'json' builder: check the paths "
-            "in the task's YAML (relative paths resolve against the current directory)"
-            if offline else
-            "hub tasks download their data from the Hugging Face Hub on first use; without "
-            "network access fill the datasets cache once where a hub is reachable, or write "
-            "a local task (YAML with dataset_path: json and data_files) in a folder passed "
-            "as include_path")
+            break
+        cur = cur.__cause__ or cur.__context__
+    hint = ("check the data_files paths in the task's YAML (relative to the current folder)"
+            if offline else "hub tasks download their data on first use; offline, fill the "
+            "datasets cache once or pass local YAML tasks (dataset_path: json) as include_path")
     return HarnessError(f"lm-eval task {task!r}: its dataset could not be loaded "
                         f"({type(exc).__name__}: {exc}); {hint}")
 
 
 def write_results(result: HarnessResult, output_dir: str | os.PathLike[str]) -> dict[str, str]:
     """Write ``harness.json``, ``harness.md`` (and samples when logged) into ``output_dir``."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    (out := Path(output_dir)).mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / RESULTS_JSON), "markdown": str(out / RESULTS_MD)}
     if result.samples is not None:
-        lines = [json.dumps({"task": task, **item}, default=str) + "\n"
-                 for task, items in result.samples.items() for item in items]
         tmp = out / (SAMPLES_JSONL + ".tmp")
-        tmp.write_text("".join(lines), encoding="utf-8")
+        tmp.write_text("".join(json.dumps({"task": task, **item}, default=str) + "\n" for task,
+                               items in result.samples.items() for item in items), "utf-8")
         files["samples"] = str(tmp.replace(out / SAMPLES_JSONL))
     result.files = dict(files)
     _write_json(out / RESULTS_JSON, {**result.to_dict(), "files": files})
@@ -340,22 +294,18 @@ def write_results(result: HarnessResult, output_dir: str | os.PathLike[str]) -> 
 
 
 def _check_args(limit: Any, dtype: str, batch_size: Any) -> int | float | None:
-    """Validate the run's options; return ``limit`` (a whole float as an int)."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     if isinstance(batch_size, bool) or not (
             batch_size == "auto" or (isinstance(batch_size, int) and batch_size > 0)):
         raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                              or not limit > 0):
         raise ValueError(f"limit must be a positive number of examples (or a fraction < 1), "
                          f"got {limit!r}")
-    if isinstance(limit, float) and limit >= 1:
-        if not limit.is_integer():
-            raise ValueError(f"limit {limit} is neither a whole count nor a fraction < 1")
-        return int(limit)
-    return limit
+    if isinstance(limit, float) and limit >= 1 and not limit.is_integer():
+        raise ValueError(f"limit {limit} is neither a whole count nor a fraction < 1")
+    return int(limit) if limit is not None and limit >= 1 else limit
 
 
 def run_harness(
@@ -365,26 +315,19 @@ def run_harness(
     include_path: str | os.PathLike[str] | None = None, dtype: str = "float32", seed: int = 0,
     log_samples: bool = False,
 ) -> HarnessResult:
-    """Evaluate ``model`` (model folder, run folder, ``.gguf`` or hub id) on lm-eval tasks
-    (names, YAML paths, presets such as ``openllm``; a list or comma-separated string).
+    """Evaluate ``model`` on lm-eval tasks (names, YAML paths, presets; list or "a,b").
 
-    ``output_dir`` defaults to ``RUN/eval`` for a run folder, else nothing is written.
-    ``num_fewshot`` overrides every task's shots; ``limit`` caps examples per task (a
-    fraction when < 1); ``include_path`` is a folder of local lm-eval YAML tasks; ``seed``
-    seeds Python, NumPy, torch and the few-shot sampler; ``log_samples`` keeps per-example
-    outputs (``harness_samples.jsonl``). Raises ValueError (unknown tasks, bad arguments),
-    FileNotFoundError (model or include_path missing), HarnessError (no lm-eval, a task's
-    dataset cannot be loaded).
-    """
+    ``output_dir`` defaults to ``RUN/eval`` for a run folder (else nothing is written);
+    ``num_fewshot`` overrides every task's shots; ``limit`` caps examples per task (smoke
+    tests; a fraction when < 1); ``seed`` seeds Python, NumPy, torch and few-shot sampling.
+    Raises ValueError, FileNotFoundError or HarnessError, each naming the cause."""
     from ..models import resolve_model
 
     plans = resolve_tasks(tasks, num_fewshot)
     limit = _check_args(limit, dtype, batch_size)
-    include = None
-    if include_path is not None:
-        if not (include_dir := Path(include_path).expanduser()).is_dir():
-            raise FileNotFoundError(f"include_path is not a folder: {include_dir}")
-        include = str(include_dir.resolve())
+    include = None if include_path is None else str(Path(include_path).expanduser().resolve())
+    if include is not None and not Path(include).is_dir():
+        raise FileNotFoundError(f"include_path is not a folder: {include}")
     ref = resolve_model(model)
     try:
         from importlib.metadata import version
@@ -410,10 +353,10 @@ def run_harness(
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     result = HarnessResult(str(model), [], config, samples={} if log_samples else None)
-    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    with mock.patch.dict(os.environ, env) if offline else contextlib.nullcontext():
-        gguf = {"gguf_file": ref.gguf_file} if ref.gguf_file is not None else {}
-        lm = HFLM(pretrained=ref.path, device=device, dtype=dtype, batch_size=batch_size, **gguf)
+    with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}) \
+            if offline else contextlib.nullcontext():
+        lm = HFLM(pretrained=ref.path, device=device, dtype=dtype, batch_size=batch_size,
+                  **({"gguf_file": ref.gguf_file} if ref.gguf_file else {}))
         for plan in plans:
             logger.info("lm-eval: %s (%s shots)", plan.task, plan.num_fewshot)
             try:
@@ -422,8 +365,8 @@ def run_harness(
                     task_manager=manager, log_samples=log_samples, random_seed=seed,
                     numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
             except Exception as exc:
-                if _is_data_error(exc):
-                    raise _data_error(plan.task, exc, offline) from exc
+                if error := _data_error(plan.task, exc, offline):
+                    raise error from exc
                 raise
             if out is None:  # not rank 0 in a distributed run
                 continue
@@ -431,8 +374,7 @@ def run_harness(
             result.versions.update(out.get("versions") or {})
             if result.samples is not None:
                 result.samples.update(out.get("samples") or {})
-            if "transformers_version" in out:
-                config["transformers_version"] = out["transformers_version"]
+            config.update({k: out[k] for k in ("transformers_version",) if k in out})
     if output_dir is not None:
         write_results(result, output_dir)
     return result
