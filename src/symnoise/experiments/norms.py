@@ -198,7 +198,7 @@ def _plot(analysis: NormAnalysis, norms_png: Path, ratios_png: Path) -> None:
         ax.axhline(SQRT3, color="k", ls="--", lw=1.0, label="sqrt(3)")
         ax.set(xlabel="embedding dimension d", ylabel="ratio of mean norms",
                title=f"{dist} / uniform norm ratio")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, title="samples")
     fig.savefig(ratios_png, format="png", bbox_inches="tight")
 
 
