@@ -27,7 +27,7 @@ class FakeRuns:
     def train(self, cfg):
         run_dir = Path(cfg.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.trained.append(cfg.to_dict())
+        self.trained.append({**cfg.to_dict(), "method": cfg.method})  # noise is nested
         loss = {"none": 1.30, "uniform": 1.25, "symnoise": 1.20}[cfg.method]
         info = {"status": "completed", "config": cfg.to_dict(), "global_step": cfg.max_steps,
                 "train_loss": loss + 0.5, "final_clean_eval_loss": loss,
@@ -42,7 +42,7 @@ class FakeRuns:
     def evaluate(self, run_dir, kwargs, progress):
         run_dir = Path(run_dir)
         self.evaluated.append((run_dir.name, dict(kwargs)))
-        method = json.loads((run_dir / "run.json").read_text())["config"]["method"]
+        method = RunFolder(run_dir).setting["method"]
         acc = {"none": 0.25, "uniform": 0.30, "symnoise": 0.35}[method]
         (run_dir / "eval").mkdir(exist_ok=True)
         (run_dir / "eval" / "outputs.json").write_text(json.dumps(
