@@ -43,8 +43,8 @@ def test_identical_sides_cover_zero(tmp_path: Path) -> None:
 def test_better_at_equal_length_is_significant(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     lengths = rng.integers(50, 150, N).tolist()
-    worse = dict(zip(_prompts(), [2.0 if i % 4 == 0 else 1.0 for i in range(N)], strict=True))
-    better = dict(zip(_prompts(), [1.0 if i % 4 == 0 else 2.0 for i in range(N)], strict=True))
+    worse = dict(zip(_prompts(), [2.0 if i % 10 == 0 else 1.0 for i in range(N)], strict=True))
+    better = dict(zip(_prompts(), [1.0 if i % 10 == 0 else 2.0 for i in range(N)], strict=True))
     a = make_run(tmp_path, "a", prefs=worse, outputs=_outputs(lengths), ref_text="y" * 100)
     b = make_run(tmp_path, "b", method="symnoise", prefs=better, outputs=_outputs(lengths),
                  ref_text="y" * 100)
