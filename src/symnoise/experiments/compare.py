@@ -57,7 +57,7 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "exact_answer": ("exact-answer accuracy", "points", 1, "items"),
     "output_length": ("output length", "chars", 0, "prompts"),
 }
-LC_N_BOOT = 500  # resamples for lc_win_rate (two GLM fits each, per seed)
+LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
 _NOT_SETTING = ("seed", "output_dir", "resume")
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
 _NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
