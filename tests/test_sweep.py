@@ -698,3 +698,18 @@ def test_sweep_module_has_no_command_line():
     source = Path(sweep.__file__).read_text()
     assert "argparse" not in source and "__main__" not in source
     assert "import report" not in source and "build_report" not in source
+
+
+def test_conflict_check_reads_nested_noise_in_run_json(tmp_path, fake_backends):
+    """A run folder written by today's train() nests the noise; its alpha is still compared."""
+    from symnoise.config import TrainConfig
+
+    exp = load_experiment(_exp(tmp_path, methods=["symnoise"]))
+    p = exp.points[0]
+    p.run_dir.mkdir(parents=True)
+    recorded = TrainConfig(**{**p.train, "alpha": 10.0}).to_dict()
+    assert recorded["noise"]["alpha"] == 10.0 and "alpha" not in recorded
+    (p.run_dir / "run.json").write_text(json.dumps({"status": "completed", "config": recorded}))
+    r = run_sweep(exp, progress=False)
+    assert r.points[0].status == "conflict"
+    assert "alpha: 10.0 in the run folder, 5.0 in the experiment" in r.points[0].note

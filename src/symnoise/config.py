@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,19 @@ def _accept_flat_noise_keys(init):
 TrainConfig.__init__ = _accept_flat_noise_keys(TrainConfig.__init__)  # type: ignore[method-assign]
 for _key in FLAT_NOISE_KEYS:
     setattr(TrainConfig, _key, _flat_noise_property(_key))
+
+
+def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict (``TrainConfig.to_dict()`` or a recorded run.json ``config``, nested or
+    flat) with the noise fields flat (``method``, ``alpha``...); the noise's ``seed`` is the
+    run's and is dropped. Lets configs written before and after the nesting be compared."""
+    out = dict(config)
+    nested = out.pop("noise", None)
+    if isinstance(nested, Mapping):
+        for key in FLAT_NOISE_KEYS:
+            if key in nested:
+                out[key] = nested[key]
+    return out
 
 
 def _noise_config(value: Any, seed: int) -> NoiseConfig:

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..config import TrainConfig, load_config_file
+from ..config import TrainConfig, flat_config, load_config_file
 from ..data.spec import parse_data_spec
 from ..noise import NORM_MATCHED, canonical_method
 
@@ -483,7 +483,7 @@ def _expand(top: ExperimentFile, models: list[tuple[str, str]], datasets: list[_
             points.append(GridPoint(
                 name=name, model=model, model_label=model_label, dataset=ds.name,
                 method=m.method, alpha=eff_alpha, norm_match=eff_nm, seed=cfg.seed, label=label,
-                train=cfg.to_dict(), evaluation=None if ds.evaluation is None
+                train=flat_config(cfg.to_dict()), evaluation=None if ds.evaluation is None
                 else dict(ds.evaluation), unavailable=ds.unavailable))
     return points
 

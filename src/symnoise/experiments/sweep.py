@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic as _write_json
-from ..config import TrainConfig
+from ..config import TrainConfig, flat_config
 from ..run import RunFolder
 from .experiment_file import Experiment, ExperimentError, GridPoint, load_experiment
 
@@ -88,7 +88,9 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def _config_conflicts(point: GridPoint, recorded: Mapping[str, Any]) -> list[str]:
-    """Fields where a run folder's recorded config differs from the point's."""
+    """Fields where a run folder's recorded config differs from the point's (noise fields
+    compared flat, so runs recorded before and after the noise was nested compare alike)."""
+    recorded = flat_config(recorded)
     return [f"{key}: {recorded[key]!r} in the run folder, {want!r} in the experiment"
             for key, want in point.train.items()
             if key not in _NOT_COMPARED and key in recorded
@@ -207,7 +209,7 @@ def _train_with_accelerate(point: GridPoint, cfg: TrainConfig, args: Sequence[st
 
     cfg_file = point.run_dir.parent / WORK_DIR / f"{point.name}.yaml"
     cfg_file.parent.mkdir(parents=True, exist_ok=True)
-    cfg_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    cfg_file.write_text(yaml.safe_dump(flat_config(cfg.to_dict()), sort_keys=False), encoding="utf-8")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *args,
            "-m", "symnoise.cli", "train", "--config", str(cfg_file)]
     # the child's stdout goes to our stderr: stdout stays for the sweep's own result (--json)
