@@ -227,127 +227,102 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_CONV, _PAIR = "bad conversation", "no user->assistant pair"  # kinds of bad row
+
+
+def _need(ok: object, kind: str, message: str, field: str | None = None, value: Any = None) -> None:
+    """Raise a bad row of this kind unless ``ok`` (each check is one table-like line)."""
+    if not ok:
+        raise _BadRow(kind, message, field, value)
+
+
 def _text(record: dict[str, Any], key: str, *, required: bool) -> str:
-    if key not in record or record[key] is None:
-        if required:
-            raise _BadRow("missing field", f"field {key!r} is missing", key)
+    value = record.get(key)
+    if value is None:
+        _need(not required, "missing field", f"field {key!r} is missing", key)
         return ""
-    value = record[key]
-    if not isinstance(value, str):
-        raise _BadRow(
-            "non-string field",
-            f"field {key!r} must be a string, got {type(value).__name__} {_short(value)}",
-            key,
-            value,
-        )
-    if required and not value.strip():
-        raise _BadRow("empty field", f"field {key!r} is empty", key, value)
+    got = f"{type(value).__name__} {_short(value)}"
+    _need(
+        isinstance(value, str),
+        "non-string field",
+        f"field {key!r} must be a string, got {got}",
+        key,
+        value,
+    )
+    _need(not required or value.strip(), "empty field", f"field {key!r} is empty", key, value)
     return value
-
-
-def _flat(record: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
-    instruction = _text(record, "instruction", required=True)
-    inp = _text(record, "input", required=False)
-    output = _text(record, "output", required=True)
-    meta = {k: v for k, v in record.items() if k not in ("instruction", "input", "output")}
-    return instruction, inp, output, meta
 
 
 def _turn(turn: Any, i: int, list_key: str) -> tuple[str, str]:
     where = f"{list_key}[{i}]"
-    if not isinstance(turn, dict):
-        raise _BadRow(
-            "bad conversation", f"{where} must be an object, got {type(turn).__name__}", where
-        )
+    _need(
+        isinstance(turn, dict),
+        _CONV,
+        f"{where} must be an object, got {type(turn).__name__}",
+        where,
+    )
     role = turn.get("from", turn.get("role"))
-    if not isinstance(role, str):
-        raise _BadRow(
-            "bad conversation",
-            f"{where} has no speaker ('from' or 'role'), got {_short(role)}",
-            where + ".from",
-            role,
-        )
-    text_key = "value" if "value" in turn else "content"
-    text = turn.get(text_key)
-    if not isinstance(text, str):
-        raise _BadRow(
-            "non-string field",
-            f"field '{where}.{text_key}' must be a string, got {type(text).__name__} "
-            f"{_short(text)}",
-            f"{where}.{text_key}",
-            text,
-        )
+    no_role = f"{where} has no speaker ('from' or 'role'), got {_short(role)}"
+    _need(isinstance(role, str), _CONV, no_role, where + ".from", role)
+    key = "value" if "value" in turn else "content"
+    text = turn.get(key)
+    got = f"{type(text).__name__} {_short(text)}"
+    _need(
+        isinstance(text, str),
+        "non-string field",
+        f"field '{where}.{key}' must be a string, got {got}",
+        f"{where}.{key}",
+        text,
+    )
     return role.strip().lower(), text
 
 
-def _conversation_pair(
-    record: dict[str, Any],
-) -> tuple[str, str, dict[str, Any]]:
+def _conversation_pair(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """First user->assistant pair of a conversation record, plus notes for ``meta``."""
-    list_key = next((k for k in _CONV_KEYS if k in record), None)
-    if list_key is None:
-        raise _BadRow("missing field", "field 'conversations' is missing", "conversations")
-    turns = record[list_key]
-    if not isinstance(turns, list):
-        raise _BadRow(
-            "bad conversation",
-            f"field {list_key!r} must be a list of turns, got {type(turns).__name__}",
-            list_key,
-            turns,
-        )
-    notes: dict[str, Any] = {k: v for k, v in record.items() if k != list_key}
+    key = next((k for k in _CONV_KEYS if k in record), None)
+    _need(key is not None, "missing field", "field 'conversations' is missing", "conversations")
+    turns = record[key]
+    got = type(turns).__name__
+    _need(
+        isinstance(turns, list),
+        _CONV,
+        f"field {key!r} must be a list of turns, got {got}",
+        key,
+        turns,
+    )
+    notes: dict[str, Any] = {k: v for k, v in record.items() if k != key}
     system: list[str] = []
     skipped_leading = 0
     for i, raw in enumerate(turns):
-        role, text = _turn(raw, i, list_key)
+        role, text = _turn(raw, i, key)
         if role in _SYSTEM:
             system.append(text)
             continue
         if role in _ASSISTANT:  # an assistant turn before any user turn has no prompt
             skipped_leading += 1
             continue
-        if role not in _USER:
-            raise _BadRow(
-                "bad conversation",
-                f"{list_key}[{i}] has unknown speaker {role!r}; expected one of "
-                f"{sorted(_USER | _ASSISTANT | _SYSTEM)}",
-                f"{list_key}[{i}].from",
-                role,
-            )
-        if i + 1 >= len(turns):
-            raise _BadRow(
-                "no user->assistant pair",
-                f"{list_key}[{i}] (user) is not followed by an assistant turn",
-                list_key,
-            )
-        next_role, reply = _turn(turns[i + 1], i + 1, list_key)
-        if next_role not in _ASSISTANT:
-            raise _BadRow(
-                "no user->assistant pair",
-                f"{list_key}[{i}] (user) is followed by {next_role!r}, not an assistant turn",
-                f"{list_key}[{i + 1}].from",
-                next_role,
-            )
-        if not text.strip():
-            raise _BadRow("empty field", f"field '{list_key}[{i}]' (user) is empty", list_key)
-        if not reply.strip():
-            raise _BadRow(
-                "empty field", f"field '{list_key}[{i + 1}]' (assistant) is empty", list_key
-            )
-        rest = turns[i + 2 :]
+        known = sorted(_USER | _ASSISTANT | _SYSTEM)
+        unknown = f"{key}[{i}] has unknown speaker {role!r}; expected one of {known}"
+        _need(role in _USER, _CONV, unknown, f"{key}[{i}].from", role)
+        _need(
+            i + 1 < len(turns),
+            _PAIR,
+            f"{key}[{i}] (user) is not followed by an assistant turn",
+            key,
+        )
+        next_role, reply = _turn(turns[i + 1], i + 1, key)
+        not_assistant = f"{key}[{i}] (user) is followed by {next_role!r}, not an assistant turn"
+        _need(next_role in _ASSISTANT, _PAIR, not_assistant, f"{key}[{i + 1}].from", next_role)
+        _need(text.strip(), "empty field", f"field '{key}[{i}]' (user) is empty", key)
+        _need(reply.strip(), "empty field", f"field '{key}[{i + 1}]' (assistant) is empty", key)
         notes["n_turns"] = len(turns)
-        if rest:
-            notes["cut_turns"] = len(rest)
+        extra: dict[str, Any] = {"cut_turns": len(turns) - i - 2}
         if system:
-            notes["system"] = "\n".join(system)
-        if skipped_leading:
-            notes["skipped_leading_turns"] = skipped_leading
+            extra["system"] = "\n".join(system)
+        extra["skipped_leading_turns"] = skipped_leading
+        notes.update({k: v for k, v in extra.items() if k == "system" or v})
         return text, reply, notes
-    raise _BadRow(
-        "no user->assistant pair",
-        f"field {list_key!r} has no user turn followed by an assistant turn",
-        list_key,
-    )
+    raise _BadRow(_PAIR, f"field {key!r} has no user turn followed by an assistant turn", key)
 
 
 def record_to_example(record: Any, fmt: str, source: str = "") -> Example:
@@ -364,13 +339,20 @@ def record_to_example(record: Any, fmt: str, source: str = "") -> Example:
 
 
 def _parse(record: Any, fmt: str, source: str) -> Example:
-    if not isinstance(record, dict):
-        raise _BadRow("not an object", f"row must be a JSON object, got {type(record).__name__}")
-    if fmt in ("alpaca", "openplatypus"):
-        instruction, inp, output, meta = _flat(record)
-        return Example(instruction, inp, output, source, meta)
-    if fmt == "evol_instruct" and _conversation(record) is None:  # 70k form; input optional
-        instruction, inp, output, meta = _flat(record)
+    _need(
+        isinstance(record, dict),
+        "not an object",
+        f"row must be a JSON object, got {type(record).__name__}",
+    )
+    if (
+        fmt == "alpaca"
+        or fmt == "openplatypus"
+        or (fmt == "evol_instruct" and _conversation(record) is None)
+    ):
+        # flat forms (evol_instruct: the 70k form, input optional)
+        flat = ("instruction", "input", "output")
+        instruction, inp, output = (_text(record, k, required=k != "input") for k in flat)
+        meta = {k: v for k, v in record.items() if k not in flat}
         return Example(instruction, inp, output, source, meta)
     # evol_instruct conversation form, sharegpt
     user, reply, notes = _conversation_pair(record)

@@ -1,0 +1,658 @@
+"""Task families of the synthetic suite: vocabularies, samplers and phrasings.
+
+Split out of :mod:`symnoise.data.synthetic` (which re-exports ``FAMILIES``, ``Family`` and
+``Phrasing``); the generation and record-reading logic lives there.
+
+All task text and vocabularies below are written for this project.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import random
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+SPLITS: dict[str, str] = {"train": "train", "heldout": "heldout", "test": "heldout"}
+"""Accepted split names and the split each one means (``test`` is ``heldout``)."""
+
+
+def _canonical_split(split: str) -> str:
+    name = split.strip().lower() if isinstance(split, str) else None
+    if name not in SPLITS:
+        raise ValueError(f"unknown synthetic split {split!r}; expected one of: {', '.join(SPLITS)}")
+    return SPLITS[name]
+
+
+# --------------------------------------------------------------------------------------
+# Vocabularies. Lowercase ASCII letters only; none of them is a word the answer reader
+# strips ("answer", "result", "output", "response") or a parity word ("even", "odd").
+# --------------------------------------------------------------------------------------
+
+_WORDS: tuple[str, ...] = tuple(
+    """
+    apple river candle garden pencil window forest rabbit silver basket mountain ocean
+    ladder button carpet dragon feather guitar harbor island jacket kettle lemon marble
+    needle orange pepper quilt rocket saddle tunnel umbrella valley wagon yellow zebra
+    anchor bridge cactus desert engine falcon ginger hammer igloo jungle kitten lantern
+    meadow nutmeg oyster parrot quartz ribbon spider tomato violet walnut bright quiet
+    gentle swift brave calm clever happy tiny huge warm cold green purple sunny windy soft
+    loud jump sing dance read write paint build climb swim cook laugh whisper travel wander
+    carry follow cloud stone bread cheese coffee pillow mirror letter summer winter autumn
+    spring castle pirate planet comet tiger monkey turtle beetle cherry banana potato
+    pumpkin muffin cookie noodle pickle
+    """.split()
+)
+
+# Words with repeated letters, for counting letters.
+_LETTER_WORDS: tuple[str, ...] = tuple(
+    """
+    banana balloon coffee committee bookkeeper address assessment mississippi strawberry
+    raspberry pepper letter parallel success necessary possession tomorrow cinnamon
+    butterfly happiness hippopotamus giraffe kangaroo broccoli spaghetti cappuccino umbrella
+    accommodate embarrass millennium occurrence programmer referee statistics tennessee
+    grasshopper dictionary engineer pineapple barrel cabbage chocolate dolphin elephant
+    football goose hammock jellybean lollipop marshmallow noodle pepperoni rabbit sheep
+    teeth volleyball watermelon zucchini bubble puzzle
+    """.split()
+)
+
+_NAMES: tuple[str, ...] = tuple(
+    """
+    Alice Bruno Chloe Daniel Elena Farid Greta Hugo Ines Jonas Keiko Liam Maya Nikolai
+    Olivia Pedro Quinn Rosa Samir Tara Umar Vera Wendy Xavier Yara Zane
+    """.split()
+)
+
+_CITIES: tuple[str, ...] = tuple(
+    """
+    Paris Lisbon Oslo Nairobi Lima Seoul Toronto Madrid Cairo Dublin Hanoi Quito Vienna
+    Perth Accra Kyoto Prague Bogota
+    """.split()
+)
+
+_COLORS: tuple[str, ...] = tuple(
+    """
+    red blue green yellow purple orange black white brown pink
+    """.split()
+)
+
+_PETS: tuple[str, ...] = tuple(
+    """
+    cat dog parrot hamster rabbit turtle goldfish lizard pony
+    """.split()
+)
+
+_JOBS: tuple[str, ...] = tuple(
+    """
+    teacher baker pilot nurse farmer painter plumber chemist librarian carpenter
+    """.split()
+)
+
+# Sentences for number extraction: {name} is a name, {n1}.. are numbers.
+_SCENES: tuple[str, ...] = (
+    "{name} bought {n1} apples and {n2} pears for {n3} coins.",
+    "The train carried {n1} passengers and arrived {n2} minutes late.",
+    "{name} read {n1} pages on Monday and {n2} pages on Tuesday.",
+    "There are {n1} chairs, {n2} tables and {n3} lamps in the hall.",
+    "Our team scored {n1} points in the first half and {n2} in the second.",
+    "{name} walked {n1} kilometres in {n2} hours.",
+    "The box holds {n1} red, {n2} blue and {n3} green marbles.",
+    "The recipe needs {n1} eggs, {n2} grams of flour and {n3} grams of sugar.",
+    "Room {n1} has {n2} windows and {n3} doors.",
+    "{name} planted {n1} trees and {n2} flowers in {n3} days.",
+    "The library lent {n1} books and received {n2} new ones.",
+    "{name} paid {n1} dollars for {n2} tickets.",
+)
+
+# (source unit, target unit, how a source value maps to an integer target value,
+#  how to draw a source value)
+_CONVERSIONS: tuple[tuple[str, str, Callable[[int], int], Callable[[random.Random], int]], ...] = (
+    ("kilometres", "metres", lambda v: v * 1000, lambda r: r.randint(2, 60)),
+    ("metres", "centimetres", lambda v: v * 100, lambda r: r.randint(2, 60)),
+    ("kilograms", "grams", lambda v: v * 1000, lambda r: r.randint(2, 60)),
+    ("litres", "millilitres", lambda v: v * 1000, lambda r: r.randint(2, 60)),
+    ("hours", "minutes", lambda v: v * 60, lambda r: r.randint(2, 60)),
+    ("minutes", "seconds", lambda v: v * 60, lambda r: r.randint(2, 60)),
+    ("days", "hours", lambda v: v * 24, lambda r: r.randint(2, 60)),
+    ("weeks", "days", lambda v: v * 7, lambda r: r.randint(2, 60)),
+    ("metres", "kilometres", lambda v: v // 1000, lambda r: 1000 * r.randint(2, 40)),
+    ("grams", "kilograms", lambda v: v // 1000, lambda r: 1000 * r.randint(2, 40)),
+    ("minutes", "hours", lambda v: v // 60, lambda r: 60 * r.randint(2, 40)),
+    (
+        "degrees Celsius",
+        "degrees Fahrenheit",
+        lambda v: v * 9 // 5 + 32,
+        lambda r: 5 * r.randint(-8, 20),
+    ),
+)
+
+_JSON_FIELDS: tuple[tuple[str, Callable[[random.Random], str | int]], ...] = (
+    ("name", lambda r: r.choice(_NAMES)),
+    ("age", lambda r: r.randint(18, 90)),
+    ("city", lambda r: r.choice(_CITIES)),
+    ("color", lambda r: r.choice(_COLORS)),
+    ("pet", lambda r: r.choice(_PETS)),
+    ("score", lambda r: r.randint(0, 100)),
+    ("year", lambda r: r.randint(1990, 2024)),
+    ("job", lambda r: r.choice(_JOBS)),
+)
+
+_DATE_START = _dt.date(2000, 1, 1)
+_DATE_SPAN_DAYS = (_dt.date(2030, 12, 31) - _DATE_START).days
+
+
+# --------------------------------------------------------------------------------------
+# Samplers: each draws the fields of one example and returns (fields, canonical answer).
+# --------------------------------------------------------------------------------------
+
+Fields = dict[str, str]
+
+
+def _join(items: Sequence[object], sep: str = ", ") -> str:
+    return sep.join(str(x) for x in items)
+
+
+def _sample_numbers(r: random.Random, low: int, high: int, k_min: int, k_max: int) -> list[int]:
+    return r.sample(range(low, high + 1), r.randint(k_min, k_max))
+
+
+def _s_sort_ascending(r: random.Random) -> tuple[Fields, str]:
+    nums = _sample_numbers(r, 1, 99, 4, 7)
+    return {"nums": _join(nums)}, _join(sorted(nums))
+
+
+def _s_sort_descending(r: random.Random) -> tuple[Fields, str]:
+    nums = _sample_numbers(r, 1, 99, 4, 7)
+    return {"nums": _join(nums)}, _join(sorted(nums, reverse=True))
+
+
+def _s_reverse_words(r: random.Random) -> tuple[Fields, str]:
+    words = r.sample(_WORDS, r.randint(3, 6))
+    return {"words": " ".join(words)}, " ".join(reversed(words))
+
+
+def _s_arithmetic(r: random.Random) -> tuple[Fields, str]:
+    op = r.choice("+-*")
+    if op == "*":
+        a, b = r.randint(2, 12), r.randint(2, 20)
+        value = a * b
+    else:
+        a, b = r.randint(1, 99), r.randint(1, 99)
+        value = a + b if op == "+" else a - b
+    return {"a": str(a), "op": op, "b": str(b)}, str(value)
+
+
+def _s_unit_conversion(r: random.Random) -> tuple[Fields, str]:
+    src, dst, convert, draw = r.choice(_CONVERSIONS)
+    value = draw(r)
+    return {"value": str(value), "src": src, "dst": dst}, str(convert(value))
+
+
+def _s_count_letter(r: random.Random) -> tuple[Fields, str]:
+    word = r.choice(_LETTER_WORDS)
+    if r.random() < 0.85:
+        letter = r.choice(sorted(set(word)))
+    else:
+        letter = r.choice(sorted(set(string.ascii_lowercase) - set(word)))
+    return {"letter": letter, "word": word}, str(word.count(letter))
+
+
+def _s_to_json(r: random.Random) -> tuple[Fields, str]:
+    chosen = r.sample(_JSON_FIELDS, r.randint(2, 4))
+    obj = {key: draw(r) for key, draw in chosen}
+    pairs = "; ".join(f"{k}: {v}" for k, v in obj.items())
+    return {"pairs": pairs}, json.dumps(obj)
+
+
+def _s_date_add(r: random.Random) -> tuple[Fields, str]:
+    start = _DATE_START + _dt.timedelta(days=r.randrange(_DATE_SPAN_DAYS + 1))
+    n = r.randint(2, 90)
+    end = start + _dt.timedelta(days=n)
+    return {"date": start.isoformat(), "n": str(n)}, end.isoformat()
+
+
+def _s_uppercase(r: random.Random) -> tuple[Fields, str]:
+    text = " ".join(r.sample(_WORDS, r.randint(2, 5)))
+    return {"text": text}, text.upper()
+
+
+def _s_lowercase(r: random.Random) -> tuple[Fields, str]:
+    words = r.sample(_WORDS, r.randint(2, 5))
+    styled = [w.upper() if r.random() < 0.4 else w.capitalize() for w in words]
+    return {"text": " ".join(styled)}, " ".join(words)
+
+
+def _s_list_max(r: random.Random) -> tuple[Fields, str]:
+    nums = _sample_numbers(r, 1, 999, 4, 8)
+    return {"nums": _join(nums)}, str(max(nums))
+
+
+def _s_list_min(r: random.Random) -> tuple[Fields, str]:
+    nums = _sample_numbers(r, 1, 999, 4, 8)
+    return {"nums": _join(nums)}, str(min(nums))
+
+
+def _s_count_words(r: random.Random) -> tuple[Fields, str]:
+    n = r.randint(3, 12)
+    text = " ".join(r.choice(_WORDS) for _ in range(n))
+    return {"text": text}, str(n)
+
+
+def _s_alphabetize(r: random.Random) -> tuple[Fields, str]:
+    words = r.sample(_WORDS, r.randint(3, 6))
+    while words == sorted(words):  # never hand out a list that is already in order
+        r.shuffle(words)
+    return {"words": _join(words)}, _join(sorted(words))
+
+
+def _s_dedupe(r: random.Random) -> tuple[Fields, str]:
+    pool = r.sample(_WORDS, r.randint(2, 4))
+    items = pool + [r.choice(pool) for _ in range(r.randint(1, 8 - len(pool)))]
+    r.shuffle(items)
+    return {"items": _join(items)}, _join(dict.fromkeys(items))
+
+
+def _s_parity(r: random.Random) -> tuple[Fields, str]:
+    number = r.randint(0, 9999)
+    return {"number": str(number)}, "even" if number % 2 == 0 else "odd"
+
+
+def _s_extract_numbers(r: random.Random) -> tuple[Fields, str]:
+    scene = r.choice(_SCENES)
+    slots = sorted(set(re.findall(r"\{(n\d)\}", scene)))
+    values = {slot: r.randint(1, 500) for slot in slots}
+    text = scene.format(name=r.choice(_NAMES), **values)
+    return {"text": text}, _join(re.findall(r"\d+", text))
+
+
+def _s_repeat_word(r: random.Random) -> tuple[Fields, str]:
+    word = r.choice(_WORDS)
+    n = r.randint(2, 6)
+    return {"word": word, "n": str(n)}, " ".join([word] * n)
+
+
+# --------------------------------------------------------------------------------------
+# Families and phrasings
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phrasing:
+    """One way of asking for a task: templates over the family's fields.
+
+    ``instruction`` and ``input`` are :meth:`str.format` templates; between them they name
+    every field of the family exactly as the sampler draws it.
+    """
+
+    id: str
+    instruction: str
+    input: str = ""
+
+    def render(self, fields: Mapping[str, str]) -> tuple[str, str]:
+        """Return (instruction, input) for these field values."""
+        return self.instruction.format(**fields), self.input.format(**fields)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A task family: what it asks, how its examples are drawn and how answers are read.
+
+    kind: how a response is read and compared (``integer``: numeric equality;
+        ``integer_list``: element-wise numeric equality; ``word_list`` / ``word_sequence``:
+        same words in the same order, case-insensitive; ``uppercase_text`` /
+        ``lowercase_text``: exact text, case-sensitive; ``date``: the same ISO date;
+        ``parity``: ``even`` or ``odd``; ``json``: equal JSON objects).
+    """
+
+    name: str
+    description: str
+    kind: str
+    fields: tuple[str, ...]
+    train_phrasings: tuple[Phrasing, ...]
+    heldout_phrasings: tuple[Phrasing, ...]
+    sampler: Callable[[random.Random], tuple[Fields, str]]
+
+    def phrasings(self, split: str) -> tuple[Phrasing, ...]:
+        """Phrasings used by a split (``train``, ``heldout`` or its alias ``test``)."""
+        return (
+            self.train_phrasings if _canonical_split(split) == "train" else self.heldout_phrasings
+        )
+
+
+def _family(
+    name: str,
+    description: str,
+    kind: str,
+    fields: tuple[str, ...],
+    sampler: Callable[[random.Random], tuple[Fields, str]],
+    train: Sequence[tuple[str, str]],
+    heldout: Sequence[tuple[str, str]],
+) -> Family:
+    return Family(
+        name=name,
+        description=description,
+        kind=kind,
+        fields=fields,
+        train_phrasings=tuple(
+            Phrasing(f"{name}.t{i}", ins, inp) for i, (ins, inp) in enumerate(train, 1)
+        ),
+        heldout_phrasings=tuple(
+            Phrasing(f"{name}.h{i}", ins, inp) for i, (ins, inp) in enumerate(heldout, 1)
+        ),
+        sampler=sampler,
+    )
+
+
+_FAMILY_LIST: tuple[Family, ...] = (
+    _family(
+        "sort_ascending",
+        "Sort a list of integers from smallest to largest.",
+        "integer_list",
+        ("nums",),
+        _s_sort_ascending,
+        train=[
+            ("Sort the following numbers in ascending order.", "{nums}"),
+            ("Arrange these numbers from smallest to largest.", "{nums}"),
+            ("Put the numbers {nums} in increasing order.", ""),
+        ],
+        heldout=[
+            ("Order the list below from the lowest value to the highest.", "{nums}"),
+            (
+                "List {nums} again, starting with the smallest number and ending with the largest.",
+                "",
+            ),
+        ],
+    ),
+    _family(
+        "sort_descending",
+        "Sort a list of integers from largest to smallest.",
+        "integer_list",
+        ("nums",),
+        _s_sort_descending,
+        train=[
+            ("Sort the following numbers in descending order.", "{nums}"),
+            ("Arrange these numbers from largest to smallest.", "{nums}"),
+            ("Put the numbers {nums} in decreasing order.", ""),
+        ],
+        heldout=[
+            ("Order the list below from the highest value to the lowest.", "{nums}"),
+            (
+                "List {nums} again, starting with the largest number and ending with the smallest.",
+                "",
+            ),
+        ],
+    ),
+    _family(
+        "reverse_words",
+        "Reverse the order of the words in a short text.",
+        "word_sequence",
+        ("words",),
+        _s_reverse_words,
+        train=[
+            ("Reverse the order of the words in the text below.", "{words}"),
+            ("Write these words backwards, last word first.", "{words}"),
+            ("Reverse the word order of: {words}", ""),
+        ],
+        heldout=[
+            ("Flip the sequence of words so that the final word comes first.", "{words}"),
+            ('Read the words "{words}" from right to left and write them down in that order.', ""),
+        ],
+    ),
+    _family(
+        "arithmetic",
+        "Add, subtract or multiply two integers.",
+        "integer",
+        ("a", "op", "b"),
+        _s_arithmetic,
+        train=[
+            ("Calculate {a} {op} {b}.", ""),
+            ("Evaluate the arithmetic expression.", "{a} {op} {b}"),
+            ("What is {a} {op} {b}?", ""),
+        ],
+        heldout=[
+            ("Work out the value of this expression and give only the number.", "{a} {op} {b}"),
+            ("Solve: {a} {op} {b}", ""),
+        ],
+    ),
+    _family(
+        "unit_conversion",
+        "Convert a quantity between units (integer result).",
+        "integer",
+        ("value", "src", "dst"),
+        _s_unit_conversion,
+        train=[
+            ("Convert {value} {src} to {dst}.", ""),
+            ("Convert the quantity below to {dst}.", "{value} {src}"),
+            ("How many {dst} is {value} {src}?", ""),
+        ],
+        heldout=[
+            ("Express {value} {src} in {dst}, giving just the number.", ""),
+            ("Rewrite this measurement using {dst} as the unit.", "{value} {src}"),
+        ],
+    ),
+    _family(
+        "count_letter",
+        "Count how often a letter occurs in a word.",
+        "integer",
+        ("letter", "word"),
+        _s_count_letter,
+        train=[
+            ("How many times does the letter '{letter}' appear in the word '{word}'?", ""),
+            ("Count how many times the letter '{letter}' occurs in the word below.", "{word}"),
+            ("Count the letter '{letter}' in '{word}'.", ""),
+        ],
+        heldout=[
+            ("Tell me how often the character '{letter}' shows up in the given word.", "{word}"),
+            ("In the word \"{word}\", what is the number of '{letter}' characters?", ""),
+        ],
+    ),
+    _family(
+        "to_json",
+        "Format key-value pairs as a JSON object (numbers stay numbers).",
+        "json",
+        ("pairs",),
+        _s_to_json,
+        train=[
+            ("Format the following key-value pairs as a JSON object.", "{pairs}"),
+            ("Convert these fields into JSON.", "{pairs}"),
+            ("Write the data {pairs} as a JSON object.", ""),
+        ],
+        heldout=[
+            ("Turn the record below into a JSON object with the same keys and values.", "{pairs}"),
+            ("Encode the pairs {pairs} as JSON.", ""),
+        ],
+    ),
+    _family(
+        "date_add",
+        "Add a number of days to an ISO date; answer as YYYY-MM-DD.",
+        "date",
+        ("date", "n"),
+        _s_date_add,
+        train=[
+            ("What date is {n} days after {date}? Answer in YYYY-MM-DD format.", ""),
+            ("Add {n} days to the date below and give the result as YYYY-MM-DD.", "{date}"),
+            ("Add {n} days to {date}.", ""),
+        ],
+        heldout=[
+            ("Starting from {date}, count forward {n} days. Which date do you reach?", ""),
+            ("Give the date that falls {n} days later than the given date.", "{date}"),
+        ],
+    ),
+    _family(
+        "uppercase",
+        "Rewrite a phrase in capital letters.",
+        "uppercase_text",
+        ("text",),
+        _s_uppercase,
+        train=[
+            ("Convert the following text to uppercase.", "{text}"),
+            ("Rewrite this phrase in all capital letters.", "{text}"),
+            ('Write "{text}" in uppercase.', ""),
+        ],
+        heldout=[
+            ("Change every letter of the text below into a capital letter.", "{text}"),
+            ("Shout this phrase by writing it in upper case: {text}", ""),
+        ],
+    ),
+    _family(
+        "lowercase",
+        "Rewrite a phrase in small letters.",
+        "lowercase_text",
+        ("text",),
+        _s_lowercase,
+        train=[
+            ("Convert the following text to lowercase.", "{text}"),
+            ("Rewrite this phrase using only small letters.", "{text}"),
+            ('Write "{text}" in lowercase.', ""),
+        ],
+        heldout=[
+            ("Change every capital letter in the text below into a lowercase letter.", "{text}"),
+            ("Make this phrase all lower case: {text}", ""),
+        ],
+    ),
+    _family(
+        "list_max",
+        "Find the largest number in a list.",
+        "integer",
+        ("nums",),
+        _s_list_max,
+        train=[
+            ("Find the largest number in the list.", "{nums}"),
+            ("What is the maximum of {nums}?", ""),
+            ("Which number is the biggest?", "{nums}"),
+        ],
+        heldout=[
+            ("Give the highest value among these numbers.", "{nums}"),
+            ("Out of {nums}, report the greatest one.", ""),
+        ],
+    ),
+    _family(
+        "list_min",
+        "Find the smallest number in a list.",
+        "integer",
+        ("nums",),
+        _s_list_min,
+        train=[
+            ("Find the smallest number in the list.", "{nums}"),
+            ("What is the minimum of {nums}?", ""),
+            ("Which number is the lowest?", "{nums}"),
+        ],
+        heldout=[
+            ("Give the least value among these numbers.", "{nums}"),
+            ("Out of {nums}, report the tiniest one.", ""),
+        ],
+    ),
+    _family(
+        "count_words",
+        "Count the words in a text.",
+        "integer",
+        ("text",),
+        _s_count_words,
+        train=[
+            ("Count the words in the following text.", "{text}"),
+            ("How many words are in this sentence?", "{text}"),
+            ('How many words does "{text}" contain?', ""),
+        ],
+        heldout=[
+            ("Tell me the number of words in the passage below.", "{text}"),
+            ("Give the word count of: {text}", ""),
+        ],
+    ),
+    _family(
+        "alphabetize",
+        "Sort words alphabetically.",
+        "word_list",
+        ("words",),
+        _s_alphabetize,
+        train=[
+            ("Sort these words in alphabetical order.", "{words}"),
+            ("Arrange the following words alphabetically.", "{words}"),
+            ("Put {words} in alphabetical order.", ""),
+        ],
+        heldout=[
+            ("Order the words below as they would appear in a dictionary.", "{words}"),
+            ("Rearrange {words} from A to Z.", ""),
+        ],
+    ),
+    _family(
+        "dedupe",
+        "Remove repeated items from a list, keeping first occurrences in order.",
+        "word_list",
+        ("items",),
+        _s_dedupe,
+        train=[
+            (
+                "Remove the duplicates from the list, keeping the first occurrence of each item.",
+                "{items}",
+            ),
+            ("List each item only once, in the order it first appears.", "{items}"),
+            ("Delete repeated entries from {items} without changing the order.", ""),
+        ],
+        heldout=[
+            ("Drop every item that already appeared earlier in the list below.", "{items}"),
+            ("Keep only the first copy of each word in {items}.", ""),
+        ],
+    ),
+    _family(
+        "parity",
+        "Say whether an integer is even or odd.",
+        "parity",
+        ("number",),
+        _s_parity,
+        train=[
+            ("Is {number} even or odd?", ""),
+            ("State whether the number below is even or odd.", "{number}"),
+            ("Tell me if {number} is an even or an odd number.", ""),
+        ],
+        heldout=[
+            (
+                "Decide whether the given integer is divisible by two; reply even or odd.",
+                "{number}",
+            ),
+            ("Classify {number} as even or odd.", ""),
+        ],
+    ),
+    _family(
+        "extract_numbers",
+        "List the numbers that occur in a sentence, in order.",
+        "integer_list",
+        ("text",),
+        _s_extract_numbers,
+        train=[
+            ("Extract all the numbers from the text below.", "{text}"),
+            ("List the numbers that appear in this sentence, in order.", "{text}"),
+            ('Which numbers are mentioned in "{text}"?', ""),
+        ],
+        heldout=[
+            ("Pull out every number in the passage below, keeping their order.", "{text}"),
+            ("Find the numerals in the following sentence: {text}", ""),
+        ],
+    ),
+    _family(
+        "repeat_word",
+        "Repeat a word a given number of times, separated by spaces.",
+        "word_sequence",
+        ("word", "n"),
+        _s_repeat_word,
+        train=[
+            ("Repeat the word '{word}' {n} times.", ""),
+            ("Write the word below {n} times, separated by spaces.", "{word}"),
+            ("Say '{word}' {n} times.", ""),
+        ],
+        heldout=[
+            ("Output the given word exactly {n} times in a row.", "{word}"),
+            ('Write "{word}" {n} times.', ""),
+        ],
+    ),
+)
+
+FAMILIES: dict[str, Family] = {fam.name: fam for fam in _FAMILY_LIST}
+"""Registry of the task families, in the round-robin order of the splits."""
+
+_PHRASINGS: dict[str, tuple[Family, Phrasing]] = {
+    p.id: (fam, p) for fam in _FAMILY_LIST for p in fam.train_phrasings + fam.heldout_phrasings
+}
