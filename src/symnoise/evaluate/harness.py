@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import difflib
+import functools
 import inspect
 import json
 import logging
@@ -327,7 +328,8 @@ def _resolve_model(model: str | os.PathLike[str]) -> _ModelRef:
     return _ModelRef(source.kind, source.path, source.gguf_file, source.run_dir)
 
 
-def _make_lm(ref: _ModelRef, *, device: str, dtype: str, batch_size: int | str) -> Any:
+def _make_lm(ref: _ModelRef, *, device: str, dtype: str, batch_size: int | str,
+             progress: bool = True) -> Any:
     from lm_eval.models.huggingface import HFLM
 
     kwargs: dict[str, Any] = {"device": device, "dtype": dtype, "batch_size": batch_size}
@@ -339,7 +341,11 @@ def _make_lm(ref: _ModelRef, *, device: str, dtype: str, batch_size: int | str) 
                 "Hugging Face model folder instead"
             )
         kwargs["gguf_file"] = ref.gguf_file
-    return HFLM(pretrained=ref.path, **kwargs)
+    lm = HFLM(pretrained=ref.path, **kwargs)
+    if not progress:  # lm-eval's request loops take disable_tqdm; its evaluator never passes it
+        for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+            setattr(lm, name, functools.partial(getattr(lm, name), disable_tqdm=True))
+    return lm
 
 
 # ---------------------------------------------------------------------------- results
@@ -551,6 +557,7 @@ def run_harness(
     dtype: str = "float32",
     seed: int = 0,
     log_samples: bool = False,
+    progress: bool = True,
 ) -> HarnessResult:
     """Evaluate ``model`` on lm-evaluation-harness tasks and collect a results table.
 
@@ -569,6 +576,7 @@ def run_harness(
         dtype: model dtype: float32, bfloat16, float16 or auto.
         seed: seed of Python, NumPy, torch and the few-shot sampler.
         log_samples: keep per-example outputs (written to ``harness_samples.jsonl``).
+        progress: lm-eval's per-request progress bars.
 
     Raises:
         ValueError: unknown task names, bad arguments.
@@ -628,7 +636,7 @@ def run_harness(
     versions: dict[str, Any] = {}
     samples: dict[str, list[dict[str, Any]]] | None = {} if log_samples else None
     with _offline_env(offline):
-        lm = _make_lm(ref, device=device, dtype=dtype, batch_size=batch_size)
+        lm = _make_lm(ref, device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         for plan in plans:
             logger.info("lm-eval: %s (%s shots)", plan.task, plan.num_fewshot)
             try:
