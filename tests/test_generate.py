@@ -166,6 +166,8 @@ def test_stops_at_eos_strips_prompt_and_whitespace():
     conts = [[ids("red"), ids("cat"), eos, ids("dog"), ids("dog")],   # stops at EOS
              [ids("blue"), ids("fish"), ids("tree"), ids("bird"), ids("one")],  # no EOS
              [eos]]                                                  # empty answer
+    with pytest.raises(ValueError, match="no pad token"):
+        TransformersBackend(_ScriptedModel(conts, pad), make_tokenizer(), Decoding())
     backend = TransformersBackend(_ScriptedModel(conts, pad), tok, Decoding(max_new_tokens=5))
     gens = backend.generate(["a", "b", "c"], [[3, 4], [5], [6, 7, 8]])
     assert gens == [Generation("red cat", 3, True), Generation("blue fish tree bird one", 5, False),

@@ -12,12 +12,9 @@ from conftest import WORDS, make_model, make_tokenizer
 
 import symnoise.evaluate.harness as harness_mod
 import symnoise.evaluate.judge as judge_mod
-from symnoise.evaluate.run_eval import evaluate_run, format_eval_summary, run_dataset
+import symnoise.generate as generate_mod
 from symnoise.evaluate.stats import text_stats
-
-# generation and the synthetic scorer come from the generate branch (merged separately)
-generate_mod = pytest.importorskip("symnoise.generate")
-pytest.importorskip("symnoise.evaluate.tasks")
+from symnoise.experiments.evaluation import evaluate_run, format_eval_summary, run_dataset
 
 
 def _run_info(data: str, status: str = "completed") -> dict:
@@ -83,9 +80,15 @@ def test_default_synthetic_eval_files_numbers_and_rerun_skips(model_dir, tmp_pat
     assert stats["train_data"]["skipped"].startswith("built-in synthetic")
 
     # synthetic score of the same answers (no second generation)
-    from symnoise.data.synthetic import check_answer
+    from symnoise.evaluate.tasks import check_answer, item_id
 
     correct = sum(check_answer(o, o["output"]).correct for o in outputs)
+    items = [json.loads(x) for x in (ev / "synthetic_items.jsonl").read_text().splitlines()]
+    assert [(i["family"], i["correct"], i["formatted"]) for i in items] == [
+        (o["family"], check_answer(o, o["output"]).correct, check_answer(o, o["output"]).formatted)
+        for o in outputs]
+    assert [i["id"] for i in items] == [item_id(o) for o in outputs] and len(set(
+        i["id"] for i in items)) == 6
     scores = json.loads((ev / "synthetic_scores.json").read_text())
     assert scores["overall"]["n"] == 6 and scores["overall"]["correct"] == correct
     assert summary["synthetic"]["accuracy"] == pytest.approx(correct / 6)
@@ -93,7 +96,8 @@ def test_default_synthetic_eval_files_numbers_and_rerun_skips(model_dir, tmp_pat
     assert summary["final_clean_eval_loss"] == 2.75
     assert summary["judge"] is None and summary["harness"] is None
     assert summary["steps"] == {"generate": "ran", "stats": "ran", "synthetic": "ran",
-                                "judge": "not requested", "harness": "not requested"}
+                                "heldout": "ran", "judge": "not requested",
+                                "judge_check": "not requested", "harness": "not requested"}
     assert json.loads((ev / "summary.json").read_text())["synthetic"] == summary["synthetic"]
     assert "2.7500" in format_eval_summary(summary)
 
@@ -139,7 +143,7 @@ def test_judge_harness_training_data_and_separate_synthetic(model_dir, tmp_path,
     harn = _Counter(monkeypatch, harness_mod, "run_harness")
     kw = dict(prompts=pfile, n_prompts=4, max_new_tokens=5, batch_size=4,
               judge=f"hf:{model_dir}", harness_tasks="symnoise_mc", harness_limit=2,
-              synthetic_n=3, progress=False)
+              synthetic_n=3, judge_check=False, progress=False)
     summary = evaluate_run(run, **kw)
     ev = run / "eval"
     assert judged.calls == 1 and harn.calls == 1
@@ -168,6 +172,74 @@ def test_judge_harness_training_data_and_separate_synthetic(model_dir, tmp_path,
     assert judged.calls == 1 and harn.calls == 1
     assert again["judge"] == summary["judge"]
     assert again["steps"]["judge"] == again["steps"]["harness"] == "skipped (complete)"
+
+
+class _FakeJudgeCheck:
+    """Stands in for symnoise.evaluate.judge_check (its run_judge_check's contract)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run_judge_check(self, judge, reference_outputs, *, base_url=None, output_dir=None):
+        self.calls.append((judge, Path(reference_outputs), base_url, Path(output_dir)))
+        return {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "position_bias": 0.52,
+                "n_pairs": 40, "usable": True}
+
+
+def _set_judge_check(monkeypatch, module):
+    import sys
+
+    import symnoise.evaluate as evaluate_pkg
+
+    monkeypatch.setitem(sys.modules, "symnoise.evaluate.judge_check", module)
+    if module is None:
+        monkeypatch.delattr(evaluate_pkg, "judge_check", raising=False)
+    else:
+        monkeypatch.setattr(evaluate_pkg, "judge_check", module, raising=False)
+
+
+def test_judge_check_step_runs_with_the_judge_and_is_reported(model_dir, tmp_path, monkeypatch):
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps([{"instruction": f"{WORDS[i]} list", "output": f"ref {i}",
+                                "generator": "ref_model"} for i in range(4)]))
+    run = _make_run(model_dir, tmp_path / "run")
+    monkeypatch.setattr(judge_mod, "judge_outputs", _fake_judge)
+    fake = _FakeJudgeCheck()
+    _set_judge_check(monkeypatch, fake)
+    kw = dict(n_prompts=2, max_new_tokens=2, judge="openai:m", base_url="http://x/v1",
+              reference=ref, synthetic=False, heldout=False, progress=False)
+    summary = evaluate_run(run, **kw)
+    assert fake.calls == [("openai:m", ref, "http://x/v1", run / "eval")]
+    assert summary["steps"]["judge_check"] == "ran"
+    assert summary["judge_check"] == {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95],
+                                      "position_bias": 0.52, "n_pairs": 40, "usable": True}
+    saved = json.loads((run / "eval" / "judge_check.json").read_text())
+    assert saved["usable"] is True and saved["n_pairs"] == 40
+    assert "usable: accuracy 0.900" in format_eval_summary(summary)
+    again = evaluate_run(run, **kw)
+    assert len(fake.calls) == 1 and again["steps"]["judge_check"] == "skipped (complete)"
+    # another reference: the judge and its check are redone
+    ref.write_text(ref.read_text().replace("ref 0", "ref zero"))
+    evaluate_run(run, **kw)
+    assert len(fake.calls) == 2
+
+    # no judge check in this version: said so, the judge's result still stands
+    _set_judge_check(monkeypatch, None)
+    (run / "eval" / "judge_check.json").unlink()
+    gone = evaluate_run(run, **kw)
+    assert gone["steps"]["judge_check"].startswith("unavailable: this version has no judge")
+    assert gone["judge_check"] == {"unavailable": gone["steps"]["judge_check"][13:]}
+    assert gone["judge"]["win_rate"] == 50.0
+    assert evaluate_run(run, **kw, judge_check=False)["steps"]["judge_check"] == "not requested"
+
+
+def _fake_judge(outputs, reference, *, judge, output_dir, **kw):
+    """Writes a leaderboard like the judge's: every pair a tie."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    row = {"judge": judge, "reference": "ref_model", "win_rate": 50.0, "standard_error": 0.0,
+           "n": len(json.loads(Path(outputs).read_text()))}
+    (output_dir / judge_mod.LEADERBOARD_JSON).write_text(json.dumps({"tiny": row}))
 
 
 def test_user_errors_are_clear(model_dir, tmp_path):
@@ -211,7 +283,12 @@ def test_cli_eval_json(model_dir, tmp_path):
     args = ["eval", str(run), "--n-prompts", "3", "--max-new-tokens", "4", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = json.loads(result.stdout)  # stdout holds the result only
     assert doc["prompts"]["n"] == 3 and doc["synthetic"]["n"] == 3
+    assert "[1/4] generate" in result.stderr and "done:" in result.stderr  # progress: stderr
+    quiet = CliRunner().invoke(app, args + ["--no-progress", "--no-heldout"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "[1/" not in quiet.stderr and json.loads(quiet.stdout)["steps"]["heldout"] == (
+        "not requested")
     bad = CliRunner().invoke(app, ["eval", str(run), "--reference", "x.json"])
     assert bad.exit_code == 2 and "need --judge" in bad.output

@@ -1,4 +1,5 @@
-"""Tests for the built-in synthetic instruction suite (symnoise.data.synthetic)."""
+"""Tests for the built-in synthetic instruction suite (symnoise.data.synthetic) and its
+scoring (symnoise.evaluate.tasks)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,13 @@ import pytest
 
 from symnoise.data.synthetic import (
     FAMILIES,
-    CheckResult,
     SyntheticSuite,
-    check_answer,
     example_fields,
     example_key,
     generate_suite,
     load_synthetic,
-    score_responses,
-    wilson_interval,
 )
+from symnoise.evaluate.tasks import CheckResult, check_answer, score_responses, wilson_interval
 
 RECORD_KEYS = {"instruction", "input", "output", "family", "answer", "phrasing"}
 

@@ -1,4 +1,5 @@
-"""Synthetic held-out evaluation: generation -> per-family scores with Wilson intervals."""
+"""Synthetic held-out evaluation (symnoise.evaluate.tasks, symnoise.experiments.synthetic_eval):
+generation -> per-family scores with Wilson intervals, per-item rows."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import pytest
 from conftest import make_model, make_tokenizer
 
 from symnoise.data import DataError, format_prompt
-from symnoise.data.synthetic import FAMILIES, load_synthetic, wilson_interval
+from symnoise.data.synthetic import FAMILIES, load_synthetic
 from symnoise.evaluate.tasks import (
+    ITEMS_JSONL,
     OUTPUTS_FILE,
     SCORES_JSON,
     SCORES_MD,
-    run_synthetic_eval,
-    score_synthetic_outputs,
+    item_id,
+    item_rows,
+    wilson_interval,
 )
+from symnoise.experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 from symnoise.generate import Generation, TransformersBackend
 
 N = 2 * len(FAMILIES)  # two prompts per family
@@ -84,6 +88,11 @@ def test_scores_match_canned_answers_exactly(run_dir, monkeypatch):
     assert rep.output_dir == str(out_dir)
     outputs = json.loads((out_dir / OUTPUTS_FILE).read_text())
     assert [o["answer"] for o in outputs] == [r["answer"] for r in records]
+    items = [json.loads(x) for x in (out_dir / ITEMS_JSONL).read_text().splitlines()]
+    assert [(i["family"], i["correct"], i["formatted"]) for i in items] == [
+        (r["family"], right(i), right(i)) for i, r in enumerate(records)]
+    assert [i["id"] for i in items] == [item_id(r) for r in records]
+    assert "items" not in json.loads((out_dir / SCORES_JSON).read_text())
     saved = json.loads((out_dir / SCORES_JSON).read_text())
     assert saved["overall"]["correct"] == n_right and saved["generator"] == "tasks-run"
     md = (out_dir / SCORES_MD).read_text()
@@ -150,3 +159,17 @@ def test_cli_tasks_json(run_dir, tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["tasks", "--outputs", str(tmp_path / "cli" / OUTPUTS_FILE)])
     assert res.exit_code == 0, res.output
     assert "overall" in res.stdout and "50.0%" in res.stdout
+
+
+def test_item_ids_are_stable_and_unique():
+    records = load_synthetic("heldout", n=N)
+    rows = item_rows(records + records[:2], [r["answer"] for r in records + records[:2]])
+    assert [r["id"] for r in rows[:N]] == [item_id(r) for r in records]
+    assert rows[N]["id"] == rows[0]["id"] + "#2" and rows[N + 1]["id"] == rows[1]["id"] + "#2"
+    assert all(r["correct"] and r["formatted"] for r in rows)
+    # the id is the prompt's: the same prompt from another load, another answer, same id
+    again = load_synthetic("heldout", n=3)
+    assert [item_id(r) for r in again] == [item_id(r) for r in records[:3]]
+    assert item_rows(again[:1], ["wrong"])[0] == {"id": item_id(records[0]),
+                                                  "family": records[0]["family"],
+                                                  "correct": False, "formatted": False}

@@ -357,7 +357,7 @@ def generate(
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when available)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Answer a prompt set (resumable) and write AlpacaEval model outputs."""
@@ -392,13 +392,13 @@ def tasks(
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
     device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
 ) -> None:
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
     _offline_defaults()
     from .data import DataError
-    from .evaluate.tasks import run_synthetic_eval, score_synthetic_outputs
+    from .experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 
     try:
         if outputs is not None:
@@ -433,13 +433,16 @@ def eval_run(
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset (default: the run's dataset)."),
     synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Score the synthetic held-out split."),
     synthetic_n: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
+    heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Save the clean loss of every held-out example (heldout_losses.jsonl)."),
+    judge_check: bool = typer.Option(True, "--judge-check/--no-judge-check", help="With --judge: check the judge on pairs whose better answer is known."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars and one line per step on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Evaluate a run: generate, text statistics, synthetic score, judge and harness."""
+    """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
     _offline_defaults()
     from .evaluate.harness import HarnessError
     from .evaluate.judge import JudgeError
-    from .evaluate.run_eval import evaluate_run, format_eval_summary
+    from .experiments.evaluation import evaluate_run, format_eval_summary
 
     lim: int | float | None = int(limit) if limit is not None and limit >= 1 else limit
     try:
@@ -448,6 +451,7 @@ def eval_run(
             batch_size=batch_size, judge=judge, base_url=base_url, reference=reference,
             both_orders=both_orders, harness_tasks=tasks, include_path=include_path,
             harness_limit=lim, words=words, synthetic=synthetic, synthetic_n=synthetic_n,
+            heldout=heldout, judge_check=judge_check, progress=progress,
         )
     except (ValueError, FileNotFoundError, HarnessError, JudgeError) as exc:
         _fail(str(exc))

@@ -45,6 +45,14 @@ from typing import Any
 from ._io import write_json_atomic as _write_json
 from ._io import write_text_atomic as _atomic_write_text
 from .data.formats import DataError
+from .decoding import (
+    Decoding,
+    Generation,
+    TransformersBackend,
+    VLLMBackend,
+    check_vllm,
+    encode_prompts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -188,210 +196,6 @@ def load_prompts(
     if limit is not None:
         prompts = prompts[:limit]
     return prompts, name
-
-
-# --------------------------------------------------------------------------------------
-# Decoding and backends
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Decoding:
-    """Decoding settings. The paper's: greedy with repetition penalty 1.2.
-
-    ``temperature``/``top_p`` apply only when ``greedy`` is False; ``seed`` seeds sampling.
-    """
-
-    max_new_tokens: int = 512
-    repetition_penalty: float = 1.2
-    greedy: bool = True
-    temperature: float = 0.7
-    top_p: float = 0.9
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
-                or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
-        if not self.repetition_penalty > 0:
-            raise ValueError(
-                f"repetition_penalty must be > 0 (1.0 = none), got {self.repetition_penalty!r}"
-            )
-        if not self.greedy and not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0 for sampling, got {self.temperature!r}")
-
-    def settings(self) -> dict[str, Any]:
-        """What determines the outputs (compared when resuming)."""
-        out: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "repetition_penalty": float(self.repetition_penalty),
-            "greedy": self.greedy,
-        }
-        if not self.greedy:
-            out.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
-        return out
-
-    def generation_kwargs(self, pad_token_id: int, eos_token_ids: list[int]) -> dict[str, Any]:
-        """Keyword arguments for ``model.generate`` (transformers)."""
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "repetition_penalty": float(self.repetition_penalty),
-            "do_sample": not self.greedy,
-            "num_beams": 1,
-            "pad_token_id": pad_token_id,
-            "eos_token_id": eos_token_ids,
-        }
-        if self.greedy:  # neutralise sampling defaults a model's generation_config may carry
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=None)
-        return kwargs
-
-
-@dataclass
-class Generation:
-    """One answer: the text (prompt removed, whitespace stripped), the number of new tokens
-    (EOS included when produced) and whether the model stopped by itself (EOS)."""
-
-    text: str
-    new_tokens: int
-    hit_eos: bool
-
-
-def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of prompts exactly as training saw them: the tokenizer's own prefix (BOS)
-    then the prompt without special tokens (a BOS already spelled out is not doubled)."""
-    from .data.tokenize import special_prefix
-
-    prefix = special_prefix(tokenizer)
-    enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    out = []
-    for ids in enc:
-        ids = list(ids)
-        out.append(ids if prefix and ids[: len(prefix)] == prefix else prefix + ids)
-    return out
-
-
-def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
-    ids: list[int] = []
-    cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (tokenizer.eos_token_id, cfg_eos):
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if v is not None and int(v) not in ids:
-                ids.append(int(v))
-    return ids
-
-
-class TransformersBackend:
-    """Batched ``model.generate`` with left padding (the default backend)."""
-
-    name = "transformers"
-
-    def __init__(self, model: Any, tokenizer: Any, decoding: Decoding) -> None:
-        from .models import ensure_pad_token
-
-        self.model = model
-        self.tokenizer = tokenizer
-        self.decoding = decoding
-        tokenizer.padding_side = "left"  # prompts end where generation starts
-        ensure_pad_token(tokenizer, model)
-        self.pad_id = int(tokenizer.pad_token_id)
-        self.eos_ids = _eos_ids(tokenizer, model)
-        if not self.eos_ids:
-            raise ValueError("the tokenizer has no EOS token: generation could not stop")
-        self.kwargs = decoding.generation_kwargs(self.pad_id, self.eos_ids)
-        model.eval()
-        if not decoding.greedy:
-            import torch
-
-            torch.manual_seed(decoding.seed)
-
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
-
-    def pad_left(self, ids: Sequence[Sequence[int]]) -> tuple[Any, Any]:
-        """``(input_ids, attention_mask)`` tensors, padded on the left to the longest."""
-        import torch
-
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, x in enumerate(ids):
-            if x:
-                input_ids[row, width - len(x):] = torch.tensor(list(x), dtype=torch.long)
-                mask[row, width - len(x):] = 1
-        return input_ids, mask
-
-    def generate(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[Generation]:
-        """Answer one batch (``texts`` are the rendered prompts, ``ids`` their tokens)."""
-        import torch
-
-        input_ids, mask = self.pad_left(ids)
-        device = self.device
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device), **self.kwargs
-            )
-        new = out[:, input_ids.shape[1]:].tolist()
-        eos = set(self.eos_ids)
-        results = []
-        for row in new:
-            stop = next((k for k, t in enumerate(row) if t in eos), None)
-            body = row if stop is None else row[:stop]
-            text = self.tokenizer.decode(body, skip_special_tokens=True).strip()
-            results.append(Generation(text, len(row) if stop is None else stop + 1,
-                                      stop is not None))
-        return results
-
-
-VLLM_MISSING = (
-    "backend='vllm' needs the 'vllm' package, which is not installed. Install it with "
-    "pip install 'symnoise[vllm]' (Linux with a CUDA GPU), or use the default "
-    "backend='transformers' (--backend transformers)."
-)
-
-
-class VLLMBackend:
-    """vLLM offline generation (optional): same prompts, same decoding settings."""
-
-    name = "vllm"
-
-    def __init__(self, model_path: str, tokenizer: Any, decoding: Decoding,
-                 dtype: str | None = None) -> None:
-        try:
-            import vllm
-        except ImportError:
-            raise ImportError(VLLM_MISSING) from None
-        self.tokenizer = tokenizer
-        self.decoding = decoding
-        kwargs: dict[str, Any] = {"model": model_path, "seed": decoding.seed}
-        if dtype and dtype != "auto":
-            kwargs["dtype"] = dtype
-        self.llm = vllm.LLM(**kwargs)
-        self.params = vllm.SamplingParams(
-            temperature=0.0 if decoding.greedy else decoding.temperature,
-            top_p=1.0 if decoding.greedy else decoding.top_p,
-            max_tokens=decoding.max_new_tokens,
-            repetition_penalty=float(decoding.repetition_penalty),
-        )
-
-    def generate(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[Generation]:
-        outs = self.llm.generate(
-            [{"prompt_token_ids": list(x)} for x in ids], self.params, use_tqdm=False
-        )
-        results = []
-        for o in outs:
-            c = o.outputs[0]
-            results.append(Generation(c.text.strip(), len(c.token_ids), c.finish_reason == "stop"))
-        return results
-
-
-def _check_vllm() -> None:
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        raise ImportError(VLLM_MISSING) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -582,88 +386,59 @@ def _device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def generate_outputs(
-    model: Any,
-    prompts: Any,
-    output: str | Path,
-    *,
-    template: str | None = None,
-    max_new_tokens: int = 512,
-    batch_size: int = 16,
-    repetition_penalty: float = 1.2,
-    greedy: bool = True,
-    generator_name: str | None = None,
-    backend: str = "transformers",
-    limit: int | None = None,
-    dtype: str = "float32",
-    device: str | None = None,
-    progress: bool = True,
-    tokenizer: Any = None,
-    seed: int = 0,
-    temperature: float = 0.7,
-    top_p: float = 0.9,
-    overwrite: bool = False,
-) -> GenerateReport:
-    """Answer ``prompts`` with ``model`` and write AlpacaEval model outputs to ``output``.
-
-    model: a ``--model`` value (run folder, model folder, ``.gguf``, ``smollm2``, hub id), or
-        a loaded ``PreTrainedModel`` together with ``tokenizer=``.
-    prompts: a prompt source or a list of records (:func:`load_prompts`).
-    template: prompt template; default the run's training template (``run.json``), else
-        ``alpaca``. greedy/repetition_penalty/max_new_tokens: decoding (the paper's by
-        default); ``temperature``/``top_p``/``seed`` for sampling (``greedy=False``).
-    generator_name: the ``generator`` field; default the model folder's name.
-    limit: answer only the first N prompts. overwrite: discard earlier outputs in ``output``
-        instead of resuming (see the module docstring).
-
-    Raises DataError (bad prompt row, output/journal written for other prompts or by
-    another generator), ValueError (bad settings), ImportError (vllm missing),
-    FileNotFoundError (model or prompt file).
-    """
-    t_start = time.perf_counter()
+def _check_call(backend: str, batch_size: int, limit: int | None) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    decoding = Decoding(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
-                        greedy=greedy, temperature=temperature, top_p=top_p, seed=seed)
     if backend == "vllm":
-        _check_vllm()
-
+        check_vllm()
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
 
-    # -- prompts and the model's identity (cheap: nothing loaded yet) ---------------------
-    all_prompts, source_name = load_prompts(prompts, seed=seed)
-    n_selected = len(all_prompts) if limit is None else min(limit, len(all_prompts))
-    loaded = not isinstance(model, (str, os.PathLike))
-    if loaded:
+
+@dataclass
+class _Who:
+    """The model's identity, known before anything is loaded."""
+
+    loaded: bool
+    source: Any  # the ModelSource, None for a loaded model
+    description: str
+    generator: str
+    template: str
+
+
+def _identify(model: Any, tokenizer: Any, backend: str, template: str | None,
+              generator_name: str | None) -> _Who:
+    if not isinstance(model, (str, os.PathLike)):
         if tokenizer is None:
             raise ValueError("a loaded model needs tokenizer= as well")
         if backend == "vllm":
             raise ValueError("backend='vllm' loads the model itself: pass a model path, not a "
                              "loaded model")
-        source = None
-        model_desc = getattr(getattr(model, "config", None), "name_or_path", "") or type(
+        desc = getattr(getattr(model, "config", None), "name_or_path", "") or type(
             model).__name__
-        generator = generator_name or Path(str(model_desc)).name or "model"
-        template_name = template or DEFAULT_TEMPLATE
-    else:
-        from .models import resolve_model
+        return _Who(True, None, str(desc), generator_name or Path(str(desc)).name or "model",
+                    template or DEFAULT_TEMPLATE)
+    from .models import resolve_model
 
-        source = resolve_model(model)
-        model_desc = source.describe()
-        generator = generator_name or default_generator_name(source)
-        template_name = template or source.template or DEFAULT_TEMPLATE
-        if backend == "vllm" and source.gguf_file:
-            raise ValueError("backend='vllm' takes a Hugging Face model folder, run folder or "
-                             "hub id, not a GGUF file; use backend='transformers'")
+    source = resolve_model(model)
+    if backend == "vllm" and source.gguf_file:
+        raise ValueError("backend='vllm' takes a Hugging Face model folder, run folder or "
+                         "hub id, not a GGUF file; use backend='transformers'")
+    return _Who(False, source, str(source.describe()),
+                generator_name or default_generator_name(source),
+                template or source.template or DEFAULT_TEMPLATE)
 
-    # -- earlier answers ------------------------------------------------------------------
-    output = Path(output).expanduser()
+
+def _earlier_answers(output: Path, prompts: Sequence[Prompt], generator: str,
+                     settings: Mapping[str, Any], overwrite: bool
+                     ) -> tuple[dict[int, dict[str, Any]], int]:
+    """Answers already in ``output`` and its journal, by prompt index (``overwrite``
+    deletes them first), and the number of torn journal lines ignored. Raises when they
+    were made with other settings, for other prompts or by another generator."""
     journal, meta = journal_path(output), meta_path(output)
     hint = f"pass overwrite=True (--overwrite) or another output than {output}"
-    settings = {"template": template_name, **decoding.settings()}
     if overwrite:
         for p in (output, journal, meta):
             if p.exists():
@@ -681,91 +456,108 @@ def generate_outputs(
     answered: dict[int, dict[str, Any]] = {}
     if output.exists():
         for i, row in enumerate(read_outputs(output)):
-            _check_answer_row(row, all_prompts, i, f"{output} row {i}", generator, hint)
+            _check_answer_row(row, prompts, i, f"{output} row {i}", generator, hint)
             answered[i] = row
-    from_journal, torn = _read_journal(journal, all_prompts, generator, hint)
+    from_journal, torn = _read_journal(journal, prompts, generator, hint)
     for i, row in from_journal.items():
         answered.setdefault(i, row)
-    todo = [p for p in all_prompts[:n_selected] if p.index not in answered]
-    n_resumed = n_selected - len(todo)
+    return answered, torn
 
-    # -- generate -------------------------------------------------------------------------
-    new_tokens = n_cut = 0
-    new_counts: list[int] = []
-    t_gen = 0.0
-    pad_choice = ""
-    if todo:
-        if loaded:
-            from .models import ensure_pad_token
 
-            pad_choice = ensure_pad_token(tokenizer, model)
-            tok = tokenizer
-        else:
-            from .models import load_tokenizer
+def _tokenizer(who: _Who, tokenizer: Any) -> Any:
+    if who.loaded:
+        return tokenizer
+    from .models import load_tokenizer
 
-            tok = load_tokenizer(source, padding_side="left")
-        from .data.templates import get_template
+    return load_tokenizer(who.source, padding_side="left")
 
-        tmpl = get_template(template_name, tok)
-        texts = [tmpl.render(p.instruction, p.input) for p in todo]
-        ids = encode_prompts(tok, texts)
-        if backend == "vllm":
-            from .models import ensure_pad_token
 
-            pad_choice = pad_choice or ensure_pad_token(tok)
-            engine: Any = VLLMBackend(source.path, tok, decoding, dtype)
-        else:
-            if not loaded:
-                from .models import ensure_pad_token, load_model
+def _engine(who: _Who, model: Any, tok: Any, decoding: Decoding, backend: str, dtype: str,
+            device: str | None) -> tuple[Any, str]:
+    """Load what is needed to generate: ``(backend engine, pad token choice)``."""
+    from .models import ensure_pad_token
 
-                model = load_model(source, dtype=dtype, device=_device(device))
-                pad_choice = ensure_pad_token(tok, model)
-            elif device:
-                model.to(device)
-            engine = TransformersBackend(model, tok, decoding)
-        meta_info = {"status": "running", "generator": generator, "model": str(model_desc),
-                     "source": source_name, "settings": settings, "backend": backend}
-        _write_json(meta, meta_info)
+    pad_choice = ensure_pad_token(tok, model) if who.loaded else ""
+    if backend == "vllm":
+        pad_choice = pad_choice or ensure_pad_token(tok)
+        return VLLMBackend(who.source.path, tok, decoding, dtype), pad_choice
+    if not who.loaded:
+        from .models import load_model
 
-        order = sorted(range(len(todo)), key=lambda k: -len(ids[k]))  # longest first
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        model = load_model(who.source, dtype=dtype, device=_device(device))
+        pad_choice = ensure_pad_token(tok, model)
+    elif device:
+        model.to(device)
+    return TransformersBackend(model, tok, decoding), pad_choice
 
-            bar = tqdm(total=len(todo), desc=f"generate {generator}", unit="prompt",
-                       dynamic_ncols=True)
-        t0 = time.perf_counter()
-        try:
-            with open(journal, "a", encoding="utf-8") as jf:
-                for start in range(0, len(order), batch_size):
-                    chunk = order[start:start + batch_size]
-                    gens = engine.generate([texts[k] for k in chunk], [ids[k] for k in chunk])
-                    if len(gens) != len(chunk):
-                        raise RuntimeError(f"backend returned {len(gens)} answers for "
-                                           f"{len(chunk)} prompts")
-                    lines = []
-                    for k, g in zip(chunk, gens, strict=True):
-                        p = todo[k]
-                        row = {"index": p.index, **p.entry(g.text, generator),
-                               "new_tokens": g.new_tokens, "hit_eos": g.hit_eos}
-                        answered[p.index] = row
-                        lines.append(json.dumps(row, ensure_ascii=False))
-                        new_tokens += g.new_tokens
-                        n_cut += int(not g.hit_eos)
-                        new_counts.append(g.new_tokens)
-                    jf.write("\n".join(lines) + "\n")
-                    jf.flush()
-                    os.fsync(jf.fileno())
-                    if bar is not None:
-                        bar.update(len(chunk))
-                        elapsed = max(time.perf_counter() - t0, 1e-9)
-                        bar.set_postfix({"tok/s": f"{new_tokens / elapsed:.1f}"}, refresh=False)
-        finally:
-            t_gen = time.perf_counter() - t0
-            if bar is not None:
-                bar.close()
 
-    # -- consolidate ----------------------------------------------------------------------
+@dataclass
+class _Tally:
+    """What one call generated."""
+
+    new_tokens: int = 0
+    n_cut: int = 0
+    counts: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _progress_bar(total: int, generator: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"generate {generator}", unit="prompt", dynamic_ncols=True,
+                file=sys.stderr)
+
+
+def _generate_batches(engine: Any, todo: Sequence[Prompt], texts: Sequence[str],
+                      ids: Sequence[Sequence[int]], journal: Path, generator: str,
+                      batch_size: int, progress: bool,
+                      answered: dict[int, dict[str, Any]]) -> _Tally:
+    """Answer ``todo`` longest prompt first, batch by batch, appending every batch to the
+    journal (flushed and fsync'ed) and to ``answered``."""
+    order = sorted(range(len(todo)), key=lambda k: -len(ids[k]))  # longest first
+    tally = _Tally()
+    bar = _progress_bar(len(todo), generator, progress)
+    t0 = time.perf_counter()
+    try:
+        with open(journal, "a", encoding="utf-8") as jf:
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
+                gens = engine.generate([texts[k] for k in chunk], [ids[k] for k in chunk])
+                if len(gens) != len(chunk):
+                    raise RuntimeError(f"backend returned {len(gens)} answers for "
+                                       f"{len(chunk)} prompts")
+                lines = []
+                for k, g in zip(chunk, gens, strict=True):
+                    p = todo[k]
+                    row = {"index": p.index, **p.entry(g.text, generator),
+                           "new_tokens": g.new_tokens, "hit_eos": g.hit_eos}
+                    answered[p.index] = row
+                    lines.append(json.dumps(row, ensure_ascii=False))
+                    tally.new_tokens += g.new_tokens
+                    tally.n_cut += int(not g.hit_eos)
+                    tally.counts.append(g.new_tokens)
+                jf.write("\n".join(lines) + "\n")
+                jf.flush()
+                os.fsync(jf.fileno())
+                if bar is not None:
+                    bar.update(len(chunk))
+                    elapsed = max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix({"tok/s": f"{tally.new_tokens / elapsed:.1f}"}, refresh=False)
+    finally:
+        tally.seconds = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+    return tally
+
+
+def _consolidate(output: Path, answered: Mapping[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write the longest run of answered prompts from the first one to ``output``; answers
+    past a gap stay in the journal (which is removed when none are left)."""
+    journal = journal_path(output)
     n_prefix = 0
     while n_prefix in answered:
         n_prefix += 1
@@ -778,23 +570,75 @@ def generate_outputs(
                                             for r in leftovers))
     elif journal.exists():
         journal.unlink()
+    return entries
 
-    n_gen = len(new_counts)
+
+def generate_outputs(
+    model: Any, prompts: Any, output: str | Path, *,
+    template: str | None = None, max_new_tokens: int = 512, batch_size: int = 16,
+    repetition_penalty: float = 1.2, greedy: bool = True, generator_name: str | None = None,
+    backend: str = "transformers", limit: int | None = None, dtype: str = "float32",
+    device: str | None = None, progress: bool = True, tokenizer: Any = None, seed: int = 0,
+    temperature: float = 0.7, top_p: float = 0.9, overwrite: bool = False,
+) -> GenerateReport:
+    """Answer ``prompts`` with ``model`` and write AlpacaEval model outputs to ``output``.
+
+    model: a ``--model`` value (run folder, model folder, ``.gguf``, ``smollm2``, hub id), or
+        a loaded ``PreTrainedModel`` together with ``tokenizer=``.
+    prompts: a prompt source or a list of records (:func:`load_prompts`).
+    template: default the run's training template (``run.json``), else ``alpaca``.
+    greedy/repetition_penalty/max_new_tokens: decoding (the paper's by default);
+        ``temperature``/``top_p``/``seed`` for sampling (``greedy=False``).
+    generator_name: the ``generator`` field; default the model folder's name. limit: answer
+        only the first N prompts. overwrite: discard earlier outputs in ``output`` instead
+        of resuming (module docstring). progress: a progress bar on stderr.
+
+    Raises DataError (bad prompt row, output/journal for other prompts or by another
+    generator), ValueError (settings), ImportError (vllm missing), FileNotFoundError.
+    """
+    t_start = time.perf_counter()
+    decoding = Decoding(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
+                        greedy=greedy, temperature=temperature, top_p=top_p, seed=seed)
+    _check_call(backend, batch_size, limit)
+    all_prompts, source_name = load_prompts(prompts, seed=seed)
+    n_selected = len(all_prompts) if limit is None else min(limit, len(all_prompts))
+    who = _identify(model, tokenizer, backend, template, generator_name)
+    output = Path(output).expanduser()
+    settings = {"template": who.template, **decoding.settings()}
+    answered, torn = _earlier_answers(output, all_prompts, who.generator, settings, overwrite)
+    todo = [p for p in all_prompts[:n_selected] if p.index not in answered]
+    meta = {"generator": who.generator, "model": who.description, "source": source_name,
+            "settings": settings, "backend": backend}
+    tally, pad_choice = _Tally(), ""
+    if todo:
+        from .data.templates import get_template
+
+        tok = _tokenizer(who, tokenizer)
+        tmpl = get_template(who.template, tok)
+        texts = [tmpl.render(p.instruction, p.input) for p in todo]
+        ids = encode_prompts(tok, texts)
+        engine, pad_choice = _engine(who, model, tok, decoding, backend, dtype, device)
+        _write_json(meta_path(output), {"status": "running", **meta})
+        tally = _generate_batches(engine, todo, texts, ids, journal_path(output), who.generator,
+                                  batch_size, progress, answered)
+    entries = _consolidate(output, answered)
     words = [len(str(answered[i]["output"]).split()) for i in range(n_selected)]
-    report = GenerateReport(
-        output=str(output), generator=generator, model=str(model_desc), template=template_name,
-        backend=backend, source=source_name, n_prompts=n_selected, n_generated=n_gen,
-        n_resumed=n_resumed, n_written=len(entries), n_hit_max_tokens=n_cut,
-        new_tokens=new_tokens, wall_time_s=time.perf_counter() - t_start,
+    report = _report(tally, output=str(output), generator=who.generator, model=who.description,
+                     template=who.template, backend=backend, source=source_name,
+                     n_prompts=n_selected, n_resumed=n_selected - len(todo),
+                     n_written=len(entries), wall_time_s=time.perf_counter() - t_start,
+                     mean_output_words=sum(words) / len(words) if words else None,
+                     batch_size=batch_size, decoding=decoding.settings(),
+                     journal_lines_ignored=torn, pad_token=pad_choice)
+    _write_json(meta_path(output), {"status": "complete", **meta, "report": report.to_dict()})
+    return report
+
+
+def _report(tally: _Tally, **fields: Any) -> GenerateReport:
+    n_gen, t_gen = len(tally.counts), tally.seconds
+    return GenerateReport(
+        n_generated=n_gen, n_hit_max_tokens=tally.n_cut, new_tokens=tally.new_tokens,
         generation_time_s=t_gen,
         prompts_per_s=n_gen / t_gen if n_gen and t_gen > 0 else None,
-        tokens_per_s=new_tokens / t_gen if n_gen and t_gen > 0 else None,
-        mean_new_tokens=sum(new_counts) / n_gen if n_gen else None,
-        mean_output_words=sum(words) / len(words) if words else None,
-        batch_size=batch_size, decoding=decoding.settings(), journal_lines_ignored=torn,
-        pad_token=pad_choice,
-    )
-    _write_json(meta, {"status": "complete", "generator": generator, "model": str(model_desc),
-                       "source": source_name, "settings": settings, "backend": backend,
-                       "report": report.to_dict()})
-    return report
+        tokens_per_s=tally.new_tokens / t_gen if n_gen and t_gen > 0 else None,
+        mean_new_tokens=sum(tally.counts) / n_gen if n_gen else None, **fields)

@@ -1,4 +1,4 @@
-"""Built-in synthetic instruction suite: training data and a judge-free evaluation.
+"""Built-in synthetic instruction suite: training data and held-out prompts whose answers can be checked exactly.
 
 The suite holds short instruction-following tasks whose answers can be checked exactly
 (sorting, arithmetic, unit conversion, JSON formatting, date arithmetic, ...). It is the
@@ -19,10 +19,8 @@ Records are Alpaca-style dicts::
     {"instruction": ..., "input": ... (may be ""), "output": <answer to produce>,
      "family": <family name>, "answer": <canonical answer>, "phrasing": <phrasing id>}
 
-:func:`check_answer` reads a model's response leniently (surrounding whitespace, a trailing
-period, a leading ``Answer:`` or ``The answer is``, extra lines after the answer) and
-reports both whether the answer is correct and whether the response had the exact expected
-format. :func:`score_responses` aggregates a list of responses with Wilson intervals.
+Reading and scoring a model's answers is evaluation, not data: see
+:mod:`symnoise.evaluate.tasks` (``check_answer``, ``score_responses``, Wilson intervals).
 
 All task text and vocabularies below are written for this project.
 """
@@ -32,31 +30,25 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import random
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from functools import cache
-from statistics import NormalDist
 from typing import Any
 
 __all__ = [
-    "CheckResult",
     "FAMILIES",
     "Family",
     "Phrasing",
     "SPLITS",
     "SyntheticSuite",
-    "check_answer",
     "example_fields",
     "example_key",
+    "family_of",
     "generate_suite",
     "load_synthetic",
-    "score_responses",
-    "wilson_interval",
 ]
 
 DEFAULT_N_TRAIN = 2000
@@ -316,148 +308,6 @@ def _s_repeat_word(r: random.Random) -> tuple[Fields, str]:
     word = r.choice(_WORDS)
     n = r.randint(2, 6)
     return {"word": word, "n": str(n)}, " ".join([word] * n)
-
-
-# --------------------------------------------------------------------------------------
-# Answer kinds: how an answer is read from a response and compared with the canonical one.
-# --------------------------------------------------------------------------------------
-
-_PREFIX_RE = re.compile(
-    r"^(?:the\s+)?(?:final\s+)?(?:answer|result|output|response)\b(?:\s+is)?\s*[:=]?\s*",
-    re.IGNORECASE,
-)
-_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-_NUMBER_WITH_UNIT_RE = re.compile(rf"({_NUMBER})(?:\s*[A-Za-z\u00b0][A-Za-z\u00b0 ]*)?")
-_PLAIN_NUMBER_RE = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_QUOTES = ('"', "'", "`")
-
-# Exact format of a well-formatted response (one line, nothing around the answer).
-_FORMATS: dict[str, re.Pattern[str]] = {
-    "integer": re.compile(r"-?\d+"),
-    "integer_list": re.compile(r"-?\d+(?:, -?\d+)*"),
-    "word_list": re.compile(r"[a-z]+(?:, [a-z]+)*"),
-    "word_sequence": re.compile(r"[a-z]+(?: [a-z]+)*"),
-    "uppercase_text": re.compile(r"[A-Z]+(?: [A-Z]+)*"),
-    "lowercase_text": re.compile(r"[a-z]+(?: [a-z]+)*"),
-    "date": re.compile(r"\d{4}-\d{2}-\d{2}"),
-    "parity": re.compile(r"even|odd"),
-}
-
-
-def _strip_quotes(text: str) -> str:
-    while len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:
-        text = text[1:-1].strip()
-    return text
-
-
-def _candidate(response: str) -> str | None:
-    """The answer line of a response: prefix, quotes, trailing period and later lines gone."""
-    text = _PREFIX_RE.sub("", response.strip(), count=1).strip()
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    line = _strip_quotes(line)
-    if line.endswith(".") and not line.endswith(".."):
-        line = _strip_quotes(line[:-1].rstrip())
-    return line or None
-
-
-def _parse_number(text: str) -> Decimal | None:
-    if "=" in text:  # "23 + 45 = 68"
-        text = text.rsplit("=", 1)[1].strip()
-    match = _NUMBER_WITH_UNIT_RE.fullmatch(text)
-    if match is None:
-        return None
-    try:
-        return Decimal(match.group(1).replace(",", ""))
-    except InvalidOperation:  # pragma: no cover - the pattern only admits numbers
-        return None
-
-
-def _split_items(text: str) -> list[str]:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == "[" and text[-1] == "]":
-        text = text[1:-1]
-    text = re.sub(r"\s+and\s+", ", ", text)
-    parts = text.split(",") if "," in text else text.split()
-    items = [_strip_quotes(p.strip()) for p in parts]
-    return [item for item in items if item]
-
-
-def _json_equal(a: Any, b: Any) -> bool:
-    """JSON equality that keeps booleans apart from numbers (``True != 1``)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
-
-
-def _read_json(response: str, answer: str) -> tuple[str | None, bool]:
-    text = response.strip()
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        return _candidate(response), False
-    snippet = text[start : end + 1]
-    try:
-        value = json.loads(snippet)
-    except json.JSONDecodeError:
-        return snippet, False
-    return snippet, _json_equal(value, json.loads(answer))
-
-
-def _read(kind: str, response: str, answer: str) -> tuple[str | None, bool]:
-    """Return (extracted answer, correct) for a response under the answer kind."""
-    if kind == "json":
-        return _read_json(response, answer)
-    cand = _candidate(response)
-    if cand is None:
-        return None, False
-    if kind == "integer":
-        value = _parse_number(cand)
-        if value is None:
-            return cand, False
-        extracted = _NUMBER_WITH_UNIT_RE.fullmatch(cand.rsplit("=", 1)[-1].strip())
-        shown = extracted.group(1) if extracted else cand
-        return shown, value == Decimal(answer)
-    if kind == "integer_list":
-        items = _split_items(cand)
-        if not items or not all(_PLAIN_NUMBER_RE.fullmatch(x) for x in items):
-            return cand, False
-        expected = [Decimal(x) for x in answer.split(", ")]
-        return cand, [Decimal(x) for x in items] == expected
-    if kind == "word_list":
-        got = [x.lower() for x in _split_items(cand)]
-        return cand, got == answer.split(", ")
-    if kind == "word_sequence":
-        return cand, [w.lower() for w in cand.replace(",", " ").split()] == answer.split()
-    if kind in ("uppercase_text", "lowercase_text"):  # case matters here
-        return cand, " ".join(cand.split()) == answer
-    if kind == "date":
-        return cand, cand == answer
-    if kind == "parity":
-        low = cand.lower()
-        if low not in ("even", "odd"):
-            hits = set(re.findall(r"\b(even|odd)\b", low))
-            if len(hits) != 1:
-                return cand, False
-            low = hits.pop()
-        return low, low == answer
-    raise AssertionError(f"unhandled answer kind {kind!r}")  # pragma: no cover
-
-
-def _is_formatted(kind: str, response: str) -> bool:
-    raw = response.rstrip("\r\n")
-    if not raw or raw != raw.strip():
-        return False
-    if kind == "json":
-        try:
-            return isinstance(json.loads(raw), dict)
-        except json.JSONDecodeError:
-            return False
-    return "\n" not in raw and _FORMATS[kind].fullmatch(raw) is not None
 
 
 # --------------------------------------------------------------------------------------
@@ -966,7 +816,9 @@ def _template_regex(template: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def _family_of(record: Mapping[str, Any]) -> Family:
+def family_of(record: Mapping[str, Any]) -> Family:
+    """The :class:`Family` a record names in its ``family`` field; ValueError when the record
+    is not a dict, has no family or names an unknown one."""
     if not isinstance(record, Mapping):
         raise ValueError(f"a synthetic record must be a dict, got {type(record).__name__}")
     name = record.get("family")
@@ -984,7 +836,7 @@ def example_fields(record: Mapping[str, Any]) -> dict[str, str]:
 
     Raises ValueError when the record's phrasing is unknown or its text does not fit it.
     """
-    fam = _family_of(record)
+    fam = family_of(record)
     pid = record.get("phrasing")
     if pid not in _PHRASINGS or _PHRASINGS[pid][0] is not fam:
         raise ValueError(f"record of family {fam.name!r} has unknown phrasing {pid!r}")
@@ -1009,110 +861,4 @@ def example_key(record: Mapping[str, Any]) -> tuple[str, ...]:
     Two records share a key exactly when they pose the same task instance, however phrased;
     the held-out split shares no key with the training split.
     """
-    return _key(_family_of(record).name, example_fields(record))
-
-
-# --------------------------------------------------------------------------------------
-# Checking and scoring
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """Verdict on one response.
-
-    correct: the answer read from the response equals the canonical answer under the
-        family's comparison.
-    formatted: the response is exactly the answer in the expected format (one line, nothing
-        before or after it apart from trailing newlines; any valid JSON object for
-        ``to_json``), whether or not the answer is right.
-    extracted: the answer as read from the response, or None when nothing could be read.
-    """
-
-    correct: bool
-    formatted: bool
-    extracted: str | None
-
-
-def check_answer(record: Mapping[str, Any], response: str | None) -> CheckResult:
-    """Check a model response against a record's canonical answer.
-
-    Reading is lenient about surrounding whitespace, a trailing period, surrounding quotes,
-    a leading ``Answer:`` / ``The answer is`` / ``Result:``, and lines after the first
-    non-empty one (JSON answers are read from the first ``{`` to the last ``}``). A ``None``
-    response counts as empty. Unknown family or missing answer: ValueError.
-    """
-    fam = _family_of(record)
-    answer = record.get("answer")
-    if not isinstance(answer, str):
-        raise ValueError(f"record of family {fam.name!r} has no string 'answer': {answer!r}")
-    if response is None:
-        response = ""
-    if not isinstance(response, str):
-        raise ValueError(f"response must be a string, got {type(response).__name__}")
-    extracted, correct = _read(fam.kind, response, answer)
-    return CheckResult(
-        correct=correct, formatted=_is_formatted(fam.kind, response), extracted=extracted
-    )
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``successes / n``."""
-    if n <= 0:
-        raise ValueError(f"Wilson interval needs n >= 1, got n={n}")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must lie in [0, n={n}], got {successes}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    z2n = z * z / n
-    denom = 1 + z2n
-    center = (p + z2n / 2) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / denom
-    low = 0.0 if successes == 0 else max(0.0, center - half)
-    high = 1.0 if successes == n else min(1.0, center + half)
-    return low, high
-
-
-def _summary(correct: int, formatted: int, n: int) -> dict[str, Any]:
-    return {
-        "n": n,
-        "correct": correct,
-        "accuracy": correct / n,
-        "accuracy_ci95": wilson_interval(correct, n),
-        "formatted": formatted,
-        "format_rate": formatted / n,
-    }
-
-
-def score_responses(
-    records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
-) -> dict[str, Any]:
-    """Score responses against records with :func:`check_answer`.
-
-    Returns ``{"n", "correct", "accuracy", "accuracy_ci95", "formatted", "format_rate",
-    "per_family": {family: {same keys}}}``, where ``accuracy_ci95`` is a 95% Wilson
-    interval and ``format_rate`` the share of responses in the exact expected format.
-    Families appear in registry order. Lengths must match and be non-zero (ValueError).
-    """
-    if len(records) != len(responses):
-        raise ValueError(
-            f"got {len(records)} records but {len(responses)} responses; they must pair up"
-        )
-    if not records:
-        raise ValueError("no records to score")
-    tallies: dict[str, list[int]] = {}
-    for i, (record, response) in enumerate(zip(records, responses, strict=True)):
-        try:
-            result = check_answer(record, response)
-        except ValueError as err:
-            raise ValueError(f"record {i}: {err}") from None
-        tally = tallies.setdefault(record["family"], [0, 0, 0])
-        tally[0] += result.correct
-        tally[1] += result.formatted
-        tally[2] += 1
-    total = [sum(t[j] for t in tallies.values()) for j in range(3)]
-    summary = _summary(*total)
-    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
-    return summary
+    return _key(family_of(record).name, example_fields(record))

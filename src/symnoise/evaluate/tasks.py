@@ -1,43 +1,350 @@
-"""Judge-free evaluation on the built-in synthetic suite's held-out split.
+"""The synthetic suite's scoring: reading answers, exact-answer accuracy, Wilson intervals.
 
-:func:`run_synthetic_eval` answers the held-out prompts with a model (through
-:func:`symnoise.generate.generate_outputs`, so it resumes and keeps the outputs) and scores
-every answer with its family's checker (:func:`symnoise.data.synthetic.check_answer`):
+:func:`check_answer` reads a model's response leniently (surrounding whitespace, a trailing
+period, a leading ``Answer:`` or ``The answer is``, extra lines after the answer) and
+reports both whether the answer is correct and whether the response had the exact expected
+format. :func:`score_responses` aggregates a list of responses with Wilson intervals and
+:func:`item_rows` gives one row per item (for paired comparisons between runs).
+
+:func:`make_report` / :func:`score_outputs` turn answers into a :class:`TasksReport`:
 exact-answer accuracy per family and overall with 95% Wilson intervals, and the share of
-answers in exactly the expected format. Files written to ``output_dir`` (default
-``RUN/eval/`` for a run folder):
+answers in exactly the expected format. :func:`write_report` writes it into a folder,
+named by the roles of :data:`symnoise.run.EVAL_FILES`:
 
-* ``synthetic_outputs.json``: the answers, AlpacaEval model-outputs format with ``family``
-  and ``answer`` kept (its ``.meta.json`` records the decoding settings);
-* ``synthetic_scores.json``: :meth:`TasksReport.to_dict`;
-* ``synthetic_scores.md``: the table of :meth:`TasksReport.format_table`.
+* ``synthetic_scores`` / ``synthetic_scores_md``: :meth:`TasksReport.to_dict` and the table
+  of :meth:`TasksReport.format_table`;
+* ``synthetic_items``: JSON Lines, one ``{"id", "family", "correct", "formatted"}`` per
+  item; ``id`` (:func:`item_id`) depends only on the prompt, so runs answering the same
+  held-out split pair up item by item.
 
-:func:`score_synthetic_outputs` scores an existing outputs file without a model.
+Answering the split with a model is a pipeline: :mod:`symnoise.experiments.synthetic_eval`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
+from .._io import write_json_atomic, write_text_atomic
+from ..data.synthetic import FAMILIES, family_of
+from ..run import EVAL_FILES
+
 __all__ = [
+    "ITEMS_JSONL",
     "OUTPUTS_FILE",
     "SCORES_JSON",
     "SCORES_MD",
+    "CheckResult",
     "TasksReport",
-    "default_output_dir",
-    "run_synthetic_eval",
-    "score_synthetic_outputs",
+    "check_answer",
+    "check_responses",
+    "item_id",
+    "item_rows",
+    "make_report",
+    "score_outputs",
+    "score_responses",
+    "wilson_interval",
+    "write_report",
 ]
 
-OUTPUTS_FILE = "synthetic_outputs.json"
-SCORES_JSON = "synthetic_scores.json"
-SCORES_MD = "synthetic_scores.md"
-SYNTHETIC_DATASET = "synthetic_heldout"
+OUTPUTS_FILE = EVAL_FILES["synthetic_outputs"]
+SCORES_JSON = EVAL_FILES["synthetic_scores"]
+SCORES_MD = EVAL_FILES["synthetic_scores_md"]
+ITEMS_JSONL = EVAL_FILES["synthetic_items"]
+
+# --------------------------------------------------------------------------------------
+# Reading an answer: how it is read from a response and compared with the canonical one,
+# by the family's answer kind (see symnoise.data.synthetic.Family).
+# --------------------------------------------------------------------------------------
+
+
+_PREFIX_RE = re.compile(
+    r"^(?:the\s+)?(?:final\s+)?(?:answer|result|output|response)\b(?:\s+is)?\s*[:=]?\s*",
+    re.IGNORECASE,
+)
+_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_NUMBER_WITH_UNIT_RE = re.compile(rf"({_NUMBER})(?:\s*[A-Za-z\u00b0][A-Za-z\u00b0 ]*)?")
+_PLAIN_NUMBER_RE = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_QUOTES = ('"', "'", "`")
+
+# Exact format of a well-formatted response (one line, nothing around the answer).
+_FORMATS: dict[str, re.Pattern[str]] = {
+    "integer": re.compile(r"-?\d+"),
+    "integer_list": re.compile(r"-?\d+(?:, -?\d+)*"),
+    "word_list": re.compile(r"[a-z]+(?:, [a-z]+)*"),
+    "word_sequence": re.compile(r"[a-z]+(?: [a-z]+)*"),
+    "uppercase_text": re.compile(r"[A-Z]+(?: [A-Z]+)*"),
+    "lowercase_text": re.compile(r"[a-z]+(?: [a-z]+)*"),
+    "date": re.compile(r"\d{4}-\d{2}-\d{2}"),
+    "parity": re.compile(r"even|odd"),
+}
+
+
+def _strip_quotes(text: str) -> str:
+    while len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:
+        text = text[1:-1].strip()
+    return text
+
+
+def _candidate(response: str) -> str | None:
+    """The answer line of a response: prefix, quotes, trailing period and later lines gone."""
+    text = _PREFIX_RE.sub("", response.strip(), count=1).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = _strip_quotes(line)
+    if line.endswith(".") and not line.endswith(".."):
+        line = _strip_quotes(line[:-1].rstrip())
+    return line or None
+
+
+def _parse_number(text: str) -> Decimal | None:
+    if "=" in text:  # "23 + 45 = 68"
+        text = text.rsplit("=", 1)[1].strip()
+    match = _NUMBER_WITH_UNIT_RE.fullmatch(text)
+    if match is None:
+        return None
+    try:
+        return Decimal(match.group(1).replace(",", ""))
+    except InvalidOperation:  # pragma: no cover - the pattern only admits numbers
+        return None
+
+
+def _split_items(text: str) -> list[str]:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == "[" and text[-1] == "]":
+        text = text[1:-1]
+    text = re.sub(r"\s+and\s+", ", ", text)
+    parts = text.split(",") if "," in text else text.split()
+    items = [_strip_quotes(p.strip()) for p in parts]
+    return [item for item in items if item]
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality that keeps booleans apart from numbers (``True != 1``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _read_json(response: str, answer: str) -> tuple[str | None, bool]:
+    text = response.strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return _candidate(response), False
+    snippet = text[start : end + 1]
+    try:
+        value = json.loads(snippet)
+    except json.JSONDecodeError:
+        return snippet, False
+    return snippet, _json_equal(value, json.loads(answer))
+
+
+def _read(kind: str, response: str, answer: str) -> tuple[str | None, bool]:
+    """Return (extracted answer, correct) for a response under the answer kind."""
+    if kind == "json":
+        return _read_json(response, answer)
+    cand = _candidate(response)
+    if cand is None:
+        return None, False
+    if kind == "integer":
+        value = _parse_number(cand)
+        if value is None:
+            return cand, False
+        extracted = _NUMBER_WITH_UNIT_RE.fullmatch(cand.rsplit("=", 1)[-1].strip())
+        shown = extracted.group(1) if extracted else cand
+        return shown, value == Decimal(answer)
+    if kind == "integer_list":
+        items = _split_items(cand)
+        if not items or not all(_PLAIN_NUMBER_RE.fullmatch(x) for x in items):
+            return cand, False
+        expected = [Decimal(x) for x in answer.split(", ")]
+        return cand, [Decimal(x) for x in items] == expected
+    if kind == "word_list":
+        got = [x.lower() for x in _split_items(cand)]
+        return cand, got == answer.split(", ")
+    if kind == "word_sequence":
+        return cand, [w.lower() for w in cand.replace(",", " ").split()] == answer.split()
+    if kind in ("uppercase_text", "lowercase_text"):  # case matters here
+        return cand, " ".join(cand.split()) == answer
+    if kind == "date":
+        return cand, cand == answer
+    if kind == "parity":
+        low = cand.lower()
+        if low not in ("even", "odd"):
+            hits = set(re.findall(r"\b(even|odd)\b", low))
+            if len(hits) != 1:
+                return cand, False
+            low = hits.pop()
+        return low, low == answer
+    raise AssertionError(f"unhandled answer kind {kind!r}")  # pragma: no cover
+
+
+def _is_formatted(kind: str, response: str) -> bool:
+    raw = response.rstrip("\r\n")
+    if not raw or raw != raw.strip():
+        return False
+    if kind == "json":
+        try:
+            return isinstance(json.loads(raw), dict)
+        except json.JSONDecodeError:
+            return False
+    return "\n" not in raw and _FORMATS[kind].fullmatch(raw) is not None
+
+
+# --------------------------------------------------------------------------------------
+# Checking and scoring
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Verdict on one response.
+
+    correct: the answer read from the response equals the canonical answer under the
+        family's comparison.
+    formatted: the response is exactly the answer in the expected format (one line, nothing
+        before or after it apart from trailing newlines; any valid JSON object for
+        ``to_json``), whether or not the answer is right.
+    extracted: the answer as read from the response, or None when nothing could be read.
+    """
+
+    correct: bool
+    formatted: bool
+    extracted: str | None
+
+
+def check_answer(record: Mapping[str, Any], response: str | None) -> CheckResult:
+    """Check a model response against a record's canonical answer.
+
+    Reading is lenient about surrounding whitespace, a trailing period, surrounding quotes,
+    a leading ``Answer:`` / ``The answer is`` / ``Result:``, and lines after the first
+    non-empty one (JSON answers are read from the first ``{`` to the last ``}``). A ``None``
+    response counts as empty. Unknown family or missing answer: ValueError.
+    """
+    fam = family_of(record)
+    answer = record.get("answer")
+    if not isinstance(answer, str):
+        raise ValueError(f"record of family {fam.name!r} has no string 'answer': {answer!r}")
+    if response is None:
+        response = ""
+    if not isinstance(response, str):
+        raise ValueError(f"response must be a string, got {type(response).__name__}")
+    extracted, correct = _read(fam.kind, response, answer)
+    return CheckResult(
+        correct=correct, formatted=_is_formatted(fam.kind, response), extracted=extracted
+    )
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n``."""
+    if n <= 0:
+        raise ValueError(f"Wilson interval needs n >= 1, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, n={n}], got {successes}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    z2n = z * z / n
+    denom = 1 + z2n
+    center = (p + z2n / 2) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
+
+
+def _summary(correct: int, formatted: int, n: int) -> dict[str, Any]:
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n,
+        "accuracy_ci95": wilson_interval(correct, n),
+        "formatted": formatted,
+        "format_rate": formatted / n,
+    }
+
+
+def check_responses(records: Sequence[Mapping[str, Any]],
+                    responses: Sequence[str | None]) -> list[CheckResult]:
+    """:func:`check_answer` of every (record, response) pair. Lengths must match and be
+    non-zero; a bad record raises ValueError naming its index."""
+    if len(records) != len(responses):
+        raise ValueError(
+            f"got {len(records)} records but {len(responses)} responses; they must pair up"
+        )
+    if not records:
+        raise ValueError("no records to score")
+    results = []
+    for i, (record, response) in enumerate(zip(records, responses, strict=True)):
+        try:
+            results.append(check_answer(record, response))
+        except ValueError as err:
+            raise ValueError(f"record {i}: {err}") from None
+    return results
+
+
+def score_responses(
+    records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
+) -> dict[str, Any]:
+    """Score responses against records with :func:`check_answer`.
+
+    Returns ``{"n", "correct", "accuracy", "accuracy_ci95", "formatted", "format_rate",
+    "per_family": {family: {same keys}}}``, where ``accuracy_ci95`` is a 95% Wilson
+    interval and ``format_rate`` the share of responses in the exact expected format.
+    Families appear in registry order. Lengths must match and be non-zero (ValueError).
+    """
+    results = check_responses(records, responses)
+    tallies: dict[str, list[int]] = {}
+    for record, result in zip(records, results, strict=True):
+        tally = tallies.setdefault(record["family"], [0, 0, 0])
+        tally[0] += result.correct
+        tally[1] += result.formatted
+        tally[2] += 1
+    total = [sum(t[j] for t in tallies.values()) for j in range(3)]
+    summary = _summary(*total)
+    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
+    return summary
+
+
+def item_id(record: Mapping[str, Any]) -> str:
+    """A stable id of a synthetic item: the first 16 hex digits of the SHA-1 of its
+    instruction and input (the prompt; independent of the run and of the answer)."""
+    text = f"{record.get('instruction', '')}\x1f{record.get('input') or ''}"
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def item_rows(records: Sequence[Mapping[str, Any]],
+              responses: Sequence[str | None]) -> list[dict[str, Any]]:
+    """One ``{"id", "family", "correct", "formatted"}`` per item, in order. A prompt that
+    occurs again gets ``#2``, ``#3``... appended to its id, so ids are unique."""
+    rows, seen = [], {}
+    for record, result in zip(records, check_responses(records, responses), strict=True):
+        base = item_id(record)
+        seen[base] = seen.get(base, 0) + 1
+        rows.append({"id": base if seen[base] == 1 else f"{base}#{seen[base]}",
+                     "family": str(record["family"]), "correct": bool(result.correct),
+                     "formatted": bool(result.formatted)})
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# Scoring a model: outputs files and reports
+# --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -48,6 +355,7 @@ class TasksReport:
     high], "formatted", "format_rate"}`` (95% Wilson interval; ``format_rate`` is the share
     of answers in exactly the expected format). generation: the
     :class:`~symnoise.generate.GenerateReport` as a dict (``None`` when only scoring).
+    items: :func:`item_rows` of the answers.
     """
 
     model: str
@@ -60,13 +368,17 @@ class TasksReport:
     outputs_file: str | None = None
     generation: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)
+    items: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def accuracy(self) -> float:
         return float(self.overall["accuracy"])
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Everything but the per-item rows (:attr:`items`, written as JSON Lines)."""
+        out = asdict(self)
+        out.pop("items")
+        return out
 
     def format_table(self, markdown: bool = False) -> str:
         """Per-family and overall accuracy (95% CI) and format share, as text or Markdown."""
@@ -102,116 +414,49 @@ class TasksReport:
         return "\n".join([title, *body, *extra])
 
 
-def default_output_dir(model: str | os.PathLike[str]) -> Path:
-    """``RUN/eval`` for a run folder, else ``./symnoise-eval/<model name>``."""
-    from ..generate import default_generator_name
-    from ..models import resolve_model
-
-    source = resolve_model(model)
-    if source.kind == "run":
-        return Path(source.path) / "eval"
-    return Path.cwd() / "symnoise-eval" / default_generator_name(source)
-
-
-def _score(records: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> dict[str, Any]:
-    from ..data.synthetic import score_responses
-
+def make_report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], **fields: Any
+                ) -> TasksReport:
+    """Score ``responses`` against ``records`` into a :class:`TasksReport` (``fields``:
+    its other attributes: ``model``, ``generator``, ``seed``...)."""
     scores = score_responses(records, responses)
     for s in [scores, *scores["per_family"].values()]:
         s["accuracy_ci95"] = list(s["accuracy_ci95"])
-    return scores
+    return TasksReport(n=len(records), overall={k: v for k, v in scores.items()
+                                                if k != "per_family"},
+                       per_family=scores["per_family"], items=item_rows(records, responses),
+                       **fields)
 
 
-def _write_scores(report: TasksReport, out_dir: Path) -> None:
-    from ..generate import _atomic_write_text
-
-    report.files = {"scores_json": str(out_dir / SCORES_JSON),
-                    "scores_md": str(out_dir / SCORES_MD)}
-    if report.outputs_file:
-        report.files["outputs"] = report.outputs_file
-    _atomic_write_text(out_dir / SCORES_JSON, json.dumps(report.to_dict(), indent=2) + "\n")
-    _atomic_write_text(out_dir / SCORES_MD, report.format_table(markdown=True))
-
-
-def score_synthetic_outputs(outputs: str | os.PathLike[str], *, model: str = "",
-                            seed: int = 0) -> TasksReport:
-    """Score a model-outputs file whose entries carry ``family`` and ``answer`` (as
-    ``synthetic_outputs.json`` does). A row without them raises DataError naming it."""
+def score_outputs(rows: Sequence[Mapping[str, Any]], *, source: str, model: str = "",
+                  seed: int = 0) -> TasksReport:
+    """Score model-outputs rows that carry ``family`` and ``answer`` (as
+    ``synthetic_outputs.json``'s do); ``source`` names them in errors. A row without them
+    raises DataError naming it. Nothing is written (see :func:`write_report`)."""
     from ..data.formats import DataError
-    from ..generate import read_outputs
 
-    rows = read_outputs(outputs)
     if not rows:
-        raise DataError("no outputs to score", file=str(outputs))
+        raise DataError("no outputs to score", file=source)
     for i, row in enumerate(rows):
         if not isinstance(row.get("family"), str) or not isinstance(row.get("answer"), str):
             raise DataError("needs string fields 'family' and 'answer' (synthetic outputs)",
-                            file=str(outputs), row=i)
+                            file=source, row=i)
+    generators = ", ".join(sorted({str(r.get("generator", "")) for r in rows}))
     try:
-        scores = _score(rows, [r["output"] for r in rows])
+        return make_report(rows, [r["output"] for r in rows], model=model or generators,
+                           generator=generators, seed=seed, outputs_file=source)
     except ValueError as exc:
-        raise DataError(str(exc), file=str(outputs)) from None
-    generators = sorted({str(r.get("generator", "")) for r in rows})
-    return TasksReport(model=model or ", ".join(generators), generator=", ".join(generators),
-                       n=len(rows), seed=seed, overall={k: v for k, v in scores.items()
-                                                        if k != "per_family"},
-                       per_family=scores["per_family"], outputs_file=str(outputs))
+        raise DataError(str(exc), file=source) from None
 
 
-def run_synthetic_eval(
-    model: Any,
-    *,
-    output_dir: str | os.PathLike[str] | None = None,
-    n: int | None = None,
-    seed: int = 0,
-    batch_size: int = 16,
-    max_new_tokens: int = 64,
-    template: str | None = None,
-    progress: bool = True,
-    overwrite: bool = False,
-    tokenizer: Any = None,
-    **generate_kwargs: Any,
-) -> TasksReport:
-    """Answer and score the synthetic held-out split (``n`` prompts, default 240).
-
-    model: a ``--model`` value, or a loaded model with ``tokenizer=`` (then ``output_dir``
-    is required). Decoding is the paper's (greedy, repetition penalty 1.2) unless
-    ``generate_kwargs`` say otherwise. A rerun resumes from ``synthetic_outputs.json``;
-    ``overwrite=True`` starts over. Returns the :class:`TasksReport` (also written to
-    ``output_dir``).
-    """
-    from ..data.synthetic import load_synthetic
-    from ..generate import generate_outputs, read_outputs
-
-    records = load_synthetic("heldout", seed=seed, n=n)
-    if not records:
-        raise ValueError(f"n must be at least 1 to evaluate, got {n!r}")
-    for r in records:
-        r["dataset"] = SYNTHETIC_DATASET
-    if output_dir is None:
-        if not isinstance(model, (str, os.PathLike)):
-            raise ValueError("a loaded model needs output_dir=")
-        output_dir = default_output_dir(model)
-    out_dir = Path(output_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs_file = out_dir / OUTPUTS_FILE
-    gen = generate_outputs(
-        model, records, outputs_file, template=template, max_new_tokens=max_new_tokens,
-        batch_size=batch_size, progress=progress, overwrite=overwrite, tokenizer=tokenizer,
-        limit=len(records), **generate_kwargs,
-    )
-    rows = read_outputs(outputs_file)[: len(records)]
-    if len(rows) != len(records):  # generate_outputs answers every prompt or raises
-        raise RuntimeError(f"{outputs_file} holds {len(rows)} answers for {len(records)} prompts")
-    for i, (rec, row) in enumerate(zip(records, rows, strict=True)):
-        if row["instruction"] != rec["instruction"] or (row.get("input") or "") != rec["input"]:
-            raise RuntimeError(f"{outputs_file} row {i} does not answer held-out prompt {i}")
-    scores = _score(records, [row["output"] for row in rows])
-    report = TasksReport(
-        model=gen.model, generator=gen.generator, n=len(records), seed=seed,
-        overall={k: v for k, v in scores.items() if k != "per_family"},
-        per_family=scores["per_family"], output_dir=str(out_dir),
-        outputs_file=str(outputs_file), generation=gen.to_dict(),
-    )
-    _write_scores(report, out_dir)
-    return report
+def write_report(report: TasksReport, out_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Write the scores (JSON, Markdown) and the per-item rows (JSON Lines) of ``report``
+    into ``out_dir``; returns (and records in ``report.files``) the paths by role."""
+    out = Path(out_dir)
+    report.files = {"scores_json": str(out / SCORES_JSON), "scores_md": str(out / SCORES_MD),
+                    "items": str(out / ITEMS_JSONL)}
+    if report.outputs_file:
+        report.files["outputs"] = report.outputs_file
+    write_json_atomic(out / SCORES_JSON, report.to_dict())
+    write_text_atomic(out / SCORES_MD, report.format_table(markdown=True))
+    write_text_atomic(out / ITEMS_JSONL, "".join(json.dumps(r) + "\n" for r in report.items))
+    return report.files

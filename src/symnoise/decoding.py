@@ -1,0 +1,216 @@
+"""Decoding settings and generation backends: how a batch of prompts becomes answers.
+
+:class:`Decoding` holds the settings (the paper's by default: greedy, repetition penalty
+1.2). A backend answers one batch of rendered prompts and their token ids:
+:class:`TransformersBackend` (batched ``model.generate`` with left padding, the default) or
+:class:`VLLMBackend` (optional). :func:`encode_prompts` tokenises prompts exactly as
+training saw them. :func:`symnoise.generate.generate_outputs` drives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Decoding", "Generation", "TransformersBackend", "VLLMBackend", "VLLM_MISSING",
+           "check_vllm", "encode_prompts"]
+
+@dataclass
+class Decoding:
+    """Decoding settings. The paper's: greedy with repetition penalty 1.2.
+
+    ``temperature``/``top_p`` apply only when ``greedy`` is False; ``seed`` seeds sampling.
+    """
+
+    max_new_tokens: int = 512
+    repetition_penalty: float = 1.2
+    greedy: bool = True
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
+                or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(
+                f"repetition_penalty must be > 0 (1.0 = none), got {self.repetition_penalty!r}"
+            )
+        if not self.greedy and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 for sampling, got {self.temperature!r}")
+
+    def settings(self) -> dict[str, Any]:
+        """What determines the outputs (compared when resuming)."""
+        out: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": float(self.repetition_penalty),
+            "greedy": self.greedy,
+        }
+        if not self.greedy:
+            out.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        return out
+
+    def generation_kwargs(self, pad_token_id: int, eos_token_ids: list[int]) -> dict[str, Any]:
+        """Keyword arguments for ``model.generate`` (transformers)."""
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": float(self.repetition_penalty),
+            "do_sample": not self.greedy,
+            "num_beams": 1,
+            "pad_token_id": pad_token_id,
+            "eos_token_id": eos_token_ids,
+        }
+        if self.greedy:  # neutralise sampling defaults a model's generation_config may carry
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=None)
+        return kwargs
+
+
+@dataclass
+class Generation:
+    """One answer: the text (prompt removed, whitespace stripped), the number of new tokens
+    (EOS included when produced) and whether the model stopped by itself (EOS)."""
+
+    text: str
+    new_tokens: int
+    hit_eos: bool
+
+
+def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of prompts exactly as training saw them: the tokenizer's own prefix (BOS)
+    then the prompt without special tokens (a BOS already spelled out is not doubled)."""
+    from .data.tokenize import special_prefix
+
+    prefix = special_prefix(tokenizer)
+    enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    out = []
+    for ids in enc:
+        ids = list(ids)
+        out.append(ids if prefix and ids[: len(prefix)] == prefix else prefix + ids)
+    return out
+
+
+def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
+    ids: list[int] = []
+    cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, cfg_eos):
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is not None and int(v) not in ids:
+                ids.append(int(v))
+    return ids
+
+
+class TransformersBackend:
+    """Batched ``model.generate`` with left padding (the default backend). The tokenizer
+    needs a pad token (:func:`symnoise.models.ensure_pad_token` gives it one)."""
+
+    name = "transformers"
+
+    def __init__(self, model: Any, tokenizer: Any, decoding: Decoding) -> None:
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token: give it one first "
+                             "(symnoise.models.ensure_pad_token(tokenizer, model))")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.decoding = decoding
+        tokenizer.padding_side = "left"  # prompts end where generation starts
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.eos_ids = _eos_ids(tokenizer, model)
+        if not self.eos_ids:
+            raise ValueError("the tokenizer has no EOS token: generation could not stop")
+        self.kwargs = decoding.generation_kwargs(self.pad_id, self.eos_ids)
+        model.eval()
+        if not decoding.greedy:
+            import torch
+
+            torch.manual_seed(decoding.seed)
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def pad_left(self, ids: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        """``(input_ids, attention_mask)`` tensors, padded on the left to the longest."""
+        import torch
+
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, x in enumerate(ids):
+            if x:
+                input_ids[row, width - len(x):] = torch.tensor(list(x), dtype=torch.long)
+                mask[row, width - len(x):] = 1
+        return input_ids, mask
+
+    def generate(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[Generation]:
+        """Answer one batch (``texts`` are the rendered prompts, ``ids`` their tokens)."""
+        import torch
+
+        input_ids, mask = self.pad_left(ids)
+        device = self.device
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids.to(device), attention_mask=mask.to(device), **self.kwargs
+            )
+        new = out[:, input_ids.shape[1]:].tolist()
+        eos = set(self.eos_ids)
+        results = []
+        for row in new:
+            stop = next((k for k, t in enumerate(row) if t in eos), None)
+            body = row if stop is None else row[:stop]
+            text = self.tokenizer.decode(body, skip_special_tokens=True).strip()
+            results.append(Generation(text, len(row) if stop is None else stop + 1,
+                                      stop is not None))
+        return results
+
+
+VLLM_MISSING = (
+    "backend='vllm' needs the 'vllm' package, which is not installed. Install it with "
+    "pip install 'symnoise[vllm]' (Linux with a CUDA GPU), or use the default "
+    "backend='transformers' (--backend transformers)."
+)
+
+
+class VLLMBackend:
+    """vLLM offline generation (optional): same prompts, same decoding settings."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, tokenizer: Any, decoding: Decoding,
+                 dtype: str | None = None) -> None:
+        try:
+            import vllm
+        except ImportError:
+            raise ImportError(VLLM_MISSING) from None
+        self.tokenizer = tokenizer
+        self.decoding = decoding
+        kwargs: dict[str, Any] = {"model": model_path, "seed": decoding.seed}
+        if dtype and dtype != "auto":
+            kwargs["dtype"] = dtype
+        self.llm = vllm.LLM(**kwargs)
+        self.params = vllm.SamplingParams(
+            temperature=0.0 if decoding.greedy else decoding.temperature,
+            top_p=1.0 if decoding.greedy else decoding.top_p,
+            max_tokens=decoding.max_new_tokens,
+            repetition_penalty=float(decoding.repetition_penalty),
+        )
+
+    def generate(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[Generation]:
+        outs = self.llm.generate(
+            [{"prompt_token_ids": list(x)} for x in ids], self.params, use_tqdm=False
+        )
+        results = []
+        for o in outs:
+            c = o.outputs[0]
+            results.append(Generation(c.text.strip(), len(c.token_ids), c.finish_reason == "stop"))
+        return results
+
+
+def check_vllm() -> None:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise ImportError(VLLM_MISSING) from None

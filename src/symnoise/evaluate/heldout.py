@@ -1,0 +1,208 @@
+"""The clean loss of every held-out example of a run, for paired comparisons between runs.
+
+Training measures a clean loss (noise off) on a held-out set: ``eval_data`` when given, the
+synthetic suite's held-out split when training on the suite, otherwise a seeded split of
+the training data. :func:`heldout_set` rebuilds that set from ``run.json`` with the same
+data functions and the same rules as ``symnoise.train``, and :func:`example_losses`
+measures each example: the mean token negative log-likelihood over its response tokens
+(EOS included), the model in eval mode, no noise. The mean of these losses weighted by
+their token counts is the loss over all held-out tokens; :func:`trainer_mean` groups them
+as the Trainer's evaluation batches do, which reproduces run.json's
+``final_clean_eval_loss`` (single process).
+
+Each example gets an ``id`` that depends only on its text (:func:`example_id`), so two runs
+evaluated on the same held-out set pair up example by example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import TrainConfig
+
+__all__ = [
+    "HeldoutSet",
+    "HeldoutUnavailable",
+    "example_id",
+    "example_losses",
+    "heldout_rows",
+    "heldout_set",
+    "token_mean",
+    "trainer_mean",
+]
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+             if f.default is not dataclasses.MISSING}
+
+
+class HeldoutUnavailable(ValueError):
+    """The run's held-out set cannot be rebuilt here (the message says why)."""
+
+
+@dataclass
+class HeldoutSet:
+    """The held-out examples of a run, tokenised as training tokenised them.
+
+    features[i] was made from examples[i]; source: where they come from, in words;
+    eval_batch_size: the Trainer's evaluation batch size of the run.
+    """
+
+    examples: list[Any]
+    features: list[dict[str, list[int]]]
+    source: str
+    eval_batch_size: int
+
+
+def _get(cfg: Mapping[str, Any], key: str) -> Any:
+    """A training setting from run.json's config; TrainConfig's default when absent."""
+    return cfg[key] if key in cfg else _DEFAULTS.get(key)
+
+
+def _synthetic_records(cfg: Mapping[str, Any], text: str, split: str) -> list[dict[str, Any]]:
+    """The records ``symnoise.train`` reads for a ``synthetic[:SPLIT]`` source."""
+    from ..data.synthetic import load_synthetic
+
+    if ":" in text:
+        split = text.split(":", 1)[1] or split
+    size = "synthetic_train_size" if split == "train" else "synthetic_heldout_size"
+    return load_synthetic(split, seed=_get(cfg, "synthetic_seed"), n=_get(cfg, size))
+
+
+def _split(n: int, cfg: Mapping[str, Any]) -> list[int]:
+    """Indices of the held-out part of ``n`` training features (train.py's seeded split)."""
+    fraction = _get(cfg, "eval_fraction")
+    if fraction <= 0 or n < 2:
+        return []
+    n_eval = min(_get(cfg, "max_eval_examples"), max(1, int(round(n * fraction))))
+    order = list(range(n))
+    random.Random(_get(cfg, "seed")).shuffle(order)
+    return sorted(order[:n_eval])
+
+
+def heldout_set(info: Mapping[str, Any], tokenizer: Any) -> HeldoutSet:
+    """Rebuild the held-out set of a run from its ``run.json`` (``info``).
+
+    Raises HeldoutUnavailable when the run had none or its data is not reachable here.
+    """
+    from ..data import prepare_dataset
+
+    cfg = info.get("config") or {}
+    data, eval_data = _get(cfg, "data"), _get(cfg, "eval_data")
+    template = info.get("template") or _get(cfg, "template")
+    common = dict(fmt=_get(cfg, "format"), template=template, max_length=_get(cfg, "max_length"))
+    eval_bs = max(int(_get(cfg, "batch_size")), 8)
+    try:
+        if eval_data or (isinstance(data, str) and data.startswith("synthetic")):
+            spec = eval_data or "synthetic:heldout"
+            is_syn = spec.startswith("synthetic")
+            source = _synthetic_records(cfg, spec, "heldout") if is_syn else spec
+            skip = bool(_get(cfg, "skip_bad_rows")) if eval_data else False
+            prepared = prepare_dataset(source, tokenizer, skip_bad_rows=skip,
+                                       max_examples=_get(cfg, "max_eval_examples"), **common)
+            return HeldoutSet(prepared.examples, prepared.features,
+                              "synthetic held-out split" if is_syn else f"eval_data {spec}",
+                              eval_bs)
+        if not isinstance(data, str) or not data:
+            raise HeldoutUnavailable("run.json names no training data")
+        prepared = prepare_dataset(data, tokenizer, skip_bad_rows=bool(_get(cfg, "skip_bad_rows")),
+                                   max_examples=_get(cfg, "max_train_examples"), **common)
+    except FileNotFoundError as exc:
+        raise HeldoutUnavailable(f"the held-out data is not available here: {exc}") from None
+    keep = _split(len(prepared.features), cfg)
+    if not keep:
+        raise HeldoutUnavailable("the run held no examples out (eval_fraction 0 or < 2 "
+                                 "training examples)")
+    return HeldoutSet([prepared.examples[i] for i in keep], [prepared.features[i] for i in keep],
+                      f"seeded split of the training data ({len(keep)} of "
+                      f"{len(prepared.features)}, seed {_get(cfg, 'seed')})", eval_bs)
+
+
+def example_id(example: Any) -> str:
+    """First 16 hex digits of the SHA-1 of an example's text (instruction, input, output)."""
+    text = "\x1f".join((example.instruction, example.input or "", example.output))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], *,
+                   pad_token_id: int, batch_size: int = 8, progress: bool = False
+                   ) -> list[tuple[float, int]]:
+    """``(mean token NLL over the response tokens, number of those tokens)`` per feature.
+
+    The model is put in eval mode and run without gradients; logits are compared in
+    float32 with the labels shifted by one, as the model's own loss does.
+    ``batch_size`` examples are run at once, right-padded.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ..data import PaddingCollator
+
+    collate = PaddingCollator(pad_token_id)
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[tuple[float, int]] = []
+    bar = _bar(len(features), progress)
+    with torch.inference_mode():
+        for start in range(0, len(features), batch_size):
+            batch = collate([{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
+                             for f in features[start:start + batch_size]])
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+            labels = batch["labels"][:, 1:].to(device)
+            # flattened as the model's own loss is (the (B, V, L) layout is less precise)
+            nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                  labels.reshape(-1), ignore_index=-100,
+                                  reduction="none").view(labels.shape)
+            counts = (labels != -100).sum(dim=1)
+            for total, n in zip(nll.sum(dim=1).tolist(), counts.tolist(), strict=True):
+                out.append((total / n if n else float("nan"), int(n)))
+            if bar is not None:
+                bar.update(len(batch["input_ids"]))
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="held-out loss", unit="example", file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def heldout_rows(examples: Sequence[Any], losses: Sequence[tuple[float, int]]
+                 ) -> list[dict[str, Any]]:
+    """One ``{"id", "loss", "n_tokens"}`` per example; a text that occurs again gets
+    ``#2``, ``#3``... appended to its id, so ids are unique."""
+    rows, seen = [], {}
+    for ex, (loss, n) in zip(examples, losses, strict=True):
+        base = example_id(ex)
+        seen[base] = seen.get(base, 0) + 1
+        rows.append({"id": base if seen[base] == 1 else f"{base}#{seen[base]}",
+                     "loss": float(loss), "n_tokens": int(n)})
+    return rows
+
+
+def token_mean(rows: Sequence[Mapping[str, Any]]) -> float:
+    """The mean loss over all held-out tokens (per-example losses weighted by n_tokens)."""
+    tokens = sum(r["n_tokens"] for r in rows)
+    return sum(r["loss"] * r["n_tokens"] for r in rows) / tokens
+
+
+def trainer_mean(rows: Sequence[Mapping[str, Any]], batch_size: int) -> float:
+    """The loss as the Trainer's evaluation reports it: the token mean of each batch of
+    ``batch_size`` consecutive examples, averaged over examples (one process)."""
+    total = 0.0
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        total += token_mean(chunk) * len(chunk)
+    return total / len(rows)

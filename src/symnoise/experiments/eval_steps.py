@@ -1,0 +1,513 @@
+"""The steps of ``symnoise eval`` (:mod:`symnoise.experiments.evaluation` runs them).
+
+Each step is an object with a ``name``, a ``key`` (the settings and input fingerprints its
+result depends on), the result ``files``, a ``run`` that computes and writes them and a
+``summary`` that reads them back. Steps compose the components of :mod:`symnoise.evaluate`
+and :mod:`symnoise.generate`; none of them decides whether it runs (the pipeline's one
+skip-if-done rule does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import write_json_atomic, write_text_atomic
+from ..evaluate.stats import stats_for_file, text_stats
+from ..run import RunFolder, read_jsonl
+
+__all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "reference_source"]
+
+_HELDOUT_PROMPTS = ("synthetic", "synthetic:heldout", "synthetic:test")
+
+
+@dataclass
+class EvalPlan:
+    """The run, its record and the resolved settings of one evaluation."""
+
+    run: RunFolder
+    info: dict[str, Any]
+    prompts: Any
+    n_prompts: int | None
+    source_name: str
+    n: int
+    max_new_tokens: int
+    batch_size: int
+    n_words: int
+    words_from: str
+    synthetic_n: int | None = None
+    judge: str | None = None
+    base_url: str | None = None
+    reference: Path | None = None
+    both_orders: bool = False
+    harness_tasks: str | list[str] | None = None
+    include_path: str | os.PathLike[str] | None = None
+    harness_limit: int | float | None = None
+    progress: bool = True
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def file(self, role: str) -> Path:
+        return self.run.eval_file(role)
+
+    @property
+    def template(self) -> str | None:
+        return self.info.get("template")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.info.get("config") or {}
+
+    def say(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr, flush=True)
+
+
+class StepUnavailable(Exception):
+    """A requested step cannot run here (the message says why); the others go on."""
+
+
+# --------------------------------------------------------------------------------------
+# Fingerprints
+# --------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fingerprint(path: str | os.PathLike[str] | None) -> Any:
+    """What identifies an input: a small file's hash; a large file's or folder's size and
+    modification time (hashing gigabytes on every rerun is not worth it); a source that is
+    not a local path as given."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if not p.exists():
+        return str(path)
+    if p.is_file() and p.stat().st_size <= 64 << 20:
+        return {"path": str(p), "sha256": _sha256(p)}
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+# --------------------------------------------------------------------------------------
+# The steps
+# --------------------------------------------------------------------------------------
+
+
+class Step:
+    """One evaluation step. Subclasses set ``name`` and implement the four methods.
+
+    ``resumable``: key fields that may change without starting over (the step then
+    continues from what it has); any other change makes :meth:`run` get ``restart=True``.
+    """
+
+    name = ""
+    resumable: tuple[str, ...] = ()
+
+    @property
+    def section(self) -> str:
+        """The step's key in the summary."""
+        return self.name
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        """The result files; a step is complete only when they all exist."""
+        raise NotImplementedError
+
+    def complete(self, plan: EvalPlan) -> bool:
+        """A further check of the results on top of the key and the files."""
+        return True
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        """Compute and write the results; the returned dict is kept in the steps record."""
+        raise NotImplementedError
+
+    def summary(self, plan: EvalPlan) -> Any:
+        """The step's section of the summary, read from its result files."""
+        raise NotImplementedError
+
+
+def _num(value: Any, fmt: str) -> str:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return format(value, fmt) if ok else "-"
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _count_outputs(path: Path) -> int | None:
+    try:
+        data = _read_json(path)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return len(data) if isinstance(data, list) else None
+
+
+class GenerateStep(Step):
+    name = "generate"
+    section = "generation"  # type: ignore[assignment]
+    resumable = ("n",)
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        return {"prompts": plan.source_name, "n": plan.n, "template": plan.template,
+                "max_new_tokens": plan.max_new_tokens, "repetition_penalty": 1.2,
+                "greedy": True}
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        return [plan.file("outputs")]
+
+    def complete(self, plan: EvalPlan) -> bool:
+        return _count_outputs(plan.file("outputs")) == plan.n
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        from .. import generate
+
+        plan.say(f"  {plan.n} prompts from {plan.source_name} -> {plan.file('outputs')}")
+        gen = generate.generate_outputs(
+            str(plan.run.path), plan.prompts, plan.file("outputs"),
+            max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size,
+            limit=plan.n_prompts, progress=plan.progress, overwrite=restart)
+        plan.say(f"  {gen.n_generated} generated, {gen.n_resumed} resumed, "
+                 f"{gen.n_hit_max_tokens} cut at max_new_tokens")
+        return {"report": gen.to_dict()}
+
+    def summary(self, plan: EvalPlan) -> dict[str, Any]:
+        report = plan.records.get(self.name, {}).get("report") or {}
+        return {k: report.get(k) for k in ("n_written", "n_hit_max_tokens", "mean_output_words",
+                                           "mean_new_tokens", "decoding", "template")
+                if k in report}
+
+
+def _train_data_path(plan: EvalPlan) -> Path | None:
+    data = plan.config.get("data")
+    return Path(data).expanduser() if isinstance(data, str) and data else None
+
+
+def _train_data_stats(info: Mapping[str, Any], n_words: int) -> dict[str, Any]:
+    """Stats of the training data's responses when the run trained on a local file/folder;
+    otherwise a record saying why there are none."""
+    cfg = info.get("config") or {}
+    data = cfg.get("data")
+    if not isinstance(data, str) or not data:
+        return {"source": data, "skipped": "no training data source in run.json"}
+    if data == "synthetic" or data.startswith("synthetic:"):
+        return {"source": data, "skipped": "built-in synthetic data, not a file"}
+    path = Path(data).expanduser()
+    if not path.exists():
+        return {"source": data, "skipped": f"not a local file here ({path} not found)"}
+    from ..data.formats import to_examples
+    from ..data.sources import load_records
+
+    records, name = load_records(path)
+    fmt = info.get("format") or cfg.get("format") or "auto"
+    examples, report = to_examples(records, fmt, name,
+                                   skip_bad_rows=bool(cfg.get("skip_bad_rows")))
+    stats = text_stats([e.output for e in examples], words=n_words)
+    return {"source": data, "format": report.format, "read": report.read,
+            "used": report.used, "skipped_rows": report.skipped, **stats.to_dict()}
+
+
+class StatsStep(Step):
+    name = "stats"
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        data = _train_data_path(plan)
+        return {"outputs": _fingerprint(plan.file("outputs")), "words": plan.n_words,
+                "train_data": _fingerprint(data) if data else plan.config.get("data")}
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        return [plan.file("stats")]
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        plan.say(f"  first {plan.n_words} words ({plan.words_from})")
+        outputs = plan.file("outputs")
+        train = _train_data_stats(plan.info, plan.n_words)
+        write_json_atomic(plan.file("stats"), {
+            "words": plan.n_words, "words_from": plan.words_from,
+            "outputs": {"file": str(outputs),
+                        **stats_for_file(outputs, words=plan.n_words).to_dict()},
+            "train_data": train})
+        if "skipped" in train:
+            plan.say(f"  training data not measured: {train['skipped']}")
+        return {}
+
+    def summary(self, plan: EvalPlan) -> dict[str, Any]:
+        return _read_json(plan.file("stats"))
+
+
+def _is_heldout_prompts(prompts: Any) -> bool:
+    return isinstance(prompts, str) and prompts.strip().lower() in _HELDOUT_PROMPTS and not Path(
+        prompts).exists()
+
+
+class SyntheticStep(Step):
+    """Scores generate's answers when the prompts are the held-out split; otherwise
+    answers the split itself (``synthetic_n`` prompts)."""
+
+    name = "synthetic"
+    resumable = ("n",)
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        if _is_heldout_prompts(plan.prompts):
+            return {"mode": "score outputs.json", "outputs": _fingerprint(plan.file("outputs"))}
+        return {"mode": "generate", "n": self._n(plan), "template": plan.template,
+                "max_new_tokens": plan.max_new_tokens}
+
+    @staticmethod
+    def _n(plan: EvalPlan) -> int | None:
+        from ..data.synthetic import DEFAULT_N_HELDOUT
+
+        if plan.synthetic_n:
+            return plan.synthetic_n
+        return min(plan.n_prompts, DEFAULT_N_HELDOUT) if plan.n_prompts else None
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        return [plan.file("synthetic_scores"), plan.file("synthetic_items")]
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        from ..evaluate.tasks import write_report
+        from . import synthetic_eval
+
+        if _is_heldout_prompts(plan.prompts):
+            plan.say(f"  scoring the {plan.n} held-out answers of {plan.file('outputs').name}")
+            report = synthetic_eval.score_synthetic_outputs(plan.file("outputs"),
+                                                            model=str(plan.run.path))
+            write_report(report, plan.run.eval_dir)
+        else:
+            plan.say("  answering the synthetic held-out split")
+            synthetic_eval.run_synthetic_eval(
+                str(plan.run.path), output_dir=plan.run.eval_dir, n=self._n(plan),
+                batch_size=plan.batch_size, max_new_tokens=plan.max_new_tokens,
+                progress=plan.progress, overwrite=restart)
+        return {}
+
+    def summary(self, plan: EvalPlan) -> dict[str, Any]:
+        scores = _read_json(plan.file("synthetic_scores"))
+        overall = scores.get("overall") or {}
+        doc = {"n": scores.get("n", overall.get("n")), "correct": overall.get("correct"),
+               "accuracy": overall.get("accuracy"),
+               "accuracy_ci95": overall.get("accuracy_ci95"),
+               "format_rate": overall.get("format_rate"),
+               "per_family": {k: v.get("accuracy")
+                              for k, v in (scores.get("per_family") or {}).items()}}
+        ci = doc["accuracy_ci95"] or [None, None]
+        if doc["accuracy"] is not None and None not in ci:
+            plan.say(f"  accuracy {100 * doc['accuracy']:.1f}% "
+                     f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] over {doc['n']}")
+        return doc
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class HeldoutStep(Step):
+    """The clean loss of each held-out example (:mod:`symnoise.evaluate.heldout`)."""
+
+    name = "heldout"
+    _SETTINGS = ("data", "eval_data", "format", "template", "max_length", "eval_fraction",
+                 "max_eval_examples", "max_train_examples", "seed", "skip_bad_rows",
+                 "synthetic_train_size", "synthetic_heldout_size", "synthetic_seed",
+                 "batch_size", "dtype")
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        cfg = plan.config
+        model = sorted(plan.run.path.glob("*.safetensors")) + [plan.run.path / "config.json"]
+        return {"config": {k: cfg.get(k) for k in self._SETTINGS},
+                "template": plan.template,
+                "data": _fingerprint(cfg.get("data")) if cfg.get("data") else None,
+                "eval_data": _fingerprint(cfg.get("eval_data")) if cfg.get("eval_data") else None,
+                "model": [_fingerprint(p) for p in model if p.is_file()]}
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        return [plan.file("heldout_losses")]
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        from ..evaluate import heldout
+        from ..models import ensure_pad_token, load_model, load_tokenizer, resolve_model
+
+        source = resolve_model(str(plan.run.path))
+        tokenizer = load_tokenizer(source)
+        try:
+            held = heldout.heldout_set(plan.info, tokenizer)
+        except heldout.HeldoutUnavailable as exc:
+            raise StepUnavailable(str(exc)) from None
+        recorded = ((plan.info.get("data") or {}).get("eval_examples"))
+        if recorded is not None and recorded != len(held.features):
+            raise StepUnavailable(f"rebuilt {len(held.features)} held-out examples but "
+                                  f"run.json records {recorded}: not the set training used")
+        plan.say(f"  {len(held.features)} examples ({held.source})")
+        model = load_model(source, dtype=plan.config.get("dtype") or "float32", device=_device())
+        ensure_pad_token(tokenizer, model)
+        losses = heldout.example_losses(model, held.features, pad_token_id=tokenizer.pad_token_id,
+                                        batch_size=held.eval_batch_size, progress=plan.progress)
+        rows = heldout.heldout_rows(held.examples, losses)
+        write_text_atomic(plan.file("heldout_losses"),
+                          "".join(json.dumps(r) + "\n" for r in rows))
+        return {"source": held.source, "eval_batch_size": held.eval_batch_size}
+
+    def summary(self, plan: EvalPlan) -> dict[str, Any]:
+        from ..evaluate.heldout import token_mean, trainer_mean
+
+        rows = read_jsonl(plan.file("heldout_losses"))
+        record = plan.records.get(self.name, {})
+        bs = int(record.get("eval_batch_size") or 8)
+        doc = {"source": record.get("source"), "n": len(rows),
+               "n_tokens": sum(r["n_tokens"] for r in rows),
+               "mean_loss": token_mean(rows) if rows else None,
+               "trainer_mean_loss": trainer_mean(rows, bs) if rows else None,
+               "eval_batch_size": bs,
+               "run_final_clean_eval_loss": plan.info.get("final_clean_eval_loss")}
+        if doc["mean_loss"] is not None:
+            plan.say(f"  clean held-out loss {doc['mean_loss']:.4f} over {doc['n']} examples "
+                     f"({doc['n_tokens']} tokens)")
+        return doc
+
+
+def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> Path:
+    """The reference outputs for the judge: ``reference``, or the prompt file when every
+    row of it carries a reference ``output``."""
+    if reference is not None:
+        path = Path(reference).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"reference outputs not found: {path}")
+        return path
+    hint = ("pass --reference FILE (AlpacaEval-format outputs of the reference model, e.g. "
+            "text-davinci-003's) or, as --prompts, a file whose rows carry the reference "
+            "'output' (AlpacaEval's own file does)")
+    if not isinstance(prompts, (str, os.PathLike)) or not Path(prompts).is_file():
+        raise ValueError(f"judging needs reference outputs and the prompts {prompts!s} have "
+                         f"none: {hint}")
+    from ..data.sources import load_records
+
+    path = Path(prompts)
+    records, _ = load_records(path)
+    missing = [i for i, r in enumerate(records)
+               if not isinstance(r, Mapping) or not isinstance(r.get("output"), str)]
+    if len(missing) == len(records):
+        raise ValueError(f"judging needs reference outputs: {path} has no 'output' fields; "
+                         f"{hint}")
+    if missing:
+        raise ValueError(f"{path} row {missing[0]}: no reference 'output' (and {len(missing)} "
+                         f"rows in all of {len(records)}); pass --reference FILE")
+    return path
+
+
+class JudgeStep(Step):
+    name = "judge"
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        return {"judge": plan.judge, "base_url": plan.base_url, "both_orders": plan.both_orders,
+                "reference": _fingerprint(plan.reference),
+                "outputs": _fingerprint(plan.file("outputs"))}
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        from ..evaluate.judge import LEADERBOARD_JSON
+
+        return [plan.file("judge") / LEADERBOARD_JSON]
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        from ..evaluate import judge
+
+        plan.say(f"  {plan.judge} against {plan.reference} -> {plan.file('judge')}")
+        judge.judge_outputs(plan.file("outputs"), plan.reference, judge=plan.judge,
+                            output_dir=plan.file("judge"), base_url=plan.base_url,
+                            both_orders=plan.both_orders, progress=plan.progress)
+        return {}
+
+    def summary(self, plan: EvalPlan) -> dict[str, Any]:
+        board = _read_json(self.files(plan)[0])
+        if not board:
+            return {}
+        name, row = next(iter(board.items()))
+        keys = ("judge", "reference", "win_rate", "standard_error", "n", "n_total",
+                "n_unparseable", "n_errors", "avg_length", "avg_length_reference",
+                "both_orders")
+        doc = {"name": name, **{k: row.get(k) for k in keys}}
+        if doc.get("win_rate") is not None:
+            plan.say(f"  win rate {doc['win_rate']:.2f} (se "
+                     f"{_num(doc.get('standard_error'), '.2f')}) over {doc.get('n')}")
+        return doc
+
+
+class JudgeCheckStep(Step):
+    """The judge check component (``symnoise.evaluate.judge_check.run_judge_check``) on the
+    judge's reference outputs; unavailable when this version has no such component."""
+
+    name = "judge_check"
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        return {"judge": plan.judge, "base_url": plan.base_url,
+                "reference": _fingerprint(plan.reference)}
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        return [plan.file("judge_check")]
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        try:
+            from ..evaluate import judge_check
+        except ImportError:
+            raise StepUnavailable("this version has no judge check "
+                                  "(symnoise.evaluate.judge_check)") from None
+        plan.say(f"  {plan.judge} on known pairs from {plan.reference}")
+        result = judge_check.run_judge_check(plan.judge, plan.reference, base_url=plan.base_url,
+                                             output_dir=plan.run.eval_dir)
+        write_json_atomic(plan.file("judge_check"), dict(result))
+        return {}
+
+    def summary(self, plan: EvalPlan) -> dict[str, Any]:
+        doc = _read_json(plan.file("judge_check"))
+        plan.say(f"  judge {'usable' if doc.get('usable') else 'NOT usable'}: accuracy "
+                 f"{_num(doc.get('accuracy'), '.3f')}, position bias "
+                 f"{_num(doc.get('position_bias'), '.3f')}")
+        return {k: doc.get(k) for k in ("accuracy", "accuracy_ci", "position_bias", "n_pairs",
+                                        "usable")}
+
+
+class HarnessStep(Step):
+    name = "harness"
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        include = plan.include_path
+        return {"tasks": plan.harness_tasks, "limit": plan.harness_limit,
+                "include_path": str(Path(include).expanduser().resolve())
+                if include is not None else None}
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        return [plan.file("harness")]
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        from ..evaluate import harness
+
+        plan.say(f"  {plan.harness_tasks}")
+        harness.run_harness(str(plan.run.path), plan.harness_tasks, output_dir=plan.run.eval_dir,
+                            limit=plan.harness_limit, include_path=plan.include_path,
+                            batch_size=plan.batch_size, device=_device())
+        return {}
+
+    def summary(self, plan: EvalPlan) -> dict[str, Any]:
+        data = _read_json(plan.file("harness"))
+        cfg = data.get("config") or {}
+        return {"summary": dict(data.get("summary") or {}), "limit": cfg.get("limit"),
+                "tasks": cfg.get("tasks"), "num_fewshot": cfg.get("num_fewshot")}
+
+
+#: Every step, in the order they run.
+STEPS: tuple[Step, ...] = (GenerateStep(), StatsStep(), SyntheticStep(), HeldoutStep(),
+                           JudgeStep(), JudgeCheckStep(), HarnessStep())
