@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -49,6 +48,10 @@ def _emit(result: Any, as_json: bool, table: str | None = None) -> None:
 
 #: Old spellings still accepted, per command, until :data:`REMOVED_IN`.
 RENAMED: dict[str, dict[str, str]] = {
+    "generate": {"--limit": "--n-prompts", "--output": "--output-file"},
+    "tasks": {"--n": "--n-prompts", "--outputs": "--model-outputs"},
+    "eval": {"--limit": "--limit-per-task", "--synthetic-n": "--synthetic-n-prompts",
+             "--reference": "--reference-outputs"},
     "judge": {"--max-items": "--n-prompts"},
     "judge-check": {"--n": "--n-prompts"},
     "harness": {"--limit": "--limit-per-task"},
@@ -58,7 +61,7 @@ REMOVED_IN = "0.3"
 
 def _rename_args(command: str, args: list[str]) -> list[str]:
     """Rewrite ``command``'s deprecated option spellings in ``args`` to the new ones, with a
-    warning on stderr; an old and a new spelling given different values is a usage error."""
+    warning on stderr. Raises ValueError when an old and a new spelling disagree."""
     renamed = RENAMED.get(command, {})
     out: list[str] = []
     given: dict[str, tuple[str, str]] = {}  # new name -> (spelling, value) as typed
@@ -76,8 +79,8 @@ def _rename_args(command: str, args: list[str]) -> list[str]:
                 value, i = args[i + 1], i + 1
             first = given.setdefault(canonical, (name, value))
             if first[1] != value:
-                raise click.UsageError(f"{first[0]} {first[1]} and {name} {value} disagree; "
-                                       f"give {canonical} once")
+                raise ValueError(f"{first[0]} {first[1]} and {name} {value} disagree; "
+                                 f"give {canonical} once")
             if new is not None:
                 typer.echo(f"warning: {name} is deprecated, use {new} (removed in {REMOVED_IN})",
                            err=True)
@@ -91,8 +94,12 @@ def _rename_args(command: str, args: list[str]) -> list[str]:
 class _Command(TyperCommand):
     """A command that accepts the deprecated spellings in :data:`RENAMED`."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _rename_args(self.name or "", list(args)))
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            args = _rename_args(self.name or "", list(args))
+        except ValueError as exc:
+            ctx.fail(str(exc))  # a usage error: exit status 2
+        return super().parse_args(ctx, args)
 
 
 def _command(name: str | None = None) -> Any:
@@ -342,9 +349,9 @@ def judge_check(
 def generate(
     model: str = typer.Option("smollm2", help="Run folder, HF model folder, .gguf file, hub id or 'smollm2'."),
     prompts: str = typer.Option(..., help="AlpacaEval JSON (or 'alpaca_eval' from the hub), a JSON/JSONL of instructions, or 'synthetic:heldout'."),
-    output: Path | None = typer.Option(None, help="Output JSON (AlpacaEval model-outputs format); default RUN/generations/<prompts>.json for a run folder."),
+    output_file: Path | None = typer.Option(None, help="Output JSON (AlpacaEval model-outputs format); default RUN/generations/<prompts>.json for a run folder."),
     template: str | None = typer.Option(None, help="alpaca|vicuna|chat (default: the run's training template, else alpaca)."),
-    max_new_tokens: int = typer.Option(512, help="Most tokens to generate per prompt."),
+    max_new_tokens: int = typer.Option(512, help="Most tokens to generate per prompt (default 512: room for AlpacaEval-style long answers)."),
     batch_size: int = typer.Option(16, help="Prompts per batch (left-padded)."),
     repetition_penalty: float = typer.Option(1.2, help="1.2 as in the paper; 1.0 turns it off."),
     greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy decoding (the paper) or sampling."),
@@ -353,12 +360,12 @@ def generate(
     seed: int = typer.Option(0, help="Sampling seed; also the synthetic suite's seed."),
     generator: str | None = typer.Option(None, "--generator", help="The 'generator' field (default: the model folder's name)."),
     backend: str = typer.Option("transformers", help="transformers|vllm"),
-    limit: int | None = typer.Option(None, help="Answer only the first N prompts."),
+    n_prompts: int | None = typer.Option(None, help="Answer only the first N prompts (default all)."),
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
-    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when available)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    device: str = _device_option(),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output-file instead of resuming."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the report as one JSON object."),
 ) -> None:
     """Answer a prompt set (resumable) and write AlpacaEval model outputs."""
     _offline_defaults()
@@ -366,12 +373,12 @@ def generate(
     from .generate import default_output_path, generate_outputs
 
     try:
-        out = output or default_output_path(model, prompts)
+        out = output_file or default_output_path(model, prompts)
         report = generate_outputs(
             model, prompts, out, template=template, max_new_tokens=max_new_tokens,
             batch_size=batch_size, repetition_penalty=repetition_penalty, greedy=greedy,
             temperature=temperature, top_p=top_p, seed=seed, generator_name=generator,
-            backend=backend, limit=limit, dtype=dtype, device=device, overwrite=overwrite,
+            backend=backend, limit=n_prompts, dtype=dtype, device=_device(device), overwrite=overwrite,
             progress=progress,
         )
     except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
@@ -382,18 +389,18 @@ def generate(
 @_command()
 def tasks(
     model: str | None = typer.Option(None, help="Run folder, HF model folder, .gguf file, hub id or 'smollm2' (default)."),
-    outputs: Path | None = typer.Option(None, help="Score this synthetic outputs file instead of generating."),
+    model_outputs: Path | None = typer.Option(None, help="Score this synthetic outputs file instead of generating."),
     output_dir: Path | None = typer.Option(None, help="Where outputs and scores go (default RUN/eval for a run folder)."),
-    n: int | None = typer.Option(None, help="Held-out prompts (default 240)."),
+    n_prompts: int | None = typer.Option(None, help="Held-out prompts (default 240)."),
     seed: int = typer.Option(0, help="Synthetic suite seed."),
     batch_size: int = typer.Option(16),
-    max_new_tokens: int = typer.Option(64),
+    max_new_tokens: int = typer.Option(64, help="Most tokens per answer (default 64: the synthetic answers are short)."),
     template: str | None = typer.Option(None, help="alpaca|vicuna|chat (default: the run's training template, else alpaca)."),
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
-    device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
+    device: str = _device_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the scores as one JSON object."),
 ) -> None:
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
     _offline_defaults()
@@ -401,15 +408,15 @@ def tasks(
     from .experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 
     try:
-        if outputs is not None:
+        if model_outputs is not None:
             if model is not None:
-                _fail("pass either --model or --outputs, not both")
-            report = score_synthetic_outputs(outputs, seed=seed)
+                _fail("pass either --model or --model-outputs, not both")
+            report = score_synthetic_outputs(model_outputs, seed=seed)
         else:
             report = run_synthetic_eval(
-                model or "smollm2", output_dir=output_dir, n=n, seed=seed,
+                model or "smollm2", output_dir=output_dir, n=n_prompts, seed=seed,
                 batch_size=batch_size, max_new_tokens=max_new_tokens, template=template,
-                progress=progress, overwrite=overwrite, dtype=dtype, device=device,
+                progress=progress, overwrite=overwrite, dtype=dtype, device=_device(device),
             )
     except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
@@ -421,22 +428,22 @@ def eval_run(
     run_dir: Path = typer.Argument(..., help="A finished run folder (results go to RUN/eval/)."),
     prompts: Optional[str] = typer.Option(None, help="Prompt set: AlpacaEval's JSON file, a JSON/JSONL file, 'alpaca_eval' (Hub) or 'synthetic:heldout' (default)."),
     n_prompts: Optional[int] = typer.Option(None, help="Answer only the first N prompts."),
-    max_new_tokens: int = typer.Option(256, help="Generation length cap (greedy, repetition penalty 1.2)."),
+    max_new_tokens: int = typer.Option(256, help="Most tokens per answer (default 256; greedy, repetition penalty 1.2)."),
     batch_size: int = typer.Option(16, help="Generation (and harness) batch size."),
     judge: Optional[str] = typer.Option(None, help="Win-rate judge: openai:MODEL or hf:PATH."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint of the judge."),
-    reference: Optional[Path] = typer.Option(None, help="Reference outputs to judge against (default: the prompt file's own 'output' fields)."),
+    reference_outputs: Optional[Path] = typer.Option(None, help="Reference outputs to judge against (default: the prompt file's own 'output' fields)."),
     both_orders: bool = typer.Option(False, "--both-orders", help="Judge each pair in both orders."),
     tasks: Optional[str] = typer.Option(None, help="lm-eval tasks (comma-separated) or the preset 'openllm'."),
     include_path: Optional[Path] = typer.Option(None, help="Folder of local lm-eval task YAMLs."),
-    limit: Optional[float] = typer.Option(None, help="Cap examples per harness task (smoke tests only)."),
+    limit_per_task: Optional[float] = typer.Option(None, help="Cap examples per harness task, a count or a fraction < 1 (smoke tests only)."),
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset (default: the run's dataset)."),
     synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Score the synthetic held-out split."),
-    synthetic_n: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
+    synthetic_n_prompts: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
     heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Save the clean loss of every held-out example (heldout_losses.jsonl)."),
     judge_check: bool = typer.Option(True, "--judge-check/--no-judge-check", help="With --judge: check the judge on pairs whose better answer is known."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars and one line per step on stderr."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the summary as one JSON object."),
 ) -> None:
     """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
     _offline_defaults()
@@ -444,13 +451,13 @@ def eval_run(
     from .evaluate.judge import JudgeError
     from .experiments.evaluation import evaluate_run, format_eval_summary
 
-    lim: int | float | None = int(limit) if limit is not None and limit >= 1 else limit
     try:
         summary = evaluate_run(
             run_dir, prompts=prompts, n_prompts=n_prompts, max_new_tokens=max_new_tokens,
-            batch_size=batch_size, judge=judge, base_url=base_url, reference=reference,
+            batch_size=batch_size, judge=judge, base_url=base_url, reference=reference_outputs,
             both_orders=both_orders, harness_tasks=tasks, include_path=include_path,
-            harness_limit=lim, words=words, synthetic=synthetic, synthetic_n=synthetic_n,
+            harness_limit=_per_task(limit_per_task), words=words, synthetic=synthetic,
+            synthetic_n=synthetic_n_prompts,
             heldout=heldout, judge_check=judge_check, progress=progress,
         )
     except (ValueError, FileNotFoundError, HarnessError, JudgeError) as exc:

@@ -388,7 +388,7 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
         if not path.exists():
             raise FileNotFoundError(f"reference outputs not found: {path}")
         return path
-    hint = ("pass --reference FILE (AlpacaEval-format outputs of the reference model, e.g. "
+    hint = ("pass --reference-outputs FILE (AlpacaEval-format outputs of the reference model, e.g. "
             "text-davinci-003's) or, as --prompts, a file whose rows carry the reference "
             "'output' (AlpacaEval's own file does)")
     if not isinstance(prompts, (str, os.PathLike)) or not Path(prompts).is_file():
@@ -405,7 +405,7 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
                          f"{hint}")
     if missing:
         raise ValueError(f"{path} row {missing[0]}: no reference 'output' (and {len(missing)} "
-                         f"rows in all of {len(records)}); pass --reference FILE")
+                         f"rows in all of {len(records)}); pass --reference-outputs FILE")
     return path
 
 

@@ -255,9 +255,9 @@ def evaluate_run(
     _check_positive("max_new_tokens", max_new_tokens)
     _check_positive("batch_size", batch_size)
     if (base_url or reference is not None or both_orders) and not judge:
-        raise ValueError("--base-url, --reference and --both-orders need --judge")
+        raise ValueError("--base-url, --reference-outputs and --both-orders need --judge")
     if (include_path is not None or harness_limit is not None) and not harness_tasks:
-        raise ValueError("--include-path and --limit need --tasks")
+        raise ValueError("--include-path and --limit-per-task need --tasks")
     n_words, words_from = _words(words, run_dataset(info))
     source: Any = DEFAULT_PROMPTS if prompts is None else (
         os.fspath(prompts) if isinstance(prompts, os.PathLike) else prompts)
