@@ -22,7 +22,7 @@ import symnoise.experiments.evaluation as evaluation
 import symnoise.experiments.synthetic_eval as synthetic_eval
 import symnoise.generate as generate
 from symnoise import cli
-from symnoise.cli import RENAMED, REMOVED_IN, app
+from symnoise.cli import REMOVED_IN, RENAMED, app
 
 
 class _Result:
