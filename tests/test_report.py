@@ -15,6 +15,8 @@ from symnoise.experiments import paper_numbers
 from symnoise.experiments.report import build_report, find_runs, setting_label
 
 PNG = b"\x89PNG\r\n\x1a\n"
+USABLE = {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "position_bias": 0.52, "n_pairs": 40,
+          "usable": True}
 
 
 def make_run(
@@ -39,6 +41,8 @@ def make_run(
     synthetic: tuple[float, float, float, int] | None = None,
     harness: dict[str, float] | None = None,
     metrics: list[dict[str, Any]] | None = None,
+    judge_check: dict[str, Any] | None = USABLE,
+    config: dict[str, Any] | None = None,
 ) -> Path:
     """A run folder as train.py + symnoise eval leave it, with the given numbers."""
     path = root / rel
@@ -47,7 +51,8 @@ def make_run(
     info = {
         "status": status,
         "config": {"model": model, "data": data, "format": "auto", "method": method,
-                   "alpha": alpha, "norm_match": norm_match, "seed": seed, "extra": {}},
+                   "alpha": alpha, "norm_match": norm_match, "seed": seed, "extra": {},
+                   **(config or {})},
         "noise": {"method": method, "alpha": alpha, "norm_match": norm_match,
                   "symmetric_mode": "concat", "seed": seed},
         "template": "alpaca",
@@ -65,6 +70,8 @@ def make_run(
         row = {"win_rate": win_rate, "standard_error": se, "n": 805, "n_total": 805,
                "avg_length": judge_avg_length, "judge": "openai:gpt-4", "reference": reference}
         (ev / "judge" / "leaderboard.json").write_text(json.dumps({path.name: row}))
+        if judge_check is not None:
+            (ev / "judge_check.json").write_text(json.dumps(judge_check))
     if stats is not None or train_stats is not None:
         ev.mkdir(exist_ok=True)
         doc = {"words": 50, "outputs": stats or {},
@@ -134,7 +141,7 @@ def test_table1_cells_averages_missing_and_csv(grid, tmp_path):
     assert rows["none"] == ["30.25", "68.50", f"{(30.25 + 68.5) / 2:.2f}"]
     # uniform: alpha 5 on alpaca, 10 on sharegpt -> one row, alpha in each cell; 2 seeds
     uni = rows["uniform (α per cell)"]
-    assert uni[0] == "62.50 (α=5, n=2)"
+    assert uni[0] == f"62.50 ± {statistics.stdev([60.0, 65.0]):.2f} (α=5, n=2)"
     assert uni[1] == "76.00 (α=10)"
     assert uni[2] == f"{(62.5 + 76.0) / 2:.2f}"
     # symnoise has no win rate on sharegpt: '-' and no Average
@@ -160,7 +167,9 @@ def test_ablation_lengths_openllm_synthetic_runs(grid, tmp_path):
     res = build_report(grid, tmp_path / "out")
     rows = res.tables["ablation"].rows
     first = {(r[0], r[1]): r for r in rows}
-    assert first[("alpaca", "uniform α=5")][5:] == ["62.50 (n=2)", "1050.0 (n=2)", "2"]
+    sd_wr, sd_ch = statistics.stdev([60.0, 65.0]), statistics.stdev([1000.0, 1100.0])
+    assert first[("alpaca", "uniform α=5")][5:] == [f"62.50 ± {sd_wr:.2f} (n=2)",
+                                                     f"1050.0 ± {sd_ch:.1f} (n=2)", "2"]
     # avg chars falls back to the judge's average length when there is no stats.json
     assert first[("alpaca", "symnoise α=5/√3")][5:] == ["70.50", "1234.0", "1"]
     assert first[("sharegpt", "symnoise α=10/√3")][5:] == ["-", "-", "1"]
@@ -171,7 +180,7 @@ def test_ablation_lengths_openllm_synthetic_runs(grid, tmp_path):
     chars = md_table(res.tables["lengths_chars"].to_markdown())
     assert chars["training data"] == ["270.0", "-"]
     assert chars["none"] == ["300.5", "-"]
-    assert chars["uniform (α per cell)"] == ["1050.0 (α=5, n=2)", "-"]
+    assert chars["uniform (α per cell)"] == [f"1050.0 ± {sd_ch:.1f} (α=5, n=2)", "-"]
     rep = md_table(res.tables["lengths_rep2"].to_markdown())
     assert rep["none"][0] == "4.12" or rep["none"][0] == "4.13"  # 4.125 rounds either way
     words = read_csv(res.files["lengths_words_csv"])
@@ -274,7 +283,7 @@ def test_bad_files_are_reported_not_dropped(tmp_path):
     assert [s["path"] for s in res.skipped] == [str(root / "broken")]
     assert "not valid JSON" in res.skipped[0]["reason"]
     notes = "\n".join(res.notes)
-    assert "metrics.jsonl: 1 line(s) not JSON objects" in notes
+    assert "metrics.jsonl line 2: not valid JSON" in notes
     assert "stats.json: unreadable" in notes
     assert "badeval" in notes  # no evaluation results
     md = res.files["report_md"].read_text()
@@ -287,7 +296,7 @@ def test_find_runs_nested_and_errors(tmp_path):
     make_run(root, "d", method="uniform")
     (root / "d" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
     (root / "d" / "checkpoints" / "checkpoint-5" / "run.json").write_text("{}")
-    assert [p.relative_to(root).as_posix() for p in find_runs(root)] == ["a/b/c", "d"]
+    assert [p.path.relative_to(root).as_posix() for p in find_runs(root)] == ["a/b/c", "d"]
     with pytest.raises(FileNotFoundError, match="runs folder not found"):
         build_report(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
@@ -322,3 +331,126 @@ def test_cli_report_json(grid, tmp_path):
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert bad.exit_code == 2
     assert "runs folder not found" in bad.output
+
+
+def test_only_seeds_are_averaged(tmp_path):
+    """Two seeds of one setting share a cell (mean ± sd, n); a run with another lr of the
+    same method gets its own row, labelled with what differs, and is not averaged in."""
+    root = tmp_path / "runs"
+    make_run(root, "u-s0", method="uniform", seed=0, win_rate=50.0, config={"lr": 5e-5})
+    make_run(root, "u-s1", method="uniform", seed=1, win_rate=54.0, config={"lr": 5e-5})
+    make_run(root, "u-lr", method="uniform", seed=0, win_rate=90.0, config={"lr": 1e-3})
+    res = build_report(root)
+    rows = md_table(res.tables["table1"].to_markdown())
+    sd = statistics.stdev([50.0, 54.0])
+    assert rows["uniform α=5 [lr=5e-05]"][0] == f"52.00 ± {sd:.2f} (n=2)"
+    assert rows["uniform α=5 [lr=0.001]"][0] == "90.00"
+    data = {r["row"]: r for r in read_csv(res.files["table1_csv"])}
+    assert float(data["uniform α=5 [lr=5e-05]"]["alpaca sd"]) == pytest.approx(sd)
+    assert data["uniform α=5 [lr=5e-05]"]["alpaca n"] == "2"
+    ab = {r[1]: r for r in res.tables["ablation"].rows}
+    assert ab["uniform α=5 [lr=0.001]"][-1] == "1"
+
+
+def test_win_rates_from_unchecked_or_unusable_judges_are_marked(tmp_path):
+    root = tmp_path / "runs"
+    board = {"discrete_win_rate": 61.0, "length_controlled_winrate": 48.5,
+             "lc_standard_error": 1.25, "lc_variant": "no-instruction-difficulty (offline)"}
+    make_run(root, "checked", method="none", alpha=0.0, win_rate=40.0)
+    make_run(root, "unchecked", method="uniform", win_rate=60.0, judge_check=None)
+    bad = {**USABLE, "usable": False, "accuracy": 0.55, "position_bias": 0.97}
+    make_run(root, "biased", method="symnoise", win_rate=70.0, judge_check=bad)
+    lb = root / "unchecked" / "eval" / "judge" / "leaderboard.json"
+    doc = json.loads(lb.read_text())
+    doc["unchecked"].update(board)
+    lb.write_text(json.dumps(doc))
+    res = build_report(root)
+    rows = md_table(res.tables["table1"].to_markdown())
+    assert rows["none"][0] == "40.00"  # a usable judge: shown as it is
+    assert rows["uniform α=5"][0] == "60.00†"
+    assert rows["symnoise α=5/√3"][0] == "70.00‡"
+    assert "†" in res.tables["table1"].note and "‡" in res.tables["table1"].note
+    judged = res.tables["judged"]
+    assert judged.header[5:] == ["win_rate", "standard_error", "n_total", "discrete_win_rate",
+                                 "length_controlled_winrate", "lc_standard_error",
+                                 "lc_variant", "judge check"]
+    jrows = md_table(judged.to_markdown())
+    assert jrows["unchecked"][4:11] == ["60", "1", "805", "61", "48.50", "1.25",
+                                        "no-instruction-difficulty (offline)"]
+    assert jrows["unchecked"][-1] == "† not checked"
+    assert jrows["biased"][-1].startswith("‡ not usable: accuracy 55.0% [80.0, 95.0]")
+    assert "position bias 97.0%" in jrows["biased"][-1]
+    assert jrows["checked"][-1].startswith("usable: accuracy 90.0%")
+    assert "discrete_win_rate" not in md_table(judged.to_markdown())  # header is not a row
+    notes = "\n".join(res.notes)
+    assert "2 win rate(s) come from a judge that was not checked or not usable" in notes
+    assert "unchecked" in notes and "biased" in notes
+    md = res.files["report_md"].read_text()
+    assert judged.to_markdown() in md
+
+
+def test_published_tables_and_matching_reference_rows(tmp_path):
+    """Every published table (T1-T5) is in the report with its judge and versions; runs
+    whose setting matches a published one get that number beside theirs."""
+    root = tmp_path / "runs"
+    llama = "meta-llama/Llama-2-7b-hf"
+    make_run(root, "sym-s0", method="symnoise", seed=0, model=llama, win_rate=66.0,
+             stats={"avg_chars": 1000.0, "avg_words": 170.0, "rep_2": 1.5})
+    make_run(root, "sym-s1", method="symnoise", seed=1, model=llama, win_rate=70.0,
+             stats={"avg_chars": 1100.0, "avg_words": 180.0, "rep_2": 2.5})
+    make_run(root, "tiny", method="symnoise", model="tiny-llama", win_rate=50.0,
+             config={"lr": 1e-3})
+    res = build_report(root)
+    for key, pt in paper_numbers.PAPER_TABLES.items():
+        t = res.tables[f"paper_{key}"]
+        assert pt.judge is None or f"judge {pt.judge}" in t.title
+        assert t.rows and res.files[f"paper_{key}_csv"].is_file()
+        assert t.title in res.files["report_md"].read_text()
+    m = res.tables["paper_matches"]
+    got = {(r[0], r[2], r[4]): r for r in m.rows}
+    sd = statistics.stdev([66.0, 70.0])
+    t1 = got[("symnoise α=5/√3 [model=meta-llama/Llama-2-7b-hf]", "win_rate", "69.04")]
+    assert t1[3] == f"68.00 ± {sd:.2f} (n=2)" and t1[6] == "GPT-4" and t1[7] == "v1, v2"
+    assert t1[5].startswith("T1 (judge GPT-4")
+    t3 = got[("symnoise α=5/√3 [model=meta-llama/Llama-2-7b-hf]", "win_rate", "64.92")]
+    assert t3[6] == "ChatGPT"
+    t4 = got[("symnoise α=5/√3 [model=meta-llama/Llama-2-7b-hf]", "avg_words", "176.26")]
+    assert t4[3].startswith("175.00 ± ")
+    assert not any("tiny" in r[0] for r in m.rows)  # another model: no published number
+
+
+def _annotate(run: Path, prefs: dict[str, float], judge: str = "openai:gpt-4") -> None:
+    """AlpacaEval annotations (output_1 the reference, output_2 the model; preference 2:
+    the model wins) and the outputs they judged."""
+    gen = run.name
+    outputs = [{"instruction": p, "output": f"answer {p}", "generator": gen} for p in prefs]
+    (run / "eval" / "outputs.json").write_text(json.dumps(outputs))
+    rows = [{"instruction": p, "output_1": f"ref {p}", "output_2": f"answer {p}",
+             "generator_1": "text_davinci_003", "generator_2": gen, "preference": v,
+             "annotator": judge} for p, v in prefs.items()]
+    (run / "eval" / "judge" / "annotations.json").write_text(json.dumps(rows))
+
+
+def test_table1_differences_from_no_noise_with_intervals(tmp_path):
+    root = tmp_path / "runs"
+    prompts = [f"q{i}" for i in range(40)]
+    for seed in (0, 1):
+        none = make_run(root, f"none-s{seed}", method="none", seed=seed, win_rate=25.0)
+        _annotate(none, {p: 2.0 if i % 4 == 0 else 1.0 for i, p in enumerate(prompts)})
+        same = make_run(root, f"uni-s{seed}", method="uniform", seed=seed, win_rate=25.0)
+        _annotate(same, {p: 2.0 if i % 4 == 0 else 1.0 for i, p in enumerate(prompts)})
+        better = make_run(root, f"sym-s{seed}", method="symnoise", seed=seed, win_rate=75.0)
+        _annotate(better, {p: 1.0 if i % 4 == 0 else 2.0 for i, p in enumerate(prompts)})
+    res = build_report(root)
+    t = res.tables["table1_vs_none"]
+    rows = md_table(t.to_markdown())
+    assert rows["uniform α=5"] == ["+0.0 [+0.0, +0.0]"]  # identical answers: no difference
+    sym = rows["symnoise α=5/√3"][0]
+    assert sym.startswith("+50.0 [") and sym.endswith("]*")  # +50 points, significant
+    data = {r["row"]: r for r in read_csv(res.files["table1_vs_none_csv"])}
+    assert float(data["symnoise α=5/√3"]["diff"]) == pytest.approx(50.0)
+    assert float(data["symnoise α=5/√3"]["ci_low"]) > 0
+    assert data["symnoise α=5/√3"]["significant"] == "True"
+    assert data["symnoise α=5/√3"]["n"] == "80"  # 40 prompts x 2 seeds
+    assert data["uniform α=5"]["significant"] == "False"
+    assert t.to_markdown() in res.files["report_md"].read_text()

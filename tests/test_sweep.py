@@ -13,17 +13,25 @@ import yaml
 
 from symnoise import experiments
 from symnoise.experiments import sweep
+from symnoise.experiments.pipeline import run_experiment
 from symnoise.experiments.sweep import (
-    ERROR_FILE,
-    EVAL_SUMMARY,
     STATUS_FILE,
     ExperimentError,
     load_experiment,
     plan_point,
     run_sweep,
 )
+from symnoise.run import RunFolder
 
 GRIDS = Path(sweep.__file__).parent / "grids"
+
+
+def _error_file(run_dir):
+    return RunFolder(run_dir).error_file
+
+
+def _summary_file(run_dir):
+    return RunFolder(run_dir).eval_file("summary")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -264,7 +272,7 @@ class FakeBackends:
         (run_dir / "eval").mkdir(exist_ok=True)
         (run_dir / "eval" / "outputs.json").write_text(json.dumps(
             [{"instruction": "q", "output": "a", "generator": run_dir.name}]))
-        (run_dir / EVAL_SUMMARY).write_text(json.dumps(summary))
+        _summary_file(run_dir).write_text(json.dumps(summary))
         return summary
 
 
@@ -286,7 +294,7 @@ def test_failure_isolation_then_skip_and_retry(tmp_path, fake_backends, capsys):
     assert not r1.ok
     failed = r1.points[1]
     assert "boom in smollm2-synthetic-uniform-a5-s7" in failed.error
-    err = Path(failed.run_dir) / ERROR_FILE
+    err = _error_file(failed.run_dir)
     assert "RuntimeError: boom" in err.read_text()
     status = json.loads((tmp_path / "out" / STATUS_FILE).read_text())
     assert status["counts"] == {"completed": 2, "failed": 1}
@@ -438,13 +446,13 @@ def test_report_is_built_when_asked(tmp_path, fake_backends, monkeypatch):
     fake.build_report = lambda runs, out=None: calls.append((runs, out)) or Built()
     monkeypatch.setitem(sys.modules, "symnoise.experiments.report", fake)
     monkeypatch.setattr(experiments, "report", fake, raising=False)
-    r = run_sweep(_exp(tmp_path, methods=["none"], report=True), progress=False)
+    r = run_experiment(_exp(tmp_path, methods=["none"], report=True), progress=False)
     assert calls == [((tmp_path / "out").resolve(), (tmp_path / "out" / "report").resolve())]
     assert r.report == {"report_md": "R.md", "output_dir": "O", "files": {"report_md": "R.md"},
                         "notes": [], "table": "TABLE"}
     assert "report: R.md" in r.format_table()
     fake.build_report = lambda runs, out=None: 1 / 0
-    r = run_sweep(_exp(tmp_path, methods=["none"], report=True), progress=False)
+    r = run_experiment(_exp(tmp_path, methods=["none"], report=True), progress=False)
     assert r.report is None and "ZeroDivisionError" in r.report_error
 
 
@@ -560,7 +568,7 @@ def _check_tiny_results(result, tmp_path, ok: list[str], failed: list[str]):
         assert by[name].metrics["steps"] == 2 and by[name].metrics["clean_loss"] > 0
     for name in failed:
         assert by[name].status == "failed"
-        assert "bad.json" in (tmp_path / "runs" / name / ERROR_FILE).read_text()
+        assert "bad.json" in _error_file(tmp_path / "runs" / name).read_text()
 
 
 def test_local_process_isolation_real_tiny_run(tmp_path, monkeypatch):
@@ -575,7 +583,7 @@ def test_local_process_isolation_real_tiny_run(tmp_path, monkeypatch):
     result = run_sweep(spec, only="good-none", progress=False)
     assert result.points[0].status == "failed"
     assert "exited with status 137" in result.points[0].error
-    assert (tmp_path / "runs" / "tiny-good-none-s3" / ERROR_FILE).is_file()
+    assert _error_file(tmp_path / "runs" / "tiny-good-none-s3").is_file()
 
 
 def test_ray_executor_local_cluster(tmp_path):
@@ -621,7 +629,7 @@ def test_accelerate_launch_command_and_point_config(tmp_path, fake_backends, mon
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert cmd[3:9] == ["--num_processes", "2", "-m", "symnoise.cli", "train", "--config"]
     run_dir = tmp_path / "out" / "smollm2-synthetic-symnoise-a5-s7"
-    assert Path(cmd[9]) == (run_dir / "sweep_point.yaml").resolve()
+    assert Path(cmd[9]) == (run_dir.parent / ".sweep" / f"{run_dir.name}.yaml").resolve()
     name, resume = fake_backends.train_calls[0]
     assert (name, resume) == ("smollm2-synthetic-symnoise-a5-s7", False)
     written = yaml.safe_load(Path(cmd[9]).read_text())
@@ -632,15 +640,12 @@ def test_accelerate_launch_command_and_point_config(tmp_path, fake_backends, mon
 
 
 def test_real_evaluation_and_report_on_tiny_runs(tmp_path):
-    pytest.importorskip("symnoise.evaluate.run_eval")
-    pytest.importorskip("symnoise.generate")
-    pytest.importorskip("symnoise.experiments.report")
     spec = _tiny_spec(tmp_path, report=True, evaluation={
         "n_prompts": 4, "max_new_tokens": 4, "batch_size": 4})
-    r = run_sweep(spec, only="good", progress=False)
+    r = run_experiment(spec, only="good", progress=False)
     assert [p.status for p in r.points] == ["completed", "completed"], r.format_table()
     for p in r.points:
-        summary = json.loads((Path(p.run_dir) / EVAL_SUMMARY).read_text())
+        summary = json.loads(_summary_file(p.run_dir).read_text())
         assert summary["synthetic"]["n"] == 4
         assert p.metrics["synthetic_score"] == summary["synthetic"]["accuracy"]
         assert p.metrics["clean_loss"] == summary["final_clean_eval_loss"]
@@ -649,7 +654,7 @@ def test_real_evaluation_and_report_on_tiny_runs(tmp_path):
     assert Path(r.report["report_md"]).parent == tmp_path / "runs" / "report"
     assert r.report_error is None
     # rerun: nothing to do
-    r2 = run_sweep(spec, only="good", progress=False)
+    r2 = run_experiment(spec, only="good", progress=False)
     assert [p.status for p in r2.points] == ["skipped", "skipped"]
 
 
@@ -668,3 +673,28 @@ def test_per_dataset_evaluation_overrides(tmp_path, fake_backends):
     assert [c[0] for c in fake_backends.eval_calls] == ["smollm2-b-none-s7"]
     # trained and not to be evaluated: finished
     assert plan_point(exp.points[0]) == ("skip", None)
+
+
+def test_schema_errors_name_file_field_and_list_every_problem(tmp_path):
+    f = tmp_path / "experiment.yaml"
+    f.write_text(yaml.safe_dump({"output_dir": "x", "models": ["smollm2"], "methods": ["none"],
+                                 "datasets": ["synthetic", {"name": "b", "alpha": "x"}],
+                                 "seeds": [1, "two"], "evaluaton": {}}))
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(f)
+    lines = str(info.value).splitlines()
+    assert f"{f}: datasets[1].alpha: expected a number, got 'x'" in lines
+    assert f"{f}: seeds[1]: input should be a valid integer" in lines
+    assert f"{f}: evaluaton: unknown key (did you mean 'evaluation'?)" in lines
+    assert len(lines) == 3
+    f.write_text(yaml.safe_dump({"output_dir": "x", "models": ["smollm2"], "methods": ["none"],
+                                 "datasets": ["synthetic", {"name": "b"}]}))
+    with pytest.raises(ExperimentError, match=r"experiment\.yaml: datasets\[1\]\.data: field "
+                                              r"required"):
+        load_experiment(f)
+
+
+def test_sweep_module_has_no_command_line():
+    source = Path(sweep.__file__).read_text()
+    assert "argparse" not in source and "__main__" not in source
+    assert "import report" not in source and "build_report" not in source

@@ -520,10 +520,11 @@ def sweep(
 ) -> None:
     """Run a grid of trainings and evaluations: one run folder per point, reruns skip what is finished."""
     _offline_defaults()
-    from .experiments.sweep import ExperimentError, run_sweep
+    from .experiments.experiment_file import ExperimentError
+    from .experiments.pipeline import run_experiment
 
-    try:
-        result = run_sweep(experiment, executor=executor, dry_run=dry_run, only=only)
+    try:  # the sweep, then the report when the experiment asks for it
+        result = run_experiment(experiment, executor=executor, dry_run=dry_run, only=only)
     except (ExperimentError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
     _emit(result.to_dict(), as_json, result.format_table())

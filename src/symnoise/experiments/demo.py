@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .sweep import SweepResult, run_sweep
+from .pipeline import run_experiment
+from .sweep import SweepResult
 
 __all__ = [
     "DEMO_STEPS",
@@ -169,10 +170,10 @@ def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str
         print(f"[demo] none vs NEFTune vs SymNoise: {spec['train']['max_steps']} steps each "
               f"on the synthetic suite, then {DEMO_EVAL_PROMPTS} held-out prompts each; "
               f"output in {out}", file=sys.stderr, flush=True)
-    from .sweep import load_experiment
+    from .experiment_file import load_experiment
 
     exp = load_experiment(spec)
-    result: SweepResult = run_sweep(exp, progress=progress)
+    result: SweepResult = run_experiment(exp, progress=progress)
     by_name = {r.name: r for r in result.points}
     rows = [_row(p, by_name[p.name]) for p in exp.points]
     table = format_demo_table(rows)

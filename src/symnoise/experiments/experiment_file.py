@@ -1,0 +1,567 @@
+"""Experiment files: the schema (pydantic), the grid it expands to, its points.
+
+The keys, their layering and the point names are documented in the README ("Experiment
+files"). The file is validated by the pydantic models below; every problem is listed
+with the file and the field (``experiment.yaml: datasets[1].data: field required``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import inspect
+import itertools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from ..config import TrainConfig, load_config_file
+from ..noise import NORM_MATCHED, canonical_method
+
+__all__ = ["BASELINE", "Experiment", "ExperimentError", "ExperimentFile", "GridPoint",
+           "load_experiment"]
+
+BASELINE = "baseline"
+_PATH_EVAL_KEYS = ("prompts", "reference", "include_path")
+_AXES = ("model", "data", "method", "alpha", "norm_match", "seed", "output_dir")
+_FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".gguf", ".yaml", ".yml", ".csv",
+                  ".txt", ".arrow")
+_SHIPPED_GRIDS = Path(__file__).parent / "grids"
+_PRESETS = Path(__file__).parent.parent / "configs"
+
+
+class ExperimentError(ValueError):
+    """An experiment file (or mapping) that cannot be run; the message names the key."""
+
+
+# ----------------------------------------------------------------------------------------
+# The schema
+# ----------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> Any:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _entry(key: str) -> Any:
+    """A bare string entry is short for ``{key: string}``."""
+    return BeforeValidator(lambda v: {key: v} if isinstance(v, str) else v)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+Alpha = Annotated[float, BeforeValidator(_number), Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[float, BeforeValidator(_number), Field(ge=0)]
+Listed = BeforeValidator(_as_list)
+
+
+class _Section(BaseModel):
+    """Unknown keys are errors; ``some-key`` is read as ``some_key``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dashes(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {str(k).replace("-", "_"): v for k, v in data.items()}
+        return data
+
+
+def _fields_model(name: str, keys: Any) -> type[BaseModel]:
+    """A section whose keys are ``keys`` (values checked later, by their consumer)."""
+    return create_model(name, __base__=_Section, **{k: (Any, None) for k in sorted(keys)})
+
+
+#: TrainConfig fields; a ``train`` section may not set a grid axis (a recipe may name data).
+TrainFields = _fields_model("TrainFields", TrainConfig.field_names() - set(_AXES))
+RecipeFields = _fields_model("RecipeFields", TrainConfig.field_names())
+
+
+@functools.cache
+def _evaluation_model() -> type[BaseModel]:
+    """The ``evaluation`` section: evaluate_run's keyword arguments (progress is the
+    sweep's)."""
+    from .evaluation import evaluate_run
+
+    params = inspect.signature(evaluate_run).parameters
+    return _fields_model("Evaluation", {n for n, p in params.items()
+                                        if p.kind is p.KEYWORD_ONLY and n != "progress"})
+
+
+def _set_fields(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(exclude_unset=True)
+
+
+class ModelEntry(_Section):
+    name: str | None = None
+    model: Annotated[str, Field(min_length=1)]
+
+
+class DatasetEntry(_Section):
+    name: Annotated[str, Field(min_length=1)] | None = None
+    data: str | None = None
+    recipe: str | dict[str, Any] | None = None
+    alpha: Alpha | None = None
+    template: str | None = None
+    format: str | None = None
+    words: str | int | None = None
+    optional: StrictBool = False
+    train: TrainFields = TrainFields()
+    evaluation: Any = None  # false / true / a mapping of evaluate_run's arguments
+
+
+class MethodEntry(_Section):
+    method: str
+    alpha: Annotated[list[Alpha], Listed, Field(min_length=1)] | None = None
+    norm_match: Annotated[list[StrictBool], Listed, Field(min_length=1)] | None = None
+    label: Annotated[str, Field(pattern=r"[A-Za-z0-9]")] | None = None
+    train: TrainFields = TrainFields()
+
+    @field_validator("method")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        return canonical_method(value)
+
+
+class RaySection(_Section):
+    address: str | None = None
+    num_gpus: Count | None = None
+    num_cpus: Count | None = None
+    runtime_env: dict[str, Any] | None = None
+    init: dict[str, Any] | None = None
+
+
+class ExperimentFile(_Section):
+    """The keys of an experiment file (see the module docstring)."""
+
+    name: str | None = None
+    description: str = ""
+    output_dir: Annotated[str, Field(min_length=1)]
+    models: Annotated[list[Annotated[ModelEntry, _entry("model")]], Listed, Field(min_length=1)]
+    datasets: Annotated[list[Annotated[DatasetEntry, _entry("data")]], Listed,
+                        Field(min_length=1)]
+    methods: Annotated[list[Annotated[MethodEntry, _entry("method")]], Listed,
+                       Field(min_length=1)]
+    alphas: Annotated[list[Alpha], Listed] = []
+    norm_match: Annotated[list[StrictBool], Listed] = []
+    seeds: Annotated[list[StrictInt], Listed] = []
+    recipe: str | dict[str, Any] | None = None
+    train: TrainFields = TrainFields()
+    evaluation: Any = None
+    executor: Literal["local", "ray"] = "local"
+    isolation: Literal["inprocess", "process"] = "inprocess"
+    ray: RaySection = RaySection()
+    accelerate_args: list[str | int | float] = []
+    accelerate_launch: StrictBool = False
+    keep_checkpoints: StrictBool = False
+    report: StrictBool = False
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """pydantic's location as a path: ``('datasets', 1, 'data')`` -> ``datasets[1].data``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith("function-"):  # a validator's name, not a key
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _known_keys() -> list[str]:
+    models = (ExperimentFile, ModelEntry, DatasetEntry, MethodEntry, RaySection, RecipeFields,
+              _evaluation_model())
+    return sorted({k for m in models for k in m.model_fields})
+
+
+def _validation_error(exc: ValidationError, where: str, prefix: str = "") -> ExperimentError:
+    """One message per problem: ``FILE: KEY: what is wrong``."""
+    lines = []
+    for e in exc.errors(include_url=False):
+        key = _where(((prefix,) if prefix else ()) + tuple(e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            name = str(e["loc"][-1])
+            near = difflib.get_close_matches(name, _known_keys(), n=1)
+            msg = ("is set by the grid: use the experiment's models, datasets, methods (alpha, "
+                   "norm_match), alphas, seeds or output_dir" if name in _AXES
+                   else "unknown key" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        lines.append(f"{where}: {key}: {msg[:1].lower()}{msg[1:]}")
+    return ExperimentError("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------------------
+# Grid points and the experiment
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class GridPoint:
+    """One training run of the grid and the evaluation that follows it.
+
+    train: the resolved TrainConfig fields (``output_dir`` is the run folder).
+    evaluation: keyword arguments of ``evaluate_run`` (None: no evaluation).
+    baseline: name of the point whose outputs are the judge's reference
+        (``reference: baseline``), else None.
+    unavailable: why the point cannot run (optional dataset whose data is missing).
+    """
+
+    name: str
+    model: str
+    model_label: str
+    dataset: str
+    method: str
+    alpha: float | None
+    norm_match: bool | None
+    seed: int
+    label: str | None
+    train: dict[str, Any]
+    evaluation: dict[str, Any] | None
+    baseline: str | None = None
+    unavailable: str | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.train["output_dir"])
+
+    def train_config(self, *, resume: bool = False) -> TrainConfig:
+        """The point's TrainConfig (``resume`` set as asked)."""
+        return TrainConfig(**{**self.train, "resume": resume})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GridPoint:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass
+class Experiment:
+    """A validated experiment: its grid points and how to run them."""
+
+    name: str
+    output_dir: Path
+    points: list[GridPoint]
+    source: str = "<mapping>"
+    executor: str = "local"
+    isolation: str = "inprocess"
+    ray: dict[str, Any] = field(default_factory=dict)
+    accelerate_launch: bool = False
+    accelerate_args: list[str] = field(default_factory=list)
+    keep_checkpoints: bool = False
+    report: bool = False
+    description: str = ""
+
+    def point(self, name: str) -> GridPoint:
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._]+", "-", text.strip().lower()).strip("-.") or "x"
+
+
+def _is_synthetic(data: str) -> bool:
+    return data == "synthetic" or data.startswith("synthetic:")
+
+
+class _Paths:
+    """Relative paths of an experiment: next to its file first, then the working directory."""
+
+    def __init__(self, where: str, base: Path | None):
+        self.where, self.base = where, base
+
+    def resolve(self, value: Any, key: str, *, keep_missing: bool = False) -> Any:
+        """A local path that exists, resolved; a hub id as it is; ExperimentError for a
+        value that looks like a path and exists nowhere (unless ``keep_missing``)."""
+        if not isinstance(value, str) or not value or _is_synthetic(value):
+            return value
+        p = Path(value).expanduser()
+        tries = [p] if p.is_absolute() else [*([self.base / p] if self.base else []),
+                                              Path.cwd() / p]
+        for c in tries:
+            if c.exists():
+                return str(c.resolve())
+        looks_like_path = value.startswith((".", "/", "~")) or p.suffix.lower() in _FILE_SUFFIXES
+        if not looks_like_path or keep_missing:
+            return value
+        raise self.error(key, f"{value!r} not found (looked at {', '.join(map(str, tries))})")
+
+    def error(self, key: str, message: str) -> ExperimentError:
+        return ExperimentError(f"{self.where}: {key}: {message}")
+
+    def recipe(self, value: Any, key: str) -> dict[str, Any]:
+        """TrainConfig fields of a recipe: a mapping, a preset name or a YAML file."""
+        if value is None:
+            return {}
+        fields = value
+        if isinstance(value, str):
+            try:
+                fields = load_config_file(self.resolve(value, key, keep_missing=True))
+            except FileNotFoundError:
+                presets = ", ".join(sorted(p.stem for p in _PRESETS.glob("*.yaml")))
+                raise self.error(key, f"no recipe {value!r}: not a file and not a preset "
+                                 f"({presets})") from None
+            except ValueError as exc:
+                raise self.error(key, str(exc)) from None
+        try:
+            return _set_fields(RecipeFields.model_validate(fields))
+        except ValidationError as exc:
+            raise _validation_error(exc, self.where, key) from None
+
+    def evaluation(self, value: Any, key: str) -> dict[str, Any] | None:
+        """evaluate_run's arguments (``false``: None, no evaluation; ``true`` or absent: {}),
+        checked, with their paths resolved (a ``hf:PATH`` judge too)."""
+        if value is False:
+            return None
+        try:
+            out = {} if value in (None, True) else _set_fields(
+                _evaluation_model().model_validate(value))
+        except ValidationError as exc:
+            raise _validation_error(exc, self.where, key) from None
+        for k in _PATH_EVAL_KEYS:
+            if k in out and out[k] != BASELINE:
+                out[k] = self.resolve(out[k], f"{key}.{k}")
+        judge = out.get("judge")
+        if isinstance(judge, str) and judge.startswith("hf:"):  # a local judge model
+            out["judge"] = "hf:" + self.resolve(judge[3:], f"{key}.judge")
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# Reading a file and expanding its grid
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Dataset:
+    index: int
+    name: str
+    data: str
+    train: dict[str, Any]  # recipe < file's train < dataset's train, template, format
+    alpha: float | None
+    evaluation: dict[str, Any] | None
+    unavailable: str | None
+
+
+def _dataset(i: int, d: DatasetEntry, top: ExperimentFile, paths: _Paths,
+             evaluation: dict[str, Any] | None) -> _Dataset:
+    key = f"datasets[{i}]"
+    recipe_value = d.recipe if d.recipe is not None else top.recipe
+    recipe = paths.recipe(recipe_value, f"{key}.recipe" if d.recipe is not None else "recipe")
+    data = recipe.pop("data", None) if d.data is None else d.data
+    recipe.pop("data", None)
+    if not isinstance(data, str):
+        raise paths.error(f"{key}.data", "field required (a path, a hub id or 'synthetic'), "
+                          "unless the recipe names it" if data is None
+                          else f"expected a string, got {data!r}")
+    unavailable = None
+    try:
+        data = paths.resolve(data, f"{key}.data")
+    except ExperimentError:
+        if not d.optional:
+            raise
+        unavailable = f"optional data {data!r} not found"
+    name = d.name or ("synthetic" if _is_synthetic(data) else Path(data).stem)
+    if d.name is None and d.data is None and isinstance(recipe_value, str):
+        name = Path(recipe_value).stem
+    train = {**recipe, **_set_fields(top.train), **_set_fields(d.train),
+             **{k: getattr(d, k) for k in ("template", "format") if k in d.model_fields_set}}
+    words = d.words if d.words is not None else _preset_words(recipe_value)
+    if words is not None:
+        from ..evaluate.stats import words_for
+
+        try:
+            words_for(words)
+        except ValueError as exc:
+            raise paths.error(f"{key}.words", str(exc)) from None
+    if d.evaluation is not None:
+        try:
+            over = paths.evaluation(d.evaluation, f"{key}.evaluation")
+        except ExperimentError as exc:
+            if not d.optional or "not found" not in str(exc):
+                raise
+            over = None
+            unavailable = unavailable or f"evaluation data {str(exc).split(': ', 2)[-1]}"
+        evaluation = None if over is None else {**(evaluation or {}), **over}
+    if evaluation is not None and words is not None and "words" not in (
+            d.evaluation if isinstance(d.evaluation, Mapping) else {}):
+        evaluation = {**evaluation, "words": words}
+    return _Dataset(i, _slug(name), data, train, d.alpha, evaluation, unavailable)
+
+
+def _preset_words(recipe: Any) -> str | None:
+    """The text statistics' first-N-words preset named like the recipe, if there is one."""
+    if not isinstance(recipe, str):
+        return None
+    from ..evaluate.stats import PRESETS
+
+    stem = Path(recipe).stem.replace("-", "_").lower()
+    return stem if stem in PRESETS else None
+
+
+def _model_label(spec: str) -> str:
+    p = Path(spec)
+    return _slug(p.stem if p.suffix.lower() == ".gguf" else (p.name or spec))
+
+
+def _point_name(model: str, dataset: str, method: str, label: str | None, alpha: float | None,
+                norm_match: bool | None, seed: int) -> str:
+    parts = [model, dataset, method, *([label] if label else []),
+             *([f"a{alpha:g}"] if alpha is not None else []),
+             *(["nm0"] if norm_match is False else []), f"s{seed}"]
+    return "-".join(parts)
+
+
+def _values(m: MethodEntry, ds: _Dataset, top: ExperimentFile) -> tuple[list[Any], ...]:
+    """The alphas, norm_match values and seeds one method x dataset expands over (None:
+    the recipe's or TrainConfig's default)."""
+    seeds: list[Any] = list(top.seeds) or [None]
+    if m.method == "none":
+        return [None], [None], seeds
+    alphas = m.alpha or ([ds.alpha] if ds.alpha is not None else list(top.alphas)) or [None]
+    nms = (m.norm_match or list(top.norm_match) or [None]) if m.method in NORM_MATCHED else [None]
+    return alphas, nms, seeds
+
+
+def _expand(top: ExperimentFile, models: list[tuple[str, str]], datasets: list[_Dataset],
+            output_dir: Path, where: str) -> list[GridPoint]:
+    """Every point: models x datasets x methods x alphas x norm_match x seeds, in that order."""
+    points: list[GridPoint] = []
+    origin: dict[str, str] = {}
+    methods = list(enumerate(top.methods))
+    for (model, model_label), ds, (i, m) in itertools.product(models, datasets, methods):
+        label = _slug(m.label) if m.label else None
+        for alpha, nm, seed in itertools.product(*_values(m, ds, top)):
+            fields = {**ds.train, **_set_fields(m.train), "model": model, "data": ds.data,
+                      "method": m.method}
+            fields.update({k: v for k, v in (("alpha", alpha), ("norm_match", nm),
+                                               ("seed", seed)) if v is not None})
+            # the report and the evaluation name the dataset by this
+            fields["extra"] = {**(fields.get("extra") or {}), "dataset": ds.name}
+            try:
+                cfg = TrainConfig(**fields)
+            except (TypeError, ValueError) as exc:
+                raise ExperimentError(f"{where}: methods[{i}] x datasets[{ds.index}] "
+                                      f"({ds.name}): {exc}") from None
+            eff_alpha = None if m.method == "none" else cfg.alpha
+            eff_nm = cfg.norm_match if m.method in NORM_MATCHED else None
+            name = _point_name(model_label, ds.name, m.method, label, eff_alpha, eff_nm,
+                               cfg.seed)
+            if name in origin:
+                raise ExperimentError(f"{where}: methods[{i}]: grid point {name!r} appears "
+                                      f"twice (also from {origin[name]}); give one of the "
+                                      "entries a 'label'")
+            origin[name] = f"methods[{i}]"
+            cfg.output_dir, cfg.resume = str(output_dir / name), False
+            points.append(GridPoint(
+                name=name, model=model, model_label=model_label, dataset=ds.name,
+                method=m.method, alpha=eff_alpha, norm_match=eff_nm, seed=cfg.seed, label=label,
+                train=cfg.to_dict(), evaluation=None if ds.evaluation is None
+                else dict(ds.evaluation), unavailable=ds.unavailable))
+    return points
+
+
+def _link_baselines(points: list[GridPoint], where: str) -> None:
+    """Resolve ``reference: baseline`` to the un-noised point of the same model/data/seed."""
+    for p in points:
+        if not p.evaluation or p.evaluation.get("reference") != BASELINE:
+            continue
+        if p.method == "none":  # the baseline itself: nothing to judge it against
+            p.evaluation = {k: v for k, v in p.evaluation.items()
+                            if k not in ("reference", "judge", "base_url", "both_orders")}
+            continue
+        match = [q for q in points if q.method == "none" and q.model == p.model
+                 and q.dataset == p.dataset and q.seed == p.seed]
+        if not match:
+            raise ExperimentError(
+                f"{where}: evaluation.reference: 'baseline' needs a method 'none' point for "
+                f"{p.model_label} x {p.dataset} x seed {p.seed} (point {p.name}); add 'none' "
+                "to methods")
+        p.baseline = match[0].name
+
+
+def _read(experiment: str | os.PathLike[str]) -> tuple[Any, str, Path]:
+    """(parsed YAML, its path as text, the file) of an experiment file or a shipped grid."""
+    import yaml
+
+    path = Path(experiment).expanduser()
+    if not path.is_file():  # a bare name: a shipped grid (symnoise/experiments/grids/NAME.yaml)
+        shipped = _SHIPPED_GRIDS / f"{path.stem}.yaml"
+        if not (len(path.parts) == 1 and path.suffix in ("", ".yaml") and shipped.is_file()):
+            grids = ", ".join(sorted(p.stem for p in _SHIPPED_GRIDS.glob("*.yaml")))
+            raise FileNotFoundError(f"experiment file not found: {experiment} (shipped "
+                                    f"grids: {grids})")
+        path = shipped
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")), str(path), path
+    except yaml.YAMLError as exc:
+        raise ExperimentError(f"{path}: not valid YAML: {exc}") from None
+
+
+def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
+                    base_dir: str | os.PathLike[str] | None = None) -> Experiment:
+    """Read and validate an experiment (a YAML file or a mapping); expand its grid.
+
+    base_dir: where relative paths of a mapping are looked up first (a file's own folder
+    is used for a file). Raises ExperimentError naming the file and the key.
+    """
+    if isinstance(experiment, Mapping):
+        raw, where, default_name, file_dir = dict(experiment), "<experiment>", "experiment", None
+    else:
+        raw, where, path = _read(experiment)
+        default_name, file_dir = path.stem, path.resolve().parent
+    if not isinstance(raw, dict):
+        raise ExperimentError(f"{where}: expected a mapping of experiment keys, got "
+                              f"{type(raw).__name__}")
+    try:
+        top = ExperimentFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _validation_error(exc, where) from None
+    paths = _Paths(where, Path(base_dir).resolve() if base_dir else file_dir)
+    models = [(paths.resolve(m.model, f"models[{i}].model"), _slug(m.name or _model_label(m.model)))
+              for i, m in enumerate(top.models)]
+    if len({label for _, label in models}) != len(models):
+        raise paths.error("models", "two models share a short name; give each a 'name'")
+    evaluation = paths.evaluation(top.evaluation, "evaluation")
+    datasets = [_dataset(i, d, top, paths, evaluation) for i, d in enumerate(top.datasets)]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise paths.error("datasets", f"two datasets named {dup!r}; give each a distinct name")
+    output_dir = Path(top.output_dir).expanduser().resolve()
+    points = _expand(top, models, datasets, output_dir, where)
+    _link_baselines(points, where)
+    return Experiment(
+        name=top.name or default_name, output_dir=output_dir, points=points, source=where,
+        executor=top.executor, isolation=top.isolation,
+        ray={k: v for k, v in top.ray.model_dump().items() if v is not None},
+        accelerate_launch=top.accelerate_launch,
+        accelerate_args=[str(a) for a in top.accelerate_args],
+        keep_checkpoints=top.keep_checkpoints, report=top.report,
+        description=top.description)

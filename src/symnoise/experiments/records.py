@@ -1,0 +1,233 @@
+"""What the report knows about a run folder (:class:`RunRecord`), read through
+:class:`symnoise.run.RunFolder`, and which runs may be averaged together (seeds only)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config import PAPER_DATASETS
+from ..evaluate.judge import LEADERBOARD_JSON
+from ..evaluate.winrate import LEADERBOARD_COLUMNS as JUDGE_COLUMNS
+from ..noise import METHODS, NORM_MATCHED
+from ..run import RunFolder, run_dataset, run_setting
+from .tables import number
+
+__all__ = ["LEADERBOARD_COLUMNS", "RunRecord", "assign_variants", "dataset_order", "load_run",
+           "method_rank", "setting_label"]
+
+#: The AlpacaEval leaderboard columns (the judge's list) and the length-control variant,
+#: shown beside every win rate where the judge wrote them.
+LEADERBOARD_COLUMNS = (*JUDGE_COLUMNS, "lc_variant")
+#: config fields that do not make two runs different settings: the seed (what is averaged),
+#: the noise axes (rows of their own) and bookkeeping that leaves the trained model as it is
+_NOT_SETTING = {"seed", "method", "alpha", "norm_match", "output_dir", "resume",
+                "logging_steps", "eval_steps", "save_steps", "save_total_limit"}
+
+
+def setting_label(method: str | None, alpha: float | None, norm_match: bool | None,
+                  *, with_alpha: bool = True) -> str:
+    """A noise setting as the tables show it: ``none``, ``uniform α=5``, ``symnoise
+    α=5/√3`` (norm-matched Gaussian/Bernoulli/SymNoise), ``gaussian α=5`` (unmatched)."""
+    if method is None:
+        return "?"
+    if method == "none":
+        return "none"
+    if not with_alpha or alpha is None:
+        return method
+    return f"{method} α={alpha:g}" + ("/√3" if method in NORM_MATCHED and norm_match else "")
+
+
+def method_rank(method: str | None) -> int:
+    return METHODS.index(method) if method in METHODS else len(METHODS)
+
+
+def dataset_order(datasets: Any) -> list[str]:
+    """The paper's datasets in its column order, then the others sorted."""
+    ds = set(datasets)
+    known = [d for d in PAPER_DATASETS if d in ds]
+    return known + sorted(ds - set(known))
+
+
+@dataclass
+class RunRecord:
+    """What the report knows about one run folder (``None``: not available).
+
+    leaderboard: the AlpacaEval leaderboard columns the judge wrote (:data:`LEADERBOARD_COLUMNS`
+    present in ``judge/leaderboard.json``); judge_check: the run's judge check
+    (``accuracy``, ``accuracy_ci``, ``position_bias``, ``n_pairs``, ``usable``) or None.
+    variant: what sets this run apart from others of its dataset beyond method, alpha, norm
+    matching and seed (``lr=0.0001``); runs are averaged only when all of that is equal.
+    """
+
+    path: os.PathLike[str] | str
+    name: str
+    status: str | None = None
+    model: str | None = None
+    dataset: str = "unknown"
+    method: str | None = None
+    alpha: float | None = None
+    norm_match: bool | None = None
+    seed: int | None = None
+    global_step: int | None = None
+    train_loss: float | None = None
+    final_clean_eval_loss: float | None = None
+    win_rate: float | None = None
+    leaderboard: dict[str, Any] = field(default_factory=dict)
+    judge: str | None = None
+    reference: str | None = None
+    judge_avg_length: float | None = None
+    judge_check: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
+    train_stats: dict[str, Any] | None = None
+    synthetic: dict[str, Any] | None = None
+    harness: dict[str, float] = field(default_factory=dict)
+    harness_limit: Any = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    setting: dict[str, Any] = field(default_factory=dict)  # config fields beyond the axes
+    variant: str = ""
+
+    @property
+    def norm_key(self) -> bool | None:
+        """norm_match where it changes the noise (Gaussian/Bernoulli/SymNoise), else None."""
+        return bool(self.norm_match) if self.method in NORM_MATCHED else None
+
+    @property
+    def alpha_key(self) -> float | None:
+        """alpha where it changes the noise (None for method ``none``)."""
+        return None if self.method == "none" else self.alpha
+
+    @property
+    def label(self) -> str:
+        return setting_label(self.method, self.alpha, self.norm_match) + (
+            f" [{self.variant}]" if self.variant else "")
+
+    @property
+    def judge_mark(self) -> str:
+        """``''`` for a win rate from a judge checked usable, ``†`` when its judge was not
+        checked, ``‡`` when the check found it not usable."""
+        if self.judge_check is None:
+            return "†"
+        return "" if self.judge_check.get("usable") is True else "‡"
+
+    @property
+    def avg_chars(self) -> float | None:
+        """Mean output length in characters: the eval statistics, else the judge's."""
+        value = number((self.stats or {}).get("avg_chars"))
+        return value if value is not None else self.judge_avg_length
+
+    @property
+    def synthetic_accuracy(self) -> float | None:
+        return number((self.synthetic or {}).get("accuracy"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("metrics")
+        return {**out, "path": str(self.path), "label": self.label, "avg_chars": self.avg_chars,
+                "metrics_rows": len(self.metrics)}
+
+
+def _eval_json(run: RunFolder, role: str, notes: list[str]) -> Any:
+    try:
+        return run.read_eval_json(role)
+    except (OSError, ValueError) as exc:
+        notes.append(f"{run.eval_file(role)}: unreadable ({exc}); its results are left out")
+        return None
+
+
+def _judged(run: RunFolder, notes: list[str]) -> Mapping[str, Any] | None:
+    """The judge's leaderboard row (the first model's), else the eval summary's judge."""
+    board_file = run.eval_file("judge") / LEADERBOARD_JSON
+    board = None
+    if board_file.is_file():
+        try:
+            board = json.loads(board_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            notes.append(f"{board_file}: unreadable ({exc}); its results are left out")
+    if isinstance(board, Mapping) and board:
+        if len(board) > 1:
+            notes.append(f"{board_file}: {len(board)} entries, the first "
+                         f"({next(iter(board))}) is used")
+        first = next(iter(board.values()))
+        if isinstance(first, Mapping):
+            return first
+    summary = _eval_json(run, "summary", notes)
+    if isinstance(summary, Mapping) and isinstance(summary.get("judge"), Mapping):
+        return summary["judge"]
+    return None
+
+
+def _read_eval(rec: RunRecord, run: RunFolder) -> None:
+    notes = rec.notes
+    judged = _judged(run, notes)
+    if judged is not None:
+        rec.win_rate = number(judged.get("win_rate"))
+        rec.leaderboard = {k: judged[k] for k in LEADERBOARD_COLUMNS if judged.get(k) is not None}
+        rec.judge, rec.reference = judged.get("judge"), judged.get("reference")
+        rec.judge_avg_length = number(judged.get("avg_length"))
+        check = _eval_json(run, "judge_check", notes)
+        rec.judge_check = dict(check) if isinstance(check, Mapping) else None
+    stats = _eval_json(run, "stats", notes)
+    if isinstance(stats, Mapping):
+        if isinstance(stats.get("outputs"), Mapping):
+            rec.stats = dict(stats["outputs"])
+        td = stats.get("train_data")
+        if isinstance(td, Mapping) and "skipped" not in td:
+            rec.train_stats = dict(td)
+    scores = _eval_json(run, "synthetic_scores", notes)
+    if isinstance(scores, Mapping) and isinstance(scores.get("overall"), Mapping):
+        overall = scores["overall"]
+        rec.synthetic = {"accuracy": number(overall.get("accuracy")),
+                         "accuracy_ci95": overall.get("accuracy_ci95"),
+                         "n": overall.get("n", scores.get("n")),
+                         "format_rate": number(overall.get("format_rate"))}
+    harness = _eval_json(run, "harness", notes)
+    if isinstance(harness, Mapping):
+        rec.harness = {str(k): v for k, v in (harness.get("summary") or {}).items()
+                       if number(v) is not None}
+        rec.harness_limit = (harness.get("config") or {}).get("limit")
+
+
+def load_run(run_dir: str | os.PathLike[str] | RunFolder, name: str | None = None) -> RunRecord:
+    """Read one run folder into a :class:`RunRecord`. A bad ``run.json`` raises ValueError
+    naming it; unreadable eval files and metrics lines are noted in ``RunRecord.notes`` and
+    left out."""
+    run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    info = run.read_info()
+    cfg = info.get("config") or {}
+    noise = run_setting(info)
+    flat = {**cfg, **(cfg.get("noise") if isinstance(cfg.get("noise"), Mapping) else {})}
+    flat.pop("noise", None)
+    rec = RunRecord(
+        path=run.path, name=name or run.path.name, status=info.get("status"),
+        model=cfg.get("model") or (info.get("model_source") or {}).get("path"),
+        dataset=run_dataset(info), method=noise["method"], alpha=number(noise["alpha"]),
+        norm_match=noise["norm_match"], seed=run.seed, global_step=info.get("global_step"),
+        train_loss=number(info.get("train_loss")),
+        final_clean_eval_loss=number(info.get("final_clean_eval_loss")),
+        setting={k: v for k, v in flat.items() if k not in _NOT_SETTING})
+    try:
+        rec.metrics = run.read_metrics()
+    except (OSError, ValueError) as exc:
+        rec.notes.append(f"{exc}; the loss curve of {rec.name} is left out")
+    _read_eval(rec, run)
+    return rec
+
+
+def assign_variants(runs: Sequence[RunRecord]) -> None:
+    """Set each run's ``variant``: the settings (config fields, judge, reference) that take
+    more than one value among the runs of its dataset, besides method, alpha, norm matching
+    and seed, so that only runs that differ by seed alone share a table cell (a field a run
+    does not record is no difference)."""
+    for dataset in {r.dataset for r in runs}:
+        members = [r for r in runs if r.dataset == dataset]
+        values = [{**r.setting, "judge": r.judge, "reference": r.reference} for r in members]
+        keys = sorted({k for v in values for k in v})
+        varying = [k for k in keys if len({json.dumps(v[k], sort_keys=True, default=str)
+                                           for v in values if v.get(k) is not None}) > 1]
+        for r, v in zip(members, values, strict=True):
+            r.variant = ", ".join(f"{k}={v[k]}" for k in varying if v.get(k) is not None)
