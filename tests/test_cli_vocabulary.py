@@ -19,6 +19,7 @@ import symnoise.evaluate.harness as harness
 import symnoise.evaluate.judge_check as judge_check
 import symnoise.experiments.demo as demo
 import symnoise.experiments.evaluation as evaluation
+import symnoise.experiments.pipeline as pipeline
 import symnoise.experiments.synthetic_eval as synthetic_eval
 import symnoise.generate as generate
 from symnoise import cli
@@ -59,6 +60,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
         (judge_check, "run_judge_check", "judge-check", {"fake": True}),
         (harness, "run_harness", "harness", _Result),
         (demo, "run_demo", "demo", demo_summary),
+        (pipeline, "run_experiment", "sweep", _Result),
     ]
     for module, name, key, result in patches:
         monkeypatch.setattr(module, name, recorder(key, result))
@@ -77,6 +79,7 @@ BASE: dict[str, list[str]] = {
     "judge-check": ["judge-check", "--judge", "openai:x", "--reference-outputs", "b.json"],
     "harness": ["harness", "--model", "m"],
     "demo": ["demo"],
+    "sweep": ["sweep", "grid.yaml"],
 }
 
 #: (command, old, new, value typed, callee keyword, value the callee gets)
@@ -194,7 +197,7 @@ def test_every_long_command_has_progress(command: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["generate", "tasks", "eval", "judge", "judge-check",
-                                     "harness", "demo"])
+                                     "harness", "demo", "sweep"])
 def test_no_progress_reaches_the_callee(calls: dict[str, dict[str, Any]], command: str) -> None:
     res = _invoke([*BASE[command], "--no-progress"])
     assert res.exit_code == 0, res.output

@@ -516,7 +516,8 @@ def sweep(
     executor: str | None = typer.Option(None, help="local|ray (default: the file's 'executor', else local)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, list the points and what each would do; write nothing."),
     only: str | None = typer.Option(None, help="Run only points whose name matches: globs, comma-separated; a plain word matches as a substring."),
-    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the outcome as one JSON object."),
 ) -> None:
     """Run a grid of trainings and evaluations: one run folder per point, reruns skip what is finished."""
     _offline_defaults()
@@ -524,7 +525,8 @@ def sweep(
     from .experiments.pipeline import run_experiment
 
     try:  # the sweep, then the report when the experiment asks for it
-        result = run_experiment(experiment, executor=executor, dry_run=dry_run, only=only)
+        result = run_experiment(experiment, executor=executor, dry_run=dry_run, only=only,
+                                progress=progress)
     except (ExperimentError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
     _emit(result.to_dict(), as_json, result.format_table())
