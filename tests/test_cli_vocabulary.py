@@ -156,7 +156,7 @@ def test_a_value_after_double_dash_is_not_renamed() -> None:
     assert cli._rename_args("norms", ["--limit", "3"]) == ["--limit", "3"]  # no renames there
 
 
-DEVICE_COMMANDS = ["generate", "tasks", "harness"]
+DEVICE_COMMANDS = ["generate", "tasks", "eval", "harness"]
 
 
 @pytest.mark.parametrize("cuda", [False, True])

@@ -442,6 +442,7 @@ def eval_run(
     synthetic_n_prompts: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
     heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Save the clean loss of every held-out example (heldout_losses.jsonl)."),
     judge_check: bool = typer.Option(True, "--judge-check/--no-judge-check", help="With --judge: check the judge on pairs whose better answer is known."),
+    device: str = _device_option(),
     progress: bool = _progress_option(),
     as_json: bool = _json_option("Print the summary as one JSON object."),
 ) -> None:
@@ -459,6 +460,7 @@ def eval_run(
             harness_limit=_per_task(limit_per_task), words=words, synthetic=synthetic,
             synthetic_n=synthetic_n_prompts,
             heldout=heldout, judge_check=judge_check, progress=progress,
+            device=_device(device),
         )
     except (ValueError, FileNotFoundError, HarnessError, JudgeError) as exc:
         _fail(str(exc))

@@ -221,6 +221,7 @@ def evaluate_run(
     synthetic_n: int | None = None,
     heldout: bool = True,
     judge_check: bool = True,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation steps on a run folder and write ``RUN/eval/`` (module docstring).
 
@@ -243,6 +244,7 @@ def evaluate_run(
         heldout: measure the clean loss of every held-out example.
         judge_check: with ``judge``, check the judge on pairs whose better side is known.
         progress: progress bars and one line per step on stderr.
+        device: where the model runs (``cpu``, ``cuda:1``, ...); None: cuda when available.
 
     Returns the summary (also written to ``summary``). Raises FileNotFoundError (no run
     folder, model or reference), ValueError (unfinished run, bad settings, prompts without
@@ -271,7 +273,8 @@ def evaluate_run(
                     synthetic_n=synthetic_n, judge=judge, base_url=base_url,
                     reference=reference_source(reference, source) if judge else None,
                     both_orders=both_orders, harness_tasks=harness_tasks,
-                    include_path=include_path, harness_limit=harness_limit, progress=progress)
+                    include_path=include_path, harness_limit=harness_limit, progress=progress,
+                    device=device)
     wanted = _planned(plan, synthetic=synthetic, heldout=heldout, judge_check=judge_check)
     return _run_pipeline(plan, wanted)
 
