@@ -22,6 +22,8 @@ import symnoise.experiments.evaluation as evaluation
 import symnoise.experiments.pipeline as pipeline
 import symnoise.experiments.synthetic_eval as synthetic_eval
 import symnoise.generate as generate
+import symnoise.run as run
+import symnoise.train as train
 from symnoise import cli
 from symnoise.cli import REMOVED_IN, RENAMED, app
 
@@ -50,7 +52,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
             return result() if callable(result) else result
         return fake
 
-    demo_summary = {"table": "t", "output_dir": "d", "rows": []}
+    demo_summary = {"table": "t", "scope": "s", "output_dir": "d", "rows": []}
     patches = [
         (generate, "generate_outputs", "generate", _Result),
         (synthetic_eval, "run_synthetic_eval", "tasks", _Result),
@@ -61,11 +63,14 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
         (harness, "run_harness", "harness", _Result),
         (demo, "run_demo", "demo", demo_summary),
         (pipeline, "run_experiment", "sweep", _Result),
+        (train, "train", "train", Path("run")),
     ]
     for module, name, key, result in patches:
         monkeypatch.setattr(module, name, recorder(key, result))
     monkeypatch.setattr(evaluation, "format_eval_summary", lambda s: "summary")
     monkeypatch.setattr(judge_check, "format_judge_check", lambda c: "check")
+    monkeypatch.setattr(run.RunFolder, "read_info", lambda self: {"fake": True})
+    monkeypatch.setattr(cli, "_train_summary", lambda run_dir, info: "trained")
     return seen
 
 
@@ -80,6 +85,7 @@ BASE: dict[str, list[str]] = {
     "harness": ["harness", "--model", "m"],
     "demo": ["demo"],
     "sweep": ["sweep", "grid.yaml"],
+    "train": ["train"],
 }
 
 #: (command, old, new, value typed, callee keyword, value the callee gets)
@@ -197,7 +203,7 @@ def test_every_long_command_has_progress(command: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["generate", "tasks", "eval", "judge", "judge-check",
-                                     "harness", "demo", "sweep"])
+                                     "harness", "demo", "sweep", "train"])
 def test_no_progress_reaches_the_callee(calls: dict[str, dict[str, Any]], command: str) -> None:
     res = _invoke([*BASE[command], "--no-progress"])
     assert res.exit_code == 0, res.output

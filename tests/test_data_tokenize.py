@@ -223,7 +223,10 @@ def test_batched_tokenisation_of_many_examples():
     assert tok.decode(feats[1234]["input_ids"][n_prompt:]) == "Answer 1234.</s>"
 
 
-SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout (or beside a folder above it, for git worktrees)
+SHARED = next((p / "shared" / "data" for p in __import__("pathlib").Path(__file__).resolve().parents
+               if (p / "shared" / "data" / "alpaca_9k.json").exists()),
+              __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.mark.skipif(not (SHARED / "alpaca_9k.json").exists(), reason="shared Alpaca data absent")

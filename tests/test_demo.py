@@ -27,7 +27,7 @@ class FakeRuns:
     def train(self, cfg):
         run_dir = Path(cfg.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.trained.append(cfg.to_dict())
+        self.trained.append({**cfg.to_dict(), "method": cfg.method})  # noise is nested
         loss = {"none": 1.30, "uniform": 1.25, "symnoise": 1.20}[cfg.method]
         info = {"status": "completed", "config": cfg.to_dict(), "global_step": cfg.max_steps,
                 "train_loss": loss + 0.5, "final_clean_eval_loss": loss,
@@ -42,7 +42,7 @@ class FakeRuns:
     def evaluate(self, run_dir, kwargs, progress):
         run_dir = Path(run_dir)
         self.evaluated.append((run_dir.name, dict(kwargs)))
-        method = json.loads((run_dir / "run.json").read_text())["config"]["method"]
+        method = RunFolder(run_dir).setting["method"]
         acc = {"none": 0.25, "uniform": 0.30, "symnoise": 0.35}[method]
         (run_dir / "eval").mkdir(exist_ok=True)
         (run_dir / "eval" / "outputs.json").write_text(json.dumps(
@@ -120,6 +120,8 @@ def test_demo_runs_evaluates_and_reports(tmp_path, fakes, capsys):
     assert lines[2].split()[:5] == ["none", "-", "1.3000", "0.250", "22.5"]
     assert lines[4].split()[:5] == ["symnoise", "5", "1.2000", "0.350", "23.5"]
     assert "[demo]" in capsys.readouterr().err  # a line per stage
+    # the demo says plainly that it shows the pipeline, not an effect of the noise
+    assert "shows the pipeline" in summary["scope"] and "not an effect" in summary["scope"]
 
     # a second call finds everything finished
     fakes.trained.clear()
@@ -159,6 +161,7 @@ def test_demo_cli_json(tmp_path, fakes):
     res = CliRunner().invoke(app, ["demo", "--output-dir", str(tmp_path / "c"), "--steps", "2"])
     assert res.exit_code == 0
     assert "symnoise" in res.stdout and "report:" in res.stdout
+    assert "not an effect of the noise" in res.stdout
 
 
 def test_sweep_cli(tmp_path, fakes):

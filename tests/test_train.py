@@ -191,3 +191,178 @@ def test_same_seed_reproduces_the_run_exactly(tiny_dir, data_file, tmp_path):
     wa, wb, wc = (load_file(p / "model.safetensors") for p in (a, b, c))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_a_data_file_named_like_the_suite_is_trained_on(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "synthetic_mine.json").write_text(json.dumps(ROWS))
+    result = CliRunner().invoke(app, [
+        "train", "--model", str(tiny_dir), "--data", "synthetic_mine.json", "--max-steps", "1",
+        "--batch-size", "4", "--max-length", "64", "--output-dir", "run", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["config"]["data"] == "synthetic_mine.json"
+    assert info["data"]["train"]["source"] == "synthetic_mine.json"
+    assert info["data"]["train"]["read"] == len(ROWS)  # the file's rows, not the suite's
+    assert info["data"]["eval"]["source"] == "split of the training data"
+    r = CliRunner().invoke(app, ["train", "--data", "synthetic:bogus"])
+    assert r.exit_code == 2 and "known splits" in r.output
+
+
+def test_eval_data_spec_is_parsed_once(tiny_dir, data_file, tmp_path):
+    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", max_steps=1,
+                     eval_data=str(data_file), max_eval_examples=6))
+    info = json.loads((out / "run.json").read_text())
+    assert info["data"]["eval"]["source"] == str(data_file)
+    assert info["data"]["eval_examples"] == 6 and info["data"]["train_examples_used"] == 24
+
+
+def test_train_config_nests_the_noise_config():
+    from symnoise.config import NoiseConfig
+
+    cfg = TrainConfig(method="neftune", alpha=3, seed=7)
+    assert isinstance(cfg.noise, NoiseConfig)
+    assert cfg.noise.method == cfg.method == "uniform"  # canonical from the start
+    assert cfg.noise.alpha == 3.0 and cfg.noise.seed == 7  # the noise's seed is the run's
+    d = cfg.to_dict()
+    assert d["noise"]["method"] == "uniform" and "method" not in d
+    assert TrainConfig(**d) == cfg  # run.json's config round-trips
+    nested = TrainConfig(noise={"method": "gaussian", "alpha": 2}, alpha=4)  # flat wins
+    assert (nested.method, nested.alpha) == ("gaussian", 4.0)
+    nested.alpha = 6
+    assert nested.noise.alpha == 6.0
+    with pytest.raises(ValueError, match="-1"):
+        nested.alpha = -1
+    with pytest.raises(ValueError, match="unknown noise option.*strength"):
+        TrainConfig(noise={"strength": 1})
+    assert TrainConfig(noise=NoiseConfig(method="bernoulli", seed=99), seed=1).noise.seed == 1
+    assert {"method", "alpha", "noise", "packing"} <= TrainConfig.field_names()
+
+
+def test_yaml_noise_block_and_flat_keys(tmp_path):
+    from symnoise.config import load_config_file
+
+    f = tmp_path / "c.yaml"
+    f.write_text("noise:\n  method: neftune\n  alpha: 3\n  norm-match: false\nseed: 5\n")
+    cfg = TrainConfig.from_sources(f, {"symmetric_mode": "sequential"})
+    assert (cfg.method, cfg.alpha, cfg.norm_match) == ("uniform", 3.0, False)
+    assert cfg.symmetric_mode == "sequential" and cfg.noise.seed == 5
+    assert TrainConfig.from_sources(f, {"alpha": 9}).alpha == 9.0  # a flag beats the file
+    assert load_config_file(f)["method"] == "uniform"
+    f.write_text("method: gaussian\nnoise: {method: uniform}\n")
+    with pytest.raises(ValueError, match=r"c\.yaml.*method.*twice"):
+        load_config_file(f)
+    f.write_text("seed: 4\nnoise: {seed: 3}\n")
+    with pytest.raises(ValueError, match=r"c\.yaml.*noise.seed 3.*run's seed"):
+        load_config_file(f)
+    import yaml  # a resolved config written as YAML (as the sweep does) reads back the same
+
+    cfg = TrainConfig(method="uniform", alpha=2, seed=3, packing=True)
+    f.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert TrainConfig.from_sources(f) == cfg
+
+
+def test_run_json_records_the_nested_noise_and_run_setting_reads_it(tiny_dir, data_file,
+                                                                     tmp_path):
+    from symnoise.run import RunFolder
+
+    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", max_steps=1),
+                method="neftune", alpha=2.0)  # train(method=...) overrides keep working
+    run = RunFolder(out)
+    info = run.read_info()
+    assert info["config"]["noise"]["method"] == "uniform"
+    assert info["config"]["noise"]["alpha"] == 2.0 and info["config"]["noise"]["seed"] == 0
+    assert "method" not in info["config"]
+    assert run.setting == {"method": "uniform", "alpha": 2.0, "norm_match": True,
+                           "symmetric_mode": "concat"}
+
+
+def test_cli_exposes_precision_checkpointing_eval_data_and_packing(tiny_dir, data_file,
+                                                                    tmp_path):
+    result = CliRunner().invoke(app, [
+        "train", "--model", str(tiny_dir), "--data", str(data_file), "--max-steps", "2",
+        "--batch-size", "4", "--max-length", "64", "--output-dir", str(tmp_path / "run"),
+        "--eval-data", str(data_file), "--dtype", "float32", "--gradient-checkpointing",
+        "--packing", "--method", "uniform"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    cfg = info["config"]
+    assert cfg["gradient_checkpointing"] is True and cfg["packing"] is True
+    assert cfg["eval_data"] == str(data_file) and cfg["dtype"] == "float32"
+    assert cfg["bf16"] is False and info["pad_tokens"] == 0
+    assert "packing" in result.output and "noise / embedding norm" in result.output
+    r = CliRunner().invoke(app, ["train", "--dtype", "float8"])
+    assert r.exit_code != 0
+
+
+def test_noise_measured_is_recorded_and_shown(tiny_dir, data_file, tmp_path):
+    from symnoise.cli import _train_summary
+
+    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", max_steps=2, method="uniform"))
+    info = json.loads((out / "run.json").read_text())
+    assert info["noise_measured"] is not None
+    ratio = info["noise_measured"]["noise_to_embedding_ratio_mean"]
+    assert 0 < ratio < 10
+    assert f"{ratio:.4g}" in _train_summary(out, info)
+
+
+def _stop_after_checkpoint(monkeypatch, step):
+    """Make the next train() crash right after writing checkpoint-``step``."""
+    from transformers import TrainerCallback
+
+    import symnoise.train as train_module
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise KeyboardInterrupt(f"stopped after checkpoint-{step}")
+
+    original = train_module._callbacks
+    monkeypatch.setattr(train_module, "_callbacks",
+                        lambda *a, **k: [*original(*a, **k), Crash()])
+    return lambda: monkeypatch.setattr(train_module, "_callbacks", original)
+
+
+def _resumed_equals_uninterrupted(tiny_dir, data_file, tmp_path, monkeypatch, **kw):
+    from safetensors.torch import load_file
+
+    whole = train(_cfg(tiny_dir, data_file, tmp_path / "whole", max_steps=4, save_steps=2, **kw))
+    restore = _stop_after_checkpoint(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_dir, data_file, tmp_path / "cut", max_steps=4, save_steps=2, **kw))
+    restore()
+    assert (tmp_path / "cut" / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    cut = train(_cfg(tiny_dir, data_file, tmp_path / "cut", max_steps=4, save_steps=2,
+                     resume=True, **kw))
+    info = json.loads((cut / "run.json").read_text())
+    assert info["resumed_from"].endswith("checkpoint-2") and info["global_step"] == 4
+    wa, wb = load_file(whole / "model.safetensors"), load_file(cut / "model.safetensors")
+    start = load_file(tiny_dir / "model.safetensors")
+    assert any(not torch.equal(wa[k], start[k]) for k in wa)  # training moved the weights
+    return all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_without_noise_reproduces_the_uninterrupted_run(tiny_dir, data_file, tmp_path,
+                                                               monkeypatch):
+    assert _resumed_equals_uninterrupted(tiny_dir, data_file, tmp_path, monkeypatch,
+                                         method="none")
+
+
+def test_resumed_symnoise_run_ends_with_the_uninterrupted_weights(tiny_dir, data_file, tmp_path,
+                                                                  monkeypatch):
+    assert _resumed_equals_uninterrupted(tiny_dir, data_file, tmp_path, monkeypatch,
+                                         method="symnoise")
+
+
+def test_cli_noise_on_reaches_the_noise_config(tiny_dir, data_file, tmp_path):
+    result = CliRunner().invoke(app, [
+        "train", "--model", str(tiny_dir), "--data", str(data_file), "--max-steps", "1",
+        "--batch-size", "4", "--max-length", "64", "--output-dir", str(tmp_path / "run"),
+        "--method", "uniform", "--noise-on", "response"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["config"]["noise"]["noise_on"] == "response"
+    assert info["noise"]["noise_on"] == "response" and "on=response" in result.output
+    r = CliRunner().invoke(app, ["train", "--noise-on", "sideways"])
+    assert r.exit_code == 2 and "sideways" in r.output

@@ -154,6 +154,12 @@ def train(
     alpha: Optional[float] = typer.Option(None, help="Noise alpha (scale alpha/sqrt(L*d))."),
     norm_match: Optional[bool] = typer.Option(None, "--norm-match/--no-norm-match", help="Divide gaussian/bernoulli/symnoise by sqrt(3)."),
     symmetric_mode: Optional[str] = typer.Option(None, help="concat|sequential (symnoise only)."),
+    noise_on: Optional[str] = typer.Option(None, "--noise-on", help="all (default, as in the paper)|prompt|response: which tokens get noise."),
+    eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Held-out data for the clean loss (default: the suite's held-out split, or a split of --data)."),
+    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Padding-free rows: examples concatenated, attention kept within each example."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype: float32 (default)|bfloat16|float16."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 mixed precision."),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
     lora: Optional[bool] = typer.Option(None, "--lora/--full", help="LoRA (PEFT) or full fine-tuning (default)."),
     epochs: Optional[float] = typer.Option(None),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps (-1: epochs decide)."),
@@ -165,7 +171,8 @@ def train(
     output_dir: Optional[str] = typer.Option(None, help="The run folder."),
     resume: Optional[bool] = typer.Option(None, "--resume", help="Continue from the last checkpoint in --output-dir."),
     skip_bad_rows: Optional[bool] = typer.Option(None, "--skip-bad-rows", help="Skip and count malformed rows instead of stopping."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the run summary as one JSON object."),
 ) -> None:
     """Fine-tune with noisy embeddings. With no arguments: SmolLM2-135M on the synthetic suite with SymNoise."""
     _offline_defaults()
@@ -173,7 +180,9 @@ def train(
 
     flags = dict(
         model=model, data=data, format=format, template=template, method=method, alpha=alpha,
-        norm_match=norm_match, symmetric_mode=symmetric_mode, lora=lora, epochs=epochs,
+        norm_match=norm_match, symmetric_mode=symmetric_mode, noise_on=noise_on,
+        eval_data=eval_data, packing=packing, dtype=dtype, bf16=bf16,
+        gradient_checkpointing=gradient_checkpointing, lora=lora, epochs=epochs,
         max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
         max_length=max_length, seed=seed, output_dir=output_dir, resume=resume,
         skip_bad_rows=skip_bad_rows,
@@ -182,29 +191,35 @@ def train(
         cfg = TrainConfig.from_sources(config, flags)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    from .run import RunFolder
     from .train import train as run_training
 
     try:
-        run_dir = run_training(cfg)
+        run_dir = run_training(cfg, progress=progress)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
-    info = json.loads((run_dir / "run.json").read_text())
+    info = RunFolder(run_dir).read_info()
     _emit(info, as_json, _train_summary(run_dir, info))
 
 
 def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
     d = info.get("data", {}).get("train", {})
+    noise = info["noise"]
+    ratio = (info.get("noise_measured") or {}).get("noise_to_embedding_ratio_mean")
     rows = [
         ("run folder", str(run_dir)),
         ("model", info["model_source"]["path"]),
-        ("noise", f"{info['noise']['method']} alpha={info['noise']['alpha']} "
-                  f"norm_match={info['noise']['norm_match']} mode={info['noise']['symmetric_mode']}"),
+        ("noise", f"{noise['method']} alpha={noise['alpha']} norm_match={noise['norm_match']} "
+                  f"mode={noise['symmetric_mode']}"
+                  + (f" on={noise['noise_on']}" if "noise_on" in noise else "")),
+        ("noise / embedding norm", f"{ratio:.4g} (mean per token, measured)" if ratio is not None else "-"),
         ("data", f"format={info.get('format')} template={info.get('template')} read={d.get('read')} "
                  f"used={d.get('used')} skipped={d.get('skipped')} truncated={d.get('truncated')}"),
         ("steps", str(info.get("global_step"))),
         ("train loss (noisy)", f"{info.get('train_loss'):.4f}" if info.get("train_loss") is not None else "-"),
         ("clean held-out loss", f"{info['final_clean_eval_loss']:.4f}" if info.get("final_clean_eval_loss") is not None else "-"),
         ("tokens/s", f"{info['tokens_per_second']:.0f}" if info.get("tokens_per_second") else "-"),
+        ("packing", "yes" if info.get("config", {}).get("packing") else "no"),
         ("time", f"{info['timings_s']['total']:.0f} s"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -554,7 +569,7 @@ def demo(
                            progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    lines = [summary["table"], ""]
+    lines = [summary["table"], "", summary["scope"], ""]
     lines.append(f"runs and report in {summary['output_dir']}")
     if summary.get("report"):
         lines.append(f"report: {summary['report']}")

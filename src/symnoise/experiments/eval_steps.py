@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic, write_text_atomic
+from ..data.spec import parse_data_spec
 from ..evaluate.stats import stats_for_file, text_stats
 from ..run import RunFolder, read_jsonl
 
@@ -205,7 +206,7 @@ def _train_data_stats(info: Mapping[str, Any], n_words: int) -> dict[str, Any]:
     data = cfg.get("data")
     if not isinstance(data, str) or not data:
         return {"source": data, "skipped": "no training data source in run.json"}
-    if data == "synthetic" or data.startswith("synthetic:"):
+    if parse_data_spec(data).is_synthetic:
         return {"source": data, "skipped": "built-in synthetic data, not a file"}
     path = Path(data).expanduser()
     if not path.exists():

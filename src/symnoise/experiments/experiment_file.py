@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from ..config import TrainConfig, load_config_file
+from ..data.spec import parse_data_spec
 from ..noise import NORM_MATCHED, canonical_method
 
 __all__ = ["BASELINE", "Experiment", "ExperimentError", "ExperimentFile", "GridPoint",
@@ -287,7 +288,7 @@ def _slug(text: str) -> str:
 
 
 def _is_synthetic(data: str) -> bool:
-    return data == "synthetic" or data.startswith("synthetic:")
+    return parse_data_spec(data).is_synthetic
 
 
 class _Paths:
