@@ -270,3 +270,38 @@ def test_json_output_is_unchanged_by_the_warning(calls: dict[str, dict[str, Any]
     res = _invoke([*_base_without("judge-check", "--n-prompts"), "--n", "4", "--json"])
     assert res.exit_code == 0
     assert json.loads(res.stdout) == {"fake": True} and "deprecated" in res.stderr
+
+
+def test_harness_without_progress_bars_binds_disable_tqdm() -> None:
+    pytest.importorskip("lm_eval")
+    import inspect
+
+    from lm_eval.models.huggingface import HFLM
+
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        assert "disable_tqdm" in inspect.signature(getattr(HFLM, name)).parameters, name
+
+    class FakeLM:
+        def loglikelihood(self, requests, disable_tqdm=False):
+            return ("ll", requests, disable_tqdm)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm=False):
+            return ("roll", requests, disable_tqdm)
+
+        def generate_until(self, requests, disable_tqdm=False):
+            return ("gen", requests, disable_tqdm)
+
+    lm = FakeLM()
+    assert lm.generate_until([1]) == ("gen", [1], False)
+    harness._without_progress_bars(lm)
+    assert lm.loglikelihood([1]) == ("ll", [1], True)
+    assert lm.loglikelihood_rolling([2]) == ("roll", [2], True)
+    assert lm.generate_until([3]) == ("gen", [3], True)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_train_progress_bar_callback_only_with_progress(progress: bool, tmp_path: Path) -> None:
+    callbacks = train._callbacks(run.RunFolder(tmp_path), counter=None, resume=True,
+                                 progress=progress)
+    names = [type(cb).__name__ for cb in callbacks]
+    assert names == (["MetricsWriter", "Progress"] if progress else ["MetricsWriter"])
