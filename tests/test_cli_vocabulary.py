@@ -305,3 +305,12 @@ def test_train_progress_bar_callback_only_with_progress(progress: bool, tmp_path
                                  progress=progress)
     names = [type(cb).__name__ for cb in callbacks]
     assert names == (["MetricsWriter", "Progress"] if progress else ["MetricsWriter"])
+
+
+def test_limit_per_task_keeps_counts_and_fractions(calls: dict[str, dict[str, Any]]) -> None:
+    for typed, expected in (("100", 100), ("0.25", 0.25), ("2.5", 2.5)):
+        assert _invoke([*BASE["harness"], "--limit-per-task", typed]).exit_code == 0
+        got = calls["harness"]["limit"]
+        assert got == expected and type(got) is type(expected)
+    with pytest.raises(ValueError, match="neither a whole count nor a fraction"):
+        harness._check_args(2.5, "float32", 8)

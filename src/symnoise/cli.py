@@ -131,8 +131,9 @@ def _device(device: str) -> str:
 
 
 def _per_task(limit: float | None) -> int | float | None:
-    """lm-eval's per-task cap: a count when >= 1, else a fraction of each task."""
-    return int(limit) if limit is not None and limit >= 1 else limit
+    """lm-eval's per-task cap: a whole count (100.0 -> 100), else as given (a fraction < 1;
+    the harness refuses 100.5)."""
+    return int(limit) if limit is not None and limit >= 1 and limit.is_integer() else limit
 
 
 def _offline_defaults() -> None:
