@@ -29,7 +29,7 @@ from typing import Any
 from ..run import RunFolder, read_jsonl
 
 __all__ = ["ANNOTATIONS", "JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
-           "judged_prompts", "load_per_example", "output_lengths"]
+           "judged_prompts", "judged_rows", "load_per_example", "output_lengths"]
 
 ANNOTATIONS = "annotations.json"  # inside the run's eval_file("judge") folder (AlpacaEval's name)
 
@@ -209,6 +209,31 @@ def judged_prompts(run: RunFolder) -> JudgedPrompts:
         raise MissingMetric(f"{path} has no rows")
     out.shares = {k: (100.0 * sum(v) / len(v) if v else None) for k, v in shares.items()}
     out.references, out.judges = frozenset(refs), frozenset(judges)
+    return out
+
+
+def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
+    """Prompt -> its judged rows oriented as the length-controlled GLM wants them:
+    ``output_1`` the reference, ``output_2`` the model, ``preference`` in [1, 2] (2: the
+    model better; rows without a verdict left out, prompts kept with an empty list)."""
+    path = _need(run, "judge", "judge annotations") / ANNOTATIONS
+    if not path.is_file():
+        raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
+    rows = _json_rows(path)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i, (row, side) in enumerate(zip(rows, _model_sides(rows, _model_generator(run), path),
+                                        strict=True)):
+        where = f"{path} row {i}"
+        share = _model_share(row, side, where)
+        kept = out.setdefault(_prompt_key(row, where), [])
+        model, ref = row.get(f"output_{side}"), row.get(f"output_{3 - side}")
+        if share is None:
+            continue
+        if not isinstance(model, str) or not isinstance(ref, str):
+            raise ValueError(f"{where}: 'output_1' and 'output_2' must be strings")
+        kept.append({"preference": 1.0 + share, "output_1": ref, "output_2": model})
+    if not out:
+        raise MissingMetric(f"{path} has no rows")
     return out
 
 

@@ -16,7 +16,12 @@ seed when there are several:
   averaged), from ``eval/judge/annotations.json``. Both sides must have been judged by the
   same judge against the same reference outputs. Prompts without a verdict on either side
   are left out and counted.
-* ``lc_win_rate``: not available from these annotations (said so in the output).
+* ``lc_win_rate`` (points): the length-controlled win rate of the judge
+  (:func:`symnoise.evaluate.winrate.length_controlled`, AlpacaEval 2's GLM without the
+  instruction-difficulty term, named in ``lc_variant``), refitted on each side for each
+  bootstrap resample of prompts (the same prompts for both sides, within each seed). A fit
+  per resample is slow, so it uses at most :data:`LC_N_BOOT` (500) resamples. Skipped
+  when a run has fewer than the judge's ``MIN_LC_ITEMS`` judged rows.
 * ``heldout_loss`` (nats per token, lower is better): the clean loss of each held-out
   example, weighted by its token count (the per-token mean, as the run's clean loss); a
   resampled example keeps its weight. Both sides must count the same tokens per example.
@@ -30,12 +35,14 @@ import glob
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
-from ..evaluate.per_example import JudgedPrompts, MissingMetric, load_per_example
+from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
 
@@ -50,7 +57,7 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "exact_answer": ("exact-answer accuracy", "points", 1, "items"),
     "output_length": ("output length", "chars", 0, "prompts"),
 }
-LC_NOTE = "length-controlled: not available from these annotations"
+LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
 _NOT_SETTING = ("seed", "output_dir", "resume")
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
 _NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
@@ -281,6 +288,7 @@ class MetricComparison:
     result: PairedDiff | None = None
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
+    variant: str | None = None  # lc_win_rate: which length control
 
     @property
     def unit(self) -> str:
@@ -301,6 +309,7 @@ class MetricComparison:
         (n = 100 prompts × 3 seeds)``."""
         name, unit, digits, _ = _INFO[self.metric]
         head = f"{self.b_label} − {self.a_label} {name}"
+        head += f" ({self.variant})" if self.variant else ""
         if self.result is None:
             return f"{head}: skipped ({self.skipped})"
         d = self.result
@@ -322,6 +331,8 @@ class MetricComparison:
         else:
             out.update(dict.fromkeys(keys))
         out.update(line=self.line(), skipped=self.skipped, notes=list(self.notes))
+        if self.metric == "lc_win_rate":
+            out["lc_variant"] = self.variant
         return out
 
 
@@ -387,8 +398,7 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
                     boot: Mapping[str, Any]) -> MetricComparison:
     out = MetricComparison(metric, a.label, b.label)
     if metric == "lc_win_rate":
-        out.skipped = LC_NOTE
-        return out
+        return _compare_lc(out, pairs, boot)
     loaded: list[tuple[Any, Any]] = []
     try:
         for ra, rb in pairs:
@@ -423,6 +433,58 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
     return out
 
 
+def _lc_of(rows: Sequence[Sequence[dict[str, Any]]], idx: np.ndarray) -> float:
+    """The LC win rate (points) of the judged rows of the prompts at ``idx``."""
+    import pandas as pd
+
+    from ..evaluate.winrate import length_controlled
+    frame = pd.DataFrame([r for i in idx for r in rows[int(i)]])
+    return length_controlled(frame)[0]
+
+
+def _compare_lc(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]],
+                boot: Mapping[str, Any]) -> MetricComparison:
+    """B − A of the length-controlled win rate: the GLM refitted per side per resample."""
+    from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS
+    out.variant = LC_OFFLINE
+    try:
+        loaded = [(judged_rows(ra), judged_rows(rb)) for ra, rb in pairs]
+    except MissingMetric as exc:
+        out.skipped = str(exc)
+        return out
+    index: list[float] = []
+    strata: list[str] = []
+    rows_a: list[list[dict[str, Any]]] = []
+    rows_b: list[list[dict[str, Any]]] = []
+    for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
+        check_same_ids(da, db, what="prompts", a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
+        keep = [k for k in da if da[k] and db[k]]
+        if len(keep) < len(da):
+            out.notes.append(f"seed {ra.seed}: {len(da) - len(keep)} of {len(da)} prompts have "
+                             "no verdict on one side and are left out")
+        n_rows = min(sum(len(da[k]) for k in keep), sum(len(db[k]) for k in keep))
+        if n_rows < MIN_LC_ITEMS:
+            out.skipped = (f"length control needs >= {MIN_LC_ITEMS} judged items per run, "
+                           f"seed {ra.seed} has {n_rows}")
+            return out
+        index += [float(len(rows_a) + i) for i in range(len(keep))]
+        strata += [str(ra.seed)] * len(keep)
+        rows_a += [da[k] for k in keep]
+        rows_b += [db[k] for k in keep]
+
+    def stat(ia: np.ndarray, ib: np.ndarray) -> float:
+        return _lc_of(rows_b, ib) - _lc_of(rows_a, ia)
+
+    res = paired_bootstrap(index, index, strata=strata if len(pairs) > 1 else None,
+                           statistic=stat, **boot)
+    groups = [np.asarray([i for i, s in zip(index, strata, strict=True) if s == g])
+              for g in dict.fromkeys(strata)] if len(pairs) > 1 else [np.asarray(index)]
+    mean_a = float(np.mean([_lc_of(rows_a, g) for g in groups]))
+    mean_b = float(np.mean([_lc_of(rows_b, g) for g in groups]))
+    out.result = replace(res, mean_a=mean_a, mean_b=mean_b)
+    return out
+
+
 @dataclass
 class Comparison:
     """The outcome of :func:`compare`: both sides and one :class:`MetricComparison` each."""
@@ -445,14 +507,14 @@ class Comparison:
 
 def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[str | Path | RunFolder],
                  *, metrics: Sequence[str] | None = None, n_boot: int = 2000,
-                 confidence: float = 0.95, seed: int = 0, common_seeds: bool = False
-                 ) -> list[MetricComparison]:
+                 confidence: float = 0.95, seed: int = 0, common_seeds: bool = False,
+                 lc_n_boot: int = LC_N_BOOT) -> list[MetricComparison]:
     """B − A for each metric (default: all of :data:`METRICS`); a side is a :class:`Side`
     or a list of run folders that differ only by seed. Metrics a side lacks come back with
     ``skipped`` set. ``common_seeds``: when the sides' seeds differ, pair the seeds both
     have (noted in each result) instead of refusing. Raises ValueError for mismatched
     prompts/examples, different judges or references, sides that differ in more than the
-    seed, or seeds that do not pair."""
+    seed, or seeds that do not pair. ``lc_win_rate`` uses min(n_boot, lc_n_boot)."""
     sa = a if isinstance(a, Side) else resolve_side(a, name="A")
     sb = b if isinstance(b, Side) else resolve_side(b, name="B")
     wanted = list(metrics or METRICS)
@@ -463,7 +525,9 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
         _disambiguate(sa, sb)
     pairs, note = _pairs(sa, sb, common_seeds)
     boot = {"n_boot": n_boot, "confidence": confidence, "seed": seed}
-    rows = [_compare_metric(m, sa, sb, pairs, boot) for m in wanted]
+    lc_boot = {**boot, "n_boot": min(n_boot, lc_n_boot)}
+    rows = [_compare_metric(m, sa, sb, pairs, lc_boot if m == "lc_win_rate" else boot)
+            for m in wanted]
     for row in rows:
         row.notes[:0] = [note] if note else []
     return rows
