@@ -384,7 +384,7 @@ def test_cli_generate_json(run_dir, tmp_path):
     src.write_text(json.dumps(_prompts(3, seed=7)))
     out = tmp_path / "o.json"
     res = CliRunner().invoke(app, ["generate", "--model", str(run_dir), "--prompts", str(src),
-                                   "--output", str(out), "--max-new-tokens", "3", "--limit",
+                                   "--output-file", str(out), "--max-new-tokens", "3", "--n-prompts",
                                    "2", "--no-progress", "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
@@ -398,5 +398,5 @@ def test_cli_generate_json(run_dir, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"instruction": "a"}, {"output": "b"}]))
     res = CliRunner().invoke(app, ["generate", "--model", str(run_dir), "--prompts", str(bad),
-                                   "--output", str(out), "--no-progress"])
+                                   "--output-file", str(out), "--no-progress"])
     assert res.exit_code == 2 and "bad.json row 1" in res.output

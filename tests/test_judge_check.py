@@ -109,7 +109,7 @@ def test_cli_json(api: FakeAPI, tmp_path: Path) -> None:
     ref = tmp_path / "ref.json"
     ref.write_text(json.dumps(REFERENCE))
     result = CliRunner().invoke(app, ["judge-check", "--judge", "openai:biased", "--base-url",
-                                      api.url, "--reference-outputs", str(ref), "--n", "6",
+                                      api.url, "--reference-outputs", str(ref), "--n-prompts", "6",
                                       "--json"])
     assert result.exit_code == 0, result.output
     check = json.loads(result.stdout)

@@ -290,5 +290,5 @@ def test_cli_eval_json(model_dir, tmp_path):
     assert quiet.exit_code == 0, quiet.output
     assert "[1/" not in quiet.stderr and json.loads(quiet.stdout)["steps"]["heldout"] == (
         "not requested")
-    bad = CliRunner().invoke(app, ["eval", str(run), "--reference", "x.json"])
+    bad = CliRunner().invoke(app, ["eval", str(run), "--reference-outputs", "x.json"])
     assert bad.exit_code == 2 and "need --judge" in bad.output

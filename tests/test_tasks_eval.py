@@ -150,13 +150,13 @@ def test_cli_tasks_json(run_dir, tmp_path, monkeypatch):
     records = load_synthetic("heldout", n=N)
     fake, _ = _canned(records, lambda i: i % 2 == 0)
     monkeypatch.setattr(TransformersBackend, "generate", fake)
-    res = CliRunner().invoke(app, ["tasks", "--model", str(run_dir), "--n", str(N),
+    res = CliRunner().invoke(app, ["tasks", "--model", str(run_dir), "--n-prompts", str(N),
                                    "--output-dir", str(tmp_path / "cli"), "--no-progress",
                                    "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert info["overall"]["correct"] == N // 2 and info["n"] == N
-    res = CliRunner().invoke(app, ["tasks", "--outputs", str(tmp_path / "cli" / OUTPUTS_FILE)])
+    res = CliRunner().invoke(app, ["tasks", "--model-outputs", str(tmp_path / "cli" / OUTPUTS_FILE)])
     assert res.exit_code == 0, res.output
     assert "overall" in res.stdout and "50.0%" in res.stdout
 

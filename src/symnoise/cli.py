@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 app = typer.Typer(
     name="symnoise",
@@ -39,6 +40,102 @@ def _emit(result: Any, as_json: bool, table: str | None = None) -> None:
         typer.echo(table)
 
 
+# ------------------------------------------------------------------ one vocabulary
+# One option name per concept: --n-prompts (how many prompts/items a command answers,
+# scores or judges), --limit-per-task (lm-eval's per-task cap), --device (default auto),
+# --progress/--no-progress, --model-outputs / --reference-outputs (input files),
+# --output-dir (a folder written) and --output-file (one file written).
+
+#: Old spellings still accepted, per command, until :data:`REMOVED_IN`.
+RENAMED: dict[str, dict[str, str]] = {
+    "generate": {"--limit": "--n-prompts", "--output": "--output-file"},
+    "tasks": {"--n": "--n-prompts", "--outputs": "--model-outputs"},
+    "eval": {"--limit": "--limit-per-task", "--synthetic-n": "--synthetic-n-prompts",
+             "--reference": "--reference-outputs"},
+    "judge": {"--max-items": "--n-prompts"},
+    "judge-check": {"--n": "--n-prompts"},
+    "harness": {"--limit": "--limit-per-task"},
+}
+REMOVED_IN = "0.3"
+
+
+def _rename_args(command: str, args: list[str]) -> list[str]:
+    """Rewrite ``command``'s deprecated option spellings in ``args`` to the new ones, with a
+    warning on stderr. Raises ValueError when an old and a new spelling disagree."""
+    renamed = RENAMED.get(command, {})
+    out: list[str] = []
+    given: dict[str, tuple[str, str]] = {}  # new name -> (spelling, value) as typed
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok == "--":
+            out += args[i:]
+            break
+        name, eq, value = tok.partition("=")
+        new = renamed.get(name)
+        canonical = new or name
+        if canonical in renamed.values() and (eq or i + 1 < len(args)):
+            if not eq:
+                value, i = args[i + 1], i + 1
+            first = given.setdefault(canonical, (name, value))
+            if first[1] != value:
+                raise ValueError(f"{first[0]} {first[1]} and {name} {value} disagree; "
+                                 f"give {canonical} once")
+            if new is not None:
+                typer.echo(f"warning: {name} is deprecated, use {new} (removed in {REMOVED_IN})",
+                           err=True)
+            out += [canonical, value]
+        else:
+            out.append(tok)
+        i += 1
+    return out
+
+
+class _Command(TyperCommand):
+    """A command that accepts the deprecated spellings in :data:`RENAMED`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            args = _rename_args(self.name or "", list(args))
+        except ValueError as exc:
+            ctx.fail(str(exc))  # a usage error: exit status 2
+        return super().parse_args(ctx, args)
+
+
+def _command(name: str | None = None) -> Any:
+    return app.command(name, cls=_Command)
+
+
+_DEVICE_HELP = "cpu, cuda, cuda:1, ... or auto (cuda when available, else cpu)."
+
+
+def _device_option() -> Any:
+    return typer.Option("auto", help=_DEVICE_HELP)
+
+
+def _progress_option() -> Any:
+    return typer.Option(True, "--progress/--no-progress", help="Progress bars and step lines on stderr.")
+
+
+def _json_option(help: str = "Print the result as one JSON object.") -> Any:
+    return typer.Option(False, "--json", help=help)
+
+
+def _device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; any other value as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _per_task(limit: float | None) -> int | float | None:
+    """lm-eval's per-task cap: a whole count (100.0 -> 100), else as given (a fraction < 1;
+    the harness refuses 100.5)."""
+    return int(limit) if limit is not None and limit >= 1 and limit.is_integer() else limit
+
+
 def _offline_defaults() -> None:
     # Offline by default: nothing reaches a hub unless the user turns it on.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,7 +144,7 @@ def _offline_defaults() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-@app.command()
+@_command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (flags override it); a preset name such as 'alpaca' works too."),
     model: Optional[str] = typer.Option(None, help="Hub id, local HF folder, .gguf file or 'smollm2' (default)."),
@@ -75,7 +172,8 @@ def train(
     output_dir: Optional[str] = typer.Option(None, help="The run folder."),
     resume: Optional[bool] = typer.Option(None, "--resume", help="Continue from the last checkpoint in --output-dir."),
     skip_bad_rows: Optional[bool] = typer.Option(None, "--skip-bad-rows", help="Skip and count malformed rows instead of stopping."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the run summary as one JSON object."),
 ) -> None:
     """Fine-tune with noisy embeddings. With no arguments: SmolLM2-135M on the synthetic suite with SymNoise."""
     _offline_defaults()
@@ -98,7 +196,7 @@ def train(
     from .train import train as run_training
 
     try:
-        run_dir = run_training(cfg)
+        run_dir = run_training(cfg, progress=progress)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
     info = RunFolder(run_dir).read_info()
@@ -129,36 +227,37 @@ def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-@app.command()
+@_command()
 def harness(
     model: str = typer.Option(..., help="Run folder, HF model folder, .gguf file or hub id."),
     tasks: str = typer.Option("openllm", help="Comma-separated lm-eval tasks, YAML paths, or the preset 'openllm'."),
     num_fewshot: Optional[int] = typer.Option(None, help="Override every task's shots."),
-    limit: Optional[float] = typer.Option(None, help="Cap examples per task (smoke tests only)."),
+    limit_per_task: Optional[float] = typer.Option(None, help="Cap examples per task, a count or a fraction < 1 (smoke tests only)."),
     batch_size: str = typer.Option("8", help="Batch size, or 'auto'."),
-    device: str = typer.Option("cpu"),
+    device: str = _device_option(),
     include_path: Optional[Path] = typer.Option(None, help="Folder of local lm-eval task YAMLs (offline)."),
     dtype: str = typer.Option("float32"),
     output_dir: Optional[Path] = typer.Option(None, help="Default: RUN/eval for a run folder."),
     seed: int = typer.Option(0),
-    as_json: bool = typer.Option(False, "--json"),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option(),
 ) -> None:
     """OpenLLM tasks (ARC, HellaSwag, MMLU, TruthfulQA) through lm-evaluation-harness."""
     _offline_defaults()
     from .evaluate.harness import HarnessError, run_harness
 
     bs: int | str = int(batch_size) if batch_size.isdigit() else batch_size
-    lim: int | float | None = int(limit) if limit is not None and limit >= 1 else limit
     try:
         result = run_harness(model, tasks, output_dir=output_dir, num_fewshot=num_fewshot,
-                             limit=lim, batch_size=bs, device=device,
-                             include_path=include_path, dtype=dtype, seed=seed)
+                             limit=_per_task(limit_per_task), batch_size=bs,
+                             device=_device(device), include_path=include_path, dtype=dtype,
+                             seed=seed, progress=progress)
     except (ValueError, FileNotFoundError, HarnessError) as exc:
         _fail(str(exc))
     _emit(result.to_dict(), as_json, result.format_table())
 
 
-@app.command()
+@_command()
 def stats(
     files: list[Path] = typer.Argument(..., help="Outputs files (AlpacaEval format) or training data files."),
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset: alpaca, evol_instruct, sharegpt, openplatypus."),
@@ -176,7 +275,7 @@ def stats(
     _emit({k: v.to_dict() for k, v in rows.items()}, as_json, format_stats_table(rows))
 
 
-@app.command()
+@_command()
 def norms(
     output_dir: Path = typer.Option(Path("norms"), help="Where the table, CSV and PNG figures go."),
     dims: str = typer.Option("16,64,256,1024,4096,8192", help="Comma-separated dimensions."),
@@ -204,7 +303,7 @@ _ANNOTATOR_HELP = ("symnoise-pairwise (our prompt) or an AlpacaEval annotator: a
 _BASE_URL_HELP = "OpenAI-compatible base URL (default $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY."
 
 
-@app.command()
+@_command()
 def judge(
     model_outputs: Path = typer.Option(..., help="Model outputs (AlpacaEval format JSON/JSONL)."),
     reference_outputs: Path = typer.Option(..., help="Reference outputs, e.g. the AlpacaEval file with text-davinci-003's outputs."),
@@ -213,11 +312,12 @@ def judge(
     annotator: str = typer.Option("symnoise-pairwise", help=_ANNOTATOR_HELP),
     base_url: Optional[str] = typer.Option(None, help=_BASE_URL_HELP),
     both_orders: bool = typer.Option(False, "--both-orders", help="Judge both orders and average (symnoise-pairwise)."),
-    max_items: Optional[int] = typer.Option(None),
+    n_prompts: Optional[int] = typer.Option(None, help="Judge only the first N prompts (default all)."),
     seed: int = typer.Option(0),
     max_retries: int = typer.Option(5, help="Retries of a failed request (openai client)."),
     name: Optional[str] = typer.Option(None, help="Leaderboard row name (default: the outputs' generator)."),
-    as_json: bool = typer.Option(False, "--json"),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option(),
 ) -> None:
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
     _offline_defaults()
@@ -228,22 +328,24 @@ def judge(
     try:
         report = run_judge(model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,
                            output_dir=output_dir, base_url=base_url, seed=seed,
-                           max_items=max_items, max_retries=max_retries, name=name, **options)
+                           max_items=n_prompts, max_retries=max_retries, name=name,
+                           progress=progress, **options)
     except (ValueError, FileNotFoundError, JudgeError) as exc:
         _fail(str(exc))
     _emit(report.to_dict(), as_json, report.format_table())
 
 
-@app.command("judge-check")
+@_command("judge-check")
 def judge_check(
     judge_spec: str = typer.Option(..., "--judge", help=_JUDGE_HELP),
     reference_outputs: Path = typer.Option(..., help="Reference set whose answers are known good (AlpacaEval format), e.g. alpaca_eval_805.json."),
     annotator: str = typer.Option("symnoise-pairwise", help=_ANNOTATOR_HELP),
     base_url: Optional[str] = typer.Option(None, help=_BASE_URL_HELP),
-    n: int = typer.Option(60, "--n", help="Known pairs (half real-vs-other-answer, half real-vs-first-10-words), each judged in both orders."),
+    n_prompts: int = typer.Option(60, help="Known pairs, one per prompt (half real-vs-other-answer, half real-vs-first-10-words), each judged in both orders."),
     seed: int = typer.Option(0),
     output_dir: Optional[Path] = typer.Option(None, help="Write judge_check.json and the cache here."),
-    as_json: bool = typer.Option(False, "--json"),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option(),
 ) -> None:
     """Measure a judge on pairs whose better side is known: accuracy, position bias, verdict."""
     _offline_defaults()
@@ -252,19 +354,20 @@ def judge_check(
 
     try:
         check = run_judge_check(judge_spec, reference_outputs, base_url=base_url,
-                                annotator=annotator, n=n, seed=seed, output_dir=output_dir)
+                                annotator=annotator, n=n_prompts, seed=seed,
+                                output_dir=output_dir, progress=progress)
     except (ValueError, FileNotFoundError, JudgeError) as exc:
         _fail(str(exc))
     _emit(check, as_json, format_judge_check(check))
 
 
-@app.command()
+@_command()
 def generate(
     model: str = typer.Option("smollm2", help="Run folder, HF model folder, .gguf file, hub id or 'smollm2'."),
     prompts: str = typer.Option(..., help="AlpacaEval JSON (or 'alpaca_eval' from the hub), a JSON/JSONL of instructions, or 'synthetic:heldout'."),
-    output: Path | None = typer.Option(None, help="Output JSON (AlpacaEval model-outputs format); default RUN/generations/<prompts>.json for a run folder."),
+    output_file: Path | None = typer.Option(None, help="Output JSON (AlpacaEval model-outputs format); default RUN/generations/<prompts>.json for a run folder."),
     template: str | None = typer.Option(None, help="alpaca|vicuna|chat (default: the run's training template, else alpaca)."),
-    max_new_tokens: int = typer.Option(512, help="Most tokens to generate per prompt."),
+    max_new_tokens: int = typer.Option(512, help="Most tokens to generate per prompt (default 512: room for AlpacaEval-style long answers)."),
     batch_size: int = typer.Option(16, help="Prompts per batch (left-padded)."),
     repetition_penalty: float = typer.Option(1.2, help="1.2 as in the paper; 1.0 turns it off."),
     greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy decoding (the paper) or sampling."),
@@ -273,12 +376,12 @@ def generate(
     seed: int = typer.Option(0, help="Sampling seed; also the synthetic suite's seed."),
     generator: str | None = typer.Option(None, "--generator", help="The 'generator' field (default: the model folder's name)."),
     backend: str = typer.Option("transformers", help="transformers|vllm"),
-    limit: int | None = typer.Option(None, help="Answer only the first N prompts."),
+    n_prompts: int | None = typer.Option(None, help="Answer only the first N prompts (default all)."),
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
-    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when available)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    device: str = _device_option(),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output-file instead of resuming."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the report as one JSON object."),
 ) -> None:
     """Answer a prompt set (resumable) and write AlpacaEval model outputs."""
     _offline_defaults()
@@ -286,12 +389,12 @@ def generate(
     from .generate import default_output_path, generate_outputs
 
     try:
-        out = output or default_output_path(model, prompts)
+        out = output_file or default_output_path(model, prompts)
         report = generate_outputs(
             model, prompts, out, template=template, max_new_tokens=max_new_tokens,
             batch_size=batch_size, repetition_penalty=repetition_penalty, greedy=greedy,
             temperature=temperature, top_p=top_p, seed=seed, generator_name=generator,
-            backend=backend, limit=limit, dtype=dtype, device=device, overwrite=overwrite,
+            backend=backend, limit=n_prompts, dtype=dtype, device=_device(device), overwrite=overwrite,
             progress=progress,
         )
     except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
@@ -299,21 +402,21 @@ def generate(
     _emit(report.to_dict(), as_json, report.format_table())
 
 
-@app.command()
+@_command()
 def tasks(
     model: str | None = typer.Option(None, help="Run folder, HF model folder, .gguf file, hub id or 'smollm2' (default)."),
-    outputs: Path | None = typer.Option(None, help="Score this synthetic outputs file instead of generating."),
+    model_outputs: Path | None = typer.Option(None, help="Score this synthetic outputs file instead of generating."),
     output_dir: Path | None = typer.Option(None, help="Where outputs and scores go (default RUN/eval for a run folder)."),
-    n: int | None = typer.Option(None, help="Held-out prompts (default 240)."),
+    n_prompts: int | None = typer.Option(None, help="Held-out prompts (default 240)."),
     seed: int = typer.Option(0, help="Synthetic suite seed."),
     batch_size: int = typer.Option(16),
-    max_new_tokens: int = typer.Option(64),
+    max_new_tokens: int = typer.Option(64, help="Most tokens per answer (default 64: the synthetic answers are short)."),
     template: str | None = typer.Option(None, help="alpaca|vicuna|chat (default: the run's training template, else alpaca)."),
     dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
-    device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
+    device: str = _device_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate instead of resuming."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (stdout holds the result only)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the scores as one JSON object."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the scores as one JSON object."),
 ) -> None:
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
     _offline_defaults()
@@ -321,42 +424,43 @@ def tasks(
     from .experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 
     try:
-        if outputs is not None:
+        if model_outputs is not None:
             if model is not None:
-                _fail("pass either --model or --outputs, not both")
-            report = score_synthetic_outputs(outputs, seed=seed)
+                _fail("pass either --model or --model-outputs, not both")
+            report = score_synthetic_outputs(model_outputs, seed=seed)
         else:
             report = run_synthetic_eval(
-                model or "smollm2", output_dir=output_dir, n=n, seed=seed,
+                model or "smollm2", output_dir=output_dir, n=n_prompts, seed=seed,
                 batch_size=batch_size, max_new_tokens=max_new_tokens, template=template,
-                progress=progress, overwrite=overwrite, dtype=dtype, device=device,
+                progress=progress, overwrite=overwrite, dtype=dtype, device=_device(device),
             )
     except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
     _emit(report.to_dict(), as_json, report.format_table())
 
 
-@app.command("eval")
+@_command("eval")
 def eval_run(
     run_dir: Path = typer.Argument(..., help="A finished run folder (results go to RUN/eval/)."),
     prompts: Optional[str] = typer.Option(None, help="Prompt set: AlpacaEval's JSON file, a JSON/JSONL file, 'alpaca_eval' (Hub) or 'synthetic:heldout' (default)."),
     n_prompts: Optional[int] = typer.Option(None, help="Answer only the first N prompts."),
-    max_new_tokens: int = typer.Option(256, help="Generation length cap (greedy, repetition penalty 1.2)."),
+    max_new_tokens: int = typer.Option(256, help="Most tokens per answer (default 256; greedy, repetition penalty 1.2)."),
     batch_size: int = typer.Option(16, help="Generation (and harness) batch size."),
     judge: Optional[str] = typer.Option(None, help="Win-rate judge: openai:MODEL or hf:PATH."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint of the judge."),
-    reference: Optional[Path] = typer.Option(None, help="Reference outputs to judge against (default: the prompt file's own 'output' fields)."),
+    reference_outputs: Optional[Path] = typer.Option(None, help="Reference outputs to judge against (default: the prompt file's own 'output' fields)."),
     both_orders: bool = typer.Option(False, "--both-orders", help="Judge each pair in both orders."),
     tasks: Optional[str] = typer.Option(None, help="lm-eval tasks (comma-separated) or the preset 'openllm'."),
     include_path: Optional[Path] = typer.Option(None, help="Folder of local lm-eval task YAMLs."),
-    limit: Optional[float] = typer.Option(None, help="Cap examples per harness task (smoke tests only)."),
+    limit_per_task: Optional[float] = typer.Option(None, help="Cap examples per harness task, a count or a fraction < 1 (smoke tests only)."),
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset (default: the run's dataset)."),
     synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Score the synthetic held-out split."),
-    synthetic_n: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
+    synthetic_n_prompts: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
     heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Save the clean loss of every held-out example (heldout_losses.jsonl)."),
     judge_check: bool = typer.Option(True, "--judge-check/--no-judge-check", help="With --judge: check the judge on pairs whose better answer is known."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars and one line per step on stderr."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    device: str = _device_option(),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the summary as one JSON object."),
 ) -> None:
     """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
     _offline_defaults()
@@ -364,21 +468,22 @@ def eval_run(
     from .evaluate.judge import JudgeError
     from .experiments.evaluation import evaluate_run, format_eval_summary
 
-    lim: int | float | None = int(limit) if limit is not None and limit >= 1 else limit
     try:
         summary = evaluate_run(
             run_dir, prompts=prompts, n_prompts=n_prompts, max_new_tokens=max_new_tokens,
-            batch_size=batch_size, judge=judge, base_url=base_url, reference=reference,
+            batch_size=batch_size, judge=judge, base_url=base_url, reference=reference_outputs,
             both_orders=both_orders, harness_tasks=tasks, include_path=include_path,
-            harness_limit=lim, words=words, synthetic=synthetic, synthetic_n=synthetic_n,
+            harness_limit=_per_task(limit_per_task), words=words, synthetic=synthetic,
+            synthetic_n=synthetic_n_prompts,
             heldout=heldout, judge_check=judge_check, progress=progress,
+            device=_device(device),
         )
     except (ValueError, FileNotFoundError, HarnessError, JudgeError) as exc:
         _fail(str(exc))
     _emit(summary, as_json, format_eval_summary(summary))
 
 
-@app.command()
+@_command()
 def report(
     runs_dir: Path = typer.Argument(..., help="Folder holding run folders (searched recursively)."),
     output_dir: Optional[Path] = typer.Option(None, help="Where report.md, the CSVs and PNGs go (default RUNS_DIR/report)."),
@@ -394,7 +499,7 @@ def report(
     _emit(result.to_dict(), as_json, result.format_table())
 
 
-@app.command("compare")
+@_command("compare")
 def compare_cmd(
     a: str = typer.Argument(..., help="Side A: a run folder, a glob, or a folder of runs; narrow with PATH:method=none,alpha=5,..."),
     b: str = typer.Argument(..., help="Side B, as A."),
@@ -423,13 +528,14 @@ def compare_cmd(
         raise typer.Exit(1)
 
 
-@app.command()
+@_command()
 def sweep(
     experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped grid's name: paper_table1, paper_ablation, small_table1, small_ablation, small_alpaca."),
     executor: str | None = typer.Option(None, help="local|ray (default: the file's 'executor', else local)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, list the points and what each would do; write nothing."),
     only: str | None = typer.Option(None, help="Run only points whose name matches: globs, comma-separated; a plain word matches as a substring."),
-    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the outcome as one JSON object."),
 ) -> None:
     """Run a grid of trainings and evaluations: one run folder per point, reruns skip what is finished."""
     _offline_defaults()
@@ -437,7 +543,8 @@ def sweep(
     from .experiments.pipeline import run_experiment
 
     try:  # the sweep, then the report when the experiment asks for it
-        result = run_experiment(experiment, executor=executor, dry_run=dry_run, only=only)
+        result = run_experiment(experiment, executor=executor, dry_run=dry_run, only=only,
+                                progress=progress)
     except (ExperimentError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
     _emit(result.to_dict(), as_json, result.format_table())
@@ -445,20 +552,22 @@ def sweep(
         raise typer.Exit(1)
 
 
-@app.command()
+@_command()
 def demo(
     output_dir: Path = typer.Option(Path("symnoise-demo"), help="Where the three runs and the report go."),
     judge: str | None = typer.Option(None, help="Judge for a win rate against the un-noised run: openai:MODEL (with --base-url) or hf:PATH."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server of the judge, e.g. http://localhost:8080/v1."),
     steps: int | None = typer.Option(None, help="Optimizer steps per run (default: chosen to fit ~20 minutes on 2 CPU cores)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    progress: bool = _progress_option(),
+    as_json: bool = _json_option("Print the summary as one JSON object."),
 ) -> None:
     """Offline demo: no noise vs NEFTune vs SymNoise on the default model and the synthetic suite, with a report."""
     _offline_defaults()
     from .experiments.demo import run_demo
 
     try:
-        summary = run_demo(output_dir, judge=judge, base_url=base_url, steps=steps)
+        summary = run_demo(output_dir, judge=judge, base_url=base_url, steps=steps,
+                           progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     lines = [summary["table"], "", summary["scope"], ""]

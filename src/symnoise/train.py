@@ -92,7 +92,8 @@ def _metrics_row(state, logs: dict[str, Any], tokens: int) -> dict[str, Any]:
     return row
 
 
-def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool):
+def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
+               progress: bool = True):
     from transformers import TrainerCallback
 
     class MetricsWriter(TrainerCallback):
@@ -143,7 +144,7 @@ def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool):
                 self.bar.close()
                 self.bar = None
 
-    return [MetricsWriter(), Progress()]
+    return [MetricsWriter(), Progress()] if progress else [MetricsWriter()]
 
 
 # -- config and run folder -----------------------------------------------------------------
@@ -291,7 +292,7 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
 
 
 def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: TrainData,
-                  *, resume: bool):
+                  *, resume: bool, progress: bool = True):
     """A NoisyTrainer with our callbacks; returns ``(trainer, token counter)``."""
     from transformers import PrinterCallback, ProgressCallback
 
@@ -305,7 +306,7 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: Trai
     )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
-    for cb in _callbacks(run, counter, resume=resume):
+    for cb in _callbacks(run, counter, resume=resume, progress=progress):
         trainer.add_callback(cb)
     return trainer, counter
 
@@ -363,11 +364,13 @@ def _end_info(trainer, result, counter, final_eval, timings, cfg, resume_from):
     }
 
 
-def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> Path:
+def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool = True,
+          **overrides: Any) -> Path:
     """Fine-tune with noisy embeddings; returns the run folder.
 
     ``config`` may be a :class:`TrainConfig`, a dict of its fields, or omitted (defaults);
     keyword arguments override fields (flat noise keys such as ``method=`` included).
+    ``progress``: the progress bar (loss, tokens/s, ETA) and held-out loss lines on stderr.
     """
     from transformers import set_seed
 
@@ -381,7 +384,7 @@ def train(config: TrainConfig | dict[str, Any] | None = None, **overrides: Any) 
     data = load_data(cfg, tokenizer)
     timings["data"] = time.perf_counter() - t0
     trainer, counter = build_trainer(cfg, run, model, tokenizer, data,
-                                     resume=resume_from is not None)
+                                     resume=resume_from is not None, progress=progress)
     info = _start_info(cfg, source, pad_choice, data)
     if trainer.is_world_process_zero():
         run.write_info(info)

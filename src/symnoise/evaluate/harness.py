@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import difflib
+import functools
 import json
 import logging
 import math
@@ -308,18 +309,25 @@ def _check_args(limit: Any, dtype: str, batch_size: Any) -> int | float | None:
     return int(limit) if limit is not None and limit >= 1 else limit
 
 
+def _without_progress_bars(lm: Any) -> None:
+    """lm-eval's request loops take ``disable_tqdm``; its evaluator never passes it."""
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        setattr(lm, name, functools.partial(getattr(lm, name), disable_tqdm=True))
+
+
 def run_harness(
     model: str | os.PathLike[str], tasks: list[str] | str, *,
     output_dir: str | os.PathLike[str] | None = None, num_fewshot: int | None = None,
     limit: int | float | None = None, batch_size: int | str = 8, device: str = "cpu",
     include_path: str | os.PathLike[str] | None = None, dtype: str = "float32", seed: int = 0,
-    log_samples: bool = False,
+    log_samples: bool = False, progress: bool = True,
 ) -> HarnessResult:
     """Evaluate ``model`` on lm-eval tasks (names, YAML paths, presets; list or "a,b").
 
     ``output_dir`` defaults to ``RUN/eval`` for a run folder (else nothing is written);
     ``num_fewshot`` overrides every task's shots; ``limit`` caps examples per task (smoke
-    tests; a fraction when < 1); ``seed`` seeds Python, NumPy, torch and few-shot sampling.
+    tests; a fraction when < 1); ``seed`` seeds Python, NumPy, torch and few-shot sampling;
+    ``progress=False`` turns off lm-eval's per-request progress bars.
     Raises ValueError, FileNotFoundError or HarnessError, each naming the cause."""
     from ..models import resolve_model
 
@@ -357,6 +365,8 @@ def run_harness(
             if offline else contextlib.nullcontext():
         lm = HFLM(pretrained=ref.path, device=device, dtype=dtype, batch_size=batch_size,
                   **({"gguf_file": ref.gguf_file} if ref.gguf_file else {}))
+        if not progress:
+            _without_progress_bars(lm)
         for plan in plans:
             logger.info("lm-eval: %s (%s shots)", plan.task, plan.num_fewshot)
             try:

@@ -127,12 +127,13 @@ def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float 
 
 
 def _judge_ours(judge: Judge, pairs: Sequence[Mapping[str, Any]],
-                cache: AnnotationCache | None) -> list[float | None]:
+                cache: AnnotationCache | None, progress: bool = False) -> list[float | None]:
     items = []
     for pair in pairs:
         items.append(JudgeItem(pair["instruction"], pair["good"], pair["bad"]))
         items.append(JudgeItem(pair["instruction"], pair["bad"], pair["good"]))
-    results, _, _ = ask_judge(judge, items, cache, step=max(8, getattr(judge, "concurrency", 1)))
+    results, _, _ = ask_judge(judge, items, cache, progress=progress,
+                              step=max(8, getattr(judge, "concurrency", 1)))
     return [_p_first(r) for r in results]
 
 
@@ -146,12 +147,14 @@ def run_judge_check(
     seed: int = 0,
     output_dir: str | os.PathLike[str] | None = None,
     judge_options: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Judge ``n`` known pairs in both orders; return (and write) the check's numbers.
 
     judge: a spec (``openai:MODEL``, ``hf:PATH``) or a :class:`Judge`; annotator:
     ``symnoise-pairwise`` (ours) or one of AlpacaEval's (then the judge must be
     ``openai:MODEL``). output_dir: when given, receives ``judge_check.json`` and the cache.
+    progress: a progress bar of our annotator's judgments on stderr.
     Returns a dict with at least ``accuracy``, ``accuracy_ci``, ``position_bias``,
     ``n_pairs`` and ``usable`` (see the module docstring for the thresholds).
     """
@@ -164,7 +167,7 @@ def run_judge_check(
             judge, base_url, **(judge_options or {}))
         cache = AnnotationCache(out_dir / "judge_check_cache.jsonl") if out_dir else None
         try:
-            p_first = _judge_ours(judge_obj, pairs, cache)
+            p_first = _judge_ours(judge_obj, pairs, cache, progress)
         finally:
             if not isinstance(judge, Judge):
                 judge_obj.close()

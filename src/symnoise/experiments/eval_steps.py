@@ -51,6 +51,7 @@ class EvalPlan:
     include_path: str | os.PathLike[str] | None = None
     harness_limit: int | float | None = None
     progress: bool = True
+    device: str | None = None  # None: cuda when available
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def file(self, role: str) -> Path:
@@ -181,7 +182,7 @@ class GenerateStep(Step):
         gen = generate.generate_outputs(
             str(plan.run.path), plan.prompts, plan.file("outputs"),
             max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size,
-            limit=plan.n_prompts, progress=plan.progress, overwrite=restart)
+            limit=plan.n_prompts, progress=plan.progress, overwrite=restart, device=plan.device)
         plan.say(f"  {gen.n_generated} generated, {gen.n_resumed} resumed, "
                  f"{gen.n_hit_max_tokens} cut at max_new_tokens")
         return {"report": gen.to_dict()}
@@ -293,7 +294,7 @@ class SyntheticStep(Step):
             synthetic_eval.run_synthetic_eval(
                 str(plan.run.path), output_dir=plan.run.eval_dir, n=self._n(plan),
                 batch_size=plan.batch_size, max_new_tokens=plan.max_new_tokens,
-                progress=plan.progress, overwrite=restart)
+                progress=plan.progress, overwrite=restart, device=plan.device)
         return {}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
@@ -312,7 +313,9 @@ class SyntheticStep(Step):
         return doc
 
 
-def _device() -> str:
+def _device(device: str | None) -> str:
+    if device:
+        return device
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -354,7 +357,8 @@ class HeldoutStep(Step):
             raise StepUnavailable(f"rebuilt {len(held.features)} held-out examples but "
                                   f"run.json records {recorded}: not the set training used")
         plan.say(f"  {len(held.features)} examples ({held.source})")
-        model = load_model(source, dtype=plan.config.get("dtype") or "float32", device=_device())
+        model = load_model(source, dtype=plan.config.get("dtype") or "float32",
+                           device=_device(plan.device))
         ensure_pad_token(tokenizer, model)
         losses = heldout.example_losses(model, held.features, pad_token_id=tokenizer.pad_token_id,
                                         batch_size=held.eval_batch_size, progress=plan.progress)
@@ -389,7 +393,7 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
         if not path.exists():
             raise FileNotFoundError(f"reference outputs not found: {path}")
         return path
-    hint = ("pass --reference FILE (AlpacaEval-format outputs of the reference model, e.g. "
+    hint = ("pass --reference-outputs FILE (AlpacaEval-format outputs of the reference model, e.g. "
             "text-davinci-003's) or, as --prompts, a file whose rows carry the reference "
             "'output' (AlpacaEval's own file does)")
     if not isinstance(prompts, (str, os.PathLike)) or not Path(prompts).is_file():
@@ -406,7 +410,7 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
                          f"{hint}")
     if missing:
         raise ValueError(f"{path} row {missing[0]}: no reference 'output' (and {len(missing)} "
-                         f"rows in all of {len(records)}); pass --reference FILE")
+                         f"rows in all of {len(records)}); pass --reference-outputs FILE")
     return path
 
 
@@ -499,7 +503,7 @@ class HarnessStep(Step):
         plan.say(f"  {plan.harness_tasks}")
         harness.run_harness(str(plan.run.path), plan.harness_tasks, output_dir=plan.run.eval_dir,
                             limit=plan.harness_limit, include_path=plan.include_path,
-                            batch_size=plan.batch_size, device=_device())
+                            batch_size=plan.batch_size, device=_device(plan.device))
         return {}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:

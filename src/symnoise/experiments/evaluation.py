@@ -221,6 +221,7 @@ def evaluate_run(
     synthetic_n: int | None = None,
     heldout: bool = True,
     judge_check: bool = True,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation steps on a run folder and write ``RUN/eval/`` (module docstring).
 
@@ -243,6 +244,7 @@ def evaluate_run(
         heldout: measure the clean loss of every held-out example.
         judge_check: with ``judge``, check the judge on pairs whose better side is known.
         progress: progress bars and one line per step on stderr.
+        device: where the model runs (``cpu``, ``cuda:1``, ...); None: cuda when available.
 
     Returns the summary (also written to ``summary``). Raises FileNotFoundError (no run
     folder, model or reference), ValueError (unfinished run, bad settings, prompts without
@@ -255,9 +257,9 @@ def evaluate_run(
     _check_positive("max_new_tokens", max_new_tokens)
     _check_positive("batch_size", batch_size)
     if (base_url or reference is not None or both_orders) and not judge:
-        raise ValueError("--base-url, --reference and --both-orders need --judge")
+        raise ValueError("--base-url, --reference-outputs and --both-orders need --judge")
     if (include_path is not None or harness_limit is not None) and not harness_tasks:
-        raise ValueError("--include-path and --limit need --tasks")
+        raise ValueError("--include-path and --limit-per-task need --tasks")
     n_words, words_from = _words(words, run_dataset(info))
     source: Any = DEFAULT_PROMPTS if prompts is None else (
         os.fspath(prompts) if isinstance(prompts, os.PathLike) else prompts)
@@ -271,7 +273,8 @@ def evaluate_run(
                     synthetic_n=synthetic_n, judge=judge, base_url=base_url,
                     reference=reference_source(reference, source) if judge else None,
                     both_orders=both_orders, harness_tasks=harness_tasks,
-                    include_path=include_path, harness_limit=harness_limit, progress=progress)
+                    include_path=include_path, harness_limit=harness_limit, progress=progress,
+                    device=device)
     wanted = _planned(plan, synthetic=synthetic, heldout=heldout, judge_check=judge_check)
     return _run_pipeline(plan, wanted)
 

@@ -1,0 +1,316 @@
+"""One vocabulary on the command line: one option name per concept, deprecated spellings that
+still work (with a warning), one --device default, --progress on every long command.
+
+Every library entry point a command calls is replaced by a recorder, so nothing heavy runs:
+the tests check what reaches the callee."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import symnoise.evaluate.annotators as annotators
+import symnoise.evaluate.harness as harness
+import symnoise.evaluate.judge_check as judge_check
+import symnoise.experiments.demo as demo
+import symnoise.experiments.evaluation as evaluation
+import symnoise.experiments.pipeline as pipeline
+import symnoise.experiments.synthetic_eval as synthetic_eval
+import symnoise.generate as generate
+import symnoise.run as run
+import symnoise.train as train
+from symnoise import cli
+from symnoise.cli import REMOVED_IN, RENAMED, app
+
+
+class _Result:
+    """Stands in for every report object: to_dict(), format_table(), ok, compared."""
+
+    ok = True
+    compared = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fake": True}
+
+    def format_table(self) -> str:
+        return "fake table"
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
+    """Replace each command's library entry point; record the keyword arguments it gets."""
+    seen: dict[str, dict[str, Any]] = {}
+
+    def recorder(key: str, result: Any):
+        def fake(*args: Any, **kwargs: Any) -> Any:
+            seen[key] = {"args": args, **kwargs}
+            return result() if callable(result) else result
+        return fake
+
+    demo_summary = {"table": "t", "scope": "s", "output_dir": "d", "rows": []}
+    patches = [
+        (generate, "generate_outputs", "generate", _Result),
+        (synthetic_eval, "run_synthetic_eval", "tasks", _Result),
+        (synthetic_eval, "score_synthetic_outputs", "tasks-score", _Result),
+        (evaluation, "evaluate_run", "eval", {"fake": True}),
+        (annotators, "run_judge", "judge", _Result),
+        (judge_check, "run_judge_check", "judge-check", {"fake": True}),
+        (harness, "run_harness", "harness", _Result),
+        (demo, "run_demo", "demo", demo_summary),
+        (pipeline, "run_experiment", "sweep", _Result),
+        (train, "train", "train", Path("run")),
+    ]
+    for module, name, key, result in patches:
+        monkeypatch.setattr(module, name, recorder(key, result))
+    monkeypatch.setattr(evaluation, "format_eval_summary", lambda s: "summary")
+    monkeypatch.setattr(judge_check, "format_judge_check", lambda c: "check")
+    monkeypatch.setattr(run.RunFolder, "read_info", lambda self: {"fake": True})
+    monkeypatch.setattr(cli, "_train_summary", lambda run_dir, info: "trained")
+    return seen
+
+
+#: command -> the arguments it needs besides the one under test.
+BASE: dict[str, list[str]] = {
+    "generate": ["generate", "--model", "m", "--prompts", "p.json", "--output-file", "o.json"],
+    "tasks": ["tasks", "--model", "m"],
+    "eval": ["eval", "run"],
+    "judge": ["judge", "--model-outputs", "a.json", "--reference-outputs", "b.json",
+              "--judge", "openai:x", "--output-dir", "j"],
+    "judge-check": ["judge-check", "--judge", "openai:x", "--reference-outputs", "b.json"],
+    "harness": ["harness", "--model", "m"],
+    "demo": ["demo"],
+    "sweep": ["sweep", "grid.yaml"],
+    "train": ["train"],
+}
+
+#: (command, old, new, value typed, callee keyword, value the callee gets)
+RENAMES = [
+    ("generate", "--limit", "--n-prompts", "7", "limit", 7),
+    ("generate", "--output", "--output-file", "x.json", "args", None),
+    ("tasks", "--n", "--n-prompts", "7", "n", 7),
+    ("eval", "--limit", "--limit-per-task", "7", "harness_limit", 7),
+    ("eval", "--synthetic-n", "--synthetic-n-prompts", "7", "synthetic_n", 7),
+    ("eval", "--reference", "--reference-outputs", "r.json", "reference", Path("r.json")),
+    ("judge", "--max-items", "--n-prompts", "7", "max_items", 7),
+    ("judge-check", "--n", "--n-prompts", "7", "n", 7),
+    ("harness", "--limit", "--limit-per-task", "0.5", "limit", 0.5),
+]
+
+
+def _base_without(command: str, option: str) -> list[str]:
+    """BASE[command] with ``option`` and its value removed (it is the one under test)."""
+    args = list(BASE[command])
+    if option in args:
+        i = args.index(option)
+        del args[i : i + 2]
+    return args
+
+
+def _invoke(args: list[str]) -> Any:
+    return CliRunner().invoke(app, args)
+
+
+def _callee_value(calls: dict[str, dict[str, Any]], command: str, key: str) -> Any:
+    got = calls[command]
+    if key == "args":  # generate's output file is the third positional argument
+        return Path(got["args"][2])
+    return got[key]
+
+
+@pytest.mark.parametrize(("command", "old", "new", "value", "key", "expected"), RENAMES)
+def test_old_spelling_reaches_the_new_parameter_with_a_warning(
+        calls: dict[str, dict[str, Any]], command: str, old: str, new: str, value: str,
+        key: str, expected: Any) -> None:
+    expected = Path(value) if expected is None else expected
+    res = _invoke([*_base_without(command, new), old, value])
+    assert res.exit_code == 0, res.output
+    assert _callee_value(calls, command, key) == expected
+    assert f"warning: {old} is deprecated, use {new} (removed in {REMOVED_IN})" in res.stderr
+    assert "deprecated" not in res.stdout
+    # The new spelling gives the same call, without a warning; --old=value works too.
+    first = dict(calls[command])
+    res = _invoke([*_base_without(command, new), new, value])
+    assert res.exit_code == 0 and "deprecated" not in res.stderr
+    assert calls[command] == first
+    res = _invoke([*_base_without(command, new), f"{old}={value}"])
+    assert res.exit_code == 0 and calls[command] == first and "deprecated" in res.stderr
+
+
+@pytest.mark.parametrize(("command", "old", "new", "value", "key", "expected"), RENAMES)
+def test_old_and_new_with_different_values_is_a_usage_error(
+        calls: dict[str, dict[str, Any]], command: str, old: str, new: str, value: str,
+        key: str, expected: Any) -> None:
+    other = value + "1" if value[0].isdigit() else "other-" + value
+    res = _invoke([*_base_without(command, new), new, value, old, other])
+    assert res.exit_code == 2
+    assert f"{new} {value} and {old} {other} disagree" in res.stderr
+    assert command not in calls  # nothing ran
+    # The same value under both names is accepted.
+    res = _invoke([*_base_without(command, new), new, value, old, value])
+    assert res.exit_code == 0, res.output
+    assert _callee_value(calls, command, key) == (Path(value) if expected is None else expected)
+
+
+def test_a_value_after_double_dash_is_not_renamed() -> None:
+    assert cli._rename_args("harness", ["--limit", "3", "--", "--limit", "4"]) == [
+        "--limit-per-task", "3", "--", "--limit", "4"]
+    assert cli._rename_args("norms", ["--limit", "3"]) == ["--limit", "3"]  # no renames there
+
+
+DEVICE_COMMANDS = ["generate", "tasks", "eval", "harness"]
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_device_default_is_auto_and_reaches_every_callee_alike(
+        calls: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, cuda: bool) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    for command in DEVICE_COMMANDS:
+        res = _invoke(BASE[command])
+        assert res.exit_code == 0, res.output
+    got = {command: calls[command]["device"] for command in DEVICE_COMMANDS}
+    assert got == dict.fromkeys(DEVICE_COMMANDS, "cuda" if cuda else "cpu")
+    for command in DEVICE_COMMANDS:  # an explicit device is passed through as given
+        assert _invoke([*BASE[command], "--device", "cuda:1"]).exit_code == 0
+        assert calls[command]["device"] == "cuda:1"
+
+
+def _commands() -> dict[str, Any]:
+    return dict(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def _options(command: Any) -> dict[str, Any]:
+    return {p.name: p for p in command.params if p.param_type_name == "option" and p.name}
+
+
+LONG_COMMANDS = ["train", "generate", "tasks", "eval", "judge", "judge-check", "harness",
+                 "sweep", "demo"]
+
+
+@pytest.mark.parametrize("command", LONG_COMMANDS)
+def test_every_long_command_has_progress(command: str) -> None:
+    option = _options(_commands()[command]).get("progress")
+    assert option is not None and option.opts == ["--progress"]
+    assert option.secondary_opts == ["--no-progress"] and option.default is True
+    res = _invoke([command, "--help"])
+    assert res.exit_code == 0 and "--no-progress" in res.stdout
+
+
+@pytest.mark.parametrize("command", ["generate", "tasks", "eval", "judge", "judge-check",
+                                     "harness", "demo", "sweep", "train"])
+def test_no_progress_reaches_the_callee(calls: dict[str, dict[str, Any]], command: str) -> None:
+    res = _invoke([*BASE[command], "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert calls[command]["progress"] is False
+    _invoke(BASE[command])
+    assert calls[command]["progress"] is True
+
+
+#: The one spelling of each concept (the parameter's name in every command).
+CANONICAL = {
+    "n_prompts": "--n-prompts",
+    "synthetic_n_prompts": "--synthetic-n-prompts",
+    "limit_per_task": "--limit-per-task",
+    "device": "--device",
+    "progress": "--progress",
+    "model_outputs": "--model-outputs",
+    "reference_outputs": "--reference-outputs",
+    "output_dir": "--output-dir",
+    "output_file": "--output-file",
+    "max_new_tokens": "--max-new-tokens",
+    "as_json": "--json",
+}
+OLD_SPELLINGS = {"--limit", "--n", "--max-items", "--synthetic-n", "--outputs", "--output",
+                 "--reference", "--max-n"}
+
+
+def test_one_option_name_per_parameter_across_commands() -> None:
+    spellings: dict[str, dict[tuple[str, ...], list[str]]] = {}
+    for name, command in _commands().items():
+        for param, option in _options(command).items():
+            spellings.setdefault(param, {}).setdefault(tuple(option.opts), []).append(name)
+            assert not OLD_SPELLINGS & set(option.opts), (name, option.opts)
+    differing = {p: s for p, s in spellings.items() if len(s) > 1}
+    assert not differing, f"one parameter, several spellings: {differing}"
+    for param, spelling in CANONICAL.items():
+        if param in spellings:
+            assert list(spellings[param]) == [(spelling,)], (param, spellings[param])
+    assert {"n_prompts", "limit_per_task", "device", "progress", "model_outputs",
+            "reference_outputs", "output_dir", "output_file", "max_new_tokens"} <= set(spellings)
+
+
+def test_every_command_has_json_and_renames_point_at_real_options() -> None:
+    commands = _commands()
+    for name, command in commands.items():
+        assert _options(command)["as_json"].opts == ["--json"], name
+    for name, renames in RENAMED.items():
+        opts = {o for option in _options(commands[name]).values() for o in option.opts}
+        for old, new in renames.items():
+            assert new in opts and old not in opts, (name, old, new)
+
+
+def test_device_and_max_new_tokens_defaults_are_documented() -> None:
+    for name, command in _commands().items():
+        options = _options(command)
+        if "device" in options:
+            assert options["device"].default == "auto", name
+            assert "auto (cuda when available, else cpu)" in (options["device"].help or "")
+        if "max_new_tokens" in options:
+            default = options["max_new_tokens"].default
+            assert f"default {default}" in (options["max_new_tokens"].help or ""), name
+
+
+def test_json_output_is_unchanged_by_the_warning(calls: dict[str, dict[str, Any]]) -> None:
+    res = _invoke([*_base_without("judge-check", "--n-prompts"), "--n", "4", "--json"])
+    assert res.exit_code == 0
+    assert json.loads(res.stdout) == {"fake": True} and "deprecated" in res.stderr
+
+
+def test_harness_without_progress_bars_binds_disable_tqdm() -> None:
+    pytest.importorskip("lm_eval")
+    import inspect
+
+    from lm_eval.models.huggingface import HFLM
+
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        assert "disable_tqdm" in inspect.signature(getattr(HFLM, name)).parameters, name
+
+    class FakeLM:
+        def loglikelihood(self, requests, disable_tqdm=False):
+            return ("ll", requests, disable_tqdm)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm=False):
+            return ("roll", requests, disable_tqdm)
+
+        def generate_until(self, requests, disable_tqdm=False):
+            return ("gen", requests, disable_tqdm)
+
+    lm = FakeLM()
+    assert lm.generate_until([1]) == ("gen", [1], False)
+    harness._without_progress_bars(lm)
+    assert lm.loglikelihood([1]) == ("ll", [1], True)
+    assert lm.loglikelihood_rolling([2]) == ("roll", [2], True)
+    assert lm.generate_until([3]) == ("gen", [3], True)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_train_progress_bar_callback_only_with_progress(progress: bool, tmp_path: Path) -> None:
+    callbacks = train._callbacks(run.RunFolder(tmp_path), counter=None, resume=True,
+                                 progress=progress)
+    names = [type(cb).__name__ for cb in callbacks]
+    assert names == (["MetricsWriter", "Progress"] if progress else ["MetricsWriter"])
+
+
+def test_limit_per_task_keeps_counts_and_fractions(calls: dict[str, dict[str, Any]]) -> None:
+    for typed, expected in (("100", 100), ("0.25", 0.25), ("2.5", 2.5)):
+        assert _invoke([*BASE["harness"], "--limit-per-task", typed]).exit_code == 0
+        got = calls["harness"]["limit"]
+        assert got == expected and type(got) is type(expected)
+    with pytest.raises(ValueError, match="neither a whole count nor a fraction"):
+        harness._check_args(2.5, "float32", 8)
