@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .run import INFO as RUN_INFO  # noqa: F401 - deprecated re-export; use symnoise.run.RunFolder
 from .run import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -74,11 +73,6 @@ def default_model_file() -> Path:
     )
 
 
-def read_run_info(path: str | Path, *, required: bool = False) -> dict[str, Any]:
-    """Deprecated: use ``symnoise.run.RunFolder(path).read_info(required=...)``."""
-    return RunFolder(path).read_info(required=required)
-
-
 def resolve_model(spec: str | Path) -> ModelSource:
     """Resolve a ``--model`` value to a :class:`ModelSource` (no loading)."""
     text = str(spec)
@@ -109,19 +103,28 @@ def resolve_model(spec: str | Path) -> ModelSource:
     return ModelSource(text, "hub", text)
 
 
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
 def _torch_dtype(name: str | None):
     import torch
 
     if name in (None, "auto"):
         return None
-    table = {
-        "float32": torch.float32, "fp32": torch.float32,
-        "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-        "float16": torch.float16, "fp16": torch.float16,
-    }
-    if name not in table:
-        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(table)}")
-    return table[name]
+    name = _DTYPES.get(name, name)
+    if name not in _DTYPES.values():
+        raise ValueError(f"unknown dtype {name!r}; expected one of "
+                         f"{', '.join(sorted({*_DTYPES, *_DTYPES.values()}))}")
+    return getattr(torch, name)
+
+
+def default_device(device: str | None = None) -> str:
+    """``device`` when given, else ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_tokenizer(source: ModelSource, *, padding_side: str = "right"):
@@ -180,11 +183,9 @@ def _forget_gguf_quantization(model) -> None:
     """transformers dequantises GGUF weights to plain tensors but still tags the model as
     quantized, which blocks full fine-tuning and leaks a GGUF config into saved checkpoints.
     The weights are ordinary float tensors, so drop the tag."""
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    for attr in ("quantization_config",):
-        if hasattr(model.config, attr):
-            delattr(model.config, attr)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
     if getattr(model, "is_quantized", False):
         try:
             model.is_quantized = False
