@@ -21,6 +21,8 @@ from typing import Any
 from .._io import write_json_atomic, write_text_atomic
 from ..data.spec import parse_data_spec
 from ..evaluate.stats import stats_for_file, text_stats
+from ..models import default_device
+from ..outputs import read_rows
 from ..run import RunFolder, read_jsonl
 
 __all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "fmt_num", "reference_source"]
@@ -102,12 +104,6 @@ def _fingerprint(path: str | os.PathLike[str] | None) -> Any:
         return {"path": str(p), "sha256": h.hexdigest()}
     st = p.stat()
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _device() -> str:
-    from ..models import default_device
-
-    return default_device()
 
 
 class Step:
@@ -314,7 +310,7 @@ class HeldoutStep(Step):
             raise StepUnavailable(f"rebuilt {len(held.features)} held-out examples but "
                                   f"run.json records {recorded}: not the set training used")
         plan.say(f"  {len(held.features)} examples ({held.source})")
-        model = load_model(source, dtype=plan.config.get("dtype") or "float32", device=_device())
+        model = load_model(source, dtype=plan.config.get("dtype") or "float32", device=default_device())
         ensure_pad_token(tokenizer, model)
         losses = heldout.example_losses(model, held.features, pad_token_id=tokenizer.pad_token_id,
                                         batch_size=held.eval_batch_size, progress=plan.progress)
@@ -355,18 +351,15 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
     if not isinstance(prompts, (str, os.PathLike)) or not Path(prompts).is_file():
         raise ValueError(f"judging needs reference outputs and the prompts {prompts!s} have "
                          f"none: {hint}")
-    from ..data.sources import load_records
-
     path = Path(prompts)
-    records, _ = load_records(path)
-    missing = [i for i, r in enumerate(records)
-               if not isinstance(r, Mapping) or not isinstance(r.get("output"), str)]
-    if len(missing) == len(records):
+    rows = read_rows(path, fields=("instruction",))
+    missing = [i for i, r in enumerate(rows) if not isinstance(r.get("output"), str)]
+    if len(missing) == len(rows):
         raise ValueError(f"judging needs reference outputs: {path} has no 'output' fields; "
                          f"{hint}")
     if missing:
         raise ValueError(f"{path} row {missing[0]}: no reference 'output' (and {len(missing)} "
-                         f"rows in all of {len(records)}); pass --reference FILE")
+                         f"rows in all of {len(rows)}); pass --reference FILE")
     return path
 
 
@@ -449,7 +442,7 @@ class HarnessStep(Step):
         plan.say(f"  {plan.harness_tasks}")
         harness.run_harness(str(plan.run.path), plan.harness_tasks, output_dir=plan.run.eval_dir,
                             limit=plan.harness_limit, include_path=plan.include_path,
-                            batch_size=plan.batch_size, device=_device())
+                            batch_size=plan.batch_size, device=default_device())
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         data = super().summary(plan)

@@ -1,36 +1,31 @@
 """Evaluate one run folder end to end (``symnoise eval RUN_DIR``): a pipeline of steps.
 
-:func:`evaluate_run` runs these steps on a finished training run, in this order, and
-writes everything into ``RUN/eval/`` (file names: :data:`symnoise.run.EVAL_FILES`):
+:func:`evaluate_run` runs these steps (:mod:`symnoise.experiments.eval_steps`) on a finished
+training run, in this order, writing into ``RUN/eval/`` (file names by role:
+:data:`symnoise.run.EVAL_FILES`):
 
 ``generate``
-    answers a prompt set with the fine-tuned model (the paper's decoding: greedy,
-    repetition penalty 1.2) into ``outputs`` (AlpacaEval model-outputs format). The prompts
-    are ``prompts`` (e.g. AlpacaEval's JSON file) or the synthetic held-out split.
+    answers the prompts (``prompts``, e.g. AlpacaEval's file, or the synthetic held-out
+    split) the paper's way (greedy, repetition penalty 1.2) into ``outputs``.
 ``stats``
-    response length, whitespace length, n-gram repetition and log-diversity of the
-    outputs, and of the training data's responses when the run trained on a local file.
+    response length, n-gram repetition and log-diversity of the outputs, and of the training
+    data's responses when the run trained on a local file.
 ``synthetic`` (``synthetic=True``)
     exact-answer score on the synthetic held-out split with a 95% Wilson interval
-    (``synthetic_scores``), one row per item (``synthetic_items``). When the prompts are
-    that split, the answers of ``generate`` are scored; otherwise the split is answered
-    separately (``synthetic_outputs``).
+    (``synthetic_scores``, ``synthetic_items``): the answers of ``generate`` when the prompts
+    are that split, else the split answered separately (``synthetic_outputs``).
 ``heldout`` (``heldout=True``)
-    the clean loss of every example of the held-out set training measured its clean loss
-    on (``heldout_losses``, :mod:`symnoise.evaluate.heldout`).
-``judge`` (with ``judge``)
-    the pairwise win rate against reference outputs (folder ``judge``).
-``judge_check`` (with ``judge`` and ``judge_check=True``)
-    how well the judge separates known better answers from worse ones (``judge_check``).
+    the clean loss of every example of the held-out set training measured (``heldout_losses``).
+``judge``, ``judge_check`` (with ``judge``)
+    the pairwise win rate against reference outputs (folder ``judge``), and how well the
+    judge separates known better answers from worse ones (``judge_check``).
 ``harness`` (with ``harness_tasks``)
     lm-evaluation-harness tasks (``harness``).
 
-Each step is a small object with a ``name``, a ``key`` (the settings and input
-fingerprints its result depends on), a ``run`` and a ``summary``. One rule, in
-:func:`_run_step`, decides for all of them: a step whose result files exist and whose
-recorded key (``steps``) equals its key now is skipped; otherwise it runs. When only the
-number of prompts changed, generation resumes and keeps the answers it has; other changes
-start over. ``summary`` (JSON and Markdown) gathers the results.
+One rule, in :func:`_run_step`, decides for every step: a step whose result files exist and
+whose recorded key (``steps``) equals its key now is skipped; otherwise it runs. When only
+the number of prompts changed, generation resumes and keeps the answers it has; other
+changes start over. ``summary`` (JSON and Markdown) gathers the results.
 """
 
 from __future__ import annotations
@@ -42,7 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import write_text_atomic
 from ..evaluate.stats import PRESETS, words_for
 from ..run import RunFolder, run_dataset, run_setting
 from .eval_steps import STEPS, EvalPlan, Step, StepUnavailable, fmt_num, reference_source
@@ -62,50 +57,36 @@ def _normal(data: Any) -> Any:
     return json.loads(json.dumps(data, sort_keys=True, default=str))
 
 
-class _Steps:
-    """The ``steps`` file: for each finished step, the key it was computed from."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.data = path, {}
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except json.JSONDecodeError:
-            loaded = {}  # a torn record only costs recomputation
-        self.data = loaded if isinstance(loaded, dict) else {}
-
-    def get(self, name: str) -> dict[str, Any]:
-        entry = self.data.get(name)
-        return entry if isinstance(entry, dict) else {}
-
-    def done(self, name: str, key: Any, files: list[Path]) -> bool:
-        entry = self.get(name)
-        return (entry.get("status") == "complete" and entry.get("key") == _normal(key)
-                and all(Path(f).is_file() for f in files))
-
-    def mark(self, name: str, key: Any, extra: Mapping[str, Any]) -> None:
-        self.data[name] = {"status": "complete", "key": _normal(key), "finished": _now(),
-                           **_normal(dict(extra))}
-        write_json_atomic(self.path, self.data)
+def _read_steps(run: RunFolder) -> dict[str, Any]:
+    """The ``steps`` record: for each finished step, the key it was computed from."""
+    try:
+        data = run.read_eval_json("steps")
+    except ValueError:
+        data = None  # a torn record only costs recomputation
+    return data if isinstance(data, dict) else {}
 
 
-def _run_step(step: Step, plan: EvalPlan, steps: _Steps, head: str) -> tuple[str, Any]:
+def _run_step(step: Step, plan: EvalPlan, steps: dict[str, Any], head: str) -> tuple[str, Any]:
     """The one skip-if-done rule: returns ``(state, summary section)``."""
-    key = step.key(plan)
-    if steps.done(step.name, key, step.files(plan)) and step.complete(plan):
+    key, entry = _normal(step.key(plan)), steps.get(step.name)
+    entry = entry if isinstance(entry, dict) else {}
+    if (entry.get("status") == "complete" and entry.get("key") == key
+            and all(f.is_file() for f in step.files(plan)) and step.complete(plan)):
         plan.say(f"{head}: complete, skipped")
-        plan.records[step.name] = steps.get(step.name)
+        plan.records[step.name] = entry
         return "skipped (complete)", step.summary(plan)
-    previous = steps.get(step.name).get("key")
+    previous = entry.get("key")
     restart = isinstance(previous, dict) and any(
-        previous.get(k) != v for k, v in _normal(key).items() if k not in step.resumable)
+        previous.get(k) != v for k, v in key.items() if k not in step.resumable)
     plan.say(f"{head}: running" + (" (settings changed: starting over)" if restart else ""))
     try:
         extra = step.run(plan, restart) or {}
     except StepUnavailable as exc:
         plan.say(f"{head}: not available: {exc}")
         return f"unavailable: {exc}", {"unavailable": str(exc)}
-    steps.mark(step.name, key, extra)
-    plan.records[step.name] = steps.get(step.name)
+    steps[step.name] = plan.records[step.name] = {"status": "complete", "key": key,
+                                                  "finished": _now(), **_normal(extra)}
+    plan.run.write_eval_json("steps", steps)
     return "ran", step.summary(plan)
 
 
@@ -213,7 +194,7 @@ def evaluate_run(
 
 def _run_pipeline(plan: EvalPlan, todo: list[Step]) -> dict[str, Any]:
     plan.run.eval_dir.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(plan.file("steps"))
+    steps = _read_steps(plan.run)
     plan.say(f"evaluating {plan.run.path} ({run_dataset(plan.info)}, "
              f"{run_setting(plan.info).get('method', '?')}): {', '.join(s.name for s in todo)}")
     state = {s.name: "not requested" for s in STEPS}
@@ -222,7 +203,7 @@ def _run_pipeline(plan: EvalPlan, todo: list[Step]) -> dict[str, Any]:
         state[step.name], sections[step.section] = _run_step(
             step, plan, steps, f"[{i}/{len(todo)}] {step.name}")
     summary = _summary(plan, sections, state, todo)
-    write_json_atomic(plan.file("summary"), summary)
+    plan.run.write_eval_json("summary", summary)
     write_text_atomic(plan.file("summary_md"), _summary_markdown(summary))
     plan.say(f"done: {plan.file('summary_md')}")
     return summary
