@@ -204,30 +204,25 @@ def _check_answer_row(row: Mapping[str, Any], prompts: Sequence[Prompt], i: int,
 def _read_journal(path: Path, prompts: Sequence[Prompt], generator: str,
                   hint: str) -> tuple[dict[int, dict[str, Any]], int]:
     """Answers in the journal by prompt index, and the number of torn lines ignored."""
-    if not path.is_file():
-        return {}, 0
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     answers: dict[int, dict[str, Any]] = {}
-    torn = 0
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            if lineno == len(lines):  # cut by a crash while writing: that answer is redone
-                torn += 1
-                logger.warning("%s: last line is incomplete (interrupted write); ignoring it",
-                               path)
-                continue
-            raise DataError(f"line {lineno}: invalid JSON", file=str(path)) from None
-        if not isinstance(row, dict) or not isinstance(row.get("index"), int) or not isinstance(
-            row.get("output"), str
-        ):
+            if lineno < len(lines):
+                raise DataError(f"line {lineno}: invalid JSON", file=str(path)) from None
+            # cut by a crash while writing: that answer is redone
+            logger.warning("%s: last line is incomplete (interrupted write); ignoring it", path)
+            return answers, 1
+        if not (isinstance(row, dict) and isinstance(row.get("index"), int)
+                and isinstance(row.get("output"), str)):
             raise DataError(f"line {lineno}: not a journal record", file=str(path))
         _check_answer_row(row, prompts, row["index"], f"{path} line {lineno}", generator, hint)
         answers[row["index"]] = row
-    return answers, torn
+    return answers, 0
 
 
 # --------------------------------------------------------------------------------------

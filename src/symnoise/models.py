@@ -48,9 +48,7 @@ class ModelSource:
         return self.run_info.get("template") if self.run_info else None
 
     def describe(self) -> str:
-        if self.gguf_file:
-            return str(Path(self.path) / self.gguf_file)
-        return self.path
+        return str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path
 
 
 def default_model_file() -> Path:
@@ -106,16 +104,8 @@ def resolve_model(spec: str | Path) -> ModelSource:
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def _torch_dtype(name: str | None):
-    import torch
-
-    if name in (None, "auto"):
-        return None
-    name = _DTYPES.get(name, name)
-    if name not in _DTYPES.values():
-        raise ValueError(f"unknown dtype {name!r}; expected one of "
-                         f"{', '.join(sorted({*_DTYPES, *_DTYPES.values()}))}")
-    return getattr(torch, name)
+def _gguf(source: ModelSource) -> dict[str, Any]:
+    return {"gguf_file": source.gguf_file} if source.gguf_file else {}
 
 
 def default_device(device: str | None = None) -> str:
@@ -130,10 +120,7 @@ def default_device(device: str | None = None) -> str:
 def load_tokenizer(source: ModelSource, *, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
-    kwargs: dict[str, Any] = {}
-    if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
-    tok = AutoTokenizer.from_pretrained(source.path, **kwargs)
+    tok = AutoTokenizer.from_pretrained(source.path, **_gguf(source))
     tok.padding_side = padding_side
     return tok
 
@@ -165,12 +152,13 @@ def ensure_pad_token(tokenizer, model=None) -> str:
 def load_model(source: ModelSource, *, dtype: str | None = "float32", device: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {}
-    torch_dtype = _torch_dtype(dtype)
-    if torch_dtype is not None:
-        kwargs["dtype"] = torch_dtype
-    if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
+    kwargs = _gguf(source)
+    if dtype not in (None, "auto"):  # None / auto: transformers decides
+        name = _DTYPES.get(dtype, dtype)
+        if name not in _DTYPES.values():
+            raise ValueError(f"unknown dtype {dtype!r}; expected one of "
+                             f"{', '.join(sorted({*_DTYPES, *_DTYPES.values()}))}")
+        kwargs["dtype"] = name
     model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     if source.gguf_file:
         _forget_gguf_quantization(model)
