@@ -25,7 +25,7 @@ from ..models import default_device
 from ..outputs import read_rows
 from ..run import RunFolder, read_jsonl
 
-__all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "fmt_num", "reference_source"]
+__all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "reference_source"]
 
 
 @dataclass
@@ -71,12 +71,6 @@ class EvalPlan:
 
 class StepUnavailable(Exception):
     """A requested step cannot run here (the message says why); the others go on."""
-
-
-def fmt_num(value: Any, fmt: str, scale: float = 1.0) -> str:
-    """``value * scale`` formatted, or ``-`` when it is not a number."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return format(value * scale, fmt) if ok else "-"
 
 
 def _read_json(path: Path) -> Any:
@@ -267,15 +261,10 @@ class SyntheticStep(Step):
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         scores = _read_json(plan.file("synthetic_scores"))
         overall = scores.get("overall") or {}
-        doc = {"n": scores.get("n", overall.get("n")),
-               **_pick(overall, ("correct", "accuracy", "accuracy_ci95", "format_rate")),
-               "per_family": {k: v.get("accuracy")
-                              for k, v in (scores.get("per_family") or {}).items()}}
-        ci = doc["accuracy_ci95"] or [None, None]
-        if doc["accuracy"] is not None and None not in ci:
-            plan.say(f"  accuracy {100 * doc['accuracy']:.1f}% "
-                     f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] over {doc['n']}")
-        return doc
+        return {"n": scores.get("n", overall.get("n")),
+                **_pick(overall, ("correct", "accuracy", "accuracy_ci95", "format_rate")),
+                "per_family": {k: v.get("accuracy")
+                               for k, v in (scores.get("per_family") or {}).items()}}
 
 
 class HeldoutStep(Step):
@@ -325,16 +314,12 @@ class HeldoutStep(Step):
         rows = read_jsonl(plan.file("heldout_losses"))
         record = plan.records.get(self.name, {})
         bs = int(record.get("eval_batch_size") or 8)
-        doc = {"source": record.get("source"), "n": len(rows),
-               "n_tokens": sum(r["n_tokens"] for r in rows),
-               "mean_loss": token_mean(rows) if rows else None,
-               "trainer_mean_loss": trainer_mean(rows, bs) if rows else None,
-               "eval_batch_size": bs,
-               "run_final_clean_eval_loss": plan.info.get("final_clean_eval_loss")}
-        if doc["mean_loss"] is not None:
-            plan.say(f"  clean held-out loss {doc['mean_loss']:.4f} over {doc['n']} examples "
-                     f"({doc['n_tokens']} tokens)")
-        return doc
+        return {"source": record.get("source"), "n": len(rows),
+                "n_tokens": sum(r["n_tokens"] for r in rows),
+                "mean_loss": token_mean(rows) if rows else None,
+                "trainer_mean_loss": trainer_mean(rows, bs) if rows else None,
+                "eval_batch_size": bs,
+                "run_final_clean_eval_loss": plan.info.get("final_clean_eval_loss")}
 
 
 def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> Path:
@@ -391,11 +376,7 @@ class JudgeStep(Step):
         if not board:
             return {}
         name, row = next(iter(board.items()))
-        doc = {"name": name, **_pick(row, self._KEYS)}
-        if doc.get("win_rate") is not None:
-            plan.say(f"  win rate {doc['win_rate']:.2f} (se "
-                     f"{fmt_num(doc.get('standard_error'), '.2f')}) over {doc.get('n')}")
-        return doc
+        return {"name": name, **_pick(row, self._KEYS)}
 
 
 class JudgeCheckStep(Step):
@@ -420,11 +401,8 @@ class JudgeCheckStep(Step):
         write_json_atomic(plan.file("judge_check"), dict(result))
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
-        doc = super().summary(plan)
-        plan.say(f"  judge {'usable' if doc.get('usable') else 'NOT usable'}: accuracy "
-                 f"{fmt_num(doc.get('accuracy'), '.3f')}, position bias "
-                 f"{fmt_num(doc.get('position_bias'), '.3f')}")
-        return _pick(doc, ("accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"))
+        return _pick(super().summary(plan),
+                     ("accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"))
 
 
 class HarnessStep(Step):

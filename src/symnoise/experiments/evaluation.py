@@ -40,7 +40,7 @@ from typing import Any
 from .._io import write_text_atomic
 from ..evaluate.stats import PRESETS, words_for
 from ..run import RunFolder, run_dataset, run_setting
-from .eval_steps import STEPS, EvalPlan, Step, StepUnavailable, fmt_num, reference_source
+from .eval_steps import STEPS, EvalPlan, Step, StepUnavailable, reference_source
 
 __all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "evaluate_run", "format_eval_summary",
            "run_dataset", "run_setting"]
@@ -192,6 +192,8 @@ def _run_pipeline(plan: EvalPlan, todo: list[Step]) -> dict[str, Any]:
     for i, step in enumerate(todo, start=1):
         state[step.name], sections[step.section] = _run_step(
             step, plan, steps, f"[{i}/{len(todo)}] {step.name}")
+        for label, value in _result_rows({step.section: sections[step.section]}):
+            plan.say(f"  {label}: {value}")
     summary = _summary(plan, sections, state, todo)
     plan.run.write_eval_json("summary", summary)
     write_text_atomic(plan.file("summary_md"), _summary_markdown(summary))
@@ -225,6 +227,12 @@ def _summary(plan: EvalPlan, sections: Mapping[str, Any], state: Mapping[str, st
 # --------------------------------------------------------------------------------------
 # Presenting the summary
 # --------------------------------------------------------------------------------------
+
+
+def fmt_num(value: Any, fmt: str, scale: float = 1.0) -> str:
+    """``value * scale`` formatted, or ``-`` when it is not a number."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return format(value * scale, fmt) if ok else "-"
 
 
 def _pct(value: Any) -> str:
