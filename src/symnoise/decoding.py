@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Decoding", "Generation", "TransformersBackend", "VLLMBackend", "VLLM_MISSING",
-           "encode_prompts", "import_vllm"]
+           "check_count", "encode_prompts", "import_vllm"]
+
+
+def check_count(name: str, value: Any, low: int = 1, *, optional: bool = False) -> None:
+    """ValueError unless ``value`` is an integer >= ``low`` (1 or 0), or None if ``optional``."""
+    if not (optional and value is None) and (isinstance(value, bool)
+                                             or not isinstance(value, int) or value < low):
+        what = "a positive" if low == 1 else "a non-negative"
+        raise ValueError(f"{name} must be {what} integer, got {value!r}")
 
 
 @dataclass
@@ -32,9 +40,7 @@ class Decoding:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        n = self.max_new_tokens
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {n!r}")
+        check_count("max_new_tokens", self.max_new_tokens)
         if not self.repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be > 0 (1.0 = none), got "
                              f"{self.repetition_penalty!r}")

@@ -40,6 +40,7 @@ from ._io import write_text_atomic as _atomic_write_text
 from .data.formats import DataError
 from .data.spec import parse_data_spec
 from .decoding import Decoding, Generation, TransformersBackend, VLLMBackend, encode_prompts
+from .decoding import check_count as _check_count
 from .decoding import import_vllm as _import_vllm
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,6 @@ BACKENDS = ("transformers", "vllm")
 DEFAULT_TEMPLATE = "alpaca"
 KEEP_FIELDS = ("family", "answer", "phrasing")  # kept from synthetic records for scoring
 _JOURNAL_ONLY = ("index", "new_tokens", "hit_eos")
-
-
-def _check_count(name: str, value: Any, low: int) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value < low):
-        what = "a positive" if low == 1 else "a non-negative"
-        raise ValueError(f"{name} must be {what} integer, got {value!r}")
 
 
 @dataclass
@@ -133,7 +127,7 @@ def load_prompts(source: str | os.PathLike[str] | Sequence[Any], *, limit: int |
     """
     from .data.sources import load_records
 
-    _check_count("limit", limit, 0)
+    _check_count("limit", limit, 0, optional=True)
     text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if text is not None and text.strip().lower() in ALPACA_EVAL_ALIASES and not Path(
             text).exists():
@@ -307,8 +301,8 @@ def default_output_path(model: str | os.PathLike[str], prompts: Any) -> Path:
 def _check_call(backend: str, batch_size: int, limit: int | None) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    _check_count("batch_size", batch_size, 1)
-    _check_count("limit", limit, 0)
+    _check_count("batch_size", batch_size)
+    _check_count("limit", limit, 0, optional=True)
     if backend == "vllm":
         _import_vllm()
 

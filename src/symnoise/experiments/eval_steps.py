@@ -91,11 +91,7 @@ def _fingerprint(path: str | os.PathLike[str] | None) -> Any:
     if not p.exists():
         return str(path)
     if p.is_file() and p.stat().st_size <= 64 << 20:
-        h = hashlib.sha256()
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return {"path": str(p), "sha256": h.hexdigest()}
+        return {"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
     st = p.stat()
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
@@ -218,8 +214,8 @@ class StatsStep(Step):
 
 
 def _is_heldout_prompts(prompts: Any) -> bool:
-    return (isinstance(prompts, str) and not Path(prompts).exists()
-            and prompts.strip().lower() in ("synthetic", "synthetic:heldout", "synthetic:test"))
+    spec = parse_data_spec(prompts) if isinstance(prompts, str) else None
+    return bool(spec and spec.is_synthetic and spec.split != "train")
 
 
 class SyntheticStep(Step):

@@ -90,13 +90,6 @@ def _run_step(step: Step, plan: EvalPlan, steps: dict[str, Any], head: str) -> t
     return "ran", step.summary(plan)
 
 
-def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _check_run(run: RunFolder) -> dict[str, Any]:
     info = run.read_info(required=True)
     status = info.get("status")
@@ -155,10 +148,12 @@ def evaluate_run(
     """
     run = RunFolder(Path(run_dir).expanduser().resolve())
     info = _check_run(run)
-    for name, value in (("n_prompts", n_prompts), ("synthetic_n", synthetic_n)):
-        _check_positive(name, value, allow_none=True)
-    _check_positive("max_new_tokens", max_new_tokens)
-    _check_positive("batch_size", batch_size)
+    from ..decoding import check_count
+
+    check_count("n_prompts", n_prompts, optional=True)
+    check_count("synthetic_n", synthetic_n, optional=True)
+    check_count("max_new_tokens", max_new_tokens)
+    check_count("batch_size", batch_size)
     if (base_url or reference is not None or both_orders) and not judge:
         raise ValueError("--base-url, --reference and --both-orders need --judge")
     if (include_path is not None or harness_limit is not None) and not harness_tasks:
