@@ -289,12 +289,9 @@ def default_output_path(model: str | os.PathLike[str], prompts: Any) -> Path:
     source = resolve_model(model)
     if source.kind != "run":
         raise ValueError(f"--model {model!s} is not a run folder: pass --output FILE")
-    if isinstance(prompts, (str, os.PathLike)):
-        text = os.fspath(prompts)
-        stem = Path(text).stem if Path(text).exists() else text.split("/")[-1]
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "prompts"
-    else:
-        stem = "prompts"
+    text = os.fspath(prompts) if isinstance(prompts, (str, os.PathLike)) else ""
+    stem = Path(text).stem if text and Path(text).exists() else text.split("/")[-1]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "prompts"
     return Path(source.path) / "generations" / f"{stem}.json"
 
 

@@ -45,7 +45,7 @@ class ModelSource:
     @property
     def template(self) -> str | None:
         """The prompt template the run was trained with, when known."""
-        return self.run_info.get("template") if self.run_info else None
+        return (self.run_info or {}).get("template")
 
     def describe(self) -> str:
         return str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path

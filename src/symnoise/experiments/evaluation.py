@@ -202,26 +202,15 @@ def _summary(plan: EvalPlan, sections: Mapping[str, Any], state: Mapping[str, st
     roles = ["outputs", "stats", "steps", "summary", "summary_md"]
     roles += [r for s in ran if s.name not in ("generate", "stats") for r in s.roles]
     names = {"summary": "summary_json", "judge": "judge_dir"}
-    return {
-        "run_dir": str(run.path),
-        "name": run.path.name,
-        "model": plan.config.get("model"),
-        "dataset": run_dataset(info),
-        **run_setting(info),
-        "train_loss": info.get("train_loss"),
-        "final_clean_eval_loss": info.get("final_clean_eval_loss"),
-        "prompts": {"source": plan.source_name, "n": plan.n},
-        "generation": sections.get("generation") or {},
-        **{k: v for k, v in sections.items() if k != "generation"},
-        "steps": dict(state),
-        "files": {names.get(r, r): str(plan.file(r)) for r in roles},
-        "finished": _now(),
-    }
-
-
-# --------------------------------------------------------------------------------------
-# Presenting the summary
-# --------------------------------------------------------------------------------------
+    return {"run_dir": str(run.path), "name": run.path.name, "model": plan.config.get("model"),
+            "dataset": run_dataset(info), **run_setting(info),
+            "train_loss": info.get("train_loss"),
+            "final_clean_eval_loss": info.get("final_clean_eval_loss"),
+            "prompts": {"source": plan.source_name, "n": plan.n},
+            "generation": sections.get("generation") or {},
+            **{k: v for k, v in sections.items() if k != "generation"},
+            "steps": dict(state), "files": {names.get(r, r): str(plan.file(r)) for r in roles},
+            "finished": _now()}
 
 
 def fmt_num(value: Any, fmt: str, scale: float = 1.0) -> str:
@@ -281,15 +270,12 @@ def _result_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     p = summary.get("prompts") or {}
-    rows: list[tuple[str, str]] = [
-        ("run", str(summary.get("run_dir"))),
-        ("dataset", str(summary.get("dataset"))),
-        ("noise", f"{summary.get('method')} alpha={summary.get('alpha')} "
-                  f"norm_match={summary.get('norm_match')}"),
-        ("train loss (noisy)", fmt_num(summary.get("train_loss"), ".4f")),
-        ("clean held-out loss", fmt_num(summary.get("final_clean_eval_loss"), ".4f")),
-        ("prompts", f"{p.get('source')} ({p.get('n')})"),
-    ]
+    rows = [("run", str(summary.get("run_dir"))), ("dataset", str(summary.get("dataset"))),
+            ("noise", f"{summary.get('method')} alpha={summary.get('alpha')} "
+                      f"norm_match={summary.get('norm_match')}"),
+            ("train loss (noisy)", fmt_num(summary.get("train_loss"), ".4f")),
+            ("clean held-out loss", fmt_num(summary.get("final_clean_eval_loss"), ".4f")),
+            ("prompts", f"{p.get('source')} ({p.get('n')})")]
     rows += _stats_rows(summary.get("stats") or {}) + _result_rows(summary)
     return rows + [(f"step {step}", what) for step, what in (summary.get("steps") or {}).items()]
 
@@ -303,8 +289,7 @@ def format_eval_summary(summary: Mapping[str, Any]) -> str:
 
 def _summary_markdown(summary: Mapping[str, Any]) -> str:
     lines = [f"# Evaluation of `{summary.get('name')}`", "", "| | |", "|---|---|"]
-    for key, value in _summary_rows(summary):
-        lines.append(f"| {key} | {str(value).replace('|', chr(92) + '|')} |")
+    lines += [f"| {k} | {str(v).replace('|', chr(92) + '|')} |" for k, v in _summary_rows(summary)]
     files = summary.get("files") or {}
     lines += ["", "Files: " + ", ".join(f"`{Path(v).name}`" for v in files.values()), ""]
     return "\n".join(lines)

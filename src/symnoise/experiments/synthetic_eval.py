@@ -75,13 +75,11 @@ def run_synthetic_eval(
     out_dir = Path(output_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs_file = out_dir / OUTPUTS_FILE
-    gen = generate_outputs(
-        model, records, outputs_file, template=template, max_new_tokens=max_new_tokens,
-        batch_size=batch_size, progress=progress, overwrite=overwrite, tokenizer=tokenizer,
-        limit=len(records), **generate_kwargs,
-    )
-    # generate_outputs answered every prompt, in order, or raised
-    rows = read_outputs(outputs_file)[: len(records)]
+    gen = generate_outputs(model, records, outputs_file, template=template,
+                           max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           progress=progress, overwrite=overwrite, tokenizer=tokenizer,
+                           limit=len(records), **generate_kwargs)
+    rows = read_outputs(outputs_file)[: len(records)]  # every prompt answered, in order
     report = make_report(records, [row["output"] for row in rows], model=gen.model,
                          generator=gen.generator, seed=seed, output_dir=str(out_dir),
                          outputs_file=str(outputs_file), generation=gen.to_dict())
