@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Decoding", "Generation", "TransformersBackend", "VLLMBackend", "VLLM_MISSING",
-           "check_vllm", "encode_prompts"]
+           "check_count", "encode_prompts", "import_vllm"]
+
+
+def check_count(name: str, value: Any, low: int = 1, *, optional: bool = False) -> None:
+    """ValueError unless ``value`` is an integer >= ``low`` (1 or 0), or None if ``optional``."""
+    if not (optional and value is None) and (isinstance(value, bool)
+                                             or not isinstance(value, int) or value < low):
+        what = "a positive" if low == 1 else "a non-negative"
+        raise ValueError(f"{name} must be {what} integer, got {value!r}")
+
 
 @dataclass
 class Decoding:
@@ -31,42 +40,30 @@ class Decoding:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
-                or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        check_count("max_new_tokens", self.max_new_tokens)
         if not self.repetition_penalty > 0:
-            raise ValueError(
-                f"repetition_penalty must be > 0 (1.0 = none), got {self.repetition_penalty!r}"
-            )
+            raise ValueError(f"repetition_penalty must be > 0 (1.0 = none), got "
+                             f"{self.repetition_penalty!r}")
         if not self.greedy and not self.temperature > 0:
             raise ValueError(f"temperature must be > 0 for sampling, got {self.temperature!r}")
 
     def settings(self) -> dict[str, Any]:
         """What determines the outputs (compared when resuming)."""
-        out: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "repetition_penalty": float(self.repetition_penalty),
-            "greedy": self.greedy,
-        }
+        out = {"max_new_tokens": self.max_new_tokens,
+               "repetition_penalty": float(self.repetition_penalty), "greedy": self.greedy}
         if not self.greedy:
             out.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
         return out
 
     def generation_kwargs(self, pad_token_id: int, eos_token_ids: list[int]) -> dict[str, Any]:
-        """Keyword arguments for ``model.generate`` (transformers)."""
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "repetition_penalty": float(self.repetition_penalty),
-            "do_sample": not self.greedy,
-            "num_beams": 1,
-            "pad_token_id": pad_token_id,
-            "eos_token_id": eos_token_ids,
-        }
-        if self.greedy:  # neutralise sampling defaults a model's generation_config may carry
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=None)
-        return kwargs
+        """Keyword arguments for ``model.generate`` (transformers). Greedy decoding
+        neutralises sampling defaults a model's generation_config may carry."""
+        return {"max_new_tokens": self.max_new_tokens,
+                "repetition_penalty": float(self.repetition_penalty),
+                "do_sample": not self.greedy, "num_beams": 1, "pad_token_id": pad_token_id,
+                "eos_token_id": eos_token_ids, "top_k": None,
+                "temperature": None if self.greedy else self.temperature,
+                "top_p": None if self.greedy else self.top_p}
 
 
 @dataclass
@@ -86,11 +83,8 @@ def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
 
     prefix = special_prefix(tokenizer)
     enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    out = []
-    for ids in enc:
-        ids = list(ids)
-        out.append(ids if prefix and ids[: len(prefix)] == prefix else prefix + ids)
-    return out
+    return [ids if prefix and ids[: len(prefix)] == prefix else prefix + ids
+            for ids in map(list, enc)]
 
 
 def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
@@ -113,9 +107,7 @@ class TransformersBackend:
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token: give it one first "
                              "(symnoise.models.ensure_pad_token(tokenizer, model))")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.decoding = decoding
+        self.model, self.tokenizer, self.decoding = model, tokenizer, decoding
         tokenizer.padding_side = "left"  # prompts end where generation starts
         self.pad_id = int(tokenizer.pad_token_id)
         self.eos_ids = _eos_ids(tokenizer, model)
@@ -128,33 +120,21 @@ class TransformersBackend:
 
             torch.manual_seed(decoding.seed)
 
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
-
     def pad_left(self, ids: Sequence[Sequence[int]]) -> tuple[Any, Any]:
         """``(input_ids, attention_mask)`` tensors, padded on the left to the longest."""
-        import torch
-
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, x in enumerate(ids):
-            if x:
-                input_ids[row, width - len(x):] = torch.tensor(list(x), dtype=torch.long)
-                mask[row, width - len(x):] = 1
-        return input_ids, mask
+        batch = self.tokenizer.pad({"input_ids": [list(x) for x in ids]}, padding=True,
+                                   return_tensors="pt")  # padding_side is "left" (__init__)
+        return batch["input_ids"], batch["attention_mask"]
 
     def generate(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[Generation]:
         """Answer one batch (``texts`` are the rendered prompts, ``ids`` their tokens)."""
         import torch
 
         input_ids, mask = self.pad_left(ids)
-        device = self.device
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device), **self.kwargs
-            )
+            out = self.model.generate(input_ids=input_ids.to(device),
+                                      attention_mask=mask.to(device), **self.kwargs)
         new = out[:, input_ids.shape[1]:].tolist()
         eos = set(self.eos_ids)
         results = []
@@ -174,6 +154,15 @@ VLLM_MISSING = (
 )
 
 
+def import_vllm() -> Any:
+    """The ``vllm`` module; ImportError saying how to install it when it is missing."""
+    try:
+        import vllm
+    except ImportError:
+        raise ImportError(VLLM_MISSING) from None
+    return vllm
+
+
 class VLLMBackend:
     """vLLM offline generation (optional): same prompts, same decoding settings."""
 
@@ -181,12 +170,8 @@ class VLLMBackend:
 
     def __init__(self, model_path: str, tokenizer: Any, decoding: Decoding,
                  dtype: str | None = None) -> None:
-        try:
-            import vllm
-        except ImportError:
-            raise ImportError(VLLM_MISSING) from None
-        self.tokenizer = tokenizer
-        self.decoding = decoding
+        vllm = import_vllm()
+        self.tokenizer, self.decoding = tokenizer, decoding
         kwargs: dict[str, Any] = {"model": model_path, "seed": decoding.seed}
         if dtype and dtype != "auto":
             kwargs["dtype"] = dtype
@@ -195,22 +180,10 @@ class VLLMBackend:
             temperature=0.0 if decoding.greedy else decoding.temperature,
             top_p=1.0 if decoding.greedy else decoding.top_p,
             max_tokens=decoding.max_new_tokens,
-            repetition_penalty=float(decoding.repetition_penalty),
-        )
+            repetition_penalty=float(decoding.repetition_penalty))
 
     def generate(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[Generation]:
-        outs = self.llm.generate(
-            [{"prompt_token_ids": list(x)} for x in ids], self.params, use_tqdm=False
-        )
-        results = []
-        for o in outs:
-            c = o.outputs[0]
-            results.append(Generation(c.text.strip(), len(c.token_ids), c.finish_reason == "stop"))
-        return results
-
-
-def check_vllm() -> None:
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        raise ImportError(VLLM_MISSING) from None
+        outs = self.llm.generate([{"prompt_token_ids": list(x)} for x in ids], self.params,
+                                 use_tqdm=False)
+        return [Generation(o.outputs[0].text.strip(), len(o.outputs[0].token_ids),
+                           o.outputs[0].finish_reason == "stop") for o in outs]

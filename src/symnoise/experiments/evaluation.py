@@ -1,36 +1,31 @@
 """Evaluate one run folder end to end (``symnoise eval RUN_DIR``): a pipeline of steps.
 
-:func:`evaluate_run` runs these steps on a finished training run, in this order, and
-writes everything into ``RUN/eval/`` (file names: :data:`symnoise.run.EVAL_FILES`):
+:func:`evaluate_run` runs these steps (:mod:`symnoise.experiments.eval_steps`) on a finished
+training run, in this order, writing into ``RUN/eval/`` (file names by role:
+:data:`symnoise.run.EVAL_FILES`):
 
 ``generate``
-    answers a prompt set with the fine-tuned model (the paper's decoding: greedy,
-    repetition penalty 1.2) into ``outputs`` (AlpacaEval model-outputs format). The prompts
-    are ``prompts`` (e.g. AlpacaEval's JSON file) or the synthetic held-out split.
+    answers the prompts (``prompts``, e.g. AlpacaEval's file, or the synthetic held-out
+    split) the paper's way (greedy, repetition penalty 1.2) into ``outputs``.
 ``stats``
-    response length, whitespace length, n-gram repetition and log-diversity of the
-    outputs, and of the training data's responses when the run trained on a local file.
+    response length, n-gram repetition and log-diversity of the outputs, and of the training
+    data's responses when the run trained on a local file.
 ``synthetic`` (``synthetic=True``)
     exact-answer score on the synthetic held-out split with a 95% Wilson interval
-    (``synthetic_scores``), one row per item (``synthetic_items``). When the prompts are
-    that split, the answers of ``generate`` are scored; otherwise the split is answered
-    separately (``synthetic_outputs``).
+    (``synthetic_scores``, ``synthetic_items``): the answers of ``generate`` when the prompts
+    are that split, else the split answered separately (``synthetic_outputs``).
 ``heldout`` (``heldout=True``)
-    the clean loss of every example of the held-out set training measured its clean loss
-    on (``heldout_losses``, :mod:`symnoise.evaluate.heldout`).
-``judge`` (with ``judge``)
-    the pairwise win rate against reference outputs (folder ``judge``).
-``judge_check`` (with ``judge`` and ``judge_check=True``)
-    how well the judge separates known better answers from worse ones (``judge_check``).
+    the clean loss of every example of the held-out set training measured (``heldout_losses``).
+``judge``, ``judge_check`` (with ``judge``)
+    the pairwise win rate against reference outputs (folder ``judge``), and how well the
+    judge separates known better answers from worse ones (``judge_check``).
 ``harness`` (with ``harness_tasks``)
     lm-evaluation-harness tasks (``harness``).
 
-Each step is a small object with a ``name``, a ``key`` (the settings and input
-fingerprints its result depends on), a ``run`` and a ``summary``. One rule, in
-:func:`_run_step`, decides for all of them: a step whose result files exist and whose
-recorded key (``steps``) equals its key now is skipped; otherwise it runs. When only the
-number of prompts changed, generation resumes and keeps the answers it has; other changes
-start over. ``summary`` (JSON and Markdown) gathers the results.
+One rule, in :func:`_run_step`, decides for every step: a step whose result files exist and
+whose recorded key (``steps``) equals its key now is skipped; otherwise it runs. When only
+the number of prompts changed, generation resumes and keeps the answers it has; other
+changes start over. ``summary`` (JSON and Markdown) gathers the results.
 """
 
 from __future__ import annotations
@@ -42,64 +37,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import write_text_atomic
 from ..evaluate.stats import PRESETS, words_for
-from ..run import EVAL_DIR, EVAL_FILES, RunFolder, run_dataset, run_setting
+from ..run import RunFolder, run_dataset, run_setting
 from .eval_steps import STEPS, EvalPlan, Step, StepUnavailable, reference_source
 
-__all__ = [
-    "DEFAULT_PROMPTS",
-    "EVAL_DIR",
-    "HARNESS_JSON",
-    "JUDGE_DIR",
-    "OUTPUTS_FILE",
-    "STATS_FILE",
-    "STEPS",
-    "STEPS_FILE",
-    "SUMMARY_JSON",
-    "SUMMARY_MD",
-    "SYNTHETIC_SCORES",
-    "EvalPlan",
-    "Step",
-    "StepUnavailable",
-    "evaluate_run",
-    "format_eval_summary",
-    "read_run_info",
-    "run_dataset",
-    "run_setting",
-]
+__all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "evaluate_run", "format_eval_summary",
+           "run_dataset", "run_setting"]
 
 DEFAULT_PROMPTS = "synthetic:heldout"
 DEFAULT_WORDS = 50
-
-# The names report.py and sweep.py imported from symnoise.evaluate.run_eval, kept for them
-# until they read the run folder through symnoise.run (the values come from EVAL_FILES).
-OUTPUTS_FILE = EVAL_FILES["outputs"]
-STATS_FILE = EVAL_FILES["stats"]
-STEPS_FILE = EVAL_FILES["steps"]
-JUDGE_DIR = EVAL_FILES["judge"]
-SYNTHETIC_SCORES = EVAL_FILES["synthetic_scores"]
-HARNESS_JSON = EVAL_FILES["harness"]
-SUMMARY_JSON = EVAL_FILES["summary"]
-SUMMARY_MD = EVAL_FILES["summary_md"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "LEADERBOARD_JSON":  # the judge component names the files in its folder
-        from ..evaluate.judge import LEADERBOARD_JSON
-
-        return LEADERBOARD_JSON
-    raise AttributeError(name)
-
-
-def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed ``run.json`` of a run folder; FileNotFoundError / ValueError naming it."""
-    return RunFolder(run_dir).read_info(required=True)
-
-
-# --------------------------------------------------------------------------------------
-# Fingerprints and the record of finished steps
-# --------------------------------------------------------------------------------------
 
 
 def _now() -> str:
@@ -110,68 +57,37 @@ def _normal(data: Any) -> Any:
     return json.loads(json.dumps(data, sort_keys=True, default=str))
 
 
-class _Steps:
-    """The ``steps`` file: for each finished step, the key it was computed from."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {}
-        if path.is_file():
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                loaded = {}  # a torn record only costs recomputation
-            self.data = loaded if isinstance(loaded, dict) else {}
-
-    def get(self, name: str) -> dict[str, Any]:
-        entry = self.data.get(name)
-        return entry if isinstance(entry, dict) else {}
-
-    def done(self, name: str, key: Any, files: list[Path]) -> bool:
-        entry = self.get(name)
-        return (entry.get("status") == "complete" and entry.get("key") == _normal(key)
-                and all(Path(f).is_file() for f in files))
-
-    def mark(self, name: str, key: Any, extra: Mapping[str, Any]) -> None:
-        self.data[name] = {"status": "complete", "key": _normal(key), "finished": _now(),
-                           **_normal(dict(extra))}
-        write_json_atomic(self.path, self.data)
+def _read_steps(run: RunFolder) -> dict[str, Any]:
+    """The ``steps`` record: for each finished step, the key it was computed from."""
+    try:
+        data = run.read_eval_json("steps")
+    except ValueError:
+        data = None  # a torn record only costs recomputation
+    return data if isinstance(data, dict) else {}
 
 
-def _restart(previous: Any, key: Mapping[str, Any], resumable: tuple[str, ...]) -> bool:
-    return isinstance(previous, dict) and any(
-        previous.get(k) != v for k, v in _normal(dict(key)).items() if k not in resumable)
-
-
-def _run_step(step: Step, plan: EvalPlan, steps: _Steps, head: str) -> tuple[str, Any]:
+def _run_step(step: Step, plan: EvalPlan, steps: dict[str, Any], head: str) -> tuple[str, Any]:
     """The one skip-if-done rule: returns ``(state, summary section)``."""
-    key = step.key(plan)
-    if steps.done(step.name, key, step.files(plan)) and step.complete(plan):
+    key, entry = _normal(step.key(plan)), steps.get(step.name)
+    entry = entry if isinstance(entry, dict) else {}
+    if (entry.get("status") == "complete" and entry.get("key") == key
+            and all(f.is_file() for f in step.files(plan)) and step.complete(plan)):
         plan.say(f"{head}: complete, skipped")
-        plan.records[step.name] = steps.get(step.name)
+        plan.records[step.name] = entry
         return "skipped (complete)", step.summary(plan)
-    restart = _restart(steps.get(step.name).get("key"), key, step.resumable)
+    previous = entry.get("key")
+    restart = isinstance(previous, dict) and any(
+        previous.get(k) != v for k, v in key.items() if k not in step.resumable)
     plan.say(f"{head}: running" + (" (settings changed: starting over)" if restart else ""))
     try:
         extra = step.run(plan, restart) or {}
     except StepUnavailable as exc:
         plan.say(f"{head}: not available: {exc}")
         return f"unavailable: {exc}", {"unavailable": str(exc)}
-    steps.mark(step.name, key, extra)
-    plan.records[step.name] = steps.get(step.name)
+    steps[step.name] = plan.records[step.name] = {"status": "complete", "key": key,
+                                                  "finished": _now(), **_normal(extra)}
+    plan.run.write_eval_json("steps", steps)
     return "ran", step.summary(plan)
-
-
-# --------------------------------------------------------------------------------------
-# The entry point
-# --------------------------------------------------------------------------------------
-
-
-def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_run(run: RunFolder) -> dict[str, Any]:
@@ -193,35 +109,16 @@ def _words(words: int | str | None, dataset: str) -> tuple[int, str]:
     return DEFAULT_WORDS, f"default ({dataset} has no preset)"
 
 
-def _planned(plan: EvalPlan, *, synthetic: bool, heldout: bool, judge_check: bool
-             ) -> dict[str, bool]:
-    """Which steps this evaluation asks for."""
-    return {"generate": True, "stats": True, "synthetic": synthetic, "heldout": heldout,
-            "judge": bool(plan.judge), "judge_check": bool(plan.judge) and judge_check,
-            "harness": bool(plan.harness_tasks)}
-
-
 def evaluate_run(
-    run_dir: str | os.PathLike[str],
-    *,
-    prompts: str | os.PathLike[str] | None = None,
-    n_prompts: int | None = None,
-    max_new_tokens: int = 256,
-    batch_size: int = 16,
-    judge: str | None = None,
-    base_url: str | None = None,
-    reference: str | os.PathLike[str] | None = None,
-    both_orders: bool = False,
+    run_dir: str | os.PathLike[str], *, prompts: str | os.PathLike[str] | None = None,
+    n_prompts: int | None = None, max_new_tokens: int = 256, batch_size: int = 16,
+    judge: str | None = None, base_url: str | None = None,
+    reference: str | os.PathLike[str] | None = None, both_orders: bool = False,
     harness_tasks: str | list[str] | None = None,
     include_path: str | os.PathLike[str] | None = None,
-    harness_limit: int | float | None = None,
-    words: int | str | None = None,
-    synthetic: bool = True,
-    progress: bool = True,
-    synthetic_n: int | None = None,
-    heldout: bool = True,
-    judge_check: bool = True,
-    device: str | None = None,
+    harness_limit: int | float | None = None, words: int | str | None = None,
+    synthetic: bool = True, progress: bool = True, synthetic_n: int | None = None,
+    heldout: bool = True, judge_check: bool = True, device: str | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation steps on a run folder and write ``RUN/eval/`` (module docstring).
 
@@ -252,10 +149,12 @@ def evaluate_run(
     """
     run = RunFolder(Path(run_dir).expanduser().resolve())
     info = _check_run(run)
-    _check_positive("n_prompts", n_prompts, allow_none=True)
-    _check_positive("synthetic_n", synthetic_n, allow_none=True)
-    _check_positive("max_new_tokens", max_new_tokens)
-    _check_positive("batch_size", batch_size)
+    from ..decoding import check_count
+
+    check_count("n_prompts", n_prompts, optional=True)
+    check_count("synthetic_n", synthetic_n, optional=True)
+    check_count("max_new_tokens", max_new_tokens)
+    check_count("batch_size", batch_size)
     if (base_url or reference is not None or both_orders) and not judge:
         raise ValueError("--base-url, --reference-outputs and --both-orders need --judge")
     if (include_path is not None or harness_limit is not None) and not harness_tasks:
@@ -275,127 +174,97 @@ def evaluate_run(
                     both_orders=both_orders, harness_tasks=harness_tasks,
                     include_path=include_path, harness_limit=harness_limit, progress=progress,
                     device=device)
-    wanted = _planned(plan, synthetic=synthetic, heldout=heldout, judge_check=judge_check)
-    return _run_pipeline(plan, wanted)
+    wanted = {"synthetic": synthetic, "heldout": heldout, "judge": bool(judge),
+              "judge_check": bool(judge) and judge_check, "harness": bool(harness_tasks)}
+    return _run_pipeline(plan, [s for s in STEPS if wanted.get(s.name, True)])
 
 
-
-def _run_pipeline(plan: EvalPlan, wanted: Mapping[str, bool]) -> dict[str, Any]:
-    run = plan.run
-    run.eval_dir.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(plan.file("steps"))
-    todo = [s for s in STEPS if wanted[s.name]]
-    plan.say(f"evaluating {run.path} ({run_dataset(plan.info)}, "
+def _run_pipeline(plan: EvalPlan, todo: list[Step]) -> dict[str, Any]:
+    plan.run.eval_dir.mkdir(parents=True, exist_ok=True)
+    steps = _read_steps(plan.run)
+    plan.say(f"evaluating {plan.run.path} ({run_dataset(plan.info)}, "
              f"{run_setting(plan.info).get('method', '?')}): {', '.join(s.name for s in todo)}")
-    state: dict[str, str] = {}
+    state = {s.name: "not requested" for s in STEPS}
     sections: dict[str, Any] = {s.section: None for s in STEPS}
     for i, step in enumerate(todo, start=1):
         state[step.name], sections[step.section] = _run_step(
             step, plan, steps, f"[{i}/{len(todo)}] {step.name}")
-    for step in STEPS:
-        state.setdefault(step.name, "not requested")
-    state = {s.name: state[s.name] for s in STEPS}
-    summary = _summary(plan, sections, state, [s.name for s in todo])
-    write_json_atomic(plan.file("summary"), summary)
+        for label, value in _result_rows({step.section: sections[step.section]}):
+            plan.say(f"  {label}: {value}")
+    summary = _summary(plan, sections, state, todo)
+    plan.run.write_eval_json("summary", summary)
     write_text_atomic(plan.file("summary_md"), _summary_markdown(summary))
     plan.say(f"done: {plan.file('summary_md')}")
     return summary
 
 
-_FILE_ROLES = {"synthetic": ("synthetic_scores", "synthetic_items"),
-               "heldout": ("heldout_losses",), "judge": ("judge",),
-               "judge_check": ("judge_check",), "harness": ("harness",)}
-
-
 def _summary(plan: EvalPlan, sections: Mapping[str, Any], state: Mapping[str, str],
-             ran: list[str]) -> dict[str, Any]:
+             ran: list[Step]) -> dict[str, Any]:
     info, run = plan.info, plan.run
-    files = {"outputs": str(plan.file("outputs")), "stats": str(plan.file("stats")),
-             "steps": str(plan.file("steps")), "summary_json": str(plan.file("summary")),
-             "summary_md": str(plan.file("summary_md"))}
-    for name in ran:
-        for role in _FILE_ROLES.get(name, ()):
-            files[{"judge": "judge_dir"}.get(role, role)] = str(plan.file(role))
-    generation = sections.get("generation") or {}
-    return {
-        "run_dir": str(run.path),
-        "name": run.path.name,
-        "model": plan.config.get("model"),
-        "dataset": run_dataset(info),
-        **run_setting(info),
-        "train_loss": info.get("train_loss"),
-        "final_clean_eval_loss": info.get("final_clean_eval_loss"),
-        "prompts": {"source": plan.source_name, "n": plan.n},
-        "generation": generation,
-        **{k: v for k, v in sections.items() if k != "generation"},
-        "steps": dict(state),
-        "files": files,
-        "finished": _now(),
-    }
+    roles = ["outputs", "stats", "steps", "summary", "summary_md"]
+    roles += [r for s in ran if s.name not in ("generate", "stats") for r in s.roles]
+    names = {"summary": "summary_json", "judge": "judge_dir"}
+    return {"run_dir": str(run.path), "name": run.path.name, "model": plan.config.get("model"),
+            "dataset": run_dataset(info), **run_setting(info),
+            "train_loss": info.get("train_loss"),
+            "final_clean_eval_loss": info.get("final_clean_eval_loss"),
+            "prompts": {"source": plan.source_name, "n": plan.n},
+            "generation": sections.get("generation") or {},
+            **{k: v for k, v in sections.items() if k != "generation"},
+            "steps": dict(state), "files": {names.get(r, r): str(plan.file(r)) for r in roles},
+            "finished": _now()}
 
 
-# --------------------------------------------------------------------------------------
-# Presenting the summary
-# --------------------------------------------------------------------------------------
-
-
-def _num(value: Any, fmt: str, scale: float = 1.0) -> str:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "-"
-    return format(value * scale, fmt)
+def fmt_num(value: Any, fmt: str, scale: float = 1.0) -> str:
+    """``value * scale`` formatted, or ``-`` when it is not a number."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return format(value * scale, fmt) if ok else "-"
 
 
 def _pct(value: Any) -> str:
-    text = _num(value, ".2f")
+    text = fmt_num(value, ".2f")
     return text if text == "-" else f"{text} %"
 
 
 def _stats_rows(st: Mapping[str, Any]) -> list[tuple[str, str]]:
-    out = st.get("outputs") or {}
-    rows = [("output length", f"{_num(out.get('avg_chars'), '.1f')} chars, "
-                              f"{_num(out.get('avg_words'), '.1f')} words"),
+    out, td = st.get("outputs") or {}, st.get("train_data") or {}
+    rows = [("output length", f"{fmt_num(out.get('avg_chars'), '.1f')} chars, "
+                              f"{fmt_num(out.get('avg_words'), '.1f')} words"),
             (f"output rep-2 / log-div (N={st.get('words')})",
-             f"{_pct(out.get('rep_2'))} / {_num(out.get('log_diversity'), '.2f')} "
+             f"{_pct(out.get('rep_2'))} / {fmt_num(out.get('log_diversity'), '.2f')} "
              f"({out.get('n_kept', '-')} of {out.get('n', '-')} kept)")]
-    td = st.get("train_data") or {}
     if "skipped" in td:
         rows.append(("training data stats", f"- ({td['skipped']})"))
     elif td:
-        rows.append(("training data length", f"{_num(td.get('avg_chars'), '.1f')} chars, "
-                                             f"{_num(td.get('avg_words'), '.1f')} words, rep-2 "
-                                             f"{_pct(td.get('rep_2'))}"))
+        rows.append(("training data length", f"{fmt_num(td.get('avg_chars'), '.1f')} chars, "
+                                             f"{fmt_num(td.get('avg_words'), '.1f')} words, "
+                                             f"rep-2 {_pct(td.get('rep_2'))}"))
     return rows
 
 
 def _result_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    got = {k: summary.get(k) for k in ("synthetic", "heldout", "judge", "judge_check", "harness")}
+    syn, held, jd, jc, hd = (v if v and "unavailable" not in v else None for v in got.values())
     rows: list[tuple[str, str]] = []
-    syn = summary.get("synthetic")
-    if syn and "unavailable" not in syn:
-        ci = syn.get("accuracy_ci95") or [None, None]
-        rows.append(("synthetic exact-answer", f"{_num(syn.get('accuracy'), '.1f', 100)} % "
-                                               f"[{_num(ci[0], '.1f', 100)}, "
-                                               f"{_num(ci[1], '.1f', 100)}] (n={syn.get('n')})"))
-    held = summary.get("heldout")
-    if held and "unavailable" not in held:
+    if syn:
+        lo, hi = syn.get("accuracy_ci95") or [None, None]
+        rows.append(("synthetic exact-answer", f"{fmt_num(syn.get('accuracy'), '.1f', 100)} % "
+                     f"[{fmt_num(lo, '.1f', 100)}, {fmt_num(hi, '.1f', 100)}] (n={syn.get('n')})"))
+    if held:
         rows.append(("clean held-out loss, per example",
-                     f"{_num(held.get('mean_loss'), '.4f')} over {held.get('n')} examples "
+                     f"{fmt_num(held.get('mean_loss'), '.4f')} over {held.get('n')} examples "
                      f"({held.get('n_tokens')} tokens)"))
-    jd = summary.get("judge")
-    if jd and "unavailable" not in jd:
-        rows.append(("win rate", f"{_num(jd.get('win_rate'), '.2f')} "
-                                 f"(se {_num(jd.get('standard_error'), '.2f')}, n={jd.get('n')}, "
-                                 f"avg length {_num(jd.get('avg_length'), '.0f')}) vs "
-                                 f"{jd.get('reference')} judged by {jd.get('judge')}"))
-    jc = summary.get("judge_check")
-    if jc and "unavailable" not in jc:
+    if jd:
+        rows.append(("win rate", f"{fmt_num(jd.get('win_rate'), '.2f')} (se "
+                     f"{fmt_num(jd.get('standard_error'), '.2f')}, n={jd.get('n')}, avg length "
+                     f"{fmt_num(jd.get('avg_length'), '.0f')}) vs {jd.get('reference')} "
+                     f"judged by {jd.get('judge')}"))
+    if jc:
         rows.append(("judge check", f"{'usable' if jc.get('usable') else 'NOT usable'}: "
-                                    f"accuracy {_num(jc.get('accuracy'), '.3f')}, position "
-                                    f"bias {_num(jc.get('position_bias'), '.3f')}, "
-                                    f"n={jc.get('n_pairs')}"))
-    hd = summary.get("harness")
-    if hd and "unavailable" not in hd:
-        for task, value in (hd.get("summary") or {}).items():
-            rows.append((f"harness {task}", _num(value, ".4f")))
+                     f"accuracy {fmt_num(jc.get('accuracy'), '.3f')}, position bias "
+                     f"{fmt_num(jc.get('position_bias'), '.3f')}, n={jc.get('n_pairs')}"))
+    if hd:
+        rows += [(f"harness {t}", fmt_num(v, ".4f")) for t, v in (hd.get("summary") or {}).items()]
         if hd.get("limit") is not None:
             rows.append(("harness limit", f"{hd['limit']} per task (not comparable)"))
     return rows
@@ -403,19 +272,14 @@ def _result_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     p = summary.get("prompts") or {}
-    rows: list[tuple[str, str]] = [
-        ("run", str(summary.get("run_dir"))),
-        ("dataset", str(summary.get("dataset"))),
-        ("noise", f"{summary.get('method')} alpha={summary.get('alpha')} "
-                  f"norm_match={summary.get('norm_match')}"),
-        ("train loss (noisy)", _num(summary.get("train_loss"), ".4f")),
-        ("clean held-out loss", _num(summary.get("final_clean_eval_loss"), ".4f")),
-        ("prompts", f"{p.get('source')} ({p.get('n')})"),
-    ]
-    rows += _stats_rows(summary.get("stats") or {})
-    rows += _result_rows(summary)
-    rows += [(f"step {step}", what) for step, what in (summary.get("steps") or {}).items()]
-    return rows
+    rows = [("run", str(summary.get("run_dir"))), ("dataset", str(summary.get("dataset"))),
+            ("noise", f"{summary.get('method')} alpha={summary.get('alpha')} "
+                      f"norm_match={summary.get('norm_match')}"),
+            ("train loss (noisy)", fmt_num(summary.get("train_loss"), ".4f")),
+            ("clean held-out loss", fmt_num(summary.get("final_clean_eval_loss"), ".4f")),
+            ("prompts", f"{p.get('source')} ({p.get('n')})")]
+    rows += _stats_rows(summary.get("stats") or {}) + _result_rows(summary)
+    return rows + [(f"step {step}", what) for step, what in (summary.get("steps") or {}).items()]
 
 
 def format_eval_summary(summary: Mapping[str, Any]) -> str:
@@ -427,9 +291,7 @@ def format_eval_summary(summary: Mapping[str, Any]) -> str:
 
 def _summary_markdown(summary: Mapping[str, Any]) -> str:
     lines = [f"# Evaluation of `{summary.get('name')}`", "", "| | |", "|---|---|"]
-    for key, value in _summary_rows(summary):
-        lines.append(f"| {key} | {str(value).replace('|', chr(92) + '|')} |")
+    lines += [f"| {k} | {str(v).replace('|', chr(92) + '|')} |" for k, v in _summary_rows(summary)]
     files = summary.get("files") or {}
     lines += ["", "Files: " + ", ".join(f"`{Path(v).name}`" for v in files.values()), ""]
     return "\n".join(lines)
-
