@@ -274,6 +274,13 @@ def test_run_dataset_names():
     assert run_dataset(info) == "my_set"
 
 
+def test_summary_noise_line_names_no_alpha_for_a_none_run():
+    none = format_eval_summary({"method": "none", "alpha": 5.0, "norm_match": True})
+    assert "noise                            none\n" in none and "alpha" not in none
+    sym = format_eval_summary({"method": "symnoise", "alpha": 5.0, "norm_match": False})
+    assert "symnoise alpha=5.0 norm_match=False\n" in sym
+
+
 def test_cli_eval_json(model_dir, tmp_path):
     from typer.testing import CliRunner
 

@@ -3,7 +3,7 @@
 # beside the two training chains), until all the runs of the four main methods have an
 # evaluation. Per run: the per-example clean held-out loss (the 64 held-out rows training
 # used), 100 AlpacaEval prompts answered greedily (length, repetition) and the synthetic
-# held-out split (exact answers, 240 items). No judge: the only offline judge measured as
+# held-out split (exact answers, 120 items); at most 128 new tokens per answer. No judge: the only offline judge measured as
 # not usable (README, judge check). Resumable: eval skips the steps it has already done.
 #   bash docs/results/alpaca_overfit/eval_grid.sh            # from the repository root
 set -u
@@ -23,8 +23,8 @@ while :; do
     left=$((left + 1))
     [[ $(status "$ROOT/$r") == completed ]] || continue
     echo "$(date -u +%T) eval $r"
-    $SYMNOISE eval "$ROOT/$r" --prompts "$PROMPTS" --n-prompts 100 --max-new-tokens 256 \
-      --synthetic-n-prompts 240 --no-progress || { echo "$(date -u +%T) FAILED $r"; FAILED="$FAILED $r"; }
+    $SYMNOISE eval "$ROOT/$r" --prompts "$PROMPTS" --n-prompts 100 --max-new-tokens 128 \
+      --synthetic-n-prompts 120 --no-progress || { echo "$(date -u +%T) FAILED $r"; FAILED="$FAILED $r"; }
   done
   [[ $left == 0 ]] && break
   sleep 60

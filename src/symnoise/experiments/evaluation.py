@@ -270,11 +270,18 @@ def _result_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _noise_text(summary: Mapping[str, Any]) -> str:
+    """``none``, or the method with its alpha and norm matching (a none run has neither)."""
+    if summary.get("method") in (None, "none"):
+        return str(summary.get("method"))
+    return (f"{summary['method']} alpha={summary.get('alpha')} "
+            f"norm_match={summary.get('norm_match')}")
+
+
 def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     p = summary.get("prompts") or {}
     rows = [("run", str(summary.get("run_dir"))), ("dataset", str(summary.get("dataset"))),
-            ("noise", f"{summary.get('method')} alpha={summary.get('alpha')} "
-                      f"norm_match={summary.get('norm_match')}"),
+            ("noise", _noise_text(summary)),
             ("train loss (noisy)", fmt_num(summary.get("train_loss"), ".4f")),
             ("clean held-out loss", fmt_num(summary.get("final_clean_eval_loss"), ".4f")),
             ("prompts", f"{p.get('source')} ({p.get('n')})")]
