@@ -8,13 +8,13 @@ import random
 import pandas as pd
 import pytest
 
-from symnoise.evaluate._alpaca_eval import load_alpaca_eval
-from symnoise.evaluate.judge_report import win_rate
 from symnoise.evaluate.winrate import (
     LC_OFFLINE,
     LEADERBOARD_COLUMNS,
     leaderboard_metrics,
     length_controlled,
+    load_alpaca_eval,
+    win_rate,
 )
 
 

@@ -1,26 +1,18 @@
-"""AlpacaEval's own annotators (their prompts, parsers, output-order randomisation and
-preference processing), run through the alpaca_eval package against any
-OpenAI-compatible endpoint.
+"""AlpacaEval's own annotators (prompts, parsers, order randomisation, preference
+processing) through the alpaca_eval package, against any OpenAI-compatible endpoint.
 
-``annotate(model_outputs, reference_outputs, annotator="weighted_alpaca_eval_gpt4_turbo",
-judge="openai:MODEL", base_url=...)`` loads the annotator's configuration from alpaca_eval
-(:class:`alpaca_eval.annotators.PairwiseAnnotator`), keeps everything in it except where
-requests go: the configuration's model name is replaced by ``MODEL`` and its completion
-function by one that sends each ChatML prompt through the official ``openai`` client of an
-:class:`~symnoise.evaluate.openai_judge.OpenAIJudge` (so ``base_url``, retries, timeouts and
-concurrency are the same as for our own prompt). For annotators parsed from
-log-probabilities (``logprob_parser``, e.g. ``weighted_alpaca_eval_gpt4_turbo``), a reply
-whose top log-probabilities hold neither label token is asked again restricted to the label
-tokens (logit bias), so the verdict does not go missing. Text-parsed annotators
-(``alpaca_eval_gpt4``'s ranking, ``chatgpt_fn``'s function call) keep alpaca_eval's parsers:
-what they cannot parse is counted as unparseable and printed.
-
-The annotations and leaderboard carry the annotator's name; the length-controlled win rate
-is the offline variant (:mod:`symnoise.evaluate.winrate`).
+The annotator's configuration is alpaca_eval's, except where requests go: its model name
+becomes the judge's and its completion function sends each ChatML prompt through an
+:class:`~symnoise.evaluate.openai_judge.OpenAIJudge` (same ``base_url``, retries and
+concurrency as our own prompt). For annotators parsed from log-probabilities
+(``logprob_parser``), a reply whose top log-probabilities hold no label token is asked
+again restricted to the label tokens; text-parsed annotators keep alpaca_eval's parsers,
+and what they cannot parse is counted as unparseable.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import time
@@ -28,19 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._alpaca_eval import load_alpaca_eval
-from .judge import (
-    OUR_ANNOTATOR,
-    OutputsSource,
-    _generator_name,
-    load_outputs,
-    make_judge,
-    pair_outputs,
-    write_results,
-)
-from .judge_report import JudgeReport, build_report
-from .judge_types import JudgeError
+from .judge import OutputsSource, _Pair, make_judge, prepare, write_results
+from .judge_prompts import JudgeError
 from .openai_judge import OpenAIJudge
+from .winrate import OUR_ANNOTATOR, JudgeReport, load_alpaca_eval
 
 __all__ = ["PAPER_ANNOTATORS", "available_annotators", "annotate", "run_judge", "ALPACA_EVAL_CACHE"]
 
@@ -69,8 +52,9 @@ def _completions_fn(judge: OpenAIJudge, config: dict[str, Any]) -> Any:
         kwargs.pop("requires_chatml", None)
         kwargs.pop("price_per_token", None)
         start = time.monotonic()
-        choices = list(judge_pool(judge, [utils.prompt_to_chatml(p) for p in prompts],
-                                  kwargs, labels))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=judge.concurrency) as pool:
+            choices = list(pool.map(lambda p: _chat_choice(judge, utils.prompt_to_chatml(p),
+                                                           kwargs, labels), prompts))
         per = (time.monotonic() - start) / max(1, len(prompts))
         return {"completions": [c["text"] for c in choices], "completions_all": choices,
                 "price_per_example": [float("nan")] * len(choices),
@@ -79,49 +63,29 @@ def _completions_fn(judge: OpenAIJudge, config: dict[str, Any]) -> Any:
     return complete
 
 
-def judge_pool(judge: OpenAIJudge, conversations: list[list[dict]], kwargs: dict[str, Any],
-               labels: list[str]) -> list[dict[str, Any]]:
-    """One chat completion per conversation (``judge.concurrency`` at a time), as dicts."""
-    import concurrent.futures
-
-    def one(messages: list[dict]) -> dict[str, Any]:
-        return _chat_choice(judge, messages, kwargs, labels)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=judge.concurrency) as pool:
-        return list(pool.map(one, conversations))
-
-
 def _chat_choice(judge: OpenAIJudge, messages: list[dict], kwargs: dict[str, Any],
                  labels: list[str]) -> dict[str, Any]:
-    openai = judge._openai
+    """One chat completion as alpaca_eval's dict, asked again restricted to ``labels``
+    when its top log-probabilities hold none of them."""
     try:
-        reply = judge.client.chat.completions.create(model=judge.model, messages=messages,
-                                                     **kwargs)
-    except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-        raise JudgeError(f"judge endpoint {judge.url} answered HTTP {e.status_code} for model "
-                         f"{judge.model!r}: {e}") from e
-    except openai.OpenAIError as exc:  # this item fails; alpaca_eval records no annotation
+        reply = judge.chat(messages, **kwargs)
+    except judge._openai.OpenAIError as exc:  # this item fails; alpaca_eval records none
         return {"text": "", "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     choice = reply.choices[0].model_dump()
-    message = reply.choices[0].message
-    tool_calls = message.tool_calls or []
-    choice["text"] = tool_calls[0].function.arguments if tool_calls else (message.content or " ")
-    if labels and not _has_label(choice, labels):
-        ids = {i for text in labels if len(t := judge.tokenize(text) or []) == 1 for i in t}
+    tool_calls = reply.choices[0].message.tool_calls or []
+    choice["text"] = (tool_calls[0].function.arguments if tool_calls
+                      else reply.choices[0].message.content or " ")
+    content = (choice.get("logprobs") or {}).get("content") or []
+    tops = content[0].get("top_logprobs") or [] if content else []
+    if labels and not any(t.get("token") in labels for t in tops):
+        ids = judge.single_token_ids(labels)
         if ids:
-            again = judge.client.chat.completions.create(
-                model=judge.model, messages=messages,
-                **{**kwargs, "max_tokens": 1, "logit_bias": {str(i): 100 for i in ids}})
+            again = judge.chat(messages, **{**kwargs, "max_tokens": 1,
+                                            "logit_bias": {str(i): 100 for i in ids}})
             choice = again.choices[0].model_dump()
             choice["text"] = again.choices[0].message.content or " "
             choice["restricted"] = True
     return choice
-
-
-def _has_label(choice: dict[str, Any], labels: list[str]) -> bool:
-    content = (choice.get("logprobs") or {}).get("content") or []
-    return bool(content) and any(t.get("token") in labels for t in content[0].get("top_logprobs")
-                                 or [])
 
 
 def _pairwise_annotator(name: str, judge: OpenAIJudge, cache: Path, seed: int) -> Any:
@@ -145,12 +109,34 @@ def _pairwise_annotator(name: str, judge: OpenAIJudge, cache: Path, seed: int) -
     if name not in available_annotators():
         raise JudgeError(f"unknown AlpacaEval annotator {name!r}; installed: "
                          f"{', '.join(available_annotators())} (or {OUR_ANNOTATOR!r}, ours)")
-    root = logging.getLogger()
-    level = root.level
+    level = logging.getLogger().level
     try:
         return Annotator(annotators_config=name, caching_path=str(cache), seed=seed)
     finally:
-        root.setLevel(level)
+        logging.getLogger().setLevel(level)
+
+
+def annotate_rows(annotator: str, judge: OpenAIJudge, cache: Path, seed: int,
+                  rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """alpaca_eval's annotation of each row (``instruction``, ``output_1``, ``output_2``),
+    in order; ``{}`` where it gave none. Closes ``judge``."""
+    try:
+        runner = _pairwise_annotator(annotator, judge, cache, seed)
+        annotated = runner.annotate_pairs(rows) if rows else []
+    finally:
+        judge.close()
+    found = {(a["instruction"], a["output_1"], a["output_2"]): a for a in annotated}
+    return [found.get((r["instruction"], r["output_1"], r["output_2"])) or {} for r in rows]
+
+
+def openai_judge(judge: str, base_url: str | None, **options: Any) -> OpenAIJudge:
+    """The ``openai:MODEL`` judge that answers AlpacaEval's prompts."""
+    if not judge.startswith("openai:"):
+        raise JudgeError(f"AlpacaEval's annotators need an OpenAI-compatible judge "
+                         f"('openai:MODEL'), got {judge!r}")
+    judge_obj = make_judge(judge, base_url, **options)
+    assert isinstance(judge_obj, OpenAIJudge)
+    return judge_obj
 
 
 def annotate(
@@ -174,64 +160,43 @@ def annotate(
     ``leaderboard.json`` and ``leaderboard.md`` in ``output_dir`` (alpaca_eval's own cache
     of annotations goes to ``alpaca_eval_annotator_cache.json`` there).
     """
-    if not judge.startswith("openai:"):
-        raise JudgeError(f"AlpacaEval's annotators need an OpenAI-compatible judge "
-                         f"('openai:MODEL'), got {judge!r}")
-    model_rows = load_outputs(model_outputs, what="model outputs")
-    reference_rows = load_outputs(reference_outputs, what="reference outputs")
-    pairs, n_unmatched = pair_outputs(model_rows, reference_rows)
-    pairs = pairs[:max_items] if max_items is not None else pairs
-    model_name = name or _generator_name(model_rows, "model")
-    reference_name = _generator_name(reference_rows, "reference")
-    out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    judge_obj = make_judge(judge, base_url, max_retries=max_retries, concurrency=concurrency,
-                           max_tokens=16)
-    assert isinstance(judge_obj, OpenAIJudge)
-    to_annotate = [{"instruction": p.instruction, "output_1": p.reference["output"],
-                    "output_2": p.model["output"]} for p in pairs]
-    try:
-        runner = _pairwise_annotator(annotator, judge_obj, out_dir / ALPACA_EVAL_CACHE, seed)
-        annotated = runner.annotate_pairs(to_annotate) if to_annotate else []
-    finally:
-        judge_obj.close()
-    found = {(a["instruction"], a["output_1"], a["output_2"]): a for a in annotated}
-    annotations = [_annotation(p, found.get((p.instruction, p.reference["output"],
-                                             p.model["output"])) or {},
-                               annotator=annotator, judge=judge, model_name=model_name,
-                               reference_name=reference_name, seed=seed) for p in pairs]
-    report = build_report(annotations, name=model_name, reference_name=reference_name,
-                          judge=judge, annotator=annotator, n_judgments=len(pairs),
-                          n_requested=judge_obj.n_requests, n_unmatched_references=n_unmatched,
-                          seed=seed, template=f"alpaca_eval:{annotator}")
-    return write_results(report, annotations, out_dir)
+    inputs = prepare(model_outputs, reference_outputs, output_dir, max_items, name)
+    judge_obj = openai_judge(judge, base_url, max_retries=max_retries,
+                             concurrency=concurrency, max_tokens=16)
+    rows = [{"instruction": p.instruction, "output_1": p.reference["output"],
+             "output_2": p.model["output"]} for p in inputs.pairs]
+    found = annotate_rows(annotator, judge_obj, inputs.out_dir / ALPACA_EVAL_CACHE, seed, rows)
+    annotations = [_annotation(p, f, annotator=annotator, judge=judge,
+                               model_name=inputs.model_name,
+                               reference_name=inputs.reference_name, seed=seed)
+                   for p, f in zip(inputs.pairs, found, strict=True)]
+    return write_results(inputs, annotations, judge=judge, annotator=annotator,
+                         n_judgments=len(rows), n_requested=judge_obj.n_requests, seed=seed,
+                         template=f"alpaca_eval:{annotator}")
 
 
 def is_switched(instruction: str, seed: int) -> bool:
-    """Whether alpaca_eval showed output_2 first for ``instruction``: its own seeded rule
-    (``RandomSwitchTwoColumnsProcessor``, switch column ``is_switched_outputs``), which it
-    applies and drops without returning it."""
+    """Whether alpaca_eval showed output_2 first for ``instruction`` (its seeded
+    ``RandomSwitchTwoColumnsProcessor`` rule, which it applies and does not return)."""
     utils = load_alpaca_eval().utils
     return bool(utils.random_seeded_choice(seed="is_switched_outputs" + instruction + str(seed),
                                            choices=[False, True]))
 
 
-def _annotation(pair: Any, found: dict[str, Any], *, annotator: str, judge: str,
+def _annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, judge: str,
                 model_name: str, reference_name: str, seed: int) -> dict[str, Any]:
     pref = found.get("preference")
-    ok = pref is not None and pref == pref  # NaN is alpaca_eval's "no annotation"
+    pref = float(pref) if pref is not None and pref == pref else None  # NaN: no annotation
     raw = found.get("preference_raw_completion")
-    method = "restricted" if isinstance(raw, dict) and raw.get("restricted") else (
-        "logprobs" if isinstance(raw, dict) and raw.get("logprobs") else "text")
+    method = "text"
+    if isinstance(raw, dict):
+        method = "restricted" if raw.get("restricted") else "logprobs" if raw.get("logprobs") \
+            else "text"
     return {
-        "instruction": pair.instruction, "output_1": pair.reference["output"],
-        "output_2": pair.model["output"],
-        "generator_1": pair.reference.get("generator") or reference_name,
-        "generator_2": pair.model.get("generator") or model_name,
-        "dataset": pair.dataset, "preference": float(pref) if ok else None,
+        **pair.row(model_name, reference_name), "preference": pref,
         "annotator": annotator, "judge": judge, "raw_completion": raw,
-        "status": "ok" if ok else "unparseable",
-        "judgments": [{"method": method, "preference": float(pref) if ok else None}],
+        "status": "ok" if pref is not None else "unparseable",
+        "judgments": [{"method": method, "preference": pref}],
         "is_switched_outputs": is_switched(pair.instruction, seed),
     }
 

@@ -9,8 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .judge_prompts import build_messages, build_plain_prompt
-from .judge_types import Judge, JudgeError, JudgeItem, JudgeResult
+from .judge_prompts import (
+    Judge,
+    JudgeError,
+    JudgeItem,
+    JudgeResult,
+    build_messages,
+    build_plain_prompt,
+)
 
 __all__ = ["HFJudge"]
 

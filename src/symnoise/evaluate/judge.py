@@ -1,24 +1,12 @@
-"""Pairwise win rate against reference outputs with an LLM judge (AlpacaEval style).
+"""Pairwise win rate against reference outputs with an LLM judge and our prompt.
 
-Inputs are two AlpacaEval model-outputs files (read by :mod:`symnoise.outputs`), paired by
-the whole prompt (instruction, and input when there is one). Each pair is shown to a judge
-in a seeded random order (or in both orders). Conventions follow AlpacaEval: ``output_1``
-is the reference, ``output_2`` the model; ``preference`` runs from 1 (reference better) to
-2 (model better), 1.5 a tie; the leaderboard columns are alpaca_eval's
-(:mod:`symnoise.evaluate.winrate`).
-
-This module runs our own prompt (annotator ``symnoise-pairwise``) with two judges, chosen
-by a spec string (:func:`make_judge`):
-
-* ``openai:MODEL``: any OpenAI-compatible endpoint through the official ``openai`` client,
-  verdicts read from log-probabilities (:mod:`symnoise.evaluate.openai_judge`).
-* ``hf:PATH``: a local Hugging Face causal LM, log-prob decision
-  (:mod:`symnoise.evaluate.hf_judge`).
-
-AlpacaEval's own annotators (their prompts and parsers) run through
-:mod:`symnoise.evaluate.annotators`. Every verdict is appended to ``judge_cache.jsonl``
-as soon as it is known, keyed by (judge, prompt version, prompt, output shown as (a),
-output shown as (b)), so a rerun never asks the judge the same question twice.
+Two AlpacaEval model-outputs files are paired by the whole prompt; each pair is shown to a
+judge in a seeded random order (or both orders). AlpacaEval conventions: ``output_1`` is
+the reference, ``output_2`` the model, ``preference`` 1 (reference better) .. 2 (model
+better). Judges (:func:`make_judge`): ``openai:MODEL`` (:mod:`.openai_judge`) or ``hf:PATH``
+(:mod:`.hf_judge`); AlpacaEval's own annotators run through :mod:`.annotators`. Every
+verdict is appended to ``judge_cache.jsonl`` as soon as it is known, so a rerun never asks
+the same question twice.
 """
 
 from __future__ import annotations
@@ -29,27 +17,26 @@ import os
 import random
 import statistics
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json_atomic as _write_json
-from .._io import write_text_atomic
+from .._io import write_json_atomic, write_text_atomic
 from ..outputs import OutputsError, full_instruction, read_outputs
 from .hf_judge import HFJudge
-from .judge_prompts import TEMPLATE_VERSION
-from .judge_report import (
+from .judge_prompts import TEMPLATE_VERSION, Judge, JudgeError, JudgeItem, JudgeResult
+from .openai_judge import OpenAIJudge
+from .winrate import (
     NO_DATASET,
     OUR_ANNOTATOR,
     DatasetScore,
     JudgeReport,
     build_report,
     leaderboard_markdown,
+    short,
     win_rate,
 )
-from .judge_types import Judge, JudgeError, JudgeItem, JudgeResult
-from .openai_judge import OpenAIJudge
 
 __all__ = [
     "JudgeError", "JudgeItem", "JudgeResult", "Judge", "OpenAIJudge", "HFJudge", "make_judge",
@@ -79,24 +66,18 @@ def make_judge(
     device: str | None = None,
     dtype: str | None = None,
 ) -> Judge:
-    """Build a judge from its spec: ``openai:MODEL`` or ``hf:PATH``.
-
-    ``base_url``, ``api_key``, ``max_retries``, ``concurrency``, ``timeout`` and
-    ``max_tokens`` apply to ``openai:`` judges (:class:`OpenAIJudge`); ``batch_size``,
-    ``device`` and ``dtype`` to ``hf:`` judges (:class:`HFJudge`).
-    """
-    if not isinstance(spec, str) or ":" not in spec:
-        raise JudgeError(f"unknown judge spec {spec!r}; expected 'openai:MODEL' or 'hf:PATH'")
-    kind, _, rest = spec.partition(":")
-    kind = kind.strip().lower()
+    """Build a judge from its spec: ``openai:MODEL`` (:class:`OpenAIJudge`: ``base_url``,
+    ``api_key``, ``max_retries``, ``concurrency``, ``timeout``, ``max_tokens``) or ``hf:PATH``
+    (:class:`HFJudge`: ``batch_size``, ``device``, ``dtype``)."""
+    kind, _, rest = spec.partition(":") if ":" in str(spec) else ("", "", "")
+    kind, rest = kind.strip().lower(), rest.strip()
     if kind == "openai":
-        return OpenAIJudge(rest.strip(), base_url=base_url, api_key=api_key,
-                           max_retries=max_retries, timeout=timeout, concurrency=concurrency,
-                           max_tokens=max_tokens)
+        return OpenAIJudge(rest, base_url=base_url, api_key=api_key, max_retries=max_retries,
+                           timeout=timeout, concurrency=concurrency, max_tokens=max_tokens)
     if kind == "hf":
-        if not rest.strip():
+        if not rest:
             raise JudgeError("judge spec 'hf:PATH' needs a model folder after 'hf:'")
-        return HFJudge(rest.strip(), batch_size=batch_size, device=device, dtype=dtype)
+        return HFJudge(rest, batch_size=batch_size, device=device, dtype=dtype)
     raise JudgeError(f"unknown judge spec {spec!r}; expected 'openai:MODEL' or 'hf:PATH'")
 
 
@@ -108,61 +89,55 @@ def make_judge(
 class AnnotationCache:
     """Append-only JSONL cache of verdicts, one line per judged (a, b) question.
 
-    Lines are flushed as they are written; a truncated last line (a crash mid-write) is
-    cut off the file on load. Other invalid lines are ignored with a warning and counted
-    in ``n_bad_lines``.
-    Errors are not cached (a rerun retries them); unparseable replies are, with their
-    status, so they are not paid for twice.
+    Lines are flushed as written; a truncated last line (a crash mid-write) is cut off the
+    file on load, other invalid lines are skipped with a warning and counted in
+    ``n_bad_lines``. Errors are not cached (a rerun retries them); unparseable replies are.
     """
+
+    FIELDS = ("status", "label", "raw", "scores", "p_b", "method")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._entries: dict[str, dict[str, Any]] = {}
         self.n_bad_lines = 0
-        self._load()
+        if self.path.exists():
+            self._load()
 
     @staticmethod
     def key(judge: str, instruction: str, output_a: str, output_b: str) -> str:
-        blob = json.dumps(
-            [judge, TEMPLATE_VERSION, instruction, output_a, output_b], ensure_ascii=False
-        )
+        blob = json.dumps([judge, TEMPLATE_VERSION, instruction, output_a, output_b],
+                          ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     @staticmethod
     def _parse(line: bytes) -> dict[str, Any] | None:
         try:
             entry = json.loads(line.decode("utf-8"))
-            if not isinstance(entry["key"], str):
-                return None
             JudgeResult(label=entry.get("label"), status=entry["status"])
-        except (ValueError, KeyError, TypeError):
+            return entry if isinstance(entry["key"], str) else None
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
-        return entry
 
     def _load(self) -> None:
-        if not self.path.exists():
-            return
         data = self.path.read_bytes()
-        lines = data.split(b"\n")
-        tail = lines.pop()  # b"" when the file ends with a newline
+        *lines, tail = data.split(b"\n")  # tail: b"" when the file ends with a newline
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            entry = self._parse(line)
+            entry = self._parse(line) if line.strip() else {}
             if entry is None:
                 self.n_bad_lines += 1
-                warnings.warn(
-                    f"{self.path}: line {number} is not a valid cache entry; ignored", stacklevel=3
-                )
-                continue
-            self._entries[entry["key"]] = entry
+                warnings.warn(f"{self.path}: line {number} is not a valid cache entry; ignored",
+                              stacklevel=3)
+            elif entry:
+                self._entries[entry["key"]] = entry
         if tail.strip():
             entry = self._parse(tail)
-            if entry is not None:
-                self._entries[entry["key"]] = entry
-            else:  # a write cut short by a crash: drop the partial line
-                self.n_bad_lines += 1
-                with open(self.path, "r+b") as fh:
+            with open(self.path, "r+b") as fh:
+                if entry is not None:  # complete but unterminated: terminate it
+                    self._entries[entry["key"]] = entry
+                    fh.seek(0, os.SEEK_END)
+                    fh.write(b"\n")
+                else:  # a write cut short by a crash: drop the partial line
+                    self.n_bad_lines += 1
                     fh.truncate(len(data) - len(tail))
 
     def __len__(self) -> int:
@@ -175,39 +150,15 @@ class AnnotationCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        return JudgeResult(
-            label=entry.get("label"),
-            status=entry["status"],
-            raw=entry.get("raw"),
-            scores=entry.get("scores"),
-            cached=True,
-            p_b=entry.get("p_b"),
-            method=entry.get("method"),
-        )
+        return JudgeResult(**{f: entry.get(f) for f in self.FIELDS}, cached=True)
 
     def put(self, key: str, judge: str, result: JudgeResult) -> None:
         if result.status == "error":
             return
-        entry = {
-            "key": key,
-            "judge": judge,
-            "template": TEMPLATE_VERSION,
-            "status": result.status,
-            "label": result.label,
-            "raw": result.raw,
-            "scores": result.scores,
-            "p_b": result.p_b,
-            "method": result.method,
-        }
+        entry = {"key": key, "judge": judge, "template": TEMPLATE_VERSION,
+                 **{f: getattr(result, f) for f in self.FIELDS}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = False
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, "rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                needs_newline = fh.read(1) != b"\n"
         with open(self.path, "a", encoding="utf-8") as fh:
-            if needs_newline:
-                fh.write("\n")
             fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
             fh.flush()
         self._entries[key] = entry
@@ -232,25 +183,23 @@ class _Pair:
     reference: dict[str, Any]
     model: dict[str, Any]
 
-    @property
-    def dataset(self) -> str | None:
-        return self.reference.get("dataset") or self.model.get("dataset")
-
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    def row(self, model_name: str, reference_name: str) -> dict[str, Any]:
+        """The AlpacaEval columns of this pair's annotation."""
+        return {"instruction": self.instruction, "output_1": self.reference["output"],
+                "output_2": self.model["output"],
+                "generator_1": self.reference.get("generator") or reference_name,
+                "generator_2": self.model.get("generator") or model_name,
+                "dataset": self.reference.get("dataset") or self.model.get("dataset")}
 
 
 def _index_by_prompt(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     index: dict[str, dict[str, Any]] = {}
     for row in rows:
         prompt = full_instruction(row)
-        previous = index.get(prompt)
-        if previous is not None:
+        if prompt in index:
             raise OutputsError(
-                f"{row['_origin']}: rows {previous['_row']} and {row['_row']} have the same "
-                f"instruction {_short(prompt)!r}; instructions must be unique"
-            )
+                f"{row['_origin']}: rows {index[prompt]['_row']} and {row['_row']} have the "
+                f"same instruction {short(prompt)!r}; instructions must be unique")
         index[prompt] = row
     return index
 
@@ -269,27 +218,47 @@ def pair_outputs(
     pairs: list[_Pair] = []
     for row in model_outputs:
         prompt = full_instruction(row)
-        ref = references.get(prompt)
-        if ref is None:
+        if prompt not in references:
             raise OutputsError(f"{row['_origin']}: row {row['_row']}: no reference output has "
-                               f"the instruction {_short(prompt)!r}")
-        pairs.append(_Pair(instruction=prompt, reference=ref, model=row))
+                               f"the instruction {short(prompt)!r}")
+        pairs.append(_Pair(instruction=prompt, reference=references[prompt], model=row))
     return pairs, len(references) - len(pairs)
 
 
-def _generator_name(rows: list[dict[str, Any]], default: str) -> str:
-    names = list(dict.fromkeys(r["generator"] for r in rows if r.get("generator")))
-    return "+".join(names) if names else default
+@dataclass
+class _Inputs:
+    pairs: list[_Pair]
+    n_unmatched: int
+    model_name: str
+    reference_name: str
+    out_dir: Path
+
+
+def prepare(model_outputs: OutputsSource, reference_outputs: OutputsSource,
+            output_dir: str | os.PathLike[str], max_items: int | None,
+            name: str | None) -> _Inputs:
+    """Read and pair both outputs, keep the first ``max_items``, name both sides (their
+    ``generator``, else ``name``/"model" and "reference"), create ``output_dir``."""
+    if max_items is not None and max_items < 0:
+        raise ValueError(f"max_items must be >= 0, got {max_items}")
+    model_rows = load_outputs(model_outputs, what="model outputs")
+    reference_rows = load_outputs(reference_outputs, what="reference outputs")
+    pairs, n_unmatched = pair_outputs(model_rows, reference_rows)
+
+    def generator(rows: list[dict[str, Any]], default: str) -> str:
+        return "+".join(dict.fromkeys(r["generator"] for r in rows if r.get("generator"))) \
+            or default
+
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _Inputs(pairs[:max_items] if max_items is not None else pairs, n_unmatched,
+                   name or generator(model_rows, "model"),
+                   generator(reference_rows, "reference"), out_dir)
 
 
 # --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
-
-
-def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]
 
 
 def ask_judge(judge: Judge, items: Sequence[JudgeItem], cache: AnnotationCache | None, *,
@@ -301,35 +270,28 @@ def ask_judge(judge: Judge, items: Sequence[JudgeItem], cache: AnnotationCache |
     from tqdm.auto import tqdm
 
     results: list[JudgeResult | None] = [None] * len(items)
-    pending: dict[str, list[int]] = {}
-    todo: list[tuple[str, JudgeItem]] = []
+    pending: dict[str, list[int]] = {}  # key -> the items that ask it
     for i, item in enumerate(items):
         key = AnnotationCache.key(judge.spec, item.instruction, item.output_a, item.output_b)
-        hit = cache.get(key) if cache is not None else None
-        if hit is not None:
-            results[i] = hit
-        elif key in pending:  # the same question twice in this run: ask once
-            pending[key].append(i)
-        else:
-            pending[key] = [i]
-            todo.append((key, item))
+        results[i] = cache.get(key) if cache is not None else None
+        if results[i] is None:
+            pending.setdefault(key, []).append(i)
     n_cached = sum(r is not None for r in results)
-    bar = tqdm(total=len(todo), disable=not progress, desc=f"judging with {judge.spec}",
-               unit="judgment", dynamic_ncols=True)
-    try:
-        for chunk in _chunks(todo, step):
-            answers = judge.compare([item for _, item in chunk])
+    todo = list(pending)
+    with tqdm(total=len(todo), disable=not progress, desc=f"judging with {judge.spec}",
+              unit="judgment", dynamic_ncols=True) as bar:
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            answers = judge.compare([items[pending[key][0]] for key in chunk])
             if len(answers) != len(chunk):
                 raise RuntimeError(f"judge {judge.spec} returned {len(answers)} results for "
                                    f"{len(chunk)} items")
-            for (key, _), answer in zip(chunk, answers, strict=True):
+            for key, answer in zip(chunk, answers, strict=True):
                 if cache is not None:
                     cache.put(key, judge.spec, answer)
                 for i in pending[key]:
                     results[i] = answer
             bar.update(len(chunk))
-    finally:
-        bar.close()
     return [r for r in results if r is not None], n_cached, len(todo)
 
 
@@ -339,22 +301,13 @@ def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
                   "p_b": r.p_b, "method": r.method, "status": r.status,
                   "raw_completion": r.raw, "error": r.error, "scores": r.scores,
                   "cached": r.cached} for f, r in zip(flags, answers, strict=True)]
-    statuses = [j["status"] for j in judgments]
-    if "error" in statuses:
-        status, preference = "error", None
-    elif "unparseable" in statuses:
-        status, preference = "unparseable", None
-    else:
-        status, preference = "ok", statistics.fmean(j["preference"] for j in judgments)
+    statuses = {j["status"] for j in judgments}
+    status = next((s for s in ("error", "unparseable") if s in statuses), "ok")
     single = len(flags) == 1
     return {
-        "instruction": pair.instruction,
-        "output_1": pair.reference["output"],
-        "output_2": pair.model["output"],
-        "generator_1": pair.reference.get("generator") or reference_name,
-        "generator_2": pair.model.get("generator") or model_name,
-        "dataset": pair.dataset,
-        "preference": preference,
+        **pair.row(model_name, reference_name),
+        "preference": statistics.fmean(j["preference"] for j in judgments)
+        if status == "ok" else None,
         "annotator": OUR_ANNOTATOR,
         "judge": judge,
         "raw_completion": judgments[0]["raw_completion"] if single
@@ -401,22 +354,12 @@ def judge_outputs(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if max_items is not None and max_items < 0:
-        raise ValueError(f"max_items must be >= 0, got {max_items}")
-    model_rows = load_outputs(model_outputs, what="model outputs")
-    reference_rows = load_outputs(reference_outputs, what="reference outputs")
-    pairs, n_unmatched = pair_outputs(model_rows, reference_rows)
-    pairs = pairs[:max_items] if max_items is not None else pairs
-    model_name = name or _generator_name(model_rows, "model")
-    reference_name = _generator_name(reference_rows, "reference")
-    out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
+    inputs = prepare(model_outputs, reference_outputs, output_dir, max_items, name)
     rng = random.Random(seed)
-    orders = [[False, True] if both_orders else [rng.random() < 0.5] for _ in pairs]
+    orders = [[False, True] if both_orders else [rng.random() < 0.5] for _ in inputs.pairs]
     items = [JudgeItem(p.instruction, *((p.model["output"], p.reference["output"]) if first
                                         else (p.reference["output"], p.model["output"])))
-             for p, flags in zip(pairs, orders, strict=True) for first in flags]
+             for p, flags in zip(inputs.pairs, orders, strict=True) for first in flags]
     judge_obj = judge if isinstance(judge, Judge) else make_judge(
         judge, base_url, max_retries=max_retries, batch_size=batch_size, **(judge_options or {}))
     step = max(batch_size, getattr(judge_obj, "concurrency", 1))
@@ -424,35 +367,36 @@ def judge_outputs(
         step = 4 * judge_obj.batch_size  # room to group similar lengths
     try:
         answers, n_cached, n_requested = ask_judge(
-            judge_obj, items, AnnotationCache(out_dir / CACHE_FILE), progress=progress, step=step)
+            judge_obj, items, AnnotationCache(inputs.out_dir / CACHE_FILE), progress=progress,
+            step=step)
     finally:
         if not isinstance(judge, Judge):
             judge_obj.close()
     annotations, k = [], 0
-    for pair, flags in zip(pairs, orders, strict=True):
+    for pair, flags in zip(inputs.pairs, orders, strict=True):
         annotations.append(_annotation(pair, flags, answers[k : k + len(flags)],
-                                       judge=judge_obj.spec, model_name=model_name,
-                                       reference_name=reference_name))
+                                       judge=judge_obj.spec, model_name=inputs.model_name,
+                                       reference_name=inputs.reference_name))
         k += len(flags)
-    report = build_report(annotations, name=model_name, reference_name=reference_name,
-                          judge=judge_obj.spec, annotator=OUR_ANNOTATOR,
-                          n_judgments=len(items), n_cached=n_cached, n_requested=n_requested,
-                          n_unmatched_references=n_unmatched, both_orders=both_orders,
-                          seed=seed, template=TEMPLATE_VERSION)
-    return write_results(report, annotations, out_dir)
+    return write_results(inputs, annotations, judge=judge_obj.spec, annotator=OUR_ANNOTATOR,
+                         n_judgments=len(items), n_cached=n_cached, n_requested=n_requested,
+                         both_orders=both_orders, seed=seed, template=TEMPLATE_VERSION)
 
 
-def write_results(report: JudgeReport, annotations: list[dict[str, Any]],
-                  out_dir: str | os.PathLike[str]) -> JudgeReport:
-    """Write ``annotations.json``, ``leaderboard.json`` and ``leaderboard.md``; return
-    ``report`` with ``output_dir`` and ``files`` filled in."""
-    out_dir = Path(out_dir)
+def write_results(inputs: _Inputs, annotations: list[dict[str, Any]], *, judge: str,
+                  annotator: str, **counts: Any) -> JudgeReport:
+    """Build the report of ``annotations`` and write ``annotations.json``,
+    ``leaderboard.json`` and ``leaderboard.md`` to ``inputs.out_dir``."""
+    out_dir = inputs.out_dir
+    report = build_report(annotations, name=inputs.model_name,
+                          reference_name=inputs.reference_name, judge=judge, annotator=annotator,
+                          n_unmatched_references=inputs.n_unmatched, **counts)
     report.output_dir = str(out_dir)
     report.files = {"annotations": str(out_dir / ANNOTATIONS_FILE),
                     "leaderboard_json": str(out_dir / LEADERBOARD_JSON),
                     "leaderboard_md": str(out_dir / LEADERBOARD_MD),
                     "cache": str(out_dir / CACHE_FILE)}
-    _write_json(out_dir / ANNOTATIONS_FILE, annotations)
-    _write_json(out_dir / LEADERBOARD_JSON, {report.name: report.leaderboard_row()})
+    write_json_atomic(out_dir / ANNOTATIONS_FILE, annotations)
+    write_json_atomic(out_dir / LEADERBOARD_JSON, {report.name: report.leaderboard_row()})
     write_text_atomic(out_dir / LEADERBOARD_MD, leaderboard_markdown(report))
     return report

@@ -1,16 +1,10 @@
 """Measure a judge before trusting it: accuracy on pairs whose better side is known.
 
-From a reference set (instruction, real answer) we build two kinds of pairs, half each:
-
-* ``other``: the real answer against the real answer to a different instruction;
-* ``truncated``: the real answer against the same answer cut to its first 10 words
-  (answers of 10 words or fewer are not used for this kind).
-
-Each pair is judged in both orders. Reported: ``accuracy`` (share of judgments that prefer
-the real answer; a tie counts as wrong) with its 95% Wilson interval, ``position_bias``
-(share of judgments won by the output shown first; 0.5 is unbiased), ``longer_wins``
-(share won by the longer output; every ``truncated`` pair has the real answer longer), the
-accuracy per kind, the unparseable count, and the verdict ``usable``:
+Half the pairs set a real answer against the real answer to another instruction
+(``other``), half against itself cut to its first 10 words (``truncated``, answers longer
+than 10 words only). Each pair is judged in both orders. Reported: ``accuracy`` (a tie
+counts as wrong) with its 95% Wilson interval, ``position_bias`` (share won by the output
+shown first), ``longer_wins``, accuracy per kind, the unparseable count, and ``usable``:
 
     usable  <=>  accuracy_ci[0] >= 0.70  and  0.35 <= position_bias <= 0.65
                  and unparseable share <= 0.05
@@ -27,10 +21,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._io import write_json_atomic
 from ..outputs import full_instruction
-from .judge import AnnotationCache, JudgeItem, JudgeResult, ask_judge, load_outputs, make_judge
-from .judge_report import OUR_ANNOTATOR
-from .judge_types import Judge, JudgeError
+from .judge import AnnotationCache, ask_judge, load_outputs, make_judge
+from .judge_prompts import Judge, JudgeError, JudgeItem, JudgeResult
+from .winrate import OUR_ANNOTATOR
 
 __all__ = ["THRESHOLDS", "JUDGE_CHECK_FILE", "build_check_pairs", "run_judge_check",
            "summarize_check", "format_judge_check", "read_judge_check"]
@@ -126,12 +121,15 @@ def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float 
     return result
 
 
+def _both_orders(pairs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(instruction, first, second) for each pair: good first, then good second."""
+    return [(p["instruction"], *order) for p in pairs
+            for order in ((p["good"], p["bad"]), (p["bad"], p["good"]))]
+
+
 def _judge_ours(judge: Judge, pairs: Sequence[Mapping[str, Any]],
                 cache: AnnotationCache | None, progress: bool = False) -> list[float | None]:
-    items = []
-    for pair in pairs:
-        items.append(JudgeItem(pair["instruction"], pair["good"], pair["bad"]))
-        items.append(JudgeItem(pair["instruction"], pair["bad"], pair["good"]))
+    items = [JudgeItem(*q) for q in _both_orders(pairs)]
     results, _, _ = ask_judge(judge, items, cache, progress=progress,
                               step=max(8, getattr(judge, "concurrency", 1)))
     return [_p_first(r) for r in results]
@@ -179,8 +177,7 @@ def run_judge_check(
     result = summarize_check(pairs, p_first, judge=spec, annotator=annotator)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / JUDGE_CHECK_FILE).write_text(json.dumps(result, indent=2) + "\n",
-                                                encoding="utf-8")
+        write_json_atomic(out_dir / JUDGE_CHECK_FILE, result)
     return result
 
 
@@ -190,32 +187,22 @@ def _judge_alpaca_eval(judge: str, pairs: Sequence[Mapping[str, Any]], annotator
     alpaca_eval switched the pair (:func:`~symnoise.evaluate.annotators.is_switched`)."""
     import tempfile
 
-    from .annotators import ALPACA_EVAL_CACHE, _pairwise_annotator, is_switched
-    from .openai_judge import OpenAIJudge
+    from .annotators import ALPACA_EVAL_CACHE, annotate_rows, is_switched, openai_judge
 
-    judge_obj = make_judge(judge, base_url)
-    assert isinstance(judge_obj, OpenAIJudge)
-    rows = []
-    for p in pairs:
-        rows.append({"instruction": p["instruction"], "output_1": p["good"], "output_2": p["bad"]})
-        rows.append({"instruction": p["instruction"], "output_1": p["bad"], "output_2": p["good"]})
+    judge_obj = openai_judge(judge, base_url)
+    rows = [dict(zip(("instruction", "output_1", "output_2"), q, strict=True))
+            for q in _both_orders(pairs)]
     with tempfile.TemporaryDirectory() as tmp:
         cache = (out_dir or Path(tmp)) / f"judge_check_{ALPACA_EVAL_CACHE}"
-        try:
-            annotated = _pairwise_annotator(annotator, judge_obj, cache, 0).annotate_pairs(rows)
-        finally:
-            judge_obj.close()
-    found = {(a["instruction"], a["output_1"], a["output_2"]): a for a in annotated}
+        found = annotate_rows(annotator, judge_obj, cache, 0, rows)
     p_first: list[float | None] = []
-    for row in rows:
-        a = found.get((row["instruction"], row["output_1"], row["output_2"])) or {}
+    for row, a in zip(rows, found, strict=True):
         pref = a.get("preference")
         if pref is None or pref != pref:
             p_first.append(None)
             continue
         p_output_1 = 2.0 - float(pref)  # preference 1: output_1 better
-        switched = is_switched(row["instruction"], 0)
-        p_first.append(1.0 - p_output_1 if switched else p_output_1)
+        p_first.append(1.0 - p_output_1 if is_switched(row["instruction"], 0) else p_output_1)
     return p_first
 
 

@@ -1,26 +1,96 @@
-"""The pairwise judge prompt and the parser of the judge's reply.
+"""The pairwise question to a judge: its types, its prompt, and the parser of the reply.
 
 The prompt shows one instruction and two outputs labelled ``(a)`` and ``(b)`` and asks for
-a single letter. :data:`TEMPLATE_VERSION` is part of every cache key: change it whenever the
-wording changes, so that cached verdicts given to an older wording are not reused.
-
-:func:`parse_verdict` reads a free-text reply and returns ``"a"``, ``"b"``, ``"tie"`` or
-``None`` when the reply does not name one output unambiguously. It never guesses.
+one letter. :data:`TEMPLATE_VERSION` is part of every cache key: change it whenever the
+wording changes, so that verdicts given to an older wording are not reused.
 """
 
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = [
-    "TEMPLATE_VERSION",
-    "SYSTEM_PROMPT",
-    "USER_TEMPLATE",
-    "PLAIN_ANSWER_PREFIX",
-    "build_messages",
-    "build_plain_prompt",
-    "parse_verdict",
-]
+__all__ = ["JudgeError", "JudgeItem", "JudgeResult", "Judge", "TEMPLATE_VERSION",
+           "SYSTEM_PROMPT", "USER_TEMPLATE", "PLAIN_ANSWER_PREFIX", "build_messages",
+           "build_plain_prompt", "parse_verdict"]
+
+
+class JudgeError(RuntimeError):
+    """A problem the user can fix: bad judge spec, rejected key, unknown model or URL."""
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One question: which of ``output_a`` and ``output_b`` better answers ``instruction``
+    (the whole prompt: instruction and input)."""
+
+    instruction: str
+    output_a: str
+    output_b: str
+
+
+@dataclass
+class JudgeResult:
+    """A judge's answer to one :class:`JudgeItem`.
+
+    label: ``"a"``, ``"b"``, ``"tie"``; ``None`` unless ``status`` is ``"ok"``.
+    status: ``"ok"``, ``"unparseable"`` (reply kept in ``raw``) or ``"error"`` (the request
+        failed after every retry; ``error`` says why).
+    p_b: probability that (b) is better, from the verdict token's log-probabilities
+        renormalised over the two labels; ``None`` for a discrete verdict.
+    method: ``"logprobs"``, ``"restricted"`` (reply restricted to the labels), ``"text"``
+        or ``"hf-logprobs"``. scores: per-label log-probabilities where known.
+    cached: the answer came from the cache.
+    """
+
+    label: str | None
+    status: str
+    raw: str | None = None
+    error: str | None = None
+    scores: dict[str, float] | None = None
+    cached: bool = False
+    p_b: float | None = None
+    method: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in ("ok", "unparseable", "error"):
+            raise ValueError(f"unknown judge result status {self.status!r}")
+        if (self.status == "ok") != (self.label in ("a", "b", "tie")):
+            raise ValueError(f"status {self.status!r} does not fit label {self.label!r}")
+        if self.p_b is not None and not 0.0 <= self.p_b <= 1.0:
+            raise ValueError(f"p_b must lie in [0, 1], got {self.p_b}")
+
+    def preference(self, model_first: bool) -> float | None:
+        """AlpacaEval preference of the model (1 reference better .. 2 model better)."""
+        if self.status != "ok":
+            return None
+        if self.p_b is not None:
+            p_model = 1.0 - self.p_b if model_first else self.p_b
+            return 1.0 + p_model
+        if self.label == "tie":
+            return 1.5
+        return 2.0 if (self.label == "a") == model_first else 1.0
+
+
+class Judge(ABC):
+    """A pairwise judge. ``spec`` identifies it in cache keys and reports."""
+
+    spec: str
+
+    @abstractmethod
+    def compare(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
+        """Judge every item; one result per item, in order. Never raises for one item."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (connections, model memory)."""
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 TEMPLATE_VERSION = "pairwise-v1"
 
@@ -50,13 +120,10 @@ def build_messages(instruction: str, output_a: str, output_b: str) -> list[dict[
 
 
 def build_plain_prompt(instruction: str, output_a: str, output_b: str) -> str:
-    """The same question as one plain-text prompt, ending right before the verdict.
-
-    Used for a local model without a chat template: the next token should be ``" a"`` or
-    ``" b"``.
-    """
-    user = USER_TEMPLATE.format(instruction=instruction, output_a=output_a, output_b=output_b)
-    return f"{SYSTEM_PROMPT}\n\n{user}\n\n{PLAIN_ANSWER_PREFIX}"
+    """The same question as one plain-text prompt (for a model without a chat template),
+    ending right before the verdict."""
+    system, user = (m["content"] for m in build_messages(instruction, output_a, output_b))
+    return f"{system}\n\n{user}\n\n{PLAIN_ANSWER_PREFIX}"
 
 
 # Replies that are nothing but a verdict, once markdown, quotes and punctuation are gone.
@@ -92,29 +159,24 @@ def _label(match: re.Match[str]) -> str:
 
 
 def parse_verdict(reply: str | None) -> str | None:
-    """Return ``"a"``, ``"b"`` or ``"tie"`` named by ``reply``, or ``None`` if unclear.
+    """``"a"``, ``"b"`` or ``"tie"`` as named by ``reply``; ``None`` when unclear, never a guess.
 
-    Accepts the bare letter in any case and common wrappings (``"Output (a)"``, ``"(b)"``,
-    ``"**a**"``, ``"b."``, ``"Output (b) is better than output (a)."``,
-    ``"Verdict: a"``, a first line that is a verdict followed by an explanation). A reply that names both outputs without saying which one is better,
-    names neither, or starts with a word such as the article "A" is unparseable: the caller
-    records it as such, it is never guessed.
+    Accepts the bare letter and common wrappings (``"Output (a)"``, ``"**a**"``, ``"b."``,
+    ``"Output (b) is better than output (a)."``, ``"Verdict: a"``, a verdict line then an
+    explanation). Naming both without a verdict, neither, or starting with the article
+    "A" is unparseable.
     """
-    if reply is None:
-        return None
-    text = reply.strip().lower()
+    text = (reply or "").strip().lower()
     if not text:
         return None
     core = text.strip(_STRIP)
-    whole = _WHOLE.fullmatch(core)
-    if whole:
-        return _label(whole)
     if _TIE.fullmatch(core):
         return "tie"
     first_line = text.split("\n", 1)[0].strip(_STRIP)
-    first = _WHOLE.fullmatch(first_line)
-    if first:  # "Output (a)" then an explanation on the next lines
-        return _label(first)
+    # the whole reply, or its first line ("Output (a)" then an explanation), is a verdict
+    whole = _WHOLE.fullmatch(core) or _WHOLE.fullmatch(first_line)
+    if whole:
+        return _label(whole)
     for phrase in _VERDICT_PHRASES:
         found = {_label(m) for m in phrase.finditer(text)}
         if len(found) == 1:
@@ -127,6 +189,4 @@ def parse_verdict(reply: str | None) -> str | None:
     if mentioned:
         return None
     leading = _LEADING.match(text.lstrip(_STRIP))
-    if leading:
-        return leading.group(1)
-    return None
+    return leading.group(1) if leading else None

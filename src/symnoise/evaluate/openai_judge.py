@@ -1,20 +1,15 @@
 """Our pairwise prompt judged through any OpenAI-compatible endpoint (``openai:MODEL``).
 
-Transport, retries (with backoff and ``Retry-After``), timeouts and ``base_url`` are the
-official ``openai`` client's; requests run in a thread pool. Verdicts never go missing
-where the endpoint returns log-probabilities:
+Transport, retries, timeouts and ``base_url`` are the official ``openai`` client's;
+requests run in a thread pool. The verdict is read, in this order of preference:
 
-1. The reply is requested with ``logprobs=True, top_logprobs=N``. The verdict token is the
-   first reply token that is a label (``a``/``b``, any surrounding space or parenthesis);
-   the two labels' probabilities among that position's top log-probabilities, renormalised,
-   give ``p_b``, a continuous preference as AlpacaEval 2's weighted annotators compute it.
-2. When no reply token is a label (small judges start with "The", "A", "To"), the question
-   is asked again restricted to the labels: one token, ``logit_bias`` +100 on the label
-   token ids (found through the server's tokenize endpoint: llama-cpp-python's
-   ``/extras/tokenize``, llama.cpp's and vLLM's ``/tokenize``, or tiktoken for OpenAI).
-3. Only when the endpoint returns no log-probabilities is the reply text parsed
-   (:func:`~symnoise.evaluate.judge_prompts.parse_verdict`); a reply that cannot be parsed
-   is kept and counted as unparseable, never guessed.
+1. from the top log-probabilities at the first reply token that is a label (``a``/``b``):
+   ``p_b`` = P(b) / (P(a) + P(b)), as AlpacaEval 2's weighted annotators compute it;
+2. when no reply token is a label, from the reply asked again restricted to the label
+   tokens (one token, ``logit_bias`` +100; the ids come from the server's tokenize
+   endpoint, or tiktoken for OpenAI);
+3. only without log-probabilities, from the reply text (:func:`.judge_prompts.parse_verdict`);
+   a reply that cannot be parsed is counted as unparseable, never guessed.
 """
 
 from __future__ import annotations
@@ -26,8 +21,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .judge_prompts import build_messages, parse_verdict
-from .judge_types import Judge, JudgeError, JudgeItem, JudgeResult
+from .judge_prompts import Judge, JudgeError, JudgeItem, JudgeResult, build_messages, parse_verdict
 
 __all__ = ["OpenAIJudge", "DEFAULT_BASE_URL", "label_of_token", "p_b_from_top_logprobs"]
 
@@ -63,13 +57,10 @@ class OpenAIJudge(Judge):
 
     model: the ``model`` field of each request. base_url: the API root (``.../v1``); default
     ``$OPENAI_BASE_URL``, ``$OPENAI_API_BASE`` (alpaca_eval's name), else OpenAI's.
-    api_key: default ``$OPENAI_API_KEY``; none is sent when there is none (local servers).
-    max_retries, timeout: the openai client's (network errors, 408/409/429/5xx are retried).
-    concurrency: requests in flight at once. top_logprobs: how many alternatives to ask for.
-    logprobs: False asks for text only (then the text is parsed).
-
-    HTTP 401, 403 and 404 raise :class:`JudgeError` at once; other 4xx replies are
-    recorded as an error for that item.
+    api_key: default ``$OPENAI_API_KEY``; none is sent without one (local servers).
+    max_retries, timeout: the openai client's. concurrency: requests in flight at once.
+    top_logprobs: alternatives asked for; logprobs: False asks for text only.
+    HTTP 401/403/404 raise :class:`JudgeError`; other 4xx are an error for that item.
     """
 
     def __init__(
@@ -118,23 +109,25 @@ class OpenAIJudge(Judge):
             self.n_requests += 1
 
     # -- one question -------------------------------------------------------------------
-    def _create(self, item: JudgeItem, **extra: Any) -> Any:
-        kwargs: dict[str, Any] = {"max_tokens": self.max_tokens}
-        if self.logprobs:
-            kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
-        kwargs.update(extra)
+    def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        """One chat completion; HTTP 401/403/404 raise :class:`JudgeError`."""
         openai = self._openai
         try:
-            return self.client.chat.completions.create(
-                model=self.model, temperature=0,
-                messages=build_messages(item.instruction, item.output_a, item.output_b),
-                **kwargs)
+            return self.client.chat.completions.create(model=self.model, messages=messages,
+                                                       **kwargs)
         except (openai.AuthenticationError, openai.PermissionDeniedError,
                 openai.NotFoundError) as exc:
             raise JudgeError(
                 f"judge endpoint {self.url} answered HTTP {exc.status_code} for model "
                 f"{self.model!r}: {exc} (check the base URL, the model name and OPENAI_API_KEY)"
             ) from exc
+
+    def _create(self, item: JudgeItem, **extra: Any) -> Any:
+        kwargs: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0}
+        if self.logprobs:
+            kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return self.chat(build_messages(item.instruction, item.output_a, item.output_b),
+                         **{**kwargs, **extra})
 
     def _judge_one(self, item: JudgeItem) -> JudgeResult:
         openai = self._openai
@@ -198,12 +191,13 @@ class OpenAIJudge(Judge):
         """Token id -> label for the single-token spellings of the labels (cached)."""
         with self._lock:
             if self._label_ids is None:
-                self._label_ids = self._find_label_ids()
+                self._label_ids = self.single_token_ids(["a", " a", "b", " b"])
             return self._label_ids
 
-    def _find_label_ids(self) -> dict[int, str]:
+    def single_token_ids(self, texts: Sequence[str]) -> dict[int, str]:
+        """Token id -> stripped text for each of ``texts`` that is one token."""
         found: dict[int, str] = {}
-        for text in ("a", " a", "b", " b"):
+        for text in texts:
             ids = self.tokenize(text)
             if ids is not None and len(ids) == 1:
                 found[ids[0]] = text.strip()

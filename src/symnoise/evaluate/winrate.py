@@ -1,31 +1,31 @@
-"""AlpacaEval leaderboard columns of a set of annotations, by alpaca_eval's own functions.
+"""Win rates of a set of annotations: AlpacaEval's leaderboard columns and our report.
 
-``leaderboard_metrics(annotations)`` gives ``win_rate, standard_error, n_wins,
-n_wins_base, n_draws, n_total, discrete_win_rate`` from
-:func:`alpaca_eval.metrics.get_winrate`, ``avg_length`` (mean characters of the model's
-outputs, as AlpacaEval's leaderboard), and the length-controlled win rate
-``length_controlled_winrate, lc_standard_error``.
-
-Length control is AlpacaEval 2's GLM. alpaca_eval's :func:`get_length_controlled_winrate`
-downloads ``df_gamed.csv`` (instruction difficulty and the gamed baselines) from the
-Hugging Face Hub, which this toolkit never does; we fit the GLM with alpaca_eval's own
-design-matrix and fitting functions (``make_dmatrix_for_model``,
-``fit_LogisticRegressionCV``) and its formula without the instruction-difficulty term
-(``length_controlled_minimal``, no regularisation to the gamed baselines). Every result
-says so in ``lc_variant`` (:data:`LC_OFFLINE`); a test checks the numbers equal
-alpaca_eval's function run on the same annotations with that formula.
+Preferences follow AlpacaEval: 1 the reference (``output_1``) is better, 2 the model
+(``output_2``), 1.5 a tie, anything between from log-probabilities or two orders.
+:func:`leaderboard_metrics` takes the columns from :func:`alpaca_eval.metrics.get_winrate`.
+Length control is AlpacaEval 2's GLM fitted with alpaca_eval's own functions, but without
+the instruction-difficulty term, whose data alpaca_eval downloads from the Hub (never done
+here): every result says so in ``lc_variant`` (:data:`LC_OFFLINE`).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import statistics
+import sys
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._alpaca_eval import load_alpaca_eval
+from .judge_prompts import JudgeError
 
 __all__ = ["LC_OFFLINE", "LC_GLM", "LEADERBOARD_COLUMNS", "leaderboard_metrics",
-           "length_controlled"]
+           "length_controlled", "load_alpaca_eval", "DatasetScore", "JudgeReport", "win_rate",
+           "build_report", "leaderboard_markdown", "NO_DATASET", "OUR_ANNOTATOR"]
 
 LC_GLM = "length_controlled_minimal"
 LC_OFFLINE = "no-instruction-difficulty (offline)"
@@ -35,16 +35,48 @@ LEADERBOARD_COLUMNS = ("win_rate", "standard_error", "n_wins", "n_wins_base", "n
                        "n_total", "discrete_win_rate", "avg_length",
                        "length_controlled_winrate", "lc_standard_error")
 MIN_LC_ITEMS = 10  # GroupKFold needs 5 groups; fewer than 10 items is no fit worth showing
+NO_DATASET = "(none)"
+OUR_ANNOTATOR = "symnoise-pairwise"  # our own prompt; never one of AlpacaEval's annotators
 
 
-def _num(value: Any) -> float | int | None:
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
+def load_alpaca_eval() -> Any:
+    """The imported ``alpaca_eval`` package (with ``annotators``, ``metrics``, ``utils``).
+
+    alpaca_eval 0.6 imports ``pkg_resources`` (gone from setuptools 82) for two version
+    look-ups: a stand-in is registered when it is missing. The root log level it changes
+    on import is put back.
+    """
+    if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
+        from packaging.version import parse
+
+        stand_in = types.ModuleType("pkg_resources")
+        stand_in.parse_version = parse  # type: ignore[attr-defined]
+        stand_in.get_distribution = lambda name: types.SimpleNamespace(  # type: ignore[attr-defined]
+            version=importlib.metadata.version(name))
+        sys.modules["pkg_resources"] = stand_in
+    level = logging.getLogger().level
+    try:
+        import alpaca_eval
+        import alpaca_eval.annotators
+        import alpaca_eval.metrics
+    except ImportError as exc:
+        raise JudgeError("AlpacaEval's annotators and metrics need the alpaca-eval package: "
+                         "pip install 'symnoise[judge]'") from exc
+    finally:
+        logging.getLogger().setLevel(level)
+    return alpaca_eval
+
+
+def _num(value: Any, digits: int | None = None) -> Any:
+    """A JSON-ready number: numpy scalars unwrapped, NaN/inf as None, floats rounded."""
+    value = value.item() if hasattr(value, "item") else value
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    return round(value, digits) if digits is not None and value is not None else value
+
+
+def _r6(value: float | None) -> float | None:
+    return _num(value, 6)
 
 
 def length_controlled(frame: Any) -> tuple[float, float]:
@@ -54,7 +86,6 @@ def length_controlled(frame: Any) -> tuple[float, float]:
     import pandas as pd
 
     glm = load_alpaca_eval().metrics.glm_winrate
-
     info = glm.GLM_INFO[LC_GLM]
     df = frame.reset_index(drop=True)
     delta = df["output_1"].str.len() - df["output_2"].str.len()
@@ -82,13 +113,13 @@ def leaderboard_metrics(annotations: Sequence[Mapping[str, Any]]) -> dict[str, A
     """
     import pandas as pd
 
-    get_winrate = load_alpaca_eval().metrics.get_winrate
     frame = pd.DataFrame([{"preference": a.get("preference"), "output_1": a["output_1"],
                            "output_2": a["output_2"]} for a in annotations],
                          columns=["preference", "output_1", "output_2"])
     judged = frame[frame["preference"].notna()]
     out: dict[str, Any] = dict.fromkeys(LEADERBOARD_COLUMNS)
     if len(judged):
+        get_winrate = load_alpaca_eval().metrics.get_winrate
         out.update({k: _num(v) for k, v in get_winrate(judged).items()})
     else:
         out.update(n_wins=0, n_wins_base=0, n_draws=0, n_total=0)
@@ -99,9 +130,199 @@ def leaderboard_metrics(annotations: Sequence[Mapping[str, Any]]) -> dict[str, A
         out["lc_note"] = (f"not computed: needs >= {MIN_LC_ITEMS} judged items with differing "
                           f"lengths (got {len(judged)}); " + LC_HUB_NOTE)
         return out
-    lc, _ = length_controlled(frame)
-    out["length_controlled_winrate"] = _num(lc)
+    out["length_controlled_winrate"] = _num(length_controlled(frame)[0])
     # Without instruction difficulty every item gets the same prediction, so alpaca_eval's
     # standard error of the predictions is 0 by construction: not an uncertainty, not shown.
     out["lc_note"] = LC_HUB_NOTE + "; lc_standard_error needs that term (0 by construction)"
     return out
+
+
+def win_rate(preferences: Iterable[float]) -> tuple[float, float, int]:
+    """Win rate of output_2 (the model), its standard error, and n.
+
+    ``win_rate = mean((p - 1) * 100)``; ``standard_error = stdev((p - 1) * 100) / sqrt(n)``
+    with the sample standard deviation. NaN where undefined (no items; one item for the error).
+    """
+    values = [(float(p) - 1.0) * 100.0 for p in preferences]
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    se = statistics.stdev(values) / math.sqrt(n) if n > 1 else math.nan
+    return statistics.fmean(values), se, n
+
+
+@dataclass
+class DatasetScore:
+    """Win rate on one ``dataset`` subset."""
+
+    win_rate: float
+    standard_error: float
+    n: int
+    n_total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"win_rate": _r6(self.win_rate), "standard_error": _r6(self.standard_error),
+                "n": self.n, "n_total": self.n_total}
+
+
+@dataclass
+class JudgeReport:
+    """Result of :func:`symnoise.evaluate.judge.judge_outputs` (or an AlpacaEval annotator).
+
+    Counts are per item except ``n_judgments`` / ``n_cached`` / ``n_requested``, which count
+    questions asked of the judge (two per item with ``both_orders``). ``metrics`` holds the
+    AlpacaEval leaderboard columns; ``annotator`` names the prompt and parser
+    (``symnoise-pairwise`` is ours), ``judge`` the model that answered.
+    """
+
+    name: str
+    reference_name: str
+    judge: str
+    annotator: str
+    win_rate: float
+    standard_error: float
+    n_total: int
+    n_parsed: int
+    n_unparseable: int
+    n_errors: int
+    n_wins: int
+    n_losses: int
+    n_ties: int
+    avg_length: float
+    avg_length_reference: float
+    per_dataset: dict[str, DatasetScore]
+    metrics: dict[str, Any]
+    n_judgments: int = 0
+    n_cached: int = 0
+    n_requested: int = 0
+    n_unmatched_references: int = 0
+    both_orders: bool = False
+    seed: int = 0
+    template: str = ""
+    verdict_methods: dict[str, int] = field(default_factory=dict)
+    output_dir: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def unparseable_share(self) -> float:
+        """Share of items whose verdict could not be read (failed requests not counted)."""
+        return self.n_unparseable / self.n_total if self.n_total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["per_dataset"] = {k: v.to_dict() for k, v in self.per_dataset.items()}
+        for key in ("win_rate", "standard_error", "avg_length", "avg_length_reference"):
+            data[key] = _r6(data[key])
+        data["unparseable_share"] = round(self.unparseable_share, 6)
+        data.update(self.metrics)
+        return data
+
+    def leaderboard_row(self) -> dict[str, Any]:
+        """The row written to ``leaderboard.json`` under the model's name."""
+        return {
+            **{k: self.metrics.get(k) for k in LEADERBOARD_COLUMNS},
+            "lc_variant": self.metrics.get("lc_variant"),
+            "n": self.n_parsed, "n_unparseable": self.n_unparseable, "n_errors": self.n_errors,
+            "unparseable_share": round(self.unparseable_share, 6),
+            "avg_length_reference": _r6(self.avg_length_reference),
+            "per_dataset": {k: _r6(v.win_rate) for k, v in self.per_dataset.items()},
+            "annotator": self.annotator, "judge": self.judge, "reference": self.reference_name,
+            "both_orders": self.both_orders,
+        }
+
+    def format_table(self) -> str:
+        """A plain-text summary: overall row, per-dataset rows, LC, counts."""
+
+        def pct(x: float | None) -> str:
+            return "n/a" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+        m = self.metrics
+        header = (f"{'name':<28} {'win_rate':>9} {'std_err':>8} {'LC':>7} {'discrete':>8} "
+                  f"{'n':>6} {'avg_len':>8}  annotator / judge")
+        lines = [header, "-" * len(header),
+                 f"{short(self.name, 28):<28} {pct(self.win_rate):>9} "
+                 f"{pct(self.standard_error):>8} {pct(m.get('length_controlled_winrate')):>7} "
+                 f"{pct(m.get('discrete_win_rate')):>8} {self.n_parsed:>6} "
+                 f"{self.avg_length:>8.0f}  {self.annotator} / {self.judge}"]
+        for name, score in self.per_dataset.items():
+            lines.append(f"  {short(name, 26):<26} {pct(score.win_rate):>9} "
+                         f"{pct(score.standard_error):>8} {'':>7} {'':>8} {score.n:>6}")
+        methods = ", ".join(f"{k} {v}" for k, v in sorted(self.verdict_methods.items()))
+        lines += [
+            f"unparseable: {self.n_unparseable}/{self.n_total} "
+            f"({100 * self.unparseable_share:.1f}%); errors: {self.n_errors}; "
+            f"verdicts by {methods or 'none'}",
+            f"LC: {m.get('lc_variant')} ({m.get('lc_note')})",
+            f"judgments: {self.n_cached} cached, {self.n_requested} requested; reference "
+            f"'{self.reference_name}' (avg_len {self.avg_length_reference:.0f}, "
+            f"{self.n_unmatched_references} unmatched)",
+        ]
+        return "\n".join(lines)
+
+
+def short(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def build_report(annotations: Sequence[Mapping[str, Any]], *, name: str, reference_name: str,
+                 judge: str, annotator: str, **counts: Any) -> JudgeReport:
+    """A :class:`JudgeReport` of annotations (``status`` ok / unparseable / error,
+    ``preference``, ``output_1``, ``output_2``, ``dataset``); ``counts`` fill the rest."""
+    from collections import Counter
+
+    ok = [a for a in annotations if a["status"] == "ok"]
+    prefs = [a["preference"] for a in ok]
+    rate, se, n = win_rate(prefs)
+    totals = Counter(a.get("dataset") or NO_DATASET for a in annotations)
+    per_dataset = {k: DatasetScore(*win_rate(a["preference"] for a in ok
+                                             if (a.get("dataset") or NO_DATASET) == k), totals[k])
+                   for k in sorted(totals)}
+
+    def mean_len(texts: list[str]) -> float:
+        return statistics.fmean(len(t) for t in texts) if texts else math.nan
+
+    methods = Counter(j["method"] for a in annotations for j in a.get("judgments") or []
+                      if j.get("method"))
+    return JudgeReport(
+        name=name, reference_name=reference_name, judge=judge, annotator=annotator,
+        win_rate=rate, standard_error=se, n_total=len(annotations), n_parsed=n,
+        n_unparseable=sum(a["status"] == "unparseable" for a in annotations),
+        n_errors=sum(a["status"] == "error" for a in annotations),
+        n_wins=sum(p > 1.5 for p in prefs), n_losses=sum(p < 1.5 for p in prefs),
+        n_ties=sum(p == 1.5 for p in prefs),
+        avg_length=mean_len([a["output_2"] for a in annotations]),
+        avg_length_reference=mean_len([a["output_1"] for a in annotations]),
+        per_dataset=per_dataset,
+        metrics=leaderboard_metrics([{**a, "preference": a["preference"] if a["status"] == "ok"
+                                      else None} for a in annotations]),
+        verdict_methods=dict(methods), **counts,
+    )
+
+
+def leaderboard_markdown(report: JudgeReport) -> str:
+    """``leaderboard.md``: one row with the leaderboard columns and per-dataset win rates."""
+    datasets = list(report.per_dataset)
+    m = report.metrics
+
+    def cell(x: Any) -> str:
+        return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2f}"
+
+    head = ["name", "win_rate", "standard_error", "n", "avg_length", *datasets,
+            "discrete_win_rate", "length_controlled_winrate", "unparseable", "annotator", "judge"]
+    row = [report.name, cell(report.win_rate), cell(report.standard_error), str(report.n_parsed),
+           f"{report.avg_length:.0f}", *(cell(report.per_dataset[d].win_rate) for d in datasets),
+           cell(m.get("discrete_win_rate")), cell(m.get("length_controlled_winrate")),
+           f"{report.n_unparseable}/{report.n_total}",
+           f"`{report.annotator}`", f"`{report.judge}`"]
+    orders = "both" if report.both_orders else f"random (seed {report.seed})"
+    return "\n".join([
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 3) + ["---", "---"]) + "|",
+        "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |",
+        "",
+        f"Reference: {report.reference_name}. Items: {report.n_total} total, {report.n_parsed} "
+        f"judged, {report.n_unparseable} unparseable, {report.n_errors} errors. Orders: {orders}. "
+        f"Length control: {m.get('lc_variant')}.",
+        "",
+    ])
