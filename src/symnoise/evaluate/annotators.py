@@ -139,20 +139,10 @@ def openai_judge(judge: str, base_url: str | None, **options: Any) -> OpenAIJudg
     return judge_obj
 
 
-def annotate(
-    model_outputs: OutputsSource,
-    reference_outputs: OutputsSource,
-    *,
-    annotator: str,
-    judge: str,
-    output_dir: str | os.PathLike[str],
-    base_url: str | None = None,
-    seed: int = 0,
-    max_items: int | None = None,
-    max_retries: int = 5,
-    concurrency: int = 4,
-    name: str | None = None,
-) -> JudgeReport:
+def annotate(model_outputs: OutputsSource, reference_outputs: OutputsSource, *, annotator: str,
+             judge: str, output_dir: str | os.PathLike[str], base_url: str | None = None,
+             seed: int = 0, max_items: int | None = None, max_retries: int = 5,
+             concurrency: int = 4, name: str | None = None) -> JudgeReport:
     """Judge model outputs against references with AlpacaEval's annotator ``annotator``.
 
     judge: ``openai:MODEL``, the model that answers AlpacaEval's prompts (e.g.

@@ -53,19 +53,10 @@ LEADERBOARD_MD = "leaderboard.md"
 OutputsSource = str | os.PathLike[str] | Sequence[dict[str, Any]]
 
 
-def make_judge(
-    spec: str,
-    base_url: str | None = None,
-    *,
-    api_key: str | None = None,
-    max_retries: int = 5,
-    batch_size: int = 8,
-    concurrency: int = 4,
-    timeout: float = 120.0,
-    max_tokens: int = 8,
-    device: str | None = None,
-    dtype: str | None = None,
-) -> Judge:
+def make_judge(spec: str, base_url: str | None = None, *, api_key: str | None = None,
+               max_retries: int = 5, batch_size: int = 8, concurrency: int = 4,
+               timeout: float = 120.0, max_tokens: int = 8, device: str | None = None,
+               dtype: str | None = None) -> Judge:
     """Build a judge from its spec: ``openai:MODEL`` (:class:`OpenAIJudge`: ``base_url``,
     ``api_key``, ``max_retries``, ``concurrency``, ``timeout``, ``max_tokens``) or ``hf:PATH``
     (:class:`HFJudge`: ``batch_size``, ``device``, ``dtype``)."""
@@ -79,11 +70,6 @@ def make_judge(
             raise JudgeError("judge spec 'hf:PATH' needs a model folder after 'hf:'")
         return HFJudge(rest, batch_size=batch_size, device=device, dtype=dtype)
     raise JudgeError(f"unknown judge spec {spec!r}; expected 'openai:MODEL' or 'hf:PATH'")
-
-
-# --------------------------------------------------------------------------------------
-# Cache
-# --------------------------------------------------------------------------------------
 
 
 class AnnotationCache:
@@ -143,9 +129,6 @@ class AnnotationCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._entries
-
     def get(self, key: str) -> JudgeResult | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -162,11 +145,6 @@ class AnnotationCache:
             fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
             fh.flush()
         self._entries[key] = entry
-
-
-# --------------------------------------------------------------------------------------
-# Inputs
-# --------------------------------------------------------------------------------------
 
 
 def load_outputs(source: OutputsSource, *, what: str = "outputs") -> list[dict[str, Any]]:
@@ -204,9 +182,8 @@ def _index_by_prompt(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return index
 
 
-def pair_outputs(
-    model_outputs: list[dict[str, Any]], reference_outputs: list[dict[str, Any]]
-) -> tuple[list[_Pair], int]:
+def pair_outputs(model_outputs: list[dict[str, Any]], reference_outputs: list[dict[str, Any]]
+                 ) -> tuple[list[_Pair], int]:
     """Pair model outputs with references by prompt (instruction + input), in model order.
 
     Returns the pairs and the number of references that no model output matched. Raises
@@ -254,11 +231,6 @@ def prepare(model_outputs: OutputsSource, reference_outputs: OutputsSource,
     return _Inputs(pairs[:max_items] if max_items is not None else pairs, n_unmatched,
                    name or generator(model_rows, "model"),
                    generator(reference_rows, "reference"), out_dir)
-
-
-# --------------------------------------------------------------------------------------
-# Driver
-# --------------------------------------------------------------------------------------
 
 
 def ask_judge(judge: Judge, items: Sequence[JudgeItem], cache: AnnotationCache | None, *,
@@ -321,22 +293,12 @@ def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
     }
 
 
-def judge_outputs(
-    model_outputs: OutputsSource,
-    reference_outputs: OutputsSource,
-    *,
-    judge: str | Judge,
-    output_dir: str | os.PathLike[str],
-    base_url: str | None = None,
-    both_orders: bool = False,
-    seed: int = 0,
-    max_items: int | None = None,
-    max_retries: int = 5,
-    batch_size: int = 8,
-    progress: bool = True,
-    name: str | None = None,
-    judge_options: dict[str, Any] | None = None,
-) -> JudgeReport:
+def judge_outputs(model_outputs: OutputsSource, reference_outputs: OutputsSource, *,
+                  judge: str | Judge, output_dir: str | os.PathLike[str],
+                  base_url: str | None = None, both_orders: bool = False, seed: int = 0,
+                  max_items: int | None = None, max_retries: int = 5, batch_size: int = 8,
+                  progress: bool = True, name: str | None = None,
+                  judge_options: dict[str, Any] | None = None) -> JudgeReport:
     """Judge model outputs against reference outputs with our prompt; write the results.
 
     model_outputs, reference_outputs: AlpacaEval model-outputs files (JSON list or JSONL),

@@ -24,7 +24,7 @@ from typing import Any
 from .._io import write_json_atomic
 from ..outputs import full_instruction
 from .judge import AnnotationCache, ask_judge, load_outputs, make_judge
-from .judge_prompts import Judge, JudgeError, JudgeItem, JudgeResult
+from .judge_prompts import Judge, JudgeError, JudgeItem
 from .winrate import OUR_ANNOTATOR
 
 __all__ = ["THRESHOLDS", "JUDGE_CHECK_FILE", "build_check_pairs", "run_judge_check",
@@ -65,15 +65,6 @@ def build_check_pairs(rows: Sequence[Mapping[str, Any]], n: int, seed: int = 0
                       "bad": cut, "kind": "truncated"})
     random.Random(seed + 1).shuffle(pairs)
     return pairs
-
-
-def _p_first(result: JudgeResult) -> float | None:
-    """Probability that the output shown first is better, or None without a verdict."""
-    if result.status != "ok":
-        return None
-    if result.p_b is not None:
-        return 1.0 - result.p_b
-    return {"a": 1.0, "b": 0.0, "tie": 0.5}[str(result.label)]
 
 
 def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float | None],
@@ -132,21 +123,16 @@ def _judge_ours(judge: Judge, pairs: Sequence[Mapping[str, Any]],
     items = [JudgeItem(*q) for q in _both_orders(pairs)]
     results, _, _ = ask_judge(judge, items, cache, progress=progress,
                               step=max(8, getattr(judge, "concurrency", 1)))
-    return [_p_first(r) for r in results]
+    # the probability that the output shown first is better: the preference shown model first
+    return [None if (p := r.preference(True)) is None else p - 1.0 for r in results]
 
 
-def run_judge_check(
-    judge: str | Judge,
-    reference_outputs: str | os.PathLike[str] | Sequence[Mapping[str, Any]],
-    *,
-    base_url: str | None = None,
-    annotator: str = OUR_ANNOTATOR,
-    n: int = 60,
-    seed: int = 0,
-    output_dir: str | os.PathLike[str] | None = None,
-    judge_options: dict[str, Any] | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
+def run_judge_check(judge: str | Judge,
+                    reference_outputs: str | os.PathLike[str] | Sequence[Mapping[str, Any]], *,
+                    base_url: str | None = None, annotator: str = OUR_ANNOTATOR, n: int = 60,
+                    seed: int = 0, output_dir: str | os.PathLike[str] | None = None,
+                    judge_options: dict[str, Any] | None = None, progress: bool = False
+                    ) -> dict[str, Any]:
     """Judge ``n`` known pairs in both orders; return (and write) the check's numbers.
 
     judge: a spec (``openai:MODEL``, ``hf:PATH``) or a :class:`Judge`; annotator:

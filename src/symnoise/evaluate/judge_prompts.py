@@ -86,12 +86,6 @@ class Judge(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, model memory)."""
 
-    def __enter__(self) -> Judge:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 TEMPLATE_VERSION = "pairwise-v1"
 
 SYSTEM_PROMPT = (

@@ -63,19 +63,9 @@ class OpenAIJudge(Judge):
     HTTP 401/403/404 raise :class:`JudgeError`; other 4xx are an error for that item.
     """
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        max_retries: int = 5,
-        timeout: float = 120.0,
-        concurrency: int = 4,
-        max_tokens: int = 8,
-        top_logprobs: int = 20,
-        logprobs: bool = True,
-    ) -> None:
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 max_retries: int = 5, timeout: float = 120.0, concurrency: int = 4,
+                 max_tokens: int = 8, top_logprobs: int = 20, logprobs: bool = True) -> None:
         import httpx
         import openai
 
@@ -85,9 +75,8 @@ class OpenAIJudge(Judge):
             raise ValueError(f"need max_retries >= 0 and concurrency >= 1, got "
                              f"{max_retries} and {concurrency}")
         self.model, self.spec = model, f"openai:{model}"
-        root = (base_url or os.environ.get("OPENAI_BASE_URL")
-                or os.environ.get("OPENAI_API_BASE") or DEFAULT_BASE_URL)
-        self.base_url = root.rstrip("/")
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL")
+                         or os.environ.get("OPENAI_API_BASE") or DEFAULT_BASE_URL).rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_retries, self.concurrency = int(max_retries), int(concurrency)
@@ -108,7 +97,6 @@ class OpenAIJudge(Judge):
         with self._count_lock:
             self.n_requests += 1
 
-    # -- one question -------------------------------------------------------------------
     def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
         """One chat completion; HTTP 401/403/404 raise :class:`JudgeError`."""
         openai = self._openai
@@ -131,7 +119,6 @@ class OpenAIJudge(Judge):
 
     def _judge_one(self, item: JudgeItem) -> JudgeResult:
         openai = self._openai
-        attempts = self.max_retries + 1
         try:
             reply = self._create(item)
             choice = reply.choices[0]
@@ -139,8 +126,8 @@ class OpenAIJudge(Judge):
             content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
             if not content:  # no log-probabilities from this endpoint: parse the text
                 label = parse_verdict(text)
-                status = "ok" if label else "unparseable"
-                return JudgeResult(label=label, status=status, raw=text, method="text")
+                return JudgeResult(label=label, status="ok" if label else "unparseable",
+                                   raw=text, method="text")
             for position in content:
                 if label_of_token(position.token or "") is not None:
                     return self._from_top(position.top_logprobs or [position], text, "logprobs")
@@ -148,7 +135,7 @@ class OpenAIJudge(Judge):
         except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
                 openai.APITimeoutError) as exc:
             return JudgeResult(label=None, status="error",
-                               error=f"failed after {attempts} attempts: {_describe(exc)}")
+                               error=f"failed after {self.max_retries + 1} attempts: {_describe(exc)}")
         except openai.APIStatusError as exc:  # other 4xx: this item alone
             return JudgeResult(label=None, status="error", error=_describe(exc))
         except (openai.APIError, AttributeError, IndexError, TypeError) as exc:
@@ -182,11 +169,9 @@ class OpenAIJudge(Judge):
             if result.status == "ok":
                 return result
         label = label_of_token(choice.message.content or "")
-        if label is None:
-            return JudgeResult(label=None, status="unparseable", raw=raw, method="restricted")
-        return JudgeResult(label=label, status="ok", raw=raw, method="restricted")
+        return JudgeResult(label=label, status="unparseable" if label is None else "ok", raw=raw,
+                           method="restricted")
 
-    # -- label token ids ------------------------------------------------------------------
     def label_token_ids(self) -> dict[int, str]:
         """Token id -> label for the single-token spellings of the labels (cached)."""
         with self._lock:
@@ -229,7 +214,6 @@ class OpenAIJudge(Judge):
         except Exception:  # noqa: BLE001 - unknown model or no tiktoken
             return None
 
-    # -- many questions -------------------------------------------------------------------
     def compare(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
         if self.concurrency == 1 or len(items) <= 1:
             return [self._judge_one(item) for item in items]
