@@ -171,16 +171,9 @@ def parse_verdict(reply: str | None) -> str | None:
     whole = _WHOLE.fullmatch(core) or _WHOLE.fullmatch(first_line)
     if whole:
         return _label(whole)
-    for phrase in _VERDICT_PHRASES:
-        found = {_label(m) for m in phrase.finditer(text)}
-        if len(found) == 1:
-            return found.pop()
-        if len(found) > 1:
-            return None
-    mentioned = {_label(m) for m in _MENTION.finditer(text)}
-    if len(mentioned) == 1:
-        return mentioned.pop()
-    if mentioned:
-        return None
+    for pattern in (*_VERDICT_PHRASES, _MENTION):  # the first that names a label decides
+        found = {_label(m) for m in pattern.finditer(text)}
+        if found:
+            return found.pop() if len(found) == 1 else None
     leading = _LEADING.match(text.lstrip(_STRIP))
     return leading.group(1) if leading else None

@@ -23,33 +23,17 @@ from typing import Any
 
 from .judge_prompts import Judge, JudgeError, JudgeItem, JudgeResult, build_messages, parse_verdict
 
-__all__ = ["OpenAIJudge", "DEFAULT_BASE_URL", "label_of_token", "p_b_from_top_logprobs"]
+__all__ = ["OpenAIJudge", "DEFAULT_BASE_URL", "label_of_token"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LABELS = ("a", "b")
-_NO_KEY = "no-key"  # the client needs some key; it is never sent (see _drop_fake_key)
+_NO_KEY = "no-key"  # the client needs some key; it is never sent (see _on_request)
 
 
 def label_of_token(token: str) -> str | None:
     """``"a"``/``"b"`` when a reply token is a label (``" a"``, ``"(b"``, ``"a)"``), else None."""
     core = token.strip().strip("()[]*.:").strip()
     return core if core in LABELS else None
-
-
-def p_b_from_top_logprobs(top: Sequence[Any]) -> float | None:
-    """P(b) / (P(a) + P(b)) over the label tokens among ``top``; None when neither is there."""
-    mass = {"a": 0.0, "b": 0.0}
-    for entry in top:
-        token, logprob = _field(entry, "token"), _field(entry, "logprob")
-        label = label_of_token(token or "")
-        if label is not None and logprob is not None:
-            mass[label] += math.exp(float(logprob))
-    total = mass["a"] + mass["b"]
-    return None if total <= 0 else mass["b"] / total
-
-
-def _field(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 class OpenAIJudge(Judge):
@@ -143,9 +127,16 @@ class OpenAIJudge(Judge):
                                error=f"malformed chat completion from {self.url}: {exc}")
 
     def _from_top(self, top: Sequence[Any], raw: str | None, method: str) -> JudgeResult:
-        p_b = p_b_from_top_logprobs(top)
-        if p_b is None:
+        """The verdict from one position's top log-probabilities:
+        ``p_b`` = P(b) / (P(a) + P(b)) over the label tokens among them."""
+        mass = {"a": 0.0, "b": 0.0}
+        for entry in top:
+            label = label_of_token(entry.token or "")
+            if label is not None and entry.logprob is not None:
+                mass[label] += math.exp(float(entry.logprob))
+        if mass["a"] + mass["b"] <= 0:
             return JudgeResult(label=None, status="unparseable", raw=raw, method=method)
+        p_b = mass["b"] / (mass["a"] + mass["b"])
         label = "b" if p_b > 0.5 else "a" if p_b < 0.5 else "tie"
         scores = {lab: math.log(p) if p > 0 else -math.inf
                   for lab, p in (("a", 1 - p_b), ("b", p_b))}
@@ -215,8 +206,6 @@ class OpenAIJudge(Judge):
             return None
 
     def compare(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
-        if self.concurrency == 1 or len(items) <= 1:
-            return [self._judge_one(item) for item in items]
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self._judge_one, items))
 

@@ -160,10 +160,6 @@ class DatasetScore:
     n: int
     n_total: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"win_rate": _r6(self.win_rate), "standard_error": _r6(self.standard_error),
-                "n": self.n, "n_total": self.n_total}
-
 
 @dataclass
 class JudgeReport:
@@ -210,7 +206,8 @@ class JudgeReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["per_dataset"] = {k: v.to_dict() for k, v in self.per_dataset.items()}
+        data["per_dataset"] = {k: {f: _r6(x) for f, x in v.items()}
+                               for k, v in data["per_dataset"].items()}
         for key in ("win_rate", "standard_error", "avg_length", "avg_length_reference"):
             data[key] = _r6(data[key])
         data["unparseable_share"] = round(self.unparseable_share, 6)
