@@ -118,15 +118,6 @@ def _both_orders(pairs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str
             for order in ((p["good"], p["bad"]), (p["bad"], p["good"]))]
 
 
-def _judge_ours(judge: Judge, pairs: Sequence[Mapping[str, Any]],
-                cache: AnnotationCache | None, progress: bool = False) -> list[float | None]:
-    items = [JudgeItem(*q) for q in _both_orders(pairs)]
-    results, _, _ = ask_judge(judge, items, cache, progress=progress,
-                              step=max(8, getattr(judge, "concurrency", 1)))
-    # the probability that the output shown first is better: the preference shown model first
-    return [None if (p := r.preference(True)) is None else p - 1.0 for r in results]
-
-
 def run_judge_check(judge: str | Judge,
                     reference_outputs: str | os.PathLike[str] | Sequence[Mapping[str, Any]], *,
                     base_url: str | None = None, annotator: str = OUR_ANNOTATOR, n: int = 60,
@@ -151,10 +142,14 @@ def run_judge_check(judge: str | Judge,
             judge, base_url, **(judge_options or {}))
         cache = AnnotationCache(out_dir / "judge_check_cache.jsonl") if out_dir else None
         try:
-            p_first = _judge_ours(judge_obj, pairs, cache, progress)
+            results, _, _ = ask_judge(judge_obj, [JudgeItem(*q) for q in _both_orders(pairs)],
+                                      cache, progress=progress,
+                                      step=max(8, getattr(judge_obj, "concurrency", 1)))
         finally:
             if not isinstance(judge, Judge):
                 judge_obj.close()
+        # P(the output shown first is better) is the preference with the model shown first
+        p_first = [None if (p := r.preference(True)) is None else p - 1.0 for r in results]
         spec = judge_obj.spec
     else:
         if not isinstance(judge, str):
@@ -212,8 +207,5 @@ def format_judge_check(check: Mapping[str, Any]) -> str:
 def read_judge_check(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """A ``judge_check.json`` written by :func:`run_judge_check` (a file or its folder),
     or None when there is none."""
-    path = Path(path)
-    path = path / JUDGE_CHECK_FILE if path.is_dir() else path
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    path = Path(path) / JUDGE_CHECK_FILE if Path(path).is_dir() else Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
