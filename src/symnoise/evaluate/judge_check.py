@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,29 +76,22 @@ def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float 
 
     if len(p_first) != 2 * len(pairs):
         raise ValueError(f"expected {2 * len(pairs)} judgments, got {len(p_first)}")
-    correct = first_wins = longer_wins = judged = 0
-    by_kind: dict[str, list[int]] = {}
-    for k, pair in enumerate(pairs):
-        for good_first, p in ((True, p_first[2 * k]), (False, p_first[2 * k + 1])):
-            if p is None:
-                continue
-            judged += 1
-            p_good = p if good_first else 1.0 - p
-            right = p_good > 0.5
-            correct += right
-            first_wins += p > 0.5
-            good_longer = len(pair["good"]) > len(pair["bad"])
-            longer_wins += (p_good > 0.5) if good_longer else (p_good < 0.5)
-            by_kind.setdefault(pair["kind"], [0, 0])
-            by_kind[pair["kind"]][0] += right
-            by_kind[pair["kind"]][1] += 1
+    # (pair, P(first shown is better), P(good is better)): even judgments show good first
+    seen = [(pairs[k // 2], p, p if k % 2 == 0 else 1.0 - p)
+            for k, p in enumerate(p_first) if p is not None]
+    judged, correct = len(seen), sum(good > 0.5 for _, _, good in seen)
+    first_wins = sum(first > 0.5 for _, first, _ in seen)
+    longer_wins = sum((good > 0.5) if len(pair["good"]) > len(pair["bad"]) else (good < 0.5)
+                      for pair, _, good in seen)
+    by_kind = {kind: statistics.fmean(good > 0.5 for pair, _, good in seen if pair["kind"] == kind)
+               for kind in sorted({pair["kind"] for pair, _, _ in seen})}
     n_unparseable = len(p_first) - judged
     result: dict[str, Any] = {
         "judge": judge, "annotator": annotator, "n_pairs": len(pairs),
         "n_judgments": len(p_first), "n_unparseable": n_unparseable,
         "unparseable_share": n_unparseable / len(p_first) if p_first else 0.0,
         "accuracy": None, "accuracy_ci": None, "position_bias": None, "longer_wins": None,
-        "accuracy_by_kind": {k: c / t for k, (c, t) in sorted(by_kind.items())},
+        "accuracy_by_kind": by_kind,
         "thresholds": THRESHOLDS, "usable": False,
     }
     if judged:
@@ -148,8 +142,9 @@ def run_judge_check(judge: str | Judge,
         finally:
             if not isinstance(judge, Judge):
                 judge_obj.close()
-        # P(the output shown first is better) is the preference with the model shown first
-        p_first = [None if (p := r.preference(True)) is None else p - 1.0 for r in results]
+        # P(the output shown first is better): the preference of the output shown first - 1
+        p_first = [None if r.status != "ok" else 1.0 - r.p_b if r.p_b is not None
+                   else r.preference(True) - 1.0 for r in results]
         spec = judge_obj.spec
     else:
         if not isinstance(judge, str):
