@@ -178,10 +178,9 @@ def _annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, judge: st
     pref = found.get("preference")
     pref = float(pref) if pref is not None and pref == pref else None  # NaN: no annotation
     raw = found.get("preference_raw_completion")
-    method = "text"
-    if isinstance(raw, dict):
-        method = "restricted" if raw.get("restricted") else "logprobs" if raw.get("logprobs") \
-            else "text"
+    flags = raw if isinstance(raw, dict) else {}
+    method = "restricted" if flags.get("restricted") else "logprobs" if flags.get("logprobs") \
+        else "text"
     return {
         **pair.row(model_name, reference_name), "preference": pref,
         "annotator": annotator, "judge": judge, "raw_completion": raw,

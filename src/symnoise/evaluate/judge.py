@@ -11,13 +11,14 @@ the same question twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import statistics
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,20 @@ def make_judge(spec: str, base_url: str | None = None, *, api_key: str | None = 
             raise JudgeError("judge spec 'hf:PATH' needs a model folder after 'hf:'")
         return HFJudge(rest, batch_size=batch_size, device=device, dtype=dtype)
     raise JudgeError(f"unknown judge spec {spec!r}; expected 'openai:MODEL' or 'hf:PATH'")
+
+
+@contextlib.contextmanager
+def open_judge(judge: str | Judge, base_url: str | None = None, **options: Any
+               ) -> Iterator[Judge]:
+    """``judge`` itself, or the judge its spec names (:func:`make_judge`), closed on exit."""
+    if isinstance(judge, Judge):
+        yield judge
+        return
+    built = make_judge(judge, base_url, **options)
+    try:
+        yield built
+    finally:
+        built.close()
 
 
 class AnnotationCache:
@@ -322,18 +337,14 @@ def judge_outputs(model_outputs: OutputsSource, reference_outputs: OutputsSource
     items = [JudgeItem(p.instruction, *((p.model["output"], p.reference["output"]) if first
                                         else (p.reference["output"], p.model["output"])))
              for p, flags in zip(inputs.pairs, orders, strict=True) for first in flags]
-    judge_obj = judge if isinstance(judge, Judge) else make_judge(
-        judge, base_url, max_retries=max_retries, batch_size=batch_size, **(judge_options or {}))
-    step = max(batch_size, getattr(judge_obj, "concurrency", 1))
-    if isinstance(judge_obj, HFJudge):
-        step = 4 * judge_obj.batch_size  # room to group similar lengths
-    try:
+    with open_judge(judge, base_url, max_retries=max_retries, batch_size=batch_size,
+                    **(judge_options or {})) as judge_obj:
+        step = max(batch_size, getattr(judge_obj, "concurrency", 1))
+        if isinstance(judge_obj, HFJudge):
+            step = 4 * judge_obj.batch_size  # room to group similar lengths
         answers, n_cached, n_requested = ask_judge(
             judge_obj, items, AnnotationCache(inputs.out_dir / CACHE_FILE), progress=progress,
             step=step)
-    finally:
-        if not isinstance(judge, Judge):
-            judge_obj.close()
     annotations, k = [], 0
     for pair, flags in zip(inputs.pairs, orders, strict=True):
         annotations.append(_annotation(pair, flags, answers[k : k + len(flags)],

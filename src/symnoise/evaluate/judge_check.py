@@ -24,7 +24,7 @@ from typing import Any
 
 from .._io import write_json_atomic
 from ..outputs import full_instruction
-from .judge import AnnotationCache, ask_judge, load_outputs, make_judge
+from .judge import AnnotationCache, ask_judge, load_outputs, open_judge
 from .judge_prompts import Judge, JudgeError, JudgeItem
 from .winrate import OUR_ANNOTATOR
 
@@ -132,16 +132,11 @@ def run_judge_check(judge: str | Judge,
     pairs = build_check_pairs(load_outputs(reference_outputs, what="reference outputs"), n, seed)
     out_dir = Path(output_dir) if output_dir is not None else None
     if annotator == OUR_ANNOTATOR:
-        judge_obj = judge if isinstance(judge, Judge) else make_judge(
-            judge, base_url, **(judge_options or {}))
         cache = AnnotationCache(out_dir / "judge_check_cache.jsonl") if out_dir else None
-        try:
+        with open_judge(judge, base_url, **(judge_options or {})) as judge_obj:
             results, _, _ = ask_judge(judge_obj, [JudgeItem(*q) for q in _both_orders(pairs)],
                                       cache, progress=progress,
                                       step=max(8, getattr(judge_obj, "concurrency", 1)))
-        finally:
-            if not isinstance(judge, Judge):
-                judge_obj.close()
         # P(the output shown first is better): the preference of the output shown first - 1
         p_first = [None if r.status != "ok" else 1.0 - r.p_b if r.p_b is not None
                    else r.preference(True) - 1.0 for r in results]

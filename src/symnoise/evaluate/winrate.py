@@ -229,11 +229,7 @@ class JudgeReport:
 
     def format_table(self) -> str:
         """A plain-text summary: overall row, per-dataset rows, LC, counts."""
-
-        def pct(x: float | None) -> str:
-            return "n/a" if x is None or not math.isfinite(x) else f"{x:.2f}"
-
-        m = self.metrics
+        m, pct = self.metrics, _pct
         header = (f"{'name':<28} {'win_rate':>9} {'std_err':>8} {'LC':>7} {'discrete':>8} "
                   f"{'n':>6} {'avg_len':>8}  annotator / judge")
         lines = [header, "-" * len(header),
@@ -255,6 +251,10 @@ class JudgeReport:
             f"{self.n_unmatched_references} unmatched)",
         ]
         return "\n".join(lines)
+
+
+def _pct(x: Any, empty: str = "n/a") -> str:
+    return empty if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2f}"
 
 
 def short(text: str, limit: int = 80) -> str:
@@ -299,11 +299,10 @@ def build_report(annotations: Sequence[Mapping[str, Any]], *, name: str, referen
 
 def leaderboard_markdown(report: JudgeReport) -> str:
     """``leaderboard.md``: one row with the leaderboard columns and per-dataset win rates."""
-    datasets = list(report.per_dataset)
-    m = report.metrics
+    datasets, m = list(report.per_dataset), report.metrics
 
     def cell(x: Any) -> str:
-        return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2f}"
+        return _pct(x, "")
 
     head = ["name", "win_rate", "standard_error", "n", "avg_length", *datasets,
             "discrete_win_rate", "length_controlled_winrate", "unparseable", "annotator", "judge"]
