@@ -25,6 +25,10 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Noisy-embedding instruction fine-tuning and paper-style evaluation."""
+    # Offline by default: nothing reaches a hub unless the user turns it on.
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error")):
+        os.environ.setdefault(key, value)
 
 
 # ------------------------------------------------------------------ one vocabulary
@@ -148,13 +152,6 @@ def _per_task(limit: float | None) -> int | float | None:
     return int(limit) if limit is not None and limit >= 1 and limit.is_integer() else limit
 
 
-def _offline_defaults() -> None:
-    # Offline by default: nothing reaches a hub unless the user turns it on.
-    for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
-                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error")):
-        os.environ.setdefault(key, value)
-
-
 @_command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (flags override it); a preset name such as 'alpaca' works too."),
@@ -188,7 +185,6 @@ def train(
 ) -> None:
     """Fine-tune with noisy embeddings. With no arguments: SmolLM2-135M on the synthetic suite with SymNoise."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "progress", "as_json")}
-    _offline_defaults()
     from .config import TrainConfig
     from .run import RunFolder
     from .train import train as run_training
@@ -243,7 +239,6 @@ def harness(
     as_json: Json = False,
 ) -> None:
     """OpenLLM tasks (ARC, HellaSwag, MMLU, TruthfulQA) through lm-evaluation-harness."""
-    _offline_defaults()
     from .evaluate.harness import run_harness
 
     _emit(_call(run_harness, model, tasks, output_dir=output_dir, num_fewshot=num_fewshot,
@@ -303,7 +298,6 @@ def judge(
     as_json: Json = False,
 ) -> None:
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
-    _offline_defaults()
     from .evaluate.annotators import run_judge
 
     options: dict[str, Any] = {"both_orders": both_orders} if both_orders else {}
@@ -325,7 +319,6 @@ def judge_check(
     as_json: Json = False,
 ) -> None:
     """Measure a judge on pairs whose better side is known: accuracy, position bias, verdict."""
-    _offline_defaults()
     from .evaluate.judge_check import format_judge_check, run_judge_check
 
     check = _call(run_judge_check, judge_spec, reference_outputs, base_url=base_url,
@@ -357,7 +350,6 @@ def generate(
     as_json: Json = False,
 ) -> None:
     """Answer a prompt set (resumable) and write AlpacaEval model outputs."""
-    _offline_defaults()
     from .generate import default_output_path, generate_outputs
 
     out = output_file or _call(default_output_path, model, prompts)
@@ -386,7 +378,6 @@ def tasks(
     as_json: Json = False,
 ) -> None:
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
-    _offline_defaults()
     from .experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 
     if model_outputs is not None:
@@ -424,7 +415,6 @@ def eval_run(
     as_json: Json = False,
 ) -> None:
     """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
-    _offline_defaults()
     from .experiments.evaluation import evaluate_run, format_eval_summary
 
     summary = _call(evaluate_run, run_dir, prompts=prompts, n_prompts=n_prompts,
@@ -485,7 +475,6 @@ def sweep(
     as_json: Json = False,
 ) -> None:
     """Run a grid of trainings and evaluations: one run folder per point, reruns skip what is finished."""
-    _offline_defaults()
     from .experiments.pipeline import run_experiment
 
     # the sweep, then the report when the experiment asks for it
@@ -506,7 +495,6 @@ def demo(
     as_json: Json = False,
 ) -> None:
     """Offline demo: no noise vs NEFTune vs SymNoise on the default model and the synthetic suite, with a report."""
-    _offline_defaults()
     from .experiments.demo import run_demo
 
     summary = _call(run_demo, output_dir, judge=judge, base_url=base_url, steps=steps,

@@ -1,32 +1,25 @@
-"""One training run: model + data + noise -> a run folder.
+"""One training run: model + data + noise -> a run folder (layout: :mod:`symnoise.run`).
 
-The run folder (layout owned by :mod:`symnoise.run`) holds the fine-tuned model and
-tokenizer in plain Hugging Face format at its root (``AutoModelForCausalLM.from_pretrained
-(run_dir)`` works), the run record (resolved config, versions, data counts, timings,
-tokens/s, measured noise ratio), the metrics (training loss per logging step and the clean
-held-out loss with noise off) and the checkpoints for ``--resume``.
-
-``train()`` reads top to bottom: resolve the config, open the run folder, load the model,
-prepare the data, build the trainer, fit, evaluate, save, record.
+The folder holds the fine-tuned model and tokenizer in plain Hugging Face format, the run
+record (config, versions, data counts, timings, tokens/s, measured noise ratio), the metrics
+(noisy training loss, clean held-out loss) and the checkpoints for ``--resume``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import TrainConfig
-from .data.spec import parse_data_spec
+from .data.run_data import RunData, load_run_data
 from .models import apply_lora, load_model_and_tokenizer
 from .run import RunFolder
 
@@ -64,14 +57,9 @@ class TokenCountingCollator:
 
 
 def make_collator(tokenizer, *, packing: bool):
-    """The batch collator: padded rows, or (``packing``) one padding-free row per batch.
-
-    Packed batches come from transformers' ``DataCollatorWithFlattening``: the examples are
-    concatenated into one row with ``position_ids`` restarting at 0 at each example and no
-    attention mask, from which the attention implementations build a block-causal mask
-    (attention never crosses examples). It keeps our response-only labels (the first label
-    of every example becomes -100, a prompt token already).
-    """
+    """The batch collator: padded rows, or (``packing``) transformers'
+    ``DataCollatorWithFlattening``: one padding-free row per batch, ``position_ids``
+    restarting at each example, so attention never crosses examples."""
     if packing:
         from transformers import DataCollatorWithFlattening
 
@@ -187,103 +175,29 @@ def load_model(cfg: TrainConfig):
     return model, tokenizer, source, pad_choice
 
 
-# -- data ----------------------------------------------------------------------------------
-@dataclass
-class TrainData:
-    """The prepared training data and the held-out features for the clean loss."""
-
-    prepared: Any  # symnoise.data.PreparedData of the training data
-    train: list[dict[str, Any]]
-    eval: list[dict[str, Any]]
-    eval_summary: dict[str, Any]
-
-    def summary(self) -> dict[str, Any]:
-        return {"train": self.prepared.summary(), "eval": self.eval_summary,
-                "train_examples_used": len(self.train), "eval_examples": len(self.eval)}
-
-
-def _prepare(text: str, cfg: TrainConfig, tokenizer, *, default_split: str,
-             template: str | None, max_examples: int | None):
-    """Prepare one data spec (the synthetic suite, a path or a hub id)."""
-    from .data import prepare_dataset
-
-    spec = parse_data_spec(text)
-    suite: dict[str, Any] = {}
-    if spec.is_synthetic:
-        split = spec.split or default_split
-        suite = {"split": split, "synthetic_seed": cfg.synthetic_seed,
-                 "synthetic_n": cfg.synthetic_train_size if split == "train"
-                 else cfg.synthetic_heldout_size}
-    prepared = prepare_dataset(text, tokenizer, fmt=cfg.format, template=template,
-                               max_length=cfg.max_length, skip_bad_rows=cfg.skip_bad_rows,
-                               max_examples=max_examples, **suite)
-    return prepared, spec
-
-
-def load_data(cfg: TrainConfig, tokenizer) -> TrainData:
-    """Training features and held-out features: from ``eval_data``, the synthetic suite's
-    held-out split (when training on the suite) or a seeded split of the training data."""
-    prepared, spec = _prepare(cfg.data, cfg, tokenizer, default_split="train",
-                              template=cfg.template, max_examples=cfg.max_train_examples)
-    eval_text = cfg.eval_data or ("synthetic:heldout" if spec.is_synthetic else None)
-    if eval_text is not None:
-        held, _ = _prepare(eval_text, cfg, tokenizer, default_split="heldout",
-                           template=prepared.template, max_examples=cfg.max_eval_examples)
-        data = TrainData(prepared, prepared.features, held.features, held.summary())
-    else:
-        train, evals = _split_eval(prepared.features, cfg)
-        data = TrainData(prepared, train, evals,
-                         {"source": "split of the training data", "examples": len(evals)})
-    if not data.train:
-        raise ValueError(f"no training examples left from {cfg.data!r}: {prepared.summary()}")
-    return data
-
-
-def _split_eval(features: list, cfg: TrainConfig) -> tuple[list, list]:
-    """A seeded held-out split of ``eval_fraction`` (at most ``max_eval_examples``)."""
-    import random
-
-    if cfg.eval_fraction <= 0 or len(features) < 2:
-        return features, []
-    n_eval = min(cfg.max_eval_examples, max(1, int(round(len(features) * cfg.eval_fraction))))
-    order = list(range(len(features)))
-    random.Random(cfg.seed).shuffle(order)
-    held = set(order[:n_eval])
-    train = [f for i, f in enumerate(features) if i not in held]
-    return train, [features[i] for i in sorted(held)]
-
-
 # -- trainer -------------------------------------------------------------------------------
-def _checkpointing_arg(enabled: bool) -> dict[str, bool]:
-    """transformers renamed gradient_checkpointing to activation_checkpointing (v5)."""
-    from transformers import TrainingArguments
-
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return {key: enabled}
-
-
-def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval: bool):
+def training_arguments(cfg: TrainConfig, run: RunFolder, has_eval: bool):
     """transformers ``TrainingArguments`` for the run (checkpoints in the run folder)."""
     from transformers import TrainingArguments
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world)))
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    # transformers 5 renamed gradient_checkpointing and folded warmup_ratio into warmup_steps
+    version_args = {
+        "activation_checkpointing" if "activation_checkpointing" in names
+        else "gradient_checkpointing": cfg.gradient_checkpointing,
+        "warmup_ratio" if "warmup_ratio" in names else "warmup_steps": cfg.warmup_ratio}
     return TrainingArguments(
         output_dir=str(run.checkpoints_dir), num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
-        warmup_steps=max(0, math.ceil(cfg.warmup_ratio * total_steps)),
         lr_scheduler_type=cfg.lr_scheduler, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=max(cfg.batch_size, 8),
         gradient_accumulation_steps=cfg.grad_accum, logging_steps=cfg.logging_steps,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=cfg.eval_steps or max(1, math.ceil(total_steps / 2)),
+        eval_steps=cfg.eval_steps or 0.5,  # a fraction: at mid-run (and at the end)
         save_strategy="steps" if cfg.save_steps > 0 else "no",  # 0: no checkpoints
         save_steps=max(1, cfg.save_steps), save_total_limit=cfg.save_total_limit,
         seed=cfg.seed, data_seed=cfg.seed, bf16=cfg.bf16, fp16=cfg.fp16,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        **_checkpointing_arg(cfg.gradient_checkpointing),
+        dataloader_pin_memory=torch.cuda.is_available(), **version_args,
         report_to=[], remove_unused_columns=False, dataloader_num_workers=0,
         disable_tqdm=True,
         prediction_loss_only=True,  # clean loss only; never gather vocab-sized logits
@@ -291,7 +205,7 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
     )
 
 
-def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: TrainData,
+def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunData,
                   *, resume: bool, progress: bool = True):
     """A NoisyTrainer with our callbacks; returns ``(trainer, token counter)``."""
     from transformers import PrinterCallback, ProgressCallback
@@ -299,7 +213,7 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: Trai
     from .integration import NoisyTrainer
 
     counter = TokenCountingCollator(make_collator(tokenizer, packing=cfg.packing))
-    args = training_arguments(cfg, run, len(data.train), bool(data.eval))
+    args = training_arguments(cfg, run, bool(data.eval))
     trainer = NoisyTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None,
         data_collator=counter, processing_class=tokenizer, noise_config=cfg.noise_config(),
@@ -332,7 +246,7 @@ def _save_model(trainer, tokenizer, cfg: TrainConfig, run: RunFolder) -> None:
 
 
 # -- run record ----------------------------------------------------------------------------
-def _start_info(cfg: TrainConfig, source, pad_choice: str, data: TrainData) -> dict[str, Any]:
+def _start_info(cfg: TrainConfig, source, pad_choice: str, data: RunData) -> dict[str, Any]:
     return {
         "status": "running",
         "config": cfg.to_dict(),
@@ -381,7 +295,9 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool 
     set_seed(cfg.seed)
     model, tokenizer, source, pad_choice = load_model(cfg)
     timings["load_model"], t0 = time.perf_counter() - t0, time.perf_counter()
-    data = load_data(cfg, tokenizer)
+    data = load_run_data(cfg, tokenizer)
+    if not data.train:
+        raise ValueError(f"no training examples left from {cfg.data!r}: {data.prepared.summary()}")
     timings["data"] = time.perf_counter() - t0
     trainer, counter = build_trainer(cfg, run, model, tokenizer, data,
                                      resume=resume_from is not None, progress=progress)

@@ -1,23 +1,13 @@
 """The synthetic suite's scoring: reading answers, exact-answer accuracy, Wilson intervals.
 
-:func:`check_answer` reads a model's response leniently (surrounding whitespace, a trailing
-period, a leading ``Answer:`` or ``The answer is``, extra lines after the answer) and
-reports both whether the answer is correct and whether the response had the exact expected
-format. :func:`score_responses` aggregates a list of responses with Wilson intervals and
-:func:`item_rows` gives one row per item (for paired comparisons between runs).
-
-:func:`make_report` / :func:`score_outputs` turn answers into a :class:`TasksReport`:
-exact-answer accuracy per family and overall with 95% Wilson intervals, and the share of
-answers in exactly the expected format. :func:`write_report` writes it into a folder,
-named by the roles of :data:`symnoise.run.EVAL_FILES`:
-
-* ``synthetic_scores`` / ``synthetic_scores_md``: :meth:`TasksReport.to_dict` and the table
-  of :meth:`TasksReport.format_table`;
-* ``synthetic_items``: JSON Lines, one ``{"id", "family", "correct", "formatted"}`` per
-  item; ``id`` (:func:`item_id`) depends only on the prompt, so runs answering the same
-  held-out split pair up item by item.
-
-Answering the split with a model is a pipeline: :mod:`symnoise.experiments.synthetic_eval`.
+:func:`check_answer` reads a response leniently (whitespace, a trailing period, a leading
+``Answer:`` or ``The answer is``, lines after the answer) and says whether the answer is
+correct and whether the response had exactly the expected format. :func:`item_rows` gives
+one row per item (``id`` from the prompt only, so runs pair up item by item);
+:func:`score_responses` adds them up with 95% Wilson intervals, per family and overall;
+:func:`make_report` / :func:`score_outputs` make a :class:`TasksReport` and
+:func:`write_report` writes it (files named by :data:`symnoise.run.EVAL_FILES`). Answering
+the split with a model is a pipeline: :mod:`symnoise.experiments.synthetic_eval`.
 """
 
 from __future__ import annotations
@@ -61,11 +51,7 @@ SCORES_JSON = EVAL_FILES["synthetic_scores"]
 SCORES_MD = EVAL_FILES["synthetic_scores_md"]
 ITEMS_JSONL = EVAL_FILES["synthetic_items"]
 
-# --------------------------------------------------------------------------------------
-# Reading an answer: how it is read from a response and compared with the canonical one,
-# by the family's answer kind (see symnoise.data.synthetic.Family).
-# --------------------------------------------------------------------------------------
-
+# -- Reading an answer, by the family's answer kind (symnoise.data.synthetic.Family) -----
 
 _PREFIX_RE = re.compile(
     r"^(?:the\s+)?(?:final\s+)?(?:answer|result|output|response)\b(?:\s+is)?\s*[:=]?\s*",
@@ -205,9 +191,7 @@ def _is_formatted(kind: str, response: str) -> bool:
     return "\n" not in raw and _FORMATS[kind].fullmatch(raw) is not None
 
 
-# --------------------------------------------------------------------------------------
-# Checking and scoring
-# --------------------------------------------------------------------------------------
+# -- Checking and scoring ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -269,14 +253,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 
 
 def _summary(correct: int, formatted: int, n: int) -> dict[str, Any]:
-    return {
-        "n": n,
-        "correct": correct,
-        "accuracy": correct / n,
-        "accuracy_ci95": wilson_interval(correct, n),
-        "formatted": formatted,
-        "format_rate": formatted / n,
-    }
+    return {"n": n, "correct": correct, "accuracy": correct / n,
+            "accuracy_ci95": wilson_interval(correct, n), "formatted": formatted,
+            "format_rate": formatted / n}
 
 
 def check_responses(records: Sequence[Mapping[str, Any]],
@@ -298,6 +277,19 @@ def check_responses(records: Sequence[Mapping[str, Any]],
     return results
 
 
+def _tally(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """:func:`score_responses`'s result, from :func:`item_rows`."""
+    tallies: dict[str, list[int]] = {}
+    for item in items:
+        tally = tallies.setdefault(item["family"], [0, 0, 0])
+        tally[0] += item["correct"]
+        tally[1] += item["formatted"]
+        tally[2] += 1
+    summary = _summary(*(sum(t[j] for t in tallies.values()) for j in range(3)))
+    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
+    return summary
+
+
 def score_responses(
     records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
 ) -> dict[str, Any]:
@@ -308,17 +300,7 @@ def score_responses(
     interval and ``format_rate`` the share of responses in the exact expected format.
     Families appear in registry order. Lengths must match and be non-zero (ValueError).
     """
-    results = check_responses(records, responses)
-    tallies: dict[str, list[int]] = {}
-    for record, result in zip(records, results, strict=True):
-        tally = tallies.setdefault(record["family"], [0, 0, 0])
-        tally[0] += result.correct
-        tally[1] += result.formatted
-        tally[2] += 1
-    total = [sum(t[j] for t in tallies.values()) for j in range(3)]
-    summary = _summary(*total)
-    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
-    return summary
+    return _tally(item_rows(records, responses))
 
 
 def item_id(record: Mapping[str, Any]) -> str:
@@ -342,9 +324,7 @@ def item_rows(records: Sequence[Mapping[str, Any]],
     return rows
 
 
-# --------------------------------------------------------------------------------------
-# Scoring a model: outputs files and reports
-# --------------------------------------------------------------------------------------
+# -- Scoring a model: outputs files and reports --------------------------------------
 
 
 @dataclass
@@ -418,12 +398,12 @@ def make_report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], 
                 ) -> TasksReport:
     """Score ``responses`` against ``records`` into a :class:`TasksReport` (``fields``:
     its other attributes: ``model``, ``generator``, ``seed``...)."""
-    scores = score_responses(records, responses)
-    for s in [scores, *scores["per_family"].values()]:
-        s["accuracy_ci95"] = list(s["accuracy_ci95"])
-    return TasksReport(n=len(records), overall={k: v for k, v in scores.items()
-                                                if k != "per_family"},
-                       per_family=scores["per_family"], items=item_rows(records, responses),
+    items = item_rows(records, responses)
+    overall = _tally(items)
+    per_family = overall.pop("per_family")
+    for scores in [overall, *per_family.values()]:
+        scores["accuracy_ci95"] = list(scores["accuracy_ci95"])
+    return TasksReport(n=len(records), overall=overall, per_family=per_family, items=items,
                        **fields)
 
 
