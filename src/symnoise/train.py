@@ -82,7 +82,7 @@ def _metrics_row(state, logs: dict[str, Any], tokens: int) -> dict[str, Any]:
 
 def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
                progress: bool = True):
-    from transformers import TrainerCallback
+    from transformers import ProgressCallback, TrainerCallback
 
     class MetricsWriter(TrainerCallback):
         """Appends every log (training loss, clean eval loss) to the run's metrics."""
@@ -95,42 +95,27 @@ def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
             if state.is_world_process_zero and logs:
                 run.append_metrics(_metrics_row(state, logs, counter.tokens))
 
-    class Progress(TrainerCallback):
-        """A progress bar with loss, tokens/s and ETA."""
-
-        bar = None
-        loss = None
+    class Progress(ProgressCallback):
+        """transformers' progress bar with the loss and tokens/s; a line per clean loss."""
 
         def on_train_begin(self, args, state, control, **kwargs):
-            if not state.is_world_process_zero:
-                return
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train",
-                            unit="step", dynamic_ncols=True, file=sys.stderr)
-            self.t0, self.tok0 = time.perf_counter(), counter.tokens
+            super().on_train_begin(args, state, control, **kwargs)
+            self.t0, self.tok0, self.post = time.perf_counter(), counter.tokens, {}
 
         def on_step_end(self, args, state, control, **kwargs):
-            if self.bar is None:
-                return
-            self.bar.update(state.global_step - self.bar.n)
-            elapsed = max(time.perf_counter() - self.t0, 1e-9)
-            post = {"tok/s": f"{(counter.tokens - self.tok0) / elapsed:.0f}"}
-            if self.loss is not None:
-                post["loss"] = f"{self.loss:.4f}"
-            self.bar.set_postfix(post, refresh=False)
+            super().on_step_end(args, state, control, **kwargs)
+            if self.training_bar is not None:
+                rate = (counter.tokens - self.tok0) / max(time.perf_counter() - self.t0, 1e-9)
+                self.training_bar.set_postfix({**self.post, "tok/s": f"{rate:.0f}"},
+                                              refresh=False)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                self.loss = logs["loss"]
-            if self.bar is not None and logs and "eval_loss" in logs:
-                self.bar.write(f"step {state.global_step}: clean held-out loss "
-                               f"{logs['eval_loss']:.4f}", file=sys.stderr)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
+            logs = logs or {}
+            if "loss" in logs:
+                self.post["loss"] = f"{logs['loss']:.4f}"
+            if self.training_bar is not None and "eval_loss" in logs:
+                self.training_bar.write(f"step {state.global_step}: clean held-out loss "
+                                        f"{logs['eval_loss']:.4f}", file=sys.stderr)
 
     return [MetricsWriter(), Progress()] if progress else [MetricsWriter()]
 

@@ -83,8 +83,11 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
     float32 with the labels shifted by one, as the model's own loss does.
     ``batch_size`` examples are run at once, right-padded.
     """
+    import sys
+
     import torch
     import torch.nn.functional as F
+    from tqdm.auto import tqdm
 
     from ..data import PaddingCollator
 
@@ -92,7 +95,8 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
     model.eval()
     device = next(model.parameters()).device
     out: list[tuple[float, int]] = []
-    bar = _bar(len(features), progress)
+    bar = tqdm(total=len(features), desc="held-out loss", unit="example", file=sys.stderr,
+               dynamic_ncols=True, disable=not progress)
     with torch.inference_mode():
         for start in range(0, len(features), batch_size):
             batch = collate([{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
@@ -107,22 +111,9 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
             counts = (labels != -100).sum(dim=1)
             for total, n in zip(nll.sum(dim=1).tolist(), counts.tolist(), strict=True):
                 out.append((total / n if n else float("nan"), int(n)))
-            if bar is not None:
-                bar.update(len(batch["input_ids"]))
-    if bar is not None:
-        bar.close()
+            bar.update(len(batch["input_ids"]))
+    bar.close()
     return out
-
-
-def _bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="held-out loss", unit="example", file=sys.stderr,
-                dynamic_ncols=True)
 
 
 def heldout_rows(examples: Sequence[Any], losses: Sequence[tuple[float, int]]

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -91,18 +91,6 @@ def _candidate(response: str) -> str | None:
     return line or None
 
 
-def _parse_number(text: str) -> Decimal | None:
-    if "=" in text:  # "23 + 45 = 68"
-        text = text.rsplit("=", 1)[1].strip()
-    match = _NUMBER_WITH_UNIT_RE.fullmatch(text)
-    if match is None:
-        return None
-    try:
-        return Decimal(match.group(1).replace(",", ""))
-    except InvalidOperation:  # pragma: no cover - the pattern only admits numbers
-        return None
-
-
 def _split_items(text: str) -> list[str]:
     text = text.strip()
     if len(text) >= 2 and text[0] == "[" and text[-1] == "]":
@@ -146,13 +134,11 @@ def _read(kind: str, response: str, answer: str) -> tuple[str | None, bool]:
     cand = _candidate(response)
     if cand is None:
         return None, False
-    if kind == "integer":
-        value = _parse_number(cand)
-        if value is None:
+    if kind == "integer":  # the number after the last "=" ("23 + 45 = 68"), units allowed
+        match = _NUMBER_WITH_UNIT_RE.fullmatch(cand.rsplit("=", 1)[-1].strip())
+        if match is None:
             return cand, False
-        extracted = _NUMBER_WITH_UNIT_RE.fullmatch(cand.rsplit("=", 1)[-1].strip())
-        shown = extracted.group(1) if extracted else cand
-        return shown, value == Decimal(answer)
+        return match.group(1), Decimal(match.group(1).replace(",", "")) == Decimal(answer)
     if kind == "integer_list":
         items = _split_items(cand)
         if not items or not all(_PLAIN_NUMBER_RE.fullmatch(x) for x in items):
@@ -376,22 +362,20 @@ class TasksReport:
                      "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
             lines += ["| " + " | ".join(r) + " |" for r in rows]
             return "\n".join(lines) + "\n"
-        widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+        widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
 
-        def fmt(r: Sequence[str]) -> str:
-            return "  ".join(r[0].ljust(widths[0]) if c == 0 else r[c].rjust(widths[c])
-                             for c in range(len(r)))
+        def line(r: Sequence[str]) -> str:  # the family left-aligned, the numbers right
+            return "  ".join([r[0].ljust(widths[0]),
+                              *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))])
 
         sep = "  ".join("-" * w for w in widths)
-        body = [fmt(header), sep] + [fmt(r) for r in rows[:-1]] + [sep, fmt(rows[-1])]
-        extra = []
-        if self.generation:
-            g = self.generation
-            extra.append(f"generated {g['n_generated']}, resumed {g['n_resumed']}, "
-                         f"cut at max_new_tokens {g['n_hit_max_tokens']}")
+        out = [title, line(header), sep, *map(line, rows[:-1]), sep, line(rows[-1])]
+        if g := self.generation:
+            out.append(f"generated {g['n_generated']}, resumed {g['n_resumed']}, "
+                       f"cut at max_new_tokens {g['n_hit_max_tokens']}")
         if self.outputs_file:
-            extra.append(f"outputs: {self.outputs_file}")
-        return "\n".join([title, *body, *extra])
+            out.append(f"outputs: {self.outputs_file}")
+        return "\n".join(out)
 
 
 def make_report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], **fields: Any
