@@ -8,7 +8,6 @@ record (config, versions, data counts, timings, tokens/s, measured noise ratio),
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import platform
 import sys
@@ -22,8 +21,6 @@ from .config import TrainConfig
 from .data.run_data import RunData, load_run_data
 from .models import apply_lora, load_model_and_tokenizer
 from .run import RunFolder
-
-logger = logging.getLogger(__name__)
 
 
 def library_versions() -> dict[str, str]:
