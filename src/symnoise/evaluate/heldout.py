@@ -54,10 +54,10 @@ def heldout_set(info: Mapping[str, Any], tokenizer: Any) -> HeldoutSet:
     from ..data.run_data import load_run_data
 
     recorded = info.get("config") or {}
-    if "data" in recorded and not (isinstance(recorded["data"], str) and recorded["data"]):
-        raise HeldoutUnavailable("run.json names no training data")
     try:
         cfg = TrainConfig(**{k: v for k, v in recorded.items() if k in TrainConfig.field_names()})
+        if not (cfg.eval_data or isinstance(cfg.data, str) and cfg.data):
+            raise HeldoutUnavailable("run.json names no training data")
         data = load_run_data(cfg, tokenizer, train=False,
                              template=info.get("template") or cfg.template)
     except FileNotFoundError as exc:
