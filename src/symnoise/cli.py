@@ -49,7 +49,7 @@ IncludePath = Annotated[Optional[Path], typer.Option(help="Folder of local lm-ev
 Judge = Annotated[str, typer.Option("--judge", help="openai:MODEL (any OpenAI-compatible endpoint) or hf:PATH (local causal LM, log-prob decision).")]
 Annotator = Annotated[str, typer.Option(help="symnoise-pairwise (our prompt) or an AlpacaEval annotator: alpaca_eval_gpt4 (the paper's GPT-4 judge), chatgpt_fn (its ChatGPT judge), weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2), ...")]
 BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL of the judge (default $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY.")]
-BothOrders = Annotated[bool, typer.Option("--both-orders", help="Judge each pair in both orders and average.")]
+BothOrders = Annotated[bool, typer.Option("--both-orders", help="Judge each pair in both orders and average (symnoise-pairwise).")]
 
 #: Old spellings still accepted, per command, until :data:`REMOVED_IN`.
 RENAMED: dict[str, dict[str, str]] = {

@@ -8,6 +8,7 @@ record (config, versions, data counts, timings, tokens/s, measured noise ratio),
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import sys
@@ -158,28 +159,29 @@ def load_model(cfg: TrainConfig):
 
 
 # -- trainer -------------------------------------------------------------------------------
-def training_arguments(cfg: TrainConfig, run: RunFolder, has_eval: bool):
+def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval: bool):
     """transformers ``TrainingArguments`` for the run (checkpoints in the run folder)."""
     from transformers import TrainingArguments
 
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    # transformers 5 renamed gradient_checkpointing and folded warmup_ratio into warmup_steps
-    version_args = {
-        "activation_checkpointing" if "activation_checkpointing" in names
-        else "gradient_checkpointing": cfg.gradient_checkpointing,
-        "warmup_ratio" if "warmup_ratio" in names else "warmup_steps": cfg.warmup_ratio}
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world)))
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}  # the v5 name, else v4's
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names \
+        else "gradient_checkpointing"
     return TrainingArguments(
         output_dir=str(run.checkpoints_dir), num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_steps=max(0, math.ceil(cfg.warmup_ratio * total_steps)),
         lr_scheduler_type=cfg.lr_scheduler, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=max(cfg.batch_size, 8),
         gradient_accumulation_steps=cfg.grad_accum, logging_steps=cfg.logging_steps,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=cfg.eval_steps or 0.5,  # a fraction: at mid-run (and at the end)
+        eval_steps=cfg.eval_steps or max(1, math.ceil(total_steps / 2)),
         save_strategy="steps" if cfg.save_steps > 0 else "no",  # 0: no checkpoints
         save_steps=max(1, cfg.save_steps), save_total_limit=cfg.save_total_limit,
         seed=cfg.seed, data_seed=cfg.seed, bf16=cfg.bf16, fp16=cfg.fp16,
-        dataloader_pin_memory=torch.cuda.is_available(), **version_args,
+        dataloader_pin_memory=torch.cuda.is_available(), **{checkpointing: cfg.gradient_checkpointing},
         report_to=[], remove_unused_columns=False, dataloader_num_workers=0,
         disable_tqdm=True,
         prediction_loss_only=True,  # clean loss only; never gather vocab-sized logits
@@ -195,7 +197,7 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunD
     from .integration import NoisyTrainer
 
     counter = TokenCountingCollator(make_collator(tokenizer, packing=cfg.packing))
-    args = training_arguments(cfg, run, bool(data.eval))
+    args = training_arguments(cfg, run, len(data.train), bool(data.eval))
     trainer = NoisyTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None,
         data_collator=counter, processing_class=tokenizer, noise_config=cfg.noise_config(),
