@@ -40,14 +40,8 @@ from .config import NoiseConfig
 from .noise import perturb
 from .pairing import pair_batch
 
-__all__ = [
-    "NoiseHandle",
-    "noisy_embeddings",
-    "pair_batch",
-    "get_embedding_module",
-    "embedding_output_scale",
-    "RATIO_FORWARDS",
-]
+__all__ = ["NoiseHandle", "noisy_embeddings", "pair_batch", "get_embedding_module",
+           "embedding_output_scale", "RATIO_FORWARDS"]
 
 RATIO_FORWARDS = 20  # noised forwards whose noise-to-embedding ratio is recorded
 # families whose model forward multiplies the embedding module's output: model_type -> s

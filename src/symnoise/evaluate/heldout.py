@@ -19,16 +19,8 @@ from typing import Any
 
 from ..config import TrainConfig
 
-__all__ = [
-    "HeldoutSet",
-    "HeldoutUnavailable",
-    "example_id",
-    "example_losses",
-    "heldout_rows",
-    "heldout_set",
-    "token_mean",
-    "trainer_mean",
-]
+__all__ = ["HeldoutSet", "HeldoutUnavailable", "example_id", "example_losses", "heldout_rows",
+           "heldout_set", "token_mean", "trainer_mean"]
 
 
 class HeldoutUnavailable(ValueError):
@@ -118,15 +110,13 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
 
 def heldout_rows(examples: Sequence[Any], losses: Sequence[tuple[float, int]]
                  ) -> list[dict[str, Any]]:
-    """One ``{"id", "loss", "n_tokens"}`` per example; a text that occurs again gets
-    ``#2``, ``#3``... appended to its id, so ids are unique."""
-    rows, seen = [], {}
-    for ex, (loss, n) in zip(examples, losses, strict=True):
-        base = example_id(ex)
-        seen[base] = seen.get(base, 0) + 1
-        rows.append({"id": base if seen[base] == 1 else f"{base}#{seen[base]}",
-                     "loss": float(loss), "n_tokens": int(n)})
-    return rows
+    """One ``{"id", "loss", "n_tokens"}`` per example (ids made unique by
+    :func:`~symnoise.evaluate.tasks.unique_ids`)."""
+    from .tasks import unique_ids
+
+    ids = unique_ids(example_id(ex) for ex in examples)
+    return [{"id": i, "loss": float(loss), "n_tokens": int(n)}
+            for i, (loss, n) in zip(ids, losses, strict=True)]
 
 
 def token_mean(rows: Sequence[Mapping[str, Any]]) -> float:

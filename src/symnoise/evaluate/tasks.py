@@ -17,7 +17,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -28,23 +28,10 @@ from .._io import write_json_atomic, write_text_atomic
 from ..data.synthetic import FAMILIES, family_of
 from ..run import EVAL_FILES
 
-__all__ = [
-    "ITEMS_JSONL",
-    "OUTPUTS_FILE",
-    "SCORES_JSON",
-    "SCORES_MD",
-    "CheckResult",
-    "TasksReport",
-    "check_answer",
-    "check_responses",
-    "item_id",
-    "item_rows",
-    "make_report",
-    "score_outputs",
-    "score_responses",
-    "wilson_interval",
-    "write_report",
-]
+__all__ = ["ITEMS_JSONL", "OUTPUTS_FILE", "SCORES_JSON", "SCORES_MD", "CheckResult",
+           "TasksReport", "check_answer", "check_responses", "item_id", "item_rows",
+           "make_report", "score_outputs", "score_responses", "unique_ids", "wilson_interval",
+           "write_report"]
 
 OUTPUTS_FILE = EVAL_FILES["synthetic_outputs"]
 SCORES_JSON = EVAL_FILES["synthetic_scores"]
@@ -182,15 +169,10 @@ def _is_formatted(kind: str, response: str) -> bool:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Verdict on one response.
-
-    correct: the answer read from the response equals the canonical answer under the
-        family's comparison.
-    formatted: the response is exactly the answer in the expected format (one line, nothing
-        before or after it apart from trailing newlines; any valid JSON object for
-        ``to_json``), whether or not the answer is right.
-    extracted: the answer as read from the response, or None when nothing could be read.
-    """
+    """Verdict on one response: ``correct``, the answer read equals the canonical one under
+    the family's comparison; ``formatted``, the response is exactly an answer in the expected
+    format (one line, nothing around it but trailing newlines; any JSON object for
+    ``to_json``), right or wrong; ``extracted``, the answer as read (None when none)."""
 
     correct: bool
     formatted: bool
@@ -298,16 +280,23 @@ def item_id(record: Mapping[str, Any]) -> str:
 
 def item_rows(records: Sequence[Mapping[str, Any]],
               responses: Sequence[str | None]) -> list[dict[str, Any]]:
-    """One ``{"id", "family", "correct", "formatted"}`` per item, in order. A prompt that
-    occurs again gets ``#2``, ``#3``... appended to its id, so ids are unique."""
-    rows, seen = [], {}
-    for record, result in zip(records, check_responses(records, responses), strict=True):
-        base = item_id(record)
+    """One ``{"id", "family", "correct", "formatted"}`` per item, in order (ids made unique
+    by :func:`unique_ids`)."""
+    results = check_responses(records, responses)
+    ids = unique_ids(item_id(record) for record in records)
+    return [{"id": i, "family": str(record["family"]), "correct": bool(result.correct),
+             "formatted": bool(result.formatted)}
+            for i, record, result in zip(ids, records, results, strict=True)]
+
+
+def unique_ids(ids: Iterable[str]) -> list[str]:
+    """``ids`` with ``#2``, ``#3``... appended to each repeat, so that they are unique."""
+    seen: dict[str, int] = {}
+    out = []
+    for base in ids:
         seen[base] = seen.get(base, 0) + 1
-        rows.append({"id": base if seen[base] == 1 else f"{base}#{seen[base]}",
-                     "family": str(record["family"]), "correct": bool(result.correct),
-                     "formatted": bool(result.formatted)})
-    return rows
+        out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return out
 
 
 # -- Scoring a model: outputs files and reports --------------------------------------
