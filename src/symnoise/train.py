@@ -99,6 +99,9 @@ def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
         def on_train_begin(self, args, state, control, **kwargs):
             super().on_train_begin(args, state, control, **kwargs)
             self.t0, self.tok0, self.post = time.perf_counter(), counter.tokens, {}
+            if self.training_bar is not None:  # a resumed run's bar starts at its step
+                self.training_bar.initial = self.training_bar.n = state.global_step
+                self.current_step = state.global_step
 
         def on_step_end(self, args, state, control, **kwargs):
             super().on_step_end(args, state, control, **kwargs)
