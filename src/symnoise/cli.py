@@ -72,9 +72,9 @@ def _rename_args(command: str, args: list[str]) -> list[str]:
     given: dict[str, tuple[str, str]] = {}  # new name -> (spelling, value) as typed
     i = 0
     while i < len(args):
-        name, eq, value = args[i].partition("=")
-        if name == "--":
+        if args[i] == "--":
             return out + args[i:]
+        name, eq, value = args[i].partition("=")
         new = renamed.get(name)
         canonical = new or name
         if canonical not in renamed.values() or not (eq or i + 1 < len(args)):
