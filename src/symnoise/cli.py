@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand
@@ -25,26 +25,31 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Noisy-embedding instruction fine-tuning and paper-style evaluation."""
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _emit(result: Any, as_json: bool, table: str | None = None) -> None:
-    """Print one JSON object (``--json``) or a readable table."""
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-    elif table is not None:
-        typer.echo(table)
+    # Offline by default: nothing reaches a hub unless the user turns it on.
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error")):
+        os.environ.setdefault(key, value)
 
 
 # ------------------------------------------------------------------ one vocabulary
 # One option name per concept: --n-prompts (how many prompts/items a command answers,
 # scores or judges), --limit-per-task (lm-eval's per-task cap), --device (default auto),
 # --progress/--no-progress, --model-outputs / --reference-outputs (input files),
-# --output-dir (a folder written) and --output-file (one file written).
+# --output-dir (a folder written) and --output-file (one file written). The options that
+# recur are defined once here.
+Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ... or auto (cuda when available, else cpu).")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars and step lines on stderr.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+Dtype = Annotated[str, typer.Option(help="float32|bfloat16|float16|auto")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
+Template = Annotated[Optional[str], typer.Option(help="alpaca|vicuna|chat (default: the run's training template, else alpaca).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start over instead of resuming.")]
+LimitPerTask = Annotated[Optional[float], typer.Option(help="Cap examples per harness task, a count or a fraction < 1 (smoke tests only).")]
+IncludePath = Annotated[Optional[Path], typer.Option(help="Folder of local lm-eval task YAMLs (offline).")]
+Judge = Annotated[str, typer.Option("--judge", help="openai:MODEL (any OpenAI-compatible endpoint) or hf:PATH (local causal LM, log-prob decision).")]
+Annotator = Annotated[str, typer.Option(help="symnoise-pairwise (our prompt) or an AlpacaEval annotator: alpaca_eval_gpt4 (the paper's GPT-4 judge), chatgpt_fn (its ChatGPT judge), weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2), ...")]
+BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL of the judge (default $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY.")]
+BothOrders = Annotated[bool, typer.Option("--both-orders", help="Judge each pair in both orders and average (symnoise-pairwise).")]
 
 #: Old spellings still accepted, per command, until :data:`REMOVED_IN`.
 RENAMED: dict[str, dict[str, str]] = {
@@ -67,26 +72,25 @@ def _rename_args(command: str, args: list[str]) -> list[str]:
     given: dict[str, tuple[str, str]] = {}  # new name -> (spelling, value) as typed
     i = 0
     while i < len(args):
-        tok = args[i]
-        if tok == "--":
-            out += args[i:]
-            break
-        name, eq, value = tok.partition("=")
+        if args[i] == "--":
+            return out + args[i:]
+        name, eq, value = args[i].partition("=")
         new = renamed.get(name)
         canonical = new or name
-        if canonical in renamed.values() and (eq or i + 1 < len(args)):
-            if not eq:
-                value, i = args[i + 1], i + 1
-            first = given.setdefault(canonical, (name, value))
-            if first[1] != value:
-                raise ValueError(f"{first[0]} {first[1]} and {name} {value} disagree; "
-                                 f"give {canonical} once")
-            if new is not None:
-                typer.echo(f"warning: {name} is deprecated, use {new} (removed in {REMOVED_IN})",
-                           err=True)
-            out += [canonical, value]
-        else:
-            out.append(tok)
+        if canonical not in renamed.values() or not (eq or i + 1 < len(args)):
+            out.append(args[i])
+            i += 1
+            continue
+        if not eq:
+            value, i = args[i + 1], i + 1
+        first = given.setdefault(canonical, (name, value))
+        if first[1] != value:
+            raise ValueError(f"{first[0]} {first[1]} and {name} {value} disagree; "
+                             f"give {canonical} once")
+        if new is not None:
+            typer.echo(f"warning: {name} is deprecated, use {new} (removed in {REMOVED_IN})",
+                       err=True)
+        out += [canonical, value]
         i += 1
     return out
 
@@ -106,19 +110,31 @@ def _command(name: str | None = None) -> Any:
     return app.command(name, cls=_Command)
 
 
-_DEVICE_HELP = "cpu, cuda, cuda:1, ... or auto (cuda when available, else cpu)."
+# ------------------------------------------------------------------ call and print
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
 
 
-def _device_option() -> Any:
-    return typer.Option("auto", help=_DEVICE_HELP)
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``; an error the user can fix (bad value, missing file or
+    package, a judge or harness failure) prints ``error: ...`` and exits with status 2."""
+    from .evaluate.harness import HarnessError
+    from .evaluate.judge_types import JudgeError
+
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, HarnessError,
+            JudgeError) as exc:
+        _fail(str(exc))
 
 
-def _progress_option() -> Any:
-    return typer.Option(True, "--progress/--no-progress", help="Progress bars and step lines on stderr.")
-
-
-def _json_option(help: str = "Print the result as one JSON object.") -> Any:
-    return typer.Option(False, "--json", help=help)
+def _emit(result: Any, as_json: bool, table: str | None = None) -> None:
+    """Print one JSON object (``--json``) or a readable table; a report object (with
+    ``to_dict`` and ``format_table``) prints itself."""
+    if table is None and hasattr(result, "format_table"):
+        result, table = result.to_dict(), result.format_table()
+    typer.echo(json.dumps(result, indent=2, default=str) if as_json else table)
 
 
 def _device(device: str) -> str:
@@ -134,14 +150,6 @@ def _per_task(limit: float | None) -> int | float | None:
     """lm-eval's per-task cap: a whole count (100.0 -> 100), else as given (a fraction < 1;
     the harness refuses 100.5)."""
     return int(limit) if limit is not None and limit >= 1 and limit.is_integer() else limit
-
-
-def _offline_defaults() -> None:
-    # Offline by default: nothing reaches a hub unless the user turns it on.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 @_command()
@@ -172,33 +180,17 @@ def train(
     output_dir: Optional[str] = typer.Option(None, help="The run folder."),
     resume: Optional[bool] = typer.Option(None, "--resume", help="Continue from the last checkpoint in --output-dir."),
     skip_bad_rows: Optional[bool] = typer.Option(None, "--skip-bad-rows", help="Skip and count malformed rows instead of stopping."),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option("Print the run summary as one JSON object."),
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """Fine-tune with noisy embeddings. With no arguments: SmolLM2-135M on the synthetic suite with SymNoise."""
-    _offline_defaults()
+    flags = {k: v for k, v in locals().items() if k not in ("config", "progress", "as_json")}
     from .config import TrainConfig
-
-    flags = dict(
-        model=model, data=data, format=format, template=template, method=method, alpha=alpha,
-        norm_match=norm_match, symmetric_mode=symmetric_mode, noise_on=noise_on,
-        eval_data=eval_data, packing=packing, dtype=dtype, bf16=bf16,
-        gradient_checkpointing=gradient_checkpointing, lora=lora, epochs=epochs,
-        max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        max_length=max_length, seed=seed, output_dir=output_dir, resume=resume,
-        skip_bad_rows=skip_bad_rows,
-    )
-    try:
-        cfg = TrainConfig.from_sources(config, flags)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
     from .run import RunFolder
     from .train import train as run_training
 
-    try:
-        run_dir = run_training(cfg, progress=progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        _fail(str(exc))
+    cfg = _call(TrainConfig.from_sources, config, flags)
+    run_dir = _call(run_training, cfg, progress=progress)
     info = RunFolder(run_dir).read_info()
     _emit(info, as_json, _train_summary(run_dir, info))
 
@@ -207,6 +199,10 @@ def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
     d = info.get("data", {}).get("train", {})
     noise = info["noise"]
     ratio = (info.get("noise_measured") or {}).get("noise_to_embedding_ratio_mean")
+
+    def num(key: str, fmt: str) -> str:
+        return format(info[key], fmt) if info.get(key) is not None else "-"
+
     rows = [
         ("run folder", str(run_dir)),
         ("model", info["model_source"]["path"]),
@@ -217,8 +213,8 @@ def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
         ("data", f"format={info.get('format')} template={info.get('template')} read={d.get('read')} "
                  f"used={d.get('used')} skipped={d.get('skipped')} truncated={d.get('truncated')}"),
         ("steps", str(info.get("global_step"))),
-        ("train loss (noisy)", f"{info.get('train_loss'):.4f}" if info.get("train_loss") is not None else "-"),
-        ("clean held-out loss", f"{info['final_clean_eval_loss']:.4f}" if info.get("final_clean_eval_loss") is not None else "-"),
+        ("train loss (noisy)", num("train_loss", ".4f")),
+        ("clean held-out loss", num("final_clean_eval_loss", ".4f")),
         ("tokens/s", f"{info['tokens_per_second']:.0f}" if info.get("tokens_per_second") else "-"),
         ("packing", "yes" if info.get("config", {}).get("packing") else "no"),
         ("time", f"{info['timings_s']['total']:.0f} s"),
@@ -232,46 +228,36 @@ def harness(
     model: str = typer.Option(..., help="Run folder, HF model folder, .gguf file or hub id."),
     tasks: str = typer.Option("openllm", help="Comma-separated lm-eval tasks, YAML paths, or the preset 'openllm'."),
     num_fewshot: Optional[int] = typer.Option(None, help="Override every task's shots."),
-    limit_per_task: Optional[float] = typer.Option(None, help="Cap examples per task, a count or a fraction < 1 (smoke tests only)."),
+    limit_per_task: LimitPerTask = None,
     batch_size: str = typer.Option("8", help="Batch size, or 'auto'."),
-    device: str = _device_option(),
-    include_path: Optional[Path] = typer.Option(None, help="Folder of local lm-eval task YAMLs (offline)."),
-    dtype: str = typer.Option("float32"),
+    device: Device = "auto",
+    include_path: IncludePath = None,
+    dtype: Dtype = "float32",
     output_dir: Optional[Path] = typer.Option(None, help="Default: RUN/eval for a run folder."),
-    seed: int = typer.Option(0),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option(),
+    seed: Seed = 0,
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """OpenLLM tasks (ARC, HellaSwag, MMLU, TruthfulQA) through lm-evaluation-harness."""
-    _offline_defaults()
-    from .evaluate.harness import HarnessError, run_harness
+    from .evaluate.harness import run_harness
 
-    bs: int | str = int(batch_size) if batch_size.isdigit() else batch_size
-    try:
-        result = run_harness(model, tasks, output_dir=output_dir, num_fewshot=num_fewshot,
-                             limit=_per_task(limit_per_task), batch_size=bs,
-                             device=_device(device), include_path=include_path, dtype=dtype,
-                             seed=seed, progress=progress)
-    except (ValueError, FileNotFoundError, HarnessError) as exc:
-        _fail(str(exc))
-    _emit(result.to_dict(), as_json, result.format_table())
+    _emit(_call(run_harness, model, tasks, output_dir=output_dir, num_fewshot=num_fewshot,
+                limit=_per_task(limit_per_task),
+                batch_size=int(batch_size) if batch_size.isdigit() else batch_size,
+                device=_device(device), include_path=include_path, dtype=dtype, seed=seed,
+                progress=progress), as_json)
 
 
 @_command()
 def stats(
     files: list[Path] = typer.Argument(..., help="Outputs files (AlpacaEval format) or training data files."),
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset: alpaca, evol_instruct, sharegpt, openplatypus."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: Json = False,
 ) -> None:
     """Length, whitespace length, 2-gram repetition and log-diversity, as in the paper."""
     from .evaluate.stats import format_stats_table, stats_for_file
 
-    rows = {}
-    try:
-        for f in files:
-            rows[str(f)] = stats_for_file(f, words=words)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    rows = {str(f): _call(stats_for_file, f, words=words) for f in files}
     _emit({k: v.to_dict() for k, v in rows.items()}, as_json, format_stats_table(rows))
 
 
@@ -280,84 +266,64 @@ def norms(
     output_dir: Path = typer.Option(Path("norms"), help="Where the table, CSV and PNG figures go."),
     dims: str = typer.Option("16,64,256,1024,4096,8192", help="Comma-separated dimensions."),
     samples: str = typer.Option("10,100,1000", help="Comma-separated Monte Carlo sample counts."),
-    seed: int = typer.Option(0),
-    as_json: bool = typer.Option(False, "--json"),
+    seed: Seed = 0,
+    as_json: Json = False,
 ) -> None:
     """The paper's noise-norm analysis: E||noise|| of uniform, Gaussian and Bernoulli noise."""
     from .experiments.norms import format_norms_table, norm_analysis, write_norms_report
 
-    try:
-        d = [int(x) for x in dims.split(",") if x.strip()]
-        n = [int(x) for x in samples.split(",") if x.strip()]
-        analysis = norm_analysis(dims=d, samples=n, seed=seed)
-    except ValueError as exc:
-        _fail(str(exc))
+    def numbers(text: str) -> list[int]:
+        return [int(x) for x in text.split(",") if x.strip()]
+
+    analysis = _call(lambda: norm_analysis(dims=numbers(dims), samples=numbers(samples), seed=seed))
     paths = write_norms_report(analysis, output_dir)
     table = format_norms_table(analysis) + "\n\nwritten: " + ", ".join(str(p) for p in paths.values())
     _emit({**analysis.to_dict(), "files": {k: str(v) for k, v in paths.items()}}, as_json, table)
-
-
-_JUDGE_HELP = "openai:MODEL (any OpenAI-compatible endpoint) or hf:PATH (local causal LM, log-prob decision)."
-_ANNOTATOR_HELP = ("symnoise-pairwise (our prompt) or an AlpacaEval annotator: alpaca_eval_gpt4 (the paper's GPT-4 "
-                   "judge), chatgpt_fn (its ChatGPT judge), weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2), ...")
-_BASE_URL_HELP = "OpenAI-compatible base URL (default $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY."
 
 
 @_command()
 def judge(
     model_outputs: Path = typer.Option(..., help="Model outputs (AlpacaEval format JSON/JSONL)."),
     reference_outputs: Path = typer.Option(..., help="Reference outputs, e.g. the AlpacaEval file with text-davinci-003's outputs."),
-    judge_spec: str = typer.Option(..., "--judge", help=_JUDGE_HELP),
+    judge_spec: Judge = ...,
     output_dir: Path = typer.Option(..., help="Where annotations.json, leaderboard.json/.md and the cache go."),
-    annotator: str = typer.Option("symnoise-pairwise", help=_ANNOTATOR_HELP),
-    base_url: Optional[str] = typer.Option(None, help=_BASE_URL_HELP),
-    both_orders: bool = typer.Option(False, "--both-orders", help="Judge both orders and average (symnoise-pairwise)."),
+    annotator: Annotator = "symnoise-pairwise",
+    base_url: BaseUrl = None,
+    both_orders: BothOrders = False,
     n_prompts: Optional[int] = typer.Option(None, help="Judge only the first N prompts (default all)."),
-    seed: int = typer.Option(0),
+    seed: Seed = 0,
     max_retries: int = typer.Option(5, help="Retries of a failed request (openai client)."),
     name: Optional[str] = typer.Option(None, help="Leaderboard row name (default: the outputs' generator)."),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option(),
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
-    _offline_defaults()
     from .evaluate.annotators import run_judge
-    from .evaluate.judge import JudgeError
 
     options: dict[str, Any] = {"both_orders": both_orders} if both_orders else {}
-    try:
-        report = run_judge(model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,
-                           output_dir=output_dir, base_url=base_url, seed=seed,
-                           max_items=n_prompts, max_retries=max_retries, name=name,
-                           progress=progress, **options)
-    except (ValueError, FileNotFoundError, JudgeError) as exc:
-        _fail(str(exc))
-    _emit(report.to_dict(), as_json, report.format_table())
+    _emit(_call(run_judge, model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,
+                output_dir=output_dir, base_url=base_url, seed=seed, max_items=n_prompts,
+                max_retries=max_retries, name=name, progress=progress, **options), as_json)
 
 
 @_command("judge-check")
 def judge_check(
-    judge_spec: str = typer.Option(..., "--judge", help=_JUDGE_HELP),
+    judge_spec: Judge = ...,
     reference_outputs: Path = typer.Option(..., help="Reference set whose answers are known good (AlpacaEval format), e.g. alpaca_eval_805.json."),
-    annotator: str = typer.Option("symnoise-pairwise", help=_ANNOTATOR_HELP),
-    base_url: Optional[str] = typer.Option(None, help=_BASE_URL_HELP),
+    annotator: Annotator = "symnoise-pairwise",
+    base_url: BaseUrl = None,
     n_prompts: int = typer.Option(60, help="Known pairs, one per prompt (half real-vs-other-answer, half real-vs-first-10-words), each judged in both orders."),
-    seed: int = typer.Option(0),
+    seed: Seed = 0,
     output_dir: Optional[Path] = typer.Option(None, help="Write judge_check.json and the cache here."),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option(),
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """Measure a judge on pairs whose better side is known: accuracy, position bias, verdict."""
-    _offline_defaults()
-    from .evaluate.judge import JudgeError
     from .evaluate.judge_check import format_judge_check, run_judge_check
 
-    try:
-        check = run_judge_check(judge_spec, reference_outputs, base_url=base_url,
-                                annotator=annotator, n=n_prompts, seed=seed,
-                                output_dir=output_dir, progress=progress)
-    except (ValueError, FileNotFoundError, JudgeError) as exc:
-        _fail(str(exc))
+    check = _call(run_judge_check, judge_spec, reference_outputs, base_url=base_url,
+                  annotator=annotator, n=n_prompts, seed=seed, output_dir=output_dir,
+                  progress=progress)
     _emit(check, as_json, format_judge_check(check))
 
 
@@ -365,8 +331,8 @@ def judge_check(
 def generate(
     model: str = typer.Option("smollm2", help="Run folder, HF model folder, .gguf file, hub id or 'smollm2'."),
     prompts: str = typer.Option(..., help="AlpacaEval JSON (or 'alpaca_eval' from the hub), a JSON/JSONL of instructions, or 'synthetic:heldout'."),
-    output_file: Path | None = typer.Option(None, help="Output JSON (AlpacaEval model-outputs format); default RUN/generations/<prompts>.json for a run folder."),
-    template: str | None = typer.Option(None, help="alpaca|vicuna|chat (default: the run's training template, else alpaca)."),
+    output_file: Optional[Path] = typer.Option(None, help="Output JSON (AlpacaEval model-outputs format); default RUN/generations/<prompts>.json for a run folder."),
+    template: Template = None,
     max_new_tokens: int = typer.Option(512, help="Most tokens to generate per prompt (default 512: room for AlpacaEval-style long answers)."),
     batch_size: int = typer.Option(16, help="Prompts per batch (left-padded)."),
     repetition_penalty: float = typer.Option(1.2, help="1.2 as in the paper; 1.0 turns it off."),
@@ -374,69 +340,55 @@ def generate(
     temperature: float = typer.Option(0.7, help="Sampling temperature (--sample only)."),
     top_p: float = typer.Option(0.9, help="Nucleus sampling (--sample only)."),
     seed: int = typer.Option(0, help="Sampling seed; also the synthetic suite's seed."),
-    generator: str | None = typer.Option(None, "--generator", help="The 'generator' field (default: the model folder's name)."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="The 'generator' field (default: the model folder's name)."),
     backend: str = typer.Option("transformers", help="transformers|vllm"),
-    n_prompts: int | None = typer.Option(None, help="Answer only the first N prompts (default all)."),
-    dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
-    device: str = _device_option(),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --output-file instead of resuming."),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option("Print the report as one JSON object."),
+    n_prompts: Optional[int] = typer.Option(None, help="Answer only the first N prompts (default all)."),
+    dtype: Dtype = "float32",
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """Answer a prompt set (resumable) and write AlpacaEval model outputs."""
-    _offline_defaults()
-    from .data import DataError
     from .generate import default_output_path, generate_outputs
 
-    try:
-        out = output_file or default_output_path(model, prompts)
-        report = generate_outputs(
-            model, prompts, out, template=template, max_new_tokens=max_new_tokens,
-            batch_size=batch_size, repetition_penalty=repetition_penalty, greedy=greedy,
-            temperature=temperature, top_p=top_p, seed=seed, generator_name=generator,
-            backend=backend, limit=n_prompts, dtype=dtype, device=_device(device), overwrite=overwrite,
-            progress=progress,
-        )
-    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(str(exc))
-    _emit(report.to_dict(), as_json, report.format_table())
+    out = output_file or _call(default_output_path, model, prompts)
+    _emit(_call(generate_outputs, model, prompts, out, template=template,
+                max_new_tokens=max_new_tokens, batch_size=batch_size,
+                repetition_penalty=repetition_penalty, greedy=greedy, temperature=temperature,
+                top_p=top_p, seed=seed, generator_name=generator, backend=backend,
+                limit=n_prompts, dtype=dtype, device=_device(device), overwrite=overwrite,
+                progress=progress), as_json)
 
 
 @_command()
 def tasks(
-    model: str | None = typer.Option(None, help="Run folder, HF model folder, .gguf file, hub id or 'smollm2' (default)."),
-    model_outputs: Path | None = typer.Option(None, help="Score this synthetic outputs file instead of generating."),
-    output_dir: Path | None = typer.Option(None, help="Where outputs and scores go (default RUN/eval for a run folder)."),
-    n_prompts: int | None = typer.Option(None, help="Held-out prompts (default 240)."),
+    model: Optional[str] = typer.Option(None, help="Run folder, HF model folder, .gguf file, hub id or 'smollm2' (default)."),
+    model_outputs: Optional[Path] = typer.Option(None, help="Score this synthetic outputs file instead of generating."),
+    output_dir: Optional[Path] = typer.Option(None, help="Where outputs and scores go (default RUN/eval for a run folder)."),
+    n_prompts: Optional[int] = typer.Option(None, help="Held-out prompts (default 240)."),
     seed: int = typer.Option(0, help="Synthetic suite seed."),
     batch_size: int = typer.Option(16),
     max_new_tokens: int = typer.Option(64, help="Most tokens per answer (default 64: the synthetic answers are short)."),
-    template: str | None = typer.Option(None, help="alpaca|vicuna|chat (default: the run's training template, else alpaca)."),
-    dtype: str = typer.Option("float32", help="float32|bfloat16|float16|auto"),
-    device: str = _device_option(),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate instead of resuming."),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option("Print the scores as one JSON object."),
+    template: Template = None,
+    dtype: Dtype = "float32",
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
-    _offline_defaults()
-    from .data import DataError
     from .experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
 
-    try:
-        if model_outputs is not None:
-            if model is not None:
-                _fail("pass either --model or --model-outputs, not both")
-            report = score_synthetic_outputs(model_outputs, seed=seed)
-        else:
-            report = run_synthetic_eval(
-                model or "smollm2", output_dir=output_dir, n=n_prompts, seed=seed,
-                batch_size=batch_size, max_new_tokens=max_new_tokens, template=template,
-                progress=progress, overwrite=overwrite, dtype=dtype, device=_device(device),
-            )
-    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(str(exc))
-    _emit(report.to_dict(), as_json, report.format_table())
+    if model_outputs is not None:
+        if model is not None:
+            _fail("pass either --model or --model-outputs, not both")
+        _emit(_call(score_synthetic_outputs, model_outputs, seed=seed), as_json)
+        return
+    _emit(_call(run_synthetic_eval, model or "smollm2", output_dir=output_dir, n=n_prompts,
+                seed=seed, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                template=template, progress=progress, overwrite=overwrite, dtype=dtype,
+                device=_device(device)), as_json)
 
 
 @_command("eval")
@@ -447,39 +399,31 @@ def eval_run(
     max_new_tokens: int = typer.Option(256, help="Most tokens per answer (default 256; greedy, repetition penalty 1.2)."),
     batch_size: int = typer.Option(16, help="Generation (and harness) batch size."),
     judge: Optional[str] = typer.Option(None, help="Win-rate judge: openai:MODEL or hf:PATH."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint of the judge."),
+    base_url: BaseUrl = None,
     reference_outputs: Optional[Path] = typer.Option(None, help="Reference outputs to judge against (default: the prompt file's own 'output' fields)."),
-    both_orders: bool = typer.Option(False, "--both-orders", help="Judge each pair in both orders."),
+    both_orders: BothOrders = False,
     tasks: Optional[str] = typer.Option(None, help="lm-eval tasks (comma-separated) or the preset 'openllm'."),
-    include_path: Optional[Path] = typer.Option(None, help="Folder of local lm-eval task YAMLs."),
-    limit_per_task: Optional[float] = typer.Option(None, help="Cap examples per harness task, a count or a fraction < 1 (smoke tests only)."),
+    include_path: IncludePath = None,
+    limit_per_task: LimitPerTask = None,
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset (default: the run's dataset)."),
     synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Score the synthetic held-out split."),
     synthetic_n_prompts: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
     heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Save the clean loss of every held-out example (heldout_losses.jsonl)."),
     judge_check: bool = typer.Option(True, "--judge-check/--no-judge-check", help="With --judge: check the judge on pairs whose better answer is known."),
-    device: str = _device_option(),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option("Print the summary as one JSON object."),
+    device: Device = "auto",
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
-    _offline_defaults()
-    from .evaluate.harness import HarnessError
-    from .evaluate.judge import JudgeError
     from .experiments.evaluation import evaluate_run, format_eval_summary
 
-    try:
-        summary = evaluate_run(
-            run_dir, prompts=prompts, n_prompts=n_prompts, max_new_tokens=max_new_tokens,
-            batch_size=batch_size, judge=judge, base_url=base_url, reference=reference_outputs,
-            both_orders=both_orders, harness_tasks=tasks, include_path=include_path,
-            harness_limit=_per_task(limit_per_task), words=words, synthetic=synthetic,
-            synthetic_n=synthetic_n_prompts,
-            heldout=heldout, judge_check=judge_check, progress=progress,
-            device=_device(device),
-        )
-    except (ValueError, FileNotFoundError, HarnessError, JudgeError) as exc:
-        _fail(str(exc))
+    summary = _call(evaluate_run, run_dir, prompts=prompts, n_prompts=n_prompts,
+                    max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge,
+                    base_url=base_url, reference=reference_outputs, both_orders=both_orders,
+                    harness_tasks=tasks, include_path=include_path,
+                    harness_limit=_per_task(limit_per_task), words=words, synthetic=synthetic,
+                    synthetic_n=synthetic_n_prompts, heldout=heldout, judge_check=judge_check,
+                    progress=progress, device=_device(device))
     _emit(summary, as_json, format_eval_summary(summary))
 
 
@@ -487,16 +431,12 @@ def eval_run(
 def report(
     runs_dir: Path = typer.Argument(..., help="Folder holding run folders (searched recursively)."),
     output_dir: Optional[Path] = typer.Option(None, help="Where report.md, the CSVs and PNGs go (default RUNS_DIR/report)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    as_json: Json = False,
 ) -> None:
     """Paper-style tables (Markdown + CSV) and figures over many run folders."""
     from .experiments.report import build_report
 
-    try:
-        result = build_report(runs_dir, output_dir)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    _emit(result.to_dict(), as_json, result.format_table())
+    _emit(_call(build_report, runs_dir, output_dir), as_json)
 
 
 @_command("compare")
@@ -512,18 +452,15 @@ def compare_cmd(
     confidence: float = typer.Option(0.95, help="Interval coverage."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     common_seeds: bool = typer.Option(False, "--common-seeds", help="When the sides' seeds differ, pair the seeds both have (else refused)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: per metric diff, ci_low, ci_high, n, significant."),
+    as_json: Json = False,
 ) -> None:
     """B − A for every metric both sides have, with a paired-bootstrap interval (stratified by seed)."""
     from .experiments.compare import compare
 
-    try:
-        result = compare(a, b, metrics=metric, method=method, alpha=alpha, norm_match=norm_match,
-                         dataset=dataset, n_boot=n_boot, confidence=confidence, seed=seed,
-                         common_seeds=common_seeds)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    _emit(result.to_dict(), as_json, result.format_table())
+    result = _call(compare, a, b, metrics=metric, method=method, alpha=alpha,
+                   norm_match=norm_match, dataset=dataset, n_boot=n_boot,
+                   confidence=confidence, seed=seed, common_seeds=common_seeds)
+    _emit(result, as_json)
     if not result.compared:
         raise typer.Exit(1)
 
@@ -531,23 +468,19 @@ def compare_cmd(
 @_command()
 def sweep(
     experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped grid's name: paper_table1, paper_ablation, small_table1, small_ablation, small_alpaca."),
-    executor: str | None = typer.Option(None, help="local|ray (default: the file's 'executor', else local)."),
+    executor: Optional[str] = typer.Option(None, help="local|ray (default: the file's 'executor', else local)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, list the points and what each would do; write nothing."),
-    only: str | None = typer.Option(None, help="Run only points whose name matches: globs, comma-separated; a plain word matches as a substring."),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option("Print the outcome as one JSON object."),
+    only: Optional[str] = typer.Option(None, help="Run only points whose name matches: globs, comma-separated; a plain word matches as a substring."),
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """Run a grid of trainings and evaluations: one run folder per point, reruns skip what is finished."""
-    _offline_defaults()
-    from .experiments.experiment_file import ExperimentError
     from .experiments.pipeline import run_experiment
 
-    try:  # the sweep, then the report when the experiment asks for it
-        result = run_experiment(experiment, executor=executor, dry_run=dry_run, only=only,
-                                progress=progress)
-    except (ExperimentError, FileNotFoundError, ImportError) as exc:
-        _fail(str(exc))
-    _emit(result.to_dict(), as_json, result.format_table())
+    # the sweep, then the report when the experiment asks for it
+    result = _call(run_experiment, experiment, executor=executor, dry_run=dry_run, only=only,
+                   progress=progress)
+    _emit(result, as_json)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -555,30 +488,24 @@ def sweep(
 @_command()
 def demo(
     output_dir: Path = typer.Option(Path("symnoise-demo"), help="Where the three runs and the report go."),
-    judge: str | None = typer.Option(None, help="Judge for a win rate against the un-noised run: openai:MODEL (with --base-url) or hf:PATH."),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible server of the judge, e.g. http://localhost:8080/v1."),
-    steps: int | None = typer.Option(None, help="Optimizer steps per run (default: chosen to fit ~20 minutes on 2 CPU cores)."),
-    progress: bool = _progress_option(),
-    as_json: bool = _json_option("Print the summary as one JSON object."),
+    judge: Optional[str] = typer.Option(None, help="Judge for a win rate against the un-noised run: openai:MODEL (with --base-url) or hf:PATH."),
+    base_url: BaseUrl = None,
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps per run (default: chosen to fit ~20 minutes on 2 CPU cores)."),
+    progress: Progress = True,
+    as_json: Json = False,
 ) -> None:
     """Offline demo: no noise vs NEFTune vs SymNoise on the default model and the synthetic suite, with a report."""
-    _offline_defaults()
     from .experiments.demo import run_demo
 
-    try:
-        summary = run_demo(output_dir, judge=judge, base_url=base_url, steps=steps,
-                           progress=progress)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    lines = [summary["table"], "", summary["scope"], ""]
-    lines.append(f"runs and report in {summary['output_dir']}")
+    summary = _call(run_demo, output_dir, judge=judge, base_url=base_url, steps=steps,
+                    progress=progress)
+    lines = [summary["table"], "", summary["scope"], "", f"runs and report in {summary['output_dir']}"]
     if summary.get("report"):
         lines.append(f"report: {summary['report']}")
     if summary.get("report_error"):
         lines.append(f"report not built: {summary['report_error']}")
-    for row in summary["rows"]:
-        if row.get("error"):
-            lines.append(f"{row['method']} failed: {row['error'].splitlines()[0]}")
+    lines += [f"{row['method']} failed: {row['error'].splitlines()[0]}"
+              for row in summary["rows"] if row.get("error")]
     _emit(summary, as_json, "\n".join(lines))
     if any(row["status"] in ("failed", "conflict") for row in summary["rows"]):
         raise typer.Exit(1)

@@ -1,41 +1,27 @@
 """Putting noise on a model: a context manager for any loop (the Trainer mixin is in
 :mod:`symnoise.trainer`, re-exported here).
 
-Where the noise goes. The noise lives in the forward of the model's input-embedding
-module (a forward hook on ``model.get_input_embeddings()``), so DDP, FSDP, DeepSpeed,
-gradient checkpointing and PEFT wrappers keep working unchanged. The rule is that the
-noise ``alpha / sqrt(L d)`` is added to *what the first decoder layer receives*, on every
-family. Most families feed the embedding output straight to the decoder. Some scale it:
-
-* inside the embedding module (transformers' ``*ScaledWordEmbedding`` modules, which carry
-  an ``embed_scale``): the hook already sees the scaled embeddings and adds the noise as is;
-* after it, in the model's forward (Gemma and Gemma 2 in transformers 4 multiply by
-  ``sqrt(d)``, Granite by ``embedding_multiplier``, MiniCPM's remote code by ``scale_emb``):
-  the hook adds ``noise / s`` so that after the model multiplies by ``s``
-  the decoder receives ``s X + noise`` (see :func:`embedding_output_scale`).
-
-So one alpha puts the same absolute noise on the decoder input of every family, and the
-same noise-to-embedding ratio wherever the scaling happens. The measured ratio
-``||delta_token|| / ||x_token||`` (mean over the tokens that may receive noise) of the first
-:data:`RATIO_FORWARDS` noised forwards is kept in :attr:`NoiseHandle.norm_ratios`.
+Where the noise goes. A forward hook on ``model.get_input_embeddings()`` adds the noise, so
+DDP, FSDP, DeepSpeed, gradient checkpointing and PEFT wrappers keep working. The noise
+``alpha / sqrt(L d)`` lands on *what the first decoder layer receives*, on every family:
+when the embedding module scales its own output (``embed_scale``) the hook sees the scaled
+embeddings; when the model's forward scales after it (Gemma, Gemma 2 in transformers 4:
+``sqrt(d)``; Granite: ``embedding_multiplier``; MiniCPM: ``scale_emb``) the hook adds
+``noise / s`` (:func:`embedding_output_scale`). The measured ratio ``||delta_t|| / ||x_t||``
+of the first :data:`RATIO_FORWARDS` noised forwards is kept in :attr:`NoiseHandle.norm_ratios`.
 
 A forward pre-hook on the model records ``attention_mask``, ``position_ids`` and ``labels``
-of the current call so the embedding hook can scale per sequence, leave padding alone and
-restrict the noise to the prompt or the response (``noise_on``). Both hooks are removed on
-exit: nothing remains on the model and saved checkpoints are plain Hugging Face ones.
+so the hook can scale per sequence, leave padding alone and restrict the noise to the
+prompt or the response (``noise_on``). Both hooks are removed on exit.
 
-SymNoise needs each example at ``X + delta`` and at ``X - delta``. The batch is paired
-before the forward (:func:`pair_batch` doubles every per-example tensor), and the hook turns
-the two identical halves into ``[X + delta; X - delta]`` (``concat``, the paper's Algorithm
-2). A padding-free (packed) batch is one row: pairing concatenates the row with itself
-along the length and extends the flash-attention boundaries, and the hook noises the two
-halves of that row. An unpaired batch raises. In ``sequential`` mode the +delta half and
-the -delta half are two forward/backward passes over the un-doubled batch, the second
-reusing the first's delta (see :meth:`NoiseHandle.phase`).
+SymNoise trains each example at ``X + delta`` and ``X - delta``: :func:`pair_batch` doubles
+the batch (a packed row is concatenated with itself) and the hook turns the two identical
+halves into ``[X + delta; X - delta]`` (``concat``, the paper's Algorithm 2); an unpaired
+batch raises. In ``sequential`` mode the two halves are two forward/backward passes, the
+second reusing the first's delta (:meth:`NoiseHandle.phase`).
 
-The noise generator is made lazily on the device of the embeddings it noises (so a model
-moved to the GPU after attaching, as FSDP and DeepSpeed do, just works); its state can be
-saved and restored (:meth:`NoiseHandle.state_dict`) so a resumed run draws the same noise.
+The noise generator is made lazily on the embeddings' device (so a model moved after
+attaching works); :meth:`NoiseHandle.state_dict` lets a resumed run draw the same noise.
 """
 
 from __future__ import annotations
@@ -54,15 +40,8 @@ from .config import NoiseConfig
 from .noise import perturb
 from .pairing import pair_batch
 
-__all__ = [
-    "NoiseHandle",
-    "noisy_embeddings",
-    "pair_batch",
-    "rank_generator",
-    "get_embedding_module",
-    "embedding_output_scale",
-    "RATIO_FORWARDS",
-]
+__all__ = ["NoiseHandle", "noisy_embeddings", "pair_batch", "get_embedding_module",
+           "embedding_output_scale", "RATIO_FORWARDS"]
 
 RATIO_FORWARDS = 20  # noised forwards whose noise-to-embedding ratio is recorded
 # families whose model forward multiplies the embedding module's output: model_type -> s
@@ -111,19 +90,6 @@ def _rank_seed(seed: int) -> int:
     return int(seed) * 1_000_003 + 7919 * _dist_rank()
 
 
-def rank_generator(seed: int | None, device: torch.device | str) -> torch.Generator | None:
-    """A generator for the noise of this process: ``seed`` offset by the distributed rank.
-
-    Trainers seed every rank identically, so drawing from the global generator would give
-    all ranks the same noise; this keeps ranks different and runs reproducible.
-    """
-    if seed is None:
-        return None
-    gen = torch.Generator(device=device)
-    gen.manual_seed(_rank_seed(seed))
-    return gen
-
-
 def _unpaired_error(detail: str) -> ValueError:
     return ValueError(
         f"symnoise concat mode expects a paired batch: {detail}; pair every batch with "
@@ -158,12 +124,10 @@ class NoiseHandle:
         self.norm_ratios: list[float] = []
         self.labels_hint: torch.Tensor | None = None  # labels when the forward gets none
         self._pending_state: dict[str, Any] | None = None
-        self._attention_mask: torch.Tensor | None = None
-        self._position_ids: torch.Tensor | None = None
-        self._labels: torch.Tensor | None = None
+        # the current forward's attention_mask, position_ids and labels (the pre-hook's)
+        self._attention_mask = self._position_ids = self._labels = None
         self._phase: str | None = None  # sequential symnoise: "plus" or "minus"
         self._stored_delta: torch.Tensor | None = None
-        self._enabled = True
         self._handles: list[Any] = []
 
     # -- generator ---------------------------------------------------------------
@@ -230,9 +194,8 @@ class NoiseHandle:
             self._attention_mask = args[1]  # forward(input_ids, attention_mask, ...)
 
     def _embed_forward(self, module: nn.Module, args: tuple, output: Any) -> Any:
-        if not (self._enabled and module.training and self.config.active):
-            return output
-        if not isinstance(output, torch.Tensor) or output.dim() != 3:
+        if not (module.training and self.config.active and isinstance(output, torch.Tensor)
+                and output.dim() == 3):
             return output
         self.calls += 1
         kw = self._call_kwargs(output)
@@ -319,11 +282,8 @@ class NoiseHandle:
     @staticmethod
     def _matching(t: torch.Tensor | None, embeds: torch.Tensor) -> torch.Tensor | None:
         """``t`` if it lines up with the embeddings' (batch, length), else None."""
-        if t is None or not isinstance(t, torch.Tensor):
-            return None
-        if t.dim() == 2 and tuple(t.shape) == tuple(embeds.shape[:2]):
-            return t
-        return None
+        lined_up = isinstance(t, torch.Tensor) and tuple(t.shape) == tuple(embeds.shape[:2])
+        return t if lined_up else None
 
     # -- control ---------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -348,15 +308,6 @@ class NoiseHandle:
             yield
         finally:
             self._phase = previous
-
-    @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
-        """Temporarily turn noise off (e.g. for a clean loss in training mode)."""
-        previous, self._enabled = self._enabled, False
-        try:
-            yield
-        finally:
-            self._enabled = previous
 
     def remove(self) -> None:
         for h in self._handles:

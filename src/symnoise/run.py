@@ -61,33 +61,15 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.info_file, self.metrics_file, self.checkpoints_dir, self.error_file, \
+            self.eval_dir = (self.path / name for name in (INFO, METRICS, CHECKPOINTS, ERROR,
+                                                            EVAL_DIR))
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
 
     def __fspath__(self) -> str:
         return str(self.path)
-
-    # -- layout ----------------------------------------------------------------------
-    @property
-    def info_file(self) -> Path:
-        return self.path / INFO
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / METRICS
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.path / CHECKPOINTS
-
-    @property
-    def error_file(self) -> Path:
-        return self.path / ERROR
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.path / EVAL_DIR
 
     def eval_file(self, role: str) -> Path:
         """``RUN/eval/<file>`` for a role of :data:`EVAL_FILES` (``outputs``, ``stats``...)."""
@@ -112,7 +94,10 @@ class RunFolder:
             if required:
                 raise FileNotFoundError(f"{self.path} is not a run folder: no {INFO} in it")
             return {}
-        return _read_json_object(self.info_file)
+        data = _read_json(self.info_file)
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.info_file}: expected a JSON object, got {type(data).__name__}")
+        return data
 
     def write_info(self, info: Mapping[str, Any]) -> None:
         write_json_atomic(self.info_file, dict(info))
@@ -148,9 +133,6 @@ class RunFolder:
     def write_error(self, text: str) -> None:
         write_text_atomic(self.error_file, text)
 
-    def read_error(self) -> str | None:
-        return self.error_file.read_text(encoding="utf-8") if self.error_file.is_file() else None
-
     def clear_error(self) -> None:
         if self.error_file.exists():
             self.error_file.unlink()
@@ -159,12 +141,7 @@ class RunFolder:
     def read_eval_json(self, role: str) -> Any:
         """The parsed JSON of an eval file, or None when it does not exist yet."""
         path = self.eval_file(role)
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        return _read_json(path) if path.is_file() else None
 
     def write_eval_json(self, role: str, data: Any) -> Path:
         path = self.eval_file(role)
@@ -268,11 +245,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data

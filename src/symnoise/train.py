@@ -1,36 +1,27 @@
-"""One training run: model + data + noise -> a run folder.
+"""One training run: model + data + noise -> a run folder (layout: :mod:`symnoise.run`).
 
-The run folder (layout owned by :mod:`symnoise.run`) holds the fine-tuned model and
-tokenizer in plain Hugging Face format at its root (``AutoModelForCausalLM.from_pretrained
-(run_dir)`` works), the run record (resolved config, versions, data counts, timings,
-tokens/s, measured noise ratio), the metrics (training loss per logging step and the clean
-held-out loss with noise off) and the checkpoints for ``--resume``.
-
-``train()`` reads top to bottom: resolve the config, open the run folder, load the model,
-prepare the data, build the trainer, fit, evaluate, save, record.
+The folder holds the fine-tuned model and tokenizer in plain Hugging Face format, the run
+record (config, versions, data counts, timings, tokens/s, measured noise ratio), the metrics
+(noisy training loss, clean held-out loss) and the checkpoints for ``--resume``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import TrainConfig
-from .data.spec import parse_data_spec
+from .data.run_data import RunData, load_run_data
 from .models import apply_lora, load_model_and_tokenizer
 from .run import RunFolder
-
-logger = logging.getLogger(__name__)
 
 
 def library_versions() -> dict[str, str]:
@@ -64,14 +55,9 @@ class TokenCountingCollator:
 
 
 def make_collator(tokenizer, *, packing: bool):
-    """The batch collator: padded rows, or (``packing``) one padding-free row per batch.
-
-    Packed batches come from transformers' ``DataCollatorWithFlattening``: the examples are
-    concatenated into one row with ``position_ids`` restarting at 0 at each example and no
-    attention mask, from which the attention implementations build a block-causal mask
-    (attention never crosses examples). It keeps our response-only labels (the first label
-    of every example becomes -100, a prompt token already).
-    """
+    """The batch collator: padded rows, or (``packing``) transformers'
+    ``DataCollatorWithFlattening``: one padding-free row per batch, ``position_ids``
+    restarting at each example, so attention never crosses examples."""
     if packing:
         from transformers import DataCollatorWithFlattening
 
@@ -94,7 +80,7 @@ def _metrics_row(state, logs: dict[str, Any], tokens: int) -> dict[str, Any]:
 
 def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
                progress: bool = True):
-    from transformers import TrainerCallback
+    from transformers import ProgressCallback, TrainerCallback
 
     class MetricsWriter(TrainerCallback):
         """Appends every log (training loss, clean eval loss) to the run's metrics."""
@@ -107,42 +93,30 @@ def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
             if state.is_world_process_zero and logs:
                 run.append_metrics(_metrics_row(state, logs, counter.tokens))
 
-    class Progress(TrainerCallback):
-        """A progress bar with loss, tokens/s and ETA."""
-
-        bar = None
-        loss = None
+    class Progress(ProgressCallback):
+        """transformers' progress bar with the loss and tokens/s; a line per clean loss."""
 
         def on_train_begin(self, args, state, control, **kwargs):
-            if not state.is_world_process_zero:
-                return
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train",
-                            unit="step", dynamic_ncols=True, file=sys.stderr)
-            self.t0, self.tok0 = time.perf_counter(), counter.tokens
+            super().on_train_begin(args, state, control, **kwargs)
+            self.t0, self.tok0, self.post = time.perf_counter(), counter.tokens, {}
+            if self.training_bar is not None:  # a resumed run's bar starts at its step
+                self.training_bar.initial = self.training_bar.n = state.global_step
+                self.current_step = state.global_step
 
         def on_step_end(self, args, state, control, **kwargs):
-            if self.bar is None:
-                return
-            self.bar.update(state.global_step - self.bar.n)
-            elapsed = max(time.perf_counter() - self.t0, 1e-9)
-            post = {"tok/s": f"{(counter.tokens - self.tok0) / elapsed:.0f}"}
-            if self.loss is not None:
-                post["loss"] = f"{self.loss:.4f}"
-            self.bar.set_postfix(post, refresh=False)
+            super().on_step_end(args, state, control, **kwargs)
+            if self.training_bar is not None:
+                rate = (counter.tokens - self.tok0) / max(time.perf_counter() - self.t0, 1e-9)
+                self.training_bar.set_postfix({**self.post, "tok/s": f"{rate:.0f}"},
+                                              refresh=False)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                self.loss = logs["loss"]
-            if self.bar is not None and logs and "eval_loss" in logs:
-                self.bar.write(f"step {state.global_step}: clean held-out loss "
-                               f"{logs['eval_loss']:.4f}", file=sys.stderr)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
+            logs = logs or {}
+            if "loss" in logs:
+                self.post["loss"] = f"{logs['loss']:.4f}"
+            if self.training_bar is not None and "eval_loss" in logs:
+                self.training_bar.write(f"step {state.global_step}: clean held-out loss "
+                                        f"{logs['eval_loss']:.4f}", file=sys.stderr)
 
     return [MetricsWriter(), Progress()] if progress else [MetricsWriter()]
 
@@ -187,82 +161,7 @@ def load_model(cfg: TrainConfig):
     return model, tokenizer, source, pad_choice
 
 
-# -- data ----------------------------------------------------------------------------------
-@dataclass
-class TrainData:
-    """The prepared training data and the held-out features for the clean loss."""
-
-    prepared: Any  # symnoise.data.PreparedData of the training data
-    train: list[dict[str, Any]]
-    eval: list[dict[str, Any]]
-    eval_summary: dict[str, Any]
-
-    def summary(self) -> dict[str, Any]:
-        return {"train": self.prepared.summary(), "eval": self.eval_summary,
-                "train_examples_used": len(self.train), "eval_examples": len(self.eval)}
-
-
-def _prepare(text: str, cfg: TrainConfig, tokenizer, *, default_split: str,
-             template: str | None, max_examples: int | None):
-    """Prepare one data spec (the synthetic suite, a path or a hub id)."""
-    from .data import prepare_dataset
-
-    spec = parse_data_spec(text)
-    suite: dict[str, Any] = {}
-    if spec.is_synthetic:
-        split = spec.split or default_split
-        suite = {"split": split, "synthetic_seed": cfg.synthetic_seed,
-                 "synthetic_n": cfg.synthetic_train_size if split == "train"
-                 else cfg.synthetic_heldout_size}
-    prepared = prepare_dataset(text, tokenizer, fmt=cfg.format, template=template,
-                               max_length=cfg.max_length, skip_bad_rows=cfg.skip_bad_rows,
-                               max_examples=max_examples, **suite)
-    return prepared, spec
-
-
-def load_data(cfg: TrainConfig, tokenizer) -> TrainData:
-    """Training features and held-out features: from ``eval_data``, the synthetic suite's
-    held-out split (when training on the suite) or a seeded split of the training data."""
-    prepared, spec = _prepare(cfg.data, cfg, tokenizer, default_split="train",
-                              template=cfg.template, max_examples=cfg.max_train_examples)
-    eval_text = cfg.eval_data or ("synthetic:heldout" if spec.is_synthetic else None)
-    if eval_text is not None:
-        held, _ = _prepare(eval_text, cfg, tokenizer, default_split="heldout",
-                           template=prepared.template, max_examples=cfg.max_eval_examples)
-        data = TrainData(prepared, prepared.features, held.features, held.summary())
-    else:
-        train, evals = _split_eval(prepared.features, cfg)
-        data = TrainData(prepared, train, evals,
-                         {"source": "split of the training data", "examples": len(evals)})
-    if not data.train:
-        raise ValueError(f"no training examples left from {cfg.data!r}: {prepared.summary()}")
-    return data
-
-
-def _split_eval(features: list, cfg: TrainConfig) -> tuple[list, list]:
-    """A seeded held-out split of ``eval_fraction`` (at most ``max_eval_examples``)."""
-    import random
-
-    if cfg.eval_fraction <= 0 or len(features) < 2:
-        return features, []
-    n_eval = min(cfg.max_eval_examples, max(1, int(round(len(features) * cfg.eval_fraction))))
-    order = list(range(len(features)))
-    random.Random(cfg.seed).shuffle(order)
-    held = set(order[:n_eval])
-    train = [f for i, f in enumerate(features) if i not in held]
-    return train, [features[i] for i in sorted(held)]
-
-
 # -- trainer -------------------------------------------------------------------------------
-def _checkpointing_arg(enabled: bool) -> dict[str, bool]:
-    """transformers renamed gradient_checkpointing to activation_checkpointing (v5)."""
-    from transformers import TrainingArguments
-
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return {key: enabled}
-
-
 def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval: bool):
     """transformers ``TrainingArguments`` for the run (checkpoints in the run folder)."""
     from transformers import TrainingArguments
@@ -270,6 +169,9 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world)))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}  # the v5 name, else v4's
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names \
+        else "gradient_checkpointing"
     return TrainingArguments(
         output_dir=str(run.checkpoints_dir), num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
@@ -282,8 +184,7 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
         save_strategy="steps" if cfg.save_steps > 0 else "no",  # 0: no checkpoints
         save_steps=max(1, cfg.save_steps), save_total_limit=cfg.save_total_limit,
         seed=cfg.seed, data_seed=cfg.seed, bf16=cfg.bf16, fp16=cfg.fp16,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        **_checkpointing_arg(cfg.gradient_checkpointing),
+        dataloader_pin_memory=torch.cuda.is_available(), **{checkpointing: cfg.gradient_checkpointing},
         report_to=[], remove_unused_columns=False, dataloader_num_workers=0,
         disable_tqdm=True,
         prediction_loss_only=True,  # clean loss only; never gather vocab-sized logits
@@ -291,7 +192,7 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
     )
 
 
-def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: TrainData,
+def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunData,
                   *, resume: bool, progress: bool = True):
     """A NoisyTrainer with our callbacks; returns ``(trainer, token counter)``."""
     from transformers import PrinterCallback, ProgressCallback
@@ -332,7 +233,7 @@ def _save_model(trainer, tokenizer, cfg: TrainConfig, run: RunFolder) -> None:
 
 
 # -- run record ----------------------------------------------------------------------------
-def _start_info(cfg: TrainConfig, source, pad_choice: str, data: TrainData) -> dict[str, Any]:
+def _start_info(cfg: TrainConfig, source, pad_choice: str, data: RunData) -> dict[str, Any]:
     return {
         "status": "running",
         "config": cfg.to_dict(),
@@ -381,7 +282,9 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool 
     set_seed(cfg.seed)
     model, tokenizer, source, pad_choice = load_model(cfg)
     timings["load_model"], t0 = time.perf_counter() - t0, time.perf_counter()
-    data = load_data(cfg, tokenizer)
+    data = load_run_data(cfg, tokenizer)
+    if not data.train:
+        raise ValueError(f"no training examples left from {cfg.data!r}: {data.prepared.summary()}")
     timings["data"] = time.perf_counter() - t0
     trainer, counter = build_trainer(cfg, run, model, tokenizer, data,
                                      resume=resume_from is not None, progress=progress)

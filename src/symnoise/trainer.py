@@ -1,15 +1,9 @@
 """Noise in Hugging Face's ``Trainer`` (and TRL's ``SFTTrainer``): :class:`NoiseTrainerMixin`.
 
-During ``train()`` the model's embeddings are noised (see :mod:`symnoise.integration`).
-SymNoise batches are paired (``concat``) or run as a +delta and a -delta pass into the same
-gradient (``sequential``). With every checkpoint the noise generator's state is saved next
-to the Trainer's own RNG state (``symnoise_noise_rng.pt``) and restored on resume, so an
-interrupted and resumed run draws the same noise as an uninterrupted one.
-
-Distributed notes. ``sequential`` under DDP and FSDP skips the gradient sync on the +delta
-pass (``no_sync``; FSDP2's ``set_requires_gradient_sync``). Under DeepSpeed it is refused:
-accelerate steps the DeepSpeed engine after every backward, so the two passes would be two
-optimizer steps; ``concat`` works there.
+The noise generator's state is saved with every checkpoint (``symnoise_noise_rng.pt``, next
+to the Trainer's RNG state) and restored on resume, so a resumed run draws the same noise.
+``sequential`` SymNoise skips the gradient sync of the +delta pass under DDP and FSDP; under
+DeepSpeed it is refused (accelerate steps the engine after every backward); ``concat`` works.
 """
 
 from __future__ import annotations
@@ -27,17 +21,10 @@ from torch import nn
 from .config import NoiseConfig
 from .integration import NoiseHandle, noisy_embeddings, pair_batch
 
-__all__ = ["NoiseTrainerMixin", "noisy_trainer_class", "first_pass_no_sync", "noise_rng_file"]
+__all__ = ["NoiseTrainerMixin", "noisy_trainer_class", "first_pass_no_sync"]
 
 logger = logging.getLogger(__name__)
-NOISE_RNG_FILE = "symnoise_noise_rng.pt"
-
-
-def noise_rng_file(process_index: int = 0, world_size: int = 1) -> str:
-    """File name of the noise generator's state in a checkpoint folder (one per rank)."""
-    if world_size > 1:
-        return f"symnoise_noise_rng_{process_index}.pt"
-    return NOISE_RNG_FILE
+NOISE_RNG_FILE = "symnoise_noise_rng.pt"  # symnoise_noise_rng_<rank>.pt with several processes
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -160,17 +147,14 @@ class NoiseTrainerMixin:
         result = super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
-        if getattr(self, "_symnoise_half", False):
-            if return_outputs:
-                loss, outputs = result
-                return loss * 0.5, outputs
-            return result * 0.5
-        return result
+        if not getattr(self, "_symnoise_half", False):
+            return result
+        return (result[0] * 0.5, result[1]) if return_outputs else result * 0.5
 
     # -- checkpoints: the noise stream is saved and restored with the Trainer's RNG state
     def _noise_rng_path(self, folder: str) -> str:
-        args = self.args
-        name = noise_rng_file(getattr(args, "process_index", 0), getattr(args, "world_size", 1))
+        rank, world = getattr(self.args, "process_index", 0), getattr(self.args, "world_size", 1)
+        name = f"symnoise_noise_rng_{rank}.pt" if world > 1 else NOISE_RNG_FILE
         return os.path.join(folder, name)
 
     def _save_rng_state(self, output_dir):  # type: ignore[override]
@@ -198,16 +182,11 @@ def noisy_trainer_class(base: type) -> type:
 
 def __getattr__(name: str) -> Any:
     # NoisyTrainer / NoisySFTTrainer are built on first use so importing symnoise stays light.
-    if name == "NoisyTrainer":
-        from transformers import Trainer
+    bases = {"NoisyTrainer": ("transformers", "Trainer"), "NoisySFTTrainer": ("trl", "SFTTrainer")}
+    if name not in bases:
+        raise AttributeError(name)
+    import importlib
 
-        cls = noisy_trainer_class(Trainer)
-        globals()[name] = cls
-        return cls
-    if name == "NoisySFTTrainer":
-        from trl import SFTTrainer
-
-        cls = noisy_trainer_class(SFTTrainer)
-        globals()[name] = cls
-        return cls
-    raise AttributeError(name)
+    module, base = bases[name]
+    cls = globals()[name] = noisy_trainer_class(getattr(importlib.import_module(module), base))
+    return cls

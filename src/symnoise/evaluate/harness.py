@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from .._io import write_json_atomic as _write_json
+from .._io import write_json_atomic, write_text_atomic
+from ..run import EVAL_FILES, RunFolder
 
 logger = logging.getLogger(__name__)
 
-RESULTS_JSON, RESULTS_MD, SAMPLES_JSONL = "harness.json", "harness.md", "harness_samples.jsonl"
+RESULTS_JSON, RESULTS_MD, SAMPLES_JSONL = (
+    EVAL_FILES[k] for k in ("harness", "harness_md", "harness_samples"))
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 UNWEIGHTED = "acc_unweighted"  # plain mean over a group's subtasks (MMLU's leaderboard number)
 MMLU_SUBJECTS = 57
@@ -144,9 +146,6 @@ def _markdown_table(rows: Sequence[HarnessRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def preset_names() -> list[str]:
-    return sorted(PRESETS)
-
 def resolve_tasks(tasks: str | Sequence[str], num_fewshot: int | None = None) -> list[TaskPlan]:
     """Expand presets and comma-separated lists into :class:`TaskPlan` s (order kept, first
     of duplicates wins); ``num_fewshot`` (when not None) overrides every task's shots."""
@@ -156,7 +155,7 @@ def resolve_tasks(tasks: str | Sequence[str], num_fewshot: int | None = None) ->
     names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
     if not names:
         raise ValueError("no tasks given; name lm-eval tasks or a preset "
-                         f"({', '.join(preset_names())})")
+                         f"({', '.join(sorted(PRESETS))})")
     plans: dict[str, TaskPlan] = {}
     for name in names:
         for plan in PRESETS.get(name.lower(), (TaskPlan(name),)):
@@ -187,7 +186,7 @@ def _task_manager(plans: Sequence[TaskPlan], include_path: str | None) -> tuple[
                  for n, c in close.items()]
         where = f" nor in include_path {include_path}" if include_path else ""
         raise ValueError(f"unknown lm-eval task(s): {'; '.join(hints)}: not a built-in task, "
-                         f"group or tag{where}, not a preset ({', '.join(preset_names())}) "
+                         f"group or tag{where}, not a preset ({', '.join(sorted(PRESETS))}) "
                          "and not a YAML file")
     return manager, False
 
@@ -284,13 +283,13 @@ def write_results(result: HarnessResult, output_dir: str | os.PathLike[str]) -> 
     (out := Path(output_dir)).mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / RESULTS_JSON), "markdown": str(out / RESULTS_MD)}
     if result.samples is not None:
-        tmp = out / (SAMPLES_JSONL + ".tmp")
-        tmp.write_text("".join(json.dumps({"task": task, **item}, default=str) + "\n" for task,
-                               items in result.samples.items() for item in items), "utf-8")
-        files["samples"] = str(tmp.replace(out / SAMPLES_JSONL))
+        files["samples"] = str(out / SAMPLES_JSONL)
+        write_text_atomic(out / SAMPLES_JSONL, "".join(
+            json.dumps({"task": task, **item}, default=str) + "\n"
+            for task, items in result.samples.items() for item in items))
     result.files = dict(files)
-    _write_json(out / RESULTS_JSON, {**result.to_dict(), "files": files})
-    (out / RESULTS_MD).write_text(result.to_markdown(), encoding="utf-8")
+    write_json_atomic(out / RESULTS_JSON, {**result.to_dict(), "files": files})
+    write_text_atomic(out / RESULTS_MD, result.to_markdown())
     return files
 
 
@@ -348,7 +347,7 @@ def run_harness(
     manager, all_local = _task_manager(plans, include)
     offline = all_local and ref.kind != "hub"
     if output_dir is None and ref.run_dir is not None:
-        output_dir = ref.run_dir / "eval"
+        output_dir = RunFolder(ref.run_dir).eval_dir
     config: dict[str, Any] = {
         "model": str(model), "model_kind": ref.kind, "model_path": ref.path,
         "gguf_file": ref.gguf_file, "tasks": [p.task for p in plans],

@@ -1,44 +1,26 @@
 """The clean loss of every held-out example of a run, for paired comparisons between runs.
 
-Training measures a clean loss (noise off) on a held-out set: ``eval_data`` when given, the
-synthetic suite's held-out split when training on the suite, otherwise a seeded split of
-the training data. :func:`heldout_set` rebuilds that set from ``run.json`` with the same
-data functions and the same rules as ``symnoise.train``, and :func:`example_losses`
-measures each example: the mean token negative log-likelihood over its response tokens
-(EOS included), the model in eval mode, no noise. The mean of these losses weighted by
-their token counts is the loss over all held-out tokens; :func:`trainer_mean` groups them
-as the Trainer's evaluation batches do, which reproduces run.json's
-``final_clean_eval_loss`` (single process).
-
-Each example gets an ``id`` that depends only on its text (:func:`example_id`), so two runs
-evaluated on the same held-out set pair up example by example.
+:func:`heldout_set` rebuilds the held-out set of training's clean loss from ``run.json``
+with the function training used (:func:`symnoise.data.run_data.load_run_data`), and
+:func:`example_losses` measures each example: the mean token negative log-likelihood over its
+response tokens (EOS included), the model in eval mode, no noise. :func:`token_mean` is the
+loss over all held-out tokens; :func:`trainer_mean` groups the examples as the Trainer's
+evaluation batches do, which reproduces run.json's ``final_clean_eval_loss`` (one process).
+Each example's ``id`` depends only on its text (:func:`example_id`), so two runs evaluated on
+the same held-out set pair up example by example.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import TrainConfig
-from ..data.spec import parse_data_spec
 
-__all__ = [
-    "HeldoutSet",
-    "HeldoutUnavailable",
-    "example_id",
-    "example_losses",
-    "heldout_rows",
-    "heldout_set",
-    "token_mean",
-    "trainer_mean",
-]
-
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-             if f.default is not dataclasses.MISSING}
+__all__ = ["HeldoutSet", "HeldoutUnavailable", "example_id", "example_losses", "heldout_rows",
+           "heldout_set", "token_mean", "trainer_mean"]
 
 
 class HeldoutUnavailable(ValueError):
@@ -47,11 +29,9 @@ class HeldoutUnavailable(ValueError):
 
 @dataclass
 class HeldoutSet:
-    """The held-out examples of a run, tokenised as training tokenised them.
-
-    features[i] was made from examples[i]; source: where they come from, in words;
-    eval_batch_size: the Trainer's evaluation batch size of the run.
-    """
+    """The held-out examples of a run, tokenised as training tokenised them: features[i]
+    was made from examples[i]; source: where they come from, in words; eval_batch_size:
+    the Trainer's evaluation batch size of the run."""
 
     examples: list[Any]
     features: list[dict[str, list[int]]]
@@ -59,67 +39,25 @@ class HeldoutSet:
     eval_batch_size: int
 
 
-def _get(cfg: Mapping[str, Any], key: str) -> Any:
-    """A training setting from run.json's config; TrainConfig's default when absent."""
-    return cfg[key] if key in cfg else _DEFAULTS.get(key)
-
-
-def _synthetic_records(cfg: Mapping[str, Any], text: str, split: str) -> list[dict[str, Any]]:
-    """The records ``symnoise.train`` reads for a ``synthetic[:SPLIT]`` source."""
-    from ..data.synthetic import load_synthetic
-
-    split = parse_data_spec(text).split or split
-    size = "synthetic_train_size" if split == "train" else "synthetic_heldout_size"
-    return load_synthetic(split, seed=_get(cfg, "synthetic_seed"), n=_get(cfg, size))
-
-
-def _split(n: int, cfg: Mapping[str, Any]) -> list[int]:
-    """Indices of the held-out part of ``n`` training features (train.py's seeded split)."""
-    fraction = _get(cfg, "eval_fraction")
-    if fraction <= 0 or n < 2:
-        return []
-    n_eval = min(_get(cfg, "max_eval_examples"), max(1, int(round(n * fraction))))
-    order = list(range(n))
-    random.Random(_get(cfg, "seed")).shuffle(order)
-    return sorted(order[:n_eval])
-
-
 def heldout_set(info: Mapping[str, Any], tokenizer: Any) -> HeldoutSet:
-    """Rebuild the held-out set of a run from its ``run.json`` (``info``).
+    """Rebuild the held-out set of a run from its ``run.json`` (``info``); settings it does
+    not record take TrainConfig's defaults. Raises HeldoutUnavailable when the run had none
+    or its data is not reachable here."""
+    from ..data.run_data import load_run_data
 
-    Raises HeldoutUnavailable when the run had none or its data is not reachable here.
-    """
-    from ..data import prepare_dataset
-
-    cfg = info.get("config") or {}
-    data, eval_data = _get(cfg, "data"), _get(cfg, "eval_data")
-    template = info.get("template") or _get(cfg, "template")
-    common = dict(fmt=_get(cfg, "format"), template=template, max_length=_get(cfg, "max_length"))
-    eval_bs = max(int(_get(cfg, "batch_size")), 8)
+    recorded = info.get("config") or {}
     try:
-        if eval_data or (isinstance(data, str) and parse_data_spec(data).is_synthetic):
-            spec = eval_data or "synthetic:heldout"
-            is_syn = parse_data_spec(spec).is_synthetic
-            source = _synthetic_records(cfg, spec, "heldout") if is_syn else spec
-            skip = bool(_get(cfg, "skip_bad_rows")) if eval_data else False
-            prepared = prepare_dataset(source, tokenizer, skip_bad_rows=skip,
-                                       max_examples=_get(cfg, "max_eval_examples"), **common)
-            return HeldoutSet(prepared.examples, prepared.features,
-                              "synthetic held-out split" if is_syn else f"eval_data {spec}",
-                              eval_bs)
-        if not isinstance(data, str) or not data:
+        cfg = TrainConfig(**{k: v for k, v in recorded.items() if k in TrainConfig.field_names()})
+        if not (cfg.eval_data or isinstance(cfg.data, str) and cfg.data):
             raise HeldoutUnavailable("run.json names no training data")
-        prepared = prepare_dataset(data, tokenizer, skip_bad_rows=bool(_get(cfg, "skip_bad_rows")),
-                                   max_examples=_get(cfg, "max_train_examples"), **common)
+        data = load_run_data(cfg, tokenizer, train=False,
+                             template=info.get("template") or cfg.template)
     except FileNotFoundError as exc:
         raise HeldoutUnavailable(f"the held-out data is not available here: {exc}") from None
-    keep = _split(len(prepared.features), cfg)
-    if not keep:
+    if not data.eval:
         raise HeldoutUnavailable("the run held no examples out (eval_fraction 0 or < 2 "
                                  "training examples)")
-    return HeldoutSet([prepared.examples[i] for i in keep], [prepared.features[i] for i in keep],
-                      f"seeded split of the training data ({len(keep)} of "
-                      f"{len(prepared.features)}, seed {_get(cfg, 'seed')})", eval_bs)
+    return HeldoutSet(data.eval_examples, data.eval, data.eval_source, max(cfg.batch_size, 8))
 
 
 def example_id(example: Any) -> str:
@@ -137,8 +75,11 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
     float32 with the labels shifted by one, as the model's own loss does.
     ``batch_size`` examples are run at once, right-padded.
     """
+    import sys
+
     import torch
     import torch.nn.functional as F
+    from tqdm.auto import tqdm
 
     from ..data import PaddingCollator
 
@@ -146,7 +87,8 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
     model.eval()
     device = next(model.parameters()).device
     out: list[tuple[float, int]] = []
-    bar = _bar(len(features), progress)
+    bar = tqdm(total=len(features), desc="held-out loss", unit="example", file=sys.stderr,
+               dynamic_ncols=True, disable=not progress)
     with torch.inference_mode():
         for start in range(0, len(features), batch_size):
             batch = collate([{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
@@ -161,35 +103,20 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
             counts = (labels != -100).sum(dim=1)
             for total, n in zip(nll.sum(dim=1).tolist(), counts.tolist(), strict=True):
                 out.append((total / n if n else float("nan"), int(n)))
-            if bar is not None:
-                bar.update(len(batch["input_ids"]))
-    if bar is not None:
-        bar.close()
+            bar.update(len(batch["input_ids"]))
+    bar.close()
     return out
-
-
-def _bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="held-out loss", unit="example", file=sys.stderr,
-                dynamic_ncols=True)
 
 
 def heldout_rows(examples: Sequence[Any], losses: Sequence[tuple[float, int]]
                  ) -> list[dict[str, Any]]:
-    """One ``{"id", "loss", "n_tokens"}`` per example; a text that occurs again gets
-    ``#2``, ``#3``... appended to its id, so ids are unique."""
-    rows, seen = [], {}
-    for ex, (loss, n) in zip(examples, losses, strict=True):
-        base = example_id(ex)
-        seen[base] = seen.get(base, 0) + 1
-        rows.append({"id": base if seen[base] == 1 else f"{base}#{seen[base]}",
-                     "loss": float(loss), "n_tokens": int(n)})
-    return rows
+    """One ``{"id", "loss", "n_tokens"}`` per example (ids made unique by
+    :func:`~symnoise.evaluate.tasks.unique_ids`)."""
+    from .tasks import unique_ids
+
+    ids = unique_ids(example_id(ex) for ex in examples)
+    return [{"id": i, "loss": float(loss), "n_tokens": int(n)}
+            for i, (loss, n) in zip(ids, losses, strict=True)]
 
 
 def token_mean(rows: Sequence[Mapping[str, Any]]) -> float:

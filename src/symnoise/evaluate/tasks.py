@@ -1,23 +1,13 @@
 """The synthetic suite's scoring: reading answers, exact-answer accuracy, Wilson intervals.
 
-:func:`check_answer` reads a model's response leniently (surrounding whitespace, a trailing
-period, a leading ``Answer:`` or ``The answer is``, extra lines after the answer) and
-reports both whether the answer is correct and whether the response had the exact expected
-format. :func:`score_responses` aggregates a list of responses with Wilson intervals and
-:func:`item_rows` gives one row per item (for paired comparisons between runs).
-
-:func:`make_report` / :func:`score_outputs` turn answers into a :class:`TasksReport`:
-exact-answer accuracy per family and overall with 95% Wilson intervals, and the share of
-answers in exactly the expected format. :func:`write_report` writes it into a folder,
-named by the roles of :data:`symnoise.run.EVAL_FILES`:
-
-* ``synthetic_scores`` / ``synthetic_scores_md``: :meth:`TasksReport.to_dict` and the table
-  of :meth:`TasksReport.format_table`;
-* ``synthetic_items``: JSON Lines, one ``{"id", "family", "correct", "formatted"}`` per
-  item; ``id`` (:func:`item_id`) depends only on the prompt, so runs answering the same
-  held-out split pair up item by item.
-
-Answering the split with a model is a pipeline: :mod:`symnoise.experiments.synthetic_eval`.
+:func:`check_answer` reads a response leniently (whitespace, a trailing period, a leading
+``Answer:`` or ``The answer is``, lines after the answer) and says whether the answer is
+correct and whether the response had exactly the expected format. :func:`item_rows` gives
+one row per item (``id`` from the prompt only, so runs pair up item by item);
+:func:`score_responses` adds them up with 95% Wilson intervals, per family and overall;
+:func:`make_report` / :func:`score_outputs` make a :class:`TasksReport` and
+:func:`write_report` writes it (files named by :data:`symnoise.run.EVAL_FILES`). Answering
+the split with a model is a pipeline: :mod:`symnoise.experiments.synthetic_eval`.
 """
 
 from __future__ import annotations
@@ -27,9 +17,9 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -38,34 +28,17 @@ from .._io import write_json_atomic, write_text_atomic
 from ..data.synthetic import FAMILIES, family_of
 from ..run import EVAL_FILES
 
-__all__ = [
-    "ITEMS_JSONL",
-    "OUTPUTS_FILE",
-    "SCORES_JSON",
-    "SCORES_MD",
-    "CheckResult",
-    "TasksReport",
-    "check_answer",
-    "check_responses",
-    "item_id",
-    "item_rows",
-    "make_report",
-    "score_outputs",
-    "score_responses",
-    "wilson_interval",
-    "write_report",
-]
+__all__ = ["ITEMS_JSONL", "OUTPUTS_FILE", "SCORES_JSON", "SCORES_MD", "CheckResult",
+           "TasksReport", "check_answer", "check_responses", "item_id", "item_rows",
+           "make_report", "score_outputs", "score_responses", "unique_ids", "wilson_interval",
+           "write_report"]
 
 OUTPUTS_FILE = EVAL_FILES["synthetic_outputs"]
 SCORES_JSON = EVAL_FILES["synthetic_scores"]
 SCORES_MD = EVAL_FILES["synthetic_scores_md"]
 ITEMS_JSONL = EVAL_FILES["synthetic_items"]
 
-# --------------------------------------------------------------------------------------
-# Reading an answer: how it is read from a response and compared with the canonical one,
-# by the family's answer kind (see symnoise.data.synthetic.Family).
-# --------------------------------------------------------------------------------------
-
+# -- Reading an answer, by the family's answer kind (symnoise.data.synthetic.Family) -----
 
 _PREFIX_RE = re.compile(
     r"^(?:the\s+)?(?:final\s+)?(?:answer|result|output|response)\b(?:\s+is)?\s*[:=]?\s*",
@@ -103,18 +76,6 @@ def _candidate(response: str) -> str | None:
     if line.endswith(".") and not line.endswith(".."):
         line = _strip_quotes(line[:-1].rstrip())
     return line or None
-
-
-def _parse_number(text: str) -> Decimal | None:
-    if "=" in text:  # "23 + 45 = 68"
-        text = text.rsplit("=", 1)[1].strip()
-    match = _NUMBER_WITH_UNIT_RE.fullmatch(text)
-    if match is None:
-        return None
-    try:
-        return Decimal(match.group(1).replace(",", ""))
-    except InvalidOperation:  # pragma: no cover - the pattern only admits numbers
-        return None
 
 
 def _split_items(text: str) -> list[str]:
@@ -160,13 +121,11 @@ def _read(kind: str, response: str, answer: str) -> tuple[str | None, bool]:
     cand = _candidate(response)
     if cand is None:
         return None, False
-    if kind == "integer":
-        value = _parse_number(cand)
-        if value is None:
+    if kind == "integer":  # the number after the last "=" ("23 + 45 = 68"), units allowed
+        match = _NUMBER_WITH_UNIT_RE.fullmatch(cand.rsplit("=", 1)[-1].strip())
+        if match is None:
             return cand, False
-        extracted = _NUMBER_WITH_UNIT_RE.fullmatch(cand.rsplit("=", 1)[-1].strip())
-        shown = extracted.group(1) if extracted else cand
-        return shown, value == Decimal(answer)
+        return match.group(1), Decimal(match.group(1).replace(",", "")) == Decimal(answer)
     if kind == "integer_list":
         items = _split_items(cand)
         if not items or not all(_PLAIN_NUMBER_RE.fullmatch(x) for x in items):
@@ -205,22 +164,15 @@ def _is_formatted(kind: str, response: str) -> bool:
     return "\n" not in raw and _FORMATS[kind].fullmatch(raw) is not None
 
 
-# --------------------------------------------------------------------------------------
-# Checking and scoring
-# --------------------------------------------------------------------------------------
+# -- Checking and scoring ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Verdict on one response.
-
-    correct: the answer read from the response equals the canonical answer under the
-        family's comparison.
-    formatted: the response is exactly the answer in the expected format (one line, nothing
-        before or after it apart from trailing newlines; any valid JSON object for
-        ``to_json``), whether or not the answer is right.
-    extracted: the answer as read from the response, or None when nothing could be read.
-    """
+    """Verdict on one response: ``correct``, the answer read equals the canonical one under
+    the family's comparison; ``formatted``, the response is exactly an answer in the expected
+    format (one line, nothing around it but trailing newlines; any JSON object for
+    ``to_json``), right or wrong; ``extracted``, the answer as read (None when none)."""
 
     correct: bool
     formatted: bool
@@ -269,14 +221,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 
 
 def _summary(correct: int, formatted: int, n: int) -> dict[str, Any]:
-    return {
-        "n": n,
-        "correct": correct,
-        "accuracy": correct / n,
-        "accuracy_ci95": wilson_interval(correct, n),
-        "formatted": formatted,
-        "format_rate": formatted / n,
-    }
+    return {"n": n, "correct": correct, "accuracy": correct / n,
+            "accuracy_ci95": wilson_interval(correct, n), "formatted": formatted,
+            "format_rate": formatted / n}
 
 
 def check_responses(records: Sequence[Mapping[str, Any]],
@@ -298,6 +245,19 @@ def check_responses(records: Sequence[Mapping[str, Any]],
     return results
 
 
+def _tally(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """:func:`score_responses`'s result, from :func:`item_rows`."""
+    tallies: dict[str, list[int]] = {}
+    for item in items:
+        tally = tallies.setdefault(item["family"], [0, 0, 0])
+        tally[0] += item["correct"]
+        tally[1] += item["formatted"]
+        tally[2] += 1
+    summary = _summary(*(sum(t[j] for t in tallies.values()) for j in range(3)))
+    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
+    return summary
+
+
 def score_responses(
     records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
 ) -> dict[str, Any]:
@@ -308,17 +268,7 @@ def score_responses(
     interval and ``format_rate`` the share of responses in the exact expected format.
     Families appear in registry order. Lengths must match and be non-zero (ValueError).
     """
-    results = check_responses(records, responses)
-    tallies: dict[str, list[int]] = {}
-    for record, result in zip(records, results, strict=True):
-        tally = tallies.setdefault(record["family"], [0, 0, 0])
-        tally[0] += result.correct
-        tally[1] += result.formatted
-        tally[2] += 1
-    total = [sum(t[j] for t in tallies.values()) for j in range(3)]
-    summary = _summary(*total)
-    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
-    return summary
+    return _tally(item_rows(records, responses))
 
 
 def item_id(record: Mapping[str, Any]) -> str:
@@ -330,21 +280,26 @@ def item_id(record: Mapping[str, Any]) -> str:
 
 def item_rows(records: Sequence[Mapping[str, Any]],
               responses: Sequence[str | None]) -> list[dict[str, Any]]:
-    """One ``{"id", "family", "correct", "formatted"}`` per item, in order. A prompt that
-    occurs again gets ``#2``, ``#3``... appended to its id, so ids are unique."""
-    rows, seen = [], {}
-    for record, result in zip(records, check_responses(records, responses), strict=True):
-        base = item_id(record)
+    """One ``{"id", "family", "correct", "formatted"}`` per item, in order (ids made unique
+    by :func:`unique_ids`)."""
+    results = check_responses(records, responses)
+    ids = unique_ids(item_id(record) for record in records)
+    return [{"id": i, "family": str(record["family"]), "correct": bool(result.correct),
+             "formatted": bool(result.formatted)}
+            for i, record, result in zip(ids, records, results, strict=True)]
+
+
+def unique_ids(ids: Iterable[str]) -> list[str]:
+    """``ids`` with ``#2``, ``#3``... appended to each repeat, so that they are unique."""
+    seen: dict[str, int] = {}
+    out = []
+    for base in ids:
         seen[base] = seen.get(base, 0) + 1
-        rows.append({"id": base if seen[base] == 1 else f"{base}#{seen[base]}",
-                     "family": str(record["family"]), "correct": bool(result.correct),
-                     "formatted": bool(result.formatted)})
-    return rows
+        out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return out
 
 
-# --------------------------------------------------------------------------------------
-# Scoring a model: outputs files and reports
-# --------------------------------------------------------------------------------------
+# -- Scoring a model: outputs files and reports --------------------------------------
 
 
 @dataclass
@@ -396,34 +351,32 @@ class TasksReport:
                      "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
             lines += ["| " + " | ".join(r) + " |" for r in rows]
             return "\n".join(lines) + "\n"
-        widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+        widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
 
-        def fmt(r: Sequence[str]) -> str:
-            return "  ".join(r[0].ljust(widths[0]) if c == 0 else r[c].rjust(widths[c])
-                             for c in range(len(r)))
+        def line(r: Sequence[str]) -> str:  # the family left-aligned, the numbers right
+            return "  ".join([r[0].ljust(widths[0]),
+                              *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))])
 
         sep = "  ".join("-" * w for w in widths)
-        body = [fmt(header), sep] + [fmt(r) for r in rows[:-1]] + [sep, fmt(rows[-1])]
-        extra = []
-        if self.generation:
-            g = self.generation
-            extra.append(f"generated {g['n_generated']}, resumed {g['n_resumed']}, "
-                         f"cut at max_new_tokens {g['n_hit_max_tokens']}")
+        out = [title, line(header), sep, *map(line, rows[:-1]), sep, line(rows[-1])]
+        if g := self.generation:
+            out.append(f"generated {g['n_generated']}, resumed {g['n_resumed']}, "
+                       f"cut at max_new_tokens {g['n_hit_max_tokens']}")
         if self.outputs_file:
-            extra.append(f"outputs: {self.outputs_file}")
-        return "\n".join([title, *body, *extra])
+            out.append(f"outputs: {self.outputs_file}")
+        return "\n".join(out)
 
 
 def make_report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], **fields: Any
                 ) -> TasksReport:
     """Score ``responses`` against ``records`` into a :class:`TasksReport` (``fields``:
     its other attributes: ``model``, ``generator``, ``seed``...)."""
-    scores = score_responses(records, responses)
-    for s in [scores, *scores["per_family"].values()]:
-        s["accuracy_ci95"] = list(s["accuracy_ci95"])
-    return TasksReport(n=len(records), overall={k: v for k, v in scores.items()
-                                                if k != "per_family"},
-                       per_family=scores["per_family"], items=item_rows(records, responses),
+    items = item_rows(records, responses)
+    overall = _tally(items)
+    per_family = overall.pop("per_family")
+    for scores in [overall, *per_family.values()]:
+        scores["accuracy_ci95"] = list(scores["accuracy_ci95"])
+    return TasksReport(n=len(records), overall=overall, per_family=per_family, items=items,
                        **fields)
 
 
