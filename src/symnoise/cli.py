@@ -120,7 +120,7 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``; an error the user can fix (bad value, missing file or
     package, a judge or harness failure) prints ``error: ...`` and exits with status 2."""
     from .evaluate.harness import HarnessError
-    from .evaluate.judge_types import JudgeError
+    from .evaluate.judge_prompts import JudgeError
 
     try:
         return fn(*args, **kwargs)
