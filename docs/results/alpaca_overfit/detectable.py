@@ -19,6 +19,12 @@ _DIGITS = {"points": 2, "nats": 4, "chars": 1}  # compare's units (already scale
 Z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.80)  # 1.960 + 0.842 = 2.802
 
 
+def _detectable(m: dict, fmt) -> str:
+    """(z_0.975 + z_0.80) x se; undefined when every paired unit agrees (se 0, e.g. both
+    sides right on the same items): the bootstrap then has no spread to scale."""
+    return fmt(Z * m["se"])[1:] if m["se"] else "— (no discordant pairs)"
+
+
 def rows(folder: Path) -> list[str]:
     out = []
     for path in sorted(folder.glob("*.json")):
@@ -30,7 +36,7 @@ def rows(folder: Path) -> list[str]:
             fmt = lambda v, d=digits: f"{v:+.{d}f}"  # noqa: E731
             out.append(f"| {m['b']} − {m['a']} | {name} ({m['unit']}) | {fmt(m['diff'])} | "
                        f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}] | "
-                       f"{'yes' if m['significant'] else 'no'} | {fmt(Z * m['se'])[1:]} | "
+                       f"{'yes' if m['significant'] else 'no'} | {_detectable(m, fmt)} | "
                        f"{m['n']} |")
     return out
 
