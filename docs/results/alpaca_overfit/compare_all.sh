@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # `symnoise compare` for every pair of the four main methods of the alpaca_overfit grid
 # (paired by seed, bootstrap over examples/prompts stratified by seed), text and JSON into
-# compare/, then the table of differences and smallest detectable effects. SymNoise without
-# norm matching has seed 0 only: its pairs use the seeds both sides have (--common-seeds),
-# i.e. seed 0. Exact-answer accuracy was scored on seed 0 only: compare/seed0/ holds every
-# pair over seed 0 (all metrics, exact answers included).
+# compare/, then the table of differences and smallest detectable effects (--common-seeds:
+# pair the seeds both sides have, should a run be missing). Exact-answer accuracy was scored
+# on seed 0 only: compare/seed0/ holds every pair over seed 0 (exact answers included).
 #   bash docs/results/alpaca_overfit/compare_all.sh          # from the repository root
 set -eu
 ROOT=${ROOT:-/work/runs/alpaca_overfit}

@@ -12,14 +12,13 @@ ROOT=${ROOT:-/work/runs/alpaca_overfit}
 PROMPTS=${PROMPTS:-../shared/data/alpaca_eval_805.json}
 SYMNOISE=${SYMNOISE:-symnoise}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-# What the grid trained (run_grid.sh): seed 0 of the four main methods, seeds 1-2 of none,
-# NEFTune and SymNoise (norm-matched). The synthetic exact-answer step runs on seed 0 only:
+# What the grid trained (run_grid.sh): the four main methods at seeds 0, 1, 2. The synthetic exact-answer step runs on seed 0 only:
 # every seed-0 model scored at the floor there (4.2%, 5 of 120, none and NEFTune alike),
 # and its 1.8 min per run went to the training budget instead.
 RUNS="smollm2-alpaca80-none-s0 smollm2-alpaca80-uniform-a5-s0 smollm2-alpaca80-symnoise-a5-s0"
 RUNS="$RUNS smollm2-alpaca80-symnoise-a5-nm0-s0" FAILED=""
 for s in 1 2; do
-  for m in none uniform-a5 symnoise-a5; do RUNS="$RUNS smollm2-alpaca80-$m-s$s"; done
+  for m in none uniform-a5 symnoise-a5 symnoise-a5-nm0; do RUNS="$RUNS smollm2-alpaca80-$m-s$s"; done
 done
 status() { python -c "import json,sys; print(json.load(open(sys.argv[1])).get('status'))" "$1/run.json" 2>/dev/null; }
 while :; do
