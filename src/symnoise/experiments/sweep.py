@@ -1,15 +1,13 @@
 """Experiment sweeps: every point of an experiment (:mod:`.experiment_file`) trained and
 evaluated, one run folder per point.
 
-A rerun skips what is finished (``run.json`` completed and the evaluation summary written
-with the same settings), only evaluates what is trained, resumes training from the run's
-checkpoints and starts the rest; a run folder holding a run with another config is reported
-as a ``conflict`` and left alone. A failing point writes its run folder's error file and
-does not stop the others. The state of every point is kept in ``OUTPUT/sweep_status.json``.
-Points judged against a baseline (``reference: baseline``) run after every baseline.
-Executors (``local``, in-process or a process per point; ``ray``) and ``accelerate
-launch``: see the README ("Experiment files"). The report is built after the sweep by
-:func:`symnoise.experiments.pipeline.run_experiment`, not here.
+A rerun skips what is finished (trained, and evaluated with the same settings), evaluates
+what is only trained, resumes from checkpoints and starts the rest; a run folder holding
+another config is a ``conflict`` and left alone. A failing point writes its run's error
+file and does not stop the others; every point's state is kept in
+``OUTPUT/sweep_status.json``. Points judged against a baseline run after every baseline.
+Executors and ``accelerate launch``: README ("Experiment files"). The report is built
+after the sweep by :func:`symnoise.experiments.pipeline.run_experiment`, not here.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,14 @@ WORK_DIR = ".sweep"  # OUTPUT/.sweep: point specs for child processes and accele
 EXECUTORS = ("local", "ray")
 _NOT_COMPARED = ("output_dir", "resume")  # config fields that may differ on a rerun
 _NOTHING_TO_DO = ("skip", "unavailable", "conflict")
+#: the sweep table's headline numbers: where they are in run.json / the evaluation summary
+_HEADLINES = {"steps": ("info", "global_step"), "clean_loss": ("info", "final_clean_eval_loss"),
+              "train_loss": ("info", "train_loss"), "train_seconds": ("info", "timings_s", "total"),
+              "synthetic_score": ("summary", "synthetic", "accuracy"),  # fraction in [0, 1]
+              "win_rate": ("summary", "judge", "win_rate"),  # percent
+              "length": ("summary", "stats", "outputs", "avg_chars"),  # characters
+              "words": ("summary", "stats", "outputs", "avg_words"),
+              "rep_2": ("summary", "stats", "outputs", "rep_2")}  # percent
 
 
 @dataclass
@@ -52,8 +59,8 @@ class PointResult:
     status: ``completed`` (trained and/or evaluated now), ``skipped`` (already finished),
     ``failed`` (see ``error`` and the run's error file), ``conflict`` (the run folder holds
     a run with another config), ``unavailable`` (its data is missing), ``planned`` (dry run).
-    action: what was (or, in a dry run, would be) done: ``train``, ``resume``,
-    ``evaluate``, ``skip``, ``none``.
+    action: what was (or would be) done: ``train``, ``resume``, ``evaluate``, ``skip``,
+    ``none``.
     """
 
     name: str
@@ -68,10 +75,6 @@ class PointResult:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PointResult:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
 
 def _info(run: RunFolder) -> dict[str, Any] | None:
     """run.json, or None when it is absent or unreadable (the point then trains anew)."""
@@ -81,20 +84,13 @@ def _info(run: RunFolder) -> dict[str, Any] | None:
         return None
 
 
-def _same_value(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return float(a) == float(b)
-    return a == b
-
-
 def _config_conflicts(point: GridPoint, recorded: Mapping[str, Any]) -> list[str]:
-    """Fields where a run folder's recorded config differs from the point's (noise fields
-    compared flat, so runs recorded before and after the noise was nested compare alike)."""
+    """Fields where a run folder's recorded config differs from the point's (compared flat:
+    runs recorded before and after the noise was nested compare alike)."""
     recorded = flat_config(recorded)
     return [f"{key}: {recorded[key]!r} in the run folder, {want!r} in the experiment"
             for key, want in point.train.items()
-            if key not in _NOT_COMPARED and key in recorded
-            and not _same_value(recorded[key], want)]
+            if key not in _NOT_COMPARED and key in recorded and recorded[key] != want]
 
 
 def _eval_settings(point: GridPoint) -> Any:
@@ -120,51 +116,30 @@ def plan_point(point: GridPoint) -> tuple[str, str | None]:
     if info is not None:
         conflicts = _config_conflicts(point, info.get("config") or {})
         if conflicts:
-            return "conflict", "; ".join(conflicts) + (
-                f" (delete {run.path} or change output_dir)")
+            return "conflict", "; ".join(conflicts) + f" (delete {run.path} or change output_dir)"
         if info.get("status") == "completed":
             if point.evaluation is None:
                 return "skip", None
-            done = _evaluated(run)
             try:
                 same = run.read_eval_json("settings") == _eval_settings(point)
             except ValueError:
                 same = False
-            if done and same:
-                return "skip", None
-            return "evaluate", ("evaluation settings changed" if done else None)
+            if _evaluated(run):
+                return ("skip", None) if same else ("evaluate", "evaluation settings changed")
+            return "evaluate", None
     return ("resume" if run.last_checkpoint() is not None else "train"), None
 
 
 def _metrics(run_dir: str | Path) -> dict[str, Any]:
-    """Headline numbers of a run folder for the sweep table (what exists)."""
+    """The headline numbers (:data:`_HEADLINES`) a run folder has."""
     run = RunFolder(run_dir)
-    info = _info(run) or {}
-    out = {dst: info[src] for src, dst in (("global_step", "steps"),
-                                           ("final_clean_eval_loss", "clean_loss"),
-                                           ("train_loss", "train_loss"))
-           if info.get(src) is not None}
-    if (info.get("timings_s") or {}).get("total") is not None:
-        out["train_seconds"] = info["timings_s"]["total"]
     try:
         summary = run.read_eval_json("summary")
     except ValueError:
         summary = None
-    if isinstance(summary, Mapping):
-        out.update(_summary_metrics(summary))
-    return out
-
-
-def _summary_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The headline numbers of RUN's evaluation summary (evaluate_run's)."""
-    picks = {"synthetic_score": ("synthetic", "accuracy"),  # fraction in [0, 1]
-             "win_rate": ("judge", "win_rate"),  # percent
-             "length": ("stats", "outputs", "avg_chars"),  # characters per response
-             "words": ("stats", "outputs", "avg_words"),
-             "rep_2": ("stats", "outputs", "rep_2")}  # percent
-    out: dict[str, Any] = {}
-    for name, path in picks.items():
-        value: Any = summary
+    sources, out = {"info": _info(run), "summary": summary}, {}
+    for name, (source, *path) in _HEADLINES.items():
+        value = sources[source]
         for key in path:
             value = value.get(key) if isinstance(value, Mapping) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -192,8 +167,7 @@ def _call_evaluate(run_dir: Path, kwargs: dict[str, Any], progress: bool) -> Any
 
 
 def _baseline_reference(point: GridPoint) -> str:
-    """The judge's reference for ``reference: baseline``: the baseline run's answers to the
-    same prompts."""
+    """The judge's reference for ``reference: baseline``: the baseline run's answers."""
     base = RunFolder(point.run_dir.parent / str(point.baseline))
     outputs = base.eval_file("outputs")
     if not _evaluated(base) or not outputs.is_file():
@@ -209,7 +183,8 @@ def _train_with_accelerate(point: GridPoint, cfg: TrainConfig, args: Sequence[st
 
     cfg_file = point.run_dir.parent / WORK_DIR / f"{point.name}.yaml"
     cfg_file.parent.mkdir(parents=True, exist_ok=True)
-    cfg_file.write_text(yaml.safe_dump(flat_config(cfg.to_dict()), sort_keys=False), encoding="utf-8")
+    cfg_file.write_text(yaml.safe_dump(flat_config(cfg.to_dict()), sort_keys=False),
+                        encoding="utf-8")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *args,
            "-m", "symnoise.cli", "train", "--config", str(cfg_file)]
     # the child's stdout goes to our stderr: stdout stays for the sweep's own result (--json)
@@ -222,13 +197,6 @@ def _write_error(run_dir: str | Path, text: str) -> None:
     with contextlib.suppress(OSError):
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         RunFolder(run_dir).write_error(text)
-
-
-def _free_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _train_and_evaluate(point: GridPoint, action: str, *, progress: bool,
@@ -245,7 +213,7 @@ def _train_and_evaluate(point: GridPoint, action: str, *, progress: bool,
         if (_info(run) or {}).get("status") != "completed":
             raise RuntimeError(f"training returned but {run.info_file} does not say "
                                "status: completed")
-        if not keep_checkpoints and run.checkpoints_dir.is_dir():
+        if not keep_checkpoints:
             shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
     if point.evaluation is not None:
         _say(progress, f"{point.name}: evaluating")
@@ -260,19 +228,17 @@ def _train_and_evaluate(point: GridPoint, action: str, *, progress: bool,
 
 def run_point(point: GridPoint, *, progress: bool = True, accelerate_launch: bool = False,
               accelerate_args: Sequence[str] = (), keep_checkpoints: bool = False) -> PointResult:
-    """Train (or resume) and evaluate one point as :func:`plan_point` says; never raises
-    for a failure of the point itself (it is returned as ``failed`` and written to the run's
-    error file). KeyboardInterrupt propagates. What training and evaluation print goes
-    to stderr, so that stdout carries only results (``--json``).
-    """
+    """Train (or resume) and evaluate one point as :func:`plan_point` says. A failure of
+    the point is returned as ``failed`` (and written to the run's error file), never raised;
+    KeyboardInterrupt propagates. What training and evaluation print goes to stderr."""
     t0 = time.perf_counter()
     action, note = plan_point(point)
     run = RunFolder(point.run_dir)
     if action in _NOTHING_TO_DO:
-        status = {"skip": "skipped"}.get(action, action)
-        return PointResult(point.name, status, action, str(run.path), 0.0, None, note,
-                           _metrics(run.path) if action == "skip" else {})
-    error = None
+        return PointResult(point.name, {"skip": "skipped"}.get(action, action), action,
+                           str(run.path), note=note,
+                           metrics=_metrics(run.path) if action == "skip" else {})
+    error, status = None, "completed"
     try:
         with contextlib.redirect_stdout(sys.stderr):
             _train_and_evaluate(point, action, progress=progress,
@@ -280,16 +246,15 @@ def run_point(point: GridPoint, *, progress: bool = True, accelerate_launch: boo
                                 accelerate_args=accelerate_args,
                                 keep_checkpoints=keep_checkpoints)
         run.clear_error()
-        status = "completed"
-    except KeyboardInterrupt:
-        raise
     except Exception as exc:  # noqa: BLE001 - a failing point must not stop the sweep
-        error = f"{type(exc).__name__}: {exc}"
+        error, status = f"{type(exc).__name__}: {exc}", "failed"
         _write_error(run.path, f"{point.name}: {action} failed\n\n{traceback.format_exc()}")
-        status = "failed"
         _say(progress, f"{point.name}: FAILED ({error.splitlines()[0][:200]})")
     finally:
-        _free_memory()
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
     return PointResult(point.name, status, action, str(run.path),
                        round(time.perf_counter() - t0, 2), error, note, _metrics(run.path))
 
@@ -302,10 +267,10 @@ def _failed(point: GridPoint, error: str, seconds: float = 0.0) -> PointResult:
 
 
 def run_point_file(spec_file: str, result_file: str) -> None:
-    """run_point for the point (and options) in ``spec_file``; its result to
-    ``result_file`` (what a child process of ``isolation: process`` runs)."""
+    """run_point for the point (and options) in ``spec_file``, its result to
+    ``result_file``: what the child process of ``isolation: process`` runs."""
     spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
-    result = run_point(GridPoint.from_dict(spec["point"]), **spec["options"])
+    result = run_point(GridPoint(**spec["point"]), **spec["options"])
     _write_json(Path(result_file), result.to_dict())
 
 
@@ -313,28 +278,17 @@ def _run_point_subprocess(point: GridPoint, options: dict[str, Any],
                           work_dir: Path) -> PointResult:
     """run_point in a fresh Python process (``isolation: process``)."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    spec = work_dir / f"{point.name}.point.json"
-    result_file = work_dir / f"{point.name}.result.json"
+    spec, result_file = (work_dir / f"{point.name}.{s}.json" for s in ("point", "result"))
     result_file.unlink(missing_ok=True)
-    _write_json(spec, {"point": point.to_dict(), "options": options})
+    _write_json(spec, {"point": dataclasses.asdict(point), "options": options})
     t0 = time.perf_counter()
     code = ("import sys; from symnoise.experiments.sweep import run_point_file; "
             "run_point_file(sys.argv[1], sys.argv[2])")
     rc = subprocess.call([sys.executable, "-c", code, str(spec), str(result_file)], stdout=2)
     with contextlib.suppress(OSError, ValueError):
-        return PointResult.from_dict(json.loads(result_file.read_text(encoding="utf-8")))
+        return PointResult(**json.loads(result_file.read_text(encoding="utf-8")))
     return _failed(point, f"the point's process exited with status {rc} and wrote no result",
                    time.perf_counter() - t0)
-
-
-def _ray_point_task(point: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """Body of a Ray task: one point, in a Ray worker process."""
-    return run_point(GridPoint.from_dict(point), **options).to_dict()
-
-
-# ----------------------------------------------------------------------------------------
-# The sweep
-# ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -355,10 +309,7 @@ class SweepResult:
 
     @property
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in self.points:
-            out[p.status] = out.get(p.status, 0) + 1
-        return out
+        return dict(Counter(p.status for p in self.points))
 
     @property
     def ok(self) -> bool:
@@ -372,15 +323,15 @@ class SweepResult:
         """A readable table of the points, their status and headline numbers."""
         from .tables import text_table
 
-        def num(v: Any, fmt: str) -> str:
+        def num(p: PointResult, key: str, fmt: str) -> str:
+            v = p.metrics.get(key)
             return format(v, fmt) if isinstance(v, (int, float)) else "-"
 
         head = ["point", "status", "action", "steps", "clean loss", "synth", "win", "time",
                 "note"]
-        rows = [[p.name, p.status, p.action, num(p.metrics.get("steps"), "d"),
-                 num(p.metrics.get("clean_loss"), ".4f"),
-                 num(p.metrics.get("synthetic_score"), ".3f"),
-                 num(p.metrics.get("win_rate"), ".1f"), f"{p.seconds:.0f}s" if p.seconds else "-",
+        rows = [[p.name, p.status, p.action, num(p, "steps", "d"), num(p, "clean_loss", ".4f"),
+                 num(p, "synthetic_score", ".3f"), num(p, "win_rate", ".1f"),
+                 f"{p.seconds:.0f}s" if p.seconds else "-",
                  (p.error or p.note or "").split("\n")[0][:70]] for p in self.points]
         counts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
         kind = "dry run" if self.dry_run else f"{self.seconds:.0f} s"
@@ -397,8 +348,8 @@ class SweepResult:
 def _select(points: list[GridPoint], only: str | Sequence[str] | None) -> list[GridPoint]:
     if not only:
         return list(points)
-    patterns = [only] if isinstance(only, str) else list(only)
-    pats = [p.strip() for text in patterns for p in text.split(",") if p.strip()]
+    pats = [p.strip() for text in ([only] if isinstance(only, str) else only)
+            for p in text.split(",") if p.strip()]
     globs = [p if any(c in p for c in "*?[") else f"*{p}*" for p in pats]
     chosen = [p for p in points if any(fnmatch.fnmatchcase(p.name, g) for g in globs)]
     if not chosen:
@@ -425,18 +376,14 @@ class _StatusFile:
             points.setdefault(p.name, {"status": "pending"}).update(
                 model=p.model, dataset=p.dataset, method=p.method, alpha=p.alpha,
                 norm_match=p.norm_match, seed=p.seed, label=p.label, run_dir=str(p.run_dir))
-        self.write()
+        self.update()
 
-    def update(self, name: str, **fields: Any) -> None:
-        entry = self.data["points"].setdefault(name, {})
-        entry.update(fields, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        self.write()
-
-    def write(self) -> None:
-        counts: dict[str, int] = {}
-        for entry in self.data["points"].values():
-            counts[entry.get("status", "?")] = counts.get(entry.get("status", "?"), 0) + 1
-        self.data.update(counts=counts, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    def update(self, name: str | None = None, **fields: Any) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        if name is not None:
+            self.data["points"].setdefault(name, {}).update(fields, updated=now)
+        counts = Counter(e.get("status", "?") for e in self.data["points"].values())
+        self.data.update(counts=dict(counts), updated=now)
         _write_json(self.path, self.data)
 
 
@@ -446,8 +393,7 @@ def _import_ray():
     except ImportError:
         raise ImportError(
             "executor 'ray' needs Ray, which is not installed: pip install 'ray[default]' "
-            "(or pip install 'symnoise[ray]'), or use executor: local"
-        ) from None
+            "(or pip install 'symnoise[ray]'), or use executor: local") from None
     return ray
 
 
@@ -477,18 +423,18 @@ def _run_ray(exp: Experiment, order: list[GridPoint], options: dict[str, Any],
     num_gpus = exp.ray.get("num_gpus")
     if num_gpus is None:
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-    num_cpus = 1 if exp.ray.get("num_cpus") is None else exp.ray["num_cpus"]
+    num_cpus = exp.ray.get("num_cpus", 1)
     _say(progress, f"ray: {len(order)} tasks, each num_gpus={num_gpus} num_cpus={num_cpus}")
-    task = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_calls=1)(_ray_point_task)
+    task = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_calls=1)(run_point)
     refs: dict[Any, GridPoint] = {}
     try:
         for phase in ([p for p in order if not p.baseline], [p for p in order if p.baseline]):
-            refs = {task.remote(p.to_dict(), options): p for p in phase}
+            refs = {task.remote(p, **options): p for p in phase}
             while refs:
                 ready, _ = ray.wait(list(refs), num_returns=1)
                 point = refs.pop(ready[0])
                 try:
-                    result = PointResult.from_dict(ray.get(ready[0]))
+                    result = ray.get(ready[0])
                 except Exception as exc:  # noqa: BLE001 - worker died, OOM, ...
                     result = _failed(point, f"ray task failed: {type(exc).__name__}: {exc}")
                 on_result(result)
@@ -499,16 +445,6 @@ def _run_ray(exp: Experiment, order: list[GridPoint], options: dict[str, Any],
     finally:
         if started:
             ray.shutdown()
-
-
-def _dry_run(exp: Experiment, selected: list[GridPoint], executor: str) -> SweepResult:
-    planned = []
-    for p in selected:
-        action, note = plan_point(p)
-        planned.append(PointResult(p.name, "planned", action, str(p.run_dir), note=note,
-                                   metrics=_metrics(p.run_dir)))
-    return SweepResult(exp.name, exp.source, str(exp.output_dir), executor, True,
-                       len(exp.points), planned)
 
 
 def run_sweep(experiment: str | os.PathLike[str] | Mapping[str, Any] | Experiment, *,
@@ -528,19 +464,25 @@ def run_sweep(experiment: str | os.PathLike[str] | Mapping[str, Any] | Experimen
         raise ExperimentError(f"unknown executor {executor!r}; expected one of "
                               f"{', '.join(EXECUTORS)}")
     selected = _select(exp.points, only)
+    result = SweepResult(exp.name, exp.source, str(exp.output_dir), executor, dry_run,
+                         len(exp.points), [])
     if dry_run:
-        return _dry_run(exp, selected, executor)
+        for p in selected:
+            action, note = plan_point(p)
+            result.points.append(PointResult(p.name, "planned", action, str(p.run_dir),
+                                             note=note, metrics=_metrics(p.run_dir)))
+        return result
     if executor == "ray":
         _import_ray()  # fail before anything is written
     exp.output_dir.mkdir(parents=True, exist_ok=True)
     status = _StatusFile(exp, executor)
     results: dict[str, PointResult] = {}
 
-    def record(result: PointResult) -> None:
-        results[result.name] = result
-        status.update(result.name, **{k: v for k, v in result.to_dict().items() if k != "name"})
-        _say(progress, f"{len(results)}/{len(selected)} {result.name}: {result.status}"
-             + (f" ({result.seconds:.0f} s)" if result.seconds else ""))
+    def record(r: PointResult) -> None:
+        results[r.name] = r
+        status.update(r.name, **{k: v for k, v in r.to_dict().items() if k != "name"})
+        _say(progress, f"{len(results)}/{len(selected)} {r.name}: {r.status}"
+             + (f" ({r.seconds:.0f} s)" if r.seconds else ""))
 
     # points judged against a baseline run after every baseline
     order = [p for p in selected if not p.baseline] + [p for p in selected if p.baseline]
@@ -564,6 +506,6 @@ def run_sweep(experiment: str | os.PathLike[str] | Mapping[str, Any] | Experimen
             if p.name not in results and status.data["points"][p.name].get("status") == "running":
                 status.update(p.name, status="interrupted")
         raise
-    return SweepResult(exp.name, exp.source, str(exp.output_dir), executor, False,
-                       len(exp.points), [results[p.name] for p in selected],
-                       seconds=round(time.perf_counter() - t0, 2))
+    result.points = [results[p.name] for p in selected]
+    result.seconds = round(time.perf_counter() - t0, 2)
+    return result
