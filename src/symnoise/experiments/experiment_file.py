@@ -7,7 +7,6 @@ with the file and the field (``experiment.yaml: datasets[1].data: field required
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 import inspect
@@ -85,9 +84,8 @@ class _Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _dashes(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            return {str(k).replace("-", "_"): v for k, v in data.items()}
-        return data
+        return {str(k).replace("-", "_"): v for k, v in data.items()} \
+            if isinstance(data, Mapping) else data
 
 
 def _fields_model(name: str, keys: Any) -> type[BaseModel]:
@@ -131,6 +129,15 @@ class DatasetEntry(_Section):
     optional: StrictBool = False
     train: TrainFields = TrainFields()
     evaluation: Any = None  # false / true / a mapping of evaluate_run's arguments
+
+    @field_validator("words")
+    @classmethod
+    def _words(cls, value: str | int | None) -> str | int | None:
+        from ..evaluate.stats import words_for
+
+        if value is not None:
+            words_for(value)  # ValueError naming the value
+        return value
 
 
 class MethodEntry(_Section):
@@ -181,14 +188,10 @@ class ExperimentFile(_Section):
 
 
 def _where(loc: tuple[Any, ...]) -> str:
-    """pydantic's location as a path: ``('datasets', 1, 'data')`` -> ``datasets[1].data``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not str(part).startswith("function-"):  # a validator's name, not a key
-            out += f".{part}" if out else str(part)
-    return out
+    """pydantic's location as a path: ``('datasets', 1, 'data')`` -> ``datasets[1].data``
+    (a validator's name, ``function-...``, is not a key)."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc
+                   if not str(p).startswith("function-")).lstrip(".")
 
 
 def _known_keys() -> list[str]:
@@ -248,15 +251,7 @@ class GridPoint:
         return Path(self.train["output_dir"])
 
     def train_config(self, *, resume: bool = False) -> TrainConfig:
-        """The point's TrainConfig (``resume`` set as asked)."""
         return TrainConfig(**{**self.train, "resume": resume})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GridPoint:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 @dataclass
@@ -277,10 +272,7 @@ class Experiment:
     description: str = ""
 
     def point(self, name: str) -> GridPoint:
-        for p in self.points:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+        return {p.name: p for p in self.points}[name]
 
 
 def _slug(text: str) -> str:
@@ -394,13 +386,7 @@ def _dataset(i: int, d: DatasetEntry, top: ExperimentFile, paths: _Paths,
     train = {**recipe, **_set_fields(top.train), **_set_fields(d.train),
              **{k: getattr(d, k) for k in ("template", "format") if k in d.model_fields_set}}
     words = d.words if d.words is not None else _preset_words(recipe_value)
-    if words is not None:
-        from ..evaluate.stats import words_for
-
-        try:
-            words_for(words)
-        except ValueError as exc:
-            raise paths.error(f"{key}.words", str(exc)) from None
+    over: dict[str, Any] | None = {}  # the dataset's own evaluation (None: none at all)
     if d.evaluation is not None:
         try:
             over = paths.evaluation(d.evaluation, f"{key}.evaluation")
@@ -409,10 +395,10 @@ def _dataset(i: int, d: DatasetEntry, top: ExperimentFile, paths: _Paths,
                 raise
             over = None
             unavailable = unavailable or f"evaluation data {str(exc).split(': ', 2)[-1]}"
-        evaluation = None if over is None else {**(evaluation or {}), **over}
-    if evaluation is not None and words is not None and "words" not in (
-            d.evaluation if isinstance(d.evaluation, Mapping) else {}):
-        evaluation = {**evaluation, "words": words}
+    if over is not None and (evaluation is not None or d.evaluation is not None):
+        evaluation = {**(evaluation or {}), **({} if words is None else {"words": words}), **over}
+    else:
+        evaluation = None
     return _Dataset(i, _slug(name), data, train, d.alpha, evaluation, unavailable)
 
 
@@ -429,14 +415,6 @@ def _preset_words(recipe: Any) -> str | None:
 def _model_label(spec: str) -> str:
     p = Path(spec)
     return _slug(p.stem if p.suffix.lower() == ".gguf" else (p.name or spec))
-
-
-def _point_name(model: str, dataset: str, method: str, label: str | None, alpha: float | None,
-                norm_match: bool | None, seed: int) -> str:
-    parts = [model, dataset, method, *([label] if label else []),
-             *([f"a{alpha:g}"] if alpha is not None else []),
-             *(["nm0"] if norm_match is False else []), f"s{seed}"]
-    return "-".join(parts)
 
 
 def _values(m: MethodEntry, ds: _Dataset, top: ExperimentFile) -> tuple[list[Any], ...]:
@@ -472,8 +450,9 @@ def _expand(top: ExperimentFile, models: list[tuple[str, str]], datasets: list[_
                                       f"({ds.name}): {exc}") from None
             eff_alpha = None if m.method == "none" else cfg.alpha
             eff_nm = cfg.norm_match if m.method in NORM_MATCHED else None
-            name = _point_name(model_label, ds.name, m.method, label, eff_alpha, eff_nm,
-                               cfg.seed)
+            name = "-".join([model_label, ds.name, m.method, *([label] if label else []),
+                             *([f"a{eff_alpha:g}"] if eff_alpha is not None else []),
+                             *(["nm0"] if eff_nm is False else []), f"s{cfg.seed}"])
             if name in origin:
                 raise ExperimentError(f"{where}: methods[{i}]: grid point {name!r} appears "
                                       f"twice (also from {origin[name]}); give one of the "
@@ -560,9 +539,7 @@ def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
     _link_baselines(points, where)
     return Experiment(
         name=top.name or default_name, output_dir=output_dir, points=points, source=where,
-        executor=top.executor, isolation=top.isolation,
-        ray={k: v for k, v in top.ray.model_dump().items() if v is not None},
-        accelerate_launch=top.accelerate_launch,
+        ray=top.ray.model_dump(exclude_none=True),
         accelerate_args=[str(a) for a in top.accelerate_args],
-        keep_checkpoints=top.keep_checkpoints, report=top.report,
-        description=top.description)
+        **top.model_dump(include={"executor", "isolation", "accelerate_launch",
+                                  "keep_checkpoints", "report", "description"}))
