@@ -25,24 +25,18 @@ def run_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any] | Expe
     said in ``result.report_error`` (the runs are done)."""
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     result = run_sweep(exp, executor=executor, dry_run=dry_run, only=only, progress=progress)
-    if exp.report and not dry_run:
-        if progress:
-            print("[sweep] building the report", file=sys.stderr, flush=True)
-        try:  # looked up at call time: tests may stand in for it
-            report = importlib.import_module("symnoise.experiments.report")
-            built = report.build_report(exp.output_dir, exp.output_dir / REPORT_DIR)
-            result.report = _brief(built)
-        except Exception as exc:  # noqa: BLE001 - the runs are done; say why no report
-            result.report_error = f"{type(exc).__name__}: {exc}"
+    if not exp.report or dry_run:
+        return result
+    if progress:
+        print("[sweep] building the report", file=sys.stderr, flush=True)
+    try:  # looked up at call time: tests may stand in for it
+        report = importlib.import_module("symnoise.experiments.report")
+        built = report.build_report(exp.output_dir, exp.output_dir / REPORT_DIR)
+        full = built.to_dict()
+        files = full.get("files") or {}
+        result.report = {"report_md": files.get("report_md"), "output_dir": full.get("output_dir"),
+                         "files": files, "notes": full.get("notes") or [],
+                         "table": built.format_table()}
+    except Exception as exc:  # noqa: BLE001 - the runs are done; say why no report
+        result.report_error = f"{type(exc).__name__}: {exc}"
     return result
-
-
-def _brief(built: Any) -> dict[str, Any]:
-    """The parts of a ReportResult worth keeping in the sweep result."""
-    full = built.to_dict() if hasattr(built, "to_dict") else {}
-    files = full.get("files") or {}
-    out = {"report_md": files.get("report_md"), "output_dir": full.get("output_dir"),
-           "files": files, "notes": full.get("notes") or []}
-    if hasattr(built, "format_table"):
-        out["table"] = built.format_table()
-    return out

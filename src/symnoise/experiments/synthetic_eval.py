@@ -1,13 +1,9 @@
 """The ``symnoise tasks`` pipeline: answer the synthetic held-out split, then score it.
 
-:func:`run_synthetic_eval` answers the held-out prompts of :mod:`symnoise.data.synthetic`
-with a model through :func:`symnoise.generate.generate_outputs` (so it resumes and keeps
-the outputs) and scores every answer with :mod:`symnoise.evaluate.tasks`. Files written to
-``output_dir`` (default ``RUN/eval/`` for a run folder), by their roles in
-:data:`symnoise.run.EVAL_FILES`: ``synthetic_outputs`` (the answers, AlpacaEval
-model-outputs format with ``family`` and ``answer`` kept; its ``.meta.json`` records the
-decoding settings), ``synthetic_scores`` (+ ``_md``) and ``synthetic_items``.
-
+:func:`run_synthetic_eval` answers the held-out prompts with a model through
+:func:`symnoise.generate.generate_outputs` (resumable; answers kept with ``family`` and
+``answer``) and scores them with :mod:`symnoise.evaluate.tasks`; its files (in ``RUN/eval/``
+for a run folder) are the ``synthetic_*`` roles of :data:`symnoise.run.EVAL_FILES`.
 :func:`score_synthetic_outputs` scores an existing outputs file without a model.
 """
 
@@ -22,8 +18,6 @@ from ..run import RunFolder
 
 __all__ = ["default_output_dir", "run_synthetic_eval", "score_synthetic_outputs"]
 
-SYNTHETIC_DATASET = "synthetic_heldout"
-
 
 def default_output_dir(model: str | os.PathLike[str]) -> Path:
     """``RUN/eval`` for a run folder, else ``./symnoise-eval/<model name>``."""
@@ -31,9 +25,8 @@ def default_output_dir(model: str | os.PathLike[str]) -> Path:
     from ..models import resolve_model
 
     source = resolve_model(model)
-    if source.kind == "run":
-        return RunFolder(source.path).eval_dir
-    return Path.cwd() / "symnoise-eval" / default_generator_name(source)
+    return RunFolder(source.path).eval_dir if source.kind == "run" else (
+        Path.cwd() / "symnoise-eval" / default_generator_name(source))
 
 
 def score_synthetic_outputs(outputs: str | os.PathLike[str], *, model: str = "",
@@ -67,7 +60,7 @@ def run_synthetic_eval(
     if not records:
         raise ValueError(f"n must be at least 1 to evaluate, got {n!r}")
     for r in records:
-        r["dataset"] = SYNTHETIC_DATASET
+        r["dataset"] = "synthetic_heldout"
     if output_dir is None:
         if not isinstance(model, (str, os.PathLike)):
             raise ValueError("a loaded model needs output_dir=")
