@@ -51,10 +51,6 @@ class ExperimentError(ValueError):
     """An experiment file (or mapping) that cannot be run; the message names the key."""
 
 
-# ----------------------------------------------------------------------------------------
-# The schema
-# ----------------------------------------------------------------------------------------
-
 
 def _as_list(value: Any) -> Any:
     return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
@@ -74,6 +70,11 @@ def _number(value: Any) -> Any:
 Alpha = Annotated[float, BeforeValidator(_number), Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[float, BeforeValidator(_number), Field(ge=0)]
 Listed = BeforeValidator(_as_list)
+
+
+def _entries(model: type, key: str) -> Any:
+    """A non-empty list of ``model`` entries (or one entry); a string is ``{key: string}``."""
+    return Annotated[list[Annotated[model, _entry(key)]], Listed, Field(min_length=1)]
 
 
 class _Section(BaseModel):
@@ -167,11 +168,9 @@ class ExperimentFile(_Section):
     name: str | None = None
     description: str = ""
     output_dir: Annotated[str, Field(min_length=1)]
-    models: Annotated[list[Annotated[ModelEntry, _entry("model")]], Listed, Field(min_length=1)]
-    datasets: Annotated[list[Annotated[DatasetEntry, _entry("data")]], Listed,
-                        Field(min_length=1)]
-    methods: Annotated[list[Annotated[MethodEntry, _entry("method")]], Listed,
-                       Field(min_length=1)]
+    models: _entries(ModelEntry, "model")
+    datasets: _entries(DatasetEntry, "data")
+    methods: _entries(MethodEntry, "method")
     alphas: Annotated[list[Alpha], Listed] = []
     norm_match: Annotated[list[StrictBool], Listed] = []
     seeds: Annotated[list[StrictInt], Listed] = []
@@ -215,10 +214,6 @@ def _validation_error(exc: ValidationError, where: str, prefix: str = "") -> Exp
         lines.append(f"{where}: {key}: {msg[:1].lower()}{msg[1:]}")
     return ExperimentError("\n".join(lines))
 
-
-# ----------------------------------------------------------------------------------------
-# Grid points and the experiment
-# ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -345,10 +340,6 @@ class _Paths:
             out["judge"] = "hf:" + self.resolve(judge[3:], f"{key}.judge")
         return out
 
-
-# ----------------------------------------------------------------------------------------
-# Reading a file and expanding its grid
-# ----------------------------------------------------------------------------------------
 
 
 @dataclass
