@@ -199,10 +199,15 @@ def _known_keys() -> list[str]:
     return sorted({k for m in models for k in m.model_fields})
 
 
-def _validation_error(exc: ValidationError, where: str, prefix: str = "") -> ExperimentError:
-    """One message per problem: ``FILE: KEY: what is wrong``."""
+def _validate(model: type[BaseModel], value: Any, where: str, prefix: str = "") -> Any:
+    """``model.model_validate(value)``; ExperimentError with one line per problem:
+    ``FILE: KEY: what is wrong`` (KEY under ``prefix``)."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
     lines = []
-    for e in exc.errors(include_url=False):
+    for e in errors:
         key = _where(((prefix,) if prefix else ()) + tuple(e["loc"]))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
@@ -212,7 +217,7 @@ def _validation_error(exc: ValidationError, where: str, prefix: str = "") -> Exp
                    "norm_match), alphas, seeds or output_dir" if name in _AXES
                    else "unknown key" + (f" (did you mean {near[0]!r}?)" if near else ""))
         lines.append(f"{where}: {key}: {msg[:1].lower()}{msg[1:]}")
-    return ExperimentError("\n".join(lines))
+    raise ExperimentError("\n".join(lines))
 
 
 
@@ -317,21 +322,15 @@ class _Paths:
                                  f"({presets})") from None
             except ValueError as exc:
                 raise self.error(key, str(exc)) from None
-        try:
-            return _set_fields(RecipeFields.model_validate(fields))
-        except ValidationError as exc:
-            raise _validation_error(exc, self.where, key) from None
+        return _set_fields(_validate(RecipeFields, fields, self.where, key))
 
     def evaluation(self, value: Any, key: str) -> dict[str, Any] | None:
         """evaluate_run's arguments (``false``: None, no evaluation; ``true`` or absent: {}),
         checked, with their paths resolved (a ``hf:PATH`` judge too)."""
         if value is False:
             return None
-        try:
-            out = {} if value in (None, True) else _set_fields(
-                _evaluation_model().model_validate(value))
-        except ValidationError as exc:
-            raise _validation_error(exc, self.where, key) from None
+        out = {} if value in (None, True) else _set_fields(
+            _validate(_evaluation_model(), value, self.where, key))
         for k in _PATH_EVAL_KEYS:
             if k in out and out[k] != BASELINE:
                 out[k] = self.resolve(out[k], f"{key}.{k}")
@@ -510,10 +509,7 @@ def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
     if not isinstance(raw, dict):
         raise ExperimentError(f"{where}: expected a mapping of experiment keys, got "
                               f"{type(raw).__name__}")
-    try:
-        top = ExperimentFile.model_validate(raw)
-    except ValidationError as exc:
-        raise _validation_error(exc, where) from None
+    top = _validate(ExperimentFile, raw, where)
     paths = _Paths(where, Path(base_dir).resolve() if base_dir else file_dir)
     models = [(paths.resolve(m.model, f"models[{i}].model"), _slug(m.name or _model_label(m.model)))
               for i, m in enumerate(top.models)]

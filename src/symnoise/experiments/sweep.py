@@ -84,6 +84,14 @@ def _info(run: RunFolder) -> dict[str, Any] | None:
         return None
 
 
+def _eval_json(run: RunFolder, role: str) -> Any:
+    """An eval file's JSON; None when it is absent or not JSON."""
+    try:
+        return run.read_eval_json(role)
+    except ValueError:
+        return None
+
+
 def _config_conflicts(point: GridPoint, recorded: Mapping[str, Any]) -> list[str]:
     """Fields where a run folder's recorded config differs from the point's (compared flat:
     runs recorded before and after the noise was nested compare alike)."""
@@ -120,11 +128,8 @@ def plan_point(point: GridPoint) -> tuple[str, str | None]:
         if info.get("status") == "completed":
             if point.evaluation is None:
                 return "skip", None
-            try:
-                same = run.read_eval_json("settings") == _eval_settings(point)
-            except ValueError:
-                same = False
             if _evaluated(run):
+                same = _eval_json(run, "settings") == _eval_settings(point)
                 return ("skip", None) if same else ("evaluate", "evaluation settings changed")
             return "evaluate", None
     return ("resume" if run.last_checkpoint() is not None else "train"), None
@@ -133,11 +138,7 @@ def plan_point(point: GridPoint) -> tuple[str, str | None]:
 def _metrics(run_dir: str | Path) -> dict[str, Any]:
     """The headline numbers (:data:`_HEADLINES`) a run folder has."""
     run = RunFolder(run_dir)
-    try:
-        summary = run.read_eval_json("summary")
-    except ValueError:
-        summary = None
-    sources, out = {"info": _info(run), "summary": summary}, {}
+    sources, out = {"info": _info(run), "summary": _eval_json(run, "summary")}, {}
     for name, (source, *path) in _HEADLINES.items():
         value = sources[source]
         for key in path:
