@@ -13,17 +13,22 @@ import pytest
 HERE = Path(__file__).parent
 
 
+def _torchrun(nproc, *worker_args, timeout):
+    """Run tests/scripts/ddp_worker.py on `nproc` local ranks; fail with its output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(HERE.parent / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    # --standalone: a local rendezvous on a free port (no fixed port to collide on)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", str(HERE / "scripts" / "ddp_worker.py"),
+           *map(str, worker_args)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 @pytest.mark.parametrize("mode", ["concat", "sequential"])
 def test_two_ranks_train_and_draw_different_noise(tmp_path, mode):
-    env = dict(os.environ)
-    src = str(HERE.parent / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=0" if False else f"--master_port={29500 + os.getpid() % 1000}",
-           str(HERE / "scripts" / "ddp_worker.py"), str(tmp_path), mode]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _torchrun(2, tmp_path, mode, timeout=300)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert all(r["steps"] == 3 and r["finite"] for r in ranks)
@@ -170,12 +175,6 @@ def test_fsdp_on_gpus_trains_with_symnoise(tmp_path, mode, backend):
     if not torch.distributed.is_nccl_available():
         pytest.skip("needs NCCL for FSDP on GPUs")
     n = max(1, min(2, torch.cuda.device_count()))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(HERE.parent / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}",
-           f"--master_port={29600 + os.getpid() % 1000}",
-           str(HERE / "scripts" / "ddp_worker.py"), str(tmp_path), mode, backend]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _torchrun(n, tmp_path, mode, backend, timeout=600)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(n)]
     assert all(r["steps"] == 3 and r["finite"] for r in ranks)

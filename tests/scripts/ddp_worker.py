@@ -66,6 +66,12 @@ def main(out_dir: str, mode: str, backend: str = "ddp") -> None:
                    "loss": result.training_loss, "noise": drawn, "finite": grad_ok,
                    "param0": [] if fsdp else next(model.parameters()).flatten()[:16].tolist()},
                   fh)
+    # tear the process group down on every rank before exit: left to interpreter
+    # shutdown, gloo's threads can abort the process ("terminate called without an
+    # active exception") after the work is done
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
