@@ -11,6 +11,7 @@ keep the examples apart.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,12 +24,6 @@ __all__ = ["PaddingCollator", "PackingCollator", "pack_features"]
 Feature = dict[str, Any]
 
 
-def _round_up(n: int, multiple: int | None) -> int:
-    if not multiple:
-        return n
-    return ((n + multiple - 1) // multiple) * multiple
-
-
 class PaddingCollator:
     """Pad a list of features into a batch of LongTensors.
 
@@ -38,18 +33,11 @@ class PaddingCollator:
     Other keys of the features are ignored.
     """
 
-    def __init__(
-        self,
-        pad_token_id: int,
-        *,
-        label_pad_id: int = IGNORE_INDEX,
-        padding_side: str = "right",
-        pad_to_multiple_of: int | None = None,
-    ) -> None:
+    def __init__(self, pad_token_id: int, *, label_pad_id: int = IGNORE_INDEX,
+                 padding_side: str = "right", pad_to_multiple_of: int | None = None) -> None:
         if pad_token_id is None:
-            raise ValueError(
-                "pad_token_id is None: set tokenizer.pad_token (e.g. to the EOS token) first"
-            )
+            raise ValueError("pad_token_id is None: set tokenizer.pad_token (e.g. to the EOS "
+                             "token) first")
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
@@ -62,42 +50,33 @@ class PaddingCollator:
     def __call__(self, features: Sequence[Feature]) -> dict[str, torch.Tensor]:
         if not features:
             raise ValueError("cannot collate an empty list of features")
-        width = _round_up(max(len(f["input_ids"]) for f in features), self.pad_to_multiple_of)
+        width = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            width = math.ceil(width / self.pad_to_multiple_of) * self.pad_to_multiple_of
         has_labels = "labels" in features[0]
         has_pos = "position_ids" in features[0]
         for i, f in enumerate(features):
             n = len(f["input_ids"])
             for key in ("attention_mask", "labels", "position_ids"):
                 if key in f and len(f[key]) != n:
-                    raise ValueError(
-                        f"feature {i}: {key} has length {len(f[key])}, input_ids has {n}"
-                    )
+                    raise ValueError(f"feature {i}: {key} has length {len(f[key])}, "
+                                     f"input_ids has {n}")
             if has_labels != ("labels" in f) or has_pos != ("position_ids" in f):
                 raise ValueError(f"feature {i} has different keys from feature 0")
 
-        def pad(rows: list[list[int]], value: int) -> torch.Tensor:
+        def pad(rows: list[Any], value: int) -> torch.Tensor:
             out = torch.full((len(rows), width), value, dtype=torch.long)
             for r, row in enumerate(rows):
-                if not row:
-                    continue
-                t = torch.as_tensor(row, dtype=torch.long)
-                if self.padding_side == "right":
-                    out[r, : len(row)] = t
-                else:
-                    out[r, width - len(row) :] = t
+                start = 0 if self.padding_side == "right" else width - len(row)
+                out[r, start : start + len(row)] = torch.as_tensor(list(row), dtype=torch.long)
             return out
 
-        batch = {
-            "input_ids": pad([list(f["input_ids"]) for f in features], self.pad_token_id),
-            "attention_mask": pad(
-                [list(f.get("attention_mask") or [1] * len(f["input_ids"])) for f in features],
-                0,
-            ),
-        }
-        if has_labels:
-            batch["labels"] = pad([list(f["labels"]) for f in features], self.label_pad_id)
-        if has_pos:
-            batch["position_ids"] = pad([list(f["position_ids"]) for f in features], 0)
+        batch = {"input_ids": pad([f["input_ids"] for f in features], self.pad_token_id),
+                 "attention_mask": pad([f.get("attention_mask") or [1] * len(f["input_ids"])
+                                        for f in features], 0)}
+        for key, value in (("labels", self.label_pad_id), ("position_ids", 0)):
+            if key in features[0]:
+                batch[key] = pad([f[key] for f in features], value)
         return batch
 
 
@@ -144,26 +123,16 @@ class PackingCollator:
     every example; 0 on padding). The number of rows varies from batch to batch.
     """
 
-    def __init__(
-        self,
-        pad_token_id: int,
-        *,
-        max_length: int | None = None,
-        label_pad_id: int = IGNORE_INDEX,
-        pad_to_multiple_of: int | None = None,
-    ) -> None:
+    def __init__(self, pad_token_id: int, *, max_length: int | None = None,
+                 label_pad_id: int = IGNORE_INDEX, pad_to_multiple_of: int | None = None) -> None:
         self.max_length = max_length
-        self.padder = PaddingCollator(
-            pad_token_id,
-            label_pad_id=label_pad_id,
-            padding_side="right",
-            pad_to_multiple_of=pad_to_multiple_of,
-        )
+        self.padder = PaddingCollator(pad_token_id, label_pad_id=label_pad_id,
+                                      padding_side="right", pad_to_multiple_of=pad_to_multiple_of)
 
     def __call__(self, features: Sequence[Feature]) -> dict[str, torch.Tensor]:
         if not features:
             raise ValueError("cannot collate an empty list of features")
         limit = self.max_length
-        if limit is None:
+        if limit is None:  # the whole batch in one row
             limit = sum(len(f["input_ids"]) for f in features)
         return self.padder(pack_features(features, limit))

@@ -42,26 +42,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = [
-    "FORMATS",
-    "FORMAT_ALIASES",
-    "Example",
-    "DataError",
-    "DataReport",
-    "canonical_format",
-    "detect_format",
-    "record_to_example",
-    "to_examples",
-]
-
 FORMATS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
 FORMAT_ALIASES: dict[str, str] = {
-    "evol": "evol_instruct",
-    "evolinstruct": "evol_instruct",
-    "wizardlm": "evol_instruct",
-    "open_platypus": "openplatypus",
-    "platypus": "openplatypus",
-    "share_gpt": "sharegpt",
+    "evol": "evol_instruct", "evolinstruct": "evol_instruct", "wizardlm": "evol_instruct",
+    "open_platypus": "openplatypus", "platypus": "openplatypus", "share_gpt": "sharegpt",
 }
 MAX_REASONS = 20  # skipped-row reasons kept in a DataReport
 DETECT_ROWS = 100  # rows looked at by detect_format
@@ -90,22 +74,15 @@ class Example:
 
 
 class DataError(ValueError):
-    """A user-fixable problem with the data; the message names file, row and field."""
+    """A user-fixable problem with the data; the message names file, row and field.
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        file: str | None = None,
-        row: int | None = None,
-        field: str | None = None,
-        value: Any = None,
-    ) -> None:
-        self.file = file
-        self.row = row
-        self.field = field
-        self.value = value
-        self.reason = message
+    kind: the kind of bad row (``missing field``, ``empty field``, ...) when it is one.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
+                 field: str | None = None, value: Any = None, kind: str | None = None) -> None:
+        self.file, self.row, self.field, self.value = file, row, field, value
+        self.reason, self.kind = message, kind
         where = ""
         if file is not None:
             where = f"{file} row {row}: " if row is not None else f"{file}: "
@@ -151,21 +128,15 @@ def canonical_format(fmt: str) -> str:
     name = FORMAT_ALIASES.get(name, name)
     if name == "auto" or name in FORMATS:
         return name
-    raise DataError(
-        f"unknown data format {fmt!r}; expected one of: auto, {', '.join(FORMATS)}",
-        field="format",
-        value=fmt,
-    )
+    raise DataError(f"unknown data format {fmt!r}; expected one of: auto, {', '.join(FORMATS)}",
+                    field="format", value=fmt)
 
 
 # ---------------------------------------------------------------- detection
 
 
 def _conversation(record: dict[str, Any]) -> Any:
-    for key in _CONV_KEYS:
-        if key in record:
-            return record[key]
-    return None
+    return next((record[key] for key in _CONV_KEYS if key in record), None)
 
 
 def _row_kind(record: Any) -> str | None:
@@ -188,38 +159,23 @@ def detect_format(records: Sequence[Any], source_name: str = "<records>") -> str
     Raises DataError naming the source and the keys of its first row when no row of the
     first 100 looks like a known format.
     """
-    votes: Counter[str] = Counter()
-    first_keys: list[str] | None = None
-    for record in records[:DETECT_ROWS]:
-        if first_keys is None and isinstance(record, dict):
-            first_keys = sorted(map(str, record))
-        kind = _row_kind(record)
-        if kind is not None:
-            votes[kind] += 1
+    head = records[:DETECT_ROWS]
+    votes = Counter(kind for record in head if (kind := _row_kind(record)) is not None)
     if not votes:
         if not records:
             raise DataError("no records to detect the format from", file=source_name)
-        what = f"keys {first_keys}" if first_keys is not None else "no JSON objects"
+        first = next((sorted(map(str, r)) for r in head if isinstance(r, dict)), None)
+        what = f"keys {first}" if first is not None else "no JSON objects"
         raise DataError(
             f"cannot detect the data format: the first rows have {what}; expected "
             "instruction/output (alpaca, evol_instruct, openplatypus) or a 'conversations' "
             f"list (sharegpt, evol_instruct); pass the format explicitly ({', '.join(FORMATS)})",
-            file=source_name,
-        )
+            file=source_name)
     best = max(votes.values())
     return next(f for f in FORMATS if votes.get(f) == best)
 
 
 # ------------------------------------------------------------------ parsing
-
-
-class _BadRow(Exception):
-    def __init__(self, kind: str, message: str, field: str | None = None, value: Any = None):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.field = field
-        self.value = value
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -233,7 +189,7 @@ _CONV, _PAIR = "bad conversation", "no user->assistant pair"  # kinds of bad row
 def _need(ok: object, kind: str, message: str, field: str | None = None, value: Any = None) -> None:
     """Raise a bad row of this kind unless ``ok`` (each check is one table-like line)."""
     if not ok:
-        raise _BadRow(kind, message, field, value)
+        raise DataError(message, field=field, value=value, kind=kind)
 
 
 def _text(record: dict[str, Any], key: str, *, required: bool) -> str:
@@ -242,38 +198,24 @@ def _text(record: dict[str, Any], key: str, *, required: bool) -> str:
         _need(not required, "missing field", f"field {key!r} is missing", key)
         return ""
     got = f"{type(value).__name__} {_short(value)}"
-    _need(
-        isinstance(value, str),
-        "non-string field",
-        f"field {key!r} must be a string, got {got}",
-        key,
-        value,
-    )
+    _need(isinstance(value, str), "non-string field",
+          f"field {key!r} must be a string, got {got}", key, value)
     _need(not required or value.strip(), "empty field", f"field {key!r} is empty", key, value)
     return value
 
 
 def _turn(turn: Any, i: int, list_key: str) -> tuple[str, str]:
     where = f"{list_key}[{i}]"
-    _need(
-        isinstance(turn, dict),
-        _CONV,
-        f"{where} must be an object, got {type(turn).__name__}",
-        where,
-    )
+    _need(isinstance(turn, dict), _CONV, f"{where} must be an object, got {type(turn).__name__}",
+          where)
     role = turn.get("from", turn.get("role"))
     no_role = f"{where} has no speaker ('from' or 'role'), got {_short(role)}"
     _need(isinstance(role, str), _CONV, no_role, where + ".from", role)
     key = "value" if "value" in turn else "content"
     text = turn.get(key)
     got = f"{type(text).__name__} {_short(text)}"
-    _need(
-        isinstance(text, str),
-        "non-string field",
-        f"field '{where}.{key}' must be a string, got {got}",
-        f"{where}.{key}",
-        text,
-    )
+    _need(isinstance(text, str), "non-string field",
+          f"field '{where}.{key}' must be a string, got {got}", f"{where}.{key}", text)
     return role.strip().lower(), text
 
 
@@ -283,13 +225,8 @@ def _conversation_pair(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]
     _need(key is not None, "missing field", "field 'conversations' is missing", "conversations")
     turns = record[key]
     got = type(turns).__name__
-    _need(
-        isinstance(turns, list),
-        _CONV,
-        f"field {key!r} must be a list of turns, got {got}",
-        key,
-        turns,
-    )
+    _need(isinstance(turns, list), _CONV, f"field {key!r} must be a list of turns, got {got}",
+          key, turns)
     notes: dict[str, Any] = {k: v for k, v in record.items() if k != key}
     system: list[str] = []
     skipped_leading = 0
@@ -304,12 +241,8 @@ def _conversation_pair(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]
         known = sorted(_USER | _ASSISTANT | _SYSTEM)
         unknown = f"{key}[{i}] has unknown speaker {role!r}; expected one of {known}"
         _need(role in _USER, _CONV, unknown, f"{key}[{i}].from", role)
-        _need(
-            i + 1 < len(turns),
-            _PAIR,
-            f"{key}[{i}] (user) is not followed by an assistant turn",
-            key,
-        )
+        _need(i + 1 < len(turns), _PAIR,
+              f"{key}[{i}] (user) is not followed by an assistant turn", key)
         next_role, reply = _turn(turns[i + 1], i + 1, key)
         not_assistant = f"{key}[{i}] (user) is followed by {next_role!r}, not an assistant turn"
         _need(next_role in _ASSISTANT, _PAIR, not_assistant, f"{key}[{i + 1}].from", next_role)
@@ -322,7 +255,8 @@ def _conversation_pair(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]
         extra["skipped_leading_turns"] = skipped_leading
         notes.update({k: v for k, v in extra.items() if k == "system" or v})
         return text, reply, notes
-    raise _BadRow(_PAIR, f"field {key!r} has no user turn followed by an assistant turn", key)
+    raise DataError(f"field {key!r} has no user turn followed by an assistant turn", field=key,
+                    kind=_PAIR)
 
 
 def record_to_example(record: Any, fmt: str, source: str = "") -> Example:
@@ -332,24 +266,16 @@ def record_to_example(record: Any, fmt: str, source: str = "") -> Example:
         raise DataError("record_to_example needs an explicit format, got 'auto'")
     try:
         return _parse(record, fmt, source)
-    except _BadRow as bad:
-        raise DataError(
-            bad.message, file=source or None, field=bad.field, value=bad.value
-        ) from None
+    except DataError as bad:
+        raise DataError(bad.reason, file=source or None, field=bad.field, value=bad.value,
+                        kind=bad.kind) from None
 
 
 def _parse(record: Any, fmt: str, source: str) -> Example:
-    _need(
-        isinstance(record, dict),
-        "not an object",
-        f"row must be a JSON object, got {type(record).__name__}",
-    )
-    if (
-        fmt == "alpaca"
-        or fmt == "openplatypus"
-        or (fmt == "evol_instruct" and _conversation(record) is None)
-    ):
-        # flat forms (evol_instruct: the 70k form, input optional)
+    _need(isinstance(record, dict), "not an object",
+          f"row must be a JSON object, got {type(record).__name__}")
+    if fmt != "sharegpt" and (fmt != "evol_instruct" or _conversation(record) is None):
+        # flat forms: alpaca, openplatypus, evol_instruct's 70k form (input optional)
         flat = ("instruction", "input", "output")
         instruction, inp, output = (_text(record, k, required=k != "input") for k in flat)
         meta = {k: v for k, v in record.items() if k not in flat}
@@ -359,13 +285,8 @@ def _parse(record: Any, fmt: str, source: str) -> Example:
     return Example(user, "", reply, source, notes)
 
 
-def to_examples(
-    records: Iterable[Any],
-    fmt: str,
-    source_name: str = "<records>",
-    *,
-    skip_bad_rows: bool = False,
-) -> tuple[list[Example], DataReport]:
+def to_examples(records: Iterable[Any], fmt: str, source_name: str = "<records>", *,
+                skip_bad_rows: bool = False) -> tuple[list[Example], DataReport]:
     """Turn ``records`` into examples of format ``fmt`` (``"auto"``: :func:`detect_format`).
 
     Each example's ``source`` is ``"{source_name}:{row}"``. A bad row raises
@@ -383,20 +304,15 @@ def to_examples(
     for row, record in enumerate(records):
         try:
             example = _parse(record, name, f"{source_name}:{row}")
-        except _BadRow as bad:
+        except DataError as bad:
             if not skip_bad_rows:
                 hint = f" (format {name}, auto-detected)" if detected else ""
-                raise DataError(
-                    bad.message + hint,
-                    file=source_name,
-                    row=row,
-                    field=bad.field,
-                    value=bad.value,
-                ) from None
+                raise DataError(bad.reason + hint, file=source_name, row=row, field=bad.field,
+                                value=bad.value, kind=bad.kind) from None
             kinds[bad.kind] += 1
             report.skipped += 1
             if len(report.skipped_reasons) < MAX_REASONS:
-                report.skipped_reasons.append(f"{source_name}:{row}: {bad.message}")
+                report.skipped_reasons.append(f"{source_name}:{row}: {bad.reason}")
             continue
         if "cut_turns" in example.meta:
             report.multi_turn_cut += 1

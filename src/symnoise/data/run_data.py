@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TrainConfig
-from . import PreparedData, prepare_dataset
 from .formats import Example
 from .spec import parse_data_spec
+from .tokenize import PreparedData, prepare_dataset
 
 __all__ = ["RunData", "load_run_data"]
 

@@ -3,7 +3,8 @@
 :func:`load_records` returns plain ``dict`` records plus a display name used in error
 messages and provenance (``Example.source``). Nothing here touches the network unless
 the source is neither a local file nor a local directory (then it is tried as a Hugging
-Face Hub dataset id through ``datasets.load_dataset``).
+Face Hub dataset id through ``datasets.load_dataset``). :func:`load_examples` parses
+them into examples (:mod:`symnoise.data.formats`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .formats import DataError
+from .formats import DataError, DataReport, Example, to_examples
 from .spec import FILE_SUFFIXES, SYNTHETIC, parse_data_spec
 
-__all__ = ["FILE_SUFFIXES", "SYNTHETIC", "load_records", "read_json", "read_jsonl", "read_parquet"]
+__all__ = ["FILE_SUFFIXES", "SYNTHETIC", "load_examples", "load_records", "read_json",
+           "read_jsonl", "read_parquet"]
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
@@ -40,21 +42,6 @@ def read_jsonl(path: str | Path) -> list[Any]:
     return records
 
 
-def _records_from_json(data: Any, path: str, split: str) -> list[Any]:
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for key in (split, "data", "train"):
-            if key in data and isinstance(data[key], list):
-                return data[key]
-        raise DataError(
-            f"expected a list of records, or an object with a {split!r} or 'data' list; "
-            f"got an object with keys {sorted(map(str, data))[:20]}",
-            file=path,
-        )
-    raise DataError(f"expected a list of records, got {type(data).__name__}", file=path)
-
-
 def read_json(path: str | Path, *, split: str = "train") -> list[Any]:
     """Records of a JSON file: a list, or ``{"data"|split: [...]}``.
 
@@ -69,21 +56,24 @@ def read_json(path: str | Path, *, split: str = "train") -> list[Any]:
         raise DataError(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=str(path)
         ) from None
-    return _records_from_json(data, str(path), split)
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        raise DataError(f"expected a list of records, got {type(data).__name__}", file=str(path))
+    lists = (data[key] for key in (split, "data", "train") if isinstance(data.get(key), list))
+    found = next(lists, None)
+    if found is None:
+        raise DataError(
+            f"expected a list of records, or an object with a {split!r} or 'data' list; "
+            f"got an object with keys {sorted(map(str, data))[:20]}", file=str(path))
+    return found
 
 
 def read_parquet(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a Parquet file as plain Python objects (nulls become ``None``).
+    """Records of a Parquet file as plain Python objects (nulls become ``None``), read with
+    pyarrow (a dependency of ``datasets``)."""
+    import pyarrow.parquet as pq
 
-    Uses pyarrow (a dependency of ``datasets``); falls back to ``datasets`` otherwise.
-    """
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - pyarrow ships with datasets
-        import datasets
-
-        ds = datasets.Dataset.from_parquet(str(path))
-        return ds.to_list()
     try:
         return pq.read_table(str(path)).to_pylist()
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
@@ -96,8 +86,7 @@ def _dataset_records(obj: Any, split: str, name: str) -> tuple[list[dict[str, An
         if split not in obj:
             raise DataError(
                 f"split {split!r} not found; available splits: {', '.join(map(str, obj))}",
-                file=name,
-            )
+                file=name)
         return obj[split].to_list(), f"{name}[{split}]"
     return obj.to_list(), name
 
@@ -130,19 +119,8 @@ def _load_hub(name: str, split: str) -> tuple[list[dict[str, Any]], str]:
     return ds.to_list(), name
 
 
-def _load_synthetic(split: str, n: int | None, seed: int) -> tuple[list[dict[str, Any]], str]:
-    from .synthetic import load_synthetic  # lazy: written separately, heavy-free import
-
-    return load_synthetic(split, seed=seed, n=n), f"{SYNTHETIC}:{split}"
-
-
-def load_records(
-    source: Any,
-    *,
-    split: str = "train",
-    synthetic_n: int | None = None,
-    synthetic_seed: int = 0,
-) -> tuple[list[Any], str]:
+def load_records(source: Any, *, split: str = "train", synthetic_n: int | None = None,
+                 synthetic_seed: int = 0) -> tuple[list[Any], str]:
     """Load raw records from ``source``; return ``(records, display_name)``.
 
     ``source`` may be
@@ -175,7 +153,10 @@ def load_records(
         )
     spec = parse_data_spec(source)
     if spec.is_synthetic:
-        return _load_synthetic(spec.split or split, synthetic_n, synthetic_seed)
+        from .synthetic import load_synthetic  # lazy: only when the suite is asked for
+
+        split = spec.split or split
+        return load_synthetic(split, seed=synthetic_seed, n=synthetic_n), f"{SYNTHETIC}:{split}"
     text = spec.path
     path = Path(text).expanduser()
     if path.is_dir():
@@ -188,11 +169,29 @@ def load_records(
             return read_jsonl(path), text
         if suffix == ".parquet":
             return read_parquet(path), text
-        raise DataError(
-            f"unsupported file type {suffix or '(no suffix)'!r}; expected one of "
-            f"{', '.join(FILE_SUFFIXES)}",
-            file=text,
-        )
+        raise DataError(f"unsupported file type {suffix or '(no suffix)'!r}; expected one of "
+                        f"{', '.join(FILE_SUFFIXES)}", file=text)
     if spec.kind == "path":
         raise FileNotFoundError(f"data file not found: {text}")
     return _load_hub(text, split)
+
+
+def load_examples(source: Any, *, fmt: str = "auto", skip_bad_rows: bool = False,
+                  max_examples: int | None = None, split: str = "train",
+                  synthetic_n: int | None = None, synthetic_seed: int = 0,
+                  ) -> tuple[list[Example], DataReport]:
+    """Load ``source`` (see :func:`load_records`) and parse it into examples.
+
+    ``max_examples`` keeps the first N valid examples (the rest are counted as
+    ``limited``); every row is still checked.
+    """
+    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 0):
+        raise ValueError(f"max_examples must be a non-negative integer, got {max_examples!r}")
+    records, name = load_records(source, split=split, synthetic_n=synthetic_n,
+                                 synthetic_seed=synthetic_seed)
+    examples, report = to_examples(records, fmt, name, skip_bad_rows=skip_bad_rows)
+    if max_examples is not None and len(examples) > max_examples:
+        report.limited = len(examples) - max_examples
+        examples = examples[:max_examples]
+        report.used = len(examples)
+    return examples, report

@@ -19,18 +19,8 @@ from typing import Any
 
 from .formats import Example
 
-__all__ = [
-    "TEMPLATES",
-    "TEMPLATE_ALIASES",
-    "Template",
-    "AlpacaTemplate",
-    "VicunaTemplate",
-    "ChatTemplate",
-    "get_template",
-    "default_template_for",
-    "format_prompt",
-    "user_message",
-]
+__all__ = ["TEMPLATES", "TEMPLATE_ALIASES", "Template", "AlpacaTemplate", "VicunaTemplate",
+           "ChatTemplate", "get_template", "default_template_for", "format_prompt", "user_message"]
 
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides "
@@ -89,7 +79,6 @@ class AlpacaTemplate(Template):
     """The Stanford Alpaca prompt."""
 
     name = "alpaca"
-    response_prefix = ""
 
     def render(self, instruction: str, input: str = "") -> str:
         if input and input.strip():
@@ -114,7 +103,6 @@ class ChatTemplate(Template):
     """The tokenizer's own chat template with one user message and the generation prompt."""
 
     name = "chat"
-    response_prefix = ""
 
     def __init__(self, tokenizer: Any, system: str | None = None) -> None:
         if tokenizer is None:
@@ -129,16 +117,11 @@ class ChatTemplate(Template):
         self.system = system
 
     def render(self, instruction: str, input: str = "") -> str:
-        messages = []
-        if self.system:
-            messages.append({"role": "system", "content": self.system})
-        messages.append({"role": "user", "content": user_message(instruction, input)})
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-        if not isinstance(text, str):  # some versions return a list for batched input
-            text = text[0]
-        return text
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        messages = [*system, {"role": "user", "content": user_message(instruction, input)}]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=True)
+        return text if isinstance(text, str) else text[0]  # some versions return a list
 
 
 def get_template(name: str | Template, tokenizer: Any = None) -> Template:
@@ -153,14 +136,13 @@ def get_template(name: str | Template, tokenizer: Any = None) -> Template:
         raise ValueError(f"template must be a name, got {name!r}")
     key = name.strip().lower()
     key = TEMPLATE_ALIASES.get(key, key)
-    if key == "alpaca":
-        return AlpacaTemplate()
-    if key == "vicuna":
-        return VicunaTemplate()
-    if key == "chat":
-        return ChatTemplate(tokenizer)
+    if key in TEMPLATES:
+        return ChatTemplate(tokenizer) if key == "chat" else _SIMPLE[key]()
     known = ", ".join(TEMPLATES + tuple(TEMPLATE_ALIASES))
     raise ValueError(f"unknown prompt template {name!r}; expected one of: {known}")
+
+
+_SIMPLE: dict[str, type[Template]] = {"alpaca": AlpacaTemplate, "vicuna": VicunaTemplate}
 
 
 def default_template_for(fmt: str) -> str:
@@ -168,8 +150,7 @@ def default_template_for(fmt: str) -> str:
     return "vicuna" if fmt == "sharegpt" else "alpaca"
 
 
-def format_prompt(
-    template: str | Template, instruction: str, input: str = "", *, tokenizer: Any = None
-) -> str:
+def format_prompt(template: str | Template, instruction: str, input: str = "", *,
+                  tokenizer: Any = None) -> str:
     """The prompt for ``instruction``/``input`` under ``template`` (e.g. at generation)."""
     return get_template(template, tokenizer).render(instruction, input)

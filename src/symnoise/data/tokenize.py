@@ -23,10 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .formats import Example
-from .templates import Template, get_template
+from .formats import DataReport, Example
+from .sources import load_examples
+from .templates import Template, default_template_for, get_template
 
-__all__ = ["IGNORE_INDEX", "TokenizeReport", "tokenize_examples", "special_prefix"]
+__all__ = ["IGNORE_INDEX", "PreparedData", "TokenizeReport", "prepare_dataset", "special_prefix",
+           "tokenize_examples"]
 
 IGNORE_INDEX = -100
 _BATCH = 1000  # texts per tokenizer call
@@ -83,14 +85,9 @@ def special_prefix(tokenizer: Any) -> list[int]:
     return [bos] if bos is not None and with_special[:1] == [bos] else []
 
 
-def tokenize_examples(
-    examples: Sequence[Example],
-    tokenizer: Any,
-    template: str | Template,
-    *,
-    max_length: int = 512,
-    add_eos: bool = True,
-) -> tuple[list[dict[str, list[int]]], TokenizeReport]:
+def tokenize_examples(examples: Sequence[Example], tokenizer: Any, template: str | Template, *,
+                      max_length: int = 512, add_eos: bool = True,
+                      ) -> tuple[list[dict[str, list[int]]], TokenizeReport]:
     """Tokenise ``examples`` under ``template`` into features with response-only labels.
 
     Each feature is ``{"input_ids", "attention_mask", "labels"}`` (lists of ints). Raises
@@ -135,12 +132,64 @@ def tokenize_examples(
         report.total_tokens += len(ids)
         report.response_tokens += n_response
         report.kept_indices.append(i)
-        features.append(
-            {
-                "input_ids": ids,
-                "attention_mask": [1] * len(ids),
-                "labels": [IGNORE_INDEX] * n_prompt + ids[n_prompt:],
-            }
-        )
+        features.append({"input_ids": ids, "attention_mask": [1] * len(ids),
+                         "labels": [IGNORE_INDEX] * n_prompt + ids[n_prompt:]})
     report.n_out = len(features)
     return features, report
+
+
+@dataclass
+class PreparedData:
+    """Everything :func:`prepare_dataset` produced.
+
+    features[i] was made from examples[i] (examples dropped at tokenisation are not in
+    ``examples``). format: the data format used (detected when ``fmt="auto"``);
+    template: the template's name.
+    """
+
+    features: list[dict[str, list[int]]]
+    examples: list[Example]
+    format: str
+    template: str
+    source: str
+    data_report: DataReport
+    tokenize_report: TokenizeReport
+    max_length: int
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and choices for the run record (``run.json``)."""
+        d, t = self.data_report, self.tokenize_report
+        return {"source": self.source, "format": self.format, "format_detected": d.detected,
+                "template": self.template, "max_length": self.max_length, "read": d.read,
+                "used": d.used, "skipped": d.skipped,
+                "skipped_reasons": list(d.skipped_reasons), "limited": d.limited,
+                "multi_turn_cut": d.multi_turn_cut, "system_turns": d.system_turns,
+                "features": t.n_out, "truncated": t.truncated,
+                "dropped_no_response": t.dropped_no_response, "total_tokens": t.total_tokens,
+                "response_tokens": t.response_tokens, "max_len_seen": t.max_len_seen}
+
+
+def prepare_dataset(source: Any, tokenizer: Any, *, fmt: str = "auto",
+                    template: str | Template | None = None, max_length: int = 512,
+                    skip_bad_rows: bool = False, max_examples: int | None = None,
+                    split: str = "train", synthetic_n: int | None = None,
+                    synthetic_seed: int = 0, add_eos: bool = True) -> PreparedData:
+    """Load, parse, template and tokenise ``source`` for response-only fine-tuning.
+
+    template None: the paper's choice for the format (:func:`default_template_for`).
+    Raises DataError (bad file/row/format), FileNotFoundError (missing path) or
+    ValueError (unknown template, tokenizer without EOS).
+    """
+    examples, data_report = load_examples(
+        source, fmt=fmt, skip_bad_rows=skip_bad_rows, max_examples=max_examples, split=split,
+        synthetic_n=synthetic_n, synthetic_seed=synthetic_seed)
+    tmpl = get_template(
+        template if template is not None else default_template_for(data_report.format), tokenizer)
+    features, tok_report = tokenize_examples(examples, tokenizer, tmpl, max_length=max_length,
+                                             add_eos=add_eos)
+    return PreparedData(features, [examples[i] for i in tok_report.kept_indices],
+                        data_report.format, tmpl.name, data_report.source, data_report,
+                        tok_report, max_length)
