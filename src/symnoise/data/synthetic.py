@@ -106,9 +106,8 @@ class Family:
 
     def phrasings(self, split: str) -> tuple[Phrasing, ...]:
         """Phrasings used by a split (``train``, ``heldout`` or its alias ``test``)."""
-        return (
-            self.train_phrasings if _canonical_split(split) == "train" else self.heldout_phrasings
-        )
+        train = _canonical_split(split) == "train"
+        return self.train_phrasings if train else self.heldout_phrasings
 
 
 FAMILIES: dict[str, Family] = {}
@@ -510,9 +509,8 @@ def _is_heldout_key(key: tuple[str, ...]) -> bool:
     return int.from_bytes(digest[:8], "big") % _HELDOUT_MODULUS == 0
 
 
-def _draw(
-    fam: Family, rng: random.Random, heldout: bool, seen: set[tuple[str, ...]]
-) -> tuple[Fields, str, tuple[str, ...]]:
+def _draw(fam: Family, rng: random.Random, heldout: bool,
+          seen: set[tuple[str, ...]]) -> tuple[Fields, str, tuple[str, ...]]:
     """Draw an example on the right side of the partition, new to ``seen`` when possible."""
     fallback: tuple[Fields, str, tuple[str, ...]] | None = None
     repeats = 0
@@ -566,10 +564,8 @@ def generate_suite(
     further draws found no fresh one for its family (never at the default sizes); count
     repeats with :func:`example_key`.
     """
-    return SyntheticSuite(
-        train=_generate_split(seed, n_train, "train"),
-        heldout=_generate_split(seed, n_heldout, "heldout"),
-    )
+    return SyntheticSuite(train=_generate_split(seed, n_train, "train"),
+                          heldout=_generate_split(seed, n_heldout, "heldout"))
 
 
 def load_synthetic(split: str = "train", seed: int = 0, n: int | None = None) -> list[dict]:
@@ -608,9 +604,8 @@ def family_of(record: Mapping[str, Any]) -> Family:
     if name is None:
         raise ValueError(f"record has no 'family' field: {dict(record)!r}")
     if name not in FAMILIES:
-        raise ValueError(
-            f"unknown synthetic family {name!r}; expected one of: {', '.join(FAMILIES)}"
-        )
+        raise ValueError(f"unknown synthetic family {name!r}; expected one of: "
+                         f"{', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 
@@ -625,10 +620,8 @@ def example_fields(record: Mapping[str, Any]) -> dict[str, str]:
         raise ValueError(f"record of family {fam.name!r} has unknown phrasing {pid!r}")
     phrasing = _PHRASINGS[pid][1]
     fields: dict[str, str] = {}
-    for template, text in (
-        (phrasing.instruction, record.get("instruction", "")),
-        (phrasing.input, record.get("input", "")),
-    ):
+    for template, text in ((phrasing.instruction, record.get("instruction", "")),
+                           (phrasing.input, record.get("input", ""))):
         match = _template_regex(template).fullmatch(text)
         if match is None:
             raise ValueError(f"record text does not fit phrasing {pid!r}: {text!r}")
