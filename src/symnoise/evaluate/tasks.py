@@ -38,8 +38,6 @@ SCORES_JSON = EVAL_FILES["synthetic_scores"]
 SCORES_MD = EVAL_FILES["synthetic_scores_md"]
 ITEMS_JSONL = EVAL_FILES["synthetic_items"]
 
-# -- Reading an answer, by the family's answer kind (symnoise.data.synthetic.Family) -----
-
 _PREFIX_RE = re.compile(
     r"^(?:the\s+)?(?:final\s+)?(?:answer|result|output|response)\b(?:\s+is)?\s*[:=]?\s*",
     re.IGNORECASE,
@@ -164,9 +162,6 @@ def _is_formatted(kind: str, response: str) -> bool:
     return "\n" not in raw and _FORMATS[kind].fullmatch(raw) is not None
 
 
-# -- Checking and scoring ------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class CheckResult:
     """Verdict on one response: ``correct``, the answer read equals the canonical one under
@@ -220,7 +215,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return low, high
 
 
-def _summary(correct: int, formatted: int, n: int) -> dict[str, Any]:
+def _summary(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    n, correct = len(items), sum(item["correct"] for item in items)
+    formatted = sum(item["formatted"] for item in items)
     return {"n": n, "correct": correct, "accuracy": correct / n,
             "accuracy_ci95": wilson_interval(correct, n), "formatted": formatted,
             "format_rate": formatted / n}
@@ -247,15 +244,9 @@ def check_responses(records: Sequence[Mapping[str, Any]],
 
 def _tally(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """:func:`score_responses`'s result, from :func:`item_rows`."""
-    tallies: dict[str, list[int]] = {}
-    for item in items:
-        tally = tallies.setdefault(item["family"], [0, 0, 0])
-        tally[0] += item["correct"]
-        tally[1] += item["formatted"]
-        tally[2] += 1
-    summary = _summary(*(sum(t[j] for t in tallies.values()) for j in range(3)))
-    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
-    return summary
+    families = {name: [item for item in items if item["family"] == name] for name in FAMILIES}
+    return {**_summary(items),
+            "per_family": {name: _summary(rows) for name, rows in families.items() if rows}}
 
 
 def score_responses(
@@ -297,9 +288,6 @@ def unique_ids(ids: Iterable[str]) -> list[str]:
         seen[base] = seen.get(base, 0) + 1
         out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
     return out
-
-
-# -- Scoring a model: outputs files and reports --------------------------------------
 
 
 @dataclass
