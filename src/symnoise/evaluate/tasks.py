@@ -86,17 +86,13 @@ def _split_items(text: str) -> list[str]:
     return [item for item in items if item]
 
 
-def _json_equal(a: Any, b: Any) -> bool:
-    """JSON equality that keeps booleans apart from numbers (``True != 1``)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
+def _typed(value: Any) -> Any:
+    """A JSON value with booleans marked, so that comparing two keeps ``True != 1``."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return isinstance(value, bool), value
 
 
 def _read_json(response: str, answer: str) -> tuple[str | None, bool]:
@@ -109,7 +105,7 @@ def _read_json(response: str, answer: str) -> tuple[str | None, bool]:
         value = json.loads(snippet)
     except json.JSONDecodeError:
         return snippet, False
-    return snippet, _json_equal(value, json.loads(answer))
+    return snippet, _typed(value) == _typed(json.loads(answer))
 
 
 def _read(kind: str, response: str, answer: str) -> tuple[str | None, bool]:
@@ -191,9 +187,8 @@ def check_answer(record: Mapping[str, Any], response: str | None) -> CheckResult
     if not isinstance(response, str):
         raise ValueError(f"response must be a string, got {type(response).__name__}")
     extracted, correct = _read(fam.kind, response, answer)
-    return CheckResult(
-        correct=correct, formatted=_is_formatted(fam.kind, response), extracted=extracted
-    )
+    return CheckResult(correct=correct, formatted=_is_formatted(fam.kind, response),
+                       extracted=extracted)
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -228,9 +223,8 @@ def check_responses(records: Sequence[Mapping[str, Any]],
     """:func:`check_answer` of every (record, response) pair. Lengths must match and be
     non-zero; a bad record raises ValueError naming its index."""
     if len(records) != len(responses):
-        raise ValueError(
-            f"got {len(records)} records but {len(responses)} responses; they must pair up"
-        )
+        raise ValueError(f"got {len(records)} records but {len(responses)} responses; "
+                         "they must pair up")
     if not records:
         raise ValueError("no records to score")
     results = []
@@ -249,9 +243,8 @@ def _tally(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "per_family": {name: _summary(rows) for name, rows in families.items() if rows}}
 
 
-def score_responses(
-    records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
-) -> dict[str, Any]:
+def score_responses(records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
+                    ) -> dict[str, Any]:
     """Score responses against records with :func:`check_answer`.
 
     Returns ``{"n", "correct", "accuracy", "accuracy_ci95", "formatted", "format_rate",
