@@ -32,7 +32,7 @@ import random
 import statistics
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,18 +91,12 @@ def make_judge(spec: str, base_url: str | None = None, *, api_key: str | None = 
     raise JudgeError(f"unknown judge spec {spec!r}; expected 'openai:MODEL' or 'hf:PATH'")
 
 
-@contextlib.contextmanager
 def open_judge(judge: str | Judge, base_url: str | None = None, **options: Any
-               ) -> Iterator[Judge]:
+               ) -> contextlib.AbstractContextManager[Judge]:
     """``judge`` itself, or the judge its spec names (:func:`make_judge`), closed on exit."""
     if isinstance(judge, Judge):
-        yield judge
-        return
-    built = make_judge(judge, base_url, **options)
-    try:
-        yield built
-    finally:
-        built.close()
+        return contextlib.nullcontext(judge)
+    return contextlib.closing(make_judge(judge, base_url, **options))
 
 
 class AnnotationCache:
@@ -164,9 +158,8 @@ class AnnotationCache:
 
     def get(self, key: str) -> JudgeResult | None:
         entry = self._entries.get(key)
-        if entry is None:
-            return None
-        return JudgeResult(**{f: entry.get(f) for f in self.FIELDS}, cached=True)
+        return None if entry is None else JudgeResult(**{f: entry.get(f) for f in self.FIELDS},
+                                                      cached=True)
 
     def put(self, key: str, judge: str, result: JudgeResult) -> None:
         if result.status == "error":
@@ -175,8 +168,7 @@ class AnnotationCache:
                  **{f: getattr(result, f) for f in self.FIELDS}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            fh.flush()
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")  # flushed on close
         self._entries[key] = entry
 
 
