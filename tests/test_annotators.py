@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 from _fake_openai import FakeAPI, serve
 
-from symnoise.evaluate.annotators import PAPER_ANNOTATORS, available_annotators, run_judge
-from symnoise.evaluate.judge import ANNOTATIONS_FILE, LEADERBOARD_JSON, JudgeError
+from symnoise.evaluate.judge import (
+    ANNOTATIONS_FILE,
+    LEADERBOARD_JSON,
+    PAPER_ANNOTATORS,
+    JudgeError,
+    available_annotators,
+    run_judge,
+)
 
 MODEL = [{"instruction": f"Task {i}", "output": f"model answer {i}", "generator": "mine"}
          for i in range(6)] + [{"instruction": "Fix", "input": "teh", "output": "the",

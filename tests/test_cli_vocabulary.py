@@ -14,8 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import symnoise.evaluate.annotators as annotators
 import symnoise.evaluate.harness as harness
+import symnoise.evaluate.judge as annotators
 import symnoise.evaluate.judge_check as judge_check
 import symnoise.experiments.demo as demo
 import symnoise.experiments.evaluation as evaluation

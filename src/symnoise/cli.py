@@ -298,7 +298,7 @@ def judge(
     as_json: Json = False,
 ) -> None:
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
-    from .evaluate.annotators import run_judge
+    from .evaluate.judge import run_judge
 
     options: dict[str, Any] = {"both_orders": both_orders} if both_orders else {}
     _emit(_call(run_judge, model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,

@@ -1,12 +1,24 @@
-"""Pairwise win rate against reference outputs with an LLM judge and our prompt.
+"""Judge model outputs against reference outputs: our pairwise prompt with any judge
+(:func:`judge_outputs`), or one of AlpacaEval's own annotators (:func:`annotate`);
+:func:`run_judge` picks by annotator.
 
-Two AlpacaEval model-outputs files are paired by the whole prompt; each pair is shown to a
-judge in a seeded random order (or both orders). AlpacaEval conventions: ``output_1`` is
-the reference, ``output_2`` the model, ``preference`` 1 (reference better) .. 2 (model
-better). Judges (:func:`make_judge`): ``openai:MODEL`` (:mod:`.openai_judge`) or ``hf:PATH``
-(:mod:`.hf_judge`); AlpacaEval's own annotators run through :mod:`.annotators`. Every
-verdict is appended to ``judge_cache.jsonl`` as soon as it is known, so a rerun never asks
-the same question twice.
+Two AlpacaEval model-outputs files are paired by the whole prompt. AlpacaEval conventions:
+``output_1`` is the reference, ``output_2`` the model, ``preference`` 1 (reference better)
+.. 2 (model better).
+
+Ours: each pair is shown to a judge (:func:`make_judge`: ``openai:MODEL`` or ``hf:PATH``,
+:mod:`.judge_backends`) in a seeded random order (or both orders). Every verdict is
+appended to ``judge_cache.jsonl`` as soon as it is known, so a rerun never asks the same
+question twice.
+
+AlpacaEval's annotators run through the alpaca_eval package (prompts, parsers, order
+randomisation, preference processing) with its configuration, except where requests go:
+its model name becomes the judge's and its completion function sends each ChatML prompt
+through an :class:`OpenAIJudge` (same ``base_url``, retries and concurrency as our own
+prompt). For annotators parsed from log-probabilities (``logprob_parser``), a reply whose
+top log-probabilities hold no label token is asked again restricted to the label tokens;
+text-parsed annotators keep alpaca_eval's parsers, and what they cannot parse is counted
+as unparseable.
 """
 
 from __future__ import annotations
@@ -14,20 +26,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import statistics
+import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic, write_text_atomic
 from ..outputs import OutputsError, full_instruction, read_outputs
-from .hf_judge import HFJudge
+from .judge_backends import HFJudge, OpenAIJudge
 from .judge_prompts import TEMPLATE_VERSION, Judge, JudgeError, JudgeItem, JudgeResult
-from .openai_judge import OpenAIJudge
 from .winrate import (
     NO_DATASET,
     OUR_ANNOTATOR,
@@ -35,6 +48,7 @@ from .winrate import (
     JudgeReport,
     build_report,
     leaderboard_markdown,
+    load_alpaca_eval,
     short,
     win_rate,
 )
@@ -43,13 +57,17 @@ __all__ = [
     "JudgeError", "JudgeItem", "JudgeResult", "Judge", "OpenAIJudge", "HFJudge", "make_judge",
     "AnnotationCache", "DatasetScore", "JudgeReport", "load_outputs", "pair_outputs",
     "win_rate", "judge_outputs", "write_results", "CACHE_FILE", "ANNOTATIONS_FILE",
-    "LEADERBOARD_JSON", "LEADERBOARD_MD", "NO_DATASET", "OUR_ANNOTATOR",
+    "LEADERBOARD_JSON", "LEADERBOARD_MD", "NO_DATASET", "OUR_ANNOTATOR", "PAPER_ANNOTATORS",
+    "available_annotators", "annotate", "run_judge", "ALPACA_EVAL_CACHE",
 ]
 
 CACHE_FILE = "judge_cache.jsonl"
 ANNOTATIONS_FILE = "annotations.json"
 LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
+ALPACA_EVAL_CACHE = "alpaca_eval_annotator_cache.json"
+# The paper's GPT-4 judge (Table 1), its ChatGPT judge (Tables 2, 3), AlpacaEval 2's default.
+PAPER_ANNOTATORS = ("alpaca_eval_gpt4", "chatgpt_fn", "weighted_alpaca_eval_gpt4_turbo")
 
 OutputsSource = str | os.PathLike[str] | Sequence[dict[str, Any]]
 
@@ -73,18 +91,12 @@ def make_judge(spec: str, base_url: str | None = None, *, api_key: str | None = 
     raise JudgeError(f"unknown judge spec {spec!r}; expected 'openai:MODEL' or 'hf:PATH'")
 
 
-@contextlib.contextmanager
 def open_judge(judge: str | Judge, base_url: str | None = None, **options: Any
-               ) -> Iterator[Judge]:
+               ) -> contextlib.AbstractContextManager[Judge]:
     """``judge`` itself, or the judge its spec names (:func:`make_judge`), closed on exit."""
     if isinstance(judge, Judge):
-        yield judge
-        return
-    built = make_judge(judge, base_url, **options)
-    try:
-        yield built
-    finally:
-        built.close()
+        return contextlib.nullcontext(judge)
+    return contextlib.closing(make_judge(judge, base_url, **options))
 
 
 class AnnotationCache:
@@ -146,9 +158,8 @@ class AnnotationCache:
 
     def get(self, key: str) -> JudgeResult | None:
         entry = self._entries.get(key)
-        if entry is None:
-            return None
-        return JudgeResult(**{f: entry.get(f) for f in self.FIELDS}, cached=True)
+        return None if entry is None else JudgeResult(**{f: entry.get(f) for f in self.FIELDS},
+                                                      cached=True)
 
     def put(self, key: str, judge: str, result: JudgeResult) -> None:
         if result.status == "error":
@@ -157,8 +168,7 @@ class AnnotationCache:
                  **{f: getattr(result, f) for f in self.FIELDS}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            fh.flush()
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")  # flushed on close
         self._entries[key] = entry
 
 
@@ -373,3 +383,170 @@ def write_results(inputs: _Inputs, annotations: list[dict[str, Any]], *, judge: 
     write_json_atomic(out_dir / LEADERBOARD_JSON, {report.name: report.leaderboard_row()})
     write_text_atomic(out_dir / LEADERBOARD_MD, leaderboard_markdown(report))
     return report
+
+
+def available_annotators() -> list[str]:
+    """Names of the annotator configurations shipped with the installed alpaca_eval."""
+    root = Path(load_alpaca_eval().constants.EVALUATORS_CONFIG_DIR)
+    return sorted(p.parent.name for p in root.glob("*/configs.yaml"))
+
+
+def _completions_fn(judge: OpenAIJudge, config: dict[str, Any]) -> Any:
+    """An alpaca_eval ``fn_completions`` that sends each ChatML prompt through ``judge``."""
+    utils = load_alpaca_eval().utils
+    parser = config.get("completion_parser_kwargs") or {}
+    labels: list[str] = []
+    if config.get("fn_completion_parser") == "logprob_parser":
+        tokens = [parser.get("numerator_token"), *parser.get("denominator_tokens", [])]
+        labels = [t for t in dict.fromkeys(tokens) if t]
+
+    def complete(prompts: Sequence[str], model_name: str, **kwargs: Any) -> dict[str, list]:
+        del model_name  # replaced by the judge's model
+        kwargs.pop("requires_chatml", None)
+        kwargs.pop("price_per_token", None)
+        start = time.monotonic()
+        choices = judge.map(lambda p: _chat_choice(judge, utils.prompt_to_chatml(p), kwargs,
+                                                   labels), prompts)
+        per = (time.monotonic() - start) / max(1, len(prompts))
+        return {"completions": [c["text"] for c in choices], "completions_all": choices,
+                "price_per_example": [float("nan")] * len(choices),
+                "time_per_example": [per] * len(choices)}
+
+    return complete
+
+
+def _chat_choice(judge: OpenAIJudge, messages: list[dict], kwargs: dict[str, Any],
+                 labels: list[str]) -> dict[str, Any]:
+    """One chat completion as alpaca_eval's dict, asked again restricted to ``labels``
+    when its top log-probabilities hold none of them."""
+    try:
+        reply = judge.chat(messages, **kwargs)
+    except judge._openai.OpenAIError as exc:  # this item fails; alpaca_eval records none
+        return {"text": "", "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    choice = reply.choices[0].model_dump()
+    tool_calls = reply.choices[0].message.tool_calls or []
+    choice["text"] = (tool_calls[0].function.arguments if tool_calls
+                      else reply.choices[0].message.content or " ")
+    content = (choice.get("logprobs") or {}).get("content") or []
+    tops = content[0].get("top_logprobs") or [] if content else []
+    again = None
+    if labels and not any(t.get("token") in labels for t in tops):
+        again = judge.chat_restricted(messages, labels, **kwargs)
+    if again is None:
+        return choice
+    return {**again.choices[0].model_dump(), "text": again.choices[0].message.content or " ",
+            "restricted": True}
+
+
+def _pairwise_annotator(name: str, judge: OpenAIJudge, cache: Path, seed: int) -> Any:
+    base = load_alpaca_eval().annotators.PairwiseAnnotator
+
+    class Annotator(base):  # type: ignore[misc, valid-type]
+        def _initialize_annotators(self, **kwargs: Any) -> dict[str, Any]:
+            configs = load_alpaca_eval().utils.load_configs(self.annotators_config)
+            out = {}
+            for key, config in configs.items():
+                config = dict(config)
+                config["completions_kwargs"] = {**config.get("completions_kwargs", {}),
+                                                "model_name": judge.model}
+                config["fn_completions"] = _completions_fn(judge, config)
+                out[key] = self.SingleAnnotator(
+                    seed=self.seed, base_dir=self.annotators_config.parents[1],
+                    annotation_column=self.annotation_key,
+                    completion_column=self.completion_key, **config, **kwargs)
+            return out
+
+    if name not in available_annotators():
+        raise JudgeError(f"unknown AlpacaEval annotator {name!r}; installed: "
+                         f"{', '.join(available_annotators())} (or {OUR_ANNOTATOR!r}, ours)")
+    level = logging.getLogger().level
+    try:
+        return Annotator(annotators_config=name, caching_path=str(cache), seed=seed)
+    finally:
+        logging.getLogger().setLevel(level)
+
+
+def annotate_rows(annotator: str, judge: str, base_url: str | None, cache: Path, seed: int,
+                  rows: list[dict[str, str]], **options: Any
+                  ) -> tuple[list[dict[str, Any]], int]:
+    """alpaca_eval's annotation of each row (``instruction``, ``output_1``, ``output_2``),
+    in order (``{}`` where it gave none), and the number of requests sent. ``judge``:
+    ``openai:MODEL``, built with ``options`` (:func:`make_judge`)."""
+    if not judge.startswith("openai:"):
+        raise JudgeError(f"AlpacaEval's annotators need an OpenAI-compatible judge "
+                         f"('openai:MODEL'), got {judge!r}")
+    with open_judge(judge, base_url, **options) as judge_obj:
+        runner = _pairwise_annotator(annotator, judge_obj, cache, seed)
+        annotated = runner.annotate_pairs(rows) if rows else []
+    found = {(a["instruction"], a["output_1"], a["output_2"]): a for a in annotated}
+    return ([found.get((r["instruction"], r["output_1"], r["output_2"])) or {} for r in rows],
+            judge_obj.n_requests)
+
+
+def annotate(model_outputs: OutputsSource, reference_outputs: OutputsSource, *, annotator: str,
+             judge: str, output_dir: str | os.PathLike[str], base_url: str | None = None,
+             seed: int = 0, max_items: int | None = None, max_retries: int = 5,
+             concurrency: int = 4, name: str | None = None) -> JudgeReport:
+    """Judge model outputs against references with AlpacaEval's annotator ``annotator``.
+
+    judge: ``openai:MODEL``, the model that answers AlpacaEval's prompts (e.g.
+    ``openai:gpt-4`` for the paper's ``alpaca_eval_gpt4``). Writes ``annotations.json``,
+    ``leaderboard.json`` and ``leaderboard.md`` in ``output_dir`` (alpaca_eval's own cache
+    of annotations goes to ``alpaca_eval_annotator_cache.json`` there).
+    """
+    inputs = prepare(model_outputs, reference_outputs, output_dir, max_items, name)
+    rows = [{"instruction": p.instruction, "output_1": p.reference["output"],
+             "output_2": p.model["output"]} for p in inputs.pairs]
+    found, n_requested = annotate_rows(annotator, judge, base_url,
+                                       inputs.out_dir / ALPACA_EVAL_CACHE, seed, rows,
+                                       max_retries=max_retries, concurrency=concurrency,
+                                       max_tokens=16)
+    annotations = [_alpaca_annotation(p, f, annotator=annotator, judge=judge,
+                                      model_name=inputs.model_name,
+                                      reference_name=inputs.reference_name, seed=seed)
+                   for p, f in zip(inputs.pairs, found, strict=True)]
+    return write_results(inputs, annotations, judge=judge, annotator=annotator,
+                         n_judgments=len(rows), n_requested=n_requested, seed=seed,
+                         template=f"alpaca_eval:{annotator}")
+
+
+def is_switched(instruction: str, seed: int) -> bool:
+    """Whether alpaca_eval showed output_2 first for ``instruction`` (its seeded
+    ``RandomSwitchTwoColumnsProcessor`` rule, which it applies and does not return)."""
+    utils = load_alpaca_eval().utils
+    return bool(utils.random_seeded_choice(seed="is_switched_outputs" + instruction + str(seed),
+                                           choices=[False, True]))
+
+
+def _alpaca_annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, judge: str,
+                       model_name: str, reference_name: str, seed: int) -> dict[str, Any]:
+    pref = found.get("preference")
+    pref = float(pref) if pref is not None and pref == pref else None  # NaN: no annotation
+    raw = found.get("preference_raw_completion")
+    flags = raw if isinstance(raw, dict) else {}
+    method = "restricted" if flags.get("restricted") else "logprobs" if flags.get("logprobs") \
+        else "text"
+    return {
+        **pair.row(model_name, reference_name), "preference": pref,
+        "annotator": annotator, "judge": judge, "raw_completion": raw,
+        "status": "ok" if pref is not None else "unparseable",
+        "judgments": [{"method": method, "preference": pref}],
+        "is_switched_outputs": is_switched(pair.instruction, seed),
+    }
+
+
+def run_judge(model_outputs: OutputsSource, reference_outputs: OutputsSource, *,
+              annotator: str = OUR_ANNOTATOR, judge: str, output_dir: str | os.PathLike[str],
+              **options: Any) -> JudgeReport:
+    """Judge with ``annotator``: ours (``symnoise-pairwise``, any judge spec) through
+    :func:`judge_outputs`, else AlpacaEval's through :func:`annotate`
+    (options it does not take, such as ``both_orders``, raise)."""
+    if annotator == OUR_ANNOTATOR:
+        return judge_outputs(model_outputs, reference_outputs, judge=judge,
+                             output_dir=output_dir, **options)
+    if options.pop("both_orders", False):
+        raise JudgeError("--both-orders applies to symnoise-pairwise; AlpacaEval's annotators "
+                         "randomise the order themselves")
+    options.pop("progress", None)
+    return annotate(model_outputs, reference_outputs, annotator=annotator, judge=judge,
+                    output_dir=output_dir, **options)

@@ -155,17 +155,16 @@ def run_judge_check(judge: str | Judge,
 def _judge_alpaca_eval(judge: str, pairs: Sequence[Mapping[str, Any]], annotator: str,
                        base_url: str | None, out_dir: Path | None) -> list[float | None]:
     """Both orders through AlpacaEval's annotator: output_1 is shown first unless
-    alpaca_eval switched the pair (:func:`~symnoise.evaluate.annotators.is_switched`)."""
+    alpaca_eval switched the pair (:func:`~symnoise.evaluate.judge.is_switched`)."""
     import tempfile
 
-    from .annotators import ALPACA_EVAL_CACHE, annotate_rows, is_switched, openai_judge
+    from .judge import ALPACA_EVAL_CACHE, annotate_rows, is_switched
 
-    judge_obj = openai_judge(judge, base_url)
     rows = [dict(zip(("instruction", "output_1", "output_2"), q, strict=True))
             for q in _both_orders(pairs)]
     with tempfile.TemporaryDirectory() as tmp:
         cache = (out_dir or Path(tmp)) / f"judge_check_{ALPACA_EVAL_CACHE}"
-        found = annotate_rows(annotator, judge_obj, cache, 0, rows)
+        found, _ = annotate_rows(annotator, judge, base_url, cache, 0, rows)
     p_first: list[float | None] = []
     for row, a in zip(rows, found, strict=True):
         pref = a.get("preference")

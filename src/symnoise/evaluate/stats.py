@@ -43,35 +43,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "PRESETS",
-    "NGRAM_ORDERS",
-    "LOG_DIVERSITY_CAP",
-    "TextStats",
-    "words_for",
-    "ngram_counts",
-    "text_stats",
-    "read_outputs",
-    "stats_for_file",
-    "format_stats_table",
-]
+__all__ = ["PRESETS", "NGRAM_ORDERS", "LOG_DIVERSITY_CAP", "TextStats", "words_for",
+           "ngram_counts", "text_stats", "read_outputs", "stats_for_file", "format_stats_table"]
 
 #: Number of leading words used for repetition/diversity, per training dataset (papers).
-PRESETS: dict[str, int] = {
-    "alpaca": 50,
-    "evol_instruct": 100,
-    "sharegpt": 150,
-    "openplatypus": 150,
-}
+PRESETS: dict[str, int] = {"alpaca": 50, "evol_instruct": 100, "sharegpt": 150,
+                           "openplatypus": 150}
 #: n-gram orders entering the repetition rates and the diversity product.
 NGRAM_ORDERS: tuple[int, ...] = (2, 3, 4)
 #: Upper bound of ``log_diversity`` (Kirchenbauer et al. floor ``1 - D`` at ``exp(-20)``).
 LOG_DIVERSITY_CAP: float = 20.0
 _MIN_WORDS = max(NGRAM_ORDERS)
-
-
-def _preset_key(name: str) -> str:
-    return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
 def words_for(preset_or_int: str | int) -> int:
@@ -83,28 +65,21 @@ def words_for(preset_or_int: str | int) -> int:
 
     Raises ValueError naming the value when it is neither.
     """
-    if isinstance(preset_or_int, bool):
-        raise ValueError(f"words must be a dataset preset or an integer, got {preset_or_int!r}")
-    if isinstance(preset_or_int, int):
-        value = preset_or_int
-    elif isinstance(preset_or_int, str):
-        key = _preset_key(preset_or_int)
+    value: Any = preset_or_int
+    if isinstance(value, str):
+        key = value.strip().lower().replace("-", "_").replace(" ", "_")
         if key in PRESETS:
             return PRESETS[key]
-        if key.isdigit():
-            value = int(key)
-        else:
+        if not key.isdigit():
             known = ", ".join(f"{k} ({v})" for k, v in PRESETS.items())
-            raise ValueError(
-                f"unknown dataset preset {preset_or_int!r}; expected one of: {known}, "
-                "or a number of words"
-            )
-    else:
+            raise ValueError(f"unknown dataset preset {preset_or_int!r}; expected one of: "
+                             f"{known}, or a number of words")
+        value = int(key)
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"words must be a dataset preset or an integer, got {preset_or_int!r}")
     if value < _MIN_WORDS:
         raise ValueError(
-            f"words must be >= {_MIN_WORDS} (the largest n-gram order), got {preset_or_int!r}"
-        )
+            f"words must be >= {_MIN_WORDS} (the largest n-gram order), got {preset_or_int!r}")
     return value
 
 
@@ -139,9 +114,7 @@ class TextStats:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field plus ``n_excluded`` (JSON-serialisable)."""
-        out = asdict(self)
-        out["n_excluded"] = self.n_excluded
-        return out
+        return {**asdict(self), "n_excluded": self.n_excluded}
 
 
 def ngram_counts(words: Sequence[str], n: int) -> tuple[int, int]:
@@ -150,16 +123,6 @@ def ngram_counts(words: Sequence[str], n: int) -> tuple[int, int]:
         raise ValueError(f"n-gram order must be >= 1, got {n!r}")
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     return len(set(grams)), len(grams)
-
-
-def _check_responses(responses: Sequence[str]) -> list[str]:
-    if isinstance(responses, (str, bytes)):
-        raise ValueError("responses must be a sequence of strings, got a single string")
-    out = list(responses)
-    for i, text in enumerate(out):
-        if not isinstance(text, str):
-            raise ValueError(f"response {i} is not a string: {type(text).__name__} {text!r:.80}")
-    return out
 
 
 def text_stats(responses: Sequence[str], *, words: int | str = 50) -> TextStats:
@@ -172,23 +135,19 @@ def text_stats(responses: Sequence[str], *, words: int | str = 50) -> TextStats:
     the kept responses as the module docstring describes.
     """
     n_words = words_for(words)
-    texts = _check_responses(responses)
-    n = len(texts)
-    split = [t.split() for t in texts]
-    avg_chars = sum(len(t) for t in texts) / n if n else None
-    avg_words = sum(len(w) for w in split) / n if n else None
-    n_empty = sum(1 for w in split if not w)
-
+    if isinstance(responses, (str, bytes)):
+        raise ValueError("responses must be a sequence of strings, got a single string")
+    texts = list(responses)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"response {i} is not a string: {type(text).__name__} {text!r:.80}")
+    n, split = len(texts), [t.split() for t in texts]
     kept = [w[:n_words] for w in split if len(w) >= n_words]
     rep: dict[int, float | None] = {}
     for order in NGRAM_ORDERS:
-        unique = total = 0
-        for w in kept:
-            u, t = ngram_counts(w, order)
-            unique += u
-            total += t
-        rep[order] = 100.0 * (1.0 - unique / total) if total else None
-
+        counts = [ngram_counts(w, order) for w in kept]
+        total = sum(t for _, t in counts)
+        rep[order] = 100.0 * (1.0 - sum(u for u, _ in counts) / total) if total else None
     diversity = log_div = ln_div = None
     if all(r is not None for r in rep.values()):
         diversity = math.prod(1.0 - r / 100.0 for r in rep.values())  # type: ignore[operator]
@@ -196,19 +155,10 @@ def text_stats(responses: Sequence[str], *, words: int | str = 50) -> TextStats:
         log_div = LOG_DIVERSITY_CAP if gap <= math.exp(-LOG_DIVERSITY_CAP) else -math.log(gap)
         ln_div = math.log(diversity) if diversity > 0 else -math.inf
     return TextStats(
-        n=n,
-        n_kept=len(kept),
-        avg_chars=avg_chars,
-        avg_words=avg_words,
-        rep_2=rep[2],
-        rep_3=rep[3],
-        rep_4=rep[4],
-        diversity=diversity,
-        log_diversity=log_div,
-        words=n_words,
-        n_empty=n_empty,
-        ln_diversity=ln_div,
-    )
+        n=n, n_kept=len(kept), avg_chars=sum(map(len, texts)) / n if n else None,
+        avg_words=sum(map(len, split)) / n if n else None, rep_2=rep[2], rep_3=rep[3],
+        rep_4=rep[4], diversity=diversity, log_diversity=log_div, words=n_words,
+        n_empty=sum(1 for w in split if not w), ln_diversity=ln_div)
 
 
 def read_outputs(path: str | Path, *, field: str = "output") -> list[str]:
@@ -223,22 +173,17 @@ def read_outputs(path: str | Path, *, field: str = "output") -> list[str]:
     return [row[field] for row in read_rows(path, fields=(field,))]
 
 
-def stats_for_file(
-    path: str | Path, *, words: int | str | None = None, dataset: str | None = None
-) -> TextStats:
+def stats_for_file(path: str | Path, *, words: int | str | None = None,
+                   dataset: str | None = None) -> TextStats:
     """:func:`text_stats` of the ``output`` fields of a JSON/JSONL file (:func:`read_outputs`).
 
     ``words`` gives ``N`` directly, ``dataset`` gives it by preset name (:data:`PRESETS`);
     with neither, ``N = 50`` (the Alpaca setting). Giving both with different values raises
     ValueError.
     """
-    if words is not None and dataset is not None:
-        by_words, by_dataset = words_for(words), words_for(dataset)
-        if by_words != by_dataset:
-            raise ValueError(
-                f"words={words!r} disagrees with dataset={dataset!r} ({by_dataset} words); "
-                "give one of them"
-            )
+    if words is not None and dataset is not None and words_for(words) != words_for(dataset):
+        raise ValueError(f"words={words!r} disagrees with dataset={dataset!r} "
+                         f"({words_for(dataset)} words); give one of them")
     n_words = words_for(words if words is not None else dataset if dataset is not None else 50)
     return text_stats(read_outputs(path), words=n_words)
 
@@ -257,38 +202,14 @@ def format_stats_table(rows: Mapping[str, TextStats]) -> str:
     Columns: name, N (words), responses, kept, excluded, avg chars, avg words, rep-2/3/4
     (percent), diversity, log-div (``-ln(1 - D)``). Missing values print as ``n/a``.
     """
-    header = [
-        "name",
-        "N",
-        "responses",
-        "kept",
-        "excluded",
-        "avg chars",
-        "avg words",
-        "rep-2 %",
-        "rep-3 %",
-        "rep-4 %",
-        "diversity",
-        "log-div",
-    ]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
-    ]
+    header = ["name", "N", "responses", "kept", "excluded", "avg chars", "avg words",
+              "rep-2 %", "rep-3 %", "rep-4 %", "diversity", "log-div"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for name, s in rows.items():
-        cells = [
-            str(name).replace("|", "\\|"),
-            str(s.words),
-            str(s.n),
-            str(s.n_kept),
-            str(s.n_excluded),
-            _fmt(s.avg_chars, 2),
-            _fmt(s.avg_words, 2),
-            _fmt(s.rep_2, 2),
-            _fmt(s.rep_3, 2),
-            _fmt(s.rep_4, 2),
-            _fmt(s.diversity, 4),
-            _fmt(s.log_diversity, 2),
-        ]
+        counts = [str(x) for x in (s.words, s.n, s.n_kept, s.n_excluded)]
+        numbers = [_fmt(v, 2) for v in (s.avg_chars, s.avg_words, s.rep_2, s.rep_3, s.rep_4)]
+        cells = [str(name).replace("|", "\\|"), *counts, *numbers,
+                 _fmt(s.diversity, 4), _fmt(s.log_diversity, 2)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

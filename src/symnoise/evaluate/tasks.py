@@ -38,8 +38,6 @@ SCORES_JSON = EVAL_FILES["synthetic_scores"]
 SCORES_MD = EVAL_FILES["synthetic_scores_md"]
 ITEMS_JSONL = EVAL_FILES["synthetic_items"]
 
-# -- Reading an answer, by the family's answer kind (symnoise.data.synthetic.Family) -----
-
 _PREFIX_RE = re.compile(
     r"^(?:the\s+)?(?:final\s+)?(?:answer|result|output|response)\b(?:\s+is)?\s*[:=]?\s*",
     re.IGNORECASE,
@@ -88,17 +86,13 @@ def _split_items(text: str) -> list[str]:
     return [item for item in items if item]
 
 
-def _json_equal(a: Any, b: Any) -> bool:
-    """JSON equality that keeps booleans apart from numbers (``True != 1``)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
+def _typed(value: Any) -> Any:
+    """A JSON value with booleans marked, so that comparing two keeps ``True != 1``."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return isinstance(value, bool), value
 
 
 def _read_json(response: str, answer: str) -> tuple[str | None, bool]:
@@ -111,7 +105,7 @@ def _read_json(response: str, answer: str) -> tuple[str | None, bool]:
         value = json.loads(snippet)
     except json.JSONDecodeError:
         return snippet, False
-    return snippet, _json_equal(value, json.loads(answer))
+    return snippet, _typed(value) == _typed(json.loads(answer))
 
 
 def _read(kind: str, response: str, answer: str) -> tuple[str | None, bool]:
@@ -164,9 +158,6 @@ def _is_formatted(kind: str, response: str) -> bool:
     return "\n" not in raw and _FORMATS[kind].fullmatch(raw) is not None
 
 
-# -- Checking and scoring ------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class CheckResult:
     """Verdict on one response: ``correct``, the answer read equals the canonical one under
@@ -196,9 +187,8 @@ def check_answer(record: Mapping[str, Any], response: str | None) -> CheckResult
     if not isinstance(response, str):
         raise ValueError(f"response must be a string, got {type(response).__name__}")
     extracted, correct = _read(fam.kind, response, answer)
-    return CheckResult(
-        correct=correct, formatted=_is_formatted(fam.kind, response), extracted=extracted
-    )
+    return CheckResult(correct=correct, formatted=_is_formatted(fam.kind, response),
+                       extracted=extracted)
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -220,7 +210,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return low, high
 
 
-def _summary(correct: int, formatted: int, n: int) -> dict[str, Any]:
+def _summary(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    n, correct = len(items), sum(item["correct"] for item in items)
+    formatted = sum(item["formatted"] for item in items)
     return {"n": n, "correct": correct, "accuracy": correct / n,
             "accuracy_ci95": wilson_interval(correct, n), "formatted": formatted,
             "format_rate": formatted / n}
@@ -231,9 +223,8 @@ def check_responses(records: Sequence[Mapping[str, Any]],
     """:func:`check_answer` of every (record, response) pair. Lengths must match and be
     non-zero; a bad record raises ValueError naming its index."""
     if len(records) != len(responses):
-        raise ValueError(
-            f"got {len(records)} records but {len(responses)} responses; they must pair up"
-        )
+        raise ValueError(f"got {len(records)} records but {len(responses)} responses; "
+                         "they must pair up")
     if not records:
         raise ValueError("no records to score")
     results = []
@@ -247,20 +238,13 @@ def check_responses(records: Sequence[Mapping[str, Any]],
 
 def _tally(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """:func:`score_responses`'s result, from :func:`item_rows`."""
-    tallies: dict[str, list[int]] = {}
-    for item in items:
-        tally = tallies.setdefault(item["family"], [0, 0, 0])
-        tally[0] += item["correct"]
-        tally[1] += item["formatted"]
-        tally[2] += 1
-    summary = _summary(*(sum(t[j] for t in tallies.values()) for j in range(3)))
-    summary["per_family"] = {name: _summary(*tallies[name]) for name in FAMILIES if name in tallies}
-    return summary
+    families = {name: [item for item in items if item["family"] == name] for name in FAMILIES}
+    return {**_summary(items),
+            "per_family": {name: _summary(rows) for name, rows in families.items() if rows}}
 
 
-def score_responses(
-    records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
-) -> dict[str, Any]:
+def score_responses(records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
+                    ) -> dict[str, Any]:
     """Score responses against records with :func:`check_answer`.
 
     Returns ``{"n", "correct", "accuracy", "accuracy_ci95", "formatted", "format_rate",
@@ -297,9 +281,6 @@ def unique_ids(ids: Iterable[str]) -> list[str]:
         seen[base] = seen.get(base, 0) + 1
         out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
     return out
-
-
-# -- Scoring a model: outputs files and reports --------------------------------------
 
 
 @dataclass

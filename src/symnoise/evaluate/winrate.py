@@ -75,10 +75,6 @@ def _num(value: Any, digits: int | None = None) -> Any:
     return round(value, digits) if digits is not None and value is not None else value
 
 
-def _r6(value: float | None) -> float | None:
-    return _num(value, 6)
-
-
 def length_controlled(frame: Any) -> tuple[float, float]:
     """(LC win rate, its standard error) in percent, from a frame with ``preference``,
     ``output_1``, ``output_2``: AlpacaEval 2's GLM without instruction difficulty."""
@@ -206,10 +202,10 @@ class JudgeReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["per_dataset"] = {k: {f: _r6(x) for f, x in v.items()}
+        data["per_dataset"] = {k: {f: _num(x, 6) for f, x in v.items()}
                                for k, v in data["per_dataset"].items()}
         for key in ("win_rate", "standard_error", "avg_length", "avg_length_reference"):
-            data[key] = _r6(data[key])
+            data[key] = _num(data[key], 6)
         data["unparseable_share"] = round(self.unparseable_share, 6)
         data.update(self.metrics)
         return data
@@ -221,8 +217,8 @@ class JudgeReport:
             "lc_variant": self.metrics.get("lc_variant"),
             "n": self.n_parsed, "n_unparseable": self.n_unparseable, "n_errors": self.n_errors,
             "unparseable_share": round(self.unparseable_share, 6),
-            "avg_length_reference": _r6(self.avg_length_reference),
-            "per_dataset": {k: _r6(v.win_rate) for k, v in self.per_dataset.items()},
+            "avg_length_reference": _num(self.avg_length_reference, 6),
+            "per_dataset": {k: _num(v.win_rate, 6) for k, v in self.per_dataset.items()},
             "annotator": self.annotator, "judge": self.judge, "reference": self.reference_name,
             "both_orders": self.both_orders,
         }
