@@ -154,8 +154,6 @@ def meta_path(output: str | Path) -> Path:
     return Path(output).with_suffix(".meta.json")
 
 
-
-
 def read_outputs(path: str | Path) -> list[dict[str, Any]]:
     """Entries of a model-outputs file (:func:`symnoise.outputs.read_outputs`): objects with
     ``instruction`` and ``output``; DataError naming the file and row otherwise."""

@@ -186,13 +186,10 @@ def _train_data_stats(info: Mapping[str, Any], n_words: int) -> dict[str, Any]:
     path = Path(data).expanduser()
     if not path.exists():
         return {"source": data, "skipped": f"not a local file here ({path} not found)"}
-    from ..data.formats import to_examples
-    from ..data.sources import load_records
+    from ..data import load_examples
 
-    records, name = load_records(path)
-    fmt = info.get("format") or cfg.get("format") or "auto"
-    examples, report = to_examples(records, fmt, name,
-                                   skip_bad_rows=bool(cfg.get("skip_bad_rows")))
+    examples, report = load_examples(path, fmt=info.get("format") or cfg.get("format") or "auto",
+                                     skip_bad_rows=bool(cfg.get("skip_bad_rows")))
     stats = text_stats([e.output for e in examples], words=n_words)
     return {"source": data, "format": report.format, "read": report.read,
             "used": report.used, "skipped_rows": report.skipped, **stats.to_dict()}
