@@ -18,9 +18,9 @@ import symnoise.evaluate.harness as harness
 import symnoise.evaluate.judge as annotators
 import symnoise.evaluate.judge_check as judge_check
 import symnoise.experiments.demo as demo
+import symnoise.experiments.eval_steps as synthetic_eval
 import symnoise.experiments.evaluation as evaluation
 import symnoise.experiments.pipeline as pipeline
-import symnoise.experiments.synthetic_eval as synthetic_eval
 import symnoise.generate as generate
 import symnoise.run as run
 import symnoise.train as train

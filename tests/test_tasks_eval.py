@@ -1,4 +1,4 @@
-"""Synthetic held-out evaluation (symnoise.evaluate.tasks, symnoise.experiments.synthetic_eval):
+"""Synthetic held-out evaluation (symnoise.evaluate.tasks, symnoise.experiments.eval_steps):
 generation -> per-family scores with Wilson intervals, per-item rows."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from symnoise.evaluate.tasks import (
     item_rows,
     wilson_interval,
 )
-from symnoise.experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
+from symnoise.experiments.eval_steps import run_synthetic_eval, score_synthetic_outputs
 from symnoise.generate import Generation, TransformersBackend
 
 N = 2 * len(FAMILIES)  # two prompts per family

@@ -378,7 +378,7 @@ def tasks(
     as_json: Json = False,
 ) -> None:
     """Score a model on the synthetic held-out tasks: accuracy per family (95% CI) and format share."""
-    from .experiments.synthetic_eval import run_synthetic_eval, score_synthetic_outputs
+    from .experiments.eval_steps import run_synthetic_eval, score_synthetic_outputs
 
     if model_outputs is not None:
         if model is not None:

@@ -154,8 +154,6 @@ def meta_path(output: str | Path) -> Path:
     return Path(output).with_suffix(".meta.json")
 
 
-
-
 def read_outputs(path: str | Path) -> list[dict[str, Any]]:
     """Entries of a model-outputs file (:func:`symnoise.outputs.read_outputs`): objects with
     ``instruction`` and ``output``; DataError naming the file and row otherwise."""
@@ -382,52 +380,38 @@ def _engine(who: _Who, model: Any, tok: Any, decoding: Decoding, backend: str, d
     return TransformersBackend(model, tok, decoding), pad_choice
 
 
-@dataclass
-class _Tally:
-    """What one call generated: new tokens per answer, answers cut, generation seconds."""
-
-    counts: list[int] = field(default_factory=list)
-    n_cut: int = 0
-    seconds: float = 0.0
-
-
 def _generate_batches(engine: Any, todo: Sequence[Prompt], texts: Sequence[str],
                       ids: Sequence[Sequence[int]], journal: Path, generator: str,
                       batch_size: int, progress: bool,
-                      answered: dict[int, dict[str, Any]]) -> _Tally:
+                      answered: dict[int, dict[str, Any]]) -> float:
     """Answer ``todo`` longest prompt first, batch by batch, appending every batch to the
-    journal (flushed and fsync'ed) and to ``answered``."""
+    journal (flushed and fsync'ed) and to ``answered``; returns the seconds it took."""
     from tqdm.auto import tqdm
 
     order = sorted(range(len(todo)), key=lambda k: -len(ids[k]))  # longest first
-    tally = _Tally()
-    t0 = time.perf_counter()
+    t0, n_tokens = time.perf_counter(), 0
     with tqdm(total=len(todo), desc=f"generate {generator}", unit="prompt", file=sys.stderr,
               dynamic_ncols=True, disable=not progress) as bar, \
             open(journal, "a", encoding="utf-8") as jf:
-        try:
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
-                gens = engine.generate([texts[k] for k in chunk], [ids[k] for k in chunk])
-                if len(gens) != len(chunk):
-                    raise RuntimeError(f"backend returned {len(gens)} answers for "
-                                       f"{len(chunk)} prompts")
-                for k, g in zip(chunk, gens, strict=True):
-                    answered[todo[k].index] = {"index": todo[k].index,
-                                               **todo[k].entry(g.text, generator),
-                                               "new_tokens": g.new_tokens, "hit_eos": g.hit_eos}
-                    tally.counts.append(g.new_tokens)
-                    tally.n_cut += int(not g.hit_eos)
-                jf.write("".join(json.dumps(answered[todo[k].index], ensure_ascii=False) + "\n"
-                                 for k in chunk))
-                jf.flush()
-                os.fsync(jf.fileno())
-                bar.update(len(chunk))
-                rate = sum(tally.counts) / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix({"tok/s": f"{rate:.1f}"}, refresh=False)
-        finally:
-            tally.seconds = time.perf_counter() - t0
-    return tally
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            gens = engine.generate([texts[k] for k in chunk], [ids[k] for k in chunk])
+            if len(gens) != len(chunk):
+                raise RuntimeError(f"backend returned {len(gens)} answers for "
+                                   f"{len(chunk)} prompts")
+            for k, g in zip(chunk, gens, strict=True):
+                answered[todo[k].index] = {"index": todo[k].index,
+                                           **todo[k].entry(g.text, generator),
+                                           "new_tokens": g.new_tokens, "hit_eos": g.hit_eos}
+            jf.write("".join(json.dumps(answered[todo[k].index], ensure_ascii=False) + "\n"
+                             for k in chunk))
+            jf.flush()
+            os.fsync(jf.fileno())
+            bar.update(len(chunk))
+            n_tokens += sum(g.new_tokens for g in gens)
+            rate = n_tokens / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix({"tok/s": f"{rate:.1f}"}, refresh=False)
+    return time.perf_counter() - t0
 
 
 def _consolidate(output: Path, answered: Mapping[int, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -485,7 +469,7 @@ def generate_outputs(
     todo = [p for p in all_prompts[:n_selected] if p.index not in answered]
     meta = {"generator": who.generator, "model": who.description, "source": source_name,
             "settings": settings, "backend": backend}
-    tally, pad_choice = _Tally(), ""
+    t_gen, pad_choice = 0.0, ""
     if todo:
         from .data.templates import get_template
         from .models import load_tokenizer
@@ -496,11 +480,12 @@ def generate_outputs(
         ids = encode_prompts(tok, texts)
         engine, pad_choice = _engine(who, model, tok, decoding, backend, dtype, device)
         _write_json(meta_path(output), {"status": "running", **meta})
-        tally = _generate_batches(engine, todo, texts, ids, journal_path(output), who.generator,
+        t_gen = _generate_batches(engine, todo, texts, ids, journal_path(output), who.generator,
                                   batch_size, progress, answered)
     entries = _consolidate(output, answered)
     words = [len(str(answered[i]["output"]).split()) for i in range(n_selected)]
-    report = _report(tally, output=str(output), generator=who.generator, model=who.description,
+    report = _report([answered[p.index] for p in todo], t_gen, output=str(output),
+                     generator=who.generator, model=who.description,
                      template=who.template, backend=backend, source=source_name,
                      n_prompts=n_selected, n_resumed=n_selected - len(todo),
                      n_written=len(entries), wall_time_s=time.perf_counter() - t_start,
@@ -511,11 +496,13 @@ def generate_outputs(
     return report
 
 
-def _report(tally: _Tally, **fields: Any) -> GenerateReport:
-    n_gen, t_gen, new_tokens = len(tally.counts), tally.seconds, sum(tally.counts)
+def _report(new: Sequence[Mapping[str, Any]], t_gen: float, **fields: Any) -> GenerateReport:
+    """The report, with this call's counts and rates from its new answers (journal rows)."""
+    n_gen, new_tokens = len(new), sum(r["new_tokens"] for r in new)
     rate = n_gen and t_gen > 0
     return GenerateReport(
-        n_generated=n_gen, n_hit_max_tokens=tally.n_cut, new_tokens=new_tokens,
+        n_generated=n_gen, n_hit_max_tokens=sum(not r["hit_eos"] for r in new),
+        new_tokens=new_tokens,
         generation_time_s=t_gen, prompts_per_s=n_gen / t_gen if rate else None,
         tokens_per_s=new_tokens / t_gen if rate else None,
         mean_new_tokens=new_tokens / n_gen if n_gen else None, **fields)

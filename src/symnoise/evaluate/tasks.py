@@ -7,7 +7,7 @@ one row per item (``id`` from the prompt only, so runs pair up item by item);
 :func:`score_responses` adds them up with 95% Wilson intervals, per family and overall;
 :func:`make_report` / :func:`score_outputs` make a :class:`TasksReport` and
 :func:`write_report` writes it (files named by :data:`symnoise.run.EVAL_FILES`). Answering
-the split with a model is a pipeline: :mod:`symnoise.experiments.synthetic_eval`.
+the split with a model is a pipeline: :func:`symnoise.experiments.eval_steps.run_synthetic_eval`.
 """
 
 from __future__ import annotations

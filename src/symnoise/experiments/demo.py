@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..decoding import check_count
+from .evaluation import fmt_num
 from .pipeline import run_experiment
 from .tables import text_table
 
@@ -54,8 +56,7 @@ def demo_experiment(output_dir: str | os.PathLike[str] = "symnoise-demo", *,
                     steps: int | None = None) -> dict[str, Any]:
     """The demo as an experiment mapping (what :func:`run_demo` runs)."""
     steps = DEMO_STEPS if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_count("steps", steps)
     if base_url and not judge:
         raise ValueError("base_url is the judge's server: pass judge= as well")
     evaluation: dict[str, Any] = {
@@ -88,15 +89,12 @@ def demo_experiment(output_dir: str | os.PathLike[str] = "symnoise-demo", *,
 
 def format_demo_table(rows: list[dict[str, Any]]) -> str:
     """The demo's summary: one line per method."""
-    def num(v: Any, fmt: str) -> str:
-        return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
-
     head = ["method", "alpha", "clean loss", "exact answers", "length (chars)", "rep-2 %",
             "win rate vs none %", "status"]
     return text_table(head, [
-        [r["method"], num(r["alpha"], "g"), num(r["clean_loss"], ".4f"),
-         num(r["synthetic_score"], ".3f"), num(r["length"], ".1f"), num(r["rep_2"], ".3f"),
-         num(r["win_rate"], ".1f"), r["status"]] for r in rows])
+        [r["method"], fmt_num(r["alpha"], "g"), fmt_num(r["clean_loss"], ".4f"),
+         fmt_num(r["synthetic_score"], ".3f"), fmt_num(r["length"], ".1f"),
+         fmt_num(r["rep_2"], ".3f"), fmt_num(r["win_rate"], ".1f"), r["status"]] for r in rows])
 
 
 def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str | None = None,

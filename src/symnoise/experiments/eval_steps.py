@@ -5,6 +5,10 @@ Each step is an object with a ``name``, the ``roles`` of the eval files it write
 depends on), a ``run`` that computes and writes its files and a ``summary`` that reads them
 back. Steps compose the components of :mod:`symnoise.evaluate` and :mod:`symnoise.generate`;
 none of them decides whether it runs (the pipeline's one skip-if-done rule does).
+
+The synthetic step's pipeline is also ``symnoise tasks``: :func:`run_synthetic_eval`
+answers and scores the held-out split, :func:`score_synthetic_outputs` scores an existing
+outputs file without a model.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from typing import Any
 from .._io import write_json_atomic, write_text_atomic
 from ..data.spec import parse_data_spec
 from ..evaluate.stats import stats_for_file, text_stats
+from ..evaluate.tasks import OUTPUTS_FILE, TasksReport, make_report, score_outputs, write_report
 from ..models import default_device
 from ..outputs import read_rows
 from ..run import RunFolder, read_jsonl
 
-__all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "reference_source"]
+__all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "default_output_dir",
+           "reference_source", "run_synthetic_eval", "score_synthetic_outputs"]
 
 
 @dataclass
@@ -180,13 +186,10 @@ def _train_data_stats(info: Mapping[str, Any], n_words: int) -> dict[str, Any]:
     path = Path(data).expanduser()
     if not path.exists():
         return {"source": data, "skipped": f"not a local file here ({path} not found)"}
-    from ..data.formats import to_examples
-    from ..data.sources import load_records
+    from ..data import load_examples
 
-    records, name = load_records(path)
-    fmt = info.get("format") or cfg.get("format") or "auto"
-    examples, report = to_examples(records, fmt, name,
-                                   skip_bad_rows=bool(cfg.get("skip_bad_rows")))
+    examples, report = load_examples(path, fmt=info.get("format") or cfg.get("format") or "auto",
+                                     skip_bad_rows=bool(cfg.get("skip_bad_rows")))
     stats = text_stats([e.output for e in examples], words=n_words)
     return {"source": data, "format": report.format, "read": report.read,
             "used": report.used, "skipped_rows": report.skipped, **stats.to_dict()}
@@ -219,6 +222,70 @@ def _is_heldout_prompts(prompts: Any) -> bool:
     return bool(spec and spec.is_synthetic and spec.split != "train")
 
 
+def default_output_dir(model: str | os.PathLike[str]) -> Path:
+    """``RUN/eval`` for a run folder, else ``./symnoise-eval/<model name>``."""
+    from ..generate import default_generator_name
+    from ..models import resolve_model
+
+    source = resolve_model(model)
+    return RunFolder(source.path).eval_dir if source.kind == "run" else (
+        Path.cwd() / "symnoise-eval" / default_generator_name(source))
+
+
+def score_synthetic_outputs(outputs: str | os.PathLike[str], *, model: str = "",
+                            seed: int = 0) -> TasksReport:
+    """Score a model-outputs file whose entries carry ``family`` and ``answer`` (as
+    ``synthetic_outputs.json`` does). A row without them raises DataError naming it.
+    Nothing is written (see :func:`symnoise.evaluate.tasks.write_report`)."""
+    from ..generate import read_outputs
+
+    return score_outputs(read_outputs(outputs), source=str(outputs), model=model, seed=seed)
+
+
+def run_synthetic_eval(
+    model: Any, *, output_dir: str | os.PathLike[str] | None = None, n: int | None = None,
+    seed: int = 0, batch_size: int = 16, max_new_tokens: int = 64, template: str | None = None,
+    progress: bool = True, overwrite: bool = False, tokenizer: Any = None,
+    **generate_kwargs: Any,
+) -> TasksReport:
+    """The ``symnoise tasks`` pipeline: answer the synthetic held-out split (``n`` prompts,
+    default 240) and score it (files: the ``synthetic_*`` roles of
+    :data:`symnoise.run.EVAL_FILES`).
+
+    model: a ``--model`` value, or a loaded model with ``tokenizer=`` (then ``output_dir``
+    is required; default ``RUN/eval`` for a run folder). Decoding is the paper's (greedy,
+    repetition penalty 1.2) unless ``generate_kwargs`` say otherwise. A rerun resumes from
+    ``synthetic_outputs.json`` (answers kept with ``family`` and ``answer``);
+    ``overwrite=True`` starts over. Returns the :class:`TasksReport` (also written to
+    ``output_dir``).
+    """
+    from ..data.synthetic import load_synthetic
+    from ..generate import generate_outputs, read_outputs
+
+    records = load_synthetic("heldout", seed=seed, n=n)
+    if not records:
+        raise ValueError(f"n must be at least 1 to evaluate, got {n!r}")
+    for r in records:
+        r["dataset"] = "synthetic_heldout"
+    if output_dir is None:
+        if not isinstance(model, (str, os.PathLike)):
+            raise ValueError("a loaded model needs output_dir=")
+        output_dir = default_output_dir(model)
+    out_dir = Path(output_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs_file = out_dir / OUTPUTS_FILE
+    gen = generate_outputs(model, records, outputs_file, template=template,
+                           max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           progress=progress, overwrite=overwrite, tokenizer=tokenizer,
+                           limit=len(records), **generate_kwargs)
+    rows = read_outputs(outputs_file)[: len(records)]  # every prompt answered, in order
+    report = make_report(records, [row["output"] for row in rows], model=gen.model,
+                         generator=gen.generator, seed=seed, output_dir=str(out_dir),
+                         outputs_file=str(outputs_file), generation=gen.to_dict())
+    write_report(report, out_dir)
+    return report
+
+
 class SyntheticStep(Step):
     """Scores generate's answers when the prompts are the held-out split; otherwise
     answers the split itself (``synthetic_n`` prompts)."""
@@ -240,17 +307,13 @@ class SyntheticStep(Step):
         return min(plan.n_prompts, DEFAULT_N_HELDOUT) if plan.n_prompts else None
 
     def run(self, plan: EvalPlan, restart: bool) -> None:
-        from ..evaluate.tasks import write_report
-        from . import synthetic_eval
-
         if _is_heldout_prompts(plan.prompts):
             plan.say(f"  scoring the {plan.n} held-out answers of {plan.file('outputs').name}")
-            report = synthetic_eval.score_synthetic_outputs(plan.file("outputs"),
-                                                            model=str(plan.run.path))
+            report = score_synthetic_outputs(plan.file("outputs"), model=str(plan.run.path))
             write_report(report, plan.run.eval_dir)
         else:
             plan.say("  answering the synthetic held-out split")
-            synthetic_eval.run_synthetic_eval(
+            run_synthetic_eval(
                 str(plan.run.path), output_dir=plan.run.eval_dir, n=self._n(plan),
                 batch_size=plan.batch_size, max_new_tokens=plan.max_new_tokens,
                 progress=plan.progress, overwrite=restart, device=plan.device)

@@ -218,7 +218,7 @@ def _summary(plan: EvalPlan, sections: Mapping[str, Any], state: Mapping[str, st
 def fmt_num(value: Any, fmt: str, scale: float = 1.0) -> str:
     """``value * scale`` formatted, or ``-`` when it is not a number."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return format(value * scale, fmt) if ok else "-"
+    return format(value if scale == 1 else value * scale, fmt) if ok else "-"
 
 
 def _pct(value: Any) -> str:

@@ -51,7 +51,6 @@ class ExperimentError(ValueError):
     """An experiment file (or mapping) that cannot be run; the message names the key."""
 
 
-
 def _as_list(value: Any) -> Any:
     return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -220,7 +219,6 @@ def _validate(model: type[BaseModel], value: Any, where: str, prefix: str = "") 
     raise ExperimentError("\n".join(lines))
 
 
-
 @dataclass
 class GridPoint:
     """One training run of the grid and the evaluation that follows it.
@@ -338,7 +336,6 @@ class _Paths:
         if isinstance(judge, str) and judge.startswith("hf:"):  # a local judge model
             out["judge"] = "hf:" + self.resolve(judge[3:], f"{key}.judge")
         return out
-
 
 
 @dataclass

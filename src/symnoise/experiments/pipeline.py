@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .experiment_file import Experiment, load_experiment
-from .sweep import SweepResult, run_sweep
+from .sweep import SweepResult, _say, run_sweep
 
 __all__ = ["REPORT_DIR", "run_experiment"]
 
@@ -27,8 +26,7 @@ def run_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any] | Expe
     result = run_sweep(exp, executor=executor, dry_run=dry_run, only=only, progress=progress)
     if not exp.report or dry_run:
         return result
-    if progress:
-        print("[sweep] building the report", file=sys.stderr, flush=True)
+    _say(progress, "building the report")
     try:  # looked up at call time: tests may stand in for it
         report = importlib.import_module("symnoise.experiments.report")
         built = report.build_report(exp.output_dir, exp.output_dir / REPORT_DIR)

@@ -322,16 +322,15 @@ class SweepResult:
 
     def format_table(self) -> str:
         """A readable table of the points, their status and headline numbers."""
+        from .evaluation import fmt_num
         from .tables import text_table
-
-        def num(p: PointResult, key: str, fmt: str) -> str:
-            v = p.metrics.get(key)
-            return format(v, fmt) if isinstance(v, (int, float)) else "-"
 
         head = ["point", "status", "action", "steps", "clean loss", "synth", "win", "time",
                 "note"]
-        rows = [[p.name, p.status, p.action, num(p, "steps", "d"), num(p, "clean_loss", ".4f"),
-                 num(p, "synthetic_score", ".3f"), num(p, "win_rate", ".1f"),
+        rows = [[p.name, p.status, p.action,
+                 *(fmt_num(p.metrics.get(k), f) for k, f in (
+                     ("steps", "d"), ("clean_loss", ".4f"), ("synthetic_score", ".3f"),
+                     ("win_rate", ".1f"))),
                  f"{p.seconds:.0f}s" if p.seconds else "-",
                  (p.error or p.note or "").split("\n")[0][:70]] for p in self.points]
         counts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
