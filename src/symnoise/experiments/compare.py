@@ -45,6 +45,7 @@ from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paire
 from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
+from .tables import text_table
 
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
@@ -171,25 +172,24 @@ def _bool(value: Any, where: str) -> bool:
 
 
 def _matches(run: RunFolder, filters: Mapping[str, Any], where: str) -> bool:
+    """Whether a run passes every filter; alpha and norm matching do not apply to methods
+    without them (``none`` has no alpha, only Gaussian/Bernoulli/SymNoise are norm-matched)."""
     info = run.read_info()
     s = run_setting(info)
     for key, want in filters.items():
         if key == "method":
-            if s["method"] != canonical_method(str(want)):
-                return False
-        elif key == "alpha":  # no-noise runs have no alpha: the filter does not apply
-            if s["method"] != "none" and not _same_number(s["alpha"], want, where):
-                return False
-        elif key == "norm_match":  # only methods that are norm-matched have the setting
-            if s["method"] in NORM_MATCHED and bool(s["norm_match"]) != _bool(want, where):
-                return False
+            ok = s["method"] == canonical_method(str(want))
+        elif key == "alpha":
+            ok = s["method"] == "none" or _same_number(s["alpha"], want, where)
+        elif key == "norm_match":
+            ok = s["method"] not in NORM_MATCHED or bool(s["norm_match"]) == _bool(want, where)
         elif key == "seed":
-            if not _same_number(run.seed, want, where):
-                return False
+            ok = _same_number(run.seed, want, where)
         elif key == "dataset":
-            if run_dataset(info) != str(want):
-                return False
-        elif key == "model" and str((info.get("config") or {}).get("model")) != str(want):
+            ok = run_dataset(info) == str(want)
+        else:
+            ok = key != "model" or str((info.get("config") or {}).get("model")) == str(want)
+        if not ok:
             return False
     return True
 
@@ -228,11 +228,12 @@ def _describe(runs: Sequence[RunFolder], limit: int = 6) -> str:
     return ", ".join(labels[:limit]) + more
 
 
+def _differ(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def _key_difference(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) -> str:
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            diffs.append(f"{key}: {a.get(key)!r} vs {b.get(key)!r}")
+    diffs = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in _differ(a, b)]
     more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
     return "; ".join(diffs[:limit]) + more
 
@@ -374,7 +375,7 @@ def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
                              "paired comparison needs the same reference outputs")
 
 
-def _values(data: Any) -> dict[str, float | None]:
+def _values(data: Any) -> dict[str, Any]:
     if isinstance(data, JudgedPrompts):
         return data.shares
     return data[0] if isinstance(data, tuple) else data
@@ -394,33 +395,45 @@ def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) ->
     return [wa[k] for k in keep]
 
 
+def _load(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]], read: Any
+          ) -> list[tuple[Any, Any]] | None:
+    """``read`` of both runs of every pair; None (``out.skipped`` saying why) when a run
+    lacks the file."""
+    try:
+        return [(read(ra), read(rb)) for ra, rb in pairs]
+    except MissingMetric as exc:
+        out.skipped = str(exc)
+        return None
+
+
+def _kept(out: MetricComparison, ra: RunFolder, rb: RunFolder, va: Mapping[str, Any],
+          vb: Mapping[str, Any], what: str, has: Any) -> list[str]:
+    """The ids both runs have a value for (``has``), after checking they share their ids;
+    a note counts the ones left out."""
+    check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
+    keep = [k for k in va if has(va[k]) and has(vb[k])]
+    if len(keep) < len(va):
+        out.notes.append(f"seed {ra.seed}: {len(va) - len(keep)} of {len(va)} {what} have "
+                         "no verdict on one side and are left out")
+    return keep
+
+
 def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, RunFolder]],
                     boot: Mapping[str, Any]) -> MetricComparison:
     out = MetricComparison(metric, a.label, b.label)
     if metric == "lc_win_rate":
         return _compare_lc(out, pairs, boot)
-    loaded: list[tuple[Any, Any]] = []
-    try:
-        for ra, rb in pairs:
-            loaded.append((load_per_example(ra, metric), load_per_example(rb, metric)))
-    except MissingMetric as exc:
-        out.skipped = str(exc)
+    loaded = _load(out, pairs, lambda run: load_per_example(run, metric))
+    if loaded is None:
         return out
     if metric == "win_rate":
         _check_reference([(r, d) for (ra, rb), (da, db) in zip(pairs, loaded, strict=True)
                           for r, d in ((ra, da), (rb, db))])
-    xs: list[float] = []
-    ys: list[float] = []
-    ws: list[float] = []
-    strata: list[str] = []
+    xs, ys, ws, strata = [], [], [], []
     what = _INFO[metric][3]
     for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
         va, vb = _values(da), _values(db)
-        check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
-        keep = [k for k in va if va[k] is not None and vb[k] is not None]
-        if len(keep) < len(va):
-            out.notes.append(f"seed {ra.seed}: {len(va) - len(keep)} of {len(va)} {what} have "
-                             "no verdict on one side and are left out")
+        keep = _kept(out, ra, rb, va, vb, what, lambda v: v is not None)
         if not keep:
             raise ValueError(f"{metric}: no {what} with a verdict on both sides for "
                              f"{ra.path} and {rb.path}")
@@ -447,27 +460,21 @@ def _compare_lc(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]],
     """B − A of the length-controlled win rate: the GLM refitted per side per resample."""
     from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS
     out.variant = LC_OFFLINE
-    try:
-        loaded = [(judged_rows(ra), judged_rows(rb)) for ra, rb in pairs]
-    except MissingMetric as exc:
-        out.skipped = str(exc)
+    loaded = _load(out, pairs, judged_rows)
+    if loaded is None:
         return out
-    index: list[float] = []
     strata: list[str] = []
     rows_a: list[list[dict[str, Any]]] = []
     rows_b: list[list[dict[str, Any]]] = []
+    groups: list[np.ndarray] = []  # the positions of each seed's prompts
     for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
-        check_same_ids(da, db, what="prompts", a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
-        keep = [k for k in da if da[k] and db[k]]
-        if len(keep) < len(da):
-            out.notes.append(f"seed {ra.seed}: {len(da) - len(keep)} of {len(da)} prompts have "
-                             "no verdict on one side and are left out")
+        keep = _kept(out, ra, rb, da, db, "prompts", bool)
         n_rows = min(sum(len(da[k]) for k in keep), sum(len(db[k]) for k in keep))
         if n_rows < MIN_LC_ITEMS:
             out.skipped = (f"length control needs >= {MIN_LC_ITEMS} judged items per run, "
                            f"seed {ra.seed} has {n_rows}")
             return out
-        index += [float(len(rows_a) + i) for i in range(len(keep))]
+        groups.append(np.arange(len(rows_a), len(rows_a) + len(keep), dtype=float))
         strata += [str(ra.seed)] * len(keep)
         rows_a += [da[k] for k in keep]
         rows_b += [db[k] for k in keep]
@@ -475,13 +482,11 @@ def _compare_lc(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]],
     def stat(ia: np.ndarray, ib: np.ndarray) -> float:
         return _lc_of(rows_b, ib) - _lc_of(rows_a, ia)
 
+    index = np.concatenate(groups)
     res = paired_bootstrap(index, index, strata=strata if len(pairs) > 1 else None,
                            statistic=stat, **boot)
-    groups = [np.asarray([i for i, s in zip(index, strata, strict=True) if s == g])
-              for g in dict.fromkeys(strata)] if len(pairs) > 1 else [np.asarray(index)]
-    mean_a = float(np.mean([_lc_of(rows_a, g) for g in groups]))
-    mean_b = float(np.mean([_lc_of(rows_b, g) for g in groups]))
-    out.result = replace(res, mean_a=mean_a, mean_b=mean_b)
+    out.result = replace(res, mean_a=float(np.mean([_lc_of(rows_a, g) for g in groups])),
+                         mean_b=float(np.mean([_lc_of(rows_b, g) for g in groups])))
     return out
 
 
@@ -535,8 +540,7 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
 
 def _disambiguate(a: Side, b: Side) -> None:
     """Two sides with the same noise label: name what else differs (or their folders)."""
-    differ = [k for k in sorted(set(a.key) | set(b.key)) if a.key.get(k) != b.key.get(k)]
-    if differ:
+    if differ := _differ(a.key, b.key):
         a.label += " [" + ", ".join(f"{k}={a.key.get(k)}" for k in differ[:2]) + "]"
         b.label += " [" + ", ".join(f"{k}={b.key.get(k)}" for k in differ[:2]) + "]"
     else:
@@ -563,7 +567,7 @@ def format_comparison(c: Comparison) -> str:
     level = next((m.result.confidence for m in c.compared), 0.95)
     head = ["metric", "unit", c.a.label, c.b.label, "B − A", f"{level:.0%} interval", "n",
             "significant"]
-    rows = [head]
+    rows = []
     for m in c.metrics:
         if m.result is None:
             rows.append([m.metric, m.unit, "-", "-", "-", "-", "-", "skipped"])
@@ -573,9 +577,7 @@ def format_comparison(c: Comparison) -> str:
         rows.append([m.metric, m.unit, f"{d.mean_a:.{digits}f}", f"{d.mean_b:.{digits}f}",
                      value, interval, m.n_text().removeprefix("n = "),
                      "yes" if d.significant else "no"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
+    lines = [text_table(head, rows, rule=False)]
     lines += ["", f"A: {c.a.label} ({len(c.a.runs)} run(s), seeds {c.a.seeds})",
               f"B: {c.b.label} ({len(c.b.runs)} run(s), seeds {c.b.seeds})", ""]
     lines += [m.line() for m in c.metrics]

@@ -22,7 +22,7 @@ __all__ = [
     "COLUMN_TITLES", "METRIC_TITLES", "NEFTUNE_ALPHA", "NEFTUNE_CITATION", "PAPER_DATASETS",
     "PAPER_MODEL", "PAPER_REFERENCE", "PAPER_TABLES", "PAPER_VERSIONS", "SYMNOISE_ALPHA",
     "SYMNOISE_CITATION", "WIN_RATE_ROWS", "PaperRow", "PaperTable", "PaperValue", "TableRow",
-    "matches_paper_model", "matches_paper_reference", "paper_values",
+    "matches_model", "matches_paper_model", "matches_paper_reference", "paper_values",
 ]
 
 SYMNOISE_CITATION = ("Yadav & Singh, SymNoise: Advancing Language Model Fine-tuning with "
@@ -179,6 +179,14 @@ def matches_paper_model(model: str | None) -> bool:
     """True when a model path/id names LLaMA-2-7B (``Llama-2-7b-hf``, ``llama2_7b`` ...),
     and not its chat or 13B/70B variants."""
     return bool(model) and "llama27b" in _squash(model) and "chat" not in _squash(model)
+
+
+def matches_model(paper_model: str | None, model: str | None) -> bool:
+    """Whether a run's model is a published row's model (LLaMA-2-7B as
+    :func:`matches_paper_model` says; another model when its name is in the run's)."""
+    if paper_model == PAPER_MODEL:
+        return matches_paper_model(model)
+    return bool(paper_model) and _squash(paper_model) in _squash(model or "")
 
 
 def matches_paper_reference(reference: str | None) -> bool:

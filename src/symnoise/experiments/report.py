@@ -74,22 +74,19 @@ class ReportResult:
 
 
 def _comparable(runs: Sequence[RunRecord]) -> tuple[bool, str]:
+    """Whether the judged runs are the papers' setting (model, reference, dataset), and
+    what differs when not."""
     judged = [r for r in runs if r.win_rate is not None]
     if not judged:
         return False, "no run has a win rate"
+    pn = paper_numbers
     why = []
-    bad_model = sorted({str(r.model) for r in judged
-                        if not paper_numbers.matches_paper_model(r.model)})
-    if bad_model:
-        why.append(f"model {', '.join(bad_model)} (the paper: {paper_numbers.PAPER_MODEL})")
-    bad_ref = sorted({str(r.reference) for r in judged
-                      if not paper_numbers.matches_paper_reference(r.reference)})
-    if bad_ref:
-        why.append(f"reference outputs {', '.join(bad_ref)} (the paper: "
-                   f"{paper_numbers.PAPER_REFERENCE})")
-    bad_ds = sorted({r.dataset for r in judged if r.dataset not in PAPER_DATASETS})
-    if bad_ds:
-        why.append(f"dataset {', '.join(bad_ds)} (the paper: {', '.join(PAPER_DATASETS)})")
+    for what, attr, ok, paper in (
+            ("model", "model", pn.matches_paper_model, pn.PAPER_MODEL),
+            ("reference outputs", "reference", pn.matches_paper_reference, pn.PAPER_REFERENCE),
+            ("dataset", "dataset", PAPER_DATASETS.__contains__, ", ".join(PAPER_DATASETS))):
+        if bad := sorted({str(getattr(r, attr)) for r in judged if not ok(getattr(r, attr))}):
+            why.append(f"{what} {', '.join(bad)} (the paper: {paper})")
     return not why, "; ".join(why)
 
 

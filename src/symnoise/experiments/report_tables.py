@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import PAPER_DATASETS
 from . import paper_numbers
 from .records import LEADERBOARD_COLUMNS, RunRecord, dataset_order, method_rank, setting_label
-from .tables import MISSING, Table, cell, fmt, mean, number, sd
+from .tables import MISSING, Table, cell, fmt, group_by, mean, number, sd
+
+if TYPE_CHECKING:
+    from ..evaluate.paired import PairedDiff
 
 __all__ = ["JUDGE_NOTE", "ablation", "grid_rows", "grid_table", "judged", "length_tables",
            "openllm", "paper_matches", "paper_table", "published_tables", "runs_table",
@@ -58,21 +61,15 @@ class GridRow:
 def grid_rows(runs: Sequence[RunRecord]) -> list[GridRow]:
     """Rows of the dataset x method tables: one per (method, norm matching, variant); split
     by alpha when one dataset holds several alphas of that method (an alpha sweep)."""
-    groups: dict[tuple[Any, ...], list[RunRecord]] = {}
-    for r in runs:
-        groups.setdefault((r.method, r.norm_key, r.variant), []).append(r)
     rows: list[GridRow] = []
-    for (method, nk, variant), members in groups.items():
-        per_ds: dict[str, set[Any]] = {}
-        for r in members:
-            per_ds.setdefault(r.dataset, set()).add(r.alpha_key)
+    for (method, nk, variant), members in group_by(
+            runs, lambda r: (r.method, r.norm_key, r.variant)).items():
         alphas = {r.alpha_key for r in members}
-        split = any(len(a) > 1 for a in per_ds.values())
+        split = any(len({r.alpha_key for r in ms}) > 1
+                    for ms in group_by(members, lambda r: r.dataset).values())
         for alpha in sorted(alphas, key=lambda a: (a is None, a or 0.0)) if split else [None]:
-            cells: dict[str, list[RunRecord]] = {}
-            for r in members:
-                if not split or r.alpha_key == alpha:
-                    cells.setdefault(r.dataset, []).append(r)
+            cells = group_by((r for r in members if not split or r.alpha_key == alpha),
+                             lambda r: r.dataset)
             row_alpha = alpha if split else (next(iter(alphas)) if len(alphas) == 1 else None)
             rows.append(GridRow(method, nk, variant, row_alpha, cells))
     rows.sort(key=lambda g: (method_rank(g.method), g.method or "", g.variant,
@@ -86,14 +83,13 @@ def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Seque
                marks: bool = False) -> Table:
     """Rows :func:`grid_rows`, a column per dataset (+ Average: the mean of the row's cells,
     only when it has every column). CSV: the cell means, each cell's sd and n, the average."""
-    header = ["method", *datasets] + (["Average"] if average else [])
-    csv_header = [*_GRID_KEYS, *datasets, *(f"{d} sd" for d in datasets),
-                  *(f"{d} n" for d in datasets), *(["average"] if average else [])]
-    table = Table(name, title, header, [], csv_header, [], note)
+    avg_col = ["Average"] if average else []
+    table = Table(name, title, ["method", *datasets, *avg_col], csv_header=[
+        *_GRID_KEYS, *datasets, *(f"{d} sd" for d in datasets), *(f"{d} n" for d in datasets),
+        *(["average"] if average else [])], note=note)
     for label, cells in extra_rows:
-        table.rows.append([label, *(fmt(cells.get(d), digits) for d in datasets),
-                           *([MISSING] if average else [])])
-        table.data.append(_csv_row(csv_header, row=label, source=label, **cells))
+        table.add([label, *(fmt(cells.get(d), digits) for d in datasets),
+                   *([MISSING] if average else [])], row=label, source=label, **cells)
     for g in grid_rows(runs):
         shown, means, extra = [g.label()], {}, {}
         for d in datasets:
@@ -106,29 +102,21 @@ def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Seque
             extra[f"{d} sd"] = sd(vals)
             extra[f"{d} n"] = len(vals) or None
         avg = mean(list(means.values())) if all(v is not None for v in means.values()) else None
-        if average:
-            shown.append(fmt(avg, digits))
-        table.rows.append(shown)
-        table.data.append(_csv_row(csv_header, row=g.label(), source="runs", method=g.method,
-                                   alpha=g.alpha, norm_match=g.norm_key,
-                                   alphas=g.alphas() or None, average=avg, **means, **extra))
+        table.add(shown + ([fmt(avg, digits)] if average else []), row=g.label(), source="runs",
+                  method=g.method, alpha=g.alpha, norm_match=g.norm_key,
+                  alphas=g.alphas() or None, average=avg, **means, **extra)
     return table
 
 
-def _csv_row(header: Sequence[str], **values: Any) -> list[Any]:
-    return [values.get(c) for c in header]
-
-
 def paper_table(datasets: Sequence[str], *, name: str, title: str, note: str) -> Table:
-    header = ["source", *datasets, "Average"]
-    csv_header = ["row", "method", *datasets, "average", "where"]
-    table = Table(name, title, header, [], csv_header, [], note)
+    table = Table(name, title, ["source", *datasets, "Average"],
+                  csv_header=["row", "method", *datasets, "average", "where"], note=note)
     full = list(datasets) == list(PAPER_DATASETS)
     for pr in paper_numbers.WIN_RATE_ROWS:
         cells = [pr.values.get(d) for d in datasets]
         avg = pr.average if full else None
-        table.rows.append([pr.label, *(fmt(v, pr.digits) for v in cells), fmt(avg, pr.digits)])
-        table.data.append([pr.label, pr.method, *cells, avg, pr.where])
+        table.add([pr.label, *(fmt(v, pr.digits) for v in cells), fmt(avg, pr.digits)],
+                  [pr.label, pr.method, *cells, avg, pr.where])
     return table
 
 
@@ -141,10 +129,8 @@ def table1(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool)
     if comparable:
         paper = paper_table(datasets, name="", title="", note="")
         for shown, raw in zip(paper.rows, paper.data, strict=True):
-            table.rows.append(shown)
-            table.data.append(_csv_row(table.csv_header, row=raw[0], source="paper",
-                                       method=raw[1], average=raw[-2],
-                                       **dict(zip(datasets, raw[2:-2], strict=True))))
+            table.add(shown, row=raw[0], source="paper", method=raw[1], average=raw[-2],
+                      **dict(zip(datasets, raw[2:-2], strict=True)))
         table.note += (" Rows labelled 'paper (...)' are published numbers "
                        "(symnoise.experiments.paper_numbers), not results of these runs.")
     return table
@@ -152,22 +138,19 @@ def table1(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool)
 
 def _groups(runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
     """Runs that differ only by seed, in table order."""
-    groups: dict[tuple[Any, ...], list[RunRecord]] = {}
-    for r in sorted_runs(runs):
-        groups.setdefault((r.dataset, r.method, r.alpha_key, r.norm_key, r.variant), []).append(r)
-    return list(groups.values())
+    return list(group_by(sorted_runs(runs), lambda r: (r.dataset, r.method, r.alpha_key,
+                                                        r.norm_key, r.variant)).values())
 
 
 def ablation(runs: Sequence[RunRecord]) -> Table:
-    header = ["dataset", "setting", "method", "alpha", "norm-matched", "win rate",
-              "avg chars", "runs"]
     table = Table("ablation", "Noise ablation: win rate (%) and average output length "
-                  "(characters)", header, [],
-                  ["dataset", "setting", "method", "alpha", "norm_match", "win_rate",
-                   "win_rate_sd", "avg_chars", "runs"], [],
-                  "norm-matched: Gaussian/Bernoulli/SymNoise noise divided by sqrt(3) (α=a/√3); "
-                  "'-' where it does not apply. avg chars: mean over all outputs (stats.json), "
-                  "else over the judged outputs. " + JUDGE_NOTE)
+                  "(characters)", ["dataset", "setting", "method", "alpha", "norm-matched",
+                                   "win rate", "avg chars", "runs"],
+                  csv_header=["dataset", "setting", "method", "alpha", "norm_match", "win_rate",
+                              "win_rate_sd", "avg_chars", "runs"],
+                  note="norm-matched: Gaussian/Bernoulli/SymNoise noise divided by sqrt(3) "
+                       "(α=a/√3); '-' where it does not apply. avg chars: mean over all outputs "
+                       "(stats.json), else over the judged outputs. " + JUDGE_NOTE)
     for members in _groups(runs):
         r = members[0]
         judged = [m for m in members if m.win_rate is not None]
@@ -175,10 +158,10 @@ def ablation(runs: Sequence[RunRecord]) -> Table:
         ch = [m.avg_chars for m in members if m.avg_chars is not None]
         nm_text = MISSING if r.norm_key is None else ("yes" if r.norm_key else "no")
         alpha = MISSING if r.alpha_key is None else f"{r.alpha_key:g}"
-        table.rows.append([r.dataset, r.label, r.method or "?", alpha, nm_text,
-                           cell(wr, 2, mark=_mark(judged)), cell(ch, 1), str(len(members))])
-        table.data.append([r.dataset, r.label, r.method, r.alpha_key, r.norm_key, mean(wr),
-                           sd(wr), mean(ch), len(members)])
+        table.add([r.dataset, r.label, r.method or "?", alpha, nm_text,
+                   cell(wr, 2, mark=_mark(judged)), cell(ch, 1), str(len(members))],
+                  [r.dataset, r.label, r.method, r.alpha_key, r.norm_key, mean(wr), sd(wr),
+                   mean(ch), len(members)])
     return table
 
 
@@ -186,21 +169,18 @@ def judged(runs: Sequence[RunRecord]) -> Table:
     """Every judged run with the leaderboard columns its judge wrote and its judge check."""
     board = [c for c in LEADERBOARD_COLUMNS if any(c in r.leaderboard for r in runs)]
     check = ["accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"]
-    header = ["run", "setting", "dataset", "judge", "reference", *board, "judge check"]
     table = Table("judged", "Win rates: AlpacaEval leaderboard columns and the judge check",
-                  header, [], ["run", "setting", "dataset", "judge", "reference", *board,
-                               *(f"check_{k}" for k in check)], [], JUDGE_NOTE)
+                  ["run", "setting", "dataset", "judge", "reference", *board, "judge check"],
+                  csv_header=["run", "setting", "dataset", "judge", "reference", *board,
+                              *(f"check_{k}" for k in check)], note=JUDGE_NOTE)
     for r in sorted_runs(runs):
         if r.win_rate is None:
             continue
         jc = r.judge_check or {}
-        table.rows.append([r.name, r.label, r.dataset, r.judge or MISSING,
-                           r.reference or MISSING,
-                           *(_board_cell(r.leaderboard.get(c)) for c in board),
-                           _check_text(r)])
-        table.data.append([r.name, r.label, r.dataset, r.judge, r.reference,
-                           *(r.leaderboard.get(c) for c in board),
-                           *(jc.get(k) for k in check)])
+        table.add([r.name, r.label, r.dataset, r.judge or MISSING, r.reference or MISSING,
+                   *(_board_cell(r.leaderboard.get(c)) for c in board), _check_text(r)],
+                  [r.name, r.label, r.dataset, r.judge, r.reference,
+                   *(r.leaderboard.get(c) for c in board), *(jc.get(k) for k in check)])
     return table
 
 
@@ -228,12 +208,11 @@ def _check_text(r: RunRecord) -> str:
 
 def _train_rows(runs: Sequence[RunRecord], datasets: Sequence[str], key: str
                 ) -> list[tuple[str, dict[str, float | None]]]:
-    cells: dict[str, float | None] = {}
-    for d in datasets:
-        found = [number(r.train_stats.get(key)) for r in runs
-                 if r.dataset == d and r.train_stats and number(r.train_stats.get(key)) is not None]
-        if found:
-            cells[d] = found[0]
+    """The training data's own statistic per dataset (the first run that records it)."""
+    found = {d: [v for r in runs if r.dataset == d
+                 if (v := number((r.train_stats or {}).get(key))) is not None]
+             for d in datasets}
+    cells = {d: vals[0] for d, vals in found.items() if vals}
     return [("training data", cells)] if cells else []
 
 
@@ -260,89 +239,69 @@ def sorted_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
 def openllm(runs: Sequence[RunRecord]) -> Table:
     tasks = list(dict.fromkeys(t for r in runs for t in r.harness))
     table = Table("openllm", "OpenLLM tasks (lm-evaluation-harness, %)",
-                  ["run", "setting", "dataset", *tasks, "Average", "limit"], [],
-                  ["run", "setting", "dataset", *tasks, "average", "limit"], [],
-                  "Each task's headline metric (acc_norm for ARC/HellaSwag, acc for MMLU and "
-                  "TruthfulQA MC2) in percent; CSV values are fractions. Average: only when "
-                  "every task is present. A run with a limit used part of each task: not "
-                  "comparable with full-benchmark numbers.")
-    for r in sorted_runs(runs):
-        if not r.harness:
-            continue
+                  ["run", "setting", "dataset", *tasks, "Average", "limit"],
+                  csv_header=["run", "setting", "dataset", *tasks, "average", "limit"],
+                  note="Each task's headline metric (acc_norm for ARC/HellaSwag, acc for MMLU "
+                       "and TruthfulQA MC2) in percent; CSV values are fractions. Average: only "
+                       "when every task is present. A run with a limit used part of each task: "
+                       "not comparable with full-benchmark numbers.")
+    for r in (r for r in sorted_runs(runs) if r.harness):
         vals = [number(r.harness.get(t)) for t in tasks]
         avg = mean(vals) if all(v is not None for v in vals) else None  # type: ignore[arg-type]
         limit = MISSING if r.harness_limit is None else str(r.harness_limit)
-        table.rows.append([r.name, r.label, r.dataset, *(fmt(v, 2, 100) for v in vals),
-                           fmt(avg, 2, 100), limit])
-        table.data.append([r.name, r.label, r.dataset, *vals, avg, r.harness_limit])
+        table.add([r.name, r.label, r.dataset, *(fmt(v, 2, 100) for v in vals),
+                   fmt(avg, 2, 100), limit], [r.name, r.label, r.dataset, *vals, avg,
+                                              r.harness_limit])
     return table
 
 
 def synthetic(runs: Sequence[RunRecord]) -> Table:
     table = Table("synthetic", "Synthetic held-out exact-answer score",
-                  ["run", "setting", "dataset", "accuracy %", "95% CI", "n", "formatted %"], [],
-                  ["run", "setting", "dataset", "accuracy", "ci95_low", "ci95_high", "n",
-                   "format_rate"], [],
-                  "Exact-answer accuracy on the built-in synthetic held-out split, 95% Wilson "
-                  "interval; CSV values are fractions.")
-    for r in sorted_runs(runs):
+                  ["run", "setting", "dataset", "accuracy %", "95% CI", "n", "formatted %"],
+                  csv_header=["run", "setting", "dataset", "accuracy", "ci95_low", "ci95_high",
+                              "n", "format_rate"],
+                  note="Exact-answer accuracy on the built-in synthetic held-out split, 95% "
+                       "Wilson interval; CSV values are fractions.")
+    for r in (r for r in sorted_runs(runs) if r.synthetic):
         s = r.synthetic
-        if not s:
-            continue
         ci = s.get("accuracy_ci95") or [None, None]
         lo, hi = (number(ci[0]), number(ci[1])) if len(ci) == 2 else (None, None)
         ci_text = MISSING if lo is None or hi is None else f"[{lo * 100:.1f}, {hi * 100:.1f}]"
-        table.rows.append([r.name, r.label, r.dataset, fmt(s.get("accuracy"), 1, 100), ci_text,
-                           str(s.get("n", MISSING)), fmt(s.get("format_rate"), 1, 100)])
-        table.data.append([r.name, r.label, r.dataset, s.get("accuracy"), lo, hi, s.get("n"),
-                           s.get("format_rate")])
+        table.add([r.name, r.label, r.dataset, fmt(s.get("accuracy"), 1, 100), ci_text,
+                   str(s.get("n", MISSING)), fmt(s.get("format_rate"), 1, 100)],
+                  [r.name, r.label, r.dataset, s.get("accuracy"), lo, hi, s.get("n"),
+                   s.get("format_rate")])
     return table
 
 
 def runs_table(runs: Sequence[RunRecord]) -> Table:
     table = Table("runs", "Runs: final clean held-out loss (noise off) and training loss "
                   "(with noise)", ["run", "status", "model", "dataset", "setting", "steps",
-                                   "clean held-out loss", "train loss (noisy)"], [],
-                  ["run", "status", "model", "dataset", "method", "alpha", "norm_match", "seed",
-                   "global_step", "final_clean_eval_loss", "train_loss"], [])
+                                   "clean held-out loss", "train loss (noisy)"],
+                  csv_header=["run", "status", "model", "dataset", "method", "alpha",
+                              "norm_match", "seed", "global_step", "final_clean_eval_loss",
+                              "train_loss"])
     for r in sorted_runs(runs):
-        table.rows.append([r.name, r.status or MISSING, r.model or MISSING, r.dataset, r.label,
-                           MISSING if r.global_step is None else str(r.global_step),
-                           fmt(r.final_clean_eval_loss, 4), fmt(r.train_loss, 4)])
-        table.data.append([r.name, r.status, r.model, r.dataset, r.method, r.alpha,
-                           r.norm_match, r.seed, r.global_step, r.final_clean_eval_loss,
-                           r.train_loss])
+        table.add([r.name, r.status or MISSING, r.model or MISSING, r.dataset, r.label,
+                   MISSING if r.global_step is None else str(r.global_step),
+                   fmt(r.final_clean_eval_loss, 4), fmt(r.train_loss, 4)],
+                  [r.name, r.status, r.model, r.dataset, r.method, r.alpha, r.norm_match,
+                   r.seed, r.global_step, r.final_clean_eval_loss, r.train_loss])
     return table
 
 
 def published_tables() -> list[Table]:
     """Every published table of the SymNoise paper (T1-T5) as printed, labelled with its
     judge and the paper versions that print it."""
-    out = []
-    for key, pt in paper_numbers.PAPER_TABLES.items():
-        header = pt.header()
-        out.append(Table(f"paper_{key}", f"{pt.label()}: {pt.title}", header,
-                         [[c or MISSING for c in row] for row in pt.display_rows()],
-                         header, [[c or None for c in row] for row in pt.display_rows()],
-                         pt.note))
-    return out
-
-
-def _squash(text: str | None) -> str:
-    return "".join(c for c in (text or "").lower() if c.isalnum())
-
-
-def _same_model(paper_model: str | None, model: str | None) -> bool:
-    if paper_model == paper_numbers.PAPER_MODEL:
-        return paper_numbers.matches_paper_model(model)
-    return bool(paper_model) and _squash(paper_model) in _squash(model)
+    return [Table(f"paper_{key}", f"{pt.label()}: {pt.title}", pt.header(),
+                  [[c or MISSING for c in row] for row in pt.display_rows()], pt.header(),
+                  [[c or None for c in row] for row in pt.display_rows()], pt.note)
+            for key, pt in paper_numbers.PAPER_TABLES.items()]
 
 
 def _ours(r: RunRecord, metric: str) -> float | None:
-    if metric == "win_rate":
-        return r.win_rate
-    if metric == "avg_chars":
-        return r.avg_chars
+    if metric in ("win_rate", "avg_chars"):
+        return getattr(r, metric)
     if metric in r.harness:
         return 100 * r.harness[metric]  # the paper prints percent
     return number((r.stats or {}).get(metric))
@@ -353,29 +312,44 @@ def paper_matches(runs: Sequence[RunRecord]) -> Table:
     the paper's (model, dataset, method, and alpha and norm matching where printed)."""
     table = Table("paper_matches", "Published numbers for the settings of these runs",
                   ["setting", "dataset", "metric", "ours", "paper", "table", "judge",
-                   "versions"], [],
-                  ["setting", "dataset", "metric", "ours", "ours_sd", "n", "paper", "table",
-                   "judge", "versions"], [],
-                  "ours: these runs (mean ± sd over seeds); paper: as printed, with its table, "
-                  "judge and the paper versions (v1, v2) that print it. A win rate is "
-                  "comparable only when the judge and the reference outputs are the same.")
+                   "versions"],
+                  csv_header=["setting", "dataset", "metric", "ours", "ours_sd", "n", "paper",
+                              "table", "judge", "versions"],
+                  note="ours: these runs (mean ± sd over seeds); paper: as printed, with its "
+                       "table, judge and the paper versions (v1, v2) that print it. A win rate "
+                       "is comparable only when the judge and the reference outputs are the "
+                       "same.")
     for members in _groups(runs):
         r = members[0]
-        for v in paper_numbers.paper_values():
-            if not (v.dataset == r.dataset and v.method == r.method
-                    and _same_model(v.model, r.model)
+        for v in paper_numbers.paper_values(dataset=r.dataset, method=r.method):
+            if not (paper_numbers.matches_model(v.model, r.model)
                     and (v.alpha is None or v.alpha == r.alpha_key)
                     and (v.norm_match is None or v.norm_match == r.norm_key)):
                 continue
             vals = [x for x in (_ours(m, v.metric) for m in members) if x is not None]
             if not vals:
                 continue
-            label = paper_numbers.PAPER_TABLES[v.table].label()
-            table.rows.append([r.label, r.dataset, v.metric, cell(vals, 2), v.text,
-                               f"{label}: {v.row}", v.judge or MISSING, ", ".join(v.versions)])
-            table.data.append([r.label, r.dataset, v.metric, mean(vals), sd(vals), len(vals),
-                               v.value, f"{label}: {v.row}", v.judge, ",".join(v.versions)])
+            where = f"{paper_numbers.PAPER_TABLES[v.table].label()}: {v.row}"
+            table.add([r.label, r.dataset, v.metric, cell(vals, 2), v.text, where,
+                       v.judge or MISSING, ", ".join(v.versions)],
+                      [r.label, r.dataset, v.metric, mean(vals), sd(vals), len(vals), v.value,
+                       where, v.judge, ",".join(v.versions)])
     return table
+
+
+def _vs_none(a: Sequence[RunRecord], b: Sequence[RunRecord], what: str, notes: list[str]
+             ) -> PairedDiff | None:
+    """The win rate of ``b`` − ``a`` with its interval (None, noted, when it has none)."""
+    from .compare import compare_runs
+
+    try:
+        mc = compare_runs([r.path for r in a], [r.path for r in b], metrics=["win_rate"])[0]
+    except ValueError as exc:
+        notes.append(f"{what}: no interval ({exc})")
+        return None
+    if mc.result is None:
+        notes.append(f"{what}: no interval ({mc.skipped})")
+    return mc.result
 
 
 def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: list[str]
@@ -385,34 +359,20 @@ def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: li
     judged prompts stratified by seed (:func:`symnoise.experiments.compare.compare_runs`).
     ``*``: significant, i.e. the interval excludes 0. A cell that cannot be paired is ``-``
     and ``notes`` says why."""
-    from .compare import compare_runs
-
     rows = grid_rows(runs)
     base = {g.variant: g for g in rows if g.method == "none"}
     table = Table("table1_vs_none", "Table 1: difference from the no-noise row (win-rate "
-                  "points, 95% interval)", ["method", *datasets], [],
-                  ["row", "dataset", "diff", "ci_low", "ci_high", "n", "significant"], [],
-                  "B − A per dataset, A the no-noise row: paired bootstrap over prompts "
-                  "(stratified by seed); * significant: the 95% interval excludes 0. "
-                  + JUDGE_NOTE)
-    for g in rows:
-        if g.method == "none" or g.variant not in base:
-            continue
+                  "points, 95% interval)", ["method", *datasets],
+                  csv_header=["row", "dataset", "diff", "ci_low", "ci_high", "n", "significant"],
+                  note="B − A per dataset, A the no-noise row: paired bootstrap over prompts "
+                       "(stratified by seed); * significant: the 95% interval excludes 0. "
+                       + JUDGE_NOTE)
+    for g in (g for g in rows if g.method != "none" and g.variant in base):
         shown = [g.label()]
         for d in datasets:
             a = [r for r in base[g.variant].runs.get(d, []) if r.win_rate is not None]
             b = [r for r in g.runs.get(d, []) if r.win_rate is not None]
-            diff = None
-            if a and b:
-                try:
-                    mc = compare_runs([r.path for r in a], [r.path for r in b],
-                                      metrics=["win_rate"])[0]
-                except ValueError as exc:
-                    notes.append(f"{g.label()} vs none on {d}: no interval ({exc})")
-                    mc = None
-                if mc is not None and mc.result is None:
-                    notes.append(f"{g.label()} vs none on {d}: no interval ({mc.skipped})")
-                diff = mc.result if mc is not None else None
+            diff = _vs_none(a, b, f"{g.label()} vs none on {d}", notes) if a and b else None
             if diff is None:
                 shown.append(MISSING)
                 continue
