@@ -45,7 +45,7 @@ from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paire
 from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
-from .tables import text_table
+from .tables import group_by, text_table
 
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
@@ -96,10 +96,8 @@ def _key_text(key: Mapping[str, Any]) -> str:
 def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder]]:
     """Runs grouped by :func:`setting_key` (groups in order of first appearance, each
     sorted by seed): the runs of one group differ only by seed and may be averaged."""
-    groups: dict[str, list[RunFolder]] = {}
-    for run in runs:
-        rf = run if isinstance(run, RunFolder) else RunFolder(run)
-        groups.setdefault(_key_text(setting_key(rf.read_info())), []).append(rf)
+    groups = group_by((r if isinstance(r, RunFolder) else RunFolder(r) for r in runs),
+                      lambda rf: _key_text(setting_key(rf.read_info())))
     return [sorted(g, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
             for g in groups.values()]
 
@@ -160,15 +158,15 @@ def _split_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return spec, {}
 
 
+_BOOLS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
+    ("0", "false", "no", "off"), False)
+
+
 def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{where}: norm_match must be true or false, got {value!r}")
+    if (flag := value if isinstance(value, bool) else _BOOLS.get(str(value).strip().lower())
+            ) is None:
+        raise ValueError(f"{where}: norm_match must be true or false, got {value!r}")
+    return flag
 
 
 def _matches(run: RunFolder, filters: Mapping[str, Any], where: str) -> bool:
@@ -203,23 +201,21 @@ def _same_number(have: Any, want: Any, where: str) -> bool:
 
 
 def _runs_of(path: str) -> list[RunFolder]:
+    """The run folders of a path: a run folder, a folder of runs, or a glob of either."""
     if any(ch in path for ch in "*?["):
-        matches = sorted(glob.glob(path))
-        if not matches:
+        if not (matches := sorted(glob.glob(path))):
             raise FileNotFoundError(f"{path}: the pattern matches nothing")
-        runs: list[RunFolder] = []
-        for m in matches:
-            if RunFolder(m).is_run():
-                runs.append(RunFolder(m))
-            elif Path(m).is_dir():
-                runs.extend(find_runs(m))
-        return runs
-    folder = RunFolder(path)
-    if folder.is_run():
-        return [folder]
-    if not folder.path.is_dir():
+    elif RunFolder(path).is_run() or Path(path).is_dir():
+        matches = [path]
+    else:
         raise FileNotFoundError(f"{path}: no such run folder or folder of runs")
-    return find_runs(folder.path)
+    runs: list[RunFolder] = []
+    for m in matches:
+        if RunFolder(m).is_run():
+            runs.append(RunFolder(m))
+        elif Path(m).is_dir():
+            runs.extend(find_runs(m))
+    return runs
 
 
 def _describe(runs: Sequence[RunFolder], limit: int = 6) -> str:
