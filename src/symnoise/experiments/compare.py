@@ -310,8 +310,7 @@ class MetricComparison:
         if self.result is None:
             return f"{head}: skipped ({self.skipped})"
         d = self.result
-        text = format_interval(d, digits=digits)
-        value, interval = text.split(" ", 1)
+        value, interval = format_interval(d, digits=digits).split(" ", 1)
         verdict = "significant" if d.significant else "not significant"
         lower = " (lower is better)" if self.metric == "heldout_loss" else ""
         return f"{head}: {value} {unit} {interval}, {verdict} ({self.n_text()}){lower}"
