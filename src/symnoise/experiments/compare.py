@@ -20,7 +20,7 @@ seed when there are several:
   (:func:`symnoise.evaluate.winrate.length_controlled`, AlpacaEval 2's GLM without the
   instruction-difficulty term, named in ``lc_variant``), refitted on each side for each
   bootstrap resample of prompts (the same prompts for both sides, within each seed). A fit
-  per resample is slow, so it uses at most :data:`LC_N_BOOT` (500) resamples. Skipped
+  per resample is slow, so it uses at most :data:`LC_N_BOOT` (200) resamples. Skipped
   when a run has fewer than the judge's ``MIN_LC_ITEMS`` judged rows.
 * ``heldout_loss`` (nats per token, lower is better): the clean loss of each held-out
   example, weighted by its token count (the per-token mean, as the run's clean loss); a

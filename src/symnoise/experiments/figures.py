@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .records import RunRecord
-from .report_tables import grid_rows, grid_table, sorted_runs
+from .report import grid_rows, grid_table, sorted_runs
 from .tables import Table, number
 
 __all__ = ["write_figures"]
