@@ -69,8 +69,8 @@ def _read(run: RunFolder, role: str, what: str, value: Any, *, jsonl: bool = Tru
 
 
 def _loss_and_tokens(row: Mapping[str, Any], where: str) -> tuple[float, float]:
-    loss, tokens = _number(row.get("loss"), "loss", where), _number(row.get("n_tokens"),
-                                                                    "n_tokens", where)
+    loss = _number(row.get("loss"), "loss", where)
+    tokens = _number(row.get("n_tokens"), "n_tokens", where)
     if tokens <= 0:
         raise ValueError(f"{where}: 'n_tokens' must be positive, got {row['n_tokens']!r}")
     return loss, tokens
@@ -199,6 +199,8 @@ def _verdicts(run: RunFolder) -> list[tuple[str, str, int, float | None, dict[st
 
 
 def judged_prompts(run: RunFolder) -> JudgedPrompts:
+    """Prompt -> the model's mean share of its verdicts (module doc), with the references
+    and judges."""
     shares: dict[str, list[float]] = {}
     out = JudgedPrompts({}, {}, frozenset(), frozenset())
     refs, judges = set(), set()
