@@ -502,7 +502,26 @@ class Comparison:
                 "metrics": {m.metric: m.to_dict() for m in self.metrics}}
 
     def format_table(self) -> str:
-        return format_comparison(self)
+        """A plain table: one row per metric, then the plain-language lines and notes."""
+        level = next((m.result.confidence for m in self.compared), 0.95)
+        head = ["metric", "unit", self.a.label, self.b.label, "B − A",
+                f"{level:.0%} interval", "n", "significant"]
+        rows = []
+        for m in self.metrics:
+            if m.result is None:
+                rows.append([m.metric, m.unit, "-", "-", "-", "-", "-", "skipped"])
+                continue
+            d, digits = m.result, _INFO[m.metric][2]
+            value, interval = format_interval(d, digits=digits).split(" ", 1)
+            rows.append([m.metric, m.unit, f"{d.mean_a:.{digits}f}", f"{d.mean_b:.{digits}f}",
+                         value, interval, m.n_text().removeprefix("n = "),
+                         "yes" if d.significant else "no"])
+        lines = [text_table(head, rows, rule=False)]
+        lines += ["", f"A: {self.a.label} ({len(self.a.runs)} run(s), seeds {self.a.seeds})",
+                  f"B: {self.b.label} ({len(self.b.runs)} run(s), seeds {self.b.seeds})", ""]
+        lines += [m.line() for m in self.metrics]
+        lines += [f"note ({m.metric}): {n}" for m in self.metrics for n in m.notes]
+        return "\n".join(lines)
 
 
 def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[str | Path | RunFolder],
@@ -555,26 +574,3 @@ def compare(a: str | Sequence[str | Path | RunFolder], b: str | Sequence[str | P
     rows = compare_runs(sa, sb, metrics=metrics, n_boot=n_boot, confidence=confidence,
                         seed=seed, common_seeds=common_seeds)
     return Comparison(sa, sb, rows)
-
-
-def format_comparison(c: Comparison) -> str:
-    """A plain table: one row per metric, then the plain-language lines and notes."""
-    level = next((m.result.confidence for m in c.compared), 0.95)
-    head = ["metric", "unit", c.a.label, c.b.label, "B − A", f"{level:.0%} interval", "n",
-            "significant"]
-    rows = []
-    for m in c.metrics:
-        if m.result is None:
-            rows.append([m.metric, m.unit, "-", "-", "-", "-", "-", "skipped"])
-            continue
-        d, digits = m.result, _INFO[m.metric][2]
-        value, interval = format_interval(d, digits=digits).split(" ", 1)
-        rows.append([m.metric, m.unit, f"{d.mean_a:.{digits}f}", f"{d.mean_b:.{digits}f}",
-                     value, interval, m.n_text().removeprefix("n = "),
-                     "yes" if d.significant else "no"])
-    lines = [text_table(head, rows, rule=False)]
-    lines += ["", f"A: {c.a.label} ({len(c.a.runs)} run(s), seeds {c.a.seeds})",
-              f"B: {c.b.label} ({len(c.b.runs)} run(s), seeds {c.b.seeds})", ""]
-    lines += [m.line() for m in c.metrics]
-    lines += [f"note ({m.metric}): {n}" for m in c.metrics for n in m.notes]
-    return "\n".join(lines)
