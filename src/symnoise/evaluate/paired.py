@@ -182,11 +182,6 @@ def paired_bootstrap(
     )
 
 
-def _examples(ids: Iterable[str], k: int = 3) -> str:
-    shown = [repr(i) for i in list(ids)[:k]]
-    return ", ".join(shown)
-
-
 def check_same_ids(a_ids: Iterable[str], b_ids: Iterable[str], *, what: str = "examples",
                    a_name: str = "A", b_name: str = "B") -> None:
     """Raise ValueError unless both sides have the same ids (none empty), naming the counts
@@ -194,20 +189,15 @@ def check_same_ids(a_ids: Iterable[str], b_ids: Iterable[str], *, what: str = "e
     a_list, b_list = list(a_ids), list(b_ids)
     if not a_list or not b_list:
         raise ValueError(f"{a_name if not a_list else b_name} has no {what} to compare")
-    a_set, b_set = set(a_list), set(b_list)
-    only_a = [k for k in a_list if k not in b_set]
-    only_b = [k for k in b_list if k not in a_set]
-    if not (only_a or only_b):
-        return
     parts = []
-    if only_a:
-        parts.append(f"{len(only_a)} of {a_name}'s {len(a_list)} {what} are not in {b_name} "
-                     f"(e.g. {_examples(only_a)})")
-    if only_b:
-        parts.append(f"{len(only_b)} of {b_name}'s {len(b_list)} {what} are not in {a_name} "
-                     f"(e.g. {_examples(only_b)})")
-    raise ValueError(f"{a_name} and {b_name} were not evaluated on the same {what}: "
-                     + "; ".join(parts) + ". A paired comparison needs the same set.")
+    for name, mine, other, theirs in ((a_name, a_list, b_name, set(b_list)),
+                                      (b_name, b_list, a_name, set(a_list))):
+        if only := [k for k in mine if k not in theirs]:
+            parts.append(f"{len(only)} of {name}'s {len(mine)} {what} are not in {other} "
+                         f"(e.g. {', '.join(repr(i) for i in only[:3])})")
+    if parts:
+        raise ValueError(f"{a_name} and {b_name} were not evaluated on the same {what}: "
+                         + "; ".join(parts) + ". A paired comparison needs the same set.")
 
 
 def align_pairs(

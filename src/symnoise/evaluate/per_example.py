@@ -45,48 +45,52 @@ def _need(run: RunFolder, role: str, what: str) -> Path:
     return path
 
 
-def _put(out: dict[str, Any], key: str, value: Any, where: str) -> None:
-    if key in out:
-        raise ValueError(f"{where}: id {key!r} appears twice")
-    out[key] = value
-
-
 def _number(value: Any, name: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where}: '{name}' must be a finite number, got {value!r}")
     return float(value)
 
 
+def _read(run: RunFolder, role: str, what: str, value: Any, *, jsonl: bool = True
+          ) -> dict[str, Any]:
+    """``{id: value(row, where)}`` over an eval file's rows, keyed by ``id`` (JSON Lines,
+    rows counted from 1) or by the prompt (a JSON list, rows counted from 0)."""
+    path = _need(run, role, what)
+    out: dict[str, Any] = {}
+    for i, row in enumerate(read_jsonl(path) if jsonl else _json_rows(path), start=int(jsonl)):
+        where = f"{path} row {i}"
+        key = _row_id(row, where) if jsonl else _prompt_key(row, where)
+        if key in out:
+            raise ValueError(f"{where}: id {key!r} appears twice")
+        out[key] = value(row, where)
+    if not out:
+        raise MissingMetric(f"{path} has no rows")
+    return out
+
+
+def _loss_and_tokens(row: Mapping[str, Any], where: str) -> tuple[float, float]:
+    loss = _number(row.get("loss"), "loss", where)
+    tokens = _number(row.get("n_tokens"), "n_tokens", where)
+    if tokens <= 0:
+        raise ValueError(f"{where}: 'n_tokens' must be positive, got {row['n_tokens']!r}")
+    return loss, tokens
+
+
 def heldout_losses(run: RunFolder) -> tuple[dict[str, float], dict[str, float]]:
     """(example id -> clean loss, example id -> its token count)."""
-    path = _need(run, "heldout_losses", "per-example held-out losses")
-    losses: dict[str, float] = {}
-    tokens: dict[str, float] = {}
-    for i, row in enumerate(read_jsonl(path), start=1):
-        where = f"{path} row {i}"
-        key = _row_id(row, where)
-        _put(losses, key, _number(row.get("loss"), "loss", where), where)
-        tokens[key] = _number(row.get("n_tokens"), "n_tokens", where)
-        if tokens[key] <= 0:
-            raise ValueError(f"{where}: 'n_tokens' must be positive, got {row['n_tokens']!r}")
-    if not losses:
-        raise MissingMetric(f"{path} has no rows")
-    return losses, tokens
+    both = _read(run, "heldout_losses", "per-example held-out losses", _loss_and_tokens)
+    return {k: v[0] for k, v in both.items()}, {k: v[1] for k, v in both.items()}
+
+
+def _correct(row: Mapping[str, Any], where: str) -> float:
+    if not isinstance(value := row.get("correct"), bool):
+        raise ValueError(f"{where}: 'correct' must be true or false, got {value!r}")
+    return 100.0 if value else 0.0
 
 
 def item_scores(run: RunFolder) -> dict[str, float]:
     """Item id -> 100 when the exact answer is right, else 0."""
-    path = _need(run, "synthetic_items", "per-item exact-answer scores")
-    out: dict[str, float] = {}
-    for i, row in enumerate(read_jsonl(path), start=1):
-        where = f"{path} row {i}"
-        key, value = _row_id(row, where), row.get("correct")
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}: 'correct' must be true or false, got {value!r}")
-        _put(out, key, 100.0 if value else 0.0, where)
-    if not out:
-        raise MissingMetric(f"{path} has no rows")
-    return out
+    return _read(run, "synthetic_items", "per-item exact-answer scores", _correct)
 
 
 def _row_id(row: Mapping[str, Any], where: str) -> str:
@@ -117,19 +121,15 @@ def _json_rows(path: Path) -> list[Any]:
     return rows
 
 
+def _length(row: Mapping[str, Any], where: str) -> float:
+    if not isinstance(text := row.get("output"), str):
+        raise ValueError(f"{where}: 'output' must be a string, got {text!r}")
+    return float(len(text))
+
+
 def output_lengths(run: RunFolder) -> dict[str, float]:
     """Prompt -> characters of the model's eval output."""
-    path = _need(run, "outputs", "eval outputs")
-    out: dict[str, float] = {}
-    for i, row in enumerate(_json_rows(path)):
-        where = f"{path} row {i}"
-        text = row.get("output")
-        if not isinstance(text, str):
-            raise ValueError(f"{where}: 'output' must be a string, got {text!r}")
-        _put(out, _prompt_key(row, where), float(len(text)), where)
-    if not out:
-        raise MissingMetric(f"{path} has no rows")
-    return out
+    return _read(run, "outputs", "eval outputs", _length, jsonl=False)
 
 
 def _model_generator(run: RunFolder) -> str | None:
@@ -183,30 +183,35 @@ def _model_sides(rows: list[dict[str, Any]], model_gen: str | None, path: Path) 
     return sides
 
 
-def judged_prompts(run: RunFolder) -> JudgedPrompts:
+def _verdicts(run: RunFolder) -> list[tuple[str, str, int, float | None, dict[str, Any]]]:
+    """(where, prompt, the model's side, its share or None, row) of every annotation row."""
     path = _need(run, "judge", "judge annotations") / ANNOTATIONS
     if not path.is_file():
         raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
     model_gen = _model_generator(run)
+    if not (rows := _json_rows(path)):
+        raise MissingMetric(f"{path} has no rows")
+    out = []
+    for i, (row, side) in enumerate(zip(rows, _model_sides(rows, model_gen, path), strict=True)):
+        where = f"{path} row {i}"
+        out.append((where, _prompt_key(row, where), side, _model_share(row, side, where), row))
+    return out
+
+
+def judged_prompts(run: RunFolder) -> JudgedPrompts:
+    """Prompt -> the model's mean share of its verdicts (module doc), with the references
+    and judges."""
     shares: dict[str, list[float]] = {}
     out = JudgedPrompts({}, {}, frozenset(), frozenset())
     refs, judges = set(), set()
-    rows = _json_rows(path)
-    for i, (row, side) in enumerate(zip(rows, _model_sides(rows, model_gen, path), strict=True)):
-        where = f"{path} row {i}"
-        key = _prompt_key(row, where)
+    for where, key, side, share, row in _verdicts(run):
         ref_text = row.get(f"output_{3 - side}")
         if out.reference.setdefault(key, ref_text) != ref_text:
             raise ValueError(f"{where}: two different reference outputs for prompt {key[:60]!r}")
         refs.add(str(row.get(f"generator_{3 - side}")))
         if row.get("annotator") is not None:
             judges.add(str(row["annotator"]))
-        share = _model_share(row, side, where)
-        shares.setdefault(key, [])
-        if share is not None:
-            shares[key].append(share)
-    if not shares:
-        raise MissingMetric(f"{path} has no rows")
+        shares.setdefault(key, []).extend([] if share is None else [share])
     out.shares = {k: (100.0 * sum(v) / len(v) if v else None) for k, v in shares.items()}
     out.references, out.judges = frozenset(refs), frozenset(judges)
     return out
@@ -216,37 +221,26 @@ def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
     """Prompt -> its judged rows oriented as the length-controlled GLM wants them:
     ``output_1`` the reference, ``output_2`` the model, ``preference`` in [1, 2] (2: the
     model better; rows without a verdict left out, prompts kept with an empty list)."""
-    path = _need(run, "judge", "judge annotations") / ANNOTATIONS
-    if not path.is_file():
-        raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
-    rows = _json_rows(path)
     out: dict[str, list[dict[str, Any]]] = {}
-    for i, (row, side) in enumerate(zip(rows, _model_sides(rows, _model_generator(run), path),
-                                        strict=True)):
-        where = f"{path} row {i}"
-        share = _model_share(row, side, where)
-        kept = out.setdefault(_prompt_key(row, where), [])
+    for where, key, side, share, row in _verdicts(run):
+        kept = out.setdefault(key, [])
         model, ref = row.get(f"output_{side}"), row.get(f"output_{3 - side}")
         if share is None:
             continue
         if not isinstance(model, str) or not isinstance(ref, str):
             raise ValueError(f"{where}: 'output_1' and 'output_2' must be strings")
         kept.append({"preference": 1.0 + share, "output_1": ref, "output_2": model})
-    if not out:
-        raise MissingMetric(f"{path} has no rows")
     return out
+
+
+_READERS = {"heldout_loss": heldout_losses, "exact_answer": item_scores,
+            "output_length": output_lengths, "win_rate": judged_prompts}
 
 
 def load_per_example(run: RunFolder, metric: str) -> Any:
     """The reader of ``metric`` (``heldout_loss``, ``exact_answer``, ``output_length``,
     ``win_rate``) applied to ``run``."""
-    if metric == "heldout_loss":
-        return heldout_losses(run)
-    if metric == "exact_answer":
-        return item_scores(run)
-    if metric == "output_length":
-        return output_lengths(run)
-    if metric == "win_rate":
-        return judged_prompts(run)
-    raise ValueError(f"no per-example reader for metric {metric!r}; known: heldout_loss, "
-                     "exact_answer, output_length, win_rate")
+    if metric not in _READERS:
+        raise ValueError(f"no per-example reader for metric {metric!r}; known: "
+                         + ", ".join(_READERS))
+    return _READERS[metric](run)

@@ -20,7 +20,7 @@ seed when there are several:
   (:func:`symnoise.evaluate.winrate.length_controlled`, AlpacaEval 2's GLM without the
   instruction-difficulty term, named in ``lc_variant``), refitted on each side for each
   bootstrap resample of prompts (the same prompts for both sides, within each seed). A fit
-  per resample is slow, so it uses at most :data:`LC_N_BOOT` (500) resamples. Skipped
+  per resample is slow, so it uses at most :data:`LC_N_BOOT` (200) resamples. Skipped
   when a run has fewer than the judge's ``MIN_LC_ITEMS`` judged rows.
 * ``heldout_loss`` (nats per token, lower is better): the clean loss of each held-out
   example, weighted by its token count (the per-token mean, as the run's clean loss); a
@@ -45,6 +45,7 @@ from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paire
 from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
+from .tables import group_by, text_table
 
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
@@ -95,10 +96,8 @@ def _key_text(key: Mapping[str, Any]) -> str:
 def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder]]:
     """Runs grouped by :func:`setting_key` (groups in order of first appearance, each
     sorted by seed): the runs of one group differ only by seed and may be averaged."""
-    groups: dict[str, list[RunFolder]] = {}
-    for run in runs:
-        rf = run if isinstance(run, RunFolder) else RunFolder(run)
-        groups.setdefault(_key_text(setting_key(rf.read_info())), []).append(rf)
+    groups = group_by((r if isinstance(r, RunFolder) else RunFolder(r) for r in runs),
+                      lambda rf: _key_text(setting_key(rf.read_info())))
     return [sorted(g, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
             for g in groups.values()]
 
@@ -159,37 +158,36 @@ def _split_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return spec, {}
 
 
+_BOOLS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
+    ("0", "false", "no", "off"), False)
+
+
 def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{where}: norm_match must be true or false, got {value!r}")
+    if (flag := value if isinstance(value, bool) else _BOOLS.get(str(value).strip().lower())
+            ) is None:
+        raise ValueError(f"{where}: norm_match must be true or false, got {value!r}")
+    return flag
 
 
 def _matches(run: RunFolder, filters: Mapping[str, Any], where: str) -> bool:
+    """Whether a run passes every filter; alpha and norm matching do not apply to methods
+    without them (``none`` has no alpha, only Gaussian/Bernoulli/SymNoise are norm-matched)."""
     info = run.read_info()
     s = run_setting(info)
     for key, want in filters.items():
         if key == "method":
-            if s["method"] != canonical_method(str(want)):
-                return False
-        elif key == "alpha":  # no-noise runs have no alpha: the filter does not apply
-            if s["method"] != "none" and not _same_number(s["alpha"], want, where):
-                return False
-        elif key == "norm_match":  # only methods that are norm-matched have the setting
-            if s["method"] in NORM_MATCHED and bool(s["norm_match"]) != _bool(want, where):
-                return False
+            ok = s["method"] == canonical_method(str(want))
+        elif key == "alpha":
+            ok = s["method"] == "none" or _same_number(s["alpha"], want, where)
+        elif key == "norm_match":
+            ok = s["method"] not in NORM_MATCHED or bool(s["norm_match"]) == _bool(want, where)
         elif key == "seed":
-            if not _same_number(run.seed, want, where):
-                return False
+            ok = _same_number(run.seed, want, where)
         elif key == "dataset":
-            if run_dataset(info) != str(want):
-                return False
-        elif key == "model" and str((info.get("config") or {}).get("model")) != str(want):
+            ok = run_dataset(info) == str(want)
+        else:
+            ok = key != "model" or str((info.get("config") or {}).get("model")) == str(want)
+        if not ok:
             return False
     return True
 
@@ -203,23 +201,21 @@ def _same_number(have: Any, want: Any, where: str) -> bool:
 
 
 def _runs_of(path: str) -> list[RunFolder]:
+    """The run folders of a path: a run folder, a folder of runs, or a glob of either."""
     if any(ch in path for ch in "*?["):
-        matches = sorted(glob.glob(path))
-        if not matches:
+        if not (matches := sorted(glob.glob(path))):
             raise FileNotFoundError(f"{path}: the pattern matches nothing")
-        runs: list[RunFolder] = []
-        for m in matches:
-            if RunFolder(m).is_run():
-                runs.append(RunFolder(m))
-            elif Path(m).is_dir():
-                runs.extend(find_runs(m))
-        return runs
-    folder = RunFolder(path)
-    if folder.is_run():
-        return [folder]
-    if not folder.path.is_dir():
+    elif RunFolder(path).is_run() or Path(path).is_dir():
+        matches = [path]
+    else:
         raise FileNotFoundError(f"{path}: no such run folder or folder of runs")
-    return find_runs(folder.path)
+    runs: list[RunFolder] = []
+    for m in matches:
+        if RunFolder(m).is_run():
+            runs.append(RunFolder(m))
+        elif Path(m).is_dir():
+            runs.extend(find_runs(m))
+    return runs
 
 
 def _describe(runs: Sequence[RunFolder], limit: int = 6) -> str:
@@ -228,11 +224,12 @@ def _describe(runs: Sequence[RunFolder], limit: int = 6) -> str:
     return ", ".join(labels[:limit]) + more
 
 
+def _differ(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def _key_difference(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) -> str:
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            diffs.append(f"{key}: {a.get(key)!r} vs {b.get(key)!r}")
+    diffs = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in _differ(a, b)]
     more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
     return "; ".join(diffs[:limit]) + more
 
@@ -313,8 +310,7 @@ class MetricComparison:
         if self.result is None:
             return f"{head}: skipped ({self.skipped})"
         d = self.result
-        text = format_interval(d, digits=digits)
-        value, interval = text.split(" ", 1)
+        value, interval = format_interval(d, digits=digits).split(" ", 1)
         verdict = "significant" if d.significant else "not significant"
         lower = " (lower is better)" if self.metric == "heldout_loss" else ""
         return f"{head}: {value} {unit} {interval}, {verdict} ({self.n_text()}){lower}"
@@ -374,7 +370,7 @@ def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
                              "paired comparison needs the same reference outputs")
 
 
-def _values(data: Any) -> dict[str, float | None]:
+def _values(data: Any) -> dict[str, Any]:
     if isinstance(data, JudgedPrompts):
         return data.shares
     return data[0] if isinstance(data, tuple) else data
@@ -394,33 +390,45 @@ def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) ->
     return [wa[k] for k in keep]
 
 
+def _load(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]], read: Any
+          ) -> list[tuple[Any, Any]] | None:
+    """``read`` of both runs of every pair; None (``out.skipped`` saying why) when a run
+    lacks the file."""
+    try:
+        return [(read(ra), read(rb)) for ra, rb in pairs]
+    except MissingMetric as exc:
+        out.skipped = str(exc)
+        return None
+
+
+def _kept(out: MetricComparison, ra: RunFolder, rb: RunFolder, va: Mapping[str, Any],
+          vb: Mapping[str, Any], what: str, has: Any) -> list[str]:
+    """The ids both runs have a value for (``has``), after checking they share their ids;
+    a note counts the ones left out."""
+    check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
+    keep = [k for k in va if has(va[k]) and has(vb[k])]
+    if len(keep) < len(va):
+        out.notes.append(f"seed {ra.seed}: {len(va) - len(keep)} of {len(va)} {what} have "
+                         "no verdict on one side and are left out")
+    return keep
+
+
 def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, RunFolder]],
                     boot: Mapping[str, Any]) -> MetricComparison:
     out = MetricComparison(metric, a.label, b.label)
     if metric == "lc_win_rate":
         return _compare_lc(out, pairs, boot)
-    loaded: list[tuple[Any, Any]] = []
-    try:
-        for ra, rb in pairs:
-            loaded.append((load_per_example(ra, metric), load_per_example(rb, metric)))
-    except MissingMetric as exc:
-        out.skipped = str(exc)
+    loaded = _load(out, pairs, lambda run: load_per_example(run, metric))
+    if loaded is None:
         return out
     if metric == "win_rate":
         _check_reference([(r, d) for (ra, rb), (da, db) in zip(pairs, loaded, strict=True)
                           for r, d in ((ra, da), (rb, db))])
-    xs: list[float] = []
-    ys: list[float] = []
-    ws: list[float] = []
-    strata: list[str] = []
+    xs, ys, ws, strata = [], [], [], []
     what = _INFO[metric][3]
     for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
         va, vb = _values(da), _values(db)
-        check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
-        keep = [k for k in va if va[k] is not None and vb[k] is not None]
-        if len(keep) < len(va):
-            out.notes.append(f"seed {ra.seed}: {len(va) - len(keep)} of {len(va)} {what} have "
-                             "no verdict on one side and are left out")
+        keep = _kept(out, ra, rb, va, vb, what, lambda v: v is not None)
         if not keep:
             raise ValueError(f"{metric}: no {what} with a verdict on both sides for "
                              f"{ra.path} and {rb.path}")
@@ -447,27 +455,21 @@ def _compare_lc(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]],
     """B − A of the length-controlled win rate: the GLM refitted per side per resample."""
     from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS
     out.variant = LC_OFFLINE
-    try:
-        loaded = [(judged_rows(ra), judged_rows(rb)) for ra, rb in pairs]
-    except MissingMetric as exc:
-        out.skipped = str(exc)
+    loaded = _load(out, pairs, judged_rows)
+    if loaded is None:
         return out
-    index: list[float] = []
     strata: list[str] = []
     rows_a: list[list[dict[str, Any]]] = []
     rows_b: list[list[dict[str, Any]]] = []
+    groups: list[np.ndarray] = []  # the positions of each seed's prompts
     for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
-        check_same_ids(da, db, what="prompts", a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
-        keep = [k for k in da if da[k] and db[k]]
-        if len(keep) < len(da):
-            out.notes.append(f"seed {ra.seed}: {len(da) - len(keep)} of {len(da)} prompts have "
-                             "no verdict on one side and are left out")
+        keep = _kept(out, ra, rb, da, db, "prompts", bool)
         n_rows = min(sum(len(da[k]) for k in keep), sum(len(db[k]) for k in keep))
         if n_rows < MIN_LC_ITEMS:
             out.skipped = (f"length control needs >= {MIN_LC_ITEMS} judged items per run, "
                            f"seed {ra.seed} has {n_rows}")
             return out
-        index += [float(len(rows_a) + i) for i in range(len(keep))]
+        groups.append(np.arange(len(rows_a), len(rows_a) + len(keep), dtype=float))
         strata += [str(ra.seed)] * len(keep)
         rows_a += [da[k] for k in keep]
         rows_b += [db[k] for k in keep]
@@ -475,13 +477,11 @@ def _compare_lc(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]],
     def stat(ia: np.ndarray, ib: np.ndarray) -> float:
         return _lc_of(rows_b, ib) - _lc_of(rows_a, ia)
 
+    index = np.concatenate(groups)
     res = paired_bootstrap(index, index, strata=strata if len(pairs) > 1 else None,
                            statistic=stat, **boot)
-    groups = [np.asarray([i for i, s in zip(index, strata, strict=True) if s == g])
-              for g in dict.fromkeys(strata)] if len(pairs) > 1 else [np.asarray(index)]
-    mean_a = float(np.mean([_lc_of(rows_a, g) for g in groups]))
-    mean_b = float(np.mean([_lc_of(rows_b, g) for g in groups]))
-    out.result = replace(res, mean_a=mean_a, mean_b=mean_b)
+    out.result = replace(res, mean_a=float(np.mean([_lc_of(rows_a, g) for g in groups])),
+                         mean_b=float(np.mean([_lc_of(rows_b, g) for g in groups])))
     return out
 
 
@@ -502,7 +502,26 @@ class Comparison:
                 "metrics": {m.metric: m.to_dict() for m in self.metrics}}
 
     def format_table(self) -> str:
-        return format_comparison(self)
+        """A plain table: one row per metric, then the plain-language lines and notes."""
+        level = next((m.result.confidence for m in self.compared), 0.95)
+        head = ["metric", "unit", self.a.label, self.b.label, "B − A",
+                f"{level:.0%} interval", "n", "significant"]
+        rows = []
+        for m in self.metrics:
+            if m.result is None:
+                rows.append([m.metric, m.unit, "-", "-", "-", "-", "-", "skipped"])
+                continue
+            d, digits = m.result, _INFO[m.metric][2]
+            value, interval = format_interval(d, digits=digits).split(" ", 1)
+            rows.append([m.metric, m.unit, f"{d.mean_a:.{digits}f}", f"{d.mean_b:.{digits}f}",
+                         value, interval, m.n_text().removeprefix("n = "),
+                         "yes" if d.significant else "no"])
+        lines = [text_table(head, rows, rule=False)]
+        lines += ["", f"A: {self.a.label} ({len(self.a.runs)} run(s), seeds {self.a.seeds})",
+                  f"B: {self.b.label} ({len(self.b.runs)} run(s), seeds {self.b.seeds})", ""]
+        lines += [m.line() for m in self.metrics]
+        lines += [f"note ({m.metric}): {n}" for m in self.metrics for n in m.notes]
+        return "\n".join(lines)
 
 
 def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[str | Path | RunFolder],
@@ -535,8 +554,7 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
 
 def _disambiguate(a: Side, b: Side) -> None:
     """Two sides with the same noise label: name what else differs (or their folders)."""
-    differ = [k for k in sorted(set(a.key) | set(b.key)) if a.key.get(k) != b.key.get(k)]
-    if differ:
+    if differ := _differ(a.key, b.key):
         a.label += " [" + ", ".join(f"{k}={a.key.get(k)}" for k in differ[:2]) + "]"
         b.label += " [" + ", ".join(f"{k}={b.key.get(k)}" for k in differ[:2]) + "]"
     else:
@@ -556,28 +574,3 @@ def compare(a: str | Sequence[str | Path | RunFolder], b: str | Sequence[str | P
     rows = compare_runs(sa, sb, metrics=metrics, n_boot=n_boot, confidence=confidence,
                         seed=seed, common_seeds=common_seeds)
     return Comparison(sa, sb, rows)
-
-
-def format_comparison(c: Comparison) -> str:
-    """A plain table: one row per metric, then the plain-language lines and notes."""
-    level = next((m.result.confidence for m in c.compared), 0.95)
-    head = ["metric", "unit", c.a.label, c.b.label, "B − A", f"{level:.0%} interval", "n",
-            "significant"]
-    rows = [head]
-    for m in c.metrics:
-        if m.result is None:
-            rows.append([m.metric, m.unit, "-", "-", "-", "-", "-", "skipped"])
-            continue
-        d, digits = m.result, _INFO[m.metric][2]
-        value, interval = format_interval(d, digits=digits).split(" ", 1)
-        rows.append([m.metric, m.unit, f"{d.mean_a:.{digits}f}", f"{d.mean_b:.{digits}f}",
-                     value, interval, m.n_text().removeprefix("n = "),
-                     "yes" if d.significant else "no"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
-    lines += ["", f"A: {c.a.label} ({len(c.a.runs)} run(s), seeds {c.a.seeds})",
-              f"B: {c.b.label} ({len(c.b.runs)} run(s), seeds {c.b.seeds})", ""]
-    lines += [m.line() for m in c.metrics]
-    lines += [f"note ({m.metric}): {n}" for m in c.metrics for n in m.notes]
-    return "\n".join(lines)

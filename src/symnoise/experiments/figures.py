@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .records import RunRecord
-from .report_tables import grid_rows, grid_table, sorted_runs
+from .report import grid_rows, grid_table, sorted_runs
 from .tables import Table, number
 
 __all__ = ["write_figures"]
@@ -22,6 +22,11 @@ def _new_figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=120)
 
 
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
 def _bars(path: Path, table: Table, datasets: Sequence[str], ylabel: str, title: str,
           errors: Mapping[tuple[int, int], tuple[float, float]] | None = None) -> None:
     """Grouped bars: x = datasets, one bar per table row (its numeric cells)."""
@@ -29,67 +34,52 @@ def _bars(path: Path, table: Table, datasets: Sequence[str], ylabel: str, title:
 
     ours = [(row, raw) for row, raw in zip(table.rows, table.data, strict=True)
             if raw[1] == "runs"]
-    fig = _new_figure(max(6.0, 1.6 * len(datasets) + 2.5), 4.6)
-    ax = fig.add_subplot()
-    n = max(1, len(ours))
-    width = 0.8 / n
+    ax = (fig := _new_figure(max(6.0, 1.6 * len(datasets) + 2.5), 4.6)).add_subplot()
+    width = 0.8 / max(1, len(ours))
     x = np.arange(len(datasets))
     first = table.csv_header.index(datasets[0]) if datasets else 0
     for i, (row, raw) in enumerate(ours):
-        vals = [raw[first + j] for j in range(len(datasets))]
-        heights = [v if v is not None else 0.0 for v in vals]
-        yerr = None
-        if errors:
-            lo = [errors.get((i, j), (0.0, 0.0))[0] for j in range(len(datasets))]
-            hi = [errors.get((i, j), (0.0, 0.0))[1] for j in range(len(datasets))]
-            yerr = [lo, hi]
-        bars = ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=row[0],
-                      color=_COLORS.get(raw[2], f"C{(i + 4) % 10}"), yerr=yerr, capsize=3)
+        vals = raw[first:first + len(datasets)]
+        yerr = [[errors.get((i, j), (0.0, 0.0))[k] for j in range(len(datasets))]
+                for k in (0, 1)] if errors else None
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), [0.0 if v is None else v for v in vals],
+                      width, label=row[0], color=_COLORS.get(raw[2], f"C{(i + 4) % 10}"),
+                      yerr=yerr, capsize=3)
         for bar, v in zip(bars, vals, strict=True):
             if v is None:
                 bar.set_alpha(0.0)  # no result: no bar
-    ax.set_xticks(x)
-    ax.set_xticklabels(datasets)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xticks=x, xticklabels=datasets, ylabel=ylabel, title=title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    _save(fig, path)
 
 
 def _scatter(path: Path, points: Sequence[tuple[float, float, str, str | None]], ylabel: str,
              title: str) -> None:
-    fig = _new_figure(6.4, 4.8)
-    ax = fig.add_subplot()
+    ax = (fig := _new_figure(6.4, 4.8)).add_subplot()
     for xv, yv, label, method in points:
         ax.scatter([xv], [yv], color=_COLORS.get(method or "", "C9"), s=36)
         ax.annotate(label, (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("average output length (characters)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xlabel="average output length (characters)", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    _save(fig, path)
 
 
-def _loss_figure(path: Path, runs: Sequence[RunRecord], one_dataset: bool) -> bool:
-    series = []
-    for r in sorted_runs(runs):
-        train = [(row["step"], row["train_loss"]) for row in r.metrics
-                 if number(row.get("step")) is not None
-                 and number(row.get("train_loss")) is not None
-                 and "train_runtime" not in row]  # not the end-of-training summary row
-        clean = [(row["step"], row["clean_eval_loss"]) for row in r.metrics
-                 if number(row.get("step")) is not None
-                 and number(row.get("clean_eval_loss")) is not None]
-        if train or clean:
-            label = r.label if one_dataset else f"{r.label} · {r.dataset}"
-            series.append((r, label, sorted(train), sorted(clean)))
+def _curve(r: RunRecord, key: str) -> list[tuple[Any, Any]]:
+    """(step, loss) points of ``key`` in a run's metrics.jsonl, by step; not the
+    end-of-training summary row (``train_runtime``)."""
+    return sorted((row["step"], row[key]) for row in r.metrics
+                  if number(row.get("step")) is not None and number(row.get(key)) is not None
+                  and (key != "train_loss" or "train_runtime" not in row))
+
+
+def _loss_figure(path: Path, runs: Sequence[RunRecord], datasets: Sequence[str]) -> bool:
+    series = [(r, _point_label(r, datasets), train, clean)
+              for r in sorted_runs(runs)
+              if (train := _curve(r, "train_loss")) + (clean := _curve(r, "clean_eval_loss"))]
     if not series:
         return False
-    fig = _new_figure(11.0, 4.4)
-    axes = fig.subplots(1, 2)
+    axes = (fig := _new_figure(11.0, 4.4)).subplots(1, 2)
     styles = ["-", "--", ":", "-."]
     seen: dict[str, int] = {}
     for r, label, train, clean in series:
@@ -105,15 +95,13 @@ def _loss_figure(path: Path, runs: Sequence[RunRecord], one_dataset: bool) -> bo
     axes[0].set_title("training loss (as trained, with noise)")
     axes[1].set_title("clean held-out loss (noise off)")
     for ax in axes:
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
+        ax.set(xlabel="step", ylabel="loss")
         ax.grid(alpha=0.3)
     for ax in (axes[1], axes[0]):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
             break
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    _save(fig, path)
     return True
 
 
@@ -135,6 +123,10 @@ def _point_label(r: RunRecord, datasets: Sequence[str]) -> str:
     return r.label if len(datasets) == 1 else f"{r.label} · {r.dataset}"
 
 
+def _synthetic_percent(r: RunRecord) -> float | None:
+    return None if r.synthetic_accuracy is None else 100 * r.synthetic_accuracy
+
+
 def write_figures(out: Path, runs: Sequence[RunRecord], table1: Table,
                   datasets: Sequence[str], notes: list[str]) -> dict[str, str]:
     """Write the figures that the runs have data for; return name -> caption. What cannot
@@ -146,9 +138,7 @@ def write_figures(out: Path, runs: Sequence[RunRecord], table1: Table,
               "Win rate by method and dataset")
         figures["fig_win_rate.png"] = "Win rate (%) by method and dataset (Table 1)."
     elif any(r.synthetic_accuracy is not None for r in runs):
-        syn = grid_table("syn_grid", "", runs, datasets, lambda r: None if
-                         r.synthetic_accuracy is None else 100 * r.synthetic_accuracy, 1,
-                         average=False)
+        syn = grid_table("syn_grid", "", runs, datasets, _synthetic_percent, 1, average=False)
         _bars(out / "fig_win_rate.png", syn, datasets, "exact-answer accuracy (%)",
               "Synthetic held-out accuracy by method (no win rates)",
               _synthetic_errors(runs, datasets))
@@ -159,22 +149,21 @@ def write_figures(out: Path, runs: Sequence[RunRecord], table1: Table,
     else:
         notes.append("no run has a win rate or a synthetic score: no win-rate figure")
     if any_wr:
-        pts = [(r.avg_chars, r.win_rate, _point_label(r, datasets), r.method) for r in runs
-               if r.avg_chars is not None and r.win_rate is not None]
-        ylabel, title = "win rate (%)", "Win rate against output length"
+        score, ylabel, title = (lambda r: r.win_rate), "win rate (%)", \
+            "Win rate against output length"
         caption = "Win rate (%) against average output length (characters), one point per run."
     else:
-        pts = [(r.avg_chars, 100 * r.synthetic_accuracy, _point_label(r, datasets), r.method)
-               for r in runs if r.avg_chars is not None and r.synthetic_accuracy is not None]
-        ylabel, title = "exact-answer accuracy (%)", "Synthetic accuracy against output length"
+        score, ylabel, title = _synthetic_percent, "exact-answer accuracy (%)", \
+            "Synthetic accuracy against output length"
         caption = ("No run has a win rate, so this plots the synthetic exact-answer accuracy "
                    "(%) against average output length (characters), one point per run.")
-    if pts:
+    if pts := [(r.avg_chars, score(r), _point_label(r, datasets), r.method) for r in runs
+               if r.avg_chars is not None and score(r) is not None]:
         _scatter(out / "fig_win_rate_vs_length.png", pts, ylabel, title)  # type: ignore[arg-type]
         figures["fig_win_rate_vs_length.png"] = caption
     else:
         notes.append("no run has both an output length and a score: no length figure")
-    if _loss_figure(out / "fig_loss.png", runs, len(datasets) == 1):
+    if _loss_figure(out / "fig_loss.png", runs, datasets):
         figures["fig_loss.png"] = ("Training loss with noise (left) and clean held-out loss "
                                    "without noise (right) over optimizer steps, one line per "
                                    "run (metrics.jsonl).")

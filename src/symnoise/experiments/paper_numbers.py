@@ -12,43 +12,35 @@ and ``norm_match`` (True for "/sqrt(3)" rows) only where printed; names are symn
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from ..config import PAPER_DATASETS
+
 __all__ = [
     "COLUMN_TITLES", "METRIC_TITLES", "NEFTUNE_ALPHA", "NEFTUNE_CITATION", "PAPER_DATASETS",
     "PAPER_MODEL", "PAPER_REFERENCE", "PAPER_TABLES", "PAPER_VERSIONS", "SYMNOISE_ALPHA",
     "SYMNOISE_CITATION", "WIN_RATE_ROWS", "PaperRow", "PaperTable", "PaperValue", "TableRow",
-    "matches_paper_model", "matches_paper_reference", "paper_values",
+    "matches_model", "matches_paper_model", "matches_paper_reference", "paper_values",
 ]
 
-SYMNOISE_CITATION = ("Yadav & Singh, SymNoise: Advancing Language Model Fine-tuning with "
-                     "Symmetric Noise, arXiv:2312.01523 (2023)")
-NEFTUNE_CITATION = ("Jain et al., NEFTune: Noisy Embeddings Improve Instruction Finetuning, "
-                    "arXiv:2310.05914 (2023; ICLR 2024)")
-#: The papers' datasets (column order), base model, AlpacaEval reference, versions.
-PAPER_DATASETS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
-PAPER_MODEL = "LLaMA-2-7B"
-PAPER_REFERENCE = "text_davinci_003"
-PAPER_VERSIONS: dict[str, str] = {
-    "v1": "arXiv:2312.01523, SymNoise: Advancing Language Model Fine-tuning with Symmetric "
-    "Noise", "v2": "later version: Understanding and Improving Noisy Embedding Techniques in "
-    "Instruction Finetuning"}
-#: NEFTune's noise alpha per dataset (the SymNoise length table's header).
-NEFTUNE_ALPHA: dict[str, float] = {
-    "alpaca": 5.0, "evol_instruct": 5.0, "sharegpt": 10.0, "openplatypus": 15.0}
-#: SymNoise's alpha on every dataset (the ablation: "SymNoise ran at noise 5 only").
-SYMNOISE_ALPHA = 5.0
+_DATA = yaml.safe_load(resources.files(__package__).joinpath("paper_tables.yaml")
+                       .read_text("utf-8"))
+SYMNOISE_CITATION: str = _DATA["citations"]["symnoise"]
+NEFTUNE_CITATION: str = _DATA["citations"]["neftune"]
+#: The papers' base model, AlpacaEval reference and versions.
+PAPER_MODEL: str = _DATA["model"]
+PAPER_REFERENCE: str = _DATA["reference"]
+PAPER_VERSIONS: dict[str, str] = _DATA["versions"]
+#: NEFTune's noise alpha per dataset; SymNoise's alpha on every dataset.
+NEFTUNE_ALPHA: dict[str, float] = _DATA["neftune_alpha"]
+SYMNOISE_ALPHA: float = _DATA["symnoise_alpha"]
 #: Display titles of the columns (datasets, harness tasks) and of T4's metrics.
-COLUMN_TITLES: dict[str, str] = {
-    "alpaca": "Alpaca", "evol_instruct": "Evol-Instruct", "sharegpt": "ShareGPT",
-    "openplatypus": "OpenPlatypus", "arc_challenge": "ARC", "hellaswag": "HellaSwag",
-    "mmlu": "MMLU"}
-METRIC_TITLES: dict[str, str] = {
-    "avg_chars": "characters", "avg_words": "whitespace words", "rep_2": "2-gram repetition %"}
+COLUMN_TITLES: dict[str, str] = _DATA["column_titles"]
+METRIC_TITLES: dict[str, str] = _DATA["metric_titles"]
 
 
 @dataclass(frozen=True)
@@ -62,9 +54,6 @@ class PaperRow:
     digits: int = 2
     citation: str = ""
     where: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -157,15 +146,13 @@ class PaperTable:
 def _tuples(d: dict[str, Any]) -> dict[str, Any]:  # YAML lists -> the frozen tuples
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
+
 def _load() -> tuple[tuple[PaperRow, ...], dict[str, PaperTable]]:
-    data = yaml.safe_load(resources.files(__package__).joinpath("paper_tables.yaml")
-                          .read_text("utf-8"))
-    cites = {"symnoise": SYMNOISE_CITATION, "neftune": NEFTUNE_CITATION}
-    rows = tuple(PaperRow(**{**r, "citation": cites[r["citation"]]})
-                 for r in data["win_rate_rows"])
+    rows = tuple(PaperRow(**{**r, "citation": _DATA["citations"][r["citation"]]})
+                 for r in _DATA["win_rate_rows"])
     tables = {key: PaperTable(key=key, **_tuples({
         **t, "rows": tuple(TableRow(**_tuples(r)) for r in t["rows"])}))
-        for key, t in data["tables"].items()}
+        for key, t in _DATA["tables"].items()}
     return rows, tables
 
 
@@ -179,6 +166,14 @@ def matches_paper_model(model: str | None) -> bool:
     """True when a model path/id names LLaMA-2-7B (``Llama-2-7b-hf``, ``llama2_7b`` ...),
     and not its chat or 13B/70B variants."""
     return bool(model) and "llama27b" in _squash(model) and "chat" not in _squash(model)
+
+
+def matches_model(paper_model: str | None, model: str | None) -> bool:
+    """Whether a run's model is a published row's model (LLaMA-2-7B as
+    :func:`matches_paper_model` says; another model when its name is in the run's)."""
+    if paper_model == PAPER_MODEL:
+        return matches_paper_model(model)
+    return bool(paper_model) and _squash(paper_model) in _squash(model or "")
 
 
 def matches_paper_reference(reference: str | None) -> bool:

@@ -14,7 +14,7 @@ from ..evaluate.judge import LEADERBOARD_JSON
 from ..evaluate.winrate import LEADERBOARD_COLUMNS as JUDGE_COLUMNS
 from ..noise import METHODS, NORM_MATCHED
 from ..run import RunFolder, run_dataset, run_setting
-from .tables import number
+from .tables import group_by, number
 
 __all__ = ["LEADERBOARD_COLUMNS", "RunRecord", "assign_variants", "dataset_order", "load_run",
            "method_rank", "setting_label"]
@@ -223,8 +223,7 @@ def assign_variants(runs: Sequence[RunRecord]) -> None:
     more than one value among the runs of its dataset, besides method, alpha, norm matching
     and seed, so that only runs that differ by seed alone share a table cell (a field a run
     does not record is no difference)."""
-    for dataset in {r.dataset for r in runs}:
-        members = [r for r in runs if r.dataset == dataset]
+    for members in group_by(runs, lambda r: r.dataset).values():
         values = [{**r.setting, "judge": r.judge, "reference": r.reference} for r in members]
         keys = sorted({k for v in values for k in v})
         varying = [k for k in keys if len({json.dumps(v[k], sort_keys=True, default=str)

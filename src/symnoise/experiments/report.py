@@ -1,35 +1,411 @@
 """Paper-style tables and figures over many run folders (``symnoise report RUNS_DIR``).
 
 :func:`build_report` finds every run folder under ``RUNS_DIR`` (:func:`symnoise.run.find_runs`),
-reads each (:mod:`.records`), builds the tables (:mod:`.report_tables`: Table 1, the judge
-columns and judge check, ablation, lengths, OpenLLM, synthetic, runs, published numbers)
-and figures (:mod:`.figures`), and writes ``report.md``, one CSV per table and the PNGs to
-the output folder (default ``RUNS_DIR/report``). What each table holds, how seeds are
-grouped and how unchecked judges are marked: the README ("symnoise report").
+reads each (:mod:`.records`), builds the tables (Table 1, the judge columns and judge check,
+ablation, lengths, OpenLLM, synthetic, runs, published numbers) and figures
+(:mod:`.figures`), and writes ``report.md``, one CSV per table and the PNGs to the output
+folder (default ``RUNS_DIR/report``). What each table holds: the README ("symnoise report").
+
+Runs that differ only by seed share a cell, shown as mean ± sd (n=k); runs that differ in
+anything else (their ``variant``) get rows of their own. A win rate from a judge that was
+not checked is marked ``†``, one from a judge the check found not usable ``‡``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import PAPER_DATASETS
 from ..run import find_runs
 from . import paper_numbers
-from . import report_tables as tables
-from .figures import write_figures
-from .records import RunRecord, assign_variants, dataset_order, load_run, setting_label
-from .tables import MISSING, Table
+from .records import (
+    LEADERBOARD_COLUMNS,
+    RunRecord,
+    assign_variants,
+    dataset_order,
+    load_run,
+    method_rank,
+    setting_label,
+)
+from .tables import MISSING, Table, cell, fmt, group_by, mean, number, sd
 
-__all__ = ["ReportResult", "RunRecord", "Table", "build_report", "find_runs", "load_run",
-           "setting_label"]
+if TYPE_CHECKING:
+    from ..evaluate.paired import PairedDiff
+
+__all__ = ["JUDGE_NOTE", "ReportResult", "RunRecord", "Table", "ablation", "build_report",
+           "find_runs", "grid_rows", "grid_table", "judged", "length_tables", "load_run",
+           "openllm", "paper_matches", "paper_table", "published_tables", "runs_table",
+           "setting_label", "synthetic", "table1", "table1_vs_none"]
 
 DEFAULT_OUTPUT = "report"
+JUDGE_NOTE = ("†: the judge of this win rate was not checked (symnoise judge-check); ‡: its "
+              "check found it not usable. Such numbers are not to be trusted as they stand.")
+#: Leading CSV columns of the dataset x method tables. source: ``runs`` (rows of these
+#: runs), ``paper`` (published numbers) or ``training data``.
+_GRID_KEYS = ("row", "source", "method", "alpha", "norm_match", "alphas")
 
 
+# -- the tables ------------------------------------------------------------------------------
+def _mark(runs: Sequence[RunRecord]) -> str:
+    marks = {r.judge_mark for r in runs if r.win_rate is not None}
+    return "‡" if "‡" in marks else "†" if "†" in marks else ""
+
+
+@dataclass
+class GridRow:
+    method: str | None
+    norm_key: bool | None
+    variant: str
+    alpha: float | None  # the row's alpha when it has one for all its cells
+    runs: dict[str, list[RunRecord]]  # dataset -> runs (differing by seed only)
+
+    def label(self) -> str:
+        tail = f" [{self.variant}]" if self.variant else ""
+        if self.alpha is not None or self.method == "none":
+            return setting_label(self.method, self.alpha, self.norm_key) + tail
+        return f"{self.method} (α per cell{', norm-matched' if self.norm_key else ''}){tail}"
+
+    def alpha_of(self, dataset: str) -> float | None:
+        alphas = {r.alpha_key for r in self.runs.get(dataset, [])}
+        return next(iter(alphas)) if len(alphas) == 1 else None
+
+    def alphas(self) -> str:
+        return ";".join(f"{d}:{self.alpha_of(d):g}" for d in self.runs
+                        if self.alpha_of(d) is not None)
+
+
+def grid_rows(runs: Sequence[RunRecord]) -> list[GridRow]:
+    """Rows of the dataset x method tables: one per (method, norm matching, variant); split
+    by alpha when one dataset holds several alphas of that method (an alpha sweep)."""
+    rows: list[GridRow] = []
+    for (method, nk, variant), members in group_by(
+            runs, lambda r: (r.method, r.norm_key, r.variant)).items():
+        alphas = {r.alpha_key for r in members}
+        split = any(len({r.alpha_key for r in ms}) > 1
+                    for ms in group_by(members, lambda r: r.dataset).values())
+        for alpha in sorted(alphas, key=lambda a: (a is None, a or 0.0)) if split else [None]:
+            cells = group_by((r for r in members if not split or r.alpha_key == alpha),
+                             lambda r: r.dataset)
+            row_alpha = alpha if split else (next(iter(alphas)) if len(alphas) == 1 else None)
+            rows.append(GridRow(method, nk, variant, row_alpha, cells))
+    rows.sort(key=lambda g: (method_rank(g.method), g.method or "", g.variant,
+                             g.alpha if g.alpha is not None else -1.0, g.norm_key is True))
+    return rows
+
+
+def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Sequence[str],
+               value: Callable[[RunRecord], float | None], digits: int, *, average: bool,
+               note: str = "", extra_rows: Sequence[tuple[str, dict[str, float | None]]] = (),
+               marks: bool = False) -> Table:
+    """Rows :func:`grid_rows`, a column per dataset (+ Average: the mean of the row's cells,
+    only when it has every column). CSV: the cell means, each cell's sd and n, the average."""
+    avg_col = ["Average"] if average else []
+    table = Table(name, title, ["method", *datasets, *avg_col], csv_header=[
+        *_GRID_KEYS, *datasets, *(f"{d} sd" for d in datasets), *(f"{d} n" for d in datasets),
+        *(["average"] if average else [])], note=note)
+    for label, cells in extra_rows:
+        table.add([label, *(fmt(cells.get(d), digits) for d in datasets),
+                   *([MISSING] if average else [])], row=label, source=label, **cells)
+    for g in grid_rows(runs):
+        shown, means, extra = [g.label()], {}, {}
+        for d in datasets:
+            members = [r for r in g.runs.get(d, []) if value(r) is not None]
+            vals = [value(r) for r in members]
+            alpha_note = (f"α={g.alpha_of(d):g}" if g.alpha is None and g.method != "none"
+                          and vals and g.alpha_of(d) is not None else "")
+            shown.append(cell(vals, digits, alpha_note, mark=_mark(members) if marks else ""))
+            means[d] = mean(vals)
+            extra[f"{d} sd"] = sd(vals)
+            extra[f"{d} n"] = len(vals) or None
+        avg = mean(list(means.values())) if all(v is not None for v in means.values()) else None
+        table.add(shown + ([fmt(avg, digits)] if average else []), row=g.label(), source="runs",
+                  method=g.method, alpha=g.alpha, norm_match=g.norm_key,
+                  alphas=g.alphas() or None, average=avg, **means, **extra)
+    return table
+
+
+def paper_table(datasets: Sequence[str], *, name: str, title: str, note: str) -> Table:
+    table = Table(name, title, ["source", *datasets, "Average"],
+                  csv_header=["row", "method", *datasets, "average", "where"], note=note)
+    full = list(datasets) == list(PAPER_DATASETS)
+    for pr in paper_numbers.WIN_RATE_ROWS:
+        cells = [pr.values.get(d) for d in datasets]
+        avg = pr.average if full else None
+        table.add([pr.label, *(fmt(v, pr.digits) for v in cells), fmt(avg, pr.digits)],
+                  [pr.label, pr.method, *cells, avg, pr.where])
+    return table
+
+
+def table1(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool) -> Table:
+    table = grid_table(
+        "table1", "Table 1: win rate (%) per dataset and method", runs, datasets,
+        lambda r: r.win_rate, 2, average=True, marks=True,
+        note="Average: mean of the row's cells, shown only when the row has every column. "
+             "a ± s (n=k): mean and standard deviation over k seeds. " + JUDGE_NOTE)
+    if comparable:
+        paper = paper_table(datasets, name="", title="", note="")
+        for shown, raw in zip(paper.rows, paper.data, strict=True):
+            table.add(shown, row=raw[0], source="paper", method=raw[1], average=raw[-2],
+                      **dict(zip(datasets, raw[2:-2], strict=True)))
+        table.note += (" Rows labelled 'paper (...)' are published numbers "
+                       "(symnoise.experiments.paper_numbers), not results of these runs.")
+    return table
+
+
+def _groups(runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    """Runs that differ only by seed, in table order."""
+    return list(group_by(sorted_runs(runs), lambda r: (r.dataset, r.method, r.alpha_key,
+                                                        r.norm_key, r.variant)).values())
+
+
+def ablation(runs: Sequence[RunRecord]) -> Table:
+    table = Table("ablation", "Noise ablation: win rate (%) and average output length "
+                  "(characters)", ["dataset", "setting", "method", "alpha", "norm-matched",
+                                   "win rate", "avg chars", "runs"],
+                  csv_header=["dataset", "setting", "method", "alpha", "norm_match", "win_rate",
+                              "win_rate_sd", "avg_chars", "runs"],
+                  note="norm-matched: Gaussian/Bernoulli/SymNoise noise divided by sqrt(3) "
+                       "(α=a/√3); '-' where it does not apply. avg chars: mean over all outputs "
+                       "(stats.json), else over the judged outputs. " + JUDGE_NOTE)
+    for members in _groups(runs):
+        r = members[0]
+        judged = [m for m in members if m.win_rate is not None]
+        wr = [m.win_rate for m in judged]
+        ch = [m.avg_chars for m in members if m.avg_chars is not None]
+        nm_text = MISSING if r.norm_key is None else ("yes" if r.norm_key else "no")
+        alpha = MISSING if r.alpha_key is None else f"{r.alpha_key:g}"
+        table.add([r.dataset, r.label, r.method or "?", alpha, nm_text,
+                   cell(wr, 2, mark=_mark(judged)), cell(ch, 1), str(len(members))],
+                  [r.dataset, r.label, r.method, r.alpha_key, r.norm_key, mean(wr), sd(wr),
+                   mean(ch), len(members)])
+    return table
+
+
+def judged(runs: Sequence[RunRecord]) -> Table:
+    """Every judged run with the leaderboard columns its judge wrote and its judge check."""
+    board = [c for c in LEADERBOARD_COLUMNS if any(c in r.leaderboard for r in runs)]
+    check = ["accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"]
+    table = Table("judged", "Win rates: AlpacaEval leaderboard columns and the judge check",
+                  ["run", "setting", "dataset", "judge", "reference", *board, "judge check"],
+                  csv_header=["run", "setting", "dataset", "judge", "reference", *board,
+                              *(f"check_{k}" for k in check)], note=JUDGE_NOTE)
+    for r in sorted_runs(runs):
+        if r.win_rate is None:
+            continue
+        jc = r.judge_check or {}
+        table.add([r.name, r.label, r.dataset, r.judge or MISSING, r.reference or MISSING,
+                   *(_board_cell(r.leaderboard.get(c)) for c in board), _check_text(r)],
+                  [r.name, r.label, r.dataset, r.judge, r.reference,
+                   *(r.leaderboard.get(c) for c in board), *(jc.get(k) for k in check)])
+    return table
+
+
+def _board_cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    v = number(value)
+    return MISSING if v is None else (f"{v:g}" if float(v).is_integer() else f"{v:.2f}")
+
+
+def _check_text(r: RunRecord) -> str:
+    jc = r.judge_check
+    if jc is None:
+        return "† not checked"
+    ci = jc.get("accuracy_ci") or []
+    acc = number(jc.get("accuracy"))
+    text = MISSING if acc is None else f"accuracy {100 * acc:.1f}%"
+    if len(ci) == 2 and None not in ci:
+        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    if number(jc.get("position_bias")) is not None:
+        text += f", position bias {100 * jc['position_bias']:.1f}%"
+    verdict = "usable" if jc.get("usable") is True else "‡ not usable"
+    return f"{verdict}: {text} (n={jc.get('n_pairs', MISSING)})"
+
+
+def _train_rows(runs: Sequence[RunRecord], datasets: Sequence[str], key: str
+                ) -> list[tuple[str, dict[str, float | None]]]:
+    """The training data's own statistic per dataset (the first run that records it)."""
+    found = {d: [v for r in runs if r.dataset == d
+                 if (v := number((r.train_stats or {}).get(key))) is not None]
+             for d in datasets}
+    cells = {d: vals[0] for d, vals in found.items() if vals}
+    return [("training data", cells)] if cells else []
+
+
+def length_tables(runs: Sequence[RunRecord], datasets: Sequence[str]) -> list[Table]:
+    specs = [("lengths_chars", "Output length (characters)", "avg_chars", 1),
+             ("lengths_words", "Whitespace length (words)", "avg_words", 1),
+             ("lengths_rep2", "2-gram repetition (%)", "rep_2", 2)]
+    return [grid_table(name, title, runs, datasets,
+                       lambda r, key=key: number((r.stats or {}).get(key)), digits,
+                       average=False, extra_rows=_train_rows(runs, datasets, key),
+                       note="Repetition over the first N words of each output (N from the "
+                            "run's dataset: 50/100/150/150; stats.json records it); 'training "
+                            "data': the responses of the training file.")
+            for name, title, key, digits in specs]
+
+
+def sorted_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    order = dataset_order(r.dataset for r in runs)
+    return sorted(runs, key=lambda r: (order.index(r.dataset), method_rank(r.method), r.variant,
+                                       r.alpha_key if r.alpha_key is not None else -1.0,
+                                       r.norm_key is True, r.name))
+
+
+def openllm(runs: Sequence[RunRecord]) -> Table:
+    tasks = list(dict.fromkeys(t for r in runs for t in r.harness))
+    table = Table("openllm", "OpenLLM tasks (lm-evaluation-harness, %)",
+                  ["run", "setting", "dataset", *tasks, "Average", "limit"],
+                  csv_header=["run", "setting", "dataset", *tasks, "average", "limit"],
+                  note="Each task's headline metric (acc_norm for ARC/HellaSwag, acc for MMLU "
+                       "and TruthfulQA MC2) in percent; CSV values are fractions. Average: only "
+                       "when every task is present. A run with a limit used part of each task: "
+                       "not comparable with full-benchmark numbers.")
+    for r in (r for r in sorted_runs(runs) if r.harness):
+        vals = [number(r.harness.get(t)) for t in tasks]
+        avg = mean(vals) if all(v is not None for v in vals) else None  # type: ignore[arg-type]
+        limit = MISSING if r.harness_limit is None else str(r.harness_limit)
+        table.add([r.name, r.label, r.dataset, *(fmt(v, 2, 100) for v in vals),
+                   fmt(avg, 2, 100), limit], [r.name, r.label, r.dataset, *vals, avg,
+                                              r.harness_limit])
+    return table
+
+
+def synthetic(runs: Sequence[RunRecord]) -> Table:
+    table = Table("synthetic", "Synthetic held-out exact-answer score",
+                  ["run", "setting", "dataset", "accuracy %", "95% CI", "n", "formatted %"],
+                  csv_header=["run", "setting", "dataset", "accuracy", "ci95_low", "ci95_high",
+                              "n", "format_rate"],
+                  note="Exact-answer accuracy on the built-in synthetic held-out split, 95% "
+                       "Wilson interval; CSV values are fractions.")
+    for r in (r for r in sorted_runs(runs) if r.synthetic):
+        s = r.synthetic
+        ci = s.get("accuracy_ci95") or [None, None]
+        lo, hi = (number(ci[0]), number(ci[1])) if len(ci) == 2 else (None, None)
+        ci_text = MISSING if lo is None or hi is None else f"[{lo * 100:.1f}, {hi * 100:.1f}]"
+        table.add([r.name, r.label, r.dataset, fmt(s.get("accuracy"), 1, 100), ci_text,
+                   str(s.get("n", MISSING)), fmt(s.get("format_rate"), 1, 100)],
+                  [r.name, r.label, r.dataset, s.get("accuracy"), lo, hi, s.get("n"),
+                   s.get("format_rate")])
+    return table
+
+
+def runs_table(runs: Sequence[RunRecord]) -> Table:
+    table = Table("runs", "Runs: final clean held-out loss (noise off) and training loss "
+                  "(with noise)", ["run", "status", "model", "dataset", "setting", "steps",
+                                   "clean held-out loss", "train loss (noisy)"],
+                  csv_header=["run", "status", "model", "dataset", "method", "alpha",
+                              "norm_match", "seed", "global_step", "final_clean_eval_loss",
+                              "train_loss"])
+    for r in sorted_runs(runs):
+        table.add([r.name, r.status or MISSING, r.model or MISSING, r.dataset, r.label,
+                   MISSING if r.global_step is None else str(r.global_step),
+                   fmt(r.final_clean_eval_loss, 4), fmt(r.train_loss, 4)],
+                  [r.name, r.status, r.model, r.dataset, r.method, r.alpha, r.norm_match,
+                   r.seed, r.global_step, r.final_clean_eval_loss, r.train_loss])
+    return table
+
+
+def published_tables() -> list[Table]:
+    """Every published table of the SymNoise paper (T1-T5) as printed, labelled with its
+    judge and the paper versions that print it."""
+    return [Table(f"paper_{key}", f"{pt.label()}: {pt.title}", pt.header(),
+                  [[c or MISSING for c in row] for row in pt.display_rows()], pt.header(),
+                  [[c or None for c in row] for row in pt.display_rows()], pt.note)
+            for key, pt in paper_numbers.PAPER_TABLES.items()]
+
+
+def _ours(r: RunRecord, metric: str) -> float | None:
+    if metric in ("win_rate", "avg_chars"):
+        return getattr(r, metric)
+    if metric in r.harness:
+        return 100 * r.harness[metric]  # the paper prints percent
+    return number((r.stats or {}).get(metric))
+
+
+def paper_matches(runs: Sequence[RunRecord]) -> Table:
+    """Published numbers (T1-T5) beside ours, for every run group whose setting matches
+    the paper's (model, dataset, method, and alpha and norm matching where printed)."""
+    table = Table("paper_matches", "Published numbers for the settings of these runs",
+                  ["setting", "dataset", "metric", "ours", "paper", "table", "judge",
+                   "versions"],
+                  csv_header=["setting", "dataset", "metric", "ours", "ours_sd", "n", "paper",
+                              "table", "judge", "versions"],
+                  note="ours: these runs (mean ± sd over seeds); paper: as printed, with its "
+                       "table, judge and the paper versions (v1, v2) that print it. A win rate "
+                       "is comparable only when the judge and the reference outputs are the "
+                       "same.")
+    for members in _groups(runs):
+        r = members[0]
+        for v in paper_numbers.paper_values(dataset=r.dataset, method=r.method):
+            if not (paper_numbers.matches_model(v.model, r.model)
+                    and (v.alpha is None or v.alpha == r.alpha_key)
+                    and (v.norm_match is None or v.norm_match == r.norm_key)):
+                continue
+            vals = [x for x in (_ours(m, v.metric) for m in members) if x is not None]
+            if not vals:
+                continue
+            where = f"{paper_numbers.PAPER_TABLES[v.table].label()}: {v.row}"
+            table.add([r.label, r.dataset, v.metric, cell(vals, 2), v.text, where,
+                       v.judge or MISSING, ", ".join(v.versions)],
+                      [r.label, r.dataset, v.metric, mean(vals), sd(vals), len(vals), v.value,
+                       where, v.judge, ",".join(v.versions)])
+    return table
+
+
+def _vs_none(a: Sequence[RunRecord], b: Sequence[RunRecord], what: str, notes: list[str]
+             ) -> PairedDiff | None:
+    """The win rate of ``b`` − ``a`` with its interval (None, noted, when it has none)."""
+    from .compare import compare_runs
+
+    try:
+        mc = compare_runs([r.path for r in a], [r.path for r in b], metrics=["win_rate"])[0]
+    except ValueError as exc:
+        notes.append(f"{what}: no interval ({exc})")
+        return None
+    if mc.result is None:
+        notes.append(f"{what}: no interval ({mc.skipped})")
+    return mc.result
+
+
+def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: list[str]
+                   ) -> Table:
+    """Table 1's noisy rows as differences from the no-noise row (same dataset and
+    variant): win rate B − A in points with its 95% interval, a paired bootstrap over the
+    judged prompts stratified by seed (:func:`symnoise.experiments.compare.compare_runs`).
+    ``*``: significant, i.e. the interval excludes 0. A cell that cannot be paired is ``-``
+    and ``notes`` says why."""
+    rows = grid_rows(runs)
+    base = {g.variant: g for g in rows if g.method == "none"}
+    table = Table("table1_vs_none", "Table 1: difference from the no-noise row (win-rate "
+                  "points, 95% interval)", ["method", *datasets],
+                  csv_header=["row", "dataset", "diff", "ci_low", "ci_high", "n", "significant"],
+                  note="B − A per dataset, A the no-noise row: paired bootstrap over prompts "
+                       "(stratified by seed); * significant: the 95% interval excludes 0. "
+                       + JUDGE_NOTE)
+    for g in (g for g in rows if g.method != "none" and g.variant in base):
+        shown = [g.label()]
+        for d in datasets:
+            a = [r for r in base[g.variant].runs.get(d, []) if r.win_rate is not None]
+            b = [r for r in g.runs.get(d, []) if r.win_rate is not None]
+            diff = _vs_none(a, b, f"{g.label()} vs none on {d}", notes) if a and b else None
+            if diff is None:
+                shown.append(MISSING)
+                continue
+            star = "*" if diff.significant else ""
+            shown.append(f"{diff.diff:+.1f} [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]{star}"
+                         + _mark(a + b))
+            table.data.append([g.label(), d, diff.diff, diff.ci_low, diff.ci_high, diff.n,
+                               diff.significant])
+        table.rows.append(shown)
+    return table
+
+
+# -- the report -----------------------------------------------------------------------------
 @dataclass
 class ReportResult:
     """What :func:`build_report` wrote: the runs read, the tables, files and notes.
@@ -74,22 +450,19 @@ class ReportResult:
 
 
 def _comparable(runs: Sequence[RunRecord]) -> tuple[bool, str]:
+    """Whether the judged runs are the papers' setting (model, reference, dataset), and
+    what differs when not."""
     judged = [r for r in runs if r.win_rate is not None]
     if not judged:
         return False, "no run has a win rate"
+    pn = paper_numbers
     why = []
-    bad_model = sorted({str(r.model) for r in judged
-                        if not paper_numbers.matches_paper_model(r.model)})
-    if bad_model:
-        why.append(f"model {', '.join(bad_model)} (the paper: {paper_numbers.PAPER_MODEL})")
-    bad_ref = sorted({str(r.reference) for r in judged
-                      if not paper_numbers.matches_paper_reference(r.reference)})
-    if bad_ref:
-        why.append(f"reference outputs {', '.join(bad_ref)} (the paper: "
-                   f"{paper_numbers.PAPER_REFERENCE})")
-    bad_ds = sorted({r.dataset for r in judged if r.dataset not in PAPER_DATASETS})
-    if bad_ds:
-        why.append(f"dataset {', '.join(bad_ds)} (the paper: {', '.join(PAPER_DATASETS)})")
+    for what, attr, ok, paper in (
+            ("model", "model", pn.matches_paper_model, pn.PAPER_MODEL),
+            ("reference outputs", "reference", pn.matches_paper_reference, pn.PAPER_REFERENCE),
+            ("dataset", "dataset", PAPER_DATASETS.__contains__, ", ".join(PAPER_DATASETS))):
+        if bad := sorted({str(getattr(r, attr)) for r in judged if not ok(getattr(r, attr))}):
+            why.append(f"{what} {', '.join(bad)} (the paper: {paper})")
     return not why, "; ".join(why)
 
 
@@ -113,19 +486,18 @@ def _read_runs(runs_dir: Path, out: Path) -> tuple[list[RunRecord], list[dict[st
 
 def _tables(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool,
             notes: list[str]) -> dict[str, Table]:
-    out = {"table1": tables.table1(runs, datasets, comparable),
-           "table1_vs_none": tables.table1_vs_none(runs, datasets, notes),
-           "judged": tables.judged(runs), "ablation": tables.ablation(runs)}
-    out.update((t.name, t) for t in tables.length_tables(runs, datasets))
-    out.update(openllm=tables.openllm(runs), synthetic=tables.synthetic(runs),
-               runs=tables.runs_table(runs))
-    out["paper_win_rates"] = tables.paper_table(
+    out = {"table1": table1(runs, datasets, comparable),
+           "table1_vs_none": table1_vs_none(runs, datasets, notes),
+           "judged": judged(runs), "ablation": ablation(runs)}
+    out.update((t.name, t) for t in length_tables(runs, datasets))
+    out.update(openllm=openllm(runs), synthetic=synthetic(runs), runs=runs_table(runs))
+    out["paper_win_rates"] = paper_table(
         list(PAPER_DATASETS), name="paper_win_rates", title="Published AlpacaEval win rates (%)",
         note="Sources: " + paper_numbers.SYMNOISE_CITATION + "; "
              + paper_numbers.NEFTUNE_CITATION + ". Only the cells the sources state; the "
              "Average is the source's own.")
-    out["paper_matches"] = tables.paper_matches(runs)
-    out.update((t.name, t) for t in tables.published_tables())
+    out["paper_matches"] = paper_matches(runs)
+    out.update((t.name, t) for t in published_tables())
     return out
 
 
@@ -149,6 +521,8 @@ def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> 
     for name, table in all_tables.items():
         table.write_csv(out / f"{name}.csv")
         files[f"{name}_csv"] = out / f"{name}.csv"
+    from .figures import write_figures  # figures draws from this module's tables
+
     figures = write_figures(out, runs, all_tables["table1"], datasets, notes)
     files.update((name.removesuffix(".png"), out / name) for name in figures)
     missing_eval = [r.name for r in runs if r.win_rate is None and r.synthetic is None
@@ -159,7 +533,7 @@ def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> 
     unchecked = [r.name for r in runs if r.win_rate is not None and r.judge_mark]
     if unchecked:
         notes.append(f"{len(unchecked)} win rate(s) come from a judge that was not checked "
-                     f"or not usable ({tables.JUDGE_NOTE}): {', '.join(unchecked)}")
+                     f"or not usable ({JUDGE_NOTE}): {', '.join(unchecked)}")
     notes += [f"skipped {s['path']}: {s['reason']}" for s in skipped]
     result = ReportResult(runs_dir=runs_dir, output_dir=out, runs=runs, skipped=skipped,
                           tables=all_tables, files=files, figures=figures,

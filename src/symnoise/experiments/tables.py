@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MISSING", "Table", "cell", "fmt", "markdown_table", "mean", "number", "sd",
-           "text_table"]
+__all__ = ["MISSING", "Table", "cell", "fmt", "group_by", "markdown_table", "mean", "number",
+           "sd", "text_table"]
 
 MISSING = "-"
 
@@ -21,6 +21,14 @@ def number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def group_by(items: Iterable[Any], key: Callable[[Any], Hashable]) -> dict[Any, list[Any]]:
+    """Items by ``key(item)``, groups in order of first appearance, items in input order."""
+    out: dict[Any, list[Any]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
 
 
 def fmt(value: float | None, digits: int, scale: float = 1.0) -> str:
@@ -65,14 +73,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join(align) + "|", *map(line, rows)]) + "\n"
 
 
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, a dashed rule under the header."""
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, rule: bool = True
+               ) -> str:
+    """Columns padded to their widest cell, a dashed rule under the header (``rule``)."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+    return "\n".join([line(header), *(["  ".join("-" * w for w in widths)] if rule else []),
+                      *map(line, rows)])
 
 
 @dataclass
@@ -86,10 +96,15 @@ class Table:
     name: str
     title: str
     header: list[str]
-    rows: list[list[str]]
-    csv_header: list[str]
-    data: list[list[Any]]
+    rows: list[list[str]] = field(default_factory=list)
+    csv_header: list[str] = field(default_factory=list)
+    data: list[list[Any]] = field(default_factory=list)
     note: str = ""
+
+    def add(self, shown: list[str], data: list[Any] | None = None, /, **csv: Any) -> None:
+        """One row: its cells as shown, and its numbers (``data``, or by CSV column)."""
+        self.rows.append(shown)
+        self.data.append(data if data is not None else [csv.get(c) for c in self.csv_header])
 
     def to_markdown(self) -> str:
         return markdown_table(self.header, self.rows)
