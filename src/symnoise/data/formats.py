@@ -42,7 +42,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMATS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
+from ..config import PAPER_DATASETS
+
+FORMATS: tuple[str, ...] = PAPER_DATASETS  # the data formats are the paper's datasets
 FORMAT_ALIASES: dict[str, str] = {
     "evol": "evol_instruct", "evolinstruct": "evol_instruct", "wizardlm": "evol_instruct",
     "open_platypus": "openplatypus", "platypus": "openplatypus", "share_gpt": "sharegpt",
