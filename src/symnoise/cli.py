@@ -139,11 +139,9 @@ def _emit(result: Any, as_json: bool, table: str | None = None) -> None:
 
 def _device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; any other value as given."""
-    if device != "auto":
-        return device
-    import torch
+    from .models import default_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return default_device(device)
 
 
 def _per_task(limit: float | None) -> int | float | None:
