@@ -70,28 +70,23 @@ def _rename_args(command: str, args: list[str]) -> list[str]:
     renamed = RENAMED.get(command, {})
     out: list[str] = []
     given: dict[str, tuple[str, str]] = {}  # new name -> (spelling, value) as typed
-    i = 0
-    while i < len(args):
-        if args[i] == "--":
-            return out + args[i:]
-        name, eq, value = args[i].partition("=")
-        new = renamed.get(name)
-        canonical = new or name
-        if canonical not in renamed.values() or not (eq or i + 1 < len(args)):
-            out.append(args[i])
-            i += 1
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            return [*out, arg, *rest]
+        name, eq, value = arg.partition("=")
+        canonical = renamed.get(name, name)
+        if canonical not in renamed.values() or not eq and (value := next(rest, None)) is None:
+            out.append(arg)  # not a renamed option, or one without a value
             continue
-        if not eq:
-            value, i = args[i + 1], i + 1
         first = given.setdefault(canonical, (name, value))
         if first[1] != value:
             raise ValueError(f"{first[0]} {first[1]} and {name} {value} disagree; "
                              f"give {canonical} once")
-        if new is not None:
-            typer.echo(f"warning: {name} is deprecated, use {new} (removed in {REMOVED_IN})",
+        if name != canonical:
+            typer.echo(f"warning: {name} is deprecated, use {canonical} (removed in {REMOVED_IN})",
                        err=True)
         out += [canonical, value]
-        i += 1
     return out
 
 

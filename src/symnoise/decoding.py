@@ -125,15 +125,11 @@ class TransformersBackend:
             out = self.model.generate(input_ids=batch["input_ids"].to(device),
                                       attention_mask=batch["attention_mask"].to(device),
                                       **self.kwargs)
-        new = out[:, batch["input_ids"].shape[1]:].tolist()
-        eos = set(self.eos_ids)
         results = []
-        for row in new:
-            stop = next((k for k, t in enumerate(row) if t in eos), None)
-            body = row if stop is None else row[:stop]
-            text = self.tokenizer.decode(body, skip_special_tokens=True).strip()
-            results.append(Generation(text, len(row) if stop is None else stop + 1,
-                                      stop is not None))
+        for row in out[:, batch["input_ids"].shape[1]:].tolist():
+            stop = next((k for k, t in enumerate(row) if t in self.eos_ids), len(row))
+            text = self.tokenizer.decode(row[:stop], skip_special_tokens=True).strip()
+            results.append(Generation(text, min(stop + 1, len(row)), stop < len(row)))
         return results
 
 
