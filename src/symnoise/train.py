@@ -35,14 +35,14 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+@dataclasses.dataclass(eq=False)
 class TokenCountingCollator:
     """Wraps a collator and counts the real tokens (attention mask) it hands out; a packed
     batch (no attention mask) counts all its tokens, and ``pad_tokens`` counts padding."""
 
-    def __init__(self, inner):
-        self.inner = inner
-        self.tokens = 0
-        self.pad_tokens = 0
+    inner: Any
+    tokens: int = 0
+    pad_tokens: int = 0
 
     def __call__(self, features):
         batch = self.inner(features)
