@@ -293,10 +293,10 @@ def judge(
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
     from .evaluate.judge import run_judge
 
-    options: dict[str, Any] = {"both_orders": both_orders} if both_orders else {}
     _emit(_call(run_judge, model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,
                 output_dir=output_dir, base_url=base_url, seed=seed, max_items=n_prompts,
-                max_retries=max_retries, name=name, progress=progress, **options), as_json)
+                max_retries=max_retries, name=name, progress=progress, both_orders=both_orders),
+          as_json)
 
 
 @_command("judge-check")
