@@ -70,28 +70,23 @@ def _rename_args(command: str, args: list[str]) -> list[str]:
     renamed = RENAMED.get(command, {})
     out: list[str] = []
     given: dict[str, tuple[str, str]] = {}  # new name -> (spelling, value) as typed
-    i = 0
-    while i < len(args):
-        if args[i] == "--":
-            return out + args[i:]
-        name, eq, value = args[i].partition("=")
-        new = renamed.get(name)
-        canonical = new or name
-        if canonical not in renamed.values() or not (eq or i + 1 < len(args)):
-            out.append(args[i])
-            i += 1
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            return [*out, arg, *rest]
+        name, eq, value = arg.partition("=")
+        canonical = renamed.get(name, name)
+        if canonical not in renamed.values() or not eq and (value := next(rest, None)) is None:
+            out.append(arg)  # not a renamed option, or one without a value
             continue
-        if not eq:
-            value, i = args[i + 1], i + 1
         first = given.setdefault(canonical, (name, value))
         if first[1] != value:
             raise ValueError(f"{first[0]} {first[1]} and {name} {value} disagree; "
                              f"give {canonical} once")
-        if new is not None:
-            typer.echo(f"warning: {name} is deprecated, use {new} (removed in {REMOVED_IN})",
+        if name != canonical:
+            typer.echo(f"warning: {name} is deprecated, use {canonical} (removed in {REMOVED_IN})",
                        err=True)
         out += [canonical, value]
-        i += 1
     return out
 
 
@@ -139,11 +134,9 @@ def _emit(result: Any, as_json: bool, table: str | None = None) -> None:
 
 def _device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; any other value as given."""
-    if device != "auto":
-        return device
-    import torch
+    from .models import default_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return default_device(device)
 
 
 def _per_task(limit: float | None) -> int | float | None:
@@ -300,10 +293,10 @@ def judge(
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
     from .evaluate.judge import run_judge
 
-    options: dict[str, Any] = {"both_orders": both_orders} if both_orders else {}
     _emit(_call(run_judge, model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,
                 output_dir=output_dir, base_url=base_url, seed=seed, max_items=n_prompts,
-                max_retries=max_retries, name=name, progress=progress, **options), as_json)
+                max_retries=max_retries, name=name, progress=progress, both_orders=both_orders),
+          as_json)
 
 
 @_command("judge-check")

@@ -87,16 +87,6 @@ def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
             for ids in map(list, enc)]
 
 
-def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
-    ids: list[int] = []
-    cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (tokenizer.eos_token_id, cfg_eos):
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if v is not None and int(v) not in ids:
-                ids.append(int(v))
-    return ids
-
-
 class TransformersBackend:
     """Batched ``model.generate`` with left padding (the default backend). The tokenizer
     needs a pad token (:func:`symnoise.models.ensure_pad_token` gives it one)."""
@@ -110,7 +100,11 @@ class TransformersBackend:
         self.model, self.tokenizer, self.decoding = model, tokenizer, decoding
         tokenizer.padding_side = "left"  # prompts end where generation starts
         self.pad_id = int(tokenizer.pad_token_id)
-        self.eos_ids = _eos_ids(tokenizer, model)
+        # the tokenizer's EOS and the generation config's (one id or a list), each once
+        cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        self.eos_ids = list(dict.fromkeys(
+            int(v) for value in (tokenizer.eos_token_id, cfg_eos)
+            for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None))
         if not self.eos_ids:
             raise ValueError("the tokenizer has no EOS token: generation could not stop")
         self.kwargs = decoding.generation_kwargs(self.pad_id, self.eos_ids)
@@ -120,38 +114,28 @@ class TransformersBackend:
 
             torch.manual_seed(decoding.seed)
 
-    def pad_left(self, ids: Sequence[Sequence[int]]) -> tuple[Any, Any]:
-        """``(input_ids, attention_mask)`` tensors, padded on the left to the longest."""
-        batch = self.tokenizer.pad({"input_ids": [list(x) for x in ids]}, padding=True,
-                                   return_tensors="pt")  # padding_side is "left" (__init__)
-        return batch["input_ids"], batch["attention_mask"]
-
     def generate(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[Generation]:
         """Answer one batch (``texts`` are the rendered prompts, ``ids`` their tokens)."""
         import torch
 
-        input_ids, mask = self.pad_left(ids)
+        batch = self.tokenizer.pad({"input_ids": [list(x) for x in ids]}, padding=True,
+                                   return_tensors="pt")  # on the left (see __init__)
         device = next(self.model.parameters()).device
         with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids.to(device),
-                                      attention_mask=mask.to(device), **self.kwargs)
-        new = out[:, input_ids.shape[1]:].tolist()
-        eos = set(self.eos_ids)
+            out = self.model.generate(input_ids=batch["input_ids"].to(device),
+                                      attention_mask=batch["attention_mask"].to(device),
+                                      **self.kwargs)
         results = []
-        for row in new:
-            stop = next((k for k, t in enumerate(row) if t in eos), None)
-            body = row if stop is None else row[:stop]
-            text = self.tokenizer.decode(body, skip_special_tokens=True).strip()
-            results.append(Generation(text, len(row) if stop is None else stop + 1,
-                                      stop is not None))
+        for row in out[:, batch["input_ids"].shape[1]:].tolist():
+            stop = next((k for k, t in enumerate(row) if t in self.eos_ids), len(row))
+            text = self.tokenizer.decode(row[:stop], skip_special_tokens=True).strip()
+            results.append(Generation(text, min(stop + 1, len(row)), stop < len(row)))
         return results
 
 
-VLLM_MISSING = (
-    "backend='vllm' needs the 'vllm' package, which is not installed. Install it with "
-    "pip install 'symnoise[vllm]' (Linux with a CUDA GPU), or use the default "
-    "backend='transformers' (--backend transformers)."
-)
+VLLM_MISSING = ("backend='vllm' needs the 'vllm' package, which is not installed. Install it "
+                "with pip install 'symnoise[vllm]' (Linux with a CUDA GPU), or use the default "
+                "backend='transformers' (--backend transformers).")
 
 
 def import_vllm() -> Any:

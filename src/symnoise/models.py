@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from dataclasses import dataclass, field
@@ -104,8 +105,8 @@ def _gguf(source: ModelSource) -> dict[str, Any]:
 
 
 def default_device(device: str | None = None) -> str:
-    """``device`` when given, else ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device:
+    """``device`` if given, else (None or ``auto``) ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device and device != "auto":
         return device
     import torch
 
@@ -170,10 +171,8 @@ def _forget_gguf_quantization(model) -> None:
     if hasattr(model.config, "quantization_config"):
         delattr(model.config, "quantization_config")
     if getattr(model, "is_quantized", False):
-        try:
+        with contextlib.suppress(AttributeError):  # may be a read-only property
             model.is_quantized = False
-        except AttributeError:
-            pass
 
 
 def load_model_and_tokenizer(spec: str | Path, *, dtype: str | None = "float32",
@@ -186,23 +185,22 @@ def load_model_and_tokenizer(spec: str | Path, *, dtype: str | None = "float32",
     return model, tokenizer, source, ensure_pad_token(tokenizer, model)
 
 
-def default_lora_targets(model) -> list[str]:
-    """Attention and MLP projection names present in ``model`` (Llama-style and GPT-2)."""
-    wanted = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-              "c_attn", "c_proj", "c_fc", "query_key_value", "dense"]
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    found = [w for w in wanted if w in names]
-    if not found:
-        raise ValueError(f"could not find LoRA target modules in {type(model).__name__}; "
-                         "pass lora_target_modules explicitly")
-    return found
+_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                 "c_attn", "c_proj", "c_fc", "query_key_value", "dense")
 
 
 def apply_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
                target_modules: list[str] | None = None):
-    """Wrap ``model`` with a PEFT LoRA adapter for causal LM training."""
+    """Wrap ``model`` with a PEFT LoRA adapter for causal LM training; by default on the
+    attention and MLP projections present in ``model`` (Llama-style and GPT-2 names)."""
     from peft import LoraConfig, get_peft_model
 
+    if not target_modules:
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        target_modules = [t for t in _LORA_TARGETS if t in names]
+        if not target_modules:
+            raise ValueError(f"could not find LoRA target modules in {type(model).__name__}; "
+                             "pass lora_target_modules explicitly")
     return get_peft_model(model, LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM",
-        target_modules=target_modules or default_lora_targets(model)))
+        target_modules=target_modules))

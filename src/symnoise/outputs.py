@@ -24,16 +24,8 @@ from typing import Any
 
 from ._io import write_json_atomic
 
-__all__ = [
-    "OutputsError",
-    "OUTPUTS_NAMES",
-    "read_rows",
-    "read_outputs",
-    "read_annotations",
-    "write_outputs",
-    "full_instruction",
-    "for_alpaca_eval",
-]
+__all__ = ["OutputsError", "OUTPUTS_NAMES", "read_rows", "read_outputs", "read_annotations",
+           "write_outputs", "full_instruction", "for_alpaca_eval"]
 
 # File names looked for when a folder is given instead of a file.
 OUTPUTS_NAMES = ("model_outputs.json", "model_outputs.jsonl")
@@ -112,8 +104,7 @@ def read_rows(
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
-        origin = str(path)
-        rows = _file_rows(path)
+        origin, rows = str(path), _file_rows(path)
     else:
         origin = f"{what} (in memory)"
         rows = [(f"entry {i}", row) for i, row in enumerate(source)]
@@ -132,12 +123,8 @@ def read_annotations(source: Source) -> list[dict[str, Any]]:
     origin = str(source) if isinstance(source, (str, os.PathLike)) else "annotations (in memory)"
     for i, row in enumerate(rows):
         pref = row.get("preference")
-        ok = pref is None or (
-            isinstance(pref, (int, float))
-            and not isinstance(pref, bool)
-            and (pref == 0 or (math.isfinite(pref) and 1 <= pref <= 2) or math.isnan(pref))
-        )
-        if not ok:
+        number = isinstance(pref, (int, float)) and not isinstance(pref, bool)
+        if not (pref is None or number and (pref == 0 or 1 <= pref <= 2 or math.isnan(pref))):
             raise OutputsError(
                 f"{origin}: entry {i}: 'preference' must be a number in [1, 2] or null, got {pref!r}"
             )
@@ -146,9 +133,8 @@ def read_annotations(source: Source) -> list[dict[str, Any]]:
 
 def write_outputs(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
     """Write rows as one JSON list (atomically: a crash never leaves half a file)."""
-    path = Path(path)
     write_json_atomic(path, [dict(r) for r in rows])
-    return path
+    return Path(path)
 
 
 def full_instruction(row: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ record (config, versions, data counts, timings, tokens/s, measured noise ratio),
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -29,21 +30,19 @@ def library_versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for name in ("symnoise", "torch", "transformers", "peft", "accelerate", "trl", "datasets"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
+@dataclasses.dataclass(eq=False)
 class TokenCountingCollator:
     """Wraps a collator and counts the real tokens (attention mask) it hands out; a packed
     batch (no attention mask) counts all its tokens, and ``pad_tokens`` counts padding."""
 
-    def __init__(self, inner):
-        self.inner = inner
-        self.tokens = 0
-        self.pad_tokens = 0
+    inner: Any
+    tokens: int = 0
+    pad_tokens: int = 0
 
     def __call__(self, features):
         batch = self.inner(features)
@@ -68,14 +67,9 @@ def make_collator(tokenizer, *, packing: bool):
 
 
 # -- callbacks ---------------------------------------------------------------------------
-def _metrics_row(state, logs: dict[str, Any], tokens: int) -> dict[str, Any]:
-    names = {"loss": "train_loss",  # with noise, as trained
-             "train_loss": "mean_train_loss",  # the end-of-training average
-             "eval_loss": "clean_eval_loss"}  # noise off
-    row: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch}
-    row.update({names.get(k, k): v for k, v in logs.items()})
-    row["tokens_seen"] = tokens
-    return row
+_METRIC_NAMES = {"loss": "train_loss",  # with noise, as trained
+                 "train_loss": "mean_train_loss",  # the end-of-training average
+                 "eval_loss": "clean_eval_loss"}  # noise off
 
 
 def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
@@ -91,7 +85,9 @@ def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                run.append_metrics(_metrics_row(state, logs, counter.tokens))
+                run.append_metrics({"step": state.global_step, "epoch": state.epoch,
+                                    **{_METRIC_NAMES.get(k, k): v for k, v in logs.items()},
+                                    "tokens_seen": counter.tokens})
 
     class Progress(ProgressCallback):
         """transformers' progress bar with the loss and tokens/s; a line per clean loss."""
@@ -121,35 +117,11 @@ def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
     return [MetricsWriter(), Progress()] if progress else [MetricsWriter()]
 
 
-# -- config and run folder -----------------------------------------------------------------
-def resolve_config(config: TrainConfig | dict[str, Any] | None, overrides: dict[str, Any]
-                   ) -> TrainConfig:
-    """A TrainConfig from a TrainConfig, a dict of its fields or None, with overrides
-    (flat noise keys such as ``method=`` included)."""
-    if config is None:
-        return TrainConfig(**overrides)
-    if isinstance(config, dict):
-        return TrainConfig(**{**config, **overrides})
-    return dataclasses.replace(config, **overrides) if overrides else config
-
-
-def open_run_folder(cfg: TrainConfig) -> tuple[RunFolder, str | None]:
-    """The run folder (created) and the checkpoint to resume from (``--resume``)."""
-    run = RunFolder(Path(cfg.output_dir).expanduser().resolve())
-    last = run.last_checkpoint()
-    if last is not None and not cfg.resume:
-        raise FileExistsError(
-            f"{run.path} already holds checkpoints of an earlier run; pass --resume to "
-            "continue it or choose another --output-dir"
-        )
-    run.path.mkdir(parents=True, exist_ok=True)
-    return run, (str(last) if cfg.resume and last is not None else None)
-
-
+# -- model and trainer ---------------------------------------------------------------------
 def load_model(cfg: TrainConfig):
     """``(model, tokenizer, source, pad_choice)`` ready to train, LoRA applied when asked.
 
-    The KV cache is turned off for training (:func:`_save_model` turns it back on): besides
+    The KV cache is turned off for training (:func:`train` turns it back on to save): besides
     being useless there, a cache makes transformers ignore packed ``position_ids`` when it
     builds the attention mask, so packed examples would attend to each other.
     """
@@ -161,7 +133,6 @@ def load_model(cfg: TrainConfig):
     return model, tokenizer, source, pad_choice
 
 
-# -- trainer -------------------------------------------------------------------------------
 def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval: bool):
     """transformers ``TrainingArguments`` for the run (checkpoints in the run folder)."""
     from transformers import TrainingArguments
@@ -195,44 +166,22 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
 def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunData,
                   *, resume: bool, progress: bool = True):
     """A NoisyTrainer with our callbacks; returns ``(trainer, token counter)``."""
-    from transformers import PrinterCallback, ProgressCallback
+    from transformers import PrinterCallback
 
     from .integration import NoisyTrainer
 
     counter = TokenCountingCollator(make_collator(tokenizer, packing=cfg.packing))
-    args = training_arguments(cfg, run, len(data.train), bool(data.eval))
     trainer = NoisyTrainer(
-        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None,
-        data_collator=counter, processing_class=tokenizer, noise_config=cfg.noise_config(),
+        model=model, args=training_arguments(cfg, run, len(data.train), bool(data.eval)),
+        train_dataset=data.train, eval_dataset=data.eval or None, data_collator=counter,
+        processing_class=tokenizer, noise_config=cfg.noise_config(),
+        callbacks=_callbacks(run, counter, resume=resume, progress=progress),
     )
-    for cb in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(cb)
-    for cb in _callbacks(run, counter, resume=resume, progress=progress):
-        trainer.add_callback(cb)
+    trainer.remove_callback(PrinterCallback)  # (disable_tqdm) our Progress prints instead
     return trainer, counter
 
 
-def _final_eval(trainer, result, has_eval: bool) -> dict[str, Any]:
-    """The clean held-out loss at the last step (reusing the scheduled one if it ran)."""
-    if not has_eval:
-        return {}
-    last = [r for r in trainer.state.log_history if "eval_loss" in r]
-    if last and last[-1].get("step") == result.global_step:
-        return last[-1]
-    return trainer.evaluate()
-
-
-def _save_model(trainer, tokenizer, cfg: TrainConfig, run: RunFolder) -> None:
-    model = trainer.model
-    if cfg.lora and cfg.merge_lora:
-        model = model.merge_and_unload()
-    model.config.use_cache = True  # for generation from the saved model
-    if trainer.is_world_process_zero():
-        model.save_pretrained(run.path, safe_serialization=True)
-        tokenizer.save_pretrained(run.path)
-
-
-# -- run record ----------------------------------------------------------------------------
+# -- run ---------------------------------------------------------------------------------
 def _start_info(cfg: TrainConfig, source, pad_choice: str, data: RunData) -> dict[str, Any]:
     return {
         "status": "running",
@@ -244,25 +193,23 @@ def _start_info(cfg: TrainConfig, source, pad_choice: str, data: RunData) -> dic
         "pad_token": pad_choice,
         "versions": library_versions(),
         "data": data.summary(),
-        "device": _device_string(),
+        "device": f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+        else f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
     }
 
 
-def _end_info(trainer, result, counter, final_eval, timings, cfg, resume_from):
-    return {
-        "status": "completed",
-        "global_step": result.global_step,
-        "train_loss": result.training_loss,
-        "final_clean_eval_loss": final_eval.get("eval_loss"),
-        "tokens_seen": counter.tokens,
-        "pad_tokens": counter.pad_tokens,
-        "tokens_per_second": counter.tokens / timings["train"] if timings["train"] > 0 else None,
-        "noise_measured": getattr(trainer, "noise_summary", None),
-        "resumed_from": resume_from,
-        "timings_s": {k: round(v, 2) for k, v in timings.items()},
-        "lora": {"used": cfg.lora, "merged": bool(cfg.lora and cfg.merge_lora)},
-    }
+def open_run_folder(cfg: TrainConfig) -> tuple[RunFolder, str | None]:
+    """The run folder (created) and the checkpoint to resume from (``--resume``)."""
+    run = RunFolder(Path(cfg.output_dir).expanduser().resolve())
+    last = run.last_checkpoint()
+    if last is not None and not cfg.resume:
+        raise FileExistsError(
+            f"{run.path} already holds checkpoints of an earlier run; pass --resume to "
+            "continue it or choose another --output-dir"
+        )
+    run.path.mkdir(parents=True, exist_ok=True)
+    return run, (str(last) if cfg.resume and last is not None else None)
 
 
 def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool = True,
@@ -275,7 +222,10 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool 
     """
     from transformers import set_seed
 
-    cfg = resolve_config(config, overrides)
+    if isinstance(config, TrainConfig):
+        cfg = dataclasses.replace(config, **overrides) if overrides else config
+    else:
+        cfg = TrainConfig(**{**(config or {}), **overrides})
     run, resume_from = open_run_folder(cfg)
     timings: dict[str, float] = {}
     t_start = t0 = time.perf_counter()
@@ -295,18 +245,32 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool 
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     timings["train"] = time.perf_counter() - t0
-    final_eval = _final_eval(trainer, result, bool(data.eval))
+    final_eval: dict[str, Any] = {}
+    if data.eval:  # the clean held-out loss at the last step (the scheduled one if it ran)
+        evals = [r for r in trainer.state.log_history if "eval_loss" in r]
+        done = evals and evals[-1].get("step") == result.global_step
+        final_eval = evals[-1] if done else trainer.evaluate()
     t0 = time.perf_counter()
-    _save_model(trainer, tokenizer, cfg, run)
+    model = trainer.model.merge_and_unload() if cfg.lora and cfg.merge_lora else trainer.model
+    model.config.use_cache = True  # for generation from the saved model
+    if trainer.is_world_process_zero():
+        model.save_pretrained(run.path, safe_serialization=True)
+        tokenizer.save_pretrained(run.path)
     timings["save"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    info.update(_end_info(trainer, result, counter, final_eval, timings, cfg, resume_from))
+    info.update({
+        "status": "completed",
+        "global_step": result.global_step,
+        "train_loss": result.training_loss,
+        "final_clean_eval_loss": final_eval.get("eval_loss"),
+        "tokens_seen": counter.tokens,
+        "pad_tokens": counter.pad_tokens,
+        "tokens_per_second": counter.tokens / timings["train"] if timings["train"] > 0 else None,
+        "noise_measured": getattr(trainer, "noise_summary", None),
+        "resumed_from": resume_from,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "lora": {"used": cfg.lora, "merged": bool(cfg.lora and cfg.merge_lora)},
+    })
     if trainer.is_world_process_zero():
         run.write_info(info)
     return run.path
-
-
-def _device_string() -> str:
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
