@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .records import RunRecord
-from .report import grid_rows, grid_table, sorted_runs
+from .records import RunRecord, grid_rows, grid_table, sorted_runs
 from .tables import Table, number
 
 __all__ = ["write_figures"]

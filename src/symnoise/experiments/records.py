@@ -1,11 +1,12 @@
 """What the report knows about a run folder (:class:`RunRecord`), read through
-:class:`symnoise.run.RunFolder`, and which runs may be averaged together (seeds only)."""
+:class:`symnoise.run.RunFolder`, which runs may be averaged together (seeds only), and the
+dataset x method grid they form in the tables and figures (:func:`grid_table`)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,10 +15,11 @@ from ..evaluate.judge import LEADERBOARD_JSON
 from ..evaluate.winrate import LEADERBOARD_COLUMNS as JUDGE_COLUMNS
 from ..noise import METHODS, NORM_MATCHED
 from ..run import RunFolder, run_dataset, run_setting
-from .tables import group_by, number
+from .tables import MISSING, Table, cell, fmt, group_by, mean, number, sd
 
-__all__ = ["LEADERBOARD_COLUMNS", "RunRecord", "assign_variants", "dataset_order", "load_run",
-           "method_rank", "setting_label"]
+__all__ = ["LEADERBOARD_COLUMNS", "GridRow", "RunRecord", "assign_variants", "dataset_order",
+           "grid_rows", "grid_table", "load_run", "method_rank", "setting_label", "sorted_runs",
+           "win_rate_mark"]
 
 #: The AlpacaEval leaderboard columns (the judge's list) and the length-control variant,
 #: shown beside every win rate where the judge wrote them.
@@ -230,3 +232,96 @@ def assign_variants(runs: Sequence[RunRecord]) -> None:
                                            for v in values if v.get(k) is not None}) > 1]
         for r, v in zip(members, values, strict=True):
             r.variant = ", ".join(f"{k}={v[k]}" for k in varying if v.get(k) is not None)
+
+
+# -- the dataset x method grid of the tables ----------------------------------------
+#: Leading CSV columns of the dataset x method tables. source: ``runs`` (rows of these
+#: runs), ``paper`` (published numbers) or ``training data``.
+_GRID_KEYS = ("row", "source", "method", "alpha", "norm_match", "alphas")
+
+
+def sorted_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    order = dataset_order(r.dataset for r in runs)
+    return sorted(runs, key=lambda r: (order.index(r.dataset), method_rank(r.method), r.variant,
+                                       r.alpha_key if r.alpha_key is not None else -1.0,
+                                       r.norm_key is True, r.name))
+
+
+def win_rate_mark(runs: Sequence[RunRecord]) -> str:
+    """``‡`` when a judge of these win rates was found not usable, ``†`` when one was not
+    checked, else empty."""
+    marks = {r.judge_mark for r in runs if r.win_rate is not None}
+    return "‡" if "‡" in marks else "†" if "†" in marks else ""
+
+
+@dataclass
+class GridRow:
+    method: str | None
+    norm_key: bool | None
+    variant: str
+    alpha: float | None  # the row's alpha when it has one for all its cells
+    runs: dict[str, list[RunRecord]]  # dataset -> runs (differing by seed only)
+
+    def label(self) -> str:
+        tail = f" [{self.variant}]" if self.variant else ""
+        if self.alpha is not None or self.method == "none":
+            return setting_label(self.method, self.alpha, self.norm_key) + tail
+        return f"{self.method} (α per cell{', norm-matched' if self.norm_key else ''}){tail}"
+
+    def alpha_of(self, dataset: str) -> float | None:
+        alphas = {r.alpha_key for r in self.runs.get(dataset, [])}
+        return next(iter(alphas)) if len(alphas) == 1 else None
+
+    def alphas(self) -> str:
+        return ";".join(f"{d}:{self.alpha_of(d):g}" for d in self.runs
+                        if self.alpha_of(d) is not None)
+
+
+def grid_rows(runs: Sequence[RunRecord]) -> list[GridRow]:
+    """Rows of the dataset x method tables: one per (method, norm matching, variant); split
+    by alpha when one dataset holds several alphas of that method (an alpha sweep)."""
+    rows: list[GridRow] = []
+    for (method, nk, variant), members in group_by(
+            runs, lambda r: (r.method, r.norm_key, r.variant)).items():
+        alphas = {r.alpha_key for r in members}
+        split = any(len({r.alpha_key for r in ms}) > 1
+                    for ms in group_by(members, lambda r: r.dataset).values())
+        for alpha in sorted(alphas, key=lambda a: (a is None, a or 0.0)) if split else [None]:
+            cells = group_by((r for r in members if not split or r.alpha_key == alpha),
+                             lambda r: r.dataset)
+            row_alpha = alpha if split else (next(iter(alphas)) if len(alphas) == 1 else None)
+            rows.append(GridRow(method, nk, variant, row_alpha, cells))
+    rows.sort(key=lambda g: (method_rank(g.method), g.method or "", g.variant,
+                             g.alpha if g.alpha is not None else -1.0, g.norm_key is True))
+    return rows
+
+
+def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Sequence[str],
+               value: Callable[[RunRecord], float | None], digits: int, *, average: bool,
+               note: str = "", extra_rows: Sequence[tuple[str, dict[str, float | None]]] = (),
+               marks: bool = False) -> Table:
+    """Rows :func:`grid_rows`, a column per dataset (+ Average: the mean of the row's cells,
+    only when it has every column). CSV: the cell means, each cell's sd and n, the average."""
+    avg_col = ["Average"] if average else []
+    table = Table(name, title, ["method", *datasets, *avg_col], csv_header=[
+        *_GRID_KEYS, *datasets, *(f"{d} sd" for d in datasets), *(f"{d} n" for d in datasets),
+        *(["average"] if average else [])], note=note)
+    for label, cells in extra_rows:
+        table.add([label, *(fmt(cells.get(d), digits) for d in datasets),
+                   *([MISSING] if average else [])], row=label, source=label, **cells)
+    for g in grid_rows(runs):
+        shown, means, extra = [g.label()], {}, {}
+        for d in datasets:
+            members = [r for r in g.runs.get(d, []) if value(r) is not None]
+            vals = [value(r) for r in members]
+            alpha_note = (f"α={g.alpha_of(d):g}" if g.alpha is None and g.method != "none"
+                          and vals and g.alpha_of(d) is not None else "")
+            shown.append(cell(vals, digits, alpha_note, mark=win_rate_mark(members) if marks else ""))
+            means[d] = mean(vals)
+            extra[f"{d} sd"] = sd(vals)
+            extra[f"{d} n"] = len(vals) or None
+        avg = mean(list(means.values())) if all(v is not None for v in means.values()) else None
+        table.add(shown + ([fmt(avg, digits)] if average else []), row=g.label(), source="runs",
+                  method=g.method, alpha=g.alpha, norm_match=g.norm_key,
+                  alphas=g.alphas() or None, average=avg, **means, **extra)
+    return table

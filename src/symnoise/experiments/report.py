@@ -14,7 +14,7 @@ not checked is marked ``†``, one from a judge the check found not usable ``‡
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,14 +22,18 @@ from typing import TYPE_CHECKING, Any
 from ..config import PAPER_DATASETS
 from ..run import find_runs
 from . import paper_numbers
+from .figures import write_figures
 from .records import (
     LEADERBOARD_COLUMNS,
     RunRecord,
     assign_variants,
     dataset_order,
+    grid_rows,
+    grid_table,
     load_run,
-    method_rank,
     setting_label,
+    sorted_runs,
+    win_rate_mark,
 )
 from .tables import MISSING, Table, cell, fmt, group_by, mean, number, sd
 
@@ -44,90 +48,9 @@ __all__ = ["JUDGE_NOTE", "ReportResult", "RunRecord", "Table", "ablation", "buil
 DEFAULT_OUTPUT = "report"
 JUDGE_NOTE = ("†: the judge of this win rate was not checked (symnoise judge-check); ‡: its "
               "check found it not usable. Such numbers are not to be trusted as they stand.")
-#: Leading CSV columns of the dataset x method tables. source: ``runs`` (rows of these
-#: runs), ``paper`` (published numbers) or ``training data``.
-_GRID_KEYS = ("row", "source", "method", "alpha", "norm_match", "alphas")
 
 
 # -- the tables ------------------------------------------------------------------------------
-def _mark(runs: Sequence[RunRecord]) -> str:
-    marks = {r.judge_mark for r in runs if r.win_rate is not None}
-    return "‡" if "‡" in marks else "†" if "†" in marks else ""
-
-
-@dataclass
-class GridRow:
-    method: str | None
-    norm_key: bool | None
-    variant: str
-    alpha: float | None  # the row's alpha when it has one for all its cells
-    runs: dict[str, list[RunRecord]]  # dataset -> runs (differing by seed only)
-
-    def label(self) -> str:
-        tail = f" [{self.variant}]" if self.variant else ""
-        if self.alpha is not None or self.method == "none":
-            return setting_label(self.method, self.alpha, self.norm_key) + tail
-        return f"{self.method} (α per cell{', norm-matched' if self.norm_key else ''}){tail}"
-
-    def alpha_of(self, dataset: str) -> float | None:
-        alphas = {r.alpha_key for r in self.runs.get(dataset, [])}
-        return next(iter(alphas)) if len(alphas) == 1 else None
-
-    def alphas(self) -> str:
-        return ";".join(f"{d}:{self.alpha_of(d):g}" for d in self.runs
-                        if self.alpha_of(d) is not None)
-
-
-def grid_rows(runs: Sequence[RunRecord]) -> list[GridRow]:
-    """Rows of the dataset x method tables: one per (method, norm matching, variant); split
-    by alpha when one dataset holds several alphas of that method (an alpha sweep)."""
-    rows: list[GridRow] = []
-    for (method, nk, variant), members in group_by(
-            runs, lambda r: (r.method, r.norm_key, r.variant)).items():
-        alphas = {r.alpha_key for r in members}
-        split = any(len({r.alpha_key for r in ms}) > 1
-                    for ms in group_by(members, lambda r: r.dataset).values())
-        for alpha in sorted(alphas, key=lambda a: (a is None, a or 0.0)) if split else [None]:
-            cells = group_by((r for r in members if not split or r.alpha_key == alpha),
-                             lambda r: r.dataset)
-            row_alpha = alpha if split else (next(iter(alphas)) if len(alphas) == 1 else None)
-            rows.append(GridRow(method, nk, variant, row_alpha, cells))
-    rows.sort(key=lambda g: (method_rank(g.method), g.method or "", g.variant,
-                             g.alpha if g.alpha is not None else -1.0, g.norm_key is True))
-    return rows
-
-
-def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Sequence[str],
-               value: Callable[[RunRecord], float | None], digits: int, *, average: bool,
-               note: str = "", extra_rows: Sequence[tuple[str, dict[str, float | None]]] = (),
-               marks: bool = False) -> Table:
-    """Rows :func:`grid_rows`, a column per dataset (+ Average: the mean of the row's cells,
-    only when it has every column). CSV: the cell means, each cell's sd and n, the average."""
-    avg_col = ["Average"] if average else []
-    table = Table(name, title, ["method", *datasets, *avg_col], csv_header=[
-        *_GRID_KEYS, *datasets, *(f"{d} sd" for d in datasets), *(f"{d} n" for d in datasets),
-        *(["average"] if average else [])], note=note)
-    for label, cells in extra_rows:
-        table.add([label, *(fmt(cells.get(d), digits) for d in datasets),
-                   *([MISSING] if average else [])], row=label, source=label, **cells)
-    for g in grid_rows(runs):
-        shown, means, extra = [g.label()], {}, {}
-        for d in datasets:
-            members = [r for r in g.runs.get(d, []) if value(r) is not None]
-            vals = [value(r) for r in members]
-            alpha_note = (f"α={g.alpha_of(d):g}" if g.alpha is None and g.method != "none"
-                          and vals and g.alpha_of(d) is not None else "")
-            shown.append(cell(vals, digits, alpha_note, mark=_mark(members) if marks else ""))
-            means[d] = mean(vals)
-            extra[f"{d} sd"] = sd(vals)
-            extra[f"{d} n"] = len(vals) or None
-        avg = mean(list(means.values())) if all(v is not None for v in means.values()) else None
-        table.add(shown + ([fmt(avg, digits)] if average else []), row=g.label(), source="runs",
-                  method=g.method, alpha=g.alpha, norm_match=g.norm_key,
-                  alphas=g.alphas() or None, average=avg, **means, **extra)
-    return table
-
-
 def paper_table(datasets: Sequence[str], *, name: str, title: str, note: str) -> Table:
     table = Table(name, title, ["source", *datasets, "Average"],
                   csv_header=["row", "method", *datasets, "average", "where"], note=note)
@@ -179,7 +102,7 @@ def ablation(runs: Sequence[RunRecord]) -> Table:
         nm_text = MISSING if r.norm_key is None else ("yes" if r.norm_key else "no")
         alpha = MISSING if r.alpha_key is None else f"{r.alpha_key:g}"
         table.add([r.dataset, r.label, r.method or "?", alpha, nm_text,
-                   cell(wr, 2, mark=_mark(judged)), cell(ch, 1), str(len(members))],
+                   cell(wr, 2, mark=win_rate_mark(judged)), cell(ch, 1), str(len(members))],
                   [r.dataset, r.label, r.method, r.alpha_key, r.norm_key, mean(wr), sd(wr),
                    mean(ch), len(members)])
     return table
@@ -247,13 +170,6 @@ def length_tables(runs: Sequence[RunRecord], datasets: Sequence[str]) -> list[Ta
                             "run's dataset: 50/100/150/150; stats.json records it); 'training "
                             "data': the responses of the training file.")
             for name, title, key, digits in specs]
-
-
-def sorted_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
-    order = dataset_order(r.dataset for r in runs)
-    return sorted(runs, key=lambda r: (order.index(r.dataset), method_rank(r.method), r.variant,
-                                       r.alpha_key if r.alpha_key is not None else -1.0,
-                                       r.norm_key is True, r.name))
 
 
 def openllm(runs: Sequence[RunRecord]) -> Table:
@@ -398,7 +314,7 @@ def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: li
                 continue
             star = "*" if diff.significant else ""
             shown.append(f"{diff.diff:+.1f} [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]{star}"
-                         + _mark(a + b))
+                         + win_rate_mark(a + b))
             table.data.append([g.label(), d, diff.diff, diff.ci_low, diff.ci_high, diff.n,
                                diff.significant])
         table.rows.append(shown)
@@ -521,8 +437,6 @@ def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> 
     for name, table in all_tables.items():
         table.write_csv(out / f"{name}.csv")
         files[f"{name}_csv"] = out / f"{name}.csv"
-    from .figures import write_figures  # figures draws from this module's tables
-
     figures = write_figures(out, runs, all_tables["table1"], datasets, notes)
     files.update((name.removesuffix(".png"), out / name) for name in figures)
     missing_eval = [r.name for r in runs if r.win_rate is None and r.synthetic is None
