@@ -7,6 +7,8 @@ groups the runs that differ only by seed (the point name without ``-s<seed>``), 
   OUT/curves.png   mean clean held-out loss per method (band: min..max over seeds) and
                    mean training loss.
 Unfinished runs are included with the steps they have logged (n says how many seeds).
+A group already in OUT/curves.csv with more seeds than RUNS holds (its run folders are on
+another machine) keeps its rows from the CSV, so groups trained later can be added.
 
     python docs/results/alpaca_overfit/plot_curves.py [RUNS] [OUT]
 """
@@ -63,6 +65,27 @@ def summarise(groups) -> list[dict]:
     return rows
 
 
+def merge_saved(rows: list[dict], saved: Path) -> list[dict]:
+    """``rows`` plus the groups of ``saved`` (an earlier curves.csv) that have more seeds
+    there than in ``rows``."""
+    if not saved.is_file():
+        return rows
+    with saved.open(encoding="utf-8", newline="") as fh:
+        old = list(csv.DictReader(fh))
+    for r in old:
+        r.update(step=int(r["step"]), n=int(r["n"]),
+                 **{k: float(r[k]) for k in ("mean", "min", "max")})
+    seeds = defaultdict(int)
+    for r in rows:
+        seeds[r["group"]] = max(seeds[r["group"]], r["n"])
+    keep = {r["group"] for r in old if r["n"] > seeds[r["group"]]}
+    for group in sorted(keep):
+        print(f"{group}: kept from {saved.name} (more seeds there than in the runs)")
+    return sorted([r for r in rows if r["group"] not in keep]
+                  + [r for r in old if r["group"] in keep],
+                  key=lambda r: (r["group"], r["kind"] != "eval", r["step"]))
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -97,7 +120,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str]) -> None:
     runs = Path(argv[0]) if argv else Path("/work/runs/alpaca_overfit")
     out = Path(argv[1]) if len(argv) > 1 else HERE
-    rows = summarise(read_runs(runs))
+    rows = merge_saved(summarise(read_runs(runs)), out / "curves.csv")
     if not rows:
         raise SystemExit(f"no metrics.jsonl with a -s<seed> run folder under {runs}")
     with (out / "curves.csv").open("w", newline="", encoding="utf-8") as fh:
