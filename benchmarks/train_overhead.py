@@ -82,34 +82,39 @@ def _batch(vocab: int, batch: int, length: int, device: str, seed: int = 0):
             {"input_ids": ids, "attention_mask": mask, "labels": labels}.items()}
 
 
-def make_step(model, optimizer, method: str, mode: str, alpha: float, batch):
-    """A closure running one training step exactly as NoiseTrainerMixin does."""
+def make_step(model, optimizer, method: str, mode: str, alpha: float, batch, bf16=False):
+    """A closure running one training step exactly as NoiseTrainerMixin does (``bf16``: the
+    forward under bf16 autocast, as the Trainer's ``bf16=True``)."""
     from symnoise import NoiseConfig, noisy_embeddings, pair_batch
 
     cfg = NoiseConfig(method=method, alpha=alpha,
                       symmetric_mode="concat" if mode == "accum2" else mode, seed=0)
+
+    def fwd(b):
+        with torch.autocast(b["input_ids"].device.type, torch.bfloat16, enabled=bf16):
+            return model(**b).loss
 
     def step() -> float:
         with noisy_embeddings(model, cfg) as handle:
             if mode == "accum2":  # two micro-batches of B rows, one update
                 loss = 0.0
                 for _ in range(2):
-                    part = 0.5 * model(**batch).loss
+                    part = 0.5 * fwd(batch)
                     part.backward()
                     loss = loss + part
             elif method == "symnoise" and mode == "concat":
-                loss = model(**pair_batch(batch)).loss
+                loss = fwd(pair_batch(batch))
                 loss.backward()
             elif method == "symnoise":
                 with handle.phase("plus"):
-                    lp = 0.5 * model(**batch).loss
+                    lp = 0.5 * fwd(batch)
                     lp.backward()
                 with handle.phase("minus"):
-                    lm = 0.5 * model(**batch).loss
+                    lm = 0.5 * fwd(batch)
                     lm.backward()
                 loss = lp + lm
             else:
-                loss = model(**batch).loss
+                loss = fwd(batch)
                 loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -142,7 +147,7 @@ def time_methods(args, model) -> tuple[dict[str, list[float]], dict[str, list[in
     """Step seconds and minor page faults per method, interleaved over ``args.reps``."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     batch = _batch(model.config.vocab_size, args.batch, args.length, args.device)
-    steps = {_label(m, md): make_step(model, optimizer, m, md, args.alpha, batch)
+    steps = {_label(m, md): make_step(model, optimizer, m, md, args.alpha, batch, args.bf16)
              for m, md in _selected(args)}
     for fn in steps.values():  # warm-up: allocator, optimizer state, kernels
         fn()
@@ -229,7 +234,7 @@ def memory_worker(args) -> dict[str, float]:
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     batch = _batch(model.config.vocab_size, args.batch, args.length, args.device)
-    step = make_step(model, optimizer, method, mode, args.alpha, batch)
+    step = make_step(model, optimizer, method, mode, args.alpha, batch, args.bf16)
     step()  # warm-up: optimizer state exists from here on
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -263,6 +268,8 @@ def measure_memory(args) -> dict[str, dict[str, float]]:
                "--device", args.device, "--alpha", str(args.alpha)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.bf16:
+            cmd.append("--bf16")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         if proc.returncode != 0:
             raise RuntimeError(f"memory worker {name} failed:\n{proc.stderr[-2000:]}")
@@ -337,6 +344,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     ap.add_argument("--breakdown", action="store_true", help="body vs LM head over B and 2B rows")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="forward under bf16 autocast (fp32 weights)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -357,12 +365,12 @@ def main() -> None:
     device_name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
                    else f"CPU, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
     print(f"model {args.model}, batch {args.batch} x {args.length} tokens, alpha {args.alpha}, "
-          f"{args.reps} interleaved reps, device {device_name}, torch {torch.__version__}")
+          f"{args.reps} interleaved reps, {'bf16 autocast' if args.bf16 else 'fp32'}, device {device_name}, torch {torch.__version__}")
     model, _ = _load(args.model, args.device)
     model.train()
     rows = report_times(*time_methods(args, model))
     result = {"model": args.model, "batch": args.batch, "length": args.length,
-              "device": device_name, "reps": args.reps, "step_time": rows}
+              "device": device_name, "reps": args.reps, "bf16": args.bf16, "step_time": rows}
     if args.breakdown:
         result["breakdown"] = time_breakdown(args, model)
         report_breakdown(result["breakdown"])

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The checks that need a CUDA GPU, in one go, each stage under its own time limit:
+#   1. the GPU-only tests (tests/test_distributed.py: FSDP 1/2 through the Trainer in both
+#      SymNoise modes, the noise generator following the model to the GPU and back);
+#   2. the training-step overhead of each method (benchmarks/train_overhead.py, bf16 autocast)
+#      on random models of SmolLM2-135M's and of a 1B Llama's shape (timing needs shapes,
+#      not weights, so no download);
+#   3. batched versus one-at-a-time generation (benchmarks/generate_throughput.py);
+#   4. the whole test suite with the GPU visible (--device auto then picks cuda).
+# Usage: [BUDGET_S=540] bash scripts/gpu_checks.sh TOKENIZER_DIR OUT_DIR  (logs: OUT_DIR/<stage>.log)
+# Needs the project's dependencies and pytest-xdist, pytest-timeout on the machine.
+set -uo pipefail
+tok=${1:?a saved tokenizer folder}
+out=${2:?an output folder}
+mkdir -p "$out"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+py=${PYTHON:-python3}
+models=${TMPDIR:-/tmp}/symnoise-gpu-models
+
+stage() {  # stage NAME SECONDS COMMAND...
+    local name=$1 limit=$2; shift 2
+    echo "== $name (limit ${limit}s): $*"
+    local t0=$SECONDS
+    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    local rc=$?
+    echo "== $name: exit $rc after $((SECONDS - t0))s"
+    tail -n 40 "$out/$name.log"
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$py" -c "import torch, transformers, peft, accelerate, trl; print('torch', torch.__version__,
+'cuda', torch.version.cuda, '| transformers', transformers.__version__, '| peft',
+peft.__version__, '| accelerate', accelerate.__version__, '| trl', trl.__version__)"
+} 2>&1 | tee "$out/env.log"
+
+stage gpu_tests "${GPU_TESTS_S:-240}" "$py" -m pytest -q -rs -p no:cacheprovider tests/test_distributed.py
+"$py" benchmarks/random_model.py --shape smollm2-135m --tokenizer "$tok" --out "$models/m135" >/dev/null 2>&1
+"$py" benchmarks/random_model.py --shape llama-1b --tokenizer "$tok" --out "$models/m1b" >/dev/null 2>&1
+stage overhead_135m "${OVERHEAD_S:-120}" "$py" benchmarks/train_overhead.py --model "$models/m135" \
+    --device cuda --bf16 --batch 8 --length 512 --reps 7
+stage overhead_1b "${OVERHEAD_S:-150}" "$py" benchmarks/train_overhead.py --model "$models/m1b" \
+    --device cuda --bf16 --batch 8 --length 1024 --reps 7
+stage generate "${GENERATE_S:-90}" "$py" benchmarks/generate_throughput.py --model "$models/m135" \
+    --device cuda --dtype bfloat16 --n-prompts 64 --batch-size 16 --max-new-tokens 64
+# the suite gets what is left of BUDGET_S (when set), at most SUITE_S
+suite_s=${SUITE_S:-240}
+[ -n "${BUDGET_S:-}" ] && suite_s=$(( BUDGET_S - SECONDS - 15 < suite_s ? BUDGET_S - SECONDS - 15 : suite_s ))
+stage suite "$suite_s" "$py" -m pytest -q -rfE -p no:cacheprovider -n "${WORKERS:-8}" \
+    --timeout 200
