@@ -17,8 +17,11 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HU
 py=${PYTHON:-python3}
 models=${TMPDIR:-/tmp}/symnoise-gpu-models
 
+stages=" ${STAGES:-gpu_tests overhead_135m overhead_1b generate suite} "  # a subset to rerun
 stage() {  # stage NAME SECONDS COMMAND...
     local name=$1 limit=$2; shift 2
+    [[ $stages == *" $name "* ]] || return 0
+    if (( limit < 30 )); then echo "== $name: skipped, ${limit}s left"; return 0; fi
     echo "== $name (limit ${limit}s): $*"
     local t0=$SECONDS
     timeout "$limit" "$@" >"$out/$name.log" 2>&1
@@ -34,14 +37,16 @@ peft.__version__, '| accelerate', accelerate.__version__, '| trl', trl.__version
 } 2>&1 | tee "$out/env.log"
 
 stage gpu_tests "${GPU_TESTS_S:-240}" "$py" -m pytest -q -rs -p no:cacheprovider tests/test_distributed.py
-"$py" benchmarks/random_model.py --shape smollm2-135m --tokenizer "$tok" --out "$models/m135" >/dev/null 2>&1
-"$py" benchmarks/random_model.py --shape llama-1b --tokenizer "$tok" --out "$models/m1b" >/dev/null 2>&1
+[[ $stages == *" overhead_135m "* || $stages == *" generate "* ]] &&
+    "$py" benchmarks/random_model.py --shape smollm2-135m --tokenizer "$tok" --out "$models/m135" >/dev/null 2>&1
+[[ $stages == *" overhead_1b "* ]] &&
+    "$py" benchmarks/random_model.py --shape llama-1b --tokenizer "$tok" --out "$models/m1b" >/dev/null 2>&1
 stage overhead_135m "${OVERHEAD_S:-120}" "$py" benchmarks/train_overhead.py --model "$models/m135" \
     --device cuda --bf16 --batch 8 --length 512 --reps 7
 stage overhead_1b "${OVERHEAD_S:-150}" "$py" benchmarks/train_overhead.py --model "$models/m1b" \
     --device cuda --bf16 --batch 8 --length 1024 --reps 7
 stage generate "${GENERATE_S:-90}" "$py" benchmarks/generate_throughput.py --model "$models/m135" \
-    --device cuda --dtype bfloat16 --n-prompts 64 --batch-size 16 --max-new-tokens 64
+    --device cuda --dtype bfloat16 --n-prompts "${GEN_PROMPTS:-32}" --batch-size 16 --max-new-tokens 32
 # the suite gets what is left of BUDGET_S (when set), at most SUITE_S
 suite_s=${SUITE_S:-240}
 [ -n "${BUDGET_S:-}" ] && suite_s=$(( BUDGET_S - SECONDS - 15 < suite_s ? BUDGET_S - SECONDS - 15 : suite_s ))

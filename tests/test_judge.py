@@ -690,7 +690,7 @@ def test_hf_judge_chat_template_and_model_subfolder(tmp_path: Path) -> None:
     import torch
 
     with torch.no_grad():
-        logp = torch.log_softmax(judge.model(torch.tensor([prompt_ids])).logits[0, -1], dim=-1)
+        logp = torch.log_softmax(judge.model(torch.tensor([prompt_ids], device=judge.model.device)).logits[0, -1], dim=-1)
     assert res.scores == pytest.approx({"a": float(logp[a_id]), "b": float(logp[b_id])}, abs=1e-5)
     assert res.label == ("a" if logp[a_id] > logp[b_id] else "b")
 

@@ -21,6 +21,7 @@ import torch
 
 from .config import TrainConfig
 from .data.run_data import RunData, load_run_data
+from .data.spec import parse_data_spec
 from .models import apply_lora, load_model_and_tokenizer
 from .run import RunFolder
 
@@ -226,6 +227,8 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool 
         cfg = dataclasses.replace(config, **overrides) if overrides else config
     else:
         cfg = TrainConfig(**{**(config or {}), **overrides})
+    for spec in filter(None, (cfg.data, cfg.eval_data)):
+        parse_data_spec(spec)  # a bad data spec fails before a model is loaded or a folder made
     run, resume_from = open_run_folder(cfg)
     timings: dict[str, float] = {}
     t_start = t0 = time.perf_counter()
