@@ -209,6 +209,15 @@ def test_a_data_file_named_like_the_suite_is_trained_on(tiny_dir, tmp_path, monk
     assert r.exit_code == 2 and "known splits" in r.output
 
 
+def test_a_bad_data_spec_fails_before_a_model_loads_or_a_folder_is_made(tmp_path):
+    # the model does not exist either: the data spec must be the error reported
+    for field in ("data", "eval_data"):
+        with pytest.raises(ValueError, match="known splits"):
+            train(model=str(tmp_path / "no-such-model"), output_dir=str(tmp_path / "run"),
+                  **{field: "synthetic:bogus"})
+    assert not (tmp_path / "run").exists()
+
+
 def test_eval_data_spec_is_parsed_once(tiny_dir, data_file, tmp_path):
     out = train(_cfg(tiny_dir, data_file, tmp_path / "run", max_steps=1,
                      eval_data=str(data_file), max_eval_examples=6))
