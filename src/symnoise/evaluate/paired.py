@@ -95,31 +95,12 @@ def _boot_means(d: np.ndarray, w: np.ndarray | None, n_boot: int, rng: np.random
                 ) -> np.ndarray:
     """``n_boot`` (weighted) means of ``d`` resampled with replacement, chunked to bound
     memory; with weights each draw takes its weight along."""
-    n = d.size
-    wd = d if w is None else w * d
-    rows = max(1, _CHUNK // n)
+    rows = max(1, _CHUNK // d.size)
     out = np.empty(n_boot)
     for start in range(0, n_boot, rows):
-        stop = min(n_boot, start + rows)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = wd[idx].mean(axis=1) if w is None else \
-            wd[idx].sum(axis=1) / w[idx].sum(axis=1)
+        idx = rng.integers(0, d.size, size=(min(n_boot, start + rows) - start, d.size))
+        out[start:start + rows] = np.average(d[idx], axis=1, weights=None if w is None else w[idx])
     return out
-
-
-def _check_settings(n_boot: int, confidence: float, statistic: Any, weights: Any) -> None:
-    if not (isinstance(n_boot, int) and n_boot >= 1):
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if not (statistic == "mean" or callable(statistic)):
-        raise ValueError(f"statistic must be 'mean' or a function, got {statistic!r}")
-    if weights is not None and statistic != "mean":
-        raise ValueError("weights go with statistic='mean' only")
-
-
-def _weighted_mean(x: np.ndarray, w: np.ndarray | None) -> float:
-    return float(x.mean() if w is None else (w * x).sum() / w.sum())
 
 
 def paired_bootstrap(
@@ -152,7 +133,14 @@ def paired_bootstrap(
                          "come in pairs (align them with align_pairs)")
     if av.size == 0:
         raise ValueError("no pairs to compare")
-    _check_settings(n_boot, confidence, statistic, weights)
+    if not (isinstance(n_boot, int) and n_boot >= 1):
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if not (statistic == "mean" or callable(statistic)):
+        raise ValueError(f"statistic must be 'mean' or a function, got {statistic!r}")
+    if weights is not None and statistic != "mean":
+        raise ValueError("weights go with statistic='mean' only")
     wv = None if weights is None else _as_values(weights, "weights")
     if wv is not None and (wv.size != av.size or (wv <= 0).any()):
         raise ValueError(f"weights: expected {av.size} positive numbers, one per pair")
@@ -162,9 +150,9 @@ def paired_bootstrap(
     means = np.empty((len(groups), 2))
     for k, pos in enumerate(groups):
         sa, sb, sw = av[pos], bv[pos], None if wv is None else wv[pos]
-        means[k] = _weighted_mean(sa, sw), _weighted_mean(sb, sw)
+        means[k] = np.average(sa, weights=sw), np.average(sb, weights=sw)
         if statistic == "mean":
-            point[k] = _weighted_mean(sb - sa, sw)
+            point[k] = np.average(sb - sa, weights=sw)
             boots[k] = _boot_means(sb - sa, sw, n_boot, rng)
         else:
             point[k] = float(statistic(sa, sb))
