@@ -36,6 +36,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ import numpy as np
 
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
 from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
+from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS, length_controlled
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
 from .tables import group_by, text_table
@@ -381,8 +383,7 @@ def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) ->
     if not isinstance(da, tuple):
         return [1.0] * len(keep)
     wa, wb = da[1], db[1]
-    differ = [k for k in keep if wa[k] != wb[k]]
-    if differ:
+    if differ := [k for k in keep if wa[k] != wb[k]]:
         k = differ[0]
         raise ValueError(f"held-out loss: {len(differ)} examples have different token counts in "
                          f"A ({ra.path}) and B ({rb.path}), e.g. {k!r}: {wa[k]:g} vs {wb[k]:g}; "
@@ -390,45 +391,42 @@ def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) ->
     return [wa[k] for k in keep]
 
 
-def _load(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]], read: Any
-          ) -> list[tuple[Any, Any]] | None:
-    """``read`` of both runs of every pair; None (``out.skipped`` saying why) when a run
-    lacks the file."""
-    try:
-        return [(read(ra), read(rb)) for ra, rb in pairs]
-    except MissingMetric as exc:
-        out.skipped = str(exc)
-        return None
+def _lc_of(rows: Sequence[Sequence[dict[str, Any]]], idx: np.ndarray) -> float:
+    """The LC win rate (points) of the judged rows of the prompts at ``idx``."""
+    import pandas as pd
 
-
-def _kept(out: MetricComparison, ra: RunFolder, rb: RunFolder, va: Mapping[str, Any],
-          vb: Mapping[str, Any], what: str, has: Any) -> list[str]:
-    """The ids both runs have a value for (``has``), after checking they share their ids;
-    a note counts the ones left out."""
-    check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
-    keep = [k for k in va if has(va[k]) and has(vb[k])]
-    if len(keep) < len(va):
-        out.notes.append(f"seed {ra.seed}: {len(va) - len(keep)} of {len(va)} {what} have "
-                         "no verdict on one side and are left out")
-    return keep
+    return length_controlled(pd.DataFrame([r for i in idx for r in rows[int(i)]]))[0]
 
 
 def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, RunFolder]],
                     boot: Mapping[str, Any]) -> MetricComparison:
-    out = MetricComparison(metric, a.label, b.label)
-    if metric == "lc_win_rate":
-        return _compare_lc(out, pairs, boot)
-    loaded = _load(out, pairs, lambda run: load_per_example(run, metric))
-    if loaded is None:
+    """B − A of one metric over the seed pairs. ``lc_win_rate`` pairs each prompt's judged
+    rows and refits the length-controlled GLM per side per resample."""
+    lc = metric == "lc_win_rate"
+    out = MetricComparison(metric, a.label, b.label, variant=LC_OFFLINE if lc else None)
+    read = judged_rows if lc else partial(load_per_example, metric=metric)
+    has = bool if lc else (lambda v: v is not None)  # judged rows / a value (or verdict)
+    try:
+        loaded = [(read(ra), read(rb)) for ra, rb in pairs]
+    except MissingMetric as exc:
+        out.skipped = str(exc)
         return out
     if metric == "win_rate":
         _check_reference([(r, d) for (ra, rb), (da, db) in zip(pairs, loaded, strict=True)
                           for r, d in ((ra, da), (rb, db))])
-    xs, ys, ws, strata = [], [], [], []
+    xs, ys, ws, strata, sizes = [], [], [], [], []
     what = _INFO[metric][3]
     for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
         va, vb = _values(da), _values(db)
-        keep = _kept(out, ra, rb, va, vb, what, lambda v: v is not None)
+        check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
+        keep = [k for k in va if has(va[k]) and has(vb[k])]
+        if len(keep) < len(va):
+            out.notes.append(f"seed {ra.seed}: {len(va) - len(keep)} of {len(va)} {what} have "
+                             "no verdict on one side and are left out")
+        if lc and (n_rows := min(sum(len(v[k]) for k in keep) for v in (va, vb))) < MIN_LC_ITEMS:
+            out.skipped = (f"length control needs >= {MIN_LC_ITEMS} judged items per run, "
+                           f"seed {ra.seed} has {n_rows}")
+            return out
         if not keep:
             raise ValueError(f"{metric}: no {what} with a verdict on both sides for "
                              f"{ra.path} and {rb.path}")
@@ -436,52 +434,18 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
         ys += [vb[k] for k in keep]
         ws += _weights(da, db, keep, ra, rb)
         strata += [str(ra.seed)] * len(keep)
-    out.result = paired_bootstrap(xs, ys, strata=strata if len(pairs) > 1 else None,
-                                  weights=ws if metric == "heldout_loss" else None, **boot)
-    return out
-
-
-def _lc_of(rows: Sequence[Sequence[dict[str, Any]]], idx: np.ndarray) -> float:
-    """The LC win rate (points) of the judged rows of the prompts at ``idx``."""
-    import pandas as pd
-
-    from ..evaluate.winrate import length_controlled
-    frame = pd.DataFrame([r for i in idx for r in rows[int(i)]])
-    return length_controlled(frame)[0]
-
-
-def _compare_lc(out: MetricComparison, pairs: list[tuple[RunFolder, RunFolder]],
-                boot: Mapping[str, Any]) -> MetricComparison:
-    """B − A of the length-controlled win rate: the GLM refitted per side per resample."""
-    from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS
-    out.variant = LC_OFFLINE
-    loaded = _load(out, pairs, judged_rows)
-    if loaded is None:
+        sizes.append(len(keep))
+    strata = strata if len(pairs) > 1 else None
+    if not lc:
+        out.result = paired_bootstrap(xs, ys, strata=strata,
+                                      weights=ws if metric == "heldout_loss" else None, **boot)
         return out
-    strata: list[str] = []
-    rows_a: list[list[dict[str, Any]]] = []
-    rows_b: list[list[dict[str, Any]]] = []
-    groups: list[np.ndarray] = []  # the positions of each seed's prompts
-    for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
-        keep = _kept(out, ra, rb, da, db, "prompts", bool)
-        n_rows = min(sum(len(da[k]) for k in keep), sum(len(db[k]) for k in keep))
-        if n_rows < MIN_LC_ITEMS:
-            out.skipped = (f"length control needs >= {MIN_LC_ITEMS} judged items per run, "
-                           f"seed {ra.seed} has {n_rows}")
-            return out
-        groups.append(np.arange(len(rows_a), len(rows_a) + len(keep), dtype=float))
-        strata += [str(ra.seed)] * len(keep)
-        rows_a += [da[k] for k in keep]
-        rows_b += [db[k] for k in keep]
-
-    def stat(ia: np.ndarray, ib: np.ndarray) -> float:
-        return _lc_of(rows_b, ib) - _lc_of(rows_a, ia)
-
-    index = np.concatenate(groups)
-    res = paired_bootstrap(index, index, strata=strata if len(pairs) > 1 else None,
-                           statistic=stat, **boot)
-    out.result = replace(res, mean_a=float(np.mean([_lc_of(rows_a, g) for g in groups])),
-                         mean_b=float(np.mean([_lc_of(rows_b, g) for g in groups])))
+    index = np.arange(len(xs), dtype=float)
+    res = paired_bootstrap(index, index, strata=strata, **boot,
+                           statistic=lambda ia, ib: _lc_of(ys, ib) - _lc_of(xs, ia))
+    groups = np.split(index, np.cumsum(sizes)[:-1])
+    out.result = replace(res, mean_a=float(np.mean([_lc_of(xs, g) for g in groups])),
+                         mean_b=float(np.mean([_lc_of(ys, g) for g in groups])))
     return out
 
 
