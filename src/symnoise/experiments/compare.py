@@ -61,7 +61,8 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "output_length": ("output length", "chars", 0, "prompts"),
 }
 LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
-_NOT_SETTING = ("seed", "output_dir", "resume")
+_NOT_SETTING = ("seed", "output_dir", "resume", "method", "alpha", "norm_match", "symmetric_mode",
+                "noise")  # config fields left out of a setting key (the noise comes from info)
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
 _NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
           "bernoulli": "Bernoulli", "symnoise": "SymNoise"}
@@ -85,21 +86,16 @@ def setting_key(info: Mapping[str, Any]) -> dict[str, Any]:
     ``config`` without ``seed``/``output_dir``/``resume``, with the noise setting reduced to
     the fields its method uses (``none`` has no alpha). Runs with equal keys differ only by
     seed."""
-    cfg = dict(info.get("config") or {})
-    for key in (*_NOT_SETTING, "method", "alpha", "norm_match", "symmetric_mode", "noise"):
-        cfg.pop(key, None)
+    cfg = {k: v for k, v in (info.get("config") or {}).items() if k not in _NOT_SETTING}
     return {**cfg, "noise": _noise_setting(info)}
-
-
-def _key_text(key: Mapping[str, Any]) -> str:
-    return json.dumps(key, sort_keys=True, default=str)
 
 
 def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder]]:
     """Runs grouped by :func:`setting_key` (groups in order of first appearance, each
     sorted by seed): the runs of one group differ only by seed and may be averaged."""
     groups = group_by((r if isinstance(r, RunFolder) else RunFolder(r) for r in runs),
-                      lambda rf: _key_text(setting_key(rf.read_info())))
+                      lambda rf: json.dumps(setting_key(rf.read_info()), sort_keys=True,
+                                            default=str))
     return [sorted(g, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
             for g in groups.values()]
 
@@ -140,24 +136,20 @@ class Side:
                 "seeds": self.seeds}
 
 
-def _parse_filters(text: str, where: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in _FILTERS:
-            raise ValueError(f"{where}: bad filter {part!r}; expected key=value with key one "
-                             f"of {', '.join(_FILTERS)}")
-        out[key] = value.strip()
-    return out
-
-
 def _split_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``PATH`` or ``PATH:key=value,...`` (filters after the last colon that has a '=')."""
     path, sep, tail = spec.rpartition(":")
-    if sep and "=" in tail and path:
-        return path, _parse_filters(tail, spec)
-    return spec, {}
+    if not (sep and "=" in tail and path):
+        return spec, {}
+    filters: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in tail.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in _FILTERS:
+            raise ValueError(f"{spec}: bad filter {part!r}; expected key=value with key one "
+                             f"of {', '.join(_FILTERS)}")
+        filters[key] = value.strip()
+    return path, filters
 
 
 _BOOLS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
@@ -176,22 +168,16 @@ def _matches(run: RunFolder, filters: Mapping[str, Any], where: str) -> bool:
     without them (``none`` has no alpha, only Gaussian/Bernoulli/SymNoise are norm-matched)."""
     info = run.read_info()
     s = run_setting(info)
-    for key, want in filters.items():
-        if key == "method":
-            ok = s["method"] == canonical_method(str(want))
-        elif key == "alpha":
-            ok = s["method"] == "none" or _same_number(s["alpha"], want, where)
-        elif key == "norm_match":
-            ok = s["method"] not in NORM_MATCHED or bool(s["norm_match"]) == _bool(want, where)
-        elif key == "seed":
-            ok = _same_number(run.seed, want, where)
-        elif key == "dataset":
-            ok = run_dataset(info) == str(want)
-        else:
-            ok = key != "model" or str((info.get("config") or {}).get("model")) == str(want)
-        if not ok:
-            return False
-    return True
+    checks = {
+        "method": lambda want: s["method"] == canonical_method(str(want)),
+        "alpha": lambda want: s["method"] == "none" or _same_number(s["alpha"], want, where),
+        "norm_match": lambda want: s["method"] not in NORM_MATCHED
+        or bool(s["norm_match"]) == _bool(want, where),
+        "seed": lambda want: _same_number(run.seed, want, where),
+        "dataset": lambda want: run_dataset(info) == str(want),
+        "model": lambda want: str((info.get("config") or {}).get("model")) == str(want),
+    }
+    return all(checks.get(key, lambda _: True)(want) for key, want in filters.items())
 
 
 def _same_number(have: Any, want: Any, where: str) -> bool:
@@ -322,12 +308,10 @@ class MetricComparison:
                                "unit": self.unit}
         keys = ("diff", "ci_low", "ci_high", "n", "significant", "mean_a", "mean_b", "se",
                 "n_per_stratum", "confidence", "n_boot")
-        if self.result is not None:
-            res = self.result.to_dict()
-            out.update({k: res[k] for k in keys})
+        res = self.result.to_dict() if self.result is not None else {}
+        out.update({k: res.get(k) for k in keys})
+        if res:
             out["n_seeds"] = res["n_strata"]
-        else:
-            out.update(dict.fromkeys(keys))
         out.update(line=self.line(), skipped=self.skipped, notes=list(self.notes))
         if self.metric == "lc_win_rate":
             out["lc_variant"] = self.variant
@@ -357,13 +341,11 @@ def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
     """Every run judged by the same judge against the same reference outputs."""
     run0, first = judged[0]
     for run, j in judged[1:]:
-        if j.references != first.references:
-            raise ValueError(f"win rate: {run0.path} was judged against {sorted(first.references)}"
-                             f" and {run.path} against {sorted(j.references)}: a paired "
-                             "comparison needs the same reference")
-        if j.judges != first.judges:
-            raise ValueError(f"win rate: {run0.path} was judged by {sorted(first.judges)} and "
-                             f"{run.path} by {sorted(j.judges)}: a comparison needs one judge")
+        for how, attr, need in (("against", "references", "a paired comparison needs the same "
+                                 "reference"), ("by", "judges", "a comparison needs one judge")):
+            if (mine := getattr(first, attr)) != (theirs := getattr(j, attr)):
+                raise ValueError(f"win rate: {run0.path} was judged {how} {sorted(mine)} and "
+                                 f"{run.path} {how} {sorted(theirs)}: {need}")
         differ = [k for k in first.reference if k in j.reference
                   and j.reference[k] != first.reference[k]]
         if differ:
@@ -501,8 +483,7 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
     sa = a if isinstance(a, Side) else resolve_side(a, name="A")
     sb = b if isinstance(b, Side) else resolve_side(b, name="B")
     wanted = list(metrics or METRICS)
-    unknown = [m for m in wanted if m not in METRICS]
-    if unknown:
+    if unknown := [m for m in wanted if m not in METRICS]:
         raise ValueError(f"unknown metric {unknown[0]!r}; expected one of: {', '.join(METRICS)}")
     if sa.label == sb.label:
         _disambiguate(sa, sb)
