@@ -59,7 +59,9 @@ def _read(run: RunFolder, role: str, what: str, value: Any, *, jsonl: bool = Tru
     out: dict[str, Any] = {}
     for i, row in enumerate(read_jsonl(path) if jsonl else _json_rows(path), start=int(jsonl)):
         where = f"{path} row {i}"
-        key = _row_id(row, where) if jsonl else _prompt_key(row, where)
+        key = row.get("id") if jsonl else _prompt_key(row, where)
+        if jsonl and (not isinstance(key, str) or not key):
+            raise ValueError(f"{where}: 'id' must be a non-empty string, got {key!r}")
         if key in out:
             raise ValueError(f"{where}: id {key!r} appears twice")
         out[key] = value(row, where)
@@ -93,13 +95,6 @@ def item_scores(run: RunFolder) -> dict[str, float]:
     return _read(run, "synthetic_items", "per-item exact-answer scores", _correct)
 
 
-def _row_id(row: Mapping[str, Any], where: str) -> str:
-    key = row.get("id")
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"{where}: 'id' must be a non-empty string, got {key!r}")
-    return key
-
-
 def _prompt_key(row: Mapping[str, Any], where: str) -> str:
     instruction = row.get("instruction")
     if not isinstance(instruction, str):
@@ -130,14 +125,6 @@ def _length(row: Mapping[str, Any], where: str) -> float:
 def output_lengths(run: RunFolder) -> dict[str, float]:
     """Prompt -> characters of the model's eval output."""
     return _read(run, "outputs", "eval outputs", _length, jsonl=False)
-
-
-def _model_generator(run: RunFolder) -> str | None:
-    path = run.eval_file("outputs")
-    if not path.is_file():
-        return None
-    names = {row.get("generator") for row in _json_rows(path)}
-    return names.pop() if len(names) == 1 else None
 
 
 def _model_share(row: Mapping[str, Any], model_side: int, where: str) -> float | None:
@@ -175,12 +162,8 @@ def _model_sides(rows: list[dict[str, Any]], model_gen: str | None, path: Path) 
             raise ValueError(f"{path}: rows put the same generators on both sides and the run "
                              "has no eval outputs naming the model's generator: cannot tell "
                              "which output is the model's")
-    sides = []
-    for row in rows:
-        g1, g2 = row.get("generator_1"), row.get("generator_2")
-        one = model_gen is not None and g1 == model_gen and g2 != model_gen
-        sides.append(1 if one else 2)
-    return sides
+    return [1 if model_gen is not None and row.get("generator_1") == model_gen
+            and row.get("generator_2") != model_gen else 2 for row in rows]
 
 
 def _verdicts(run: RunFolder) -> list[tuple[str, str, int, float | None, dict[str, Any]]]:
@@ -188,7 +171,9 @@ def _verdicts(run: RunFolder) -> list[tuple[str, str, int, float | None, dict[st
     path = _need(run, "judge", "judge annotations") / ANNOTATIONS
     if not path.is_file():
         raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
-    model_gen = _model_generator(run)
+    outputs = run.eval_file("outputs")  # the model's generator: the one its outputs name
+    names = {row.get("generator") for row in _json_rows(outputs)} if outputs.is_file() else set()
+    model_gen = names.pop() if len(names) == 1 else None
     if not (rows := _json_rows(path)):
         raise MissingMetric(f"{path} has no rows")
     out = []
@@ -202,19 +187,18 @@ def judged_prompts(run: RunFolder) -> JudgedPrompts:
     """Prompt -> the model's mean share of its verdicts (module doc), with the references
     and judges."""
     shares: dict[str, list[float]] = {}
-    out = JudgedPrompts({}, {}, frozenset(), frozenset())
+    reference: dict[str, str] = {}
     refs, judges = set(), set()
     for where, key, side, share, row in _verdicts(run):
         ref_text = row.get(f"output_{3 - side}")
-        if out.reference.setdefault(key, ref_text) != ref_text:
+        if reference.setdefault(key, ref_text) != ref_text:
             raise ValueError(f"{where}: two different reference outputs for prompt {key[:60]!r}")
         refs.add(str(row.get(f"generator_{3 - side}")))
         if row.get("annotator") is not None:
             judges.add(str(row["annotator"]))
         shares.setdefault(key, []).extend([] if share is None else [share])
-    out.shares = {k: (100.0 * sum(v) / len(v) if v else None) for k, v in shares.items()}
-    out.references, out.judges = frozenset(refs), frozenset(judges)
-    return out
+    return JudgedPrompts({k: (100.0 * sum(v) / len(v) if v else None) for k, v in shares.items()},
+                         reference, frozenset(refs), frozenset(judges))
 
 
 def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
