@@ -362,8 +362,6 @@ def _values(data: Any) -> dict[str, Any]:
 
 def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) -> list[float]:
     """Token counts of held-out examples (one weight per pair; both sides must agree)."""
-    if not isinstance(da, tuple):
-        return [1.0] * len(keep)
     wa, wb = da[1], db[1]
     if differ := [k for k in keep if wa[k] != wb[k]]:
         k = differ[0]
@@ -414,13 +412,12 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
                              f"{ra.path} and {rb.path}")
         xs += [va[k] for k in keep]
         ys += [vb[k] for k in keep]
-        ws += _weights(da, db, keep, ra, rb)
+        ws += _weights(da, db, keep, ra, rb) if metric == "heldout_loss" else []
         strata += [str(ra.seed)] * len(keep)
         sizes.append(len(keep))
     strata = strata if len(pairs) > 1 else None
     if not lc:
-        out.result = paired_bootstrap(xs, ys, strata=strata,
-                                      weights=ws if metric == "heldout_loss" else None, **boot)
+        out.result = paired_bootstrap(xs, ys, strata=strata, weights=ws or None, **boot)
         return out
     index = np.arange(len(xs), dtype=float)
     res = paired_bootstrap(index, index, strata=strata, **boot,
