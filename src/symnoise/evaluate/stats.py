@@ -178,11 +178,7 @@ def stats_for_file(path: str | Path, *, words: int | str | None = None,
 
 
 def _fmt(value: float | None, digits: int) -> str:
-    if value is None:
-        return "n/a"
-    if math.isinf(value):
-        return "-inf" if value < 0 else "inf"
-    return f"{value:.{digits}f}"
+    return "n/a" if value is None else f"{value:.{digits}f}"  # infinities print as inf, -inf
 
 
 def format_stats_table(rows: Mapping[str, TextStats]) -> str:
