@@ -337,8 +337,7 @@ def run_harness(
         raise FileNotFoundError(f"include_path is not a folder: {include}")
     ref = resolve_model(model)
     try:
-        from importlib.metadata import version
-
+        from lm_eval import __version__ as lm_eval_version
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
     except ImportError as exc:
@@ -356,7 +355,7 @@ def run_harness(
         "num_fewshot_override": num_fewshot,
         "headline_metric": {p.task: p.metric for p in plans if p.metric}, "limit": limit,
         "batch_size": batch_size, "device": device, "dtype": dtype, "seed": seed,
-        "include_path": include, "offline": offline, "lm_eval_version": version("lm_eval"),
+        "include_path": include, "offline": offline, "lm_eval_version": lm_eval_version,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     result = HarnessResult(str(model), [], config, samples={} if log_samples else None)

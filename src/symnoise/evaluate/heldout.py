@@ -87,9 +87,9 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
     model.eval()
     device = next(model.parameters()).device
     out: list[tuple[float, int]] = []
-    bar = tqdm(total=len(features), desc="held-out loss", unit="example", file=sys.stderr,
-               dynamic_ncols=True, disable=not progress)
-    with torch.inference_mode():
+    with torch.inference_mode(), tqdm(total=len(features), desc="held-out loss",
+                                      unit="example", file=sys.stderr, dynamic_ncols=True,
+                                      disable=not progress) as bar:
         for start in range(0, len(features), batch_size):
             batch = collate([{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
                              for f in features[start:start + batch_size]])
@@ -104,7 +104,6 @@ def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], 
             for total, n in zip(nll.sum(dim=1).tolist(), counts.tolist(), strict=True):
                 out.append((total / n if n else float("nan"), int(n)))
             bar.update(len(batch["input_ids"]))
-    bar.close()
     return out
 
 

@@ -85,14 +85,9 @@ def words_for(preset_or_int: str | int) -> int:
 
 @dataclass(frozen=True)
 class TextStats:
-    """Length and diversity statistics of a set of responses (see the module docstring).
-
-    n: number of responses. n_kept: responses with at least ``words`` words, the only ones
-    entering ``rep_*``/``diversity``/``log_diversity``/``ln_diversity``.
-    avg_chars / avg_words: over all ``n`` responses, untruncated. rep_n: percent.
-    words: the truncation length ``N``. n_empty: responses with no word at all (counted
-    in ``n`` and the averages, excluded from the repetition statistics like any short one).
-    """
+    """Length and diversity statistics of a set of responses, as the module docstring
+    defines them. n: responses; n_kept: those with at least ``words`` (``N``) words;
+    n_empty: those with no word at all (in ``n`` and the averages, not in ``rep_*``)."""
 
     n: int
     n_kept: int
@@ -126,14 +121,8 @@ def ngram_counts(words: Sequence[str], n: int) -> tuple[int, int]:
 
 
 def text_stats(responses: Sequence[str], *, words: int | str = 50) -> TextStats:
-    """Length and n-gram diversity statistics of ``responses``.
-
-    ``words`` (``N``, an int >= 4 or a preset name, see :func:`words_for`) is the number of
-    leading whitespace words used for the repetition and diversity statistics; responses
-    with fewer than ``N`` words are excluded from those (and counted), while ``avg_chars``
-    and ``avg_words`` use every response, untruncated. The n-gram counts are pooled over
-    the kept responses as the module docstring describes.
-    """
+    """Length and n-gram diversity statistics of ``responses``, as the module docstring
+    defines them; ``words`` is ``N``, an int >= 4 or a preset name (:func:`words_for`)."""
     n_words = words_for(words)
     if isinstance(responses, (str, bytes)):
         raise ValueError("responses must be a sequence of strings, got a single string")
@@ -189,11 +178,7 @@ def stats_for_file(path: str | Path, *, words: int | str | None = None,
 
 
 def _fmt(value: float | None, digits: int) -> str:
-    if value is None:
-        return "n/a"
-    if math.isinf(value):
-        return "-inf" if value < 0 else "inf"
-    return f"{value:.{digits}f}"
+    return "n/a" if value is None else f"{value:.{digits}f}"  # infinities print as inf, -inf
 
 
 def format_stats_table(rows: Mapping[str, TextStats]) -> str:

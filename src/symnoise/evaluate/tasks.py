@@ -29,7 +29,7 @@ from ..data.synthetic import FAMILIES, family_of
 from ..run import EVAL_FILES
 
 __all__ = ["ITEMS_JSONL", "OUTPUTS_FILE", "SCORES_JSON", "SCORES_MD", "CheckResult",
-           "TasksReport", "check_answer", "check_responses", "item_id", "item_rows",
+           "TasksReport", "check_answer", "item_id", "item_rows",
            "make_report", "score_outputs", "score_responses", "unique_ids", "wilson_interval",
            "write_report"]
 
@@ -218,24 +218,6 @@ def _summary(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "format_rate": formatted / n}
 
 
-def check_responses(records: Sequence[Mapping[str, Any]],
-                    responses: Sequence[str | None]) -> list[CheckResult]:
-    """:func:`check_answer` of every (record, response) pair. Lengths must match and be
-    non-zero; a bad record raises ValueError naming its index."""
-    if len(records) != len(responses):
-        raise ValueError(f"got {len(records)} records but {len(responses)} responses; "
-                         "they must pair up")
-    if not records:
-        raise ValueError("no records to score")
-    results = []
-    for i, (record, response) in enumerate(zip(records, responses, strict=True)):
-        try:
-            results.append(check_answer(record, response))
-        except ValueError as err:
-            raise ValueError(f"record {i}: {err}") from None
-    return results
-
-
 def _tally(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """:func:`score_responses`'s result, from :func:`item_rows`."""
     families = {name: [item for item in items if item["family"] == name] for name in FAMILIES}
@@ -265,12 +247,23 @@ def item_id(record: Mapping[str, Any]) -> str:
 def item_rows(records: Sequence[Mapping[str, Any]],
               responses: Sequence[str | None]) -> list[dict[str, Any]]:
     """One ``{"id", "family", "correct", "formatted"}`` per item, in order (ids made unique
-    by :func:`unique_ids`)."""
-    results = check_responses(records, responses)
-    ids = unique_ids(item_id(record) for record in records)
-    return [{"id": i, "family": str(record["family"]), "correct": bool(result.correct),
-             "formatted": bool(result.formatted)}
-            for i, record, result in zip(ids, records, results, strict=True)]
+    by :func:`unique_ids`), from :func:`check_answer`. Lengths must match and be non-zero;
+    a bad record raises ValueError naming its index."""
+    if len(records) != len(responses):
+        raise ValueError(f"got {len(records)} records but {len(responses)} responses; "
+                         "they must pair up")
+    if not records:
+        raise ValueError("no records to score")
+    rows = []
+    for i, (id_, record, response) in enumerate(zip(
+            unique_ids(map(item_id, records)), records, responses, strict=True)):
+        try:
+            result = check_answer(record, response)
+        except ValueError as err:
+            raise ValueError(f"record {i}: {err}") from None
+        rows.append({"id": id_, "family": str(record["family"]),
+                     "correct": bool(result.correct), "formatted": bool(result.formatted)})
+    return rows
 
 
 def unique_ids(ids: Iterable[str]) -> list[str]:
