@@ -18,9 +18,10 @@ py=${PYTHON:-python3}
 models=${TMPDIR:-/tmp}/symnoise-gpu-models
 
 stages=" ${STAGES:-gpu_tests overhead_135m overhead_1b generate suite} "  # a subset to rerun
+wants() { [[ $stages == *" $1 "* ]]; }
 stage() {  # stage NAME SECONDS COMMAND...
     local name=$1 limit=$2; shift 2
-    [[ $stages == *" $name "* ]] || return 0
+    wants "$name" || return 0
     if (( limit < 30 )); then echo "== $name: skipped, ${limit}s left"; return 0; fi
     echo "== $name (limit ${limit}s): $*"
     local t0=$SECONDS
@@ -37,10 +38,12 @@ peft.__version__, '| accelerate', accelerate.__version__, '| trl', trl.__version
 } 2>&1 | tee "$out/env.log"
 
 stage gpu_tests "${GPU_TESTS_S:-240}" "$py" -m pytest -q -rs -p no:cacheprovider tests/test_distributed.py
-[[ $stages == *" overhead_135m "* || $stages == *" generate "* ]] &&
-    "$py" benchmarks/random_model.py --shape smollm2-135m --tokenizer "$tok" --out "$models/m135" >/dev/null 2>&1
-[[ $stages == *" overhead_1b "* ]] &&
-    "$py" benchmarks/random_model.py --shape llama-1b --tokenizer "$tok" --out "$models/m1b" >/dev/null 2>&1
+model() {  # model SHAPE FOLDER: a random model of that shape (its log joins env.log)
+    "$py" benchmarks/random_model.py --shape "$1" --tokenizer "$tok" --out "$models/$2" \
+        >>"$out/env.log" 2>&1
+}
+{ wants overhead_135m || wants generate; } && model smollm2-135m m135
+wants overhead_1b && model llama-1b m1b
 stage overhead_135m "${OVERHEAD_S:-120}" "$py" benchmarks/train_overhead.py --model "$models/m135" \
     --device cuda --bf16 --batch 8 --length 512 --reps 7
 stage overhead_1b "${OVERHEAD_S:-150}" "$py" benchmarks/train_overhead.py --model "$models/m1b" \
@@ -49,6 +52,7 @@ stage generate "${GENERATE_S:-90}" "$py" benchmarks/generate_throughput.py --mod
     --device cuda --dtype bfloat16 --n-prompts "${GEN_PROMPTS:-32}" --batch-size 16 --max-new-tokens 32
 # the suite gets what is left of BUDGET_S (when set), at most SUITE_S
 suite_s=${SUITE_S:-240}
-[ -n "${BUDGET_S:-}" ] && suite_s=$(( BUDGET_S - SECONDS - 15 < suite_s ? BUDGET_S - SECONDS - 15 : suite_s ))
+left=$(( ${BUDGET_S:-1000000} - SECONDS - 15 ))
+(( left < suite_s )) && suite_s=$left
 stage suite "$suite_s" "$py" -m pytest -q -rfE -p no:cacheprovider -n "${WORKERS:-8}" \
     --timeout 200

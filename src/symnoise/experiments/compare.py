@@ -341,11 +341,13 @@ def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
     """Every run judged by the same judge against the same reference outputs."""
     run0, first = judged[0]
     for run, j in judged[1:]:
-        for how, attr, need in (("against", "references", "a paired comparison needs the same "
-                                 "reference"), ("by", "judges", "a comparison needs one judge")):
-            if (mine := getattr(first, attr)) != (theirs := getattr(j, attr)):
-                raise ValueError(f"win rate: {run0.path} was judged {how} {sorted(mine)} and "
-                                 f"{run.path} {how} {sorted(theirs)}: {need}")
+        if j.references != first.references:
+            raise ValueError(f"win rate: {run0.path} was judged against {sorted(first.references)}"
+                             f" and {run.path} against {sorted(j.references)}: a paired "
+                             "comparison needs the same reference")
+        if j.judges != first.judges:
+            raise ValueError(f"win rate: {run0.path} was judged by {sorted(first.judges)} and "
+                             f"{run.path} by {sorted(j.judges)}: a comparison needs one judge")
         differ = [k for k in first.reference if k in j.reference
                   and j.reference[k] != first.reference[k]]
         if differ:
