@@ -28,10 +28,11 @@ class FakeRuns:
         self.evaluated: list[tuple[str, dict]] = []
         self.reports: list[tuple[Path, Path]] = []
 
-    def train(self, cfg):
+    def train(self, cfg, progress=True):
         run_dir = Path(cfg.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.trained.append({**cfg.to_dict(), "method": cfg.method})  # noise is nested
+        self.trained.append({**cfg.to_dict(), "method": cfg.method,  # noise is nested
+                             "progress": progress})
         loss = {"none": 1.30, "uniform": 1.25, "symnoise": 1.20}[cfg.method]
         info = {"status": "completed", "config": cfg.to_dict(), "global_step": cfg.max_steps,
                 "train_loss": loss + 0.5, "final_clean_eval_loss": loss,
@@ -109,6 +110,7 @@ def test_demo_runs_evaluates_and_reports(tmp_path, fakes, capsys):
     summary = demo.run_demo(out, steps=3)
     assert [c["method"] for c in fakes.trained] == ["none", "uniform", "symnoise"]
     assert {c["max_steps"] for c in fakes.trained} == {3}
+    assert {c["progress"] for c in fakes.trained} == {True}
     assert [name for name, _ in fakes.evaluated] == [
         "smollm2-synthetic-none-s0", "smollm2-synthetic-uniform-a5-s0",
         "smollm2-synthetic-symnoise-a5-s0"]
@@ -145,6 +147,7 @@ def test_demo_with_judge_uses_the_baseline_answers(tmp_path, fakes):
     summary = demo.run_demo(tmp_path / "j", judge="openai:judge",
                             base_url="http://localhost:9/v1", steps=2, progress=False)
     kw = dict(fakes.evaluated)
+    assert [t["progress"] for t in fakes.trained] == [False] * 3  # no training bar either
     base = tmp_path.resolve() / "j" / "smollm2-synthetic-none-s0"
     assert "judge" not in kw["smollm2-synthetic-none-s0"]
     for name in ("smollm2-synthetic-uniform-a5-s0", "smollm2-synthetic-symnoise-a5-s0"):

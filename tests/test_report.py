@@ -594,3 +594,16 @@ def test_figure_axes_include_the_intervals(measured_runs, monkeypatch):
     assert ymin <= 100 * lo and ymax >= 100 * _wilson(30, 36)[1]
     bars = drawn["fig_win_rate.png"].axes[0]
     assert bars.get_ylim()[1] >= 100 * _wilson(30, 36)[1]
+
+
+def test_headline_names_only_the_seeds_that_measured(grid, tmp_path):
+    """uniform on alpaca has seeds 0 and 1, only seed 0 an exact-answer score: its row says
+    seed 0 and the Wilson interval of that run, not a mean over two seeds."""
+    res = build_report(grid, tmp_path / "out")
+    rows = {(r[0], r[1]): r[2:] for r in res.tables["measured"].rows}
+    assert rows[("exact-answer accuracy (%)", "uniform α=5 · alpaca")][:4] == [
+        "0", "240", "25.0 [20.0, 31.0]", "95% Wilson"]
+    assert rows[("win rate (%)", "uniform α=5 · alpaca")][:2] == ["0, 1", "805 × 2"]
+    # a win rate without annotations: ±1.96 of the judge's standard error (1.0 here)
+    assert rows[("win rate (%)", "none · alpaca")][2:4] == ["30.2 [28.3, 32.2]",
+                                                           "±1.96 SE of the judge"]

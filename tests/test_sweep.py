@@ -242,7 +242,7 @@ class FakeBackends:
         self.fail_train: set[str] = set()
         self.fail_eval: set[str] = set()
 
-    def train(self, cfg):
+    def train(self, cfg, progress=True):
         run_dir = Path(cfg.output_dir)
         self.train_calls.append((run_dir.name, cfg.resume))
         print(f"stdout chatter of {run_dir.name}")  # (train's progress writes some)

@@ -126,7 +126,7 @@ def _point_label(r: RunRecord, datasets: Sequence[str]) -> str:
 
 
 def _n_and_kinds(ests: Sequence[Estimate], what: str) -> str:
-    ns = sorted({e.n_text() for e in ests})
+    ns = sorted({e.n_text("not recorded") for e in ests})
     kinds = sorted({e.interval_name() for e in ests if e.has_interval})
     return (f"n = {', '.join(ns)} {what} per setting; interval: "
             f"{', '.join(kinds) or 'none'}")

@@ -20,7 +20,7 @@ examples, stratified by seed).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..evaluate.paired import PairedDiff, bootstrap_mean
@@ -78,6 +78,7 @@ class Estimate:
     kind: str
     n: int | None
     seeds: int = 1
+    seed_text: str = ""  # the seeds of the runs it comes from
 
     @property
     def has_interval(self) -> bool:
@@ -94,9 +95,10 @@ class Estimate:
             return v
         return f"{v} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
-    def n_text(self) -> str:
-        n = MISSING if self.n is None else str(self.n)
-        return n if self.seeds == 1 else f"{n} × {self.seeds}"
+    def n_text(self, unknown: str = MISSING) -> str:
+        if self.n is None:
+            return unknown
+        return str(self.n) if self.seeds == 1 else f"{self.n} × {self.seeds}"
 
 
 def _values(data: Any) -> tuple[list[float], list[float] | None]:
@@ -154,15 +156,19 @@ def run_estimate(r: RunRecord, metric: str, notes: list[str]) -> Estimate | None
 
 def group_estimate(members: Sequence[RunRecord], metric: str, notes: list[str]
                    ) -> Estimate | None:
-    """One run's :func:`run_estimate`; several seeds: mean ± sd over them."""
-    ests = [e for r in members if (e := run_estimate(r, metric, notes)) is not None]
-    if len(ests) <= 1:
-        return ests[0] if ests else None
-    vals = [e.value for e in ests]
+    """One run's :func:`run_estimate`; several seeds: mean ± sd over them. ``seed_text``
+    names the seeds of the runs that have the metric."""
+    found = [(r, e) for r in members if (e := run_estimate(r, metric, notes)) is not None]
+    if not found:
+        return None
+    seeds = ", ".join(MISSING if r.seed is None else str(r.seed) for r, _ in found)
+    if len(found) == 1:
+        return replace(found[0][1], seed_text=seeds)
+    vals = [e.value for _, e in found]
     m, s = mean(vals), sd(vals)
-    ns = {e.n for e in ests}
+    ns = {e.n for _, e in found}
     return Estimate(m, m - s, m + s, "sd", ns.pop() if len(ns) == 1 else None,  # type: ignore[operator]
-                    seeds=len(ests))
+                    seeds=len(found), seed_text=seeds)
 
 
 @dataclass
@@ -175,9 +181,6 @@ class Group:
     @property
     def first(self) -> RunRecord:
         return self.runs[0]
-
-    def seeds(self) -> str:
-        return ", ".join(MISSING if r.seed is None else str(r.seed) for r in self.runs)
 
 
 @dataclass
@@ -279,9 +282,9 @@ def measured_table(ms: Measured) -> Table:
             base = ms.base_of(i) == i
             shown_diff = "(baseline)" if base else _diff_text(d, m.digits) if m.paired \
                 else MISSING
-            table.add([f"{m.name} ({m.unit})", g.label, g.seeds(), e.n_text(), e.text(m.digits),
+            table.add([f"{m.name} ({m.unit})", g.label, e.seed_text, e.n_text(), e.text(m.digits),
                        e.interval_name(), shown_diff],
-                      [m.key, m.unit, g.first.dataset, g.label, g.first.method, len(g.runs), e.n,
+                      [m.key, m.unit, g.first.dataset, g.label, g.first.method, e.seeds, e.n,
                        e.value, e.low, e.high, e.interval_name(),
                        *((d.diff, d.ci_low, d.ci_high, d.n, d.significant) if d is not None
                          else (None,) * 5)])
@@ -291,7 +294,7 @@ def measured_table(ms: Measured) -> Table:
 def _sentence(ms: Measured, m: Metric) -> str:
     rows = [(i, g, e) for i, g in enumerate(ms.groups) if (e := ms.estimates.get((i, m.key)))]
     kinds = sorted({e.interval_name() for _, _, e in rows})
-    ns = sorted({e.n_text() for _, _, e in rows})
+    ns = sorted({e.n_text("not recorded") for _, _, e in rows})
     head = (f"{m.name[0].upper()}{m.name[1:]} ({m.unit}; n = {', '.join(ns)} {m.what} per run; "
             f"interval: {', '.join(kinds)}): ")
     text = head + ", ".join(f"{g.label} {e.text(m.digits)}" for _, g, e in rows)

@@ -163,11 +163,11 @@ def _say(progress: bool, message: str) -> None:
         print(f"[sweep] {message}", file=sys.stderr, flush=True)
 
 
-def _call_train(cfg: TrainConfig) -> Path:
+def _call_train(cfg: TrainConfig, progress: bool) -> Path:
     """symnoise.train.train (looked up at call time, so tests can replace it)."""
     from .. import train as train_module
 
-    return train_module.train(cfg)
+    return train_module.train(cfg, progress=progress)
 
 
 def _call_evaluate(run_dir: Path, kwargs: dict[str, Any], progress: bool) -> Any:
@@ -220,7 +220,7 @@ def _train_and_evaluate(point: GridPoint, action: str, *, progress: bool,
         if accelerate_launch:
             _train_with_accelerate(point, cfg, accelerate_args)
         else:
-            _call_train(cfg)
+            _call_train(cfg, progress)
         if (_info(run) or {}).get("status") != "completed":
             raise RuntimeError(f"training returned but {run.info_file} does not say "
                                "status: completed")
