@@ -57,8 +57,8 @@ def _scatter(path: Path, points: Sequence[tuple[Group, Estimate, Estimate]], yla
     for g, x, y in points:
         ax.errorbar([x.value], [y.value], xerr=_yerr([x]), yerr=_yerr([y]), fmt="o",
                     capsize=4, color=_COLORS.get(g.first.method or "", "C9"), label=g.label)
-        ax.annotate(g.label, (x.value, y.value), textcoords="offset points", xytext=(5, 5),
-                    fontsize=7)
+        ax.annotate(g.label, (x.value, y.value), textcoords="offset points", fontsize=7,
+                    xytext=(5, 5 + 9 * (len(ax.texts) % 3)))  # staggered: close points
     ax.margins(0.15)
     ax.set(xlabel="average output length (characters)", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
@@ -74,13 +74,14 @@ def _curve(r: RunRecord, key: str) -> list[tuple[Any, Any]]:
 
 
 def _final_interval(ax: Any, r: RunRecord, clean: list[tuple[Any, Any]], color: Any,
-                    notes: list[str]) -> bool:
-    """The final clean loss's bootstrap interval as an error bar at the last step."""
+                    dodge: float, notes: list[str]) -> bool:
+    """The final clean loss's bootstrap interval as an error bar at the last step, moved
+    ``dodge`` steps sideways so that the runs' bars do not hide each other."""
     e = run_estimate(r, "heldout_loss", notes)
-    if e is None or e.kind != "bootstrap":
-        return False
     step = clean[-1][0] if clean else r.global_step
-    ax.errorbar([step], [e.value], yerr=_yerr([e]), fmt="s", capsize=4, color=color,
+    if e is None or e.kind != "bootstrap" or number(step) is None:
+        return False
+    ax.errorbar([step + dodge], [e.value], yerr=_yerr([e]), fmt="s", capsize=4, color=color,
                 markersize=4)
     return True
 
@@ -97,7 +98,8 @@ def _loss_figure(path: Path, runs: Sequence[RunRecord], datasets: Sequence[str],
     styles = ["-", "--", ":", "-."]
     seen: dict[str, int] = {}
     with_ci = 0
-    for r, label, train, clean in series:
+    last = max((c[-1][0] for *_, c in series if c), default=1)
+    for i, (r, label, train, clean) in enumerate(series):
         k = seen.get(r.method or "", 0)
         seen[r.method or ""] = k + 1
         kw = {"color": _COLORS.get(r.method or "", None), "linestyle": styles[k % len(styles)],
@@ -107,7 +109,8 @@ def _loss_figure(path: Path, runs: Sequence[RunRecord], datasets: Sequence[str],
                          markersize=3, **kw)
         if clean:
             axes[1].plot(*zip(*clean, strict=True), marker="o", markersize=3, **kw)
-        with_ci += _final_interval(axes[1], r, clean, kw["color"], notes)
+        dodge = 0.015 * last * (i - (len(series) - 1) / 2)
+        with_ci += _final_interval(axes[1], r, clean, kw["color"], dodge, notes)
     axes[0].set_title("training loss (as trained, with noise)")
     axes[1].set_title("clean held-out loss (noise off)")
     for ax in axes:
@@ -176,9 +179,11 @@ def write_figures(out: Path, runs: Sequence[RunRecord], ms: Measured,
         figures["fig_loss.png"] = (
             "Training loss with noise (left) and clean held-out loss without noise (right) "
             "over optimizer steps, one line per run (metrics.jsonl); single evaluations, no "
-            "intervals. " + (f"Square with error bar at the last step: the final clean loss "
-                             f"with its 95% bootstrap interval over the held-out examples "
-                             f"(eval/heldout_losses.jsonl; {with_ci} of {len(runs)} runs)."
+            "intervals. " + (f"Square with error bar beside the last step: the final clean "
+                             f"loss per token with its 95% bootstrap interval over the held-out "
+                             f"examples (eval/heldout_losses.jsonl; {with_ci} of {len(runs)} "
+                             "runs); it weighs every token alike, so it may differ slightly "
+                             "from the curve's last point (a mean of batch means)."
                              if with_ci else "No run has per-example held-out losses, so the "
                              "final loss has no interval (symnoise eval RUN --heldout)."))
     else:

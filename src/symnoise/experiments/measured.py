@@ -249,11 +249,11 @@ def measure(runs: Sequence[RunRecord], notes: list[str]) -> Measured:
     return out
 
 
-def _diff_text(d: PairedDiff | None, digits: int) -> str:
+def _diff_text(d: PairedDiff | None, digits: int, star: bool = True) -> str:
     if d is None:
         return MISSING
     return (f"{d.diff:+.{digits}f} [{d.ci_low:+.{digits}f}, {d.ci_high:+.{digits}f}]"
-            + ("*" if d.significant else ""))
+            + ("*" if d.significant and star else ""))
 
 
 def measured_table(ms: Measured) -> Table:
@@ -271,8 +271,9 @@ def measured_table(ms: Measured) -> Table:
              "it exists, else the run's final clean loss (run.json). "
              "Difference from none: B − none, paired bootstrap over the shared examples "
              "(stratified by seed), 95% interval, * when it excludes 0; '-' where it cannot "
-             "be paired (see Notes). Repetition is a statistic of the whole set of outputs: "
-             "no per-example values, so no interval for one run and no paired difference.")
+             "be paired (see Notes). Repetition is a statistic of the whole set of outputs "
+             "(n: those of at least N words): no per-example values, so no interval for one "
+             "run and no paired difference.")
     for m in ms.present:
         for i, g in enumerate(ms.groups):
             e = ms.estimates.get((i, m.key))
@@ -300,7 +301,7 @@ def _sentence(ms: Measured, m: Metric) -> str:
     text = head + ", ".join(f"{g.label} {e.text(m.digits)}" for _, g, e in rows)
     diffs = [(g, ms.diffs[(i, m.key)]) for i, g, _ in rows if (i, m.key) in ms.diffs]
     if diffs:
-        parts = [f"{g.label} {_diff_text(d, m.digits)}"
+        parts = [f"{g.label} {_diff_text(d, m.digits, star=False)}"
                  + ("" if d is None else " (significant)" if d.significant
                     else " (not significant)") for g, d in diffs]
         text += "; difference from none (paired 95% bootstrap): " + ", ".join(parts)
