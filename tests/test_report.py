@@ -456,6 +456,12 @@ def test_table1_differences_from_no_noise_with_intervals(tmp_path):
     assert data["symnoise α=5/√3"]["n"] == "80"  # 40 prompts x 2 seeds
     assert data["uniform α=5"]["significant"] == "False"
     assert t.to_markdown() in res.files["report_md"].read_text()
+    # the headline: the win rate per seed from the annotations (25 and 75 points), mean ±
+    # sd over the two seeds, and the same paired difference
+    head = {(r[0], r[1]): r[2:] for r in res.tables["measured"].rows}
+    wr = head[("win rate (%)", "symnoise α=5/√3")]
+    assert wr[:4] == ["0, 1", "40 × 2", "75.0 ± 0.0", "mean ± sd over 2 seeds"]
+    assert wr[4] == sym
 
 
 # -- the headline: what the runs measured, with intervals ------------------------------------
@@ -607,3 +613,18 @@ def test_headline_names_only_the_seeds_that_measured(grid, tmp_path):
     # a win rate without annotations: ±1.96 of the judge's standard error (1.0 here)
     assert rows[("win rate (%)", "none · alpaca")][2:4] == ["30.2 [28.3, 32.2]",
                                                            "±1.96 SE of the judge"]
+
+
+def test_one_judged_run_gets_a_bootstrap_interval_over_its_prompts(tmp_path):
+    root = tmp_path / "runs"
+    prompts = [f"q{i}" for i in range(40)]
+    run = make_run(root, "sym", method="symnoise", win_rate=75.0)
+    _annotate(run, {p: 1.0 if i % 4 == 0 else 2.0 for i, p in enumerate(prompts)})
+    res = build_report(root)
+    row = next(r for r in res.tables["measured"].rows if r[0] == "win rate (%)")
+    value, interval = row[4].split(" ", 1)
+    assert value == "75.0" and row[3] == "40" and row[5] == "95% bootstrap"
+    lo, hi = (float(x) for x in interval.strip("[]").split(", "))
+    assert 55 < lo < 75 < hi < 90  # 30 wins of 40: about ±13 points
+    assert "95% bootstrap" in res.figures["fig_win_rate.png"]
+    assert "n = 40 prompts" in res.figures["fig_win_rate.png"]
