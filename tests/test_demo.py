@@ -14,6 +14,10 @@ from symnoise.experiments import demo, sweep
 from symnoise.experiments.sweep import STATUS_FILE, load_experiment
 from symnoise.run import RunFolder
 
+MEASURED = ("Exact-answer accuracy (%; n = 36 items per run; interval: 95% Wilson): none 25.0 "
+            "[13.8, 41.1]; difference from none (paired 95% bootstrap): symnoise +10.0 "
+            "[-5.0, +25.0] (not significant).")
+
 
 class FakeRuns:
     """Stand-ins for train / evaluate_run / build_report that write what the real ones do
@@ -24,10 +28,11 @@ class FakeRuns:
         self.evaluated: list[tuple[str, dict]] = []
         self.reports: list[tuple[Path, Path]] = []
 
-    def train(self, cfg):
+    def train(self, cfg, progress=True):
         run_dir = Path(cfg.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.trained.append({**cfg.to_dict(), "method": cfg.method})  # noise is nested
+        self.trained.append({**cfg.to_dict(), "method": cfg.method,  # noise is nested
+                             "progress": progress})
         loss = {"none": 1.30, "uniform": 1.25, "symnoise": 1.20}[cfg.method]
         info = {"status": "completed", "config": cfg.to_dict(), "global_step": cfg.max_steps,
                 "train_loss": loss + 0.5, "final_clean_eval_loss": loss,
@@ -62,7 +67,8 @@ class FakeRuns:
 
         class Built:
             def to_dict(self):
-                return {"output_dir": str(out), "files": files, "notes": []}
+                return {"output_dir": str(out), "files": files, "notes": [],
+                        "summary": [MEASURED]}
 
             def format_table(self):
                 return "report table"
@@ -104,6 +110,7 @@ def test_demo_runs_evaluates_and_reports(tmp_path, fakes, capsys):
     summary = demo.run_demo(out, steps=3)
     assert [c["method"] for c in fakes.trained] == ["none", "uniform", "symnoise"]
     assert {c["max_steps"] for c in fakes.trained} == {3}
+    assert {c["progress"] for c in fakes.trained} == {True}
     assert [name for name, _ in fakes.evaluated] == [
         "smollm2-synthetic-none-s0", "smollm2-synthetic-uniform-a5-s0",
         "smollm2-synthetic-symnoise-a5-s0"]
@@ -119,6 +126,10 @@ def test_demo_runs_evaluates_and_reports(tmp_path, fakes, capsys):
     assert lines[0].split()[:4] == ["method", "alpha", "clean", "loss"]
     assert lines[2].split()[:5] == ["none", "-", "1.3000", "0.250", "22.5"]
     assert lines[4].split()[:5] == ["symnoise", "5", "1.2000", "0.350", "23.5"]
+    # no judge: no column of dashes, one line saying how to get win rates
+    assert "win rate" not in lines[0] and len(lines) == 6
+    assert lines[5].startswith("No win rates: `symnoise demo --judge")
+    assert summary["measured"] == [MEASURED]
     assert "[demo]" in capsys.readouterr().err  # a line per stage
     # the demo says plainly that it shows the pipeline, not an effect of the noise
     assert "shows the pipeline" in summary["scope"] and "not an effect" in summary["scope"]
@@ -136,6 +147,7 @@ def test_demo_with_judge_uses_the_baseline_answers(tmp_path, fakes):
     summary = demo.run_demo(tmp_path / "j", judge="openai:judge",
                             base_url="http://localhost:9/v1", steps=2, progress=False)
     kw = dict(fakes.evaluated)
+    assert [t["progress"] for t in fakes.trained] == [False] * 3  # no training bar either
     base = tmp_path.resolve() / "j" / "smollm2-synthetic-none-s0"
     assert "judge" not in kw["smollm2-synthetic-none-s0"]
     for name in ("smollm2-synthetic-uniform-a5-s0", "smollm2-synthetic-symnoise-a5-s0"):
@@ -144,6 +156,7 @@ def test_demo_with_judge_uses_the_baseline_answers(tmp_path, fakes):
         assert kw[name]["reference"] == str(base / "eval" / "outputs.json")
     rows = {r["method"]: r for r in summary["rows"]}
     assert rows["symnoise"]["win_rate"] == pytest.approx(35.0)
+    assert "win rate vs none %" in summary["table"] and "No win rates" not in summary["table"]
     assert rows["none"]["win_rate"] is None
 
 
@@ -162,6 +175,9 @@ def test_demo_cli_json(tmp_path, fakes):
     assert res.exit_code == 0
     assert "symnoise" in res.stdout and "report:" in res.stdout
     assert "not an effect of the noise" in res.stdout
+    assert MEASURED in res.stdout  # what was measured, with its intervals
+    assert res.stdout.index(MEASURED) < res.stdout.index("not an effect")
+    assert "several seeds" in res.stdout and "symnoise compare" in res.stdout
 
 
 def test_sweep_cli(tmp_path, fakes):
@@ -182,6 +198,10 @@ def test_sweep_cli(tmp_path, fakes):
     res = runner.invoke(app, ["sweep", str(f), "--only", "symnoise"])
     assert res.exit_code == 0, res.output
     assert "smollm2-synthetic-symnoise-a5-s42" in res.stdout and "1 of 2 points" in res.stdout
+    # the fake evaluation scored the synthetic split but judged nothing: no win column
+    header = res.stdout.splitlines()[0].split()
+    assert "synth" in header and "win" not in header
+    assert "No win: add a judge to the experiment's evaluation" in res.stdout
     res = runner.invoke(app, ["sweep", str(f), "--only", "gauss"])
     assert res.exit_code == 2 and "matches none" in res.output
     f.write_text("output_dir: x\nmodels: [smollm2]\ndatasets: [synthetic]\nmethods: [nois]\n")

@@ -200,3 +200,20 @@ def test_interval_covers_the_true_difference_about_95_percent() -> None:
         d = paired_bootstrap(a, b, strata=[0] * 100 + [1] * 100, n_boot=400, seed=rep)
         hits += d.ci_low <= 0.2 <= d.ci_high
     assert 0.90 <= hits / 300 <= 0.99
+
+
+def test_bootstrap_mean_of_one_side():
+    from symnoise.evaluate.paired import bootstrap_mean
+
+    vals = [float(i % 7) for i in range(200)]
+    d = bootstrap_mean(vals)
+    assert d.diff == pytest.approx(sum(vals) / len(vals)) and d.n == 200
+    assert d.ci_low < d.diff < d.ci_high
+    assert bootstrap_mean(vals) == d  # deterministic under the seed
+    w = [1.0] * 100 + [3.0] * 100
+    dw = bootstrap_mean(vals, weights=w)
+    assert dw.diff == pytest.approx(sum(v * x for v, x in zip(vals, w, strict=True)) / sum(w))
+    wide = bootstrap_mean(vals[:20])
+    assert wide.ci_high - wide.ci_low > d.ci_high - d.ci_low  # fewer examples, wider
+    with pytest.raises(ValueError, match="not finite"):
+        bootstrap_mean([1.0, float("nan")])

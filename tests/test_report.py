@@ -257,13 +257,15 @@ def test_no_win_rate_plots_synthetic_and_says_so(tmp_path):
              synthetic=(0.375, 0.3, 0.44, 240), stats={"avg_chars": 25.0, "avg_words": 5.0})
     res = build_report(root)
     assert (res.output_dir / "fig_win_rate.png").read_bytes()[:8] == PNG
-    assert "synthetic" in res.figures["fig_win_rate.png"]
-    assert "No run has a win rate" in res.figures["fig_win_rate.png"]
-    assert "No run has a win rate" in res.figures["fig_win_rate_vs_length.png"]
+    caption = res.figures["fig_win_rate.png"]
+    assert "No run has a win rate" in caption and "Exact-answer accuracy" in caption
+    assert "n = 240 items" in caption and "95% Wilson" in caption
+    # one seed and no per-example outputs: the length has no interval, so no scatter
+    assert "fig_win_rate_vs_length.png" not in res.figures
+    assert any("no length figure" in n for n in res.notes)
     assert "fig_loss.png" not in res.figures  # no metrics.jsonl
     assert any("no loss figure" in n for n in res.notes)
-    rows = md_table(res.tables["table1"].to_markdown())
-    assert rows["none"] == ["-", "-"]
+    assert "Table 1: win rate" not in res.files["report_md"].read_text()  # no win rate
     syn = md_table(res.tables["synthetic"].to_markdown())
     assert syn["sym"][2:5] == ["37.5", "[30.0, 44.0]", "240"]
 
@@ -454,3 +456,175 @@ def test_table1_differences_from_no_noise_with_intervals(tmp_path):
     assert data["symnoise α=5/√3"]["n"] == "80"  # 40 prompts x 2 seeds
     assert data["uniform α=5"]["significant"] == "False"
     assert t.to_markdown() in res.files["report_md"].read_text()
+    # the headline: the win rate per seed from the annotations (25 and 75 points), mean ±
+    # sd over the two seeds, and the same paired difference
+    head = {(r[0], r[1]): r[2:] for r in res.tables["measured"].rows}
+    wr = head[("win rate (%)", "symnoise α=5/√3")]
+    assert wr[:4] == ["0, 1", "40 × 2", "75.0 ± 0.0", "mean ± sd over 2 seeds"]
+    assert wr[4] == sym
+
+
+# -- the headline: what the runs measured, with intervals ------------------------------------
+def _per_example(run: Path, *, correct: list[bool], lengths: list[int],
+                 losses: list[tuple[float, int]]) -> None:
+    """The per-example files symnoise eval writes: synthetic items, outputs, held-out losses."""
+    ev = run / "eval"
+    ev.mkdir(exist_ok=True)
+    (ev / "synthetic_items.jsonl").write_text("".join(
+        json.dumps({"id": f"item{i}", "correct": c}) + "\n" for i, c in enumerate(correct)))
+    (ev / "outputs.json").write_text(json.dumps([
+        {"instruction": f"q{i}", "output": "x" * n, "generator": run.name}
+        for i, n in enumerate(lengths)]))
+    (ev / "heldout_losses.jsonl").write_text("".join(
+        json.dumps({"id": f"ex{i}", "loss": lo, "n_tokens": t}) + "\n"
+        for i, (lo, t) in enumerate(losses)))
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    from symnoise.evaluate.tasks import wilson_interval
+
+    return wilson_interval(k, n)
+
+
+@pytest.fixture
+def measured_runs(tmp_path) -> Path:
+    """none and symnoise on the synthetic suite, one seed, every per-example file; symnoise
+    answers 30 of 36 items right where none answers 6."""
+    root = tmp_path / "runs"
+    for name, method, right in (("none", "none", 6), ("sym", "symnoise", 30)):
+        correct = [i < right for i in range(36)]
+        lo, hi = _wilson(right, 36)
+        run = make_run(root, name, method=method, dataset="synthetic", clean_loss=1.0,
+                       synthetic=(right / 36, lo, hi, 36),
+                       stats={"avg_chars": 10.0 if method == "none" else 20.0, "rep_2": 3.0,
+                              "n_kept": 36},
+                       metrics=[{"step": 2, "train_loss": 2.0}, {"step": 4, "clean_eval_loss": 1.0}])
+        _per_example(run, correct=correct, lengths=[10 if method == "none" else 20 + i % 2
+                                                    for i in range(36)],
+                     losses=[(1.0 + (0.0 if method == "none" else -0.5) + 0.01 * i, 3)
+                             for i in range(36)])
+    return root
+
+
+def test_report_opens_with_what_was_measured(measured_runs):
+    res = build_report(measured_runs)
+    md = res.files["report_md"].read_text()
+    body = md.split("\n## ", 1)[1]
+    assert body.startswith("What the runs measured")  # the first section
+    rows = {(r[0], r[1]): r[2:] for r in res.tables["measured"].rows}
+    metrics = list(dict.fromkeys(r[0] for r in res.tables["measured"].rows))
+    assert metrics == ["clean held-out loss (nats/token, lower is better)",
+                       "exact-answer accuracy (%)", "output length (characters)",
+                       "2-gram repetition (%)"]
+    # exact-answer accuracy: the Wilson interval, n items, the paired difference from none
+    lo, hi = _wilson(30, 36)
+    sym = rows[("exact-answer accuracy (%)", "symnoise α=5/√3")]
+    assert sym[:4] == ["0", "36", f"{100 * 30 / 36:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]",
+                       "95% Wilson"]
+    assert sym[4].startswith("+66.7 [") and sym[4].endswith("]*")  # 24 more of 36, significant
+    assert rows[("exact-answer accuracy (%)", "none")][4] == "(baseline)"
+    # the loss: token-weighted mean of the per-example losses, bootstrap interval
+    loss = rows[("clean held-out loss (nats/token, lower is better)", "symnoise α=5/√3")]
+    value = statistics.fmean(0.5 + 0.01 * i for i in range(36))
+    assert loss[2].startswith(f"{value:.4f} [") and loss[3] == "95% bootstrap"
+    assert loss[4].startswith("-0.5000 [") and loss[4].endswith("]*")
+    # repetition: one run, a corpus statistic: no interval and no paired difference
+    assert rows[("2-gram repetition (%)", "symnoise α=5/√3")][2:] == ["3.00", "none", "-"]
+    data = {(r["metric"], r["method"]): r for r in read_csv(res.files["measured_csv"])}
+    ex = data[("exact_answer", "symnoise")]
+    assert float(ex["low"]) == pytest.approx(100 * lo) and ex["significant"] == "True"
+    # the metric no run has: one line saying how to get it, and no win-rate tables
+    assert res.missing == ["No win rates: `symnoise eval RUN --judge openai:MODEL --base-url "
+                           "URL` (or `--judge hf:PATH`), or `symnoise demo --judge ...`."]
+    assert res.missing[0] in md
+    assert "Table 1: win rate" not in md and "win rate" not in res.tables["ablation"].title
+    assert "| - | - |" not in md.split("## Noise ablation")[0]  # no columns of dashes
+    # the terminal says the same, headline first
+    text = res.format_table()
+    assert text.index("What the runs measured") < text.index("No win rates")
+    assert "Table 1: win rate" not in text
+    # one sentence per metric, with its intervals and the differences from none
+    assert len(res.summary) == 4
+    acc = next(s for s in res.summary if s.startswith("Exact-answer accuracy"))
+    assert "n = 36 items per run" in acc and "95% Wilson" in acc
+    assert f"symnoise α=5/√3 83.3 [{100 * lo:.1f}, {100 * hi:.1f}]" in acc
+    assert "difference from none (paired 95% bootstrap): symnoise α=5/√3 +66.7 [" in acc
+    assert acc.endswith("(significant).")
+
+
+def test_seed_groups_show_mean_and_sd(tmp_path):
+    root = tmp_path / "runs"
+    for seed, acc in ((0, 0.25), (1, 0.5)):
+        make_run(root, f"u-s{seed}", method="uniform", seed=seed, dataset="synthetic",
+                 synthetic=(acc, 0.1, 0.9, 40), clean_loss=1.0 + seed)
+    res = build_report(root)
+    rows = {(r[0], r[1]): r[2:] for r in res.tables["measured"].rows}
+    sd = statistics.stdev([25.0, 50.0])
+    assert rows[("exact-answer accuracy (%)", "uniform α=5")][:4] == [
+        "0, 1", "40 × 2", f"37.5 ± {sd:.1f}", "mean ± sd over 2 seeds"]
+    # no per-example losses: the runs' own clean losses, mean ± sd
+    loss = rows[("clean held-out loss (nats/token, lower is better)", "uniform α=5")]
+    assert loss[2] == f"1.5000 ± {statistics.stdev([1.0, 2.0]):.4f}"
+    assert rows[("exact-answer accuracy (%)", "uniform α=5")][4] == "-"  # no none row
+
+
+def test_figures_carry_intervals_and_captions_name_them(measured_runs):
+    res = build_report(measured_runs)
+    for name in ("fig_win_rate.png", "fig_win_rate_vs_length.png", "fig_loss.png"):
+        assert (res.output_dir / name).read_bytes()[:8] == PNG, name
+    bars = res.figures["fig_win_rate.png"]
+    assert "n = 36 items per setting" in bars and "95% Wilson" in bars
+    scatter = res.figures["fig_win_rate_vs_length.png"]
+    assert "vertical bars: n = 36 items per setting; interval: 95% Wilson" in scatter
+    assert "horizontal bars: n = 36 outputs per setting; interval: 95% bootstrap" in scatter
+    assert "95% bootstrap interval" in res.figures["fig_loss.png"]
+    assert "2 of 2 runs" in res.figures["fig_loss.png"]
+    md = res.files["report_md"].read_text()
+    for caption in res.figures.values():
+        assert f"*{caption}*" in md
+
+
+def test_figure_axes_include_the_intervals(measured_runs, monkeypatch):
+    """The scatter's limits hold every error bar (no zoom onto the point values)."""
+    from matplotlib.figure import Figure
+
+    from symnoise.experiments import figures
+
+    drawn: dict[str, Figure] = {}
+    monkeypatch.setattr(figures, "_save",
+                        lambda fig, path: drawn.__setitem__(Path(path).name, fig))
+    build_report(measured_runs)
+    ax = drawn["fig_win_rate_vs_length.png"].axes[0]
+    lo, hi = _wilson(6, 36)
+    ymin, ymax = ax.get_ylim()
+    assert ymin <= 100 * lo and ymax >= 100 * _wilson(30, 36)[1]
+    bars = drawn["fig_win_rate.png"].axes[0]
+    assert bars.get_ylim()[1] >= 100 * _wilson(30, 36)[1]
+
+
+def test_headline_names_only_the_seeds_that_measured(grid, tmp_path):
+    """uniform on alpaca has seeds 0 and 1, only seed 0 an exact-answer score: its row says
+    seed 0 and the Wilson interval of that run, not a mean over two seeds."""
+    res = build_report(grid, tmp_path / "out")
+    rows = {(r[0], r[1]): r[2:] for r in res.tables["measured"].rows}
+    assert rows[("exact-answer accuracy (%)", "uniform α=5 · alpaca")][:4] == [
+        "0", "240", "25.0 [20.0, 31.0]", "95% Wilson"]
+    assert rows[("win rate (%)", "uniform α=5 · alpaca")][:2] == ["0, 1", "805 × 2"]
+    # a win rate without annotations: ±1.96 of the judge's standard error (1.0 here)
+    assert rows[("win rate (%)", "none · alpaca")][2:4] == ["30.2 [28.3, 32.2]",
+                                                           "±1.96 SE of the judge"]
+
+
+def test_one_judged_run_gets_a_bootstrap_interval_over_its_prompts(tmp_path):
+    root = tmp_path / "runs"
+    prompts = [f"q{i}" for i in range(40)]
+    run = make_run(root, "sym", method="symnoise", win_rate=75.0)
+    _annotate(run, {p: 1.0 if i % 4 == 0 else 2.0 for i, p in enumerate(prompts)})
+    res = build_report(root)
+    row = next(r for r in res.tables["measured"].rows if r[0] == "win rate (%)")
+    value, interval = row[4].split(" ", 1)
+    assert value == "75.0" and row[3] == "40" and row[5] == "95% bootstrap"
+    lo, hi = (float(x) for x in interval.strip("[]").split(", "))
+    assert 55 < lo < 75 < hi < 90  # 30 wins of 40: about ±13 points
+    assert "95% bootstrap" in res.figures["fig_win_rate.png"]
+    assert "n = 40 prompts" in res.figures["fig_win_rate.png"]

@@ -242,7 +242,7 @@ class FakeBackends:
         self.fail_train: set[str] = set()
         self.fail_eval: set[str] = set()
 
-    def train(self, cfg):
+    def train(self, cfg, progress=True):
         run_dir = Path(cfg.output_dir)
         self.train_calls.append((run_dir.name, cfg.resume))
         print(f"stdout chatter of {run_dir.name}")  # (train's progress writes some)
@@ -437,7 +437,8 @@ def test_report_is_built_when_asked(tmp_path, fake_backends, monkeypatch):
 
     class Built:
         def to_dict(self):
-            return {"files": {"report_md": "R.md"}, "output_dir": "O", "runs": [1, 2]}
+            return {"files": {"report_md": "R.md"}, "output_dir": "O", "runs": [1, 2],
+                    "summary": ["Exact-answer accuracy: none 25.0 [10.0, 40.0]."]}
 
         def format_table(self):
             return "TABLE"
@@ -449,8 +450,10 @@ def test_report_is_built_when_asked(tmp_path, fake_backends, monkeypatch):
     r = run_experiment(_exp(tmp_path, methods=["none"], report=True), progress=False)
     assert calls == [((tmp_path / "out").resolve(), (tmp_path / "out" / "report").resolve())]
     assert r.report == {"report_md": "R.md", "output_dir": "O", "files": {"report_md": "R.md"},
-                        "notes": [], "table": "TABLE"}
+                        "notes": [], "table": "TABLE",
+                        "summary": ["Exact-answer accuracy: none 25.0 [10.0, 40.0]."]}
     assert "report: R.md" in r.format_table()
+    assert "Exact-answer accuracy: none 25.0 [10.0, 40.0]." in r.format_table()
     fake.build_report = lambda runs, out=None: 1 / 0
     r = run_experiment(_exp(tmp_path, methods=["none"], report=True), progress=False)
     assert r.report is None and "ZeroDivisionError" in r.report_error

@@ -117,6 +117,10 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     from .evaluate.harness import HarnessError
     from .evaluate.judge_prompts import JudgeError
 
+    if kwargs.get("progress") is False:  # --no-progress: every library's bars too
+        from .models import quiet_progress_bars
+
+        quiet_progress_bars()
     try:
         return fn(*args, **kwargs)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, HarnessError,
@@ -492,7 +496,9 @@ def demo(
 
     summary = _call(run_demo, output_dir, judge=judge, base_url=base_url, steps=steps,
                     progress=progress)
-    lines = [summary["table"], "", summary["scope"], "", f"runs and report in {summary['output_dir']}"]
+    measured = summary.get("measured") or []
+    lines = [summary["table"], "", *measured, *([""] if measured else []), summary["scope"], "",
+             f"runs and report in {summary['output_dir']}"]
     if summary.get("report"):
         lines.append(f"report: {summary['report']}")
     if summary.get("report_error"):

@@ -204,3 +204,23 @@ def apply_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
     return get_peft_model(model, LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM",
         target_modules=target_modules))
+
+
+def quiet_progress_bars() -> None:
+    """Silence every progress bar that loading, converting and saving models and data can
+    show: transformers' (``Loading weights``, ``Writing model shards``), huggingface_hub's,
+    datasets', and the GGUF loader's (``Converting and de-quantizing GGUF tensors``, drawn
+    with ``tqdm.auto`` directly, so it is pointed at transformers' switchable tqdm).
+    Process-wide, for the rest of the process. Warnings and errors still print."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # transformers' bars and huggingface_hub's
+    with contextlib.suppress(ImportError):
+        import datasets
+
+        datasets.disable_progress_bars()
+    with contextlib.suppress(ImportError):
+        from transformers import modeling_gguf_pytorch_utils as gguf_loader
+
+        if hasattr(gguf_loader, "tqdm"):
+            gguf_loader.tqdm = hf_logging.tqdm

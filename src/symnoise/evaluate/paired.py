@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PairedDiff", "align_pairs", "check_same_ids", "format_interval", "group_mean_sd",
-           "paired_bootstrap"]
+__all__ = ["PairedDiff", "align_pairs", "bootstrap_mean", "check_same_ids", "format_interval",
+           "group_mean_sd", "paired_bootstrap"]
 
 Statistic = Callable[[np.ndarray, np.ndarray], float]
 _CHUNK = 4_000_000  # index draws held in memory at once (int64: 32 MB)
@@ -168,6 +168,17 @@ def paired_bootstrap(
         n_strata=len(groups), n_per_stratum=tuple(int(pos.size) for pos in groups),
         confidence=confidence, n_boot=n_boot, seed=seed,
     )
+
+
+def bootstrap_mean(values: Sequence[float] | np.ndarray, *,
+                   weights: Sequence[float] | np.ndarray | None = None, n_boot: int = 2000,
+                   confidence: float = 0.95, seed: int = 0) -> PairedDiff:
+    """The (weighted) mean of one side's per-example ``values`` with its percentile-bootstrap
+    interval: :func:`paired_bootstrap` of ``values`` against zeros, so ``diff`` is the mean
+    and ``ci_low`` / ``ci_high`` its interval."""
+    vals = _as_values(values, "values")
+    return paired_bootstrap(np.zeros_like(vals), vals, weights=weights, n_boot=n_boot,
+                            confidence=confidence, seed=seed)
 
 
 def check_same_ids(a_ids: Iterable[str], b_ids: Iterable[str], *, what: str = "examples",

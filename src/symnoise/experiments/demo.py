@@ -42,10 +42,12 @@ DEMO_MODEL = "smollm2"
 DEMO_SCOPE = (
     "This demo shows the pipeline (train with each noise, clean held-out loss, exact-answer "
     "score, length and repetition, report), not an effect of the noise: one seed and a few "
-    "dozen steps cannot separate the methods. In the larger CPU experiment "
-    "(docs/results/alpaca_overfit: 80 steps, fixed held-out set) SymNoise's clean held-out "
-    "loss stayed within 0.005 of no noise at seed 0. Measure a difference with several seeds "
-    "and `symnoise compare`."
+    "dozen steps cannot separate the methods, as the intervals above say. In the larger CPU "
+    "experiment (docs/results/alpaca_overfit: 80 steps, fixed held-out set) SymNoise's clean "
+    "held-out loss stayed within 0.005 of no noise at seed 0. To see an effect: several seeds "
+    "(an experiment file with `seeds: [0, 1, 2, 3, 4]`, run by `symnoise sweep`), more steps, "
+    "then `symnoise compare RUNS:method=none RUNS:method=symnoise` for the paired difference "
+    "with its interval."
 )
 DEMO_METHODS: list[Any] = ["none", {"method": "uniform", "alpha": 5},
                            {"method": "symnoise", "alpha": 5}]
@@ -87,14 +89,26 @@ def demo_experiment(output_dir: str | os.PathLike[str] = "symnoise-demo", *,
     }
 
 
+_DEMO_COLUMNS = (  # (header, row key, format); a column no row has is left out
+    ("clean loss", "clean_loss", ".4f"), ("exact answers", "synthetic_score", ".3f"),
+    ("length (chars)", "length", ".1f"), ("rep-2 %", "rep_2", ".3f"),
+    ("win rate vs none %", "win_rate", ".1f"))
+_DEMO_HINTS = {"win_rate": "No win rates: `symnoise demo --judge openai:MODEL --base-url URL` "
+                           "(or --judge hf:PATH) judges each noisy run against no noise.",
+               "clean_loss": "No clean held-out loss: the runs have no held-out set.",
+               "synthetic_score": "No exact-answer score: `symnoise eval RUN --synthetic`.",
+               "rep_2": "No repetition: the answers are shorter than the words it needs."}
+
+
 def format_demo_table(rows: list[dict[str, Any]]) -> str:
-    """The demo's summary: one line per method."""
-    head = ["method", "alpha", "clean loss", "exact answers", "length (chars)", "rep-2 %",
-            "win rate vs none %", "status"]
-    return text_table(head, [
-        [r["method"], fmt_num(r["alpha"], "g"), fmt_num(r["clean_loss"], ".4f"),
-         fmt_num(r["synthetic_score"], ".3f"), fmt_num(r["length"], ".1f"),
-         fmt_num(r["rep_2"], ".3f"), fmt_num(r["win_rate"], ".1f"), r["status"]] for r in rows])
+    """The demo's summary: one line per method, the columns some row has a value in, and a
+    line saying how to get each column that none has."""
+    cols = [c for c in _DEMO_COLUMNS if any(fmt_num(r.get(c[1]), c[2]) != "-" for r in rows)]
+    table = text_table(["method", "alpha", *(c[0] for c in cols), "status"], [
+        [r["method"], fmt_num(r["alpha"], "g"), *(fmt_num(r.get(k), f) for _, k, f in cols),
+         r["status"]] for r in rows])
+    missing = [_DEMO_HINTS.get(c[1], f"No {c[0]}.") for c in _DEMO_COLUMNS if c not in cols]
+    return "\n".join([table, *missing])
 
 
 def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str | None = None,
@@ -105,9 +119,11 @@ def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str
     judge: a judge spec (``openai:MODEL`` with ``base_url``, or ``hf:PATH``) for the win
     rate of each noisy run against the baseline's answers; None skips judging.
     steps: optimizer steps per run (default :data:`DEMO_STEPS`).
-    Returns ``{"scope", "output_dir", "report", "report_error", "rows", "table", "seconds",
-    "sweep"}``: ``rows`` one dict per method (clean loss, exact-answer score, length,
-    repetition, win rate, status), ``table`` the summary, ``sweep`` the sweep's outcome.
+    Returns ``{"scope", "output_dir", "report", "report_error", "rows", "table", "measured",
+    "seconds", "sweep"}``: ``rows`` one dict per method (clean loss, exact-answer score,
+    length, repetition, win rate, status), ``table`` the summary, ``measured`` one sentence
+    per metric with its intervals and the differences from no noise (from the report),
+    ``sweep`` the sweep's outcome.
     A second call with the same settings finds everything done; other settings (``steps``)
     in the same folder are reported as conflicts: use another folder.
     """
@@ -139,4 +155,4 @@ def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str
     return {"scope": DEMO_SCOPE, "output_dir": str(out),
             "report": report.get("report_md") or report.get("report"),
             "report_error": result.report_error, "rows": rows, "table": format_demo_table(rows),
-            "seconds": result.seconds, "sweep": result.to_dict()}
+            "measured": list(report.get("summary") or []), "seconds": result.seconds, "sweep": result.to_dict()}

@@ -34,6 +34,7 @@ def run_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any] | Expe
         files = full.get("files") or {}
         result.report = {"report_md": files.get("report_md"), "output_dir": full.get("output_dir"),
                          "files": files, "notes": full.get("notes") or [],
+                         "summary": full.get("summary") or [],
                          "table": built.format_table()}
     except Exception as exc:  # noqa: BLE001 - the runs are done; say why no report
         result.report_error = f"{type(exc).__name__}: {exc}"

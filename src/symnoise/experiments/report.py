@@ -23,6 +23,7 @@ from ..config import PAPER_DATASETS
 from ..run import find_runs
 from . import paper_numbers
 from .figures import write_figures
+from .measured import Measured, measure, measured_table
 from .records import (
     LEADERBOARD_COLUMNS,
     RunRecord,
@@ -86,14 +87,19 @@ def _groups(runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
 
 
 def ablation(runs: Sequence[RunRecord]) -> Table:
-    table = Table("ablation", "Noise ablation: win rate (%) and average output length "
-                  "(characters)", ["dataset", "setting", "method", "alpha", "norm-matched",
-                                   "win rate", "avg chars", "runs"],
-                  csv_header=["dataset", "setting", "method", "alpha", "norm_match", "win_rate",
-                              "win_rate_sd", "avg_chars", "runs"],
+    """Per setting: the win rate (only when a run has one) and the average output length."""
+    wr_cols = any(r.win_rate is not None for r in runs)
+    what = "win rate (%) and average output length" if wr_cols else "average output length"
+    table = Table("ablation", f"Noise ablation: {what} (characters)",
+                  ["dataset", "setting", "method", "alpha", "norm-matched",
+                   *(["win rate"] if wr_cols else []), "avg chars", "runs"],
+                  csv_header=["dataset", "setting", "method", "alpha", "norm_match",
+                              *(["win_rate", "win_rate_sd"] if wr_cols else []), "avg_chars",
+                              "runs"],
                   note="norm-matched: Gaussian/Bernoulli/SymNoise noise divided by sqrt(3) "
                        "(α=a/√3); '-' where it does not apply. avg chars: mean over all outputs "
-                       "(stats.json), else over the judged outputs. " + JUDGE_NOTE)
+                       "(stats.json), else over the judged outputs."
+                       + (" " + JUDGE_NOTE if wr_cols else ""))
     for members in _groups(runs):
         r = members[0]
         judged = [m for m in members if m.win_rate is not None]
@@ -101,10 +107,11 @@ def ablation(runs: Sequence[RunRecord]) -> Table:
         ch = [m.avg_chars for m in members if m.avg_chars is not None]
         nm_text = MISSING if r.norm_key is None else ("yes" if r.norm_key else "no")
         alpha = MISSING if r.alpha_key is None else f"{r.alpha_key:g}"
-        table.add([r.dataset, r.label, r.method or "?", alpha, nm_text,
-                   cell(wr, 2, mark=win_rate_mark(judged)), cell(ch, 1), str(len(members))],
-                  [r.dataset, r.label, r.method, r.alpha_key, r.norm_key, mean(wr), sd(wr),
-                   mean(ch), len(members)])
+        wr_shown = [cell(wr, 2, mark=win_rate_mark(judged))] if wr_cols else []
+        table.add([r.dataset, r.label, r.method or "?", alpha, nm_text, *wr_shown, cell(ch, 1),
+                   str(len(members))],
+                  [r.dataset, r.label, r.method, r.alpha_key, r.norm_key,
+                   *([mean(wr), sd(wr)] if wr_cols else []), mean(ch), len(members)])
     return table
 
 
@@ -341,6 +348,8 @@ class ReportResult:
     figures: dict[str, str]
     paper_comparable: bool
     notes: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)  # one sentence per metric measured
+    missing: list[str] = field(default_factory=list)  # one line per metric no run has
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -349,17 +358,21 @@ class ReportResult:
             "tables": {k: t.to_dict() for k, t in self.tables.items()},
             "files": {k: str(v) for k, v in self.files.items()}, "figures": self.figures,
             "paper_comparable": self.paper_comparable, "notes": self.notes,
+            "summary": self.summary, "missing": self.missing,
         }
 
     def format_table(self) -> str:
-        """Text for the terminal: Table 1 and the judge columns, the synthetic scores, the
-        runs, the files."""
+        """Text for the terminal: what the runs measured (a line for each metric none has),
+        the win-rate tables when a run has one, the runs, the files."""
         out = [f"{len(self.runs)} run(s) under {self.runs_dir}"
                + (f", {len(self.skipped)} skipped" if self.skipped else "")]
-        for name in ("table1", "table1_vs_none", "judged", "synthetic", "runs"):
+        shown = ("measured", "table1", "table1_vs_none", "judged", "runs") if any(
+            r.win_rate is not None for r in self.runs) else ("measured", "runs")
+        for name in shown:
             t = self.tables.get(name)
             if t is not None and t.rows:
                 out += ["", t.title, t.to_markdown().rstrip()]
+        out += ["", *self.missing] if self.missing else []
         out += ["", f"report: {self.files.get('report_md')}"]
         out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
@@ -401,8 +414,8 @@ def _read_runs(runs_dir: Path, out: Path) -> tuple[list[RunRecord], list[dict[st
 
 
 def _tables(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool,
-            notes: list[str]) -> dict[str, Table]:
-    out = {"table1": table1(runs, datasets, comparable),
+            notes: list[str], ms: Measured) -> dict[str, Table]:
+    out = {"measured": measured_table(ms), "table1": table1(runs, datasets, comparable),
            "table1_vs_none": table1_vs_none(runs, datasets, notes),
            "judged": judged(runs), "ablation": ablation(runs)}
     out.update((t.name, t) for t in length_tables(runs, datasets))
@@ -432,12 +445,13 @@ def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> 
     notes: list[str] = [n for r in runs for n in r.notes]
     datasets = dataset_order(r.dataset for r in runs)
     comparable, why_not = _comparable(runs)
-    all_tables = _tables(runs, datasets, comparable, notes)
+    ms = measure(runs, notes)
+    all_tables = _tables(runs, datasets, comparable, notes, ms)
     files: dict[str, Path] = {}
     for name, table in all_tables.items():
         table.write_csv(out / f"{name}.csv")
         files[f"{name}_csv"] = out / f"{name}.csv"
-    figures = write_figures(out, runs, all_tables["table1"], datasets, notes)
+    figures = write_figures(out, runs, ms, datasets, notes)
     files.update((name.removesuffix(".png"), out / name) for name in figures)
     missing_eval = [r.name for r in runs if r.win_rate is None and r.synthetic is None
                     and r.stats is None and not r.harness]
@@ -451,7 +465,8 @@ def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> 
     notes += [f"skipped {s['path']}: {s['reason']}" for s in skipped]
     result = ReportResult(runs_dir=runs_dir, output_dir=out, runs=runs, skipped=skipped,
                           tables=all_tables, files=files, figures=figures,
-                          paper_comparable=comparable, notes=notes)
+                          paper_comparable=comparable, notes=notes, summary=ms.sentences(),
+                          missing=[m.hint for m in ms.missing])
     files["report_md"] = out / "report.md"
     files["report_md"].write_text(_report_markdown(result, why_not), encoding="utf-8")
     files["report_json"] = out / "report.json"
@@ -461,10 +476,11 @@ def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> 
 
 
 def _section(table: Table, empty: str, level: str = "##") -> list[str]:
-    out = [f"{level} {table.title}", ""]
+    """The table under its title, or, when it has no row, the one line ``empty``."""
     if not table.rows:
-        return out + [empty, ""]
-    out += [table.to_markdown()] + ([table.note, ""] if table.note else [])
+        return [empty, ""] if empty else []
+    out = [f"{level} {table.title}", "", table.to_markdown()]
+    out += [table.note, ""] if table.note else []
     return out + [f"CSV: [`{table.name}.csv`]({table.name}.csv)", ""]
 
 
@@ -486,36 +502,43 @@ def _paper_section(result: ReportResult, why_not: str) -> list[str]:
             "CSV: [`paper_win_rates.csv`](paper_win_rates.csv)", ""]
 
 
-def _report_markdown(result: ReportResult, why_not: str) -> str:
-    t, runs = result.tables, result.runs
-    lines = ["# Noisy-embedding fine-tuning: report", "",
-             f"{len(runs)} run folder(s) under `{result.runs_dir}`"
-             + (f"; {len(result.skipped)} skipped (see Notes)." if result.skipped else "."), ""]
-    judges = sorted({f"{r.judge} vs {r.reference}" for r in runs if r.win_rate is not None})
-    if judges:
-        lines += ["Win rates: " + "; ".join(judges) + ".", ""]
-    lines += _section(t["table1"], "No run has a win rate yet (symnoise eval RUN --judge ...).")
+def _win_rate_sections(result: ReportResult) -> list[str]:
+    t = result.tables
+    judges = sorted({f"{r.judge} vs {r.reference}" for r in result.runs
+                     if r.win_rate is not None})
     if not judges:
-        lines += ["No run has a win rate: every Table 1 cell is '-'. The synthetic "
-                  "exact-answer score below is the judge-free measure.", ""]
+        return []  # the headline's missing-metric line says how to get them
+    lines = ["## Win rates", "", "Judges: " + "; ".join(judges) + ".", ""]
+    lines += _section(t["table1"], "", "###")
     lines += _section(t["table1_vs_none"], "No noisy row has a win rate to compare with the "
-                      "no-noise row.")
-    lines += _section(t["judged"], "No judged runs.")
-    lines += _figure(result, "fig_win_rate.png")
-    lines += _section(t["ablation"], "No runs.") + _figure(result, "fig_win_rate_vs_length.png")
-    lines += ["## Response length and repetition", ""]
+                      "no-noise row.", "###")
+    return lines + _section(t["judged"], "", "###")
+
+
+def _length_sections(t: dict[str, Table]) -> list[str]:
+    lines = []
     for name in ("lengths_chars", "lengths_words", "lengths_rep2"):
         if any(c != MISSING for row in t[name].rows for c in row[1:]):
             lines += [f"### {t[name].title}", "", t[name].to_markdown(),
                       f"CSV: [`{name}.csv`]({name}.csv)", ""]
         else:
-            lines += [f"### {t[name].title}", "", "No values: no run has this statistic "
-                      "(symnoise eval writes them; repetition needs outputs of at least N "
-                      "words).", ""]
-    lines += [t["lengths_chars"].note, ""]
-    lines += _section(t["openllm"], "No run has harness results (symnoise eval RUN --tasks "
-                      "openllm).")
-    lines += _section(t["synthetic"], "No run has a synthetic score.")
+            lines += [f"No {t[name].title[0].lower()}{t[name].title[1:]}: no run has it "
+                      "(`symnoise eval RUN`; repetition needs outputs of at least N words).", ""]
+    return ["## Response length and repetition", "", *lines, t["lengths_chars"].note, ""]
+
+
+def _report_markdown(result: ReportResult, why_not: str) -> str:
+    t, runs = result.tables, result.runs
+    lines = ["# Noisy-embedding fine-tuning: report", "",
+             f"{len(runs)} run folder(s) under `{result.runs_dir}`"
+             + (f"; {len(result.skipped)} skipped (see Notes)." if result.skipped else "."), ""]
+    lines += _section(t["measured"], "No run has a result yet: `symnoise eval RUN`.")
+    lines += [x for hint in result.missing for x in (hint, "")]
+    lines += _figure(result, "fig_win_rate.png") + _figure(result, "fig_win_rate_vs_length.png")
+    lines += _win_rate_sections(result)
+    lines += _section(t["ablation"], "No runs.") + _length_sections(t)
+    lines += _section(t["openllm"], "No OpenLLM scores: `symnoise eval RUN --tasks openllm`.")
+    lines += _section(t["synthetic"], "")
     lines += _section(t["runs"], "No runs.") + _figure(result, "fig_loss.png")
     lines += _paper_section(result, why_not)
     lines += _section(t["paper_matches"], "No run matches a published setting (model, "

@@ -52,6 +52,16 @@ _HEADLINES = {"steps": ("info", "global_step"), "clean_loss": ("info", "final_cl
               "rep_2": ("summary", "stats", "outputs", "rep_2")}  # percent
 
 
+#: the table's metric columns (header, headline, format) and how to get each when no point has it
+_SWEEP_COLUMNS = (("steps", "steps", "d"), ("clean loss", "clean_loss", ".4f"),
+                  ("synth", "synthetic_score", ".3f"), ("win", "win_rate", ".1f"))
+_SWEEP_HINTS = {"steps": "no point has trained yet",
+                "clean_loss": "no run has a held-out set",
+                "synthetic_score": "add `evaluation: {synthetic: true}` to the experiment",
+                "win_rate": "add a judge to the experiment's evaluation (`judge: openai:MODEL`, "
+                            "`base_url`)"}
+
+
 @dataclass
 class PointResult:
     """What happened to one grid point.
@@ -153,11 +163,11 @@ def _say(progress: bool, message: str) -> None:
         print(f"[sweep] {message}", file=sys.stderr, flush=True)
 
 
-def _call_train(cfg: TrainConfig) -> Path:
+def _call_train(cfg: TrainConfig, progress: bool) -> Path:
     """symnoise.train.train (looked up at call time, so tests can replace it)."""
     from .. import train as train_module
 
-    return train_module.train(cfg)
+    return train_module.train(cfg, progress=progress)
 
 
 def _call_evaluate(run_dir: Path, kwargs: dict[str, Any], progress: bool) -> Any:
@@ -210,7 +220,7 @@ def _train_and_evaluate(point: GridPoint, action: str, *, progress: bool,
         if accelerate_launch:
             _train_with_accelerate(point, cfg, accelerate_args)
         else:
-            _call_train(cfg)
+            _call_train(cfg, progress)
         if (_info(run) or {}).get("status") != "completed":
             raise RuntimeError(f"training returned but {run.info_file} does not say "
                                "status: completed")
@@ -241,6 +251,10 @@ def run_point(point: GridPoint, *, progress: bool = True, accelerate_launch: boo
                            metrics=_metrics(run.path) if action == "skip" else {})
     error, status = None, "completed"
     try:
+        if not progress:  # also in a point's own process (isolation: process, Ray)
+            from ..models import quiet_progress_bars
+
+            quiet_progress_bars()
         with contextlib.redirect_stdout(sys.stderr):
             _train_and_evaluate(point, action, progress=progress,
                                 accelerate_launch=accelerate_launch,
@@ -321,25 +335,27 @@ class SweepResult:
         return {**dataclasses.asdict(self), "counts": self.counts, "selected": len(self.points)}
 
     def format_table(self) -> str:
-        """A readable table of the points, their status and headline numbers."""
+        """A readable table of the points, their status and the headline numbers some point
+        has (a line says how to get each that none has)."""
         from .evaluation import fmt_num
         from .tables import text_table
 
-        head = ["point", "status", "action", "steps", "clean loss", "synth", "win", "time",
-                "note"]
-        rows = [[p.name, p.status, p.action,
-                 *(fmt_num(p.metrics.get(k), f) for k, f in (
-                     ("steps", "d"), ("clean_loss", ".4f"), ("synthetic_score", ".3f"),
-                     ("win_rate", ".1f"))),
+        cols = [c for c in _SWEEP_COLUMNS
+                if any(fmt_num(p.metrics.get(c[1]), c[2]) != "-" for p in self.points)]
+        rows = [[p.name, p.status, p.action, *(fmt_num(p.metrics.get(k), f) for _, k, f in cols),
                  f"{p.seconds:.0f}s" if p.seconds else "-",
                  (p.error or p.note or "").split("\n")[0][:70]] for p in self.points]
         counts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
         kind = "dry run" if self.dry_run else f"{self.seconds:.0f} s"
-        lines = [text_table(head, rows), "",
-                 f"{self.name}: {len(self.points)} of {self.total} points ({counts}); "
-                 f"{kind}; runs in {self.output_dir}"]
+        lines = [text_table(["point", "status", "action", *(c[0] for c in cols), "time", "note"],
+                            rows), ""]
+        if not self.dry_run:
+            lines += [f"No {c[0]}: {_SWEEP_HINTS[c[1]]}." for c in _SWEEP_COLUMNS if c not in cols]
+        lines.append(f"{self.name}: {len(self.points)} of {self.total} points ({counts}); "
+                     f"{kind}; runs in {self.output_dir}")
         if self.report:
             lines.append(f"report: {self.report.get('report_md') or self.report.get('output_dir')}")
+            lines += self.report.get("summary") or []  # what was measured, with intervals
         if self.report_error:
             lines.append(f"report not built: {self.report_error}")
         return "\n".join(lines)
