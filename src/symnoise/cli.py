@@ -293,10 +293,13 @@ def judge(
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
     from .evaluate.judge import run_judge
 
-    _emit(_call(run_judge, model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,
-                output_dir=output_dir, base_url=base_url, seed=seed, max_items=n_prompts,
-                max_retries=max_retries, name=name, progress=progress, both_orders=both_orders),
-          as_json)
+    report = _call(run_judge, model_outputs, reference_outputs, annotator=annotator,
+                   judge=judge_spec, output_dir=output_dir, base_url=base_url, seed=seed,
+                   max_items=n_prompts, max_retries=max_retries, name=name, progress=progress,
+                   both_orders=both_orders)
+    _emit(report, as_json)
+    if report.partial:  # some pairs got no verdict: the win rate is not the result
+        _fail(report.failure(), code=1)
 
 
 @_command("judge-check")
