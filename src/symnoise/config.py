@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._io import read_text
 from .noise import NORM_MATCHED, _check_alpha, canonical_method
 
 SYMMETRIC_MODES = ("concat", "sequential")
@@ -323,7 +324,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         else:
             raise FileNotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(p))
     except yaml.YAMLError as exc:
         raise ValueError(f"{p}: not valid YAML: {exc}") from None
     if data is None:

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from .._io import read_text
 from ..config import TrainConfig, describe_error, flat_config, load_config_file, options_model
 from ..data.spec import parse_data_spec
 from ..noise import NORM_MATCHED, canonical_method
@@ -483,7 +484,7 @@ def _read(experiment: str | os.PathLike[str]) -> tuple[Any, str, Path]:
                                     f"grids: {grids})")
         path = shipped
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")), str(path), path
+        return yaml.safe_load(read_text(path)), str(path), path
     except yaml.YAMLError as exc:
         raise ExperimentError(f"{path}: not valid YAML: {exc}") from None
 
