@@ -157,3 +157,22 @@ def test_eval_judge_step_fails_then_completes_on_rerun(run_dir: Path, tmp_path: 
     for api in serve(FakeAPI(url="", reply=_reply)):
         summary = evaluate_run(run_dir, base_url=api.url, **kw)
     assert summary["steps"]["judge"] == "ran" and summary["judge"]["n"] == 3
+
+
+def test_alpaca_eval_annotator_does_not_cache_failures(tmp_path: Path) -> None:
+    """A failed request would reach alpaca_eval as an unparseable reply, and be cached as
+    such: the batch stops instead, and the rerun against a live judge completes."""
+    args = ["--annotator", "weighted_alpaca_eval_gpt4_turbo"]
+    model, ref = _outputs(tmp_path, 4)
+    common = ["judge", "--model-outputs", str(model), "--reference-outputs", str(ref),
+              "--judge", "openai:fake", "--output-dir", str(tmp_path / "out"),
+              "--max-retries", "0", *args]
+    dead = CliRunner().invoke(app, [*common, "--base-url", f"http://127.0.0.1:{free_port()}/v1"])
+    assert dead.exit_code == 2
+    assert "4 of 4 requests" in dead.stderr and "APIConnectionError" in dead.stderr
+    for api in serve(FakeAPI(url="", reply=lambda m: "m",
+                             top=lambda m, body: [("m", -0.1), ("M", -2.4)])):
+        live = CliRunner().invoke(app, [*common, "--base-url", api.url, "--json"])
+    assert live.exit_code == 0, live.output
+    report = json.loads(live.stdout)
+    assert (report["n_total"], report["n_errors"], report["n_unparseable"]) == (4, 0, 0)

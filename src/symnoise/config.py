@@ -172,7 +172,7 @@ class TrainConfig:
         """
         from_file = load_config_file(file) if file is not None else {}
         flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-        return cls(**check_options(from_file, str(file)), **check_options(flags, None))
+        return cls(**{**check_options(from_file, str(file)), **check_options(flags, None)})
 
 
 def option_types() -> dict[str, Any]:

@@ -422,6 +422,12 @@ def _completions_fn(judge: OpenAIJudge, config: dict[str, Any]) -> Any:
         start = time.monotonic()
         choices = judge.map(lambda p: _chat_choice(judge, utils.prompt_to_chatml(p), kwargs,
                                                    labels), prompts)
+        errors = [c["error"] for c in choices if c.get("error")]
+        if errors:  # alpaca_eval would cache them as failed parses: stop, record nothing
+            raise JudgeError(f"{len(errors)} of {len(choices)} requests of this batch to the "
+                             f"judge {judge.url} got no reply; first error: {errors[0].rstrip('.')}. "
+                             "Finished batches stay in alpaca_eval's cache: rerun to "
+                             "complete the rest")
         per = (time.monotonic() - start) / max(1, len(prompts))
         return {"completions": [c["text"] for c in choices], "completions_all": choices,
                 "price_per_example": [float("nan")] * len(choices),
@@ -541,12 +547,11 @@ def _alpaca_annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, ju
     flags = raw if isinstance(raw, dict) else {}
     method = "restricted" if flags.get("restricted") else "logprobs" if flags.get("logprobs") \
         else "text"
-    error = flags.get("error") if pref is None else None  # the request failed: no verdict
     return {
         **pair.row(model_name, reference_name), "preference": pref,
         "annotator": annotator, "judge": judge, "raw_completion": raw,
-        "status": "ok" if pref is not None else "error" if error else "unparseable",
-        "error": error, "judgments": [{"method": method, "preference": pref}],
+        "status": "ok" if pref is not None else "unparseable",
+        "judgments": [{"method": method, "preference": pref}],
         "is_switched_outputs": is_switched(pair.instruction, seed),
     }
 
