@@ -9,8 +9,8 @@ temporary folder (the CLI's --model takes a local folder), the synthetic data, a
 `judge` an OpenAI-compatible stub server started here on 127.0.0.1 (a deterministic
 verdict per pair, a few milliseconds per request). Each command runs once uninterrupted
 (the reference), then N times: started as a subprocess, killed with SIGKILL (its whole
-process group) at a random moment between the end of its imports and the reference's
-duration, then rerun until it exits 0 (at most --max-tries runs; `train` reruns with
+process group) at a random moment between the end of its imports and 90% of the
+reference's duration, then rerun until it exits 0 (at most --max-tries runs; `train` reruns with
 --resume, the others resume by themselves). Each finished run is compared with the
 reference:
 
@@ -119,18 +119,24 @@ class StubJudge:
                 if not self.path.endswith("/chat/completions"):
                     return self._send(404, {"error": "not found"})
                 time.sleep(delay)
-                messages = json.dumps(json.loads(body)["messages"], sort_keys=True)
+                try:
+                    messages = json.dumps(json.loads(body)["messages"], sort_keys=True)
+                except (ValueError, KeyError):  # a request cut short by the kill
+                    return self._send(400, {"error": "bad request"})
                 label = "(a)" if hashlib.sha256(messages.encode()).digest()[0] % 2 else "(b)"
                 self._send(200, {"choices": [{"index": 0, "finish_reason": "stop", "message": {
                     "role": "assistant", "content": label}}]})
 
             def _send(self, status: int, payload: Any) -> None:
                 data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client was killed while we answered
+                    self.close_connection = True
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -333,7 +339,7 @@ def run_command(cmd: Command, work: Path, n: int, rng: random.Random, max_tries:
     tally = Tally()
     print(f"{cmd.name}: uninterrupted run {total:.1f} s (imports {startup:.1f} s)", flush=True)
     for i in range(1, n + 1):
-        kill_at = rng.uniform(min(startup, 0.9 * total), total)
+        kill_at = rng.uniform(min(startup, 0.5 * total), 0.9 * total)
         outcome, detail = chaos_run(cmd, root / f"run{i}", kill_at, reference, max_tries)
         tally.identical += outcome == "identical"
         tally.hand_fix += outcome == "hand fix"
