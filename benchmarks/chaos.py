@@ -10,9 +10,9 @@ temporary folder (the CLI's --model takes a local folder), the synthetic data, a
 verdict per pair, a few milliseconds per request). Each command runs once uninterrupted
 (the reference), then N times: started as a subprocess, killed with SIGKILL (its whole
 process group) at a random moment between the end of its imports and 90% of the
-reference's duration, then rerun until it exits 0 (at most --max-tries runs; `train` reruns with
---resume, the others resume by themselves). Each finished run is compared with the
-reference:
+reference's duration, then rerun until it exits 0 (at most --max-tries runs; `train`
+reruns with --resume, then as first started, in turn; the others resume by themselves).
+Each finished run is compared with the reference:
 
     train     final weights torch.equal; metrics.jsonl (each step once, same values, wall
               times left out); run.json's global_step, train_loss and tokens_seen
@@ -316,10 +316,13 @@ def chaos_run(cmd: Command, dest: Path, kill_at: float, reference: Path,
         return "identical" if not cmd.compare(cmd.result(dest), reference) else "different", \
             "finished before the kill"
     at_kill = cmd.progress(dest)
-    for attempt in range(1, max_tries + 1):
-        rc, _ = run_to_end(cmd.rerun(dest), log)
+    for attempt in range(1, max_tries + 1):  # the resume command, else the first one again
+        rc, _ = run_to_end(cmd.rerun(dest) if attempt % 2 else cmd.args(dest), log)
         if rc == 0:
-            problems = cmd.compare(cmd.result(dest), reference)
+            try:
+                problems = cmd.compare(cmd.result(dest), reference)
+            except Exception as exc:  # noqa: BLE001 - a result that cannot be read
+                problems = [f"cannot compare: {type(exc).__name__}: {exc}"]
             detail = f"{at_kill}; resumed in {attempt} run(s)"
             return ("different", f"{detail}: " + "; ".join(problems)) if problems \
                 else ("identical", detail)
