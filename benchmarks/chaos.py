@@ -265,8 +265,9 @@ def _lines(path: Path) -> int:
 
 
 def _checkpoints(run: Path) -> str:
-    found = sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: len(p.name))
-    return "checkpoints: " + (", ".join(p.name.split("-")[1] for p in found) or "none")
+    steps = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*")
+                   if p.name.split("-")[1].isdigit())
+    return "checkpoints: " + (", ".join(map(str, steps)) or "none")
 
 
 @dataclass
