@@ -5,7 +5,9 @@ gives the first reply token's top log-probabilities as ``[(token, logprob), ...]
 when the request asks for ``logprobs``). ``/extras/tokenize`` (llama-cpp-python's) maps the
 label spellings to ids 1-4 (:data:`LABEL_IDS`), another single character to its code
 point, anything longer to two ids; a request with a ``logit_bias`` gets the
-biased labels' reply from ``FakeAPI.restricted(messages)``.
+biased labels' reply from ``FakeAPI.restricted(messages)``. With ``die_after=K`` the server
+answers K chat requests, then dies: the next request's connection is dropped unanswered
+and the port closed (later requests are refused), as when a judge server is killed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class FakeAPI:
     fail_first: int = 0
     fail_status: int = 500
     retry_after: str | None = None
+    die_after: int | None = None
+    dead: threading.Event = field(default_factory=threading.Event)
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,6 +67,12 @@ def serve(state: FakeAPI) -> Iterator[FakeAPI]:
                 state.requests.append(
                     {"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
                 failing = len(state.chat_requests) <= state.fail_first
+                dying = (state.die_after is not None and self.path.endswith("/completions")
+                         and len(state.chat_requests) > state.die_after)
+            if dying:
+                state.dead.set()  # the serving thread closes the port
+                self.close_connection = True
+                return None
             if self.path == "/extras/tokenize" and state.tokenize:
                 text = body["input"]
                 ids = ([LABEL_IDS[text]] if text in LABEL_IDS else [ord(text)] if len(text) == 1
@@ -97,8 +107,16 @@ def serve(state: FakeAPI) -> Iterator[FakeAPI]:
                               daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    def reaper() -> None:
+        state.dead.wait()
+        server.shutdown()
+        server.server_close()
+
+    reaping = threading.Thread(target=reaper, daemon=True)
+    reaping.start()
     try:
         yield state
     finally:
-        server.shutdown()
-        server.server_close()
+        state.dead.set()
+        reaping.join()

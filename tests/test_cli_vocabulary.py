@@ -29,10 +29,12 @@ from symnoise.cli import REMOVED_IN, RENAMED, app
 
 
 class _Result:
-    """Stands in for every report object: to_dict(), format_table(), ok, compared."""
+    """Stands in for every report object: to_dict(), format_table(), ok, compared,
+    partial."""
 
     ok = True
     compared = True
+    partial = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"fake": True}

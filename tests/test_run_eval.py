@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import WORDS, make_model, make_tokenizer
@@ -240,6 +241,7 @@ def _fake_judge(outputs, reference, *, judge, output_dir, **kw):
     row = {"judge": judge, "reference": "ref_model", "win_rate": 50.0, "standard_error": 0.0,
            "n": len(json.loads(Path(outputs).read_text()))}
     (output_dir / judge_mod.LEADERBOARD_JSON).write_text(json.dumps({"tiny": row}))
+    return SimpleNamespace(partial=False)
 
 
 def test_user_errors_are_clear(model_dir, tmp_path):

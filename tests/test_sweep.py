@@ -687,7 +687,7 @@ def test_schema_errors_name_file_field_and_list_every_problem(tmp_path):
         load_experiment(f)
     lines = str(info.value).splitlines()
     assert f"{f}: datasets[1].alpha: expected a number, got 'x'" in lines
-    assert f"{f}: seeds[1]: input should be a valid integer" in lines
+    assert f"{f}: seeds[1]: value 'two' is not a valid integer" in lines
     assert f"{f}: evaluaton: unknown key (did you mean 'evaluation'?)" in lines
     assert len(lines) == 3
     f.write_text(yaml.safe_dump({"output_dir": "x", "models": ["smollm2"], "methods": ["none"],

@@ -1,5 +1,6 @@
 """Small file helpers shared by every layer: atomic writes, so a crash never leaves a
-half-written result file behind (readers see the old file or the new one)."""
+half-written result file behind (readers see the old file or the new one), and reading a
+user's text file with an error that names it when it is not UTF-8."""
 
 from __future__ import annotations
 
@@ -9,16 +10,39 @@ from pathlib import Path
 from typing import Any
 
 
+class NotUTF8Error(ValueError):
+    """A text file that is not UTF-8; the message names the file and the byte offset."""
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The text of a UTF-8 file (a leading byte-order mark dropped). A file that is not
+    UTF-8 raises :class:`NotUTF8Error` naming it, the first bad byte and its offset."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise NotUTF8Error(
+            f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} "
+            f"(line {line}) {exc.reason}; save the file as UTF-8") from None
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` through a synced temporary file and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write (disk full) names no file: name it
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

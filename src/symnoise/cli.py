@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -111,9 +112,30 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+#: What the disk refused: read-only, no permission, full.
+_DISK_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
+def _disk_failure(exc: BaseException) -> str | None:
+    """One line for an error the disk caused (the OSError itself or the one behind it):
+    the path and the cause; None for anything else (a bug keeps its traceback)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_ERRNOS:
+            where = f"{seen.filename}: " if seen.filename else ""
+            return f"{where}{seen.strerror or os.strerror(seen.errno)}"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)  # libraries (safetensors, torch) that report the OS error as text
+    for code in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        if os.strerror(code) in text:
+            return f"{os.strerror(code)}: {type(exc).__name__}: {text.splitlines()[0][:300]}"
+    return None
+
+
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``; an error the user can fix (bad value, missing file or
-    package, a judge or harness failure) prints ``error: ...`` and exits with status 2."""
+    package, a judge or harness failure, a read-only or full disk) prints ``error: ...``
+    and exits with status 2."""
     from .evaluate.harness import HarnessError
     from .evaluate.judge_prompts import JudgeError
 
@@ -126,6 +148,11 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, HarnessError,
             JudgeError) as exc:
         _fail(str(exc))
+    except Exception as exc:
+        disk = _disk_failure(exc)
+        if disk is None:
+            raise
+        _fail(disk)
 
 
 def _emit(result: Any, as_json: bool, table: str | None = None) -> None:
@@ -297,10 +324,13 @@ def judge(
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
     from .evaluate.judge import run_judge
 
-    _emit(_call(run_judge, model_outputs, reference_outputs, annotator=annotator, judge=judge_spec,
-                output_dir=output_dir, base_url=base_url, seed=seed, max_items=n_prompts,
-                max_retries=max_retries, name=name, progress=progress, both_orders=both_orders),
-          as_json)
+    report = _call(run_judge, model_outputs, reference_outputs, annotator=annotator,
+                   judge=judge_spec, output_dir=output_dir, base_url=base_url, seed=seed,
+                   max_items=n_prompts, max_retries=max_retries, name=name, progress=progress,
+                   both_orders=both_orders)
+    _emit(report, as_json)
+    if report.partial:  # some pairs got no verdict: the win rate is not the result
+        _fail(report.failure(), code=1)
 
 
 @_command("judge-check")
@@ -517,6 +547,12 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # outside _call: a write of the command itself
+        disk = _disk_failure(exc)
+        if disk is None:
+            raise
+        typer.secho(f"error: {disk}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._io import read_text
 from .noise import NORM_MATCHED, _check_alpha, canonical_method
 
 SYMMETRIC_MODES = ("concat", "sequential")
@@ -164,22 +165,83 @@ class TrainConfig:
     def from_sources(
         cls, file: str | Path | None = None, overrides: dict[str, Any] | None = None
     ) -> TrainConfig:
-        """Build from a YAML/JSON file, then flags (``overrides``, None values ignored)."""
-        values: dict[str, Any] = {}
-        if file is not None:
-            values.update(load_config_file(file))
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                values[key] = value
-        known = cls.field_names()
-        unknown = sorted(set(values) - known)
-        if unknown:
-            where = f" in {file}" if file is not None else ""
-            raise ValueError(
-                f"unknown training option(s){where}: {', '.join(unknown)}; "
-                f"known options: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        """Build from a YAML/JSON file, then flags (``overrides``, None values ignored).
+
+        Values are checked against the fields' types (:func:`check_options`): ``"1e-4"``
+        reads as 1e-4, ``save_steps: four`` is a ValueError naming the file, key and value.
+        """
+        from_file = load_config_file(file) if file is not None else {}
+        flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+        return cls(**{**check_options(from_file, str(file)), **check_options(flags, None)})
+
+
+def option_types() -> dict[str, Any]:
+    """The type of every training option: TrainConfig's field annotations, NoiseConfig's
+    for the flat noise keys and for the ``noise`` block. The one list of option types."""
+    import typing
+
+    hints, noise = typing.get_type_hints(TrainConfig), typing.get_type_hints(NoiseConfig)
+    types = {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+    types.update({k: noise[k] for k in FLAT_NOISE_KEYS})
+    types["noise"] = options_model("NoiseOptions", types=noise)
+    return types
+
+
+def options_model(name: str = "TrainOptions", *, base: Any = None,
+                  exclude: Iterable[str] = (), types: Mapping[str, Any] | None = None) -> Any:
+    """A pydantic model of training options (of ``types``, default :func:`option_types`,
+    less ``exclude``): every key optional, unknown keys refused, values coerced in
+    pydantic's lax mode, as a YAML user means them (``"1e-4"`` -> 1e-4, ``"5"`` -> 5, 5.0
+    -> 5; ``"four"`` or 5.5 for an integer are errors)."""
+    import pydantic
+
+    base = base or pydantic.create_model(
+        "Options", __config__=pydantic.ConfigDict(extra="forbid"))
+    skip = set(exclude)
+    return pydantic.create_model(name, __base__=base, **{
+        k: (t, None) for k, t in (types or option_types()).items() if k not in skip})
+
+
+_PHRASES = {"int_parsing": "is not a valid integer", "int_type": "is not a valid integer",
+            "int_from_float": "is not a whole number", "float_parsing": "is not a valid number",
+            "float_type": "is not a valid number", "string_type": "is not a string",
+            "bool_parsing": "is not a valid boolean (true or false)",
+            "bool_type": "is not a valid boolean (true or false)",
+            "list_type": "is not a list", "dict_type": "is not a mapping"}
+
+
+def describe_error(error: Mapping[str, Any]) -> str:
+    """One pydantic error as ``value 'four' is not a valid integer``."""
+    phrase = _PHRASES.get(error["type"])
+    if phrase is None:
+        return error["msg"].removeprefix("Value error, ")
+    return f"value {error.get('input')!r} {phrase}"
+
+
+def check_options(values: Mapping[str, Any], file: str | None) -> dict[str, Any]:
+    """``values`` (training options from ``file``, or flags when None) checked against
+    :func:`option_types` and coerced. ValueError: ``FILE: key `save_steps`: value 'four'
+    is not a valid integer`` (one line per problem), or the unknown keys."""
+    import pydantic
+
+    where = f" in {file}" if file is not None else ""
+    known = TrainConfig.field_names()
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown training option(s){where}: {', '.join(unknown)}; "
+                         f"known options: {', '.join(sorted(known))}")
+    try:
+        checked = _train_options().model_validate(dict(values))
+    except pydantic.ValidationError as exc:
+        raise ValueError("\n".join(
+            f"{file or 'option'}: key `{'.'.join(map(str, e['loc']))}`: {describe_error(e)}"
+            for e in exc.errors(include_url=False))) from None
+    return checked.model_dump(exclude_unset=True)
+
+
+@functools.cache
+def _train_options() -> Any:
+    return options_model()
 
 
 def _flat_noise_property(key: str) -> property:
@@ -262,7 +324,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         else:
             raise FileNotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(p))
     except yaml.YAMLError as exc:
         raise ValueError(f"{p}: not valid YAML: {exc}") from None
     if data is None:

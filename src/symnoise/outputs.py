@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import write_json_atomic
+from ._io import read_text, write_json_atomic
 
 __all__ = ["OutputsError", "OUTPUTS_NAMES", "read_rows", "read_outputs", "read_annotations",
            "write_outputs", "full_instruction", "for_alpaca_eval"]
@@ -59,7 +59,7 @@ def _file_rows(path: Path) -> list[tuple[str, Any]]:
         raise FileNotFoundError(f"{path}: a folder without {' or '.join(OUTPUTS_NAMES)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return list(_jsonl_rows(path, text))
     try:

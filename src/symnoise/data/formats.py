@@ -75,6 +75,13 @@ class Example:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class InvalidRecord:
+    """A record that could not be read (a line of invalid JSON): a bad row, ``reason``."""
+
+    reason: str
+
+
 class DataError(ValueError):
     """A user-fixable problem with the data; the message names file, row and field.
 
@@ -274,6 +281,8 @@ def record_to_example(record: Any, fmt: str, source: str = "") -> Example:
 
 
 def _parse(record: Any, fmt: str, source: str) -> Example:
+    if isinstance(record, InvalidRecord):
+        raise DataError(record.reason, kind="invalid JSON")
     _need(isinstance(record, dict), "not an object",
           f"row must be a JSON object, got {type(record).__name__}")
     if fmt != "sharegpt" and (fmt != "evol_instruct" or _conversation(record) is None):

@@ -15,44 +15,48 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .formats import DataError, DataReport, Example, to_examples
+from .._io import read_text
+from .formats import DataError, DataReport, Example, InvalidRecord, to_examples
 from .spec import FILE_SUFFIXES, SYNTHETIC, parse_data_spec
 
 __all__ = ["FILE_SUFFIXES", "SYNTHETIC", "load_examples", "load_records", "read_json",
            "read_jsonl", "read_parquet"]
 
 
-def read_jsonl(path: str | Path) -> list[Any]:
+def read_jsonl(path: str | Path, *, keep_invalid: bool = False) -> list[Any]:
     """Records of a JSON-lines file; blank lines are ignored.
 
-    Raises DataError naming the file and the 1-based line number of invalid JSON.
+    Invalid JSON raises DataError naming the file and the 1-based line number, or with
+    ``keep_invalid`` stands in the records as an :class:`InvalidRecord` (a bad row for
+    ``skip_bad_rows``). A file that is not UTF-8 raises naming the byte offset.
     """
     records: list[Any] = []
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})",
-                    file=str(path),
-                ) from None
+    for lineno, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            reason = f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+            if not keep_invalid:
+                raise DataError(reason, file=str(path)) from None
+            records.append(InvalidRecord(reason))
     return records
 
 
-def read_json(path: str | Path, *, split: str = "train") -> list[Any]:
+def read_json(path: str | Path, *, split: str = "train", keep_invalid: bool = False
+              ) -> list[Any]:
     """Records of a JSON file: a list, or ``{"data"|split: [...]}``.
 
-    A ``.json`` file that is really JSON lines (one object per line) is read as such.
+    A ``.json`` file that is really JSON lines (one object per line) is read as such
+    (``keep_invalid``: see :func:`read_jsonl`).
     """
-    text = Path(path).read_text(encoding="utf-8-sig")
+    text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):
-            return read_jsonl(path)  # JSON lines saved with a .json suffix
+            return read_jsonl(path, keep_invalid=keep_invalid)  # JSON lines saved as .json
         raise DataError(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=str(path)
         ) from None
@@ -120,7 +124,7 @@ def _load_hub(name: str, split: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def load_records(source: Any, *, split: str = "train", synthetic_n: int | None = None,
-                 synthetic_seed: int = 0) -> tuple[list[Any], str]:
+                 synthetic_seed: int = 0, skip_bad_rows: bool = False) -> tuple[list[Any], str]:
     """Load raw records from ``source``; return ``(records, display_name)``.
 
     ``source`` may be
@@ -137,7 +141,8 @@ def load_records(source: Any, *, split: str = "train", synthetic_n: int | None =
       synthetic suite, ``synthetic_n`` records generated with ``synthetic_seed``.
 
     Strings are read by :func:`symnoise.data.spec.parse_data_spec` (``synthetic_x.json`` is
-    a file, not the suite). A missing path raises FileNotFoundError naming it.
+    a file, not the suite). A missing path raises FileNotFoundError naming it. With
+    ``skip_bad_rows``, a JSON Lines line of invalid JSON is an :class:`InvalidRecord`.
     """
     if isinstance(source, (list, tuple)):
         return list(source), "<records>"
@@ -164,9 +169,9 @@ def load_records(source: Any, *, split: str = "train", synthetic_n: int | None =
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".json":
-            return read_json(path, split=split), text
+            return read_json(path, split=split, keep_invalid=skip_bad_rows), text
         if suffix in (".jsonl", ".ndjson"):
-            return read_jsonl(path), text
+            return read_jsonl(path, keep_invalid=skip_bad_rows), text
         if suffix == ".parquet":
             return read_parquet(path), text
         raise DataError(f"unsupported file type {suffix or '(no suffix)'!r}; expected one of "
@@ -188,7 +193,7 @@ def load_examples(source: Any, *, fmt: str = "auto", skip_bad_rows: bool = False
     if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 0):
         raise ValueError(f"max_examples must be a non-negative integer, got {max_examples!r}")
     records, name = load_records(source, split=split, synthetic_n=synthetic_n,
-                                 synthetic_seed=synthetic_seed)
+                                 synthetic_seed=synthetic_seed, skip_bad_rows=skip_bad_rows)
     examples, report = to_examples(records, fmt, name, skip_bad_rows=skip_bad_rows)
     if max_examples is not None and len(examples) > max_examples:
         report.limited = len(examples) - max_examples

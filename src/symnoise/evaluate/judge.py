@@ -259,10 +259,14 @@ def prepare(model_outputs: OutputsSource, reference_outputs: OutputsSource,
 
 
 def ask_judge(judge: Judge, items: Sequence[JudgeItem], cache: AnnotationCache | None, *,
-              progress: bool = False, step: int = 8) -> tuple[list[JudgeResult], int, int]:
+              progress: bool = False, step: int = 8, first_step: int | None = None
+              ) -> tuple[list[JudgeResult], int, int]:
     """Answer every item, from the cache where it can; ask each distinct question once.
 
-    Returns (results in item order, n answered from the cache, n sent to the judge).
+    Questions go ``step`` at a time (the first call ``first_step``, default ``step``). When
+    every question of a call fails (a dead or refusing judge), the rest are not asked: they
+    are errors saying so, and nothing is cached for them. Returns (results in item order,
+    n answered from the cache, n sent to the judge).
     """
     from tqdm.auto import tqdm
 
@@ -274,11 +278,11 @@ def ask_judge(judge: Judge, items: Sequence[JudgeItem], cache: AnnotationCache |
         if results[i] is None:
             pending.setdefault(key, []).append(i)
     n_cached = sum(r is not None for r in results)
-    todo = list(pending)
+    todo, start, n_asked = list(pending), 0, 0
     with tqdm(total=len(todo), disable=not progress, desc=f"judging with {judge.spec}",
               unit="judgment", dynamic_ncols=True) as bar:
-        for start in range(0, len(todo), step):
-            chunk = todo[start : start + step]
+        while start < len(todo):
+            chunk = todo[start : start + (first_step if start == 0 and first_step else step)]
             answers = judge.compare([items[pending[key][0]] for key in chunk])
             if len(answers) != len(chunk):
                 raise RuntimeError(f"judge {judge.spec} returned {len(answers)} results for "
@@ -289,7 +293,16 @@ def ask_judge(judge: Judge, items: Sequence[JudgeItem], cache: AnnotationCache |
                 for i in pending[key]:
                     results[i] = answer
             bar.update(len(chunk))
-    return [r for r in results if r is not None], n_cached, len(todo)
+            start, n_asked = start + len(chunk), n_asked + len(chunk)
+            if all(a.status == "error" for a in answers) and start < len(todo):
+                stop = JudgeResult(label=None, status="error", error=(
+                    f"not asked: the judge's last {len(chunk)} requests all failed "
+                    f"(e.g. {answers[0].error})"))
+                for key in todo[start:]:
+                    for i in pending[key]:
+                        results[i] = stop
+                break
+    return [r for r in results if r is not None], n_cached, n_asked
 
 
 def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
@@ -349,12 +362,14 @@ def judge_outputs(model_outputs: OutputsSource, reference_outputs: OutputsSource
              for p, flags in zip(inputs.pairs, orders, strict=True) for first in flags]
     with open_judge(judge, base_url, max_retries=max_retries, batch_size=batch_size,
                     **(judge_options or {})) as judge_obj:
-        step = max(batch_size, getattr(judge_obj, "concurrency", 1))
+        concurrency = getattr(judge_obj, "concurrency", 1)
+        step = max(batch_size, concurrency)
         if isinstance(judge_obj, HFJudge):
             step = 4 * judge_obj.batch_size  # room to group similar lengths
+        # the first call is one round of requests: a dead judge is known after one round
         answers, n_cached, n_requested = ask_judge(
             judge_obj, items, AnnotationCache(inputs.out_dir / CACHE_FILE), progress=progress,
-            step=step)
+            step=step, first_step=min(step, concurrency) if concurrency > 1 else None)
     annotations, k = [], 0
     for pair, flags in zip(inputs.pairs, orders, strict=True):
         annotations.append(_annotation(pair, flags, answers[k : k + len(flags)],
@@ -407,6 +422,12 @@ def _completions_fn(judge: OpenAIJudge, config: dict[str, Any]) -> Any:
         start = time.monotonic()
         choices = judge.map(lambda p: _chat_choice(judge, utils.prompt_to_chatml(p), kwargs,
                                                    labels), prompts)
+        errors = [c["error"] for c in choices if c.get("error")]
+        if errors:  # alpaca_eval would cache them as failed parses: stop, record nothing
+            raise JudgeError(f"{len(errors)} of {len(choices)} requests of this batch to the "
+                             f"judge {judge.url} got no reply; first error: {errors[0].rstrip('.')}. "
+                             "Finished batches stay in alpaca_eval's cache: rerun to "
+                             "complete the rest")
         per = (time.monotonic() - start) / max(1, len(prompts))
         return {"completions": [c["text"] for c in choices], "completions_all": choices,
                 "price_per_example": [float("nan")] * len(choices),

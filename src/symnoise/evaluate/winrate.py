@@ -192,8 +192,26 @@ class JudgeReport:
     seed: int = 0
     template: str = ""
     verdict_methods: dict[str, int] = field(default_factory=dict)
+    first_error: str | None = None
     output_dir: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """True when some pairs got no verdict (the judge failed on them): the win rate
+        then covers fewer pairs than were asked for, and is not the result."""
+        return self.n_errors > 0
+
+    def failure(self) -> str | None:
+        """What went wrong, in one paragraph, for a partial report; None when complete."""
+        if not self.partial:
+            return None
+        cache = self.files.get("cache")
+        return (f"{self.n_errors} of {self.n_total} pairs got no verdict from the judge "
+                f"{self.judge}; first error: {(self.first_error or '?').rstrip('.')}. The win rate covers only "
+                f"{self.n_parsed} of {self.n_total} pairs: it is partial, not the result. "
+                + (f"Finished verdicts are kept in {cache}; " if cache else "")
+                + "rerun the same command to complete the rest.")
 
     @property
     def unparseable_share(self) -> float:
@@ -207,6 +225,7 @@ class JudgeReport:
         for key in ("win_rate", "standard_error", "avg_length", "avg_length_reference"):
             data[key] = _num(data[key], 6)
         data["unparseable_share"] = round(self.unparseable_share, 6)
+        data["partial"] = self.partial
         data.update(self.metrics)
         return data
 
@@ -220,15 +239,19 @@ class JudgeReport:
             "avg_length_reference": _num(self.avg_length_reference, 6),
             "per_dataset": {k: _num(v.win_rate, 6) for k, v in self.per_dataset.items()},
             "annotator": self.annotator, "judge": self.judge, "reference": self.reference_name,
-            "both_orders": self.both_orders,
+            "both_orders": self.both_orders, "partial": self.partial, "n_pairs": self.n_total,
+            "first_error": self.first_error,
         }
 
     def format_table(self) -> str:
         """A plain-text summary: overall row, per-dataset rows, LC, counts."""
         m, pct = self.metrics, _pct
+        warning = ([f"PARTIAL RESULT: the win rate covers {self.n_parsed} of {self.n_total} "
+                    f"pairs; {self.n_errors} got no verdict (judge errors)"]
+                   if self.partial else [])
         header = (f"{'name':<28} {'win_rate':>9} {'std_err':>8} {'LC':>7} {'discrete':>8} "
                   f"{'n':>6} {'avg_len':>8}  annotator / judge")
-        lines = [header, "-" * len(header),
+        lines = [*warning, header, "-" * len(header),
                  f"{short(self.name, 28):<28} {pct(self.win_rate):>9} "
                  f"{pct(self.standard_error):>8} {pct(m.get('length_controlled_winrate')):>7} "
                  f"{pct(m.get('discrete_win_rate')):>8} {self.n_parsed:>6} "
@@ -289,7 +312,9 @@ def build_report(annotations: Sequence[Mapping[str, Any]], *, name: str, referen
         per_dataset=per_dataset,
         metrics=leaderboard_metrics([{**a, "preference": a["preference"] if a["status"] == "ok"
                                       else None} for a in annotations]),
-        verdict_methods=dict(methods), **counts,
+        verdict_methods=dict(methods),
+        first_error=next((a.get("error") for a in annotations if a["status"] == "error"), None),
+        **counts,
     )
 
 
@@ -308,7 +333,10 @@ def leaderboard_markdown(report: JudgeReport) -> str:
            f"{report.n_unparseable}/{report.n_total}",
            f"`{report.annotator}`", f"`{report.judge}`"]
     orders = "both" if report.both_orders else f"random (seed {report.seed})"
-    return "\n".join([
+    partial = ([f"**PARTIAL RESULT**: {report.n_parsed} of {report.n_total} pairs judged; "
+                f"{report.n_errors} got no verdict (first error: {report.first_error}).", ""]
+               if report.partial else [])
+    return "\n".join([*partial,
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(head) - 3) + ["---", "---"]) + "|",
         "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |",

@@ -428,9 +428,11 @@ class JudgeStep(Step):
         from ..evaluate import judge
 
         plan.say(f"  {plan.judge} against {plan.reference} -> {plan.file('judge')}")
-        judge.judge_outputs(plan.file("outputs"), plan.reference, judge=plan.judge,
-                            output_dir=plan.file("judge"), base_url=plan.base_url,
-                            both_orders=plan.both_orders, progress=plan.progress)
+        report = judge.judge_outputs(plan.file("outputs"), plan.reference, judge=plan.judge,
+                                     output_dir=plan.file("judge"), base_url=plan.base_url,
+                                     both_orders=plan.both_orders, progress=plan.progress)
+        if report.partial:  # not recorded as complete: a rerun asks the missing verdicts
+            raise judge.JudgeError(report.failure())
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         board = super().summary(plan)

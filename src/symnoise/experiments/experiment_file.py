@@ -13,6 +13,7 @@ import inspect
 import itertools
 import os
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,12 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
-    create_model,
     field_validator,
     model_validator,
 )
 
-from ..config import TrainConfig, flat_config, load_config_file
+from .._io import read_text
+from ..config import TrainConfig, describe_error, flat_config, load_config_file, options_model
 from ..data.spec import parse_data_spec
 from ..noise import NORM_MATCHED, canonical_method
 
@@ -88,25 +89,22 @@ class _Section(BaseModel):
             if isinstance(data, Mapping) else data
 
 
-def _fields_model(name: str, keys: Any) -> type[BaseModel]:
-    """A section whose keys are ``keys`` (values checked later, by their consumer)."""
-    return create_model(name, __base__=_Section, **{k: (Any, None) for k in sorted(keys)})
-
-
-#: TrainConfig fields; a ``train`` section may not set a grid axis (a recipe may name data).
-TrainFields = _fields_model("TrainFields", TrainConfig.field_names() - set(_AXES))
-RecipeFields = _fields_model("RecipeFields", TrainConfig.field_names())
+#: TrainConfig fields, typed by TrainConfig's annotations (:func:`options_model`); a
+#: ``train`` section may not set a grid axis (a recipe may name data).
+TrainFields = options_model("TrainFields", base=_Section, exclude=_AXES)
+RecipeFields = options_model("RecipeFields", base=_Section)
 
 
 @functools.cache
 def _evaluation_model() -> type[BaseModel]:
-    """The ``evaluation`` section: evaluate_run's keyword arguments (progress is the
-    sweep's)."""
+    """The ``evaluation`` section: evaluate_run's keyword arguments, typed by its
+    annotations (progress is the sweep's)."""
     from .evaluation import evaluate_run
 
+    hints = typing.get_type_hints(evaluate_run)
     params = inspect.signature(evaluate_run).parameters
-    return _fields_model("Evaluation", {n for n, p in params.items()
-                                        if p.kind is p.KEYWORD_ONLY and n != "progress"})
+    return options_model("Evaluation", base=_Section, types={
+        n: hints[n] for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "progress"})
 
 
 def _set_fields(model: BaseModel) -> dict[str, Any]:
@@ -208,7 +206,7 @@ def _validate(model: type[BaseModel], value: Any, where: str, prefix: str = "") 
     lines = []
     for e in errors:
         key = _where(((prefix,) if prefix else ()) + tuple(e["loc"]))
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = describe_error(e)
         if e["type"] == "extra_forbidden":
             name = str(e["loc"][-1])
             near = difflib.get_close_matches(name, _known_keys(), n=1)
@@ -486,7 +484,7 @@ def _read(experiment: str | os.PathLike[str]) -> tuple[Any, str, Path]:
                                     f"grids: {grids})")
         path = shipped
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")), str(path), path
+        return yaml.safe_load(read_text(path)), str(path), path
     except yaml.YAMLError as exc:
         raise ExperimentError(f"{path}: not valid YAML: {exc}") from None
 

@@ -155,6 +155,10 @@ def _judged(run: RunFolder, notes: list[str]) -> Mapping[str, Any] | None:
             notes.append(f"{board_file}: {len(board)} entries, the first "
                          f"({next(iter(board))}) is used")
         first = next(iter(board.values()))
+        if isinstance(first, Mapping) and first.get("partial"):
+            notes.append(f"{board_file}: a partial judge run ({first.get('n')} of "
+                         f"{first.get('n_pairs')} pairs judged); its win rate is left out")
+            return None
         if isinstance(first, Mapping):
             return first
     summary = _eval_json(run, "summary", notes)

@@ -1,0 +1,138 @@
+"""Input errors name their cause: --skip-bad-rows skips and counts an invalid JSON Lines
+line; a file that is not UTF-8 is an error naming the file and the byte offset; a
+read-only or full disk is one line naming the path and the cause, not a traceback."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from symnoise.cli import _call, app
+from symnoise.config import TrainConfig
+from symnoise.data import load_examples
+from symnoise.data.formats import DataError
+from symnoise.experiments.experiment_file import load_experiment
+from symnoise.generate import load_prompts
+from symnoise.outputs import read_rows
+
+GOOD = {"instruction": "say hi", "input": "", "output": "hi"}
+
+
+def _jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_skip_bad_rows_skips_and_counts_invalid_json_lines(tmp_path: Path) -> None:
+    good = json.dumps(GOOD)
+    path = _jsonl(tmp_path / "d.jsonl", [good, '{"instruction": "x", "output":', "", good,
+                                         "not json at all", good])
+    with pytest.raises(DataError, match=r"d\.jsonl: line 2: invalid JSON"):
+        load_examples(path, fmt="alpaca")
+    examples, report = load_examples(path, fmt="alpaca", skip_bad_rows=True)
+    assert len(examples) == 3 and (report.read, report.used, report.skipped) == (5, 3, 2)
+    assert report.skipped_by_kind == {"invalid JSON": 2}
+    assert [r.split(": ", 1)[1] for r in report.skipped_reasons] == [
+        "line 2: invalid JSON (Expecting value at column 31)",
+        "line 5: invalid JSON (Expecting value at column 1)"]
+    # auto-detection looks past the bad line; JSON lines saved as .json too
+    assert load_examples(path, skip_bad_rows=True)[1].skipped == 2
+    as_json = path.rename(tmp_path / "d.json")
+    assert load_examples(as_json, fmt="alpaca", skip_bad_rows=True)[1].skipped == 2
+
+
+def _latin1(path: Path, text: str) -> Path:
+    path.write_bytes(text.encode("latin-1"))
+    return path
+
+
+def test_non_utf8_files_name_the_file_and_the_byte_offset(tmp_path: Path) -> None:
+    line = json.dumps({"instruction": "caf\u00e9", "input": "", "output": "ok"}, ensure_ascii=False)
+    offset = len(json.dumps(GOOD)) + 1 + line.index("\u00e9")  # the second line's é
+    data = _latin1(tmp_path / "d.jsonl", json.dumps(GOOD) + "\n" + line + "\n")
+    message = rf"d\.jsonl: not UTF-8 text: byte 0xe9 at byte offset {offset} \(line 2\)"
+    with pytest.raises(ValueError, match=message):
+        load_examples(data, fmt="alpaca", skip_bad_rows=True)
+    with pytest.raises(ValueError, match=message):
+        load_prompts(data)
+    with pytest.raises(ValueError, match=message):
+        read_rows(data)
+    listed = _latin1(tmp_path / "l.json", json.dumps([GOOD]) + "\n# caf\u00e9")
+    with pytest.raises(ValueError, match=r"l\.json: not UTF-8 text: byte 0xe9 at byte offset"):
+        load_examples(listed)
+    config = _latin1(tmp_path / "c.yaml", "lr: 1e-4\n# caf\u00e9\n")
+    with pytest.raises(ValueError, match=r"c\.yaml: not UTF-8 text: byte 0xe9 at byte offset "
+                                         rf"{len('lr: 1e-4 # caf')} \(line 2\)"):
+        TrainConfig.from_sources(config)
+    exp = _latin1(tmp_path / "e.yaml", "output_dir: x\n# caf\u00e9\n")
+    with pytest.raises(ValueError, match=r"e\.yaml: not UTF-8 text: byte 0xe9 at byte offset "
+                                         rf"{len('output_dir: x # caf')} "):
+        load_experiment(exp)
+
+
+def test_utf8_with_a_byte_order_mark_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    assert load_examples(path, fmt="alpaca")[1].used == 1
+
+
+@pytest.mark.parametrize(("code", "cause"), [(errno.EROFS, "Read-only file system"),
+                                             (errno.ENOSPC, "No space left on device"),
+                                             (errno.EACCES, "Permission denied")])
+def test_disk_errors_are_one_line(code: int, cause: str, capsys) -> None:
+    def write() -> None:
+        try:
+            raise OSError(code, cause, "/runs/x/run.json")
+        except OSError as exc:
+            raise RuntimeError("saving failed") from exc  # as libraries wrap it
+
+    with pytest.raises(typer.Exit) as info:
+        _call(write)
+    assert info.value.exit_code == 2
+    assert capsys.readouterr().err == f"error: /runs/x/run.json: {cause}\n"
+
+
+def test_disk_full_reported_as_text_by_a_library(capsys) -> None:
+    def save() -> None:
+        raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                           'message: "No space left on device" })')
+
+    with pytest.raises(typer.Exit):
+        _call(save)
+    assert capsys.readouterr().err.startswith("error: No space left on device: RuntimeError:")
+
+
+def test_a_bug_keeps_its_traceback() -> None:
+    with pytest.raises(ZeroDivisionError):
+        _call(lambda: 1 / 0)
+    with pytest.raises(IsADirectoryError):  # an OSError that is not the disk's refusal
+        _call(lambda: open("/", "rb"))
+
+
+def test_read_only_output_folder_in_the_cli(tmp_path: Path, monkeypatch) -> None:
+    """`symnoise judge` writing its results where the disk refuses (root ignores chmod,
+    so the refusal is simulated at the one place results are written)."""
+    from _fake_openai import FakeAPI, serve
+
+    import symnoise._io as io
+
+    def refuse(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    model = tmp_path / "m.json"
+    model.write_text(json.dumps([{**GOOD, "generator": "m"}]))
+    monkeypatch.setattr(io, "open", refuse, raising=False)
+    for api in serve(FakeAPI(url="")):
+        res = CliRunner().invoke(app, [
+            "judge", "--model-outputs", str(model), "--reference-outputs", str(model),
+            "--judge", "openai:fake", "--base-url", api.url, "--output-dir",
+            str(tmp_path / "out"), "--no-progress"])
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'out'}")
+    assert lines[0].endswith(": Read-only file system")
