@@ -172,7 +172,8 @@ class GenerateStep(Step):
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         report = plan.records.get(self.name, {}).get("report") or {}
         return {k: report[k] for k in ("n_written", "n_hit_max_tokens", "mean_output_words",
-                                       "mean_new_tokens", "decoding", "template")
+                                       "mean_new_tokens", "decoding", "template",
+                                       "prompt_shapes", "ignored_fields")
                 if k in report}
 
 

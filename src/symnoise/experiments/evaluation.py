@@ -288,6 +288,10 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("train loss (noisy)", fmt_num(summary.get("train_loss"), ".4f")),
             ("clean held-out loss", fmt_num(summary.get("final_clean_eval_loss"), ".4f")),
             ("prompts", f"{p.get('source')} ({p.get('n')})")]
+    ignored = (summary.get("generation") or {}).get("ignored_fields")
+    if ignored:
+        rows.append(("ignored prompt fields",
+                     ", ".join(f"{k} ({n} rows)" for k, n in ignored.items())))
     rows += _stats_rows(summary.get("stats") or {}) + _result_rows(summary)
     return rows + [(f"step {step}", what) for step, what in (summary.get("steps") or {}).items()]
 
