@@ -48,10 +48,10 @@ __all__ = ["KEPT_FIELDS", "REFERENCE_FIELDS", "SHAPES", "Prompt", "PromptSet", "
 
 CHAT_KEYS = ("messages", "conversations", "conversation")
 #: shape -> the keys it reads (beside ``dataset``, the kept and the reference fields); a
-#: chat row reads the one of :data:`CHAT_KEYS` it has (two of them: the other is unread)
+#: chat row reads ONE of :data:`CHAT_KEYS` (with two of them, the other is unread)
 SHAPES: dict[str, tuple[str, ...]] = {
     "alpaca": ("instruction", "input"), "string": ("instruction",), "prompt": ("prompt",),
-    "chat": CHAT_KEYS[:1], "instances": ("instruction", "instances"),
+    "chat": CHAT_KEYS, "instances": ("instruction", "instances"),
 }
 KEPT_FIELDS = ("id", "family", "answer", "phrasing")  # ids; the synthetic suite's scoring
 REFERENCE_FIELDS = ("output", "generator")  # a reference answer and the model that wrote it
@@ -210,8 +210,9 @@ def _row_prompts(record: Any, row: int, dataset: str, start: int
     unread = unread_keys(record, (*reads, "dataset", *KEPT_FIELDS, *REFERENCE_FIELDS))
     if shape == "chat":
         form, messages, more = _chat(record)
-        return f"chat ({form})", [Prompt(start, messages[-1]["content"], "", dataset, extra, row,
-                              messages=messages)], unread + more
+        prompt = Prompt(start, messages[-1]["content"], "", dataset, extra, row,
+                        messages=messages)
+        return f"chat ({form})", [prompt], unread + more
     instruction = _text(record, "prompt" if shape == "prompt" else "instruction", required=True)
     if shape != "instances":
         return shape, [Prompt(start, instruction, _text(record, "input", required=False),
