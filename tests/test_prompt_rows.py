@@ -54,7 +54,7 @@ def test_alpaca_alpacaeval_string_and_prompt_rows():
              "generator": "text_davinci_003"},
             "Name a colour.", {"prompt": "Count to three."}]
     got, text = texts(rows)
-    assert got.shapes == {"alpaca": 2, "string": 1, "prompt": 1}
+    assert got.shapes == {"alpaca": 1, "alpaca_eval": 1, "string": 1, "prompt": 1}
     assert text == [alpaca("Sort them.", "3 1 2"), alpaca("Say hi."), alpaca("Name a colour."),
                     alpaca("Count to three.")]
     assert [p.dataset for p in got.prompts] == ["p", "helpful_base", "p", "p"]
@@ -161,5 +161,6 @@ def test_jsonl_of_strings_and_limit(tmp_path):
 def test_shared_files_read_as_prompts(name):
     got = load_prompts(str(SHARED / name))
     raw = json.loads((SHARED / name).read_text())
-    assert len(got.prompts) == len(raw) and got.shapes == {"alpaca": len(raw)}
+    shape = "alpaca_eval" if "eval" in name else "alpaca"
+    assert len(got.prompts) == len(raw) and got.shapes == {shape: len(raw)}
     assert [p.row for p in got.prompts] == list(range(len(raw)))

@@ -3,8 +3,9 @@
 ``generate_outputs(model, prompts, output)`` renders every prompt with the model's training
 template, decodes the paper's way (greedy, repetition penalty 1.2, stop at EOS) in batches
 with left padding, and writes a JSON list of ``{"instruction", "output", "generator",
-"dataset"}`` (plus ``"input"`` when non-empty and, for synthetic prompts, ``"family"``,
-``"answer"`` and ``"phrasing"``) that ``alpaca_eval --model_outputs`` reads as is.
+"dataset", "row"}`` (plus ``"input"`` when non-empty, ``"instance"`` for an instance row,
+and the row's ``"id"``, ``"family"``, ``"answer"``, ``"phrasing"``) that
+``alpaca_eval --model_outputs`` reads as is.
 
 Prompts (:func:`load_prompts`): ``alpaca_eval`` (the AlpacaEval set from the Hub, when one
 is reachable); a local JSON / JSONL / Parquet file or folder of prompt rows;
@@ -20,10 +21,10 @@ At the end the journal is consolidated into ``OUT`` (atomically, in input order)
 ``OUT.meta.json`` records the model, template, decoding settings and counts. A rerun
 generates only the prompts not answered yet in ``OUT`` (entry ``i`` answers prompt ``i``) or
 the journal; an answer that does not match its prompt (instruction, input, row and
-instance), or comes from
-another generator or other decoding settings, raises unless ``overwrite=True``. ``limit=N``
-answers the first N prompts; ``OUT`` holds the longest run of answered prompts from the
-first one, answers past a gap stay in the journal for a later run.
+instance), or comes from another generator or other decoding settings, raises unless
+``overwrite=True``. ``limit=N`` answers the first N prompts; ``OUT`` holds the longest run
+of answered prompts from the first one, answers past a gap stay in the journal for a later
+run.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def _check_answer_row(row: Mapping[str, Any], prompts: Sequence[Prompt], i: int,
         problem = (f"answers prompt {i}, but the prompt set has only {len(prompts)} prompts "
                    "(it was written for other prompts)")
     elif not prompts[i].matches(row):
-        problem = (f"does not answer prompt {i}: instruction/input/row differ "
+        problem = (f"does not answer prompt {i}: instruction/input/row/instance differ "
                    f"({str(row.get('instruction'))[:60]!r} vs {prompts[i].instruction[:60]!r}); "
                    "it was written for other prompts")
     elif row.get("generator") not in (None, generator):

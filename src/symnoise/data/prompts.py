@@ -3,7 +3,7 @@
 Each row of a prompt set is one of these shapes (detected row by row, counted in the
 ``symnoise generate`` summary):
 
-``alpaca``
+``alpaca`` (``alpaca_eval`` when the row names its reference's ``generator``)
     ``{"instruction", "input"?}``: Alpaca's and AlpacaEval's rows. AlpacaEval's reference
     ``output`` and ``generator`` are read (the judge step takes the reference from the
     file) and never shown to the model.
@@ -215,6 +215,7 @@ def _row_prompts(record: Any, row: int, dataset: str, start: int
         return f"chat ({form})", [prompt], unread + more
     instruction = _text(record, "prompt" if shape == "prompt" else "instruction", required=True)
     if shape != "instances":
+        shape = "alpaca_eval" if shape == "alpaca" and "generator" in record else shape
         return shape, [Prompt(start, instruction, _text(record, "input", required=False),
                               dataset, extra, row)], unread
     inputs, more = _instances(record)
