@@ -58,7 +58,6 @@ PLATYPUS = [
         "input": "",
         "output": "x = 3",
         "data_source": "tiny_math",
-        "license": "none",
     },
     {
         "instruction": "Is 7 prime?",
@@ -168,10 +167,10 @@ def test_sharegpt_leading_assistant_turn_is_skipped_and_noted():
     assert ex[0].meta["skipped_leading_turns"] == 1
 
 
-def test_openplatypus_extra_fields_in_meta(tmp_path):
+def test_openplatypus_metadata_in_meta(tmp_path):
     ex, rep = load_examples(write_jsonl(tmp_path / "p.jsonl", PLATYPUS))
     assert rep.format == "openplatypus"
-    assert ex[0].meta == {"data_source": "tiny_math", "license": "none"}
+    assert ex[0].meta == {"data_source": "tiny_math"}
     assert (ex[1].instruction, ex[1].input, ex[1].output) == (
         "Is 7 prime?",
         "answer yes or no",
@@ -279,3 +278,51 @@ def test_max_examples_counts_limited(tmp_path):
 def test_null_input_is_empty_string():
     ex, _ = to_examples([{"instruction": "a", "input": None, "output": "b"}], "alpaca", "n")
     assert ex[0].input == ""
+
+
+UNREAD = [
+    (ALPACA[1] | {"category": "translation"}, "alpaca", "'category' not read by the alpaca"),
+    (PLATYPUS[0] | {"license": "mit", "url": "x"}, "openplatypus",
+     "'license', 'url' not read by the openplatypus format (it reads instruction, input, "
+     "output and ignores data_source)"),
+    (SHAREGPT[1] | {"system": "Be terse."}, "sharegpt", "'system' not read by the sharegpt"),
+    (EVOL_CONV[0] | {"id": "a"}, "evol_instruct", "'id' not read by the evol_instruct"),
+    (SHAREGPT[0] | {"conversation": SHAREGPT[1]["conversations"]}, "sharegpt",
+     "'conversation' not read"),
+]
+
+
+@pytest.mark.parametrize("bad, fmt, reason", UNREAD)
+def test_unread_keys_are_a_bad_row_naming_them(tmp_path, bad, fmt, reason):
+    path = write_json(tmp_path / "d.json", [bad])
+    with pytest.raises(DataError) as info:
+        load_examples(path, fmt=fmt)
+    assert str(info.value).startswith(f"{path} row 0: ") and reason in str(info.value)
+    assert info.value.kind == "unread field"
+    ex, rep = load_examples(path, fmt=fmt, skip_bad_rows=True)
+    assert (ex, rep.skipped, rep.skipped_by_kind) == ([], 1, {"unread field": 1})
+
+
+def test_empty_unread_keys_and_metadata_keys_are_read():
+    rows = [ALPACA[0] | {"note": None, "tags": [], "extra": {}, "blank": "  ",
+                        "text": "rendered", "family": "f"}]
+    ex, rep = to_examples(rows, "auto", "e.json")
+    assert rep.format == "alpaca" and ex[0].meta == {"text": "rendered", "family": "f"}
+    evol = {"instruction": "q", "output": "a", "dataset": "oasst", "generator": "davinci"}
+    ex, rep = to_examples([evol], "auto", "ae.json")
+    assert rep.format == "evol_instruct" and ex[0].meta == {"dataset": "oasst",
+                                                            "generator": "davinci"}
+    with pytest.raises(DataError, match="'note' not read"):
+        to_examples([ALPACA[0] | {"note": 0}], "alpaca", "z.json")  # 0 is a value
+
+
+@pytest.mark.parametrize("name", ["alpaca_9k.json", "alpaca_eval_805.json"])
+def test_shared_files_load_as_training_data(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / name
+    if not path.is_file():
+        pytest.skip(f"shared {name} absent")
+    ex, rep = load_examples(path, skip_bad_rows=True)  # alpaca_9k: 4 empty outputs
+    assert rep.skipped_by_kind.get("unread field", 0) == 0
+    assert rep.used == rep.read - rep.skipped and rep.used > 800

@@ -185,10 +185,11 @@ def test_output_format_fields_and_generator(run_dir, tmp_path):
     rep = generate_outputs(run_dir, str(src), out, max_new_tokens=4, progress=False)
     entries = _outputs(out)
     assert [set(e) for e in entries] == [
-        {"instruction", "output", "generator", "dataset"},
-        {"instruction", "input", "output", "generator", "dataset"},
-        {"instruction", "output", "generator", "dataset"},
+        {"instruction", "output", "generator", "dataset", "row"},
+        {"instruction", "input", "output", "generator", "dataset", "row"},
+        {"instruction", "output", "generator", "dataset", "row"},
     ]
+    assert [e["row"] for e in entries] == [0, 1, 2]
     assert all(e["generator"] == "tiny-run" == rep.generator for e in entries)
     assert [e["dataset"] for e in entries] == ["helpful_base", "eval_set", "eval_set"]
     assert entries[0]["output"] != "reference text"
@@ -354,21 +355,21 @@ def test_bad_prompt_rows_name_file_and_row(tmp_path):
 def test_prompt_sources_and_limit(tmp_path):
     jl = tmp_path / "p.jsonl"
     jl.write_text('{"instruction": "a", "input": "b"}\n"just an instruction"\n')
-    prompts, name = load_prompts(str(jl))
-    assert [(p.index, p.instruction, p.input, p.dataset) for p in prompts] == [
+    got = load_prompts(str(jl))
+    assert [(p.index, p.instruction, p.input, p.dataset) for p in got.prompts] == [
         (0, "a", "b", "p"), (1, "just an instruction", "", "p")]
-    syn, name = load_prompts("synthetic:heldout", limit=5)
+    syn = load_prompts("synthetic:heldout", limit=5)
     from symnoise.data.synthetic import load_synthetic
 
     ref = load_synthetic("heldout")[:5]
-    assert name == "synthetic:heldout" and len(syn) == 5
-    assert [(p.instruction, p.input, p.extra["answer"]) for p in syn] == [
+    assert syn.source == "synthetic:heldout" and len(syn.prompts) == 5
+    assert [(p.instruction, p.input, p.extra["answer"]) for p in syn.prompts] == [
         (r["instruction"], r["input"], r["answer"]) for r in ref]
 
 
 @pytest.mark.skipif(not ALPACA_EVAL.is_file(), reason="shared AlpacaEval file not present")
 def test_alpaca_eval_file():
-    prompts, _ = load_prompts(str(ALPACA_EVAL))
+    prompts = load_prompts(str(ALPACA_EVAL)).prompts
     raw = json.loads(ALPACA_EVAL.read_text())
     assert len(prompts) == len(raw) == 805
     assert [p.dataset for p in prompts] == [r["dataset"] for r in raw]
@@ -400,3 +401,100 @@ def test_cli_generate_json(run_dir, tmp_path):
     res = CliRunner().invoke(app, ["generate", "--model", str(run_dir), "--prompts", str(bad),
                                    "--output-file", str(out), "--no-progress"])
     assert res.exit_code == 2 and "bad.json row 1" in res.output
+
+
+SELF_INSTRUCT = [  # Self-Instruct's task rows: inputs under `instances`, plus metadata
+    {"id": f"t{i}", "name": f"task_{i}", "is_classification": i == 1,
+     "instruction": " ".join(WORDS[3 * i:3 * i + 4]),
+     "instances": [{"input": " ".join(WORDS[5 * j + i:5 * j + i + 3]), "output": "ref"}
+                   for j in range(i + 1)]}
+    for i in range(4)]  # 1 + 2 + 3 + 4 = 10 instance prompts
+
+
+def test_cli_unread_fields_stop_then_ignore_fields_runs(run_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from symnoise.cli import app
+
+    src = tmp_path / "tasks.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in SELF_INSTRUCT))
+    out = tmp_path / "o.json"
+    args = ["generate", "--model", str(run_dir), "--prompts", str(src), "--output-file",
+            str(out), "--max-new-tokens", "2", "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and not out.exists()
+    msg = " ".join(res.output.split())  # the error may be wrapped
+    assert "'is_classification' (4 of 4 rows, first row 0)" in msg  # False is a value
+    assert "'name' (4 of 4 rows, first row 0)" in msg
+    assert "--ignore-fields 'is_classification,name'" in msg
+    res = CliRunner().invoke(app, [*args, "--ignore-fields", "name,is_classification"])
+    assert res.exit_code == 0, res.output
+    assert "ignored fields" in res.stdout and "is_classification (4 rows), name (4 rows)" in (
+        res.stdout)
+    assert "instances 4 rows (10 instance prompts)" in res.stdout
+    entries = _outputs(out)
+    assert [(e["row"], e["instance"], e["id"]) for e in entries] == [
+        (i, j, f"t{i}") for i in range(4) for j in range(i + 1)]
+    assert all(e["input"] == SELF_INSTRUCT[e["row"]]["instances"][e["instance"]]["input"]
+               for e in entries)
+    assert all("name" not in e and e["output"] != "ref" for e in entries)
+
+
+def test_resume_instance_rows_after_crash(run_dir, tmp_path, monkeypatch):
+    rows = [{k: v for k, v in r.items() if k in ("instruction", "instances")}
+            for r in SELF_INSTRUCT]
+    clean = tmp_path / "clean.json"
+    generate_outputs(run_dir, rows, clean, batch_size=4, max_new_tokens=3, progress=False)
+    out = tmp_path / "crash.json"
+    first = _record_calls(monkeypatch, fail_on_call=2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        generate_outputs(run_dir, rows, out, batch_size=4, max_new_tokens=3, progress=False)
+    journal = [json.loads(line) for line in journal_path(out).read_text().splitlines()]
+    assert len(journal) == 4 and all("instance" in r and "row" in r for r in journal)
+    monkeypatch.undo()
+    second = _record_calls(monkeypatch)
+    rep = generate_outputs(run_dir, rows, out, batch_size=4, max_new_tokens=3, progress=False)
+    assert (rep.n_resumed, rep.n_generated) == (4, 6)
+    assert set(first[0]).isdisjoint(t for batch in second for t in batch)
+    assert _outputs(out) == _outputs(clean) and not journal_path(out).exists()
+    # the same texts under other rows/instances are other prompts: not answered by these
+    task, (one, two) = rows[1]["instruction"], rows[1]["instances"]
+    split = [rows[0], {"instruction": task, "instances": [one]},
+             {"instruction": task, "instances": [two]}, *rows[2:]]
+    with pytest.raises(DataError, match="row 2: does not answer prompt 2: instruction/input/row"):
+        generate_outputs(run_dir, split, out, batch_size=4, max_new_tokens=3, progress=False)
+
+
+def test_chat_rows_need_the_chat_template_for_whole_conversations(run_dir, tmp_path,
+                                                                    monkeypatch):
+    chat = tmp_path / "chat-run"
+    chat.mkdir()
+    for f in run_dir.iterdir():
+        if f.is_file():
+            (chat / f.name).write_bytes(f.read_bytes())
+    tok = make_tokenizer()
+    tok.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }} "
+                         "{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}")
+    tok.save_pretrained(chat)
+    seen: list[str] = []
+
+    def fake(self, texts, ids):
+        seen.extend(texts)
+        return [Generation("ok", 1, True) for _ in texts]
+
+    monkeypatch.setattr(TransformersBackend, "generate", fake)
+    rows = [{"conversations": [{"from": "system", "value": "be short"},
+                               {"from": "human", "value": "two plus two"}]},
+            {"messages": [{"role": "user", "content": "name a cat"}]}]
+    with pytest.raises(DataError, match=r"1 chat rows .*first: row 0.*the alpaca template"):
+        generate_outputs(chat, rows, tmp_path / "a.json", progress=False)
+    assert not (tmp_path / "a.json").exists() and seen == []
+    rep = generate_outputs(chat, rows, tmp_path / "a.json", template="chat", progress=False)
+    assert seen == ["[system] be short [user] two plus two [assistant]",
+                    "[user] name a cat [assistant]"]
+    assert "chat (sharegpt) 1 row, chat (openai) 1 row; chat rows: the whole conversation" in (
+        rep.format_table())
+    assert [(e["instruction"], e["row"]) for e in _outputs(tmp_path / "a.json")] == [
+        ("two plus two", 0), ("name a cat", 1)]
+    rep = generate_outputs(chat, rows[1:], tmp_path / "b.json", progress=False)
+    assert seen[-1] == format_prompt("alpaca", "name a cat") and rep.template == "alpaca"

@@ -4,6 +4,7 @@ steps, settings changes redo them, user errors are clear."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from types import SimpleNamespace
@@ -301,3 +302,30 @@ def test_cli_eval_json(model_dir, tmp_path):
         "not requested")
     bad = CliRunner().invoke(app, ["eval", str(run), "--reference-outputs", "x.json"])
     assert bad.exit_code == 2 and "need --judge" in bad.output
+
+
+def test_cli_eval_prompts_with_unread_fields(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from symnoise.cli import app
+
+    run = _make_run(model_dir, tmp_path / "run")
+    prompts = tmp_path / "tasks.json"
+    prompts.write_text(json.dumps([{"instruction": "sort the list", "context": "two one"},
+                                   {"instruction": "count words", "context": ""},
+                                   {"instruction": "add", "context": "one two"}]))
+    args = ["eval", str(run), "--prompts", str(prompts), "--no-synthetic", "--no-heldout",
+            "--max-new-tokens", "2", "--no-progress"]
+    bad = CliRunner().invoke(app, args)
+    assert bad.exit_code == 2, bad.output
+    assert "'context' (2 of 3 rows, first row 0)" in " ".join(bad.output.split())
+    assert not (run / "eval" / "outputs.json").exists()  # stopped before any step
+    good = CliRunner().invoke(app, [*args, "--ignore-fields", "context", "--json"])
+    assert good.exit_code == 0, good.output
+    doc = json.loads(good.stdout)
+    assert doc["generation"]["ignored_fields"] == {"context": 2}
+    assert doc["generation"]["prompt_shapes"] == "alpaca 3 rows"
+    assert re.search(r"\nignored prompt fields +context \(2 rows\)\n", format_eval_summary(doc))
+    outputs = json.loads((run / "eval" / "outputs.json").read_text())
+    assert [(o["row"], o["instruction"], "context" in o) for o in outputs] == [
+        (0, "sort the list", False), (1, "count words", False), (2, "add", False)]

@@ -1,6 +1,7 @@
-"""Small file helpers shared by every layer: atomic writes, so a crash never leaves a
-half-written result file behind (readers see the old file or the new one), and reading a
-user's text file with an error that names it when it is not UTF-8."""
+"""Small helpers shared by every layer: atomic writes, so a crash never leaves a
+half-written result file behind (readers see the old file or the new one); reading a
+user's text file with an error that names it when it is not UTF-8; and the one spelling
+of a prompt's user text (:func:`user_message`)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """``data`` as indented JSON (non-JSON values via ``str``), written atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def user_message(instruction: str, input: str | None = "") -> str:
+    """The user's request as one text: the instruction, then Alpaca's ``input`` after a
+    blank line when it has any non-space character. Templates, AlpacaEval files, judges and
+    per-example joins all build "instruction + input" here."""
+    return f"{instruction}\n\n{input}" if input and input.strip() else instruction

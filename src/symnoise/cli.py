@@ -45,6 +45,7 @@ Dtype = Annotated[str, typer.Option(help="float32|bfloat16|float16|auto")]
 Seed = Annotated[int, typer.Option(help="Random seed.")]
 Template = Annotated[Optional[str], typer.Option(help="alpaca|vicuna|chat (default: the run's training template, else alpaca).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start over instead of resuming.")]
+IgnoreFields = Annotated[Optional[str], typer.Option(help="Prompt-row fields to drop on purpose, comma-separated (K1,K2); any other field no prompt shape reads stops the run.")]
 LimitPerTask = Annotated[Optional[float], typer.Option(help="Cap examples per harness task, a count or a fraction < 1 (smoke tests only).")]
 IncludePath = Annotated[Optional[Path], typer.Option(help="Folder of local lm-eval task YAMLs (offline).")]
 Judge = Annotated[str, typer.Option("--judge", help="openai:MODEL (any OpenAI-compatible endpoint) or hf:PATH (local causal LM, log-prob decision).")]
@@ -357,7 +358,7 @@ def judge_check(
 @_command()
 def generate(
     model: str = typer.Option("smollm2", help="Run folder, HF model folder, .gguf file, hub id or 'smollm2'."),
-    prompts: str = typer.Option(..., help="AlpacaEval JSON (or 'alpaca_eval' from the hub), a JSON/JSONL of instructions, or 'synthetic:heldout'."),
+    prompts: str = typer.Option(..., help="AlpacaEval JSON (or 'alpaca_eval' from the hub), a JSON/JSONL/Parquet file of prompt rows (Alpaca, chat messages/conversations, strings, {'prompt'}, Self-Instruct instances), or 'synthetic:heldout'."),
     output_file: Optional[Path] = typer.Option(None, help="Output JSON (AlpacaEval model-outputs format); default RUN/generations/<prompts>.json for a run folder."),
     template: Template = None,
     max_new_tokens: int = typer.Option(512, help="Most tokens to generate per prompt (default 512: room for AlpacaEval-style long answers)."),
@@ -370,6 +371,7 @@ def generate(
     generator: Optional[str] = typer.Option(None, "--generator", help="The 'generator' field (default: the model folder's name)."),
     backend: str = typer.Option("transformers", help="transformers|vllm"),
     n_prompts: Optional[int] = typer.Option(None, help="Answer only the first N prompts (default all)."),
+    ignore_fields: IgnoreFields = None,
     dtype: Dtype = "float32",
     device: Device = "auto",
     overwrite: Overwrite = False,
@@ -385,7 +387,7 @@ def generate(
                 repetition_penalty=repetition_penalty, greedy=greedy, temperature=temperature,
                 top_p=top_p, seed=seed, generator_name=generator, backend=backend,
                 limit=n_prompts, dtype=dtype, device=_device(device), overwrite=overwrite,
-                progress=progress), as_json)
+                progress=progress, ignore_fields=ignore_fields), as_json)
 
 
 @_command()
@@ -423,6 +425,7 @@ def eval_run(
     run_dir: Path = typer.Argument(..., help="A finished run folder (results go to RUN/eval/)."),
     prompts: Optional[str] = typer.Option(None, help="Prompt set: AlpacaEval's JSON file, a JSON/JSONL file, 'alpaca_eval' (Hub) or 'synthetic:heldout' (default)."),
     n_prompts: Optional[int] = typer.Option(None, help="Answer only the first N prompts."),
+    ignore_fields: IgnoreFields = None,
     max_new_tokens: int = typer.Option(256, help="Most tokens per answer (default 256; greedy, repetition penalty 1.2)."),
     batch_size: int = typer.Option(16, help="Generation (and harness) batch size."),
     judge: Optional[str] = typer.Option(None, help="Win-rate judge: openai:MODEL or hf:PATH."),
@@ -445,6 +448,7 @@ def eval_run(
     from .experiments.evaluation import evaluate_run, format_eval_summary
 
     summary = _call(evaluate_run, run_dir, prompts=prompts, n_prompts=n_prompts,
+                    ignore_fields=ignore_fields,
                     max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge,
                     base_url=base_url, reference=reference_outputs, both_orders=both_orders,
                     harness_tasks=tasks, include_path=include_path,

@@ -3,24 +3,28 @@
 ``generate_outputs(model, prompts, output)`` renders every prompt with the model's training
 template, decodes the paper's way (greedy, repetition penalty 1.2, stop at EOS) in batches
 with left padding, and writes a JSON list of ``{"instruction", "output", "generator",
-"dataset"}`` (plus ``"input"`` when non-empty and, for synthetic prompts, ``"family"``,
-``"answer"`` and ``"phrasing"``) that ``alpaca_eval --model_outputs`` reads as is.
+"dataset", "row"}`` (plus ``"input"`` when non-empty, ``"instance"`` for an instance row,
+and the row's ``"id"``, ``"family"``, ``"answer"``, ``"phrasing"``) that
+``alpaca_eval --model_outputs`` reads as is.
 
 Prompts (:func:`load_prompts`): ``alpaca_eval`` (the AlpacaEval set from the Hub, when one
-is reachable); a local JSON / JSONL / Parquet file or folder of objects with
-``instruction`` and optionally ``input`` and ``dataset`` (AlpacaEval's own file: its
-reference ``output``/``generator`` are ignored; a row may also be a bare string);
-``synthetic:heldout`` / ``synthetic:train`` (the built-in suite); or a list of such rows.
+is reachable); a local JSON / JSONL / Parquet file or folder of prompt rows;
+``synthetic:heldout`` / ``synthetic:train`` (the built-in suite); or a list of rows. The
+row shapes (AlpacaEval/Alpaca, strings, ``{"prompt"}``, chat ``messages``/``conversations``,
+``instances``), the fields each reads and the ``row``/``instance`` join keys of the outputs
+are :mod:`symnoise.data.prompts`'s; a field no shape reads stops the run unless
+``ignore_fields`` names it.
 
 Resuming and crash safety: answers are appended to ``OUT.partial.jsonl`` (with their prompt
 index), flushed and fsync'ed after every batch, so a crash loses at most the batch in flight.
 At the end the journal is consolidated into ``OUT`` (atomically, in input order) and removed;
 ``OUT.meta.json`` records the model, template, decoding settings and counts. A rerun
 generates only the prompts not answered yet in ``OUT`` (entry ``i`` answers prompt ``i``) or
-the journal; an answer that does not match its prompt (instruction and input), or comes from
-another generator or other decoding settings, raises unless ``overwrite=True``. ``limit=N``
-answers the first N prompts; ``OUT`` holds the longest run of answered prompts from the
-first one, answers past a gap stay in the journal for a later run.
+the journal; an answer that does not match its prompt (instruction, input, row and
+instance), or comes from another generator or other decoding settings, raises unless
+``overwrite=True``. ``limit=N`` answers the first N prompts; ``OUT`` holds the longest run
+of answered prompts from the first one, answers past a gap stay in the journal for a later
+run.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 from ._io import write_json_atomic as _write_json
 from ._io import write_text_atomic as _atomic_write_text
 from .data.formats import DataError
+from .data.prompts import Prompt, PromptSet, check_template, read_prompts, render_prompt
 from .data.spec import parse_data_spec
 from .decoding import Decoding, Generation, TransformersBackend, VLLMBackend, encode_prompts
 from .decoding import check_count as _check_count
@@ -46,7 +51,7 @@ from .decoding import import_vllm as _import_vllm
 logger = logging.getLogger(__name__)
 
 __all__ = ["ALPACA_EVAL_HUB_ID", "BACKENDS", "Decoding", "GenerateReport", "Generation",
-           "Prompt", "TransformersBackend", "VLLMBackend", "default_generator_name",
+           "Prompt", "PromptSet", "TransformersBackend", "VLLMBackend", "default_generator_name",
            "default_output_path", "encode_prompts", "generate_outputs", "journal_path",
            "load_prompts", "meta_path", "read_outputs"]
 
@@ -54,54 +59,7 @@ ALPACA_EVAL_HUB_ID = "tatsu-lab/alpaca_eval"
 ALPACA_EVAL_ALIASES = ("alpaca_eval", "alpacaeval", ALPACA_EVAL_HUB_ID)
 BACKENDS = ("transformers", "vllm")
 DEFAULT_TEMPLATE = "alpaca"
-KEEP_FIELDS = ("family", "answer", "phrasing")  # kept from synthetic records for scoring
 _JOURNAL_ONLY = ("index", "new_tokens", "hit_eos")
-
-
-@dataclass
-class Prompt:
-    """One prompt to answer: ``index`` is its position in the prompt set."""
-
-    index: int
-    instruction: str
-    input: str = ""
-    dataset: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def entry(self, output: str, generator: str) -> dict[str, Any]:
-        """The AlpacaEval model-outputs record answering this prompt."""
-        out: dict[str, Any] = {"instruction": self.instruction}
-        if self.input:
-            out["input"] = self.input
-        return {**out, "output": output, "generator": generator, "dataset": self.dataset,
-                **self.extra}
-
-    def matches(self, record: Mapping[str, Any]) -> bool:
-        """True when ``record`` (an output entry) answers this prompt's instruction + input."""
-        return (record.get("instruction") == self.instruction
-                and (record.get("input") or "") == self.input)
-
-
-def _prompt_from_row(row: Any, index: int, name: str, default_dataset: str) -> Prompt:
-    row = {"instruction": row} if isinstance(row, str) else row
-    if not isinstance(row, Mapping):
-        raise DataError(f"expected an object with an 'instruction' (or a string), got "
-                        f"{type(row).__name__}", file=name, row=index)
-    instruction = row.get("instruction")
-    if not isinstance(instruction, str) or not instruction.strip():
-        what = "missing" if instruction is None else f"not a non-empty string ({instruction!r})"
-        raise DataError(f"field 'instruction' is {what}", file=name, row=index,
-                        field="instruction", value=instruction)
-    texts = {"input": "", "dataset": default_dataset}
-    for key in texts:
-        value = row.get(key)
-        if value is not None and not isinstance(value, str):
-            raise DataError(f"field {key!r} must be a string or null, got "
-                            f"{type(value).__name__}", file=name, row=index, field=key,
-                            value=value)
-        texts[key] = texts[key] if value is None else value
-    extra = {k: row[k] for k in KEEP_FIELDS if k in row}
-    return Prompt(index, instruction, texts["input"], texts["dataset"], extra)
 
 
 def _load_alpaca_eval_hub() -> list[dict[str, Any]]:
@@ -118,11 +76,12 @@ def _load_alpaca_eval_hub() -> list[dict[str, Any]]:
 
 
 def load_prompts(source: str | os.PathLike[str] | Sequence[Any], *, limit: int | None = None,
-                 seed: int = 0) -> tuple[list[Prompt], str]:
-    """Read a prompt set (see the module docstring); return ``(prompts, display name)``.
+                 seed: int = 0, ignore_fields: str | Sequence[str] | None = None) -> PromptSet:
+    """Read a prompt set (see the module docstring and :func:`read_prompts`).
 
     Every row is checked, also past ``limit``: a bad row raises DataError naming the file
-    and the row (0-based index of the record). ``limit`` keeps the first N prompts.
+    and the row (0-based index of the record); fields no shape reads raise one DataError
+    listing them unless ``ignore_fields`` names them. ``limit`` keeps the first N prompts.
     ``seed`` is the synthetic suite's seed.
     """
     from .data.sources import load_records
@@ -140,8 +99,10 @@ def load_prompts(source: str | os.PathLike[str] | Sequence[Any], *, limit: int |
                            if synthetic else Path(name).stem if text is not None else "prompts")
     if not records:
         raise DataError("no prompts in it", file=name)
-    prompts = [_prompt_from_row(r, i, name, default_dataset) for i, r in enumerate(records)]
-    return (prompts if limit is None else prompts[:limit]), name
+    prompts = read_prompts(records, name, default_dataset, ignore_fields=ignore_fields)
+    if limit is not None:
+        prompts.prompts = prompts.prompts[:limit]
+    return prompts
 
 
 def journal_path(output: str | Path) -> Path:
@@ -173,7 +134,7 @@ def _check_answer_row(row: Mapping[str, Any], prompts: Sequence[Prompt], i: int,
         problem = (f"answers prompt {i}, but the prompt set has only {len(prompts)} prompts "
                    "(it was written for other prompts)")
     elif not prompts[i].matches(row):
-        problem = (f"does not answer prompt {i}: instruction/input differ "
+        problem = (f"does not answer prompt {i}: instruction/input/row/instance differ "
                    f"({str(row.get('instruction'))[:60]!r} vs {prompts[i].instruction[:60]!r}); "
                    "it was written for other prompts")
     elif row.get("generator") not in (None, generator):
@@ -242,6 +203,8 @@ class GenerateReport:
     decoding: dict[str, Any]
     journal_lines_ignored: int = 0
     pad_token: str = ""
+    prompt_shapes: str = ""
+    ignored_fields: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -252,7 +215,8 @@ class GenerateReport:
 
         d = self.decoding
         rows = [("output", self.output), ("generator", self.generator), ("model", self.model),
-                ("prompts", f"{self.source} ({self.n_prompts})"), ("template", self.template),
+                ("prompts", f"{self.source} ({self.n_prompts})"),
+                ("prompt shapes", self.prompt_shapes), ("template", self.template),
                 ("decoding", f"{'greedy' if d.get('greedy') else 'sampling'} "
                              f"repetition_penalty={d.get('repetition_penalty')} "
                              f"max_new_tokens={d.get('max_new_tokens')}"),
@@ -265,6 +229,9 @@ class GenerateReport:
                 ("mean new tokens", num(self.mean_new_tokens, ".1f")),
                 ("mean output words", num(self.mean_output_words, ".1f")),
                 ("wall time", f"{self.wall_time_s:.1f} s")]
+        if self.ignored_fields:
+            rows.append(("ignored fields", ", ".join(
+                f"{k} ({n} rows)" for k, n in self.ignored_fields.items())))
         if self.journal_lines_ignored:
             rows.append(("journal lines ignored", self.journal_lines_ignored))
         width = max(len(k) for k, _ in rows)
@@ -440,6 +407,7 @@ def generate_outputs(
     backend: str = "transformers", limit: int | None = None, dtype: str = "float32",
     device: str | None = None, progress: bool = True, tokenizer: Any = None, seed: int = 0,
     temperature: float = 0.7, top_p: float = 0.9, overwrite: bool = False,
+    ignore_fields: str | Sequence[str] | None = None,
 ) -> GenerateReport:
     """Answer ``prompts`` with ``model`` and write AlpacaEval model outputs to ``output``.
 
@@ -452,6 +420,10 @@ def generate_outputs(
     generator_name: the ``generator`` field; default the model folder's name. limit: answer
         only the first N prompts. overwrite: discard earlier outputs in ``output`` instead
         of resuming (module docstring). progress: a progress bar on stderr.
+    ignore_fields: prompt-row fields to drop on purpose (listed in the report); any other
+        field no prompt shape reads is an error (:mod:`symnoise.data.prompts`).
+    A chat row of more than one user turn needs ``template="chat"``; under ``alpaca`` or
+    ``vicuna`` a one-turn chat row is rendered as its instruction.
 
     Raises DataError (bad prompt row, output/journal for other prompts or by another
     generator), ValueError (settings), ImportError (vllm missing), FileNotFoundError.
@@ -460,9 +432,11 @@ def generate_outputs(
     decoding = Decoding(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
                         greedy=greedy, temperature=temperature, top_p=top_p, seed=seed)
     _check_call(backend, batch_size, limit)
-    all_prompts, source_name = load_prompts(prompts, seed=seed)
+    prompt_set = load_prompts(prompts, seed=seed, ignore_fields=ignore_fields)
+    all_prompts, source_name = prompt_set.prompts, prompt_set.source
     n_selected = len(all_prompts) if limit is None else min(limit, len(all_prompts))
     who = _identify(model, tokenizer, backend, template, generator_name)
+    check_template(prompt_set, who.template)
     output = Path(output).expanduser()
     settings = {"template": who.template, **decoding.settings()}
     answered, torn = _earlier_answers(output, all_prompts, who.generator, settings, overwrite)
@@ -476,7 +450,7 @@ def generate_outputs(
 
         tok = tokenizer if who.loaded else load_tokenizer(who.source, padding_side="left")
         tmpl = get_template(who.template, tok)
-        texts = [tmpl.render(p.instruction, p.input) for p in todo]
+        texts = [render_prompt(tmpl, p) for p in todo]
         ids = encode_prompts(tok, texts)
         engine, pad_choice = _engine(who, model, tok, decoding, backend, dtype, device)
         _write_json(meta_path(output), {"status": "running", **meta})
@@ -491,7 +465,9 @@ def generate_outputs(
                      n_written=len(entries), wall_time_s=time.perf_counter() - t_start,
                      mean_output_words=sum(words) / len(words) if words else None,
                      batch_size=batch_size, decoding=decoding.settings(),
-                     journal_lines_ignored=torn, pad_token=pad_choice)
+                     journal_lines_ignored=torn, pad_token=pad_choice,
+                     prompt_shapes=prompt_set.describe(who.template),
+                     ignored_fields=prompt_set.ignored)
     _write_json(meta_path(output), {"status": "complete", **meta, "report": report.to_dict()})
     return report
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import read_text, write_json_atomic
+from ._io import read_text, user_message, write_json_atomic
 
 __all__ = ["OutputsError", "OUTPUTS_NAMES", "read_rows", "read_outputs", "read_annotations",
            "write_outputs", "full_instruction", "for_alpaca_eval"]
@@ -139,8 +139,7 @@ def write_outputs(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]
 
 def full_instruction(row: Mapping[str, Any]) -> str:
     """The whole prompt a model answered: ``instruction``, then ``input`` after a blank line."""
-    extra = row.get("input") or ""
-    return f"{row['instruction']}\n\n{extra}" if extra.strip() else str(row["instruction"])
+    return user_message(str(row["instruction"]), row.get("input") or "")
 
 
 def for_alpaca_eval(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ Four formats are understood, the four datasets of the NEFTune/SymNoise papers:
     ``{"id", "conversations": [...]}``, multi-turn, possibly with a leading ``system`` turn.
     Cut to the FIRST user->assistant turn, as the paper does.
 ``openplatypus``
-    ``{"instruction", "input", "output", "data_source"}``; extra fields go to ``meta``.
+    ``{"instruction", "input", "output", "data_source"}``.
 
 Conversations accept ``conversations`` or ``conversation`` as the list key, ``from`` or
 ``role`` as the speaker key and ``value`` or ``content`` as the text key. Speakers
@@ -28,10 +28,15 @@ takes the majority (ties: the order alpaca, evol_instruct, sharegpt, openplatypu
 * ``alpaca`` if it has ``instruction``, ``input`` and ``output``;
 * ``evol_instruct`` if it has ``instruction`` and ``output`` but no ``input``.
 
+Nothing is dropped silently: besides the keys it parses, a format reads only the metadata
+keys :data:`METADATA_KEYS` names for it (kept in ``meta``, not trained on); a row with any
+other key holding a value (not ``None``, blank text, ``[]`` or ``{}``) is a bad row naming
+those keys.
+
 Bad rows (not an object, missing or non-string fields, empty instruction or output after
-stripping, a conversation without a user->assistant pair) raise :class:`DataError` naming
-the file and row (0-based index of the record in the file), or are skipped and counted
-with ``skip_bad_rows=True``.
+stripping, a conversation without a user->assistant pair, unread keys) raise
+:class:`DataError` naming the file and row (0-based index of the record in the file),
+or are skipped and counted with ``skip_bad_rows=True``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,17 @@ FORMAT_ALIASES: dict[str, str] = {
 MAX_REASONS = 20  # skipped-row reasons kept in a DataReport
 DETECT_ROWS = 100  # rows looked at by detect_format
 
+#: Keys each format reads and ignores by name (they go to ``Example.meta``, nothing is
+#: trained on them), beside the keys it parses. The README lists them per format.
+METADATA_KEYS: dict[str, tuple[str, ...]] = {
+    # tatsu-lab/alpaca's rendered prompt + answer; the built-in synthetic suite's scoring
+    "alpaca": ("text", "family", "answer", "phrasing"),
+    # Evol-Instruct V2's row number; an AlpacaEval outputs file's source set and model
+    "evol_instruct": ("idx", "dataset", "generator"),
+    "sharegpt": ("id",),  # the conversation's id
+    "openplatypus": ("data_source",),  # the dataset the row was taken from
+}
+_FLAT_KEYS = ("instruction", "input", "output")
 _CONV_KEYS = ("conversations", "conversation")
 _USER = frozenset({"human", "user"})
 _ASSISTANT = frozenset({"gpt", "assistant", "chatgpt", "bard", "model"})
@@ -64,8 +80,8 @@ class Example:
 
     instruction: the user's request. input: optional context (Alpaca's ``input``).
     output: the reference response. source: provenance ``"FILE:ROW"`` (ROW is the
-    0-based index of the record in the file). meta: the record's other fields
-    (e.g. ``data_source``, ``family``, ``answer``) and notes such as a dropped system turn.
+    0-based index of the record in the file). meta: the record's metadata keys
+    (:data:`METADATA_KEYS`, e.g. ``data_source``) and notes such as a dropped system turn.
     """
 
     instruction: str
@@ -201,6 +217,31 @@ def _need(ok: object, kind: str, message: str, field: str | None = None, value: 
         raise DataError(message, field=field, value=value, kind=kind)
 
 
+def is_empty(value: Any) -> bool:
+    """``None``, blank text, ``[]`` or ``{}``: a key holding it carries nothing to lose."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or isinstance(value, (list, tuple, dict)) and not value
+
+
+def unread_keys(record: dict[str, Any], read: Iterable[str]) -> list[str]:
+    """The keys of ``record`` that ``read`` does not name and that hold a value, sorted."""
+    known = set(read)
+    return sorted(str(k) for k, v in record.items() if k not in known and not is_empty(v))
+
+
+def _check_read(record: dict[str, Any], fmt: str, parsed: Sequence[str]) -> dict[str, Any]:
+    """The row's metadata (:data:`METADATA_KEYS`); a bad row when a key goes unread."""
+    meta_keys = METADATA_KEYS[fmt]
+    unread = unread_keys(record, (*parsed, *meta_keys))
+    ignores = f" and ignores {', '.join(meta_keys)}" if meta_keys else ""
+    _need(not unread, "unread field",
+          f"field(s) {', '.join(map(repr, unread))} not read by the {fmt} format (it reads "
+          f"{', '.join(parsed)}{ignores}); nothing is dropped silently: remove them from the "
+          "data or move their text into a field it reads", unread[0] if unread else None)
+    return {k: record[k] for k in meta_keys if k in record}
+
+
 def _text(record: dict[str, Any], key: str, *, required: bool) -> str:
     value = record.get(key)
     if value is None:
@@ -236,7 +277,7 @@ def _conversation_pair(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]
     got = type(turns).__name__
     _need(isinstance(turns, list), _CONV, f"field {key!r} must be a list of turns, got {got}",
           key, turns)
-    notes: dict[str, Any] = {k: v for k, v in record.items() if k != key}
+    notes: dict[str, Any] = {}
     system: list[str] = []
     skipped_leading = 0
     for i, raw in enumerate(turns):
@@ -287,13 +328,12 @@ def _parse(record: Any, fmt: str, source: str) -> Example:
           f"row must be a JSON object, got {type(record).__name__}")
     if fmt != "sharegpt" and (fmt != "evol_instruct" or _conversation(record) is None):
         # flat forms: alpaca, openplatypus, evol_instruct's 70k form (input optional)
-        flat = ("instruction", "input", "output")
-        instruction, inp, output = (_text(record, k, required=k != "input") for k in flat)
-        meta = {k: v for k, v in record.items() if k not in flat}
-        return Example(instruction, inp, output, source, meta)
+        instruction, inp, output = (_text(record, k, required=k != "input") for k in _FLAT_KEYS)
+        return Example(instruction, inp, output, source, _check_read(record, fmt, _FLAT_KEYS))
     # evol_instruct conversation form, sharegpt
     user, reply, notes = _conversation_pair(record)
-    return Example(user, "", reply, source, notes)
+    used = next(k for k in _CONV_KEYS if k in record)  # the other spelling is not read
+    return Example(user, "", reply, source, {**_check_read(record, fmt, (used,)), **notes})
 
 
 def to_examples(records: Iterable[Any], fmt: str, source_name: str = "<records>", *,

@@ -10,13 +10,15 @@ model sees ``prompt`` and is expected to continue with ``response_prefix + outpu
   directly (prompt and response are tokenised separately, see ``tokenize.py``).
 * ``vicuna`` (``vicuna_v1.1``, ``vicuna-v1.1``): the Vicuna v1.1 prompt, used for
   ShareGPT; the response follows ``ASSISTANT:`` after one space.
-* ``chat``: the tokenizer's own chat template (one user message, generation prompt).
+* ``chat``: the tokenizer's own chat template (one user message, or a whole conversation
+  with :meth:`ChatTemplate.render_messages`, and the generation prompt).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .._io import user_message
 from .formats import Example
 
 __all__ = ["TEMPLATES", "TEMPLATE_ALIASES", "Template", "AlpacaTemplate", "VicunaTemplate",
@@ -38,11 +40,6 @@ VICUNA_SYSTEM = (
 
 TEMPLATES: tuple[str, ...] = ("alpaca", "vicuna", "chat")
 TEMPLATE_ALIASES: dict[str, str] = {"vicuna_v1.1": "vicuna", "vicuna-v1.1": "vicuna"}
-
-
-def user_message(instruction: str, input: str = "") -> str:
-    """The user's turn for chat-style templates: the instruction, then the input if any."""
-    return f"{instruction}\n\n{input}" if input and input.strip() else instruction
 
 
 class Template:
@@ -117,9 +114,15 @@ class ChatTemplate(Template):
         self.system = system
 
     def render(self, instruction: str, input: str = "") -> str:
-        system = [{"role": "system", "content": self.system}] if self.system else []
-        messages = [*system, {"role": "user", "content": user_message(instruction, input)}]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False,
+        return self.render_messages([{"role": "user",
+                                      "content": user_message(instruction, input)}])
+
+    def render_messages(self, messages: list[dict[str, str]]) -> str:
+        """A whole conversation (``role``/``content`` turns ending with a user turn) and the
+        generation prompt; ``system`` goes first unless the conversation has its own."""
+        own = bool(messages) and messages[0]["role"] == "system"
+        system = [{"role": "system", "content": self.system}] if self.system and not own else []
+        text = self.tokenizer.apply_chat_template([*system, *messages], tokenize=False,
                                                   add_generation_prompt=True)
         return text if isinstance(text, str) else text[0]  # some versions return a list
 

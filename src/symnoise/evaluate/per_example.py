@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._io import user_message
 from ..run import RunFolder, read_jsonl
 
 __all__ = ["ANNOTATIONS", "JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
@@ -100,7 +101,7 @@ def _prompt_key(row: Mapping[str, Any], where: str) -> str:
     if not isinstance(instruction, str):
         raise ValueError(f"{where}: 'instruction' must be a string, got {instruction!r}")
     extra = row.get("input")
-    return f"{instruction}\n\n{extra}" if isinstance(extra, str) and extra else instruction
+    return user_message(instruction, extra if isinstance(extra, str) else "")
 
 
 def _json_rows(path: Path) -> list[Any]:

@@ -58,6 +58,7 @@ class EvalPlan:
     harness_limit: int | float | None = None
     progress: bool = True
     device: str | None = None  # None: cuda when available
+    ignore_fields: str | list[str] | None = None  # prompt-row fields dropped on purpose
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def file(self, role: str) -> Path:
@@ -162,7 +163,8 @@ class GenerateStep(Step):
         gen = generate.generate_outputs(
             str(plan.run.path), plan.prompts, plan.file("outputs"),
             max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size,
-            limit=plan.n_prompts, progress=plan.progress, overwrite=restart, device=plan.device)
+            limit=plan.n_prompts, progress=plan.progress, overwrite=restart, device=plan.device,
+            ignore_fields=plan.ignore_fields)
         plan.say(f"  {gen.n_generated} generated, {gen.n_resumed} resumed, "
                  f"{gen.n_hit_max_tokens} cut at max_new_tokens")
         return {"report": gen.to_dict()}
@@ -170,7 +172,8 @@ class GenerateStep(Step):
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         report = plan.records.get(self.name, {}).get("report") or {}
         return {k: report[k] for k in ("n_written", "n_hit_max_tokens", "mean_output_words",
-                                       "mean_new_tokens", "decoding", "template")
+                                       "mean_new_tokens", "decoding", "template",
+                                       "prompt_shapes", "ignored_fields")
                 if k in report}
 
 

@@ -111,8 +111,8 @@ def _words(words: int | str | None, dataset: str) -> tuple[int, str]:
 
 def evaluate_run(
     run_dir: str | os.PathLike[str], *, prompts: str | os.PathLike[str] | None = None,
-    n_prompts: int | None = None, max_new_tokens: int = 256, batch_size: int = 16,
-    judge: str | None = None, base_url: str | None = None,
+    n_prompts: int | None = None, ignore_fields: str | list[str] | None = None,
+    max_new_tokens: int = 256, batch_size: int = 16, judge: str | None = None, base_url: str | None = None,
     reference: str | os.PathLike[str] | None = None, both_orders: bool = False,
     harness_tasks: str | list[str] | None = None,
     include_path: str | os.PathLike[str] | None = None,
@@ -128,6 +128,8 @@ def evaluate_run(
             from the Hub, or ``synthetic:heldout``, the default).
         n_prompts: answer only the first N prompts (also the size of the synthetic
             held-out evaluation unless ``synthetic_n`` is given).
+        ignore_fields: prompt-row fields to drop on purpose (any other field no prompt
+            shape reads stops the evaluation before it starts).
         max_new_tokens, batch_size: generation settings (greedy, repetition penalty 1.2).
         judge, base_url, reference, both_orders: the win-rate step
             (:func:`symnoise.evaluate.judge.judge_outputs`); skipped without ``judge``.
@@ -165,9 +167,10 @@ def evaluate_run(
 
     from ..generate import load_prompts
 
-    prompt_list, source_name = load_prompts(source, limit=n_prompts)
+    prompt_set = load_prompts(source, limit=n_prompts, ignore_fields=ignore_fields)
     plan = EvalPlan(run=run, info=info, prompts=source, n_prompts=n_prompts,
-                    source_name=source_name, n=len(prompt_list), max_new_tokens=max_new_tokens,
+                    ignore_fields=ignore_fields, source_name=prompt_set.source,
+                    n=len(prompt_set.prompts), max_new_tokens=max_new_tokens,
                     batch_size=batch_size, n_words=n_words, words_from=words_from,
                     synthetic_n=synthetic_n, judge=judge, base_url=base_url,
                     reference=reference_source(reference, source) if judge else None,
@@ -285,6 +288,10 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("train loss (noisy)", fmt_num(summary.get("train_loss"), ".4f")),
             ("clean held-out loss", fmt_num(summary.get("final_clean_eval_loss"), ".4f")),
             ("prompts", f"{p.get('source')} ({p.get('n')})")]
+    ignored = (summary.get("generation") or {}).get("ignored_fields")
+    if ignored:
+        rows.append(("ignored prompt fields",
+                     ", ".join(f"{k} ({n} rows)" for k, n in ignored.items())))
     rows += _stats_rows(summary.get("stats") or {}) + _result_rows(summary)
     return rows + [(f"step {step}", what) for step, what in (summary.get("steps") or {}).items()]
 
