@@ -3,6 +3,11 @@
 The folder holds the fine-tuned model and tokenizer in plain Hugging Face format, the run
 record (config, versions, data counts, timings, tokens/s, measured noise ratio), the metrics
 (noisy training loss, clean held-out loss) and the checkpoints for ``--resume``.
+
+Never losing a run: a checkpoint counts once it is marked complete (after the Trainer wrote
+all of it); ``resume`` continues from the newest complete one with the recorded settings
+(:func:`open_run_folder`, :func:`resolve_config`), the run's totals carried in each
+checkpoint's record (:class:`RunTotals`); the folder is locked while training.
 """
 
 from __future__ import annotations
@@ -310,6 +315,8 @@ def open_run_folder(run: RunFolder, cfg: TrainConfig) -> Start:
                                 "model nor a checkpoint is there; nothing to resume from")
     _drop_partial_checkpoints(run)
     if last is None:
+        if cfg.resume and not info:
+            _say(f"no run to resume in {run.path}: starting a new one")
         if info:
             _say(f"{run.path} holds a run that stopped before its first complete checkpoint "
                  f"(status {status!r}, {len(run.read_metrics())} metrics rows): starting it over")
@@ -320,7 +327,8 @@ def open_run_folder(run: RunFolder, cfg: TrainConfig) -> Start:
     dropped = run.keep_metrics_until(step)
     _say(f"resuming from {last} (step {step} of {record.get('max_steps')})"
          + (f"; dropped {dropped} metrics rows logged after it" if dropped else ""))
-    return Start(last, record, finished=step >= int(record.get("max_steps") or 0))
+    end = record.get("max_steps")
+    return Start(last, record, finished=isinstance(end, int) and 0 < end <= step)
 
 
 def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
@@ -485,7 +493,8 @@ def _train_in(run: RunFolder, cfg: TrainConfig, start: Start, progress: bool) ->
         model.save_pretrained(run.path, safe_serialization=True)
         tokenizer.save_pretrained(run.path)
     timings["save"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
+    # the whole run's: earlier sessions' training up to the resumed checkpoint included
+    timings["total"] = time.perf_counter() - t_start + float(start.record.get("train_seconds", 0))
     info.update({
         "status": "completed",
         "global_step": global_step,
