@@ -9,7 +9,7 @@ judge, report, sweep, compare) reads it and adds to it::
       run.lock              the one writer's lock (pid, host); present while train or eval runs
       checkpoints/          Trainer checkpoints (``checkpoint-N``), for --resume; one is
                             complete only once it holds ``symnoise_checkpoint.json``
-                            (written last: the step, token and loss totals so far)
+                            (written last: the step, the run's token and time totals)
       error.txt             why a sweep point failed (only when it did)
       config.json, *.safetensors, tokenizer files   the model, plain Hugging Face format
       eval/                 everything `symnoise eval` writes (names in :data:`EVAL_FILES`)
