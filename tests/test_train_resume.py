@@ -262,3 +262,10 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_over(inputs, tmp_path,
     assert "stopped before its first complete checkpoint" in err and "starting it over" in err
     assert [r["step"] for r in _train_rows(out)] == [1, 2]
     assert run.read_info()["config"]["max_steps"] == 2
+
+
+def test_resume_alone_needs_a_recorded_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    r = CliRunner().invoke(app, ["train", "--output-dir", str(tmp_path / "run"), "--resume"])
+    assert r.exit_code == 2 and "nothing to resume in" in r.output and "no run.json" in r.output
+    assert list((tmp_path / "run").iterdir()) == []  # no defaults trained, nothing written

@@ -333,14 +333,18 @@ def open_run_folder(run: RunFolder, cfg: TrainConfig) -> Start:
 
 def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
     """The run's config from the options given (a config file's and flags, or the API's
-    dict; absent: not given). With ``resume`` and a ``run.json`` in the output folder, an
-    option not given takes the recorded value, and a given one that differs from the record
-    (other than :data:`~symnoise.config.RESUME_MAY_DIFFER`) is an error naming both."""
+    dict; absent: not given). With ``resume``, an option not given takes the value the
+    output folder's ``run.json`` recorded, and a given one that differs from the record
+    (other than :data:`~symnoise.config.RESUME_MAY_DIFFER`) is an error naming both; a
+    folder without ``run.json`` is an error (FileNotFoundError): nothing says what to run."""
     given = {k: v for k, v in values.items() if v is not None}
     if not given.get("resume"):
         return TrainConfig.from_sources(None, given)
     out = TrainConfig.from_sources(None, {k: given[k] for k in ("output_dir",) if k in given})
     run = RunFolder(Path(out.output_dir).expanduser().resolve())
+    if not run.is_run():  # the defaults would train something else than the user ran
+        raise FileNotFoundError(f"nothing to resume in {run.path}: no run.json there (the run "
+                                "never started training); start it without --resume")
     recorded = flat_config(run.read_info(required=False).get("config") or {})
     known = TrainConfig.field_names() - {"output_dir", "resume"}
     base = {k: v for k, v in recorded.items() if k in known}
