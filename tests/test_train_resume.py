@@ -264,8 +264,11 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_over(inputs, tmp_path,
     assert run.read_info()["config"]["max_steps"] == 2
 
 
-def test_resume_alone_needs_a_recorded_run(tmp_path):
+def test_resume_alone_needs_a_recorded_run(inputs, tmp_path):
     (tmp_path / "run").mkdir()
     r = CliRunner().invoke(app, ["train", "--output-dir", str(tmp_path / "run"), "--resume"])
     assert r.exit_code == 2 and "nothing to resume in" in r.output and "no run.json" in r.output
     assert list((tmp_path / "run").iterdir()) == []  # no defaults trained, nothing written
+    r = CliRunner().invoke(app, ["train", *_flags(inputs, tmp_path / "run"), "--resume"])
+    assert r.exit_code == 0 and "no run to resume in" in r.output  # start or continue
+    assert RunFolder(tmp_path / "run").read_info()["global_step"] == 2
