@@ -303,10 +303,9 @@ def test_harness_without_progress_bars_binds_disable_tqdm() -> None:
 
 @pytest.mark.parametrize("progress", [True, False])
 def test_train_progress_bar_callback_only_with_progress(progress: bool, tmp_path: Path) -> None:
-    callbacks = train._callbacks(run.RunFolder(tmp_path), counter=None, resume=True,
-                                 progress=progress)
+    callbacks = train._callbacks(run.RunFolder(tmp_path), train.RunTotals(), progress=progress)
     names = [type(cb).__name__ for cb in callbacks]
-    assert names == (["MetricsWriter", "Progress"] if progress else ["MetricsWriter"])
+    assert names == ["MetricsWriter", "CheckpointMarker", *(["Progress"] if progress else [])]
 
 
 def test_limit_per_task_keeps_counts_and_fractions(calls: dict[str, dict[str, Any]]) -> None:

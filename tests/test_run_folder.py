@@ -52,13 +52,31 @@ def test_metrics_append_and_bad_line(tmp_path):
         read_jsonl(tmp_path / "x.jsonl")
 
 
-def test_last_checkpoint_numeric_order(tmp_path):
+def test_last_checkpoint_is_the_newest_complete_one(tmp_path):
     run = _make_run(tmp_path / "r")
     assert run.last_checkpoint() is None
     for n in (5, 40, 100, 9):
         (run.checkpoints_dir / f"checkpoint-{n}").mkdir(parents=True)
     (run.checkpoints_dir / "checkpoint-tmp").mkdir()
-    assert run.last_checkpoint().name == "checkpoint-100"
+    assert run.last_checkpoint() is None  # none marked complete yet
+    for n in (5, 40, 9):
+        run.mark_checkpoint_complete(run.checkpoints_dir / f"checkpoint-{n}", {"global_step": n})
+    assert run.last_checkpoint().name == "checkpoint-40"  # numeric order; 100 is partial
+    assert [p.name for p in run.partial_checkpoints()] == ["checkpoint-100"]
+    assert run.checkpoint_record(run.last_checkpoint()) == {"global_step": 40}
+    removed = run.prune_checkpoints(2)  # keeps 9 and 40; 100 is newer than 40: kept
+    assert [p.name for p in removed] == ["checkpoint-5"]
+    assert [p.name for p in run.checkpoints()] == ["checkpoint-9", "checkpoint-40",
+                                                   "checkpoint-100"]
+
+
+def test_metrics_after_a_step_are_dropped(tmp_path):
+    run = _make_run(tmp_path / "r")
+    for step in (1, 2, 2, 3, 4):
+        run.append_metrics({"step": step, "train_loss": 1.0})
+    assert run.keep_metrics_until(2) == 2
+    assert [r["step"] for r in run.read_metrics()] == [1, 2, 2]
+    assert run.keep_metrics_until(2) == 0
 
 
 def test_find_runs_skips_eval_and_checkpoints(tmp_path):

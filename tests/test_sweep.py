@@ -335,6 +335,8 @@ def test_resume_evaluate_only_and_changed_evaluation(tmp_path, fake_backends):
     (sym.run_dir / "run.json").write_text(json.dumps({"status": "running",
                                                       "config": sym.train}))
     (sym.run_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    RunFolder(sym.run_dir).mark_checkpoint_complete(sym.run_dir / "checkpoints" / "checkpoint-1",
+                                                    {"global_step": 1})
     # a trained run without evaluation -> evaluate only
     fake_backends.train(none.train_config())
     fake_backends.train_calls.clear()

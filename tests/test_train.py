@@ -80,9 +80,12 @@ def test_training_changes_weights_and_lowers_clean_loss(tiny_dir, data_file, tmp
     assert clean[-1] < clean[0]
 
 
-def test_resume_continues_from_last_checkpoint(tiny_dir, data_file, tmp_path):
+def test_resume_continues_from_last_checkpoint(tiny_dir, data_file, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    train(_cfg(tiny_dir, data_file, run, max_steps=2, save_steps=2))
+    restore = _stop_after_checkpoint(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_dir, data_file, run, max_steps=4, save_steps=2))
+    restore()
     assert (run / "checkpoints" / "checkpoint-2").is_dir()
     with pytest.raises(FileExistsError, match="--resume"):
         train(_cfg(tiny_dir, data_file, run, max_steps=4))

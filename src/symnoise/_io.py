@@ -39,9 +39,9 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # a full disk leaves no half-written temporary file behind
         tmp.unlink(missing_ok=True)
-        if exc.filename is None:  # a failed write (disk full) names no file: name it
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write names no file
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 

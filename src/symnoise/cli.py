@@ -203,18 +203,21 @@ def train(
     max_length: Optional[int] = typer.Option(None),
     seed: Optional[int] = typer.Option(None),
     output_dir: Optional[str] = typer.Option(None, help="The run folder."),
-    resume: Optional[bool] = typer.Option(None, "--resume", help="Continue from the last checkpoint in --output-dir."),
+    resume: Optional[bool] = typer.Option(None, "--resume", help="Continue the run in --output-dir from its newest complete checkpoint, with the settings it recorded (a differing flag is an error; a finished run is left as is)."),
     skip_bad_rows: Optional[bool] = typer.Option(None, "--skip-bad-rows", help="Skip and count malformed rows instead of stopping."),
     progress: Progress = True,
     as_json: Json = False,
 ) -> None:
     """Fine-tune with noisy embeddings. With no arguments: SmolLM2-135M on the synthetic suite with SymNoise."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "progress", "as_json")}
-    from .config import TrainConfig
+    from .config import TrainConfig, load_config_file
     from .run import RunFolder
+    from .train import resolve_config
     from .train import train as run_training
 
-    cfg = _call(TrainConfig.from_sources, config, flags)
+    cfg = _call(TrainConfig.from_sources, config, flags)  # unknown or bad options, named
+    if cfg.resume:  # what is given, the rest as the run recorded it
+        cfg = _call(resolve_config, {**(load_config_file(config) if config else {}), **flags})
     run_dir = _call(run_training, cfg, progress=progress)
     info = RunFolder(run_dir).read_info()
     _emit(info, as_json, _train_summary(run_dir, info))

@@ -6,7 +6,10 @@ judge, report, sweep, compare) reads it and adds to it::
     RUN/
       run.json              resolved config, noise, data counts, versions, timings, status
       metrics.jsonl         one JSON object per logging step (noisy train loss, clean eval loss)
-      checkpoints/          Trainer checkpoints (``checkpoint-N``), for --resume
+      run.lock              the one writer's lock (pid, host); present while train or eval runs
+      checkpoints/          Trainer checkpoints (``checkpoint-N``), for --resume; one is
+                            complete only once it holds ``symnoise_checkpoint.json``
+                            (written last: the step, the run's token and time totals)
       error.txt             why a sweep point failed (only when it did)
       config.json, *.safetensors, tokenizer files   the model, plain Hugging Face format
       eval/                 everything `symnoise eval` writes (names in :data:`EVAL_FILES`)
@@ -16,9 +19,13 @@ No other module spells these names: use :class:`RunFolder`.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import json
 import os
-from collections.abc import Iterable, Mapping
+import shutil
+import socket
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +33,14 @@ from ._io import write_json_atomic, write_text_atomic
 from .config import PAPER_DATASETS
 from .noise import canonical_method
 
-__all__ = ["EVAL_FILES", "RunFolder", "find_runs", "run_dataset", "run_setting"]
+__all__ = ["EVAL_FILES", "RunFolder", "RunLockedError", "find_runs", "run_dataset",
+           "run_setting"]
 
 INFO = "run.json"
 METRICS = "metrics.jsonl"
+LOCK = "run.lock"
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_DONE = "symnoise_checkpoint.json"  # in checkpoint-N, written last: N is complete
 ERROR = "error.txt"
 EVAL_DIR = "eval"
 
@@ -61,9 +71,9 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.info_file, self.metrics_file, self.checkpoints_dir, self.error_file, \
-            self.eval_dir = (self.path / name for name in (INFO, METRICS, CHECKPOINTS, ERROR,
-                                                            EVAL_DIR))
+        self.info_file, self.metrics_file, self.lock_file, self.checkpoints_dir, \
+            self.error_file, self.eval_dir = (self.path / name for name in (
+                INFO, METRICS, LOCK, CHECKPOINTS, ERROR, EVAL_DIR))
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -121,14 +131,89 @@ class RunFolder:
         if self.metrics_file.exists():
             self.metrics_file.unlink()
 
-    # -- checkpoints, errors -----------------------------------------------------------
-    def last_checkpoint(self) -> Path | None:
-        """The ``checkpoint-N`` folder with the highest N, or None."""
+    def keep_metrics_until(self, step: int) -> int:
+        """Drop the rows logged after ``step`` (a resumed run logs them again); returns how
+        many were dropped."""
+        rows = self.read_metrics()
+        kept = [r for r in rows if not isinstance(r.get("step"), int) or r["step"] <= step]
+        if len(kept) < len(rows):
+            write_text_atomic(self.metrics_file,
+                              "".join(json.dumps(r, default=str) + "\n" for r in kept))
+        return len(rows) - len(kept)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def checkpoints(self) -> list[Path]:
+        """Every ``checkpoint-N`` folder, complete or not, by increasing N."""
         if not self.checkpoints_dir.is_dir():
-            return None
+            return []
         found = [p for p in self.checkpoints_dir.glob("checkpoint-*")
                  if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
-        return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1])) if found else None
+        return sorted(found, key=checkpoint_step)
+
+    def complete_checkpoints(self) -> list[Path]:
+        """The checkpoints marked complete (:meth:`mark_checkpoint_complete`), oldest first."""
+        return [p for p in self.checkpoints() if (p / CHECKPOINT_DONE).is_file()]
+
+    def partial_checkpoints(self) -> list[Path]:
+        """Checkpoints never marked complete: a save that was killed or failed (full disk)."""
+        return [p for p in self.checkpoints() if not (p / CHECKPOINT_DONE).is_file()]
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint, or None; partial ones are never taken."""
+        complete = self.complete_checkpoints()
+        return complete[-1] if complete else None
+
+    def mark_checkpoint_complete(self, checkpoint: Path, record: Mapping[str, Any]) -> None:
+        """Sync the checkpoint's files to disk, then write its record (``CHECKPOINT_DONE``)
+        last: from then on it counts as complete."""
+        for file in sorted(checkpoint.rglob("*")):
+            if file.is_file():
+                with open(file, "rb") as fh:
+                    os.fsync(fh.fileno())
+        write_json_atomic(checkpoint / CHECKPOINT_DONE, dict(record))
+
+    def checkpoint_record(self, checkpoint: Path) -> dict[str, Any]:
+        """What :meth:`mark_checkpoint_complete` recorded in a complete checkpoint."""
+        data = _read_json(checkpoint / CHECKPOINT_DONE)
+        if not isinstance(data, dict):
+            raise ValueError(f"{checkpoint / CHECKPOINT_DONE}: expected a JSON object")
+        return data
+
+    def remove_checkpoints(self, checkpoints: Iterable[Path]) -> list[Path]:
+        """Delete the given checkpoint folders; returns them."""
+        removed = list(checkpoints)
+        for path in removed:
+            shutil.rmtree(path)
+        return removed
+
+    def prune_checkpoints(self, keep: int | None) -> list[Path]:
+        """Keep the newest ``keep`` complete checkpoints (None: all) and delete the older
+        ones, partial ones below the newest complete one included; returns the deleted."""
+        complete = self.complete_checkpoints()
+        if keep is None or not complete:
+            return []
+        newest = checkpoint_step(complete[-1])
+        old = complete[:-max(keep, 1)] + [p for p in self.partial_checkpoints()
+                                          if checkpoint_step(p) < newest]
+        return self.remove_checkpoints(old)
+
+    # -- the lock and errors -----------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, purpose: str) -> Iterator[str | None]:
+        """Hold the run folder's lock (``run.lock``: pid, host, purpose) while the block runs.
+
+        One writer at a time: RunLockedError naming the holder when another process holds
+        it. The lock is a ``flock`` on the file, so a process that dies frees it; the file
+        it leaves is taken over, and the block gets a note saying so (else None).
+        """
+        fd, note = _acquire_lock(self, purpose)
+        try:
+            yield note
+        finally:
+            with contextlib.suppress(OSError):
+                if os.stat(self.lock_file).st_ino == os.fstat(fd).st_ino:
+                    os.unlink(self.lock_file)
+            os.close(fd)
 
     def write_error(self, text: str) -> None:
         write_text_atomic(self.error_file, text)
@@ -166,6 +251,60 @@ class RunFolder:
     @property
     def seed(self) -> int | None:
         return (self.read_info().get("config") or {}).get("seed")
+
+
+class RunLockedError(FileExistsError):
+    """Another process holds the run folder's lock."""
+
+
+def _acquire_lock(run: RunFolder, purpose: str) -> tuple[int, str | None]:
+    """``(fd, note)``: the lock file open and ``flock``-ed by us, our pid and host in it."""
+    import fcntl
+
+    path = run.lock_file
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise RunLockedError(
+                f"{run.path} is in use by {holder or 'another process'} ({path}); wait for it "
+                "to finish or stop it, or use another run folder") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # else the holder released (deleted) it just before we locked: again
+            break
+        os.close(fd)
+    stale = _lock_holder(fd)
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
+              "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+    note = (f"took over the lock of {run.path} left by {stale}, which no longer runs"
+            if stale else None)
+    return fd, note
+
+
+def _lock_holder(fd: int) -> str | None:
+    """``pid N on host H (purpose, since T)`` from an open lock file; None when empty."""
+    text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    try:
+        rec = json.loads(text)
+        return (f"pid {rec['pid']} on host {rec['host']} ({rec.get('purpose', '?')}, "
+                f"since {rec.get('since', '?')})")
+    except (ValueError, KeyError, TypeError):
+        return f"an unreadable lock record ({text[:80]!r})"
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """N of ``checkpoint-N``."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1])
 
 
 def find_runs(root: str | os.PathLike[str], *, exclude: Iterable[str | os.PathLike[str]] = ()

@@ -3,23 +3,30 @@
 The folder holds the fine-tuned model and tokenizer in plain Hugging Face format, the run
 record (config, versions, data counts, timings, tokens/s, measured noise ratio), the metrics
 (noisy training loss, clean held-out loss) and the checkpoints for ``--resume``.
+
+Never losing a run: a checkpoint counts once it is marked complete (after the Trainer wrote
+all of it); ``resume`` continues from the newest complete one with the recorded settings
+(:func:`open_run_folder`, :func:`resolve_config`), the run's totals carried in each
+checkpoint's record (:class:`RunTotals`); the folder is locked while training.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import math
 import os
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import TrainConfig
+from .config import RESUME_MAY_DIFFER, TrainConfig, flat_config, setting_differences
 from .data.run_data import RunData, load_run_data
 from .data.spec import parse_data_spec
 from .models import apply_lora, load_model_and_tokenizer
@@ -37,21 +44,73 @@ def library_versions() -> dict[str, str]:
 
 
 @dataclasses.dataclass(eq=False)
-class TokenCountingCollator:
-    """Wraps a collator and counts the real tokens (attention mask) it hands out; a packed
-    batch (no attention mask) counts all its tokens, and ``pad_tokens`` counts padding."""
+class RunTotals:
+    """What a run has trained on so far, across resumes; every checkpoint's record holds it.
 
-    inner: Any
+    ``tokens`` / ``pad_tokens``: real and padding tokens of the batches trained on (counted
+    in the training step, so held-out batches and a dataloader's read-ahead never count; a
+    packed batch, without an attention mask, counts all its tokens). ``seconds``: training
+    time before this session; ``noise``: the noise measured before it.
+    """
+
     tokens: int = 0
     pad_tokens: int = 0
+    seconds: float = 0.0
+    noise: dict[str, Any] | None = None
+    session_start: float | None = None
+    trainer: Any = None
 
-    def __call__(self, features):
-        batch = self.inner(features)
+    def count(self, batch: Any) -> None:
         mask = batch.get("attention_mask")
         real = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
         self.tokens += real
         self.pad_tokens += int(batch["input_ids"].numel()) - real
-        return batch
+
+    def train_seconds(self) -> float:
+        start = self.session_start
+        return self.seconds + (time.perf_counter() - start if start is not None else 0.0)
+
+    def noise_measured(self) -> dict[str, Any] | None:
+        """The measured noise over the whole run (this session merged with earlier ones)."""
+        now = getattr(self.trainer, "noise_summary", None)
+        handle = getattr(self.trainer, "noise_handle", None)
+        now = handle.summary() if handle is not None else now
+        return _merge_noise(self.noise, now)
+
+    def record(self, state: Any) -> dict[str, Any]:
+        """The checkpoint record: the step, the schedule's length and these totals."""
+        return {"global_step": state.global_step, "max_steps": state.max_steps,
+                "tokens_seen": self.tokens, "pad_tokens": self.pad_tokens,
+                "train_seconds": self.train_seconds(), "noise_measured": self.noise_measured()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RunTotals:
+        return cls(tokens=int(record.get("tokens_seen", 0)),
+                   pad_tokens=int(record.get("pad_tokens", 0)),
+                   seconds=float(record.get("train_seconds", 0.0)),
+                   noise=record.get("noise_measured"))
+
+
+def _merge_noise(before: dict[str, Any] | None, now: dict[str, Any] | None
+                 ) -> dict[str, Any] | None:
+    """Two noise summaries as one: the ratio averaged over both sessions' forwards."""
+    if not before or not now:
+        return now or before
+    n1, n2 = before.get("n_forwards") or 0, now.get("n_forwards") or 0
+    m1, m2 = before.get("noise_to_embedding_ratio_mean"), now.get("noise_to_embedding_ratio_mean")
+    mean = m2 if m1 is None else m1 if m2 is None else (m1 * n1 + m2 * n2) / max(n1 + n2, 1)
+    return {**now, "noise_to_embedding_ratio_mean": mean, "n_forwards": n1 + n2}
+
+
+def mean_train_loss(rows: list[dict[str, Any]]) -> float | None:
+    """The mean noisy training loss per step over the whole run, from its metrics rows (each
+    logged loss is the mean since the previous log; training logs at every checkpoint and at
+    the last step, so the rows cover every step, resumed runs included)."""
+    total, last = 0.0, 0
+    for row in sorted((r for r in rows if "train_loss" in r), key=lambda r: r["step"]):
+        total += row["train_loss"] * (row["step"] - last)
+        last = row["step"]
+    return total / last if last else None
 
 
 def make_collator(tokenizer, *, packing: bool):
@@ -73,29 +132,47 @@ _METRIC_NAMES = {"loss": "train_loss",  # with noise, as trained
                  "eval_loss": "clean_eval_loss"}  # noise off
 
 
-def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
+def _callbacks(run: RunFolder, totals: RunTotals, save_total_limit: int | None = None,
                progress: bool = True):
     from transformers import ProgressCallback, TrainerCallback
 
     class MetricsWriter(TrainerCallback):
-        """Appends every log (training loss, clean eval loss) to the run's metrics."""
-
-        def __init__(self):
-            if not resume:
-                run.clear_metrics()
+        """Appends every log (training loss, clean eval loss) to the run's metrics; the
+        end-of-training mean loss is the whole run's (:func:`mean_train_loss`)."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
+                if "train_loss" in logs:
+                    logs = {**logs, "train_loss": mean_train_loss(run.read_metrics())}
                 run.append_metrics({"step": state.global_step, "epoch": state.epoch,
                                     **{_METRIC_NAMES.get(k, k): v for k, v in logs.items()},
-                                    "tokens_seen": counter.tokens})
+                                    "tokens_seen": totals.tokens})
+
+    class CheckpointMarker(TrainerCallback):
+        """Logs at every checkpoint and at the last step (so the logged losses cover every
+        step), marks each checkpoint complete once the Trainer has written all of it (with
+        the run's totals), and only then deletes the old ones (``save_total_limit``)."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save or control.should_training_stop:
+                control.should_log = True
+
+        def on_save(self, args, state, control, **kwargs):
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()  # every rank's files are written
+            if state.is_world_process_zero:
+                folder = run.checkpoints_dir / f"checkpoint-{state.global_step}"
+                run.mark_checkpoint_complete(folder, totals.record(state))
+                run.prune_checkpoints(save_total_limit)
 
     class Progress(ProgressCallback):
         """transformers' progress bar with the loss and tokens/s; a line per clean loss."""
 
         def on_train_begin(self, args, state, control, **kwargs):
             super().on_train_begin(args, state, control, **kwargs)
-            self.t0, self.tok0, self.post = time.perf_counter(), counter.tokens, {}
+            self.t0, self.tok0, self.post = time.perf_counter(), totals.tokens, {}
             if self.training_bar is not None:  # a resumed run's bar starts at its step
                 self.training_bar.initial = self.training_bar.n = state.global_step
                 self.current_step = state.global_step
@@ -103,7 +180,7 @@ def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
         def on_step_end(self, args, state, control, **kwargs):
             super().on_step_end(args, state, control, **kwargs)
             if self.training_bar is not None:
-                rate = (counter.tokens - self.tok0) / max(time.perf_counter() - self.t0, 1e-9)
+                rate = (totals.tokens - self.tok0) / max(time.perf_counter() - self.t0, 1e-9)
                 self.training_bar.set_postfix({**self.post, "tok/s": f"{rate:.0f}"},
                                               refresh=False)
 
@@ -115,7 +192,7 @@ def _callbacks(run: RunFolder, counter: TokenCountingCollator, resume: bool,
                 self.training_bar.write(f"step {state.global_step}: clean held-out loss "
                                         f"{logs['eval_loss']:.4f}", file=sys.stderr)
 
-    return [MetricsWriter(), Progress()] if progress else [MetricsWriter()]
+    return [MetricsWriter(), CheckpointMarker(), *([Progress()] if progress else [])]
 
 
 # -- model and trainer ---------------------------------------------------------------------
@@ -154,7 +231,8 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.eval_steps or max(1, math.ceil(total_steps / 2)),
         save_strategy="steps" if cfg.save_steps > 0 else "no",  # 0: no checkpoints
-        save_steps=max(1, cfg.save_steps), save_total_limit=cfg.save_total_limit,
+        save_steps=max(1, cfg.save_steps),
+        save_total_limit=None,  # our CheckpointMarker deletes old ones, once the new one is complete
         seed=cfg.seed, data_seed=cfg.seed, bf16=cfg.bf16, fp16=cfg.fp16,
         dataloader_pin_memory=torch.cuda.is_available(), **{checkpointing: cfg.gradient_checkpointing},
         report_to=[], remove_unused_columns=False, dataloader_num_workers=0,
@@ -165,21 +243,131 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
 
 
 def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunData,
-                  *, resume: bool, progress: bool = True):
-    """A NoisyTrainer with our callbacks; returns ``(trainer, token counter)``."""
+                  *, totals: RunTotals | None = None, progress: bool = True):
+    """A NoisyTrainer with our callbacks, counting the tokens it trains on into ``totals``;
+    returns ``(trainer, totals)``."""
     from transformers import PrinterCallback
 
     from .integration import NoisyTrainer
 
-    counter = TokenCountingCollator(make_collator(tokenizer, packing=cfg.packing))
-    trainer = NoisyTrainer(
+    totals = totals or RunTotals()
+
+    class RunTrainer(NoisyTrainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            totals.count(inputs)
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    trainer = RunTrainer(
         model=model, args=training_arguments(cfg, run, len(data.train), bool(data.eval)),
-        train_dataset=data.train, eval_dataset=data.eval or None, data_collator=counter,
+        train_dataset=data.train, eval_dataset=data.eval or None,
+        data_collator=make_collator(tokenizer, packing=cfg.packing),
         processing_class=tokenizer, noise_config=cfg.noise_config(),
-        callbacks=_callbacks(run, counter, resume=resume, progress=progress),
+        callbacks=_callbacks(run, totals, cfg.save_total_limit, progress=progress),
     )
     trainer.remove_callback(PrinterCallback)  # (disable_tqdm) our Progress prints instead
-    return trainer, counter
+    totals.trainer = trainer
+    return trainer, totals
+
+
+# -- the run folder: what to do in it ---------------------------------------------------
+@dataclasses.dataclass
+class Start:
+    """Where a training run starts: anew (``checkpoint`` None), from a complete checkpoint
+    (its ``record``), only the final save left (``finished``: the checkpoint is at the last
+    step), or nothing at all (``done``: the run is complete)."""
+
+    checkpoint: Path | None = None
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+    finished: bool = False
+    done: bool = False
+
+
+def _say(message: str) -> None:
+    print(f"symnoise train: {message}", file=sys.stderr, flush=True)
+
+
+def _drop_partial_checkpoints(run: RunFolder) -> None:
+    for path in run.remove_checkpoints(run.partial_checkpoints()):
+        _say(f"removed {path.name}: an incomplete checkpoint (its save was interrupted)")
+
+
+def open_run_folder(run: RunFolder, cfg: TrainConfig) -> Start:
+    """Decide where the run starts (the caller holds the folder's lock).
+
+    Without ``resume``, a folder holding a run that can be continued (completed, or with a
+    complete checkpoint) is refused; one whose run stopped before its first complete
+    checkpoint is started over (said on stderr). With ``resume``: a completed run is left
+    as is (``done``), else training continues from the newest complete checkpoint, else it
+    starts over. Incomplete checkpoints are removed, and metrics rows logged after the
+    checkpoint (the resumed run logs those steps again) are dropped; both said on stderr.
+    """
+    info = run.read_info(required=False)
+    last, status = run.last_checkpoint(), info.get("status")
+    completed = status == "completed" and run.has_model()
+    if not cfg.resume and (completed or last is not None or status == "completed"):
+        what = "a completed run" if status == "completed" else f"checkpoints ({last.name})"
+        raise FileExistsError(f"{run.path} already holds {what}; pass --resume to continue "
+                              "it or choose another --output-dir")
+    if cfg.resume and completed:
+        return Start(done=True)
+    if cfg.resume and status == "completed" and last is None:
+        raise FileNotFoundError(f"{run.path}: run.json says the run completed, but neither its "
+                                "model nor a checkpoint is there; nothing to resume from")
+    _drop_partial_checkpoints(run)
+    if last is None:
+        if cfg.resume and not info:
+            _say(f"no run to resume in {run.path}: starting a new one")
+        if info:
+            _say(f"{run.path} holds a run that stopped before its first complete checkpoint "
+                 f"(status {status!r}, {len(run.read_metrics())} metrics rows): starting it over")
+        run.clear_metrics()
+        return Start()
+    record = run.checkpoint_record(last)
+    step = int(record["global_step"])
+    dropped = run.keep_metrics_until(step)
+    _say(f"resuming from {last} (step {step} of {record.get('max_steps')})"
+         + (f"; dropped {dropped} metrics rows logged after it" if dropped else ""))
+    end = record.get("max_steps")
+    return Start(last, record, finished=isinstance(end, int) and 0 < end <= step)
+
+
+def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
+    """The run's config from the options given (a config file's and flags, or the API's
+    dict; absent: not given). With ``resume``, an option not given takes the value the
+    output folder's ``run.json`` recorded, and a given one that differs from the record
+    (other than :data:`~symnoise.config.RESUME_MAY_DIFFER`) is an error naming both. A
+    folder without ``run.json`` starts a new run of the options given; with no training
+    setting given, that is an error (FileNotFoundError): nothing says what to run."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given.get("resume"):
+        return TrainConfig.from_sources(None, given)
+    out = TrainConfig.from_sources(None, {k: given[k] for k in ("output_dir",) if k in given})
+    run = RunFolder(Path(out.output_dir).expanduser().resolve())
+    if not run.is_run():
+        if set(given) - set(RESUME_MAY_DIFFER):  # `train SETTINGS --resume`: start or continue
+            return TrainConfig.from_sources(None, given)
+        raise FileNotFoundError(f"nothing to resume in {run.path}: no run.json there (the run "
+                                "never started training) and no settings given; give them to "
+                                "start it")
+    recorded = flat_config(run.read_info(required=False).get("config") or {})
+    known = TrainConfig.field_names() - {"output_dir", "resume"}
+    base = {k: v for k, v in recorded.items() if k in known}
+    cfg = TrainConfig.from_sources(None, {**base, **given})
+    check_resumed_settings(run, cfg)
+    return cfg
+
+
+def check_resumed_settings(run: RunFolder, cfg: TrainConfig) -> None:
+    """ValueError naming both values when ``cfg`` trains otherwise than the run recorded."""
+    recorded = run.read_info(required=False).get("config")
+    if not cfg.resume or not recorded:
+        return
+    diffs = setting_differences(recorded, cfg.to_dict())
+    if diffs:
+        listed = "; ".join(f"{k} is {old!r} in the run, {new!r} given" for k, old, new in diffs)
+        raise ValueError(f"--resume continues the run recorded in {run.info_file}, but {listed}; "
+                         "leave those options out to continue it as recorded, or choose "
+                         "another --output-dir")
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -200,36 +388,87 @@ def _start_info(cfg: TrainConfig, source, pad_choice: str, data: RunData) -> dic
     }
 
 
-def open_run_folder(cfg: TrainConfig) -> tuple[RunFolder, str | None]:
-    """The run folder (created) and the checkpoint to resume from (``--resume``)."""
-    run = RunFolder(Path(cfg.output_dir).expanduser().resolve())
-    last = run.last_checkpoint()
-    if last is not None and not cfg.resume:
-        raise FileExistsError(
-            f"{run.path} already holds checkpoints of an earlier run; pass --resume to "
-            "continue it or choose another --output-dir"
-        )
-    run.path.mkdir(parents=True, exist_ok=True)
-    return run, (str(last) if cfg.resume and last is not None else None)
-
-
-def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool = True,
+def train(config: TrainConfig | Mapping[str, Any] | None = None, *, progress: bool = True,
           **overrides: Any) -> Path:
     """Fine-tune with noisy embeddings; returns the run folder.
 
-    ``config`` may be a :class:`TrainConfig`, a dict of its fields, or omitted (defaults);
-    keyword arguments override fields (flat noise keys such as ``method=`` included).
-    ``progress``: the progress bar (loss, tokens/s, ETA) and held-out loss lines on stderr.
-    """
-    from transformers import set_seed
+    ``config`` may be a :class:`TrainConfig` (every setting given), a dict of its fields or
+    omitted; keyword arguments override fields (flat noise keys such as ``method=``
+    included). With ``resume``, a dict or keywords give only what they name: the rest is
+    the run's recorded setting (:func:`resolve_config`); a TrainConfig must equal the
+    record. ``progress``: the progress bar (loss, tokens/s, ETA) and held-out loss lines.
 
+    The run folder is locked while training (one writer); a failure leaves no empty folder
+    behind, and a failed write (full disk, read-only folder) is an OSError naming the path.
+    """
     if isinstance(config, TrainConfig):
         cfg = dataclasses.replace(config, **overrides) if overrides else config
     else:
-        cfg = TrainConfig(**{**(config or {}), **overrides})
+        cfg = resolve_config({**(config or {}), **overrides})
     for spec in filter(None, (cfg.data, cfg.eval_data)):
         parse_data_spec(spec)  # a bad data spec fails before a model is loaded or a folder made
-    run, resume_from = open_run_folder(cfg)
+    run = RunFolder(Path(cfg.output_dir).expanduser().resolve())
+    check_resumed_settings(run, cfg)
+    created = [p for p in (run.path, *run.path.parents) if not p.exists()]  # deepest first
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        with _lock(run) as note:
+            if note:
+                _say(note)
+            start = open_run_folder(run, cfg)
+            if start.done:
+                _say(f"{run.path} is already complete (step {run.read_info().get('global_step')}):"
+                     " nothing to do")
+                return run.path
+            return _train_in(run, cfg, start, progress)
+    except Exception as exc:
+        failure = _write_failure(exc, run)
+        if failure is None:
+            raise
+        raise failure from exc
+    finally:
+        _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
+
+
+def _lock(run: RunFolder):
+    """The run folder's lock, taken by the main process only (ranks > 0 train alongside)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return run.lock("symnoise train")
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+#: how libraries that raise their own error types (safetensors, torch.save) word the causes
+_WRITE_CAUSES = {"No space left": errno.ENOSPC, "StorageFull": errno.ENOSPC,
+                 "Read-only file system": errno.EROFS}
+
+
+def _write_failure(exc: Exception, run: RunFolder) -> OSError | None:
+    """For a failed write (full disk, read-only folder, no permission): an OSError of one
+    line naming the path and the cause, and how the run continues; else None."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        code, path = exc.errno, exc.filename or run.path
+    else:
+        code = next((c for words, c in _WRITE_CAUSES.items() if words in str(exc)), None)
+        if code is None:
+            return None
+        path = run.path
+    last = run.last_checkpoint()
+    then = (f"; once fixed, --resume continues the run from {last.name}"
+            if last is not None else "")
+    return OSError(code, f"{path}: {os.strerror(code)}{then}")
+
+
+def _train_in(run: RunFolder, cfg: TrainConfig, start: Start, progress: bool) -> Path:
+    """Load, train (or finish) and save; writes run.json at the start and at the end."""
+    from transformers import set_seed
+
     timings: dict[str, float] = {}
     t_start = t0 = time.perf_counter()
     set_seed(cfg.seed)
@@ -239,41 +478,64 @@ def train(config: TrainConfig | dict[str, Any] | None = None, *, progress: bool 
     if not data.train:
         raise ValueError(f"no training examples left from {cfg.data!r}: {data.prepared.summary()}")
     timings["data"] = time.perf_counter() - t0
-    trainer, counter = build_trainer(cfg, run, model, tokenizer, data,
-                                     resume=resume_from is not None, progress=progress)
+    totals = RunTotals.from_record(start.record)
+    trainer, totals = build_trainer(cfg, run, model, tokenizer, data, totals=totals,
+                                    progress=progress)
     info = _start_info(cfg, source, pad_choice, data)
-    if trainer.is_world_process_zero():
+    info["resumed_from"] = str(start.checkpoint) if start.checkpoint else None
+    zero = trainer.is_world_process_zero()
+    if zero:
         run.write_info(info)
-
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    timings["train"] = time.perf_counter() - t0
-    final_eval: dict[str, Any] = {}
-    if data.eval:  # the clean held-out loss at the last step (the scheduled one if it ran)
-        evals = [r for r in trainer.state.log_history if "eval_loss" in r]
-        done = evals and evals[-1].get("step") == result.global_step
-        final_eval = evals[-1] if done else trainer.evaluate()
+    try:
+        global_step, final_eval = _run_trainer(trainer, start, totals, bool(data.eval))
+    except Exception as exc:
+        if zero:
+            with contextlib.suppress(OSError):
+                run.update_info(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    timings["train"] = totals.train_seconds()
     t0 = time.perf_counter()
     model = trainer.model.merge_and_unload() if cfg.lora and cfg.merge_lora else trainer.model
     model.config.use_cache = True  # for generation from the saved model
-    if trainer.is_world_process_zero():
+    if zero:
         model.save_pretrained(run.path, safe_serialization=True)
         tokenizer.save_pretrained(run.path)
     timings["save"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
+    # the whole run's: earlier sessions' training up to the resumed checkpoint included
+    timings["total"] = time.perf_counter() - t_start + float(start.record.get("train_seconds", 0))
     info.update({
         "status": "completed",
-        "global_step": result.global_step,
-        "train_loss": result.training_loss,
+        "global_step": global_step,
+        "train_loss": mean_train_loss(run.read_metrics()) if zero else None,
         "final_clean_eval_loss": final_eval.get("eval_loss"),
-        "tokens_seen": counter.tokens,
-        "pad_tokens": counter.pad_tokens,
-        "tokens_per_second": counter.tokens / timings["train"] if timings["train"] > 0 else None,
-        "noise_measured": getattr(trainer, "noise_summary", None),
-        "resumed_from": resume_from,
+        "tokens_seen": totals.tokens,
+        "pad_tokens": totals.pad_tokens,
+        "tokens_per_second": totals.tokens / timings["train"] if timings["train"] > 0 else None,
+        "noise_measured": totals.noise_measured(),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "lora": {"used": cfg.lora, "merged": bool(cfg.lora and cfg.merge_lora)},
     })
-    if trainer.is_world_process_zero():
+    if zero:
         run.write_info(info)
     return run.path
+
+
+def _run_trainer(trainer, start: Start, totals: RunTotals, has_eval: bool
+                 ) -> tuple[int, dict[str, Any]]:
+    """Train from ``start`` (or, when its checkpoint is at the last step, only load it);
+    returns the last step and the clean held-out loss there (the scheduled one if it ran)."""
+    from transformers import TrainerState
+    from transformers.trainer import TRAINER_STATE_NAME
+
+    totals.session_start = time.perf_counter()
+    if start.finished:  # the Trainer would train one batch more than asked
+        trainer._load_from_checkpoint(str(start.checkpoint))
+        trainer.state = TrainerState.load_from_json(str(start.checkpoint / TRAINER_STATE_NAME))
+    else:
+        trainer.train(resume_from_checkpoint=str(start.checkpoint) if start.checkpoint else None)
+    totals.seconds, totals.session_start = totals.train_seconds(), None
+    step = trainer.state.global_step
+    if not has_eval:
+        return step, {}
+    evals = [r for r in trainer.state.log_history if "eval_loss" in r]
+    return step, evals[-1] if evals and evals[-1].get("step") == step else trainer.evaluate()

@@ -147,7 +147,8 @@ def evaluate_run(
 
     Returns the summary (also written to ``summary``). Raises FileNotFoundError (no run
     folder, model or reference), ValueError (unfinished run, bad settings, prompts without
-    reference outputs for the judge) before any step runs.
+    reference outputs for the judge) before any step runs, and RunLockedError when another
+    process (a training or an evaluation) holds the run folder's lock.
     """
     run = RunFolder(Path(run_dir).expanduser().resolve())
     info = _check_run(run)
@@ -179,7 +180,10 @@ def evaluate_run(
                     device=device)
     wanted = {"synthetic": synthetic, "heldout": heldout, "judge": bool(judge),
               "judge_check": bool(judge) and judge_check, "harness": bool(harness_tasks)}
-    return _run_pipeline(plan, [s for s in STEPS if wanted.get(s.name, True)])
+    with run.lock("symnoise eval") as note:  # one writer per run folder (train or eval)
+        if note:
+            plan.say(note)
+        return _run_pipeline(plan, [s for s in STEPS if wanted.get(s.name, True)])
 
 
 def _run_pipeline(plan: EvalPlan, todo: list[Step]) -> dict[str, Any]:
