@@ -5,6 +5,7 @@ of a prompt's user text (:func:`user_message`)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -56,3 +57,22 @@ def user_message(instruction: str, input: str | None = "") -> str:
     blank line when it has any non-space character. Templates, AlpacaEval files, judges and
     per-example joins all build "instruction + input" here."""
     return f"{instruction}\n\n{input}" if input and input.strip() else instruction
+
+
+#: The errors a disk causes (read-only, no permission, full, over quota), and how libraries
+#: that raise their own error types (safetensors, torch.save) word them.
+DISK_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
+_DISK_WORDS = {"No space left": errno.ENOSPC, "StorageFull": errno.ENOSPC,
+               "Read-only file system": errno.EROFS, "Disk quota exceeded": errno.EDQUOT}
+
+
+def disk_failure(exc: BaseException) -> tuple[int, str | None] | None:
+    """``(errno, path or None)`` when ``exc`` (or an error behind it) is one the disk caused,
+    else None: a bug is not a disk failure."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
+            return seen.errno, seen.filename
+        seen = seen.__cause__ or seen.__context__
+    code = next((c for words, c in _DISK_WORDS.items() if words in str(exc)), None)
+    return None if code is None else (code, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -12,6 +11,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand
+
+from ._io import disk_failure
 
 app = typer.Typer(
     name="symnoise",
@@ -114,23 +115,18 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 #: What the disk refused: read-only, no permission, full.
-_DISK_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
-
-
 def _disk_failure(exc: BaseException) -> str | None:
-    """One line for an error the disk caused (the OSError itself or the one behind it):
-    the path and the cause; None for anything else (a bug keeps its traceback)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in _DISK_ERRNOS:
-            where = f"{seen.filename}: " if seen.filename else ""
-            return f"{where}{seen.strerror or os.strerror(seen.errno)}"
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc)  # libraries (safetensors, torch) that report the OS error as text
-    for code in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
-        if os.strerror(code) in text:
-            return f"{os.strerror(code)}: {type(exc).__name__}: {text.splitlines()[0][:300]}"
-    return None
+    """One line for an error the disk caused: the path and the cause; None for anything
+    else (a bug keeps its traceback)."""
+    found = disk_failure(exc)
+    if found is None:
+        return None
+    code, path = found
+    if path is None and not isinstance(exc, OSError):  # a library's own error type
+        return f"{os.strerror(code)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    cause = next((e.strerror for e in (exc, exc.__cause__, exc.__context__)
+                  if isinstance(e, OSError) and e.errno == code and e.strerror), None)
+    return f"{path + ': ' if path else ''}{cause or os.strerror(code)}"
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import math
 import os
 import platform
@@ -26,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ._io import disk_failure
 from .config import RESUME_MAY_DIFFER, TrainConfig, flat_config, setting_differences
 from .data.run_data import RunData, load_run_data
 from .data.spec import parse_data_spec
@@ -443,22 +443,13 @@ def _lock(run: RunFolder):
     return run.lock("symnoise train")
 
 
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
-#: how libraries that raise their own error types (safetensors, torch.save) word the causes
-_WRITE_CAUSES = {"No space left": errno.ENOSPC, "StorageFull": errno.ENOSPC,
-                 "Read-only file system": errno.EROFS}
-
-
 def _write_failure(exc: Exception, run: RunFolder) -> OSError | None:
     """For a failed write (full disk, read-only folder, no permission): an OSError of one
     line naming the path and the cause, and how the run continues; else None."""
-    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
-        code, path = exc.errno, exc.filename or run.path
-    else:
-        code = next((c for words, c in _WRITE_CAUSES.items() if words in str(exc)), None)
-        if code is None:
-            return None
-        path = run.path
+    found = disk_failure(exc)
+    if found is None:
+        return None
+    code, path = found[0], found[1] or run.path
     last = run.last_checkpoint()
     then = (f"; once fixed, --resume continues the run from {last.name}"
             if last is not None else "")
