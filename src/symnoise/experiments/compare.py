@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import model_setting
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
 from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
 from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS, length_controlled
@@ -61,8 +62,7 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "output_length": ("output length", "chars", 0, "prompts"),
 }
 LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
-_NOT_SETTING = ("seed", "output_dir", "resume", "method", "alpha", "norm_match", "symmetric_mode",
-                "noise")  # config fields left out of a setting key (the noise comes from info)
+_NOISE_KEYS = ("method", "alpha", "norm_match", "symmetric_mode")  # keyed as _noise_setting
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
 _NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
           "bernoulli": "Bernoulli", "symnoise": "SymNoise"}
@@ -82,12 +82,11 @@ def _noise_setting(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def setting_key(info: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything that makes a run what it is except its seed (and folder): the run's
-    ``config`` without ``seed``/``output_dir``/``resume``, with the noise setting reduced to
-    the fields its method uses (``none`` has no alpha). Runs with equal keys differ only by
-    seed."""
-    cfg = {k: v for k, v in (info.get("config") or {}).items() if k not in _NOT_SETTING}
-    return {**cfg, "noise": _noise_setting(info)}
+    """Everything that makes a run what it is except its seed: the run's
+    :func:`~symnoise.config.model_setting`, with the noise setting reduced to the fields its
+    method uses (``none`` has no alpha). Runs with equal keys differ only by seed."""
+    cfg = model_setting(info.get("config") or {})
+    return {**{k: v for k, v in cfg.items() if k not in _NOISE_KEYS}, "noise": _noise_setting(info)}
 
 
 def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder]]:
