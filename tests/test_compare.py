@@ -324,6 +324,17 @@ def test_report_and_compare_group_the_same_runs(tmp_path: Path, field: str,
             resolve_side(str(tmp_path / "sweep"))
 
 
+def test_filter_values_are_typed_as_training_options(tmp_path: Path) -> None:
+    for seed, nm in ((1, True), (2, False)):
+        make_run(tmp_path, f"sweep/g-s{seed}", method="gaussian", seed=seed, norm_match=nm)
+    side = resolve_side(f"{tmp_path / 'sweep'}:norm_match=no,alpha=5.0,seed=2")
+    assert side.seeds == [2] and side.label == "Gaussian α5 (no norm-match)"
+    for bad, phrase in (("alpha=five", "key `alpha`: value 'five' is not a valid number"),
+                        ("norm_match=maybe", "key `norm_match`: value 'maybe' is not a valid b")):
+        with pytest.raises(ValueError, match=f"^B \\(.*sweep:{bad}\\): {phrase}"):
+            resolve_side(f"{tmp_path / 'sweep'}:{bad}", name="B")
+
+
 def test_same_label_sides_name_what_differs(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", losses={"x": 1.0})
     b = make_run(tmp_path, "b", losses={"x": 1.0}, lr=1e-4)

@@ -7,10 +7,9 @@ from the files ``symnoise eval`` writes (named by role, :data:`symnoise.run.EVAL
 * :func:`item_scores`: synthetic item id -> 100 (exact answer right) or 0;
 * :func:`output_lengths`: prompt -> characters of the model's output;
 * :func:`judged_prompts`: prompt -> the model's share of the judge's verdicts in points
-  (win 100, tie 50, loss 0; AlpacaEval preferences read by
-  :func:`symnoise.outputs.preference`, continuous ones included; several rows of one prompt, e.g. both orders,
-  averaged; None when the prompt has no verdict), with the reference outputs, reference
-  generators and judges it was judged with.
+  (win 100, tie 50, loss 0: :func:`symnoise.outputs.preference`, continuous ones too;
+  rows of one prompt, e.g. both orders, averaged; None when the prompt has no verdict),
+  with the reference outputs, reference generators and judges it was judged with.
 
 A prompt is its ``instruction``, followed by ``"\n\n" + input`` when a row has a non-empty
 ``input``. A missing file raises :class:`MissingMetric` (the metric is skipped, with that

@@ -1,6 +1,6 @@
-"""What the report knows about a run folder (:class:`RunRecord`), read through
-:class:`symnoise.run.RunFolder`, which runs may be averaged together (seeds only), and the
-dataset x method grid they form in the tables and figures (:func:`grid_table`)."""
+"""What the report knows about a run folder (:class:`RunRecord`, read through
+:class:`symnoise.run.RunFolder`), which runs are averaged (:func:`symnoise.config.model_setting`)
+and the dataset x method grid they form in the tables and figures (:func:`grid_table`)."""
 
 from __future__ import annotations
 
