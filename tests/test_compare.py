@@ -45,7 +45,7 @@ def make_run(root: Path, rel: str, *, method: str = "none", alpha: float = 5.0,
                    "alpha": alpha, "norm_match": norm_match, "seed": seed, "lr": lr,
                    "output_dir": str(run.path), "extra": {}, **(config or {})},
         "noise": {"method": method, "alpha": alpha, "norm_match": norm_match,
-                  "symmetric_mode": "concat", "seed": seed},
+                  "symmetric_mode": (config or {}).get("symmetric_mode", "concat"), "seed": seed},
         "format": "alpaca",
     })
     run.eval_dir.mkdir()
@@ -296,16 +296,18 @@ def test_labels_and_grouping(tmp_path: Path) -> None:
                                                                       ["r3", "r4"]]
 
 
-@pytest.mark.parametrize("field, values, same", [
-    ("logging_steps", (5, 10), True), ("save_steps", (0, 50), True),
-    ("eval_steps", (None, 3), True), ("lr", (5e-5, 1e-4), False),
-    ("max_eval_examples", (48, 16), False)])
-def test_report_and_compare_group_the_same_runs(tmp_path: Path, field: str,
-                                                values: tuple[Any, Any], same: bool) -> None:
+@pytest.mark.parametrize("field, values, same, method", [
+    ("logging_steps", (5, 10), True, "symnoise"), ("save_steps", (0, 50), True, "symnoise"),
+    ("eval_steps", (None, 3), True, "symnoise"), ("lr", (5e-5, 1e-4), False, "symnoise"),
+    ("max_eval_examples", (48, 16), False, "none"),
+    ("symmetric_mode", ("concat", "sequential"), False, "symnoise"),
+    ("symmetric_mode", ("concat", "sequential"), True, "uniform")])
+def test_report_and_compare_group_the_same_runs(tmp_path: Path, field: str, values: tuple,
+                                                same: bool, method: str) -> None:
     """One rule (symnoise.config.model_setting): runs differing only in bookkeeping and the
-    seed are averaged by the report and paired by compare; any other field keeps them apart
-    in both."""
-    runs = [make_run(tmp_path, f"sweep/s{seed}", method="symnoise", seed=seed,
+    seed (or in a noise field their method does not use) are averaged by the report and
+    paired by compare; any other field keeps them apart in both."""
+    runs = [make_run(tmp_path, f"sweep/s{seed}", method=method, seed=seed,
                      losses={"x": float(seed)}, config={field: value})
             for seed, value in zip((1, 2), values, strict=True)]
     records = [load_run(r) for r in runs]

@@ -24,7 +24,7 @@ __all__ = ["LEADERBOARD_COLUMNS", "GridRow", "RunRecord", "assign_variants", "da
 #: The AlpacaEval leaderboard columns (the judge's list) and the length-control variant,
 #: shown beside every win rate where the judge wrote them.
 LEADERBOARD_COLUMNS = (*JUDGE_COLUMNS, "lc_variant")
-_NOISE_AXES = ("method", "alpha", "norm_match")  # rows of their own, not a variant
+_NOISE_AXES = ("method", "alpha", "norm_match")  # rows of their own (symmetric_mode: symnoise's)
 
 
 def setting_label(method: str | None, alpha: float | None, norm_match: bool | None,
@@ -210,7 +210,8 @@ def load_run(run_dir: str | os.PathLike[str] | RunFolder, name: str | None = Non
         norm_match=noise["norm_match"], seed=run.seed, global_step=info.get("global_step"),
         train_loss=number(info.get("train_loss")),
         final_clean_eval_loss=number(info.get("final_clean_eval_loss")),
-        setting={k: v for k, v in model_setting(cfg).items() if k not in _NOISE_AXES})
+        setting={k: v for k, v in model_setting(cfg).items() if k not in _NOISE_AXES
+                 and (k != "symmetric_mode" or noise["method"] == "symnoise")})
     try:
         rec.metrics = run.read_metrics()
     except (OSError, ValueError) as exc:
