@@ -18,6 +18,7 @@ from symnoise.experiments.compare import (
     resolve_side,
     side_label,
 )
+from symnoise.experiments.records import assign_variants, grid_rows, load_run
 from symnoise.run import RunFolder
 
 REF = "text_davinci_003"
@@ -27,8 +28,10 @@ def make_run(root: Path, rel: str, *, method: str = "none", alpha: float = 5.0,
              norm_match: bool = True, seed: int = 1, lr: float = 5e-5,
              losses: dict[str, float] | None = None, correct: dict[str, bool] | None = None,
              prefs: dict[str, Any] | None = None, outputs: dict[str, str] | None = None,
-             reference: str = REF, judge: str = "hf:judge", ref_text: str = "ref: {}") -> Path:
-    """A run folder as train + `symnoise eval` leave it, with the given per-example values.
+             reference: str = REF, judge: str = "hf:judge", ref_text: str = "ref: {}",
+             config: dict[str, Any] | None = None) -> Path:
+    """A run folder as train + `symnoise eval` leave it, with the given per-example values
+    (``config``: more fields of its recorded config).
 
     prefs: prompt -> preference (output_1 the reference, output_2 the model) or a list of
     (preference, model_is_output_1) rows for both orders.
@@ -40,9 +43,9 @@ def make_run(root: Path, rel: str, *, method: str = "none", alpha: float = 5.0,
         "status": "completed",
         "config": {"model": "tiny", "data": "/data/alpaca.json", "method": method,
                    "alpha": alpha, "norm_match": norm_match, "seed": seed, "lr": lr,
-                   "output_dir": str(run.path), "extra": {}},
+                   "output_dir": str(run.path), "extra": {}, **(config or {})},
         "noise": {"method": method, "alpha": alpha, "norm_match": norm_match,
-                  "symmetric_mode": "concat", "seed": seed},
+                  "symmetric_mode": (config or {}).get("symmetric_mode", "concat"), "seed": seed},
         "format": "alpaca",
     })
     run.eval_dir.mkdir()
@@ -231,7 +234,7 @@ def test_prompts_without_verdict_are_left_out_and_counted(tmp_path: Path) -> Non
 def test_bad_rows_are_named(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", prefs={"p": 3.0})
     b = make_run(tmp_path, "b", method="symnoise", prefs={"p": 1.0})
-    with pytest.raises(ValueError, match=r"annotations.json row 0: 'preference' must be in"):
+    with pytest.raises(ValueError, match=r"annotations.json: entry 0: 'preference' must be in"):
         compare_runs([a], [b], metrics=["win_rate"])
     c = make_run(tmp_path, "c", losses={"x": 1.0})
     held = RunFolder(c).eval_file("heldout_losses")
@@ -291,6 +294,47 @@ def test_labels_and_grouping(tmp_path: Path) -> None:
     # none ignores alpha/norm_match; uniform ignores norm_match: three settings.
     assert [[RunFolder(r).path.name for r in g] for g in groups] == [["r0", "r1"], ["r2"],
                                                                       ["r3", "r4"]]
+
+
+@pytest.mark.parametrize("field, values, same, method", [
+    ("logging_steps", (5, 10), True, "symnoise"), ("save_steps", (0, 50), True, "symnoise"),
+    ("eval_steps", (None, 3), True, "symnoise"), ("lr", (5e-5, 1e-4), False, "symnoise"),
+    ("max_eval_examples", (48, 16), False, "none"),
+    ("symmetric_mode", ("concat", "sequential"), False, "symnoise"),
+    ("symmetric_mode", ("concat", "sequential"), True, "uniform")])
+def test_report_and_compare_group_the_same_runs(tmp_path: Path, field: str, values: tuple,
+                                                same: bool, method: str) -> None:
+    """One rule (symnoise.config.model_setting): runs differing only in bookkeeping and the
+    seed (or in a noise field their method does not use) are averaged by the report and
+    paired by compare; any other field keeps them apart in both."""
+    runs = [make_run(tmp_path, f"sweep/s{seed}", method=method, seed=seed,
+                     losses={"x": float(seed)}, config={field: value})
+            for seed, value in zip((1, 2), values, strict=True)]
+    records = [load_run(r) for r in runs]
+    assign_variants(records)
+    cells = [row.runs["alpaca"] for row in grid_rows(records)]
+    groups = group_by_seed(runs)
+    if same:
+        assert [[r.seed for r in cell] for cell in cells] == [[1, 2]]  # one table cell, averaged
+        assert [[r.seed for r in g] for g in groups] == [[1, 2]]
+        assert resolve_side(str(tmp_path / "sweep")).seeds == [1, 2]
+    else:
+        assert sorted(r.variant for r in records) == sorted(f"{field}={v}" for v in values)
+        assert sorted([r.seed for r in cell] for cell in cells) == [[1], [2]]
+        assert sorted([r.seed for r in g] for g in groups) == [[1], [2]]
+        with pytest.raises(ValueError, match=f"differ in more than the seed.*{field}"):
+            resolve_side(str(tmp_path / "sweep"))
+
+
+def test_filter_values_are_typed_as_training_options(tmp_path: Path) -> None:
+    for seed, nm in ((1, True), (2, False)):
+        make_run(tmp_path, f"sweep/g-s{seed}", method="gaussian", seed=seed, norm_match=nm)
+    side = resolve_side(f"{tmp_path / 'sweep'}:norm_match=no,alpha=5.0,seed=2")
+    assert side.seeds == [2] and side.label == "Gaussian α5 (no norm-match)"
+    for bad, phrase in (("alpha=five", "key `alpha`: value 'five' is not a valid number"),
+                        ("norm_match=maybe", "key `norm_match`: value 'maybe' is not a valid b")):
+        with pytest.raises(ValueError, match=f"^B \\(.*sweep:{bad}\\): {phrase}"):
+            resolve_side(f"{tmp_path / 'sweep'}:{bad}", name="B")
 
 
 def test_same_label_sides_name_what_differs(tmp_path: Path) -> None:

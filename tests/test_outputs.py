@@ -13,6 +13,8 @@ from symnoise.outputs import (
     OutputsError,
     for_alpaca_eval,
     full_instruction,
+    outcome,
+    preference,
     read_annotations,
     read_outputs,
     read_rows,
@@ -72,3 +74,17 @@ def test_annotations_preferences_are_checked(tmp_path: Path) -> None:
     path.write_text(json.dumps(good[:1] + [{**good[0], "preference": 3}]))
     with pytest.raises(OutputsError, match=r"annotations\.json: entry 1: 'preference' must"):
         read_annotations(path)
+
+
+def test_one_reading_of_a_preference() -> None:
+    """AlpacaEval's scale: 0 is its older spelling of a draw, NaN and null no verdict."""
+    import numpy as np
+
+    values = [1, 1.25, 2, 0, 1.5, None, float("nan"), np.float64(1.75), np.int64(2)]
+    read = [preference(v, "here") for v in values]
+    assert read == [1.0, 1.25, 2.0, 1.5, 1.5, None, None, 1.75, 2.0]
+    assert [outcome(p) for p in read if p is not None] == [
+        "loss", "loss", "win", "draw", "draw", "win", "win"]
+    for bad in (3, 0.5, -1, True, "2", [2]):
+        with pytest.raises(OutputsError, match=r"^here: 'preference' must be in \[1, 2\]"):
+            preference(bad, "here")

@@ -481,7 +481,7 @@ def _per_example(run: Path, *, correct: list[bool], lengths: list[int],
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
-    from symnoise.evaluate.tasks import wilson_interval
+    from symnoise.evaluate.stats import wilson_interval
 
     return wilson_interval(k, n)
 

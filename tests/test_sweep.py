@@ -699,6 +699,19 @@ def test_schema_errors_name_file_field_and_list_every_problem(tmp_path):
         load_experiment(f)
 
 
+def test_bookkeeping_fields_are_no_conflict_but_the_seed_is(tmp_path):
+    """symnoise.config.model_setting: logging/checkpoint cadence may change on a rerun."""
+    p = load_experiment(_exp(tmp_path, methods=["symnoise"])).points[0]
+    p.run_dir.mkdir(parents=True)
+    recorded = {**p.train, "logging_steps": 99, "save_steps": 0, "eval_steps": 3}
+    info = p.run_dir / "run.json"
+    info.write_text(json.dumps({"status": "running", "config": recorded}))
+    assert plan_point(p)[0] == "train"
+    info.write_text(json.dumps({"status": "running", "config": {**recorded, "seed": 99}}))
+    action, note = plan_point(p)
+    assert action == "conflict" and note.startswith("seed: 99 in the run folder")
+
+
 def test_sweep_module_has_no_command_line():
     source = Path(sweep.__file__).read_text()
     assert "argparse" not in source and "__main__" not in source

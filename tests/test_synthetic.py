@@ -20,7 +20,7 @@ from symnoise.data.synthetic import (
     generate_suite,
     load_synthetic,
 )
-from symnoise.evaluate.tasks import CheckResult, check_answer, score_responses, wilson_interval
+from symnoise.evaluate.tasks import CheckResult, check_answer, score_responses
 
 RECORD_KEYS = {"instruction", "input", "output", "family", "answer", "phrasing"}
 
@@ -449,18 +449,6 @@ def test_check_answer_errors() -> None:
 
 
 # ----------------------------------------------------------------------------- scoring
-
-
-def test_wilson_interval_against_hand_values() -> None:
-    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
-    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
-    assert wilson_interval(0, 10)[0] == 0.0
-    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
-    assert wilson_interval(8, 10, confidence=0.90) == pytest.approx((0.5408, 0.9314), abs=1e-4)
-    with pytest.raises(ValueError):
-        wilson_interval(1, 0)
-    with pytest.raises(ValueError):
-        wilson_interval(11, 10)
 
 
 def test_score_responses_hand_example() -> None:

@@ -11,6 +11,7 @@ from conftest import make_model, make_tokenizer
 
 from symnoise.data import DataError, format_prompt
 from symnoise.data.synthetic import FAMILIES, load_synthetic
+from symnoise.evaluate.stats import wilson_interval
 from symnoise.evaluate.tasks import (
     ITEMS_JSONL,
     OUTPUTS_FILE,
@@ -18,7 +19,6 @@ from symnoise.evaluate.tasks import (
     SCORES_MD,
     item_id,
     item_rows,
-    wilson_interval,
 )
 from symnoise.experiments.eval_steps import run_synthetic_eval, score_synthetic_outputs
 from symnoise.generate import Generation, TransformersBackend

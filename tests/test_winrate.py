@@ -11,6 +11,7 @@ import pytest
 from symnoise.evaluate.winrate import (
     LC_OFFLINE,
     LEADERBOARD_COLUMNS,
+    build_report,
     leaderboard_metrics,
     length_controlled,
     load_alpaca_eval,
@@ -48,6 +49,24 @@ def test_win_rate_columns_equal_alpaca_eval() -> None:
     assert set(LEADERBOARD_COLUMNS) <= set(ours)
     assert ours["avg_length"] == pytest.approx(
         sum(len(a["output_2"]) for a in annotations + annotations[:1]) / 61)
+
+
+def test_zero_is_a_draw_everywhere_as_in_alpaca_eval() -> None:
+    """A preference of 0 (AlpacaEval's older draw) counts as 1.5 in our report's counts
+    and win rate, in the leaderboard columns and in the length-controlled fit."""
+    get_winrate = load_alpaca_eval().metrics.get_winrate
+    annotations = [{**a, "status": "ok", "preference": 0 if i % 5 == 0 else a["preference"]}
+                   for i, a in enumerate(_annotations())]
+    as_draws = [{**a, "preference": 1.5 if a["preference"] == 0 else a["preference"]}
+                for a in annotations]
+    report = build_report(annotations, name="m", reference_name="ref", judge="j", annotator="t")
+    theirs = get_winrate(pd.DataFrame(annotations))
+    assert report.win_rate == pytest.approx(float(theirs["win_rate"]))
+    assert (report.n_wins, report.n_losses, report.n_ties) == (
+        theirs["n_wins"], theirs["n_wins_base"], theirs["n_draws"])
+    assert report.n_ties >= 12 and report.metrics["n_draws"] == theirs["n_draws"]
+    assert length_controlled(pd.DataFrame(annotations)) == length_controlled(
+        pd.DataFrame(as_draws))
 
 
 def test_length_controlled_equals_alpaca_eval_minimal_glm(tmp_path, monkeypatch) -> None:

@@ -287,6 +287,23 @@ def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: TrainConfig fields that leave the trained model as it is (:func:`model_setting`): where
+#: the run is written, resume (the Trainer restores optimiser, scheduler and RNG state),
+#: how often the loss is logged, the clean loss measured (eval mode: no noise drawn) and
+#: checkpoints saved. All else counts: max_eval_examples, eval_fraction, skip_bad_rows pick
+#: the training rows; gradient_checkpointing, dtype, bf16, fp16 can change the numbers.
+BOOKKEEPING_FIELDS = frozenset({"output_dir", "resume", "logging_steps", "eval_steps",
+                                "save_steps", "save_total_limit"})
+
+
+def model_setting(config: Mapping[str, Any], *, with_seed: bool = False) -> dict[str, Any]:
+    """A config (nested or flat, :func:`flat_config`) without :data:`BOOKKEEPING_FIELDS`
+    and, unless ``with_seed``, the seed: the one rule of "same setting except the seed"
+    (``report`` averages, ``compare`` pairs, ``sweep`` reuses runs with equal ones)."""
+    return {k: v for k, v in flat_config(config).items()
+            if k not in BOOKKEEPING_FIELDS and (with_seed or k != "seed")}
+
+
 def _noise_config(value: Any, seed: int) -> NoiseConfig:
     """A NoiseConfig from a NoiseConfig or a mapping of its fields, seeded with ``seed``."""
     if isinstance(value, NoiseConfig):

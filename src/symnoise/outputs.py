@@ -3,8 +3,8 @@
 A model-outputs file is a JSON list of objects (or JSON Lines, one object per line) with
 ``instruction`` and ``output`` strings and optional ``input``, ``generator`` and
 ``dataset``. An annotations file is the same with ``output_1`` (the reference),
-``output_2`` (the model) and ``preference`` (1 reference better, 2 model better, 1.5 a
-tie, ``null`` no verdict). Every reader here validates each row and raises
+``output_2`` (the model) and ``preference`` (:func:`preference`: the one reading of a
+verdict, ties included). Every reader here validates each row and raises
 :class:`OutputsError` naming the file and the row (``entry i``, 0-based, in a JSON list;
 ``line i``, 1-based, in JSON Lines); a missing file raises :class:`FileNotFoundError`.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 from ._io import read_text, user_message, write_json_atomic
 
 __all__ = ["OutputsError", "OUTPUTS_NAMES", "read_rows", "read_outputs", "read_annotations",
-           "write_outputs", "full_instruction", "for_alpaca_eval"]
+           "preference", "outcome", "write_outputs", "full_instruction", "for_alpaca_eval"]
 
 # File names looked for when a folder is given instead of a file.
 OUTPUTS_NAMES = ("model_outputs.json", "model_outputs.jsonl")
@@ -122,13 +123,29 @@ def read_annotations(source: Source) -> list[dict[str, Any]]:
     rows = read_rows(source, fields=("instruction", "output_1", "output_2"), what="annotations")
     origin = str(source) if isinstance(source, (str, os.PathLike)) else "annotations (in memory)"
     for i, row in enumerate(rows):
-        pref = row.get("preference")
-        number = isinstance(pref, (int, float)) and not isinstance(pref, bool)
-        if not (pref is None or number and (pref == 0 or 1 <= pref <= 2 or math.isnan(pref))):
-            raise OutputsError(
-                f"{origin}: entry {i}: 'preference' must be a number in [1, 2] or null, got {pref!r}"
-            )
+        preference(row.get("preference"), f"{origin}: entry {i}")
     return rows
+
+
+DRAW = 1.5  # AlpacaEval's draw; 0 is its older spelling of one
+
+
+def preference(value: Any, where: str) -> float | None:
+    """The one reading of an AlpacaEval verdict: a number in [1, 2] (1: output_1 better, 2:
+    output_2, 1.5 a draw, between: graded), ``0`` (AlpacaEval's old draw) as 1.5, None for
+    null or NaN (no verdict); anything else an OutputsError naming ``where``."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not (value == 0 or 1 <= value <= 2):
+        raise OutputsError(f"{where}: 'preference' must be in [1, 2] (1: output_1 better, 2: "
+                           f"output_2 better, 1.5 or 0 a draw) or null, got {value!r}")
+    return DRAW if value == 0 else float(value)
+
+
+def outcome(pref: float) -> str:
+    """A :func:`preference` as ``win`` (output_2 better), ``loss`` or ``draw``."""
+    return "win" if pref > DRAW else "loss" if pref < DRAW else "draw"
 
 
 def write_outputs(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic, write_text_atomic
-from ..outputs import OutputsError, full_instruction, read_outputs
+from ..outputs import OutputsError, full_instruction, preference, read_outputs
 from .judge_backends import HFJudge, OpenAIJudge
 from .judge_prompts import TEMPLATE_VERSION, Judge, JudgeError, JudgeItem, JudgeResult
 from .winrate import (
@@ -541,8 +541,7 @@ def is_switched(instruction: str, seed: int) -> bool:
 
 def _alpaca_annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, judge: str,
                        model_name: str, reference_name: str, seed: int) -> dict[str, Any]:
-    pref = found.get("preference")
-    pref = float(pref) if pref is not None and pref == pref else None  # NaN: no annotation
+    pref = preference(found.get("preference"), f"alpaca_eval: {pair.instruction[:60]!r}")
     raw = found.get("preference_raw_completion")
     flags = raw if isinstance(raw, dict) else {}
     method = "restricted" if flags.get("restricted") else "logprobs" if flags.get("logprobs") \

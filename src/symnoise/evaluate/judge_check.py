@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic
-from ..outputs import full_instruction
+from ..outputs import full_instruction, preference
 from .judge import AnnotationCache, ask_judge, load_outputs, open_judge
 from .judge_prompts import Judge, JudgeError, JudgeItem
+from .stats import wilson_interval
 from .winrate import OUR_ANNOTATOR
 
 __all__ = ["THRESHOLDS", "JUDGE_CHECK_FILE", "build_check_pairs", "run_judge_check",
@@ -72,8 +73,6 @@ def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float 
                     *, judge: str, annotator: str) -> dict[str, Any]:
     """The check's numbers from ``p_first`` of the judgments (two per pair: good shown
     first, then good shown second)."""
-    from scipy.stats import binomtest
-
     if len(p_first) != 2 * len(pairs):
         raise ValueError(f"expected {2 * len(pairs)} judgments, got {len(p_first)}")
     # (pair, P(first shown is better), P(good is better)): even judgments show good first
@@ -95,11 +94,11 @@ def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float 
         "thresholds": THRESHOLDS, "usable": False,
     }
     if judged:
-        ci = binomtest(correct, judged).proportion_ci(confidence_level=0.95, method="wilson")
-        result.update(accuracy=correct / judged, accuracy_ci=[ci.low, ci.high],
+        ci_low, ci_high = wilson_interval(correct, judged)
+        result.update(accuracy=correct / judged, accuracy_ci=[ci_low, ci_high],
                       position_bias=first_wins / judged, longer_wins=longer_wins / judged)
         low, high = THRESHOLDS["position_bias_range"]
-        result["usable"] = bool(ci.low >= THRESHOLDS["min_accuracy_ci_low"]
+        result["usable"] = bool(ci_low >= THRESHOLDS["min_accuracy_ci_low"]
                                 and low <= result["position_bias"] <= high
                                 and result["unparseable_share"]
                                 <= THRESHOLDS["max_unparseable_share"])
@@ -166,12 +165,11 @@ def _judge_alpaca_eval(judge: str, pairs: Sequence[Mapping[str, Any]], annotator
         cache = (out_dir or Path(tmp)) / f"judge_check_{ALPACA_EVAL_CACHE}"
         found, _ = annotate_rows(annotator, judge, base_url, cache, 0, rows)
     p_first: list[float | None] = []
-    for row, a in zip(rows, found, strict=True):
-        pref = a.get("preference")
-        if pref is None or pref != pref:
+    for i, (row, a) in enumerate(zip(rows, found, strict=True)):
+        if (pref := preference(a.get("preference"), f"judge check: question {i}")) is None:
             p_first.append(None)
             continue
-        p_output_1 = 2.0 - float(pref)  # preference 1: output_1 better
+        p_output_1 = 2.0 - pref  # preference 1: output_1 better
         p_first.append(1.0 - p_output_1 if is_switched(row["instruction"], 0) else p_output_1)
     return p_first
 

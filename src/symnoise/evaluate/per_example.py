@@ -7,10 +7,9 @@ from the files ``symnoise eval`` writes (named by role, :data:`symnoise.run.EVAL
 * :func:`item_scores`: synthetic item id -> 100 (exact answer right) or 0;
 * :func:`output_lengths`: prompt -> characters of the model's output;
 * :func:`judged_prompts`: prompt -> the model's share of the judge's verdicts in points
-  (win 100, tie 50, loss 0; continuous AlpacaEval preferences in [1, 2] allowed, ``0``
-  read as a draw as alpaca_eval does; several rows of one prompt, e.g. both orders,
-  averaged; None when the prompt has no verdict), with the reference outputs, reference
-  generators and judges it was judged with.
+  (win 100, tie 50, loss 0: :func:`symnoise.outputs.preference`, continuous ones too;
+  rows of one prompt, e.g. both orders, averaged; None when the prompt has no verdict),
+  with the reference outputs, reference generators and judges it was judged with.
 
 A prompt is its ``instruction``, followed by ``"\n\n" + input`` when a row has a non-empty
 ``input``. A missing file raises :class:`MissingMetric` (the metric is skipped, with that
@@ -19,14 +18,13 @@ reason); a bad row raises ValueError naming file, row and value.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import user_message
+from ..outputs import full_instruction, preference, read_annotations, read_outputs
 from ..run import RunFolder, read_jsonl
 
 __all__ = ["ANNOTATIONS", "JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
@@ -55,12 +53,12 @@ def _number(value: Any, name: str, where: str) -> float:
 def _read(run: RunFolder, role: str, what: str, value: Any, *, jsonl: bool = True
           ) -> dict[str, Any]:
     """``{id: value(row, where)}`` over an eval file's rows, keyed by ``id`` (JSON Lines,
-    rows counted from 1) or by the prompt (a JSON list, rows counted from 0)."""
+    rows counted from 1) or by the prompt (model outputs, entries counted from 0)."""
     path = _need(run, role, what)
     out: dict[str, Any] = {}
-    for i, row in enumerate(read_jsonl(path) if jsonl else _json_rows(path), start=int(jsonl)):
-        where = f"{path} row {i}"
-        key = row.get("id") if jsonl else _prompt_key(row, where)
+    for i, row in enumerate(read_jsonl(path) if jsonl else read_outputs(path), start=int(jsonl)):
+        where = f"{path} row {i}" if jsonl else f"{path}: entry {i}"
+        key = row.get("id") if jsonl else full_instruction(row)
         if jsonl and (not isinstance(key, str) or not key):
             raise ValueError(f"{where}: 'id' must be a non-empty string, got {key!r}")
         if key in out:
@@ -96,31 +94,8 @@ def item_scores(run: RunFolder) -> dict[str, float]:
     return _read(run, "synthetic_items", "per-item exact-answer scores", _correct)
 
 
-def _prompt_key(row: Mapping[str, Any], where: str) -> str:
-    instruction = row.get("instruction")
-    if not isinstance(instruction, str):
-        raise ValueError(f"{where}: 'instruction' must be a string, got {instruction!r}")
-    extra = row.get("input")
-    return user_message(instruction, extra if isinstance(extra, str) else "")
-
-
-def _json_rows(path: Path) -> list[Any]:
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path} row {i}: expected an object, got {type(row).__name__}")
-    return rows
-
-
 def _length(row: Mapping[str, Any], where: str) -> float:
-    if not isinstance(text := row.get("output"), str):
-        raise ValueError(f"{where}: 'output' must be a string, got {text!r}")
-    return float(len(text))
+    return float(len(row["output"]))
 
 
 def output_lengths(run: RunFolder) -> dict[str, float]:
@@ -130,17 +105,9 @@ def output_lengths(run: RunFolder) -> dict[str, float]:
 
 def _model_share(row: Mapping[str, Any], model_side: int, where: str) -> float | None:
     """The model's share of one verdict (None: no verdict)."""
-    pref = row.get("preference")
-    if pref is None or (isinstance(pref, float) and math.isnan(pref)):
+    if (pref := preference(row.get("preference"), where)) is None:
         return None
-    if isinstance(pref, bool) or not isinstance(pref, (int, float)):
-        raise ValueError(f"{where}: 'preference' must be a number in [1, 2], got {pref!r}")
-    if pref == 0:  # alpaca_eval's other spelling of a draw
-        pref = 1.5
-    if not 1 <= pref <= 2:
-        raise ValueError(f"{where}: 'preference' must be in [1, 2] (1: output_1 better, 2: "
-                         f"output_2 better), got {pref!r}")
-    return float(pref) - 1 if model_side == 2 else 2 - float(pref)
+    return pref - 1 if model_side == 2 else 2 - pref
 
 
 @dataclass
@@ -173,14 +140,14 @@ def _verdicts(run: RunFolder) -> list[tuple[str, str, int, float | None, dict[st
     if not path.is_file():
         raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
     outputs = run.eval_file("outputs")  # the model's generator: the one its outputs name
-    names = {row.get("generator") for row in _json_rows(outputs)} if outputs.is_file() else set()
+    names = {row.get("generator") for row in read_outputs(outputs)} if outputs.is_file() else set()
     model_gen = names.pop() if len(names) == 1 else None
-    if not (rows := _json_rows(path)):
+    if not (rows := read_annotations(path)):
         raise MissingMetric(f"{path} has no rows")
     out = []
     for i, (row, side) in enumerate(zip(rows, _model_sides(rows, model_gen, path), strict=True)):
-        where = f"{path} row {i}"
-        out.append((where, _prompt_key(row, where), side, _model_share(row, side, where), row))
+        where = f"{path}: entry {i}"
+        out.append((where, full_instruction(row), side, _model_share(row, side, where), row))
     return out
 
 
@@ -207,14 +174,11 @@ def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
     ``output_1`` the reference, ``output_2`` the model, ``preference`` in [1, 2] (2: the
     model better; rows without a verdict left out, prompts kept with an empty list)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for where, key, side, share, row in _verdicts(run):
+    for _, key, side, share, row in _verdicts(run):
         kept = out.setdefault(key, [])
-        model, ref = row.get(f"output_{side}"), row.get(f"output_{3 - side}")
-        if share is None:
-            continue
-        if not isinstance(model, str) or not isinstance(ref, str):
-            raise ValueError(f"{where}: 'output_1' and 'output_2' must be strings")
-        kept.append({"preference": 1.0 + share, "output_1": ref, "output_2": model})
+        if share is not None:
+            kept.append({"preference": 1.0 + share, "output_1": row[f"output_{3 - side}"],
+                         "output_2": row[f"output_{side}"]})
     return out
 
 

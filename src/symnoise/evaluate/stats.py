@@ -41,10 +41,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 __all__ = ["PRESETS", "NGRAM_ORDERS", "LOG_DIVERSITY_CAP", "TextStats", "words_for",
-           "ngram_counts", "text_stats", "read_outputs", "stats_for_file", "format_stats_table"]
+           "ngram_counts", "text_stats", "read_outputs", "stats_for_file", "format_stats_table",
+           "wilson_interval"]
 
 #: Number of leading words used for repetition/diversity, per training dataset (papers).
 PRESETS: dict[str, int] = {"alpaca": 50, "evol_instruct": 100, "sharegpt": 150,
@@ -198,3 +200,23 @@ def format_stats_table(rows: Mapping[str, TextStats]) -> str:
                  _fmt(s.diversity, 4), _fmt(s.log_diversity, 2)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n``: the one of every
+    accuracy (synthetic exact answers, judge checks); exactly 0 / 1 at 0 / n successes."""
+    if n <= 0:
+        raise ValueError(f"Wilson interval needs n >= 1, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, n={n}], got {successes}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    z2n = z * z / n
+    denom = 1 + z2n
+    center = (p + z2n / 2) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high

@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 from .._io import write_json_atomic, write_text_atomic
 from ..data.synthetic import FAMILIES, family_of
 from ..run import EVAL_FILES
+from .stats import wilson_interval
 
 __all__ = ["ITEMS_JSONL", "OUTPUTS_FILE", "SCORES_JSON", "SCORES_MD", "CheckResult",
            "TasksReport", "check_answer", "item_id", "item_rows",
-           "make_report", "score_outputs", "score_responses", "unique_ids", "wilson_interval",
+           "make_report", "score_outputs", "score_responses", "unique_ids",
            "write_report"]
 
 OUTPUTS_FILE = EVAL_FILES["synthetic_outputs"]
@@ -189,25 +188,6 @@ def check_answer(record: Mapping[str, Any], response: str | None) -> CheckResult
     extracted, correct = _read(fam.kind, response, answer)
     return CheckResult(correct=correct, formatted=_is_formatted(fam.kind, response),
                        extracted=extracted)
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``successes / n``."""
-    if n <= 0:
-        raise ValueError(f"Wilson interval needs n >= 1, got n={n}")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must lie in [0, n={n}], got {successes}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    z2n = z * z / n
-    denom = 1 + z2n
-    center = (p + z2n / 2) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / denom
-    low = 0.0 if successes == 0 else max(0.0, center - half)
-    high = 1.0 if successes == n else min(1.0, center + half)
-    return low, high
 
 
 def _summary(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Win rates of a set of annotations: AlpacaEval's leaderboard columns and our report.
 
-Preferences follow AlpacaEval: 1 the reference (``output_1``) is better, 2 the model
-(``output_2``), 1.5 a tie, anything between from log-probabilities or two orders.
+Preferences follow AlpacaEval (:func:`symnoise.outputs.preference`): 1 the reference
+(``output_1``) is better, 2 the model (``output_2``), 1.5 a tie, anything between.
 :func:`leaderboard_metrics` takes the columns from :func:`alpaca_eval.metrics.get_winrate`.
 Length control is AlpacaEval 2's GLM fitted with alpaca_eval's own functions, but without
 the instruction-difficulty term, whose data alpaca_eval downloads from the Hub (never done
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..outputs import outcome, preference
 from .judge_prompts import JudgeError
 
 __all__ = ["LC_OFFLINE", "LC_GLM", "LEADERBOARD_COLUMNS", "leaderboard_metrics",
@@ -86,7 +87,8 @@ def length_controlled(frame: Any) -> tuple[float, float]:
     df = frame.reset_index(drop=True)
     delta = df["output_1"].str.len() - df["output_2"].str.len()
     data = pd.DataFrame({
-        "preference": df["preference"].astype(float).replace({0.0: 1.5}) - 1,
+        "preference": pd.Series([preference(p, f"length control: row {i}")
+                                 for i, p in enumerate(df["preference"])], dtype=float) - 1,
         "std_delta_len": delta / delta.std(),
         "not_gamed_baseline": True,
     })
@@ -287,12 +289,13 @@ def build_report(annotations: Sequence[Mapping[str, Any]], *, name: str, referen
     ``preference``, ``output_1``, ``output_2``, ``dataset``); ``counts`` fill the rest."""
     from collections import Counter
 
-    ok = [a for a in annotations if a["status"] == "ok"]
-    prefs = [a["preference"] for a in ok]
+    ok = [(a.get("dataset") or NO_DATASET, preference(a["preference"], f"annotation {i}"))
+          for i, a in enumerate(annotations) if a["status"] == "ok"]
+    prefs = [p for _, p in ok]
     rate, se, n = win_rate(prefs)
+    outcomes = Counter(map(outcome, prefs))
     totals = Counter(a.get("dataset") or NO_DATASET for a in annotations)
-    per_dataset = {k: DatasetScore(*win_rate(a["preference"] for a in ok
-                                             if (a.get("dataset") or NO_DATASET) == k), totals[k])
+    per_dataset = {k: DatasetScore(*win_rate(p for d, p in ok if d == k), totals[k])
                    for k in sorted(totals)}
 
     def mean_len(texts: list[str]) -> float:
@@ -305,8 +308,7 @@ def build_report(annotations: Sequence[Mapping[str, Any]], *, name: str, referen
         win_rate=rate, standard_error=se, n_total=len(annotations), n_parsed=n,
         n_unparseable=sum(a["status"] == "unparseable" for a in annotations),
         n_errors=sum(a["status"] == "error" for a in annotations),
-        n_wins=sum(p > 1.5 for p in prefs), n_losses=sum(p < 1.5 for p in prefs),
-        n_ties=sum(p == 1.5 for p in prefs),
+        n_wins=outcomes["win"], n_losses=outcomes["loss"], n_ties=outcomes["draw"],
         avg_length=mean_len([a["output_2"] for a in annotations]),
         avg_length_reference=mean_len([a["output_1"] for a in annotations]),
         per_dataset=per_dataset,

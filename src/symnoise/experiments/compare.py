@@ -3,9 +3,9 @@
 A side is one run folder or a group of run folders that differ only by seed: a glob, or a
 folder of runs (a sweep) narrowed by filters (``method``, ``alpha``, ``norm_match``,
 ``dataset``, ``seed``, ``model``), given as ``PATH:key=value,...`` or as common filters for
-both sides. Runs of one side that differ in anything but the seed are refused, never
-averaged. Across sides runs are paired by seed (A-seed-s with B-seed-s); two single runs are
-paired whatever their seeds.
+both sides. Runs of one side that differ in more than the seed (and bookkeeping:
+:func:`symnoise.config.model_setting`) are refused. Across sides runs are paired by seed
+(A-seed-s with B-seed-s); two single runs are paired whatever their seeds.
 
 Each metric is read per example from the run folders (:class:`symnoise.run.RunFolder`
 roles) and compared with :func:`symnoise.evaluate.paired.paired_bootstrap`, stratified by
@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import check_options, model_setting
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
 from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
 from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS, length_controlled
@@ -61,8 +62,7 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "output_length": ("output length", "chars", 0, "prompts"),
 }
 LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
-_NOT_SETTING = ("seed", "output_dir", "resume", "method", "alpha", "norm_match", "symmetric_mode",
-                "noise")  # config fields left out of a setting key (the noise comes from info)
+_NOISE_KEYS = ("method", "alpha", "norm_match", "symmetric_mode")  # keyed as _noise_setting
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
 _NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
           "bernoulli": "Bernoulli", "symnoise": "SymNoise"}
@@ -82,12 +82,11 @@ def _noise_setting(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def setting_key(info: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything that makes a run what it is except its seed (and folder): the run's
-    ``config`` without ``seed``/``output_dir``/``resume``, with the noise setting reduced to
-    the fields its method uses (``none`` has no alpha). Runs with equal keys differ only by
-    seed."""
-    cfg = {k: v for k, v in (info.get("config") or {}).items() if k not in _NOT_SETTING}
-    return {**cfg, "noise": _noise_setting(info)}
+    """Everything that makes a run what it is except its seed: the run's
+    :func:`~symnoise.config.model_setting`, with the noise setting reduced to the fields its
+    method uses (``none`` has no alpha). Runs with equal keys differ only by seed."""
+    cfg = model_setting(info.get("config") or {})
+    return {**{k: v for k, v in cfg.items() if k not in _NOISE_KEYS}, "noise": _noise_setting(info)}
 
 
 def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder]]:
@@ -152,40 +151,29 @@ def _split_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return path, filters
 
 
-_BOOLS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
-    ("0", "false", "no", "off"), False)
-
-
-def _bool(value: Any, where: str) -> bool:
-    if (flag := value if isinstance(value, bool) else _BOOLS.get(str(value).strip().lower())
-            ) is None:
-        raise ValueError(f"{where}: norm_match must be true or false, got {value!r}")
-    return flag
-
-
-def _matches(run: RunFolder, filters: Mapping[str, Any], where: str) -> bool:
-    """Whether a run passes every filter; alpha and norm matching do not apply to methods
-    without them (``none`` has no alpha, only Gaussian/Bernoulli/SymNoise are norm-matched)."""
+def _matches(run: RunFolder, filters: Mapping[str, Any]) -> bool:
+    """Whether a run passes every filter (typed by :func:`_typed`); alpha and norm matching
+    do not apply to methods without them (``none`` has no alpha, only Gaussian/Bernoulli/
+    SymNoise are norm-matched)."""
     info = run.read_info()
     s = run_setting(info)
     checks = {
         "method": lambda want: s["method"] == canonical_method(str(want)),
-        "alpha": lambda want: s["method"] == "none" or _same_number(s["alpha"], want, where),
-        "norm_match": lambda want: s["method"] not in NORM_MATCHED
-        or bool(s["norm_match"]) == _bool(want, where),
-        "seed": lambda want: _same_number(run.seed, want, where),
+        "alpha": lambda want: s["method"] == "none" or isinstance(s["alpha"], (int, float))
+        and math.isclose(s["alpha"], want),
+        "norm_match": lambda want: s["method"] not in NORM_MATCHED or bool(s["norm_match"]) == want,
+        "seed": lambda want: run.seed == want,
         "dataset": lambda want: run_dataset(info) == str(want),
         "model": lambda want: str((info.get("config") or {}).get("model")) == str(want),
     }
     return all(checks.get(key, lambda _: True)(want) for key, want in filters.items())
 
 
-def _same_number(have: Any, want: Any, where: str) -> bool:
-    try:
-        target = float(want)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {want!r} is not a number") from None
-    return isinstance(have, (int, float)) and math.isclose(float(have), target)
+def _typed(filters: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Filter values as the training options' types (``alpha=5`` a float, ``norm_match=no``
+    False); ValueError naming ``where``, the key and the value otherwise."""
+    typed = {k: v for k, v in filters.items() if k in ("alpha", "norm_match", "seed")}
+    return {**filters, **check_options(typed, where)}
 
 
 def _runs_of(path: str) -> list[RunFolder]:
@@ -238,8 +226,9 @@ def resolve_side(spec: str | Sequence[str | Path | RunFolder], *, name: str = "A
         text = ", ".join(str(r.path) for r in runs)
     if not runs:
         raise FileNotFoundError(f"{name} ({text}): no run folders found")
-    wanted = {**{k: v for k, v in (filters or {}).items() if v is not None}, **own}
-    kept = [r for r in runs if _matches(r, wanted, f"{name} ({text})")]
+    wanted = _typed({**{k: v for k, v in (filters or {}).items() if v is not None}, **own},
+                    f"{name} ({text})")
+    kept = [r for r in runs if _matches(r, wanted)]
     if not kept:
         shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
         raise ValueError(f"{name} ({text}): none of the {len(runs)} runs matches {shown}; "

@@ -1,6 +1,6 @@
-"""What the report knows about a run folder (:class:`RunRecord`), read through
-:class:`symnoise.run.RunFolder`, which runs may be averaged together (seeds only), and the
-dataset x method grid they form in the tables and figures (:func:`grid_table`)."""
+"""What the report knows about a run folder (:class:`RunRecord`, read through
+:class:`symnoise.run.RunFolder`), which runs are averaged (:func:`symnoise.config.model_setting`)
+and the dataset x method grid they form in the tables and figures (:func:`grid_table`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..config import PAPER_DATASETS
+from ..config import PAPER_DATASETS, model_setting
 from ..evaluate.judge import LEADERBOARD_JSON
 from ..evaluate.winrate import LEADERBOARD_COLUMNS as JUDGE_COLUMNS
 from ..noise import METHODS, NORM_MATCHED
@@ -24,10 +24,7 @@ __all__ = ["LEADERBOARD_COLUMNS", "GridRow", "RunRecord", "assign_variants", "da
 #: The AlpacaEval leaderboard columns (the judge's list) and the length-control variant,
 #: shown beside every win rate where the judge wrote them.
 LEADERBOARD_COLUMNS = (*JUDGE_COLUMNS, "lc_variant")
-#: config fields that do not make two runs different settings: the seed (what is averaged),
-#: the noise axes (rows of their own) and bookkeeping that leaves the trained model as it is
-_NOT_SETTING = {"seed", "method", "alpha", "norm_match", "output_dir", "resume",
-                "logging_steps", "eval_steps", "save_steps", "save_total_limit"}
+_NOISE_AXES = ("method", "alpha", "norm_match")  # rows of their own (symmetric_mode: symnoise's)
 
 
 def setting_label(method: str | None, alpha: float | None, norm_match: bool | None,
@@ -206,8 +203,6 @@ def load_run(run_dir: str | os.PathLike[str] | RunFolder, name: str | None = Non
     info = run.read_info()
     cfg = info.get("config") or {}
     noise = run_setting(info)
-    flat = {**cfg, **(cfg.get("noise") if isinstance(cfg.get("noise"), Mapping) else {})}
-    flat.pop("noise", None)
     rec = RunRecord(
         path=run.path, name=name or run.path.name, status=info.get("status"),
         model=cfg.get("model") or (info.get("model_source") or {}).get("path"),
@@ -215,7 +210,8 @@ def load_run(run_dir: str | os.PathLike[str] | RunFolder, name: str | None = Non
         norm_match=noise["norm_match"], seed=run.seed, global_step=info.get("global_step"),
         train_loss=number(info.get("train_loss")),
         final_clean_eval_loss=number(info.get("final_clean_eval_loss")),
-        setting={k: v for k, v in flat.items() if k not in _NOT_SETTING})
+        setting={k: v for k, v in model_setting(cfg).items() if k not in _NOISE_AXES
+                 and (k != "symmetric_mode" or noise["method"] == "symnoise")})
     try:
         rec.metrics = run.read_metrics()
     except (OSError, ValueError) as exc:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic as _write_json
-from ..config import TrainConfig, flat_config
+from ..config import TrainConfig, flat_config, model_setting
 from ..run import RunFolder
 from .experiment_file import Experiment, ExperimentError, GridPoint, load_experiment
 
@@ -40,7 +40,6 @@ __all__ = ["STATUS_FILE", "Experiment", "ExperimentError", "GridPoint", "PointRe
 STATUS_FILE = "sweep_status.json"  # OUTPUT/sweep_status.json: the sweep's own record
 WORK_DIR = ".sweep"  # OUTPUT/.sweep: point specs for child processes and accelerate
 EXECUTORS = ("local", "ray")
-_NOT_COMPARED = ("output_dir", "resume")  # config fields that may differ on a rerun
 _NOTHING_TO_DO = ("skip", "unavailable", "conflict")
 #: the sweep table's headline numbers: where they are in run.json / the evaluation summary
 _HEADLINES = {"steps": ("info", "global_step"), "clean_loss": ("info", "final_clean_eval_loss"),
@@ -103,12 +102,13 @@ def _eval_json(run: RunFolder, role: str) -> Any:
 
 
 def _config_conflicts(point: GridPoint, recorded: Mapping[str, Any]) -> list[str]:
-    """Fields where a run folder's recorded config differs from the point's (compared flat:
-    runs recorded before and after the noise was nested compare alike)."""
-    recorded = flat_config(recorded)
-    return [f"{key}: {recorded[key]!r} in the run folder, {want!r} in the experiment"
-            for key, want in point.train.items()
-            if key not in _NOT_COMPARED and key in recorded and recorded[key] != want]
+    """Fields of :func:`~symnoise.config.model_setting` (seed included; bookkeeping such as
+    ``logging_steps`` may change on a rerun) where the run folder's recorded config differs
+    from the point's; a field the run did not record is no conflict."""
+    have = model_setting(recorded, with_seed=True)
+    return [f"{key}: {have[key]!r} in the run folder, {want!r} in the experiment"
+            for key, want in model_setting(point.train, with_seed=True).items()
+            if key in have and have[key] != want]
 
 
 def _eval_settings(point: GridPoint) -> Any:
