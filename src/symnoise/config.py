@@ -375,22 +375,16 @@ def _flatten_noise_block(out: dict[str, Any], where: Path) -> None:
         out[key] = value
 
 
-#: TrainConfig fields a resumed run may change: where the run is and how it is recorded,
-#: never what it trains (model, data, noise, optimisation, precision, seed, length...).
-RESUME_MAY_DIFFER: tuple[str, ...] = ("output_dir", "resume", "logging_steps", "eval_steps",
-                                      "save_steps", "save_total_limit")
-
-
 def setting_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]
                         ) -> list[tuple[str, Any, Any]]:
-    """``(key, recorded value, wanted value)`` for every training setting (any field not in
-    :data:`RESUME_MAY_DIFFER`) both configs have and on which they differ; compared flat
-    (:func:`flat_config`) and as JSON, so a recorded ``run.json`` config compares alike."""
+    """``(key, recorded value, wanted value)`` for every setting both configs have and on
+    which they differ: :func:`model_setting` with the seed (what a resumed run must keep),
+    compared as JSON, so a recorded ``run.json`` config compares alike."""
     import json
 
     def normal(config: Mapping[str, Any]) -> dict[str, Any]:
-        return json.loads(json.dumps(flat_config(config), default=str))
+        return json.loads(json.dumps(model_setting(config, with_seed=True), default=str))
 
     old, new = normal(recorded), normal(wanted)
     return [(key, old[key], new[key]) for key in sorted(set(old) & set(new))
-            if key not in RESUME_MAY_DIFFER and old[key] != new[key]]
+            if old[key] != new[key]]

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ._io import disk_failure
-from .config import RESUME_MAY_DIFFER, TrainConfig, flat_config, setting_differences
+from .config import BOOKKEEPING_FIELDS, TrainConfig, flat_config, setting_differences
 from .data.run_data import RunData, load_run_data
 from .data.spec import parse_data_spec
 from .models import apply_lora, load_model_and_tokenizer
@@ -335,7 +335,7 @@ def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
     """The run's config from the options given (a config file's and flags, or the API's
     dict; absent: not given). With ``resume``, an option not given takes the value the
     output folder's ``run.json`` recorded, and a given one that differs from the record
-    (other than :data:`~symnoise.config.RESUME_MAY_DIFFER`) is an error naming both. A
+    (other than :data:`~symnoise.config.BOOKKEEPING_FIELDS`) is an error naming both. A
     folder without ``run.json`` starts a new run of the options given; with no training
     setting given, that is an error (FileNotFoundError): nothing says what to run."""
     given = {k: v for k, v in values.items() if v is not None}
@@ -344,7 +344,7 @@ def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
     out = TrainConfig.from_sources(None, {k: given[k] for k in ("output_dir",) if k in given})
     run = RunFolder(Path(out.output_dir).expanduser().resolve())
     if not run.is_run():
-        if set(given) - set(RESUME_MAY_DIFFER):  # `train SETTINGS --resume`: start or continue
+        if set(given) - set(BOOKKEEPING_FIELDS):  # `train SETTINGS --resume`: start or continue
             return TrainConfig.from_sources(None, given)
         raise FileNotFoundError(f"nothing to resume in {run.path}: no run.json there (the run "
                                 "never started training) and no settings given; give them to "
