@@ -253,7 +253,7 @@ def default_output_path(model: str | os.PathLike[str], prompts: Any) -> Path:
 
     source = resolve_model(model)
     if source.kind != "run":
-        raise ValueError(f"--model {model!s} is not a run folder: pass --output FILE")
+        raise ValueError(f"--model {model!s} is not a run folder: pass --output-file FILE")
     text = os.fspath(prompts) if isinstance(prompts, (str, os.PathLike)) else ""
     stem = Path(text).stem if text and Path(text).exists() else text.split("/")[-1]
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "prompts"
