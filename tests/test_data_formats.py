@@ -178,9 +178,10 @@ def test_openplatypus_metadata_in_meta(tmp_path):
     )
 
 
-def test_explicit_format_and_aliases():
-    assert canonical_format("Evol-Instruct") == "evol_instruct"
-    assert canonical_format("open_platypus") == "openplatypus"
+def test_explicit_format_one_name_each():
+    assert canonical_format("Evol-Instruct") == "evol_instruct"  # case and - vs _ only
+    with pytest.raises(DataError, match="unknown data format 'open_platypus'.*openplatypus"):
+        canonical_format("open_platypus")  # no aliases
     ex, rep = to_examples(ALPACA, "openplatypus", "a.json")
     assert rep.format == "openplatypus" and not rep.detected and len(ex) == 2
     with pytest.raises(DataError, match="unknown data format 'dolly'.*alpaca"):

@@ -11,7 +11,7 @@ The synthetic suite (``symnoise.data.synthetic``) is imported only when asked fo
 
 from __future__ import annotations
 
-from .collate import PackingCollator, PaddingCollator, pack_features
+from .collate import PaddingCollator
 from .formats import (
     FORMATS,
     DataError,
@@ -45,8 +45,8 @@ from .tokenize import (
 __all__ = [
     "FORMATS", "TEMPLATES", "IGNORE_INDEX", "Example", "DataError", "DataReport",
     "TokenizeReport", "PreparedData", "Template", "AlpacaTemplate", "VicunaTemplate",
-    "ChatTemplate", "PaddingCollator", "PackingCollator", "canonical_format", "detect_format",
+    "ChatTemplate", "PaddingCollator", "canonical_format", "detect_format",
     "record_to_example", "to_examples", "load_records", "get_template", "default_template_for",
-    "format_prompt", "special_prefix", "tokenize_examples", "pack_features", "load_examples",
+    "format_prompt", "special_prefix", "tokenize_examples", "load_examples",
     "prepare_dataset",
 ]
