@@ -56,7 +56,7 @@ __all__ = ["ALPACA_EVAL_HUB_ID", "BACKENDS", "Decoding", "GenerateReport", "Gene
            "load_prompts", "meta_path", "read_outputs"]
 
 ALPACA_EVAL_HUB_ID = "tatsu-lab/alpaca_eval"
-ALPACA_EVAL_ALIASES = ("alpaca_eval", "alpacaeval", ALPACA_EVAL_HUB_ID)
+ALPACA_EVAL_NAMES = ("alpaca_eval", ALPACA_EVAL_HUB_ID)  # the set on the Hub
 BACKENDS = ("transformers", "vllm")
 DEFAULT_TEMPLATE = "alpaca"
 _JOURNAL_ONLY = ("index", "new_tokens", "hit_eos")
@@ -88,7 +88,7 @@ def load_prompts(source: str | os.PathLike[str] | Sequence[Any], *, limit: int |
 
     _check_count("limit", limit, 0, optional=True)
     text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
-    if text is not None and text.strip().lower() in ALPACA_EVAL_ALIASES and not Path(
+    if text is not None and text.strip().lower() in ALPACA_EVAL_NAMES and not Path(
             text).exists():
         records, name, default_dataset = _load_alpaca_eval_hub(), ALPACA_EVAL_HUB_ID, "alpaca_eval"
     else:
