@@ -1,5 +1,5 @@
-"""Putting noise on a model: a context manager for any loop (the Trainer mixin is in
-:mod:`symnoise.trainer`, re-exported here).
+"""Putting noise on a model: a context manager for any loop (the Trainer classes are in
+:mod:`symnoise.trainer`).
 
 Where the noise goes. A forward hook on ``model.get_input_embeddings()`` adds the noise, so
 DDP, FSDP, DeepSpeed, gradient checkpointing and PEFT wrappers keep working. The noise
@@ -362,15 +362,3 @@ def noisy_embeddings(
         yield handle
     finally:
         handle.remove()
-
-
-_TRAINER_NAMES = ("NoiseTrainerMixin", "noisy_trainer_class", "NoisyTrainer", "NoisySFTTrainer")
-
-
-def __getattr__(name: str) -> Any:
-    # The Trainer integration lives in symnoise.trainer; re-exported here on first use.
-    if name in _TRAINER_NAMES:
-        from . import trainer
-
-        return getattr(trainer, name)
-    raise AttributeError(name)

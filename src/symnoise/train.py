@@ -169,7 +169,7 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunD
     """A NoisyTrainer with our callbacks; returns ``(trainer, token counter)``."""
     from transformers import PrinterCallback
 
-    from .integration import NoisyTrainer
+    from .trainer import NoisyTrainer
 
     counter = TokenCountingCollator(make_collator(tokenizer, packing=cfg.packing))
     trainer = NoisyTrainer(
