@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from symnoise.data import DataError, detect_format, load_examples, to_examples
-from symnoise.data.formats import canonical_format, record_to_example
+from symnoise.data import DataError, load_examples
+from symnoise.data.formats import canonical_format, detect_format, record_to_example, to_examples
 
 ALPACA = [
     {"instruction": "Add two and three.", "input": "", "output": "Five."},

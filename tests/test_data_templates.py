@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from symnoise.data import Example, default_template_for, format_prompt, get_template
+from symnoise.data import Example, format_prompt, get_template
+from symnoise.data.templates import default_template_for
 
 # The published Stanford Alpaca prompts (tatsu-lab/stanford_alpaca, train.py PROMPT_DICT;
 # NEFTune's code uses the same), transcribed: both end with "### Response:", no newline.
