@@ -335,15 +335,13 @@ def _engine(who: _Who, model: Any, tok: Any, decoding: Decoding, backend: str, d
     """Load what is needed to generate: ``(backend engine, pad token choice)``."""
     from .models import default_device, ensure_pad_token, load_model
 
-    pad_choice = ensure_pad_token(tok, model) if who.loaded else ""
-    if backend == "vllm":
-        pad_choice = pad_choice or ensure_pad_token(tok)
-        return VLLMBackend(who.source.path, tok, decoding, dtype), pad_choice
+    if backend == "vllm":  # a path, never a loaded model (_identify)
+        return VLLMBackend(who.source.path, decoding, dtype), ensure_pad_token(tok)
     if not who.loaded:
         model = load_model(who.source, dtype=dtype, device=default_device(device))
-        pad_choice = ensure_pad_token(tok, model)
     elif device:
         model.to(device)
+    pad_choice = ensure_pad_token(tok, model)
     return TransformersBackend(model, tok, decoding), pad_choice
 
 
@@ -363,9 +361,6 @@ def _generate_batches(engine: Any, todo: Sequence[Prompt], texts: Sequence[str],
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             gens = engine.generate([texts[k] for k in chunk], [ids[k] for k in chunk])
-            if len(gens) != len(chunk):
-                raise RuntimeError(f"backend returned {len(gens)} answers for "
-                                   f"{len(chunk)} prompts")
             for k, g in zip(chunk, gens, strict=True):
                 answered[todo[k].index] = {"index": todo[k].index,
                                            **todo[k].entry(g.text, generator),
