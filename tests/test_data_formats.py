@@ -7,7 +7,7 @@ import json
 import pytest
 
 from symnoise.data import DataError, load_examples
-from symnoise.data.formats import canonical_format, detect_format, record_to_example, to_examples
+from symnoise.data.formats import canonical_format, detect_format, to_examples
 
 ALPACA = [
     {"instruction": "Add two and three.", "input": "", "output": "Five."},
@@ -135,7 +135,7 @@ def test_conversation_role_content_keys():
             {"role": "assistant", "content": "A."},
         ],
     }
-    ex = record_to_example(rec, "evol_instruct", "mem:0")
+    [ex], _ = to_examples([rec], "evol_instruct", "mem")
     assert (ex.instruction, ex.output, ex.source) == ("Q?", "A.", "mem:0")
 
 

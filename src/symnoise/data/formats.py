@@ -304,18 +304,6 @@ def _conversation_pair(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]
                     kind=_PAIR)
 
 
-def record_to_example(record: Any, fmt: str, source: str = "") -> Example:
-    """Parse one record of a known (non-auto) format; raises DataError on a bad row."""
-    fmt = canonical_format(fmt)
-    if fmt == "auto":
-        raise DataError("record_to_example needs an explicit format, got 'auto'")
-    try:
-        return _parse(record, fmt, source)
-    except DataError as bad:
-        raise DataError(bad.reason, file=source or None, field=bad.field, value=bad.value,
-                        kind=bad.kind) from None
-
-
 def _parse(record: Any, fmt: str, source: str) -> Example:
     if isinstance(record, InvalidRecord):
         raise DataError(record.reason, kind="invalid JSON")
