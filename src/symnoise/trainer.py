@@ -22,7 +22,8 @@ from transformers import Trainer
 from trl import SFTTrainer
 
 from .config import NoiseConfig
-from .integration import NoiseHandle, noisy_embeddings, pair_batch
+from .integration import NoiseHandle, noisy_embeddings
+from .pairing import pair_batch
 
 __all__ = ["NoiseTrainerMixin", "NoisySFTTrainer", "NoisyTrainer", "first_pass_no_sync",
            "noisy_trainer_class"]
