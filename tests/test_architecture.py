@@ -26,9 +26,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (0, ("_io",)),
 ]
 #: Imports the README allows against the rule: (importer, imported) module names.
-EXCEPTIONS: set[tuple[str, str]] = {
-    ("integration", "trainer"),  # re-exports the Trainer classes on first use (old name)
-}
+EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:
@@ -114,3 +112,46 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "SRC", fake)
     with pytest.raises(AssertionError, match=r"noise\.py:1 imports train"):
         test_no_import_goes_up_or_sideways()
+
+
+def _readme_api_names(package: str) -> set[str]:
+    """Names the README's "Python API" section shows from ``package``: its ``from PACKAGE
+    import`` lines, and for a subpackage the comment line ``# also: ...`` after them."""
+    readme = (SRC.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    lines = section.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"from {package} import "):
+            code = line.split(" import ", 1)[1].split("#", 1)[0]
+            names |= {n.strip() for n in code.split(",") if n.strip()}
+            also = lines[i + 2: i + 5] if package != "symnoise" else []
+            text = " ".join(x.strip().lstrip("#").strip() for x in also
+                            if x.lstrip().startswith("#"))
+            if text.startswith("also:"):
+                names |= {n.strip() for n in text[5:].split(",") if n.strip()}
+    return names
+
+
+def test_public_surface_is_the_readme_api_and_import_stays_light():
+    import subprocess
+    import sys
+
+    import symnoise
+    import symnoise.data
+    import symnoise.integration
+    import symnoise.trainer
+
+    assert set(symnoise.__all__) == _readme_api_names("symnoise")
+    assert set(symnoise.data.__all__) == _readme_api_names("symnoise.data")
+    for name in symnoise.data.__all__:
+        assert getattr(symnoise.data, name) is not None, name
+    for name in symnoise.__all__:
+        assert callable(getattr(symnoise, name)), name  # classes and functions, no module
+    # the Trainer classes in one hop: the package takes them from symnoise.trainer itself
+    assert symnoise.NoisyTrainer is symnoise.trainer.NoisyTrainer
+    assert symnoise.NoisySFTTrainer.__mro__[1] is symnoise.trainer.NoiseTrainerMixin
+    assert not hasattr(symnoise.integration, "NoisyTrainer")  # no old re-export
+    code = ("import sys, symnoise; assert 'transformers' not in sys.modules; "
+            "from symnoise import NoisyTrainer; assert 'transformers' in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from symnoise.data import DataError, detect_format, load_examples, to_examples
-from symnoise.data.formats import canonical_format, record_to_example
+from symnoise.data import DataError, load_examples
+from symnoise.data.formats import canonical_format, detect_format, to_examples
 
 ALPACA = [
     {"instruction": "Add two and three.", "input": "", "output": "Five."},
@@ -135,7 +135,7 @@ def test_conversation_role_content_keys():
             {"role": "assistant", "content": "A."},
         ],
     }
-    ex = record_to_example(rec, "evol_instruct", "mem:0")
+    [ex], _ = to_examples([rec], "evol_instruct", "mem")
     assert (ex.instruction, ex.output, ex.source) == ("Q?", "A.", "mem:0")
 
 
@@ -178,9 +178,10 @@ def test_openplatypus_metadata_in_meta(tmp_path):
     )
 
 
-def test_explicit_format_and_aliases():
-    assert canonical_format("Evol-Instruct") == "evol_instruct"
-    assert canonical_format("open_platypus") == "openplatypus"
+def test_explicit_format_one_name_each():
+    assert canonical_format("Evol-Instruct") == "evol_instruct"  # case and - vs _ only
+    with pytest.raises(DataError, match="unknown data format 'open_platypus'.*openplatypus"):
+        canonical_format("open_platypus")  # no aliases
     ex, rep = to_examples(ALPACA, "openplatypus", "a.json")
     assert rep.format == "openplatypus" and not rep.detected and len(ex) == 2
     with pytest.raises(DataError, match="unknown data format 'dolly'.*alpaca"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from symnoise.data import Example, default_template_for, format_prompt, get_template
+from symnoise.data import Example, format_prompt, get_template
+from symnoise.data.templates import default_template_for
 
 # The published Stanford Alpaca prompts (tatsu-lab/stanford_alpaca, train.py PROMPT_DICT;
 # NEFTune's code uses the same), transcribed: both end with "### Response:", no newline.
@@ -68,7 +69,7 @@ def test_alpaca_prompt_response_boundary_survives_merges():
     assert feat["labels"][n_prompt:] == feat["input_ids"][n_prompt:] and rep.n_out == 1
 
 
-@pytest.mark.parametrize("name", ["vicuna", "vicuna_v1.1", "vicuna-v1.1", "Vicuna"])
+@pytest.mark.parametrize("name", ["vicuna", "Vicuna", " vicuna "])
 def test_vicuna_exact(name):
     t = get_template(name)
     assert t.name == "vicuna" and t.response_prefix == " "

@@ -12,9 +12,9 @@ from symnoise.data import (
     PaddingCollator,
     get_template,
     prepare_dataset,
-    special_prefix,
     tokenize_examples,
 )
+from symnoise.data.tokenize import special_prefix
 
 CORPUS = [
     "Below is an instruction that describes a task. Write a response.",

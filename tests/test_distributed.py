@@ -83,8 +83,7 @@ def _noisy_trainer(tmp_path, mode):
     from conftest import make_model
     from transformers import TrainingArguments
 
-    from symnoise import NoiseConfig
-    from symnoise.integration import NoisyTrainer
+    from symnoise import NoiseConfig, NoisyTrainer
 
     class Rows(__import__("torch").utils.data.Dataset):
         def __len__(self):

@@ -6,6 +6,7 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -328,6 +329,101 @@ def test_vllm_missing_is_a_clear_error(run_dir, tmp_path, monkeypatch):
     assert not (tmp_path / "o.json").exists()
     with pytest.raises(ValueError, match="unknown backend 'vlm'"):
         generate_outputs(run_dir, _prompts(2), tmp_path / "o.json", backend="vlm")
+
+
+class _FakeVLLM:
+    """vLLM's offline API as symnoise uses it, faithful in shape: ``LLM(model, dtype=,
+    seed=)`` loads the model folder itself; ``SamplingParams`` takes keywords only (an
+    unknown one is a TypeError); ``LLM.generate(prompts, sampling_params, use_tqdm=)``
+    takes ``{"prompt_token_ids": [...]}`` prompts and returns one ``RequestOutput`` per
+    prompt, in order, whose ``outputs[0]`` has ``text`` (special tokens skipped),
+    ``token_ids`` (the EOS included) and ``finish_reason`` ("stop" at EOS, else "length").
+    Decoding runs the folder's model greedily one prompt at a time, unpadded."""
+
+    def __init__(self) -> None:
+        import types
+
+        self.module = types.ModuleType("vllm")
+        self.module.LLM, self.module.SamplingParams = self._llm(), self._params()
+        self.made: list[Any] = []
+
+    @staticmethod
+    def _params() -> type:
+        class SamplingParams:
+            def __init__(self, *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+                         top_k: int = -1, repetition_penalty: float = 1.0, max_tokens: int = 16,
+                         seed: int | None = None, skip_special_tokens: bool = True) -> None:
+                self.__dict__.update(locals())
+                del self.__dict__["self"]
+        return SamplingParams
+
+    def _llm(self) -> type:
+        from types import SimpleNamespace as NS
+
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        fake = self
+
+        class LLM:
+            def __init__(self, model: str, *, dtype: str = "auto", seed: int = 0) -> None:
+                self.model = AutoModelForCausalLM.from_pretrained(model).eval()
+                self.tok = AutoTokenizer.from_pretrained(model)
+                self.init = {"model": model, "dtype": dtype, "seed": seed}
+                self.asked: list[list[int]] = []
+                fake.made.append(self)
+
+            def generate(self, prompts, sampling_params, *, use_tqdm: bool = True):
+                self.params, outs = sampling_params, []
+                self.asked += [list(p["prompt_token_ids"]) for p in prompts]
+                assert sampling_params.temperature == 0.0  # greedy, as these tests ask
+                for prompt in prompts:
+                    ids = torch.tensor([prompt["prompt_token_ids"]])
+                    new = self.model.generate(
+                        ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                        max_new_tokens=sampling_params.max_tokens,
+                        repetition_penalty=sampling_params.repetition_penalty,
+                        eos_token_id=self.tok.eos_token_id,
+                        pad_token_id=self.tok.eos_token_id)[0, ids.shape[1]:].tolist()
+                    stop = next((k + 1 for k, t in enumerate(new) if t == self.tok.eos_token_id),
+                                None)
+                    token_ids = new[:stop]
+                    text = self.tok.decode(token_ids, skip_special_tokens=True)
+                    done = NS(index=0, text=text, token_ids=token_ids,
+                              finish_reason="stop" if stop else "length")
+                    outs.append(NS(prompt_token_ids=prompt["prompt_token_ids"], outputs=[done]))
+                return outs
+        return LLM
+
+
+def test_vllm_backend_through_a_fake_of_its_api(run_dir, tmp_path, monkeypatch):
+    """``--backend vllm`` cannot be installed here (Linux + CUDA only): it is run against
+    :class:`_FakeVLLM`. Same prompts, same token ids, same decoding -> same answers as the
+    transformers backend, and vLLM gets the paper's settings."""
+    fake = _FakeVLLM()
+    monkeypatch.setitem(sys.modules, "vllm", fake.module)
+    prompts = _prompts(6)
+    via_vllm = generate_outputs(run_dir, prompts, tmp_path / "v.json", backend="vllm",
+                                batch_size=4, max_new_tokens=8, progress=False)
+    generate_outputs(run_dir, prompts, tmp_path / "t.json", batch_size=4, max_new_tokens=8,
+                     progress=False)
+    assert _outputs(tmp_path / "v.json") == _outputs(tmp_path / "t.json")
+    assert via_vllm.backend == "vllm" and via_vllm.n_generated == 6
+    assert via_vllm.new_tokens == 6 * 8 and via_vllm.n_hit_max_tokens == 6
+    [llm] = fake.made
+    assert llm.init == {"model": str(run_dir), "dtype": "float32", "seed": 0}
+    params = llm.params
+    assert (params.temperature, params.top_p, params.max_tokens) == (0.0, 1.0, 8)
+    assert params.repetition_penalty == 1.2
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run_dir)
+    rendered = [format_prompt("alpaca", p["instruction"], p.get("input", "")) for p in prompts]
+    assert sorted(map(tuple, encode_prompts(tok, rendered))) == sorted(
+        tuple(x) for x in llm.asked)
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        gguf = tmp_path / "m.gguf"
+        gguf.write_bytes(b"GGUF")
+        generate_outputs(str(gguf), prompts, tmp_path / "g.json", backend="vllm")
 
 
 def test_bad_prompt_rows_name_file_and_row(tmp_path):

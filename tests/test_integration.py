@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import make_model
 
-from symnoise import NoiseConfig, noisy_embeddings, pair_batch
-from symnoise.integration import NoisyTrainer, get_embedding_module, noisy_trainer_class
+from symnoise import NoiseConfig, NoisyTrainer, noisy_embeddings, noisy_trainer_class, pair_batch
+from symnoise.integration import get_embedding_module
 
 V = 64
 

@@ -110,7 +110,7 @@ def test_trl_packing_with_noisy_sft_trainer(tmp_path, method, mode):
     trl = pytest.importorskip("trl")
     from conftest import make_tokenizer
 
-    from symnoise.integration import NoisySFTTrainer
+    from symnoise import NoisySFTTrainer
 
     tok = make_tokenizer()
     tok.pad_token = tok.eos_token

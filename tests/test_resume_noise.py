@@ -7,8 +7,7 @@ import pytest
 import torch
 from conftest import make_model
 
-from symnoise import NoiseConfig
-from symnoise.integration import NoisyTrainer
+from symnoise import NoiseConfig, NoisyTrainer
 from symnoise.trainer import NOISE_RNG_FILE
 
 V = 64

@@ -72,14 +72,14 @@ def test_sizes_and_prefix_property() -> None:
 def test_load_synthetic_matches_generate_suite(suite: SyntheticSuite) -> None:
     assert load_synthetic() == suite.train
     assert load_synthetic("heldout") == suite.heldout
-    assert load_synthetic("test") == suite.heldout
     assert load_synthetic("train", seed=0, n=50) == suite.train[:50]
-    assert load_synthetic("test", seed=2, n=30) == generate_suite(seed=2).heldout[:30]
+    assert load_synthetic("heldout", seed=2, n=30) == generate_suite(seed=2).heldout[:30]
 
 
 def test_load_synthetic_rejects_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="validation"):
-        load_synthetic("validation")
+    for split in ("validation", "test"):  # one name per split, no aliases
+        with pytest.raises(ValueError, match=f"unknown synthetic split '{split}'"):
+            load_synthetic(split)
     with pytest.raises(ValueError, match="None"):
         load_synthetic(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="-1"):

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import make_model, make_tokenizer
 
+from symnoise import noisy_embeddings, pair_batch
 from symnoise.config import NoiseConfig
-from symnoise.integration import noisy_embeddings, pair_batch
 from symnoise.train import make_collator, train
 
 PROMPT_LENS = (5, 9, 3)

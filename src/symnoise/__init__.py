@@ -16,45 +16,25 @@ or, in a custom loop::
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .config import NoiseConfig, TrainConfig
-from .noise import METHODS, canonical_method, perturb
+from .integration import noisy_embeddings
+from .noise import perturb
+from .pairing import pair_batch
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "METHODS",
-    "NoiseConfig",
-    "TrainConfig",
-    "canonical_method",
-    "perturb",
-    "noisy_embeddings",
-    "pair_batch",
-    "NoiseTrainerMixin",
-    "NoisyTrainer",
-    "NoisySFTTrainer",
-    "noisy_trainer_class",
-    "train",
-    "__version__",
-]
-
-_LAZY = {
-    "noisy_embeddings": "integration",
-    "pair_batch": "integration",
-    "NoiseTrainerMixin": "integration",
-    "NoisyTrainer": "integration",
-    "NoisySFTTrainer": "integration",
-    "noisy_trainer_class": "integration",
-    "NoiseHandle": "integration",
-    "train": "train",
-}
+# The README's Python API. The Trainer classes need transformers: they are taken from
+# symnoise.trainer on first use, so ``import symnoise`` loads torch only. (A whole run is
+# ``symnoise.train.train``: a package attribute ``train`` would clash with the module.)
+__all__ = ["NoiseConfig", "TrainConfig", "perturb", "noisy_embeddings", "pair_batch",
+           "NoisyTrainer", "NoisySFTTrainer", "noisy_trainer_class"]
+_TRAINER = ("NoisyTrainer", "NoisySFTTrainer", "noisy_trainer_class")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'symnoise' has no attribute {name!r}")
+    if name not in _TRAINER:
+        raise AttributeError(f"module 'symnoise' has no attribute {name!r}")
+    return getattr(importlib.import_module(".trainer", __name__), name)

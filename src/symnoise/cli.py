@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from ._io import disk_failure
 
@@ -53,59 +52,6 @@ Judge = Annotated[str, typer.Option("--judge", help="openai:MODEL (any OpenAI-co
 Annotator = Annotated[str, typer.Option(help="symnoise-pairwise (our prompt) or an AlpacaEval annotator: alpaca_eval_gpt4 (the paper's GPT-4 judge), chatgpt_fn (its ChatGPT judge), weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2), ...")]
 BaseUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL of the judge (default $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY.")]
 BothOrders = Annotated[bool, typer.Option("--both-orders", help="Judge each pair in both orders and average (symnoise-pairwise).")]
-
-#: Old spellings still accepted, per command, until :data:`REMOVED_IN`.
-RENAMED: dict[str, dict[str, str]] = {
-    "generate": {"--limit": "--n-prompts", "--output": "--output-file"},
-    "tasks": {"--n": "--n-prompts", "--outputs": "--model-outputs"},
-    "eval": {"--limit": "--limit-per-task", "--synthetic-n": "--synthetic-n-prompts",
-             "--reference": "--reference-outputs"},
-    "judge": {"--max-items": "--n-prompts"},
-    "judge-check": {"--n": "--n-prompts"},
-    "harness": {"--limit": "--limit-per-task"},
-}
-REMOVED_IN = "0.3"
-
-
-def _rename_args(command: str, args: list[str]) -> list[str]:
-    """Rewrite ``command``'s deprecated option spellings in ``args`` to the new ones, with a
-    warning on stderr. Raises ValueError when an old and a new spelling disagree."""
-    renamed = RENAMED.get(command, {})
-    out: list[str] = []
-    given: dict[str, tuple[str, str]] = {}  # new name -> (spelling, value) as typed
-    rest = iter(args)
-    for arg in rest:
-        if arg == "--":
-            return [*out, arg, *rest]
-        name, eq, value = arg.partition("=")
-        canonical = renamed.get(name, name)
-        if canonical not in renamed.values() or not eq and (value := next(rest, None)) is None:
-            out.append(arg)  # not a renamed option, or one without a value
-            continue
-        first = given.setdefault(canonical, (name, value))
-        if first[1] != value:
-            raise ValueError(f"{first[0]} {first[1]} and {name} {value} disagree; "
-                             f"give {canonical} once")
-        if name != canonical:
-            typer.echo(f"warning: {name} is deprecated, use {canonical} (removed in {REMOVED_IN})",
-                       err=True)
-        out += [canonical, value]
-    return out
-
-
-class _Command(TyperCommand):
-    """A command that accepts the deprecated spellings in :data:`RENAMED`."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            args = _rename_args(self.name or "", list(args))
-        except ValueError as exc:
-            ctx.fail(str(exc))  # a usage error: exit status 2
-        return super().parse_args(ctx, args)
-
-
-def _command(name: str | None = None) -> Any:
-    return app.command(name, cls=_Command)
 
 
 # ------------------------------------------------------------------ call and print
@@ -173,7 +119,7 @@ def _per_task(limit: float | None) -> int | float | None:
     return int(limit) if limit is not None and limit >= 1 and limit.is_integer() else limit
 
 
-@_command()
+@app.command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (flags override it); a preset name such as 'alpaca' works too."),
     model: Optional[str] = typer.Option(None, help="Hub id, local HF folder, .gguf file or 'smollm2' (default)."),
@@ -247,7 +193,7 @@ def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-@_command()
+@app.command()
 def harness(
     model: str = typer.Option(..., help="Run folder, HF model folder, .gguf file or hub id."),
     tasks: str = typer.Option("openllm", help="Comma-separated lm-eval tasks, YAML paths, or the preset 'openllm'."),
@@ -272,7 +218,7 @@ def harness(
                 progress=progress), as_json)
 
 
-@_command()
+@app.command()
 def stats(
     files: list[Path] = typer.Argument(..., help="Outputs files (AlpacaEval format) or training data files."),
     words: Optional[str] = typer.Option(None, help="First N words for repetition/diversity, or a preset: alpaca, evol_instruct, sharegpt, openplatypus."),
@@ -285,7 +231,7 @@ def stats(
     _emit({k: v.to_dict() for k, v in rows.items()}, as_json, format_stats_table(rows))
 
 
-@_command()
+@app.command()
 def norms(
     output_dir: Path = typer.Option(Path("norms"), help="Where the table, CSV and PNG figures go."),
     dims: str = typer.Option("16,64,256,1024,4096,8192", help="Comma-separated dimensions."),
@@ -305,7 +251,7 @@ def norms(
     _emit({**analysis.to_dict(), "files": {k: str(v) for k, v in paths.items()}}, as_json, table)
 
 
-@_command()
+@app.command()
 def judge(
     model_outputs: Path = typer.Option(..., help="Model outputs (AlpacaEval format JSON/JSONL)."),
     reference_outputs: Path = typer.Option(..., help="Reference outputs, e.g. the AlpacaEval file with text-davinci-003's outputs."),
@@ -333,7 +279,7 @@ def judge(
         _fail(report.failure(), code=1)
 
 
-@_command("judge-check")
+@app.command("judge-check")
 def judge_check(
     judge_spec: Judge = ...,
     reference_outputs: Path = typer.Option(..., help="Reference set whose answers are known good (AlpacaEval format), e.g. alpaca_eval_805.json."),
@@ -354,7 +300,7 @@ def judge_check(
     _emit(check, as_json, format_judge_check(check))
 
 
-@_command()
+@app.command()
 def generate(
     model: str = typer.Option("smollm2", help="Run folder, HF model folder, .gguf file, hub id or 'smollm2'."),
     prompts: str = typer.Option(..., help="AlpacaEval JSON (or 'alpaca_eval' from the hub), a JSON/JSONL/Parquet file of prompt rows (Alpaca, chat messages/conversations, strings, {'prompt'}, Self-Instruct instances), or 'synthetic:heldout'."),
@@ -389,7 +335,7 @@ def generate(
                 progress=progress, ignore_fields=ignore_fields), as_json)
 
 
-@_command()
+@app.command()
 def tasks(
     model: Optional[str] = typer.Option(None, help="Run folder, HF model folder, .gguf file, hub id or 'smollm2' (default)."),
     model_outputs: Optional[Path] = typer.Option(None, help="Score this synthetic outputs file instead of generating."),
@@ -419,7 +365,7 @@ def tasks(
                 device=_device(device)), as_json)
 
 
-@_command("eval")
+@app.command("eval")
 def eval_run(
     run_dir: Path = typer.Argument(..., help="A finished run folder (results go to RUN/eval/)."),
     prompts: Optional[str] = typer.Option(None, help="Prompt set: AlpacaEval's JSON file, a JSON/JSONL file, 'alpaca_eval' (Hub) or 'synthetic:heldout' (default)."),
@@ -457,7 +403,7 @@ def eval_run(
     _emit(summary, as_json, format_eval_summary(summary))
 
 
-@_command()
+@app.command()
 def report(
     runs_dir: Path = typer.Argument(..., help="Folder holding run folders (searched recursively)."),
     output_dir: Optional[Path] = typer.Option(None, help="Where report.md, the CSVs and PNGs go (default RUNS_DIR/report)."),
@@ -469,7 +415,7 @@ def report(
     _emit(_call(build_report, runs_dir, output_dir), as_json)
 
 
-@_command("compare")
+@app.command("compare")
 def compare_cmd(
     a: str = typer.Argument(..., help="Side A: a run folder, a glob, or a folder of runs; narrow with PATH:method=none,alpha=5,..."),
     b: str = typer.Argument(..., help="Side B, as A."),
@@ -495,7 +441,7 @@ def compare_cmd(
         raise typer.Exit(1)
 
 
-@_command()
+@app.command()
 def sweep(
     experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped grid's name: paper_table1, paper_ablation, small_table1, small_ablation, small_alpaca."),
     executor: Optional[str] = typer.Option(None, help="local|ray (default: the file's 'executor', else local)."),
@@ -515,7 +461,7 @@ def sweep(
         raise typer.Exit(1)
 
 
-@_command()
+@app.command()
 def demo(
     output_dir: Path = typer.Option(Path("symnoise-demo"), help="Where the three runs and the report go."),
     judge: Optional[str] = typer.Option(None, help="Judge for a win rate against the un-noised run: openai:MODEL (with --base-url) or hf:PATH."),

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._io import read_text
-from .noise import NORM_MATCHED, _check_alpha, canonical_method
+from .noise import _check_alpha, canonical_method
 
 SYMMETRIC_MODES = ("concat", "sequential")
 # The four instruction datasets of the paper (and the data formats of the same names); the
@@ -66,13 +65,6 @@ class NoiseConfig:
     @property
     def symmetric(self) -> bool:
         return self.method == "symnoise"
-
-    @property
-    def norm_factor(self) -> float:
-        """The factor ``c`` applied on top of ``alpha / sqrt(L d)``."""
-        if self.norm_match and self.method in NORM_MATCHED:
-            return 1.0 / math.sqrt(3.0)
-        return 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -152,10 +152,8 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model_path: str, tokenizer: Any, decoding: Decoding,
-                 dtype: str | None = None) -> None:
+    def __init__(self, model_path: str, decoding: Decoding, dtype: str | None = None) -> None:
         vllm = import_vllm()
-        self.tokenizer, self.decoding = tokenizer, decoding
         kwargs: dict[str, Any] = {"model": model_path, "seed": decoding.seed}
         if dtype and dtype != "auto":
             kwargs["dtype"] = dtype

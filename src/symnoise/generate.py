@@ -56,7 +56,7 @@ __all__ = ["ALPACA_EVAL_HUB_ID", "BACKENDS", "Decoding", "GenerateReport", "Gene
            "load_prompts", "meta_path", "read_outputs"]
 
 ALPACA_EVAL_HUB_ID = "tatsu-lab/alpaca_eval"
-ALPACA_EVAL_ALIASES = ("alpaca_eval", "alpacaeval", ALPACA_EVAL_HUB_ID)
+ALPACA_EVAL_NAMES = ("alpaca_eval", ALPACA_EVAL_HUB_ID)  # the set on the Hub
 BACKENDS = ("transformers", "vllm")
 DEFAULT_TEMPLATE = "alpaca"
 _JOURNAL_ONLY = ("index", "new_tokens", "hit_eos")
@@ -88,7 +88,7 @@ def load_prompts(source: str | os.PathLike[str] | Sequence[Any], *, limit: int |
 
     _check_count("limit", limit, 0, optional=True)
     text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
-    if text is not None and text.strip().lower() in ALPACA_EVAL_ALIASES and not Path(
+    if text is not None and text.strip().lower() in ALPACA_EVAL_NAMES and not Path(
             text).exists():
         records, name, default_dataset = _load_alpaca_eval_hub(), ALPACA_EVAL_HUB_ID, "alpaca_eval"
     else:
@@ -253,7 +253,7 @@ def default_output_path(model: str | os.PathLike[str], prompts: Any) -> Path:
 
     source = resolve_model(model)
     if source.kind != "run":
-        raise ValueError(f"--model {model!s} is not a run folder: pass --output FILE")
+        raise ValueError(f"--model {model!s} is not a run folder: pass --output-file FILE")
     text = os.fspath(prompts) if isinstance(prompts, (str, os.PathLike)) else ""
     stem = Path(text).stem if text and Path(text).exists() else text.split("/")[-1]
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "prompts"
@@ -335,15 +335,13 @@ def _engine(who: _Who, model: Any, tok: Any, decoding: Decoding, backend: str, d
     """Load what is needed to generate: ``(backend engine, pad token choice)``."""
     from .models import default_device, ensure_pad_token, load_model
 
-    pad_choice = ensure_pad_token(tok, model) if who.loaded else ""
-    if backend == "vllm":
-        pad_choice = pad_choice or ensure_pad_token(tok)
-        return VLLMBackend(who.source.path, tok, decoding, dtype), pad_choice
+    if backend == "vllm":  # a path, never a loaded model (_identify)
+        return VLLMBackend(who.source.path, decoding, dtype), ensure_pad_token(tok)
     if not who.loaded:
         model = load_model(who.source, dtype=dtype, device=default_device(device))
-        pad_choice = ensure_pad_token(tok, model)
     elif device:
         model.to(device)
+    pad_choice = ensure_pad_token(tok, model)
     return TransformersBackend(model, tok, decoding), pad_choice
 
 
@@ -363,9 +361,6 @@ def _generate_batches(engine: Any, todo: Sequence[Prompt], texts: Sequence[str],
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             gens = engine.generate([texts[k] for k in chunk], [ids[k] for k in chunk])
-            if len(gens) != len(chunk):
-                raise RuntimeError(f"backend returned {len(gens)} answers for "
-                                   f"{len(chunk)} prompts")
             for k, g in zip(chunk, gens, strict=True):
                 answered[todo[k].index] = {"index": todo[k].index,
                                            **todo[k].entry(g.text, generator),

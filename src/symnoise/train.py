@@ -248,7 +248,7 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunD
     returns ``(trainer, totals)``."""
     from transformers import PrinterCallback
 
-    from .integration import NoisyTrainer
+    from .trainer import NoisyTrainer
 
     totals = totals or RunTotals()
 

@@ -1,4 +1,5 @@
-"""Noise in Hugging Face's ``Trainer`` (and TRL's ``SFTTrainer``): :class:`NoiseTrainerMixin`.
+"""Noise in Hugging Face's ``Trainer`` and TRL's ``SFTTrainer``: :class:`NoiseTrainerMixin`, and
+the two classes built with it, :data:`NoisyTrainer` and :data:`NoisySFTTrainer`.
 
 The noise generator's state is saved with every checkpoint (``symnoise_noise_rng.pt``, next
 to the Trainer's RNG state) and restored on resume, so a resumed run draws the same noise.
@@ -17,11 +18,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import Trainer
+from trl import SFTTrainer
 
 from .config import NoiseConfig
-from .integration import NoiseHandle, noisy_embeddings, pair_batch
+from .integration import NoiseHandle, noisy_embeddings
+from .pairing import pair_batch
 
-__all__ = ["NoiseTrainerMixin", "noisy_trainer_class", "first_pass_no_sync"]
+__all__ = ["NoiseTrainerMixin", "NoisySFTTrainer", "NoisyTrainer", "first_pass_no_sync",
+           "noisy_trainer_class"]
 
 logger = logging.getLogger(__name__)
 NOISE_RNG_FILE = "symnoise_noise_rng.pt"  # symnoise_noise_rng_<rank>.pt with several processes
@@ -180,13 +185,5 @@ def noisy_trainer_class(base: type) -> type:
     return type(f"Noisy{base.__name__}", (NoiseTrainerMixin, base), {})
 
 
-def __getattr__(name: str) -> Any:
-    # NoisyTrainer / NoisySFTTrainer are built on first use so importing symnoise stays light.
-    bases = {"NoisyTrainer": ("transformers", "Trainer"), "NoisySFTTrainer": ("trl", "SFTTrainer")}
-    if name not in bases:
-        raise AttributeError(name)
-    import importlib
-
-    module, base = bases[name]
-    cls = globals()[name] = noisy_trainer_class(getattr(importlib.import_module(module), base))
-    return cls
+NoisyTrainer = noisy_trainer_class(Trainer)
+NoisySFTTrainer = noisy_trainer_class(SFTTrainer)

@@ -13,8 +13,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import make_model  # noqa: E402
 
-from symnoise import NoiseConfig  # noqa: E402
-from symnoise.integration import NoisyTrainer, get_embedding_module  # noqa: E402
+from symnoise import NoiseConfig, NoisyTrainer  # noqa: E402
+from symnoise.integration import get_embedding_module  # noqa: E402
 
 
 class Rows(torch.utils.data.Dataset):

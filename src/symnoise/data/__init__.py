@@ -11,42 +11,13 @@ The synthetic suite (``symnoise.data.synthetic``) is imported only when asked fo
 
 from __future__ import annotations
 
-from .collate import PackingCollator, PaddingCollator, pack_features
-from .formats import (
-    FORMATS,
-    DataError,
-    DataReport,
-    Example,
-    canonical_format,
-    detect_format,
-    record_to_example,
-    to_examples,
-)
+from .collate import PaddingCollator
+from .formats import DataError, Example
 from .sources import load_examples, load_records
-from .templates import (
-    TEMPLATES,
-    AlpacaTemplate,
-    ChatTemplate,
-    Template,
-    VicunaTemplate,
-    default_template_for,
-    format_prompt,
-    get_template,
-)
-from .tokenize import (
-    IGNORE_INDEX,
-    PreparedData,
-    TokenizeReport,
-    prepare_dataset,
-    special_prefix,
-    tokenize_examples,
-)
+from .templates import format_prompt, get_template
+from .tokenize import IGNORE_INDEX, prepare_dataset, tokenize_examples
 
-__all__ = [
-    "FORMATS", "TEMPLATES", "IGNORE_INDEX", "Example", "DataError", "DataReport",
-    "TokenizeReport", "PreparedData", "Template", "AlpacaTemplate", "VicunaTemplate",
-    "ChatTemplate", "PaddingCollator", "PackingCollator", "canonical_format", "detect_format",
-    "record_to_example", "to_examples", "load_records", "get_template", "default_template_for",
-    "format_prompt", "special_prefix", "tokenize_examples", "pack_features", "load_examples",
-    "prepare_dataset",
-]
+# What the README's Python API shows (formats, templates and reports: their modules).
+__all__ = ["DataError", "Example", "IGNORE_INDEX", "PaddingCollator", "format_prompt",
+           "get_template", "load_examples", "load_records", "prepare_dataset",
+           "tokenize_examples"]

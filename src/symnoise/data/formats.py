@@ -50,10 +50,6 @@ from typing import Any
 from ..config import PAPER_DATASETS
 
 FORMATS: tuple[str, ...] = PAPER_DATASETS  # the data formats are the paper's datasets
-FORMAT_ALIASES: dict[str, str] = {
-    "evol": "evol_instruct", "evolinstruct": "evol_instruct", "wizardlm": "evol_instruct",
-    "open_platypus": "openplatypus", "platypus": "openplatypus", "share_gpt": "sharegpt",
-}
 MAX_REASONS = 20  # skipped-row reasons kept in a DataReport
 DETECT_ROWS = 100  # rows looked at by detect_format
 
@@ -150,7 +146,6 @@ def canonical_format(fmt: str) -> str:
     if not isinstance(fmt, str):
         raise DataError(f"data format must be a string, got {fmt!r}", value=fmt)
     name = fmt.strip().lower().replace("-", "_")
-    name = FORMAT_ALIASES.get(name, name)
     if name == "auto" or name in FORMATS:
         return name
     raise DataError(f"unknown data format {fmt!r}; expected one of: auto, {', '.join(FORMATS)}",
@@ -307,18 +302,6 @@ def _conversation_pair(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]
         return text, reply, notes
     raise DataError(f"field {key!r} has no user turn followed by an assistant turn", field=key,
                     kind=_PAIR)
-
-
-def record_to_example(record: Any, fmt: str, source: str = "") -> Example:
-    """Parse one record of a known (non-auto) format; raises DataError on a bad row."""
-    fmt = canonical_format(fmt)
-    if fmt == "auto":
-        raise DataError("record_to_example needs an explicit format, got 'auto'")
-    try:
-        return _parse(record, fmt, source)
-    except DataError as bad:
-        raise DataError(bad.reason, file=source or None, field=bad.field, value=bad.value,
-                        kind=bad.kind) from None
 
 
 def _parse(record: Any, fmt: str, source: str) -> Example:

@@ -52,8 +52,7 @@ _HELDOUT_MODULUS = 6
 _UNIQUE_TRIES = 50
 _MAX_DRAWS = 5000
 
-SPLITS: dict[str, str] = {"train": "train", "heldout": "heldout", "test": "heldout"}
-"""Accepted split names and the split each one means (``test`` is ``heldout``)."""
+SPLITS: tuple[str, ...] = ("train", "heldout")
 
 Fields = dict[str, str]
 
@@ -62,7 +61,7 @@ def _canonical_split(split: str) -> str:
     name = split.strip().lower() if isinstance(split, str) else None
     if name not in SPLITS:
         raise ValueError(f"unknown synthetic split {split!r}; expected one of: {', '.join(SPLITS)}")
-    return SPLITS[name]
+    return name
 
 
 # -- Families and phrasings ------------------------------------------------------------
@@ -105,7 +104,7 @@ class Family:
     sampler: Callable[[random.Random], tuple[Fields, str]]
 
     def phrasings(self, split: str) -> tuple[Phrasing, ...]:
-        """Phrasings used by a split (``train``, ``heldout`` or its alias ``test``)."""
+        """Phrasings used by a split (``train`` or ``heldout``)."""
         train = _canonical_split(split) == "train"
         return self.train_phrasings if train else self.heldout_phrasings
 
@@ -569,7 +568,7 @@ def generate_suite(
 
 
 def load_synthetic(split: str = "train", seed: int = 0, n: int | None = None) -> list[dict]:
-    """Return one split of the suite: ``train`` or ``heldout`` (alias ``test``).
+    """Return one split of the suite: ``train`` or ``heldout``.
 
     ``n`` defaults to 2000 for train and 240 for held-out; the records equal those of
     :func:`generate_suite` with the same seed and size. Unknown split: ValueError.

@@ -21,7 +21,7 @@ from typing import Any
 from .._io import user_message
 from .formats import Example
 
-__all__ = ["TEMPLATES", "TEMPLATE_ALIASES", "Template", "AlpacaTemplate", "VicunaTemplate",
+__all__ = ["TEMPLATES", "Template", "AlpacaTemplate", "VicunaTemplate",
            "ChatTemplate", "get_template", "default_template_for", "format_prompt", "user_message"]
 
 ALPACA_WITH_INPUT = (
@@ -39,7 +39,6 @@ VICUNA_SYSTEM = (
 )
 
 TEMPLATES: tuple[str, ...] = ("alpaca", "vicuna", "chat")
-TEMPLATE_ALIASES: dict[str, str] = {"vicuna_v1.1": "vicuna", "vicuna-v1.1": "vicuna"}
 
 
 class Template:
@@ -138,11 +137,9 @@ def get_template(name: str | Template, tokenizer: Any = None) -> Template:
     if not isinstance(name, str):
         raise ValueError(f"template must be a name, got {name!r}")
     key = name.strip().lower()
-    key = TEMPLATE_ALIASES.get(key, key)
     if key in TEMPLATES:
         return ChatTemplate(tokenizer) if key == "chat" else _SIMPLE[key]()
-    known = ", ".join(TEMPLATES + tuple(TEMPLATE_ALIASES))
-    raise ValueError(f"unknown prompt template {name!r}; expected one of: {known}")
+    raise ValueError(f"unknown prompt template {name!r}; expected one of: {', '.join(TEMPLATES)}")
 
 
 _SIMPLE: dict[str, type[Template]] = {"alpaca": AlpacaTemplate, "vicuna": VicunaTemplate}
