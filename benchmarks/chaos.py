@@ -11,7 +11,8 @@ verdict per pair, a few milliseconds per request). Each command runs once uninte
 (the reference), then N times: started as a subprocess, killed with SIGKILL (its whole
 process group) at a random moment between the end of its imports and 90% of the
 reference's duration, then rerun until it exits 0 (at most --max-tries runs; `train`
-reruns with --resume, then as first started, in turn; the others resume by themselves).
+reruns as the README says, `train --output-dir DIR --resume` alone, then as first
+started, in turn; the others resume by themselves).
 Each finished run is compared with the reference:
 
     train     final weights torch.equal; metrics.jsonl (each step once, same values, wall
@@ -288,7 +289,7 @@ def make_commands(work: Path, model: Path, stub: StubJudge | None) -> dict[str, 
            "--device", "cpu", "--no-progress", "--output-file"]
     commands = {
         "train": Command("train", lambda d: [*train, str(d)],
-                         lambda d: [*train, str(d), "--resume"], lambda d: d, compare_train,
+                         lambda d: ["train", "--output-dir", str(d), "--resume", "--no-progress"], lambda d: d, compare_train,
                          _checkpoints),
         "generate": Command("generate", lambda d: [*gen, str(d / "outputs.json")],
                             lambda d: [*gen, str(d / "outputs.json")],
