@@ -160,3 +160,29 @@ def test_read_only_output_folder_in_the_cli(tmp_path: Path, monkeypatch) -> None
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'out'}")
     assert lines[0].endswith(": Read-only file system")
+
+
+def test_a_journal_survives_a_write_torn_by_a_crash(tmp_path: Path) -> None:
+    """generate's OUT.partial.jsonl and the judge cache: a last line cut mid-write (even in
+    the middle of a UTF-8 character) is dropped from the file, so the next append is whole."""
+    from symnoise._io import append_journal, read_journal
+
+    path = tmp_path / "j.partial.jsonl"
+    assert read_journal(path) == ([], 0)
+    append_journal(path, [{"i": 0, "text": "caf\u00e9"}, {"i": 1}])
+    with path.open("ab") as fh:
+        fh.write('{"i": 2, "text": "caf\u00e9'.encode()[:-1])  # torn inside the é
+    assert read_journal(path) == ([(1, {"i": 0, "text": "caf\u00e9"}), (2, {"i": 1})], 1)
+    append_journal(path, [{"i": 2}])
+    assert read_journal(path) == ([(1, {"i": 0, "text": "caf\u00e9"}), (2, {"i": 1}),
+                                   (3, {"i": 2})], 0)
+    with path.open("a") as fh:
+        fh.write('{"i": 3}')  # whole, only its newline lost: kept, and terminated
+    assert read_journal(path)[1] == 0
+    append_journal(path, [{"i": 4}])
+    assert [row for _, row in read_journal(path)[0]][-2:] == [{"i": 3}, {"i": 4}]
+    path.write_text('{"i": 0}\n{oops\n{"i": 2}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"j\.partial\.jsonl: line 2: invalid JSON"):
+        read_journal(path, error=DataError)
+    assert read_journal(path, invalid=lambda reason: reason)[0][1] == (
+        2, "line 2: invalid JSON (Expecting property name enclosed in double quotes at column 2)")

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._io import read_json_lines, write_json_atomic, write_text_atomic
+from ._io import append_journal, read_json_lines, write_json_atomic, write_text_atomic
 from .config import PAPER_DATASETS
 from .noise import canonical_method
 
@@ -124,8 +124,7 @@ class RunFolder:
         return read_jsonl(self.metrics_file) if self.metrics_file.is_file() else []
 
     def append_metrics(self, row: Mapping[str, Any]) -> None:
-        with self.metrics_file.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(dict(row), default=str) + "\n")
+        append_journal(self.metrics_file, [dict(row)])
 
     def clear_metrics(self) -> None:
         if self.metrics_file.exists():
