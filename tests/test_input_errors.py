@@ -18,7 +18,8 @@ from symnoise.data import load_examples
 from symnoise.data.formats import DataError
 from symnoise.experiments.experiment_file import load_experiment
 from symnoise.generate import load_prompts
-from symnoise.outputs import read_rows
+from symnoise.outputs import OutputsError, read_rows
+from symnoise.run import read_jsonl
 
 GOOD = {"instruction": "say hi", "input": "", "output": "hi"}
 
@@ -26,6 +27,29 @@ GOOD = {"instruction": "say hi", "input": "", "output": "hi"}
 def _jsonl(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def test_every_reader_reads_json_lines_alike(tmp_path: Path) -> None:
+    """Data, prompts, outputs and run files go through one reader: a ``.json`` file of one
+    object per line is JSON Lines everywhere, and a bad line is the same message."""
+    good = json.dumps(GOOD)
+    as_json = _jsonl(tmp_path / "lines.json", [good, "", good])
+    assert len(load_examples(as_json)[0]) == 2 and len(load_prompts(as_json).prompts) == 2
+    assert len(read_rows(as_json)) == 2 and len(read_jsonl(as_json)) == 2
+    missing = _jsonl(tmp_path / "m.json", [good, "", '{"instruction": "x"}'])
+    with pytest.raises(OutputsError, match=r"m\.json: line 3: missing the 'output' field"):
+        read_rows(missing)
+    bad = _jsonl(tmp_path / "bad.jsonl", [good, "{oops"])
+    message = r"bad\.jsonl: line 2: invalid JSON \(Expecting property name enclosed in double"
+    for read, error in ((load_examples, DataError), (load_prompts, DataError),
+                        (read_rows, OutputsError), (read_jsonl, ValueError)):
+        with pytest.raises(error, match=message):
+            read(bad)
+    whole = tmp_path / "whole.json"
+    whole.write_text('[{"a": 1},\n oops]', encoding="utf-8")
+    for read, error in ((load_examples, DataError), (read_rows, OutputsError)):
+        with pytest.raises(error, match=r"whole\.json: invalid JSON at line 2 column 2: "):
+            read(whole)
 
 
 def test_skip_bad_rows_skips_and_counts_invalid_json_lines(tmp_path: Path) -> None:
@@ -136,3 +160,29 @@ def test_read_only_output_folder_in_the_cli(tmp_path: Path, monkeypatch) -> None
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'out'}")
     assert lines[0].endswith(": Read-only file system")
+
+
+def test_a_journal_survives_a_write_torn_by_a_crash(tmp_path: Path) -> None:
+    """generate's OUT.partial.jsonl and the judge cache: a last line cut mid-write (even in
+    the middle of a UTF-8 character) is dropped from the file, so the next append is whole."""
+    from symnoise._io import append_journal, read_journal
+
+    path = tmp_path / "j.partial.jsonl"
+    assert read_journal(path) == ([], 0)
+    append_journal(path, [{"i": 0, "text": "caf\u00e9"}, {"i": 1}])
+    with path.open("ab") as fh:
+        fh.write('{"i": 2, "text": "caf\u00e9'.encode()[:-1])  # torn inside the é
+    assert read_journal(path) == ([(1, {"i": 0, "text": "caf\u00e9"}), (2, {"i": 1})], 1)
+    append_journal(path, [{"i": 2}])
+    assert read_journal(path) == ([(1, {"i": 0, "text": "caf\u00e9"}), (2, {"i": 1}),
+                                   (3, {"i": 2})], 0)
+    with path.open("a") as fh:
+        fh.write('{"i": 3}')  # whole, only its newline lost: kept, and terminated
+    assert read_journal(path)[1] == 0
+    append_journal(path, [{"i": 4}])
+    assert [row for _, row in read_journal(path)[0]][-2:] == [{"i": 3}, {"i": 4}]
+    path.write_text('{"i": 0}\n{oops\n{"i": 2}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"j\.partial\.jsonl: line 2: invalid JSON"):
+        read_journal(path, error=DataError)
+    assert read_journal(path, invalid=lambda reason: reason)[0][1] == (
+        2, "line 2: invalid JSON (Expecting property name enclosed in double quotes at column 2)")

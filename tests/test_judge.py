@@ -464,11 +464,11 @@ def test_input_errors_name_file_and_row(tmp_path: Path) -> None:
     with pytest.raises(OutputsError, match=r"bad\.json: entry 0: 'output' must be a string"):
         J.load_outputs(bad)
     bad.write_text('[{"instruction": "x", "output": "y"},\n oops]')
-    with pytest.raises(OutputsError, match=r"bad\.json: not valid JSON at line 2"):
+    with pytest.raises(OutputsError, match=r"bad\.json: invalid JSON at line 2"):
         J.load_outputs(bad)
     jl = tmp_path / "bad.jsonl"
     jl.write_text('{"instruction": "x", "output": "y"}\n{"instruction": \n')
-    with pytest.raises(OutputsError, match=r"bad\.jsonl: line 2: not valid JSON"):
+    with pytest.raises(OutputsError, match=r"bad\.jsonl: line 2: invalid JSON"):
         J.load_outputs(jl)
     with pytest.raises(FileNotFoundError, match="no such file"):
         J.load_outputs(tmp_path / "missing.json")

@@ -285,7 +285,7 @@ def test_bad_files_are_reported_not_dropped(tmp_path):
     assert [s["path"] for s in res.skipped] == [str(root / "broken")]
     assert "not valid JSON" in res.skipped[0]["reason"]
     notes = "\n".join(res.notes)
-    assert "metrics.jsonl line 2: not valid JSON" in notes
+    assert "metrics.jsonl: line 2: invalid JSON" in notes
     assert "stats.json: unreadable" in notes
     assert "badeval" in notes  # no evaluation results
     md = res.files["report_md"].read_text()

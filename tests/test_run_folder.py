@@ -45,7 +45,7 @@ def test_metrics_append_and_bad_line(tmp_path):
     assert [r["step"] for r in run.read_metrics()] == [1, 2]
     with run.metrics_file.open("a") as fh:
         fh.write("not json\n")
-    with pytest.raises(ValueError, match=r"metrics\.jsonl line 3"):
+    with pytest.raises(ValueError, match=r"metrics\.jsonl: line 3: invalid JSON"):
         run.read_metrics()
     (tmp_path / "x.jsonl").write_text(json.dumps([1]) + "\n")
     with pytest.raises(ValueError, match="line 1: expected a JSON object"):

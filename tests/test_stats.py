@@ -222,7 +222,7 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
         stats_for_file(g)
     h = tmp_path / "bad.jsonl"
     h.write_text('{"output": "a"}\n{"output": \n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad\.jsonl: line 2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl: line 2: invalid JSON"):
         stats_for_file(h)
     k = tmp_path / "list.jsonl"
     k.write_text('{"output": "a"}\n["not", "an", "object"]\n', encoding="utf-8")
@@ -230,7 +230,7 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
         read_outputs(k)
     m = tmp_path / "broken.json"
     m.write_text('[{"output": "a"},', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"broken\.json: not valid JSON at line 1"):
+    with pytest.raises(ValueError, match=r"broken\.json: invalid JSON at line 1"):
         read_outputs(m)
     n = _write(tmp_path / "scalar.json", 3)
     with pytest.raises(ValueError, match=r"scalar\.json: expected a JSON list"):

@@ -1,15 +1,21 @@
 """Small helpers shared by every layer: atomic writes, so a crash never leaves a
 half-written result file behind (readers see the old file or the new one); reading a
-user's text file with an error that names it when it is not UTF-8; and the one spelling
-of a prompt's user text (:func:`user_message`)."""
+user's text file with an error that names it when it is not UTF-8; the one reader of a
+user's JSON / JSON Lines records (:func:`read_records`); the crash-safe append journal
+(:func:`append_journal`, :func:`read_journal`); and the one spelling of a prompt's user
+text (:func:`user_message`)."""
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class NotUTF8Error(ValueError):
@@ -27,6 +33,82 @@ def read_text(path: str | os.PathLike[str]) -> str:
         raise NotUTF8Error(
             f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} "
             f"(line {line}) {exc.reason}; save the file as UTF-8") from None
+
+
+def read_json_lines(path: str | os.PathLike[str], *, text: str | None = None,
+                    error: Callable[[str], Exception] = ValueError,
+                    invalid: Callable[[str], Any] | None = None) -> list[tuple[int, Any]]:
+    """``(line number, value)`` of every non-blank line of a JSON Lines file (``text``: its
+    text when already read). A line that is not JSON raises ``error("FILE: line N: invalid
+    JSON (...)")``, or with ``invalid`` stands in as ``invalid("line N: invalid JSON (...)")``
+    (a bad row the caller counts and skips)."""
+    rows = []
+    for lineno, line in enumerate((read_text(path) if text is None else text).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            reason = f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+            if invalid is None:
+                raise error(f"{path}: {reason}") from None
+            rows.append((lineno, invalid(reason)))
+    return rows
+
+
+def read_records(path: str | os.PathLike[str], *, error: Callable[[str], Exception] = ValueError,
+                 invalid: Callable[[str], Any] | None = None) -> tuple[Any, list[int] | None]:
+    """A user's JSON or JSON Lines file as ``(value, line numbers)``. JSON Lines (a
+    ``.jsonl``/``.ndjson`` file, or a ``.json`` file of several top-level objects) gives the
+    list of records and their 1-based line numbers (``error``, ``invalid``: see
+    :func:`read_json_lines`); one JSON document gives it as parsed and None. Invalid JSON
+    raises ``error`` naming the file, line and column."""
+    text = read_text(path)
+    if Path(path).suffix.lower() not in (".jsonl", ".ndjson"):
+        try:
+            return json.loads(text), None
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data" or not text.lstrip().startswith("{"):
+                raise error(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: "
+                            f"{exc.msg}") from None
+    rows = read_json_lines(path, text=text, error=error, invalid=invalid)
+    return [row for _, row in rows], [lineno for lineno, _ in rows]
+
+
+def append_journal(path: str | os.PathLike[str], rows: Iterable[Any]) -> None:
+    """Append ``rows`` to a JSON Lines journal, one line each, flushed and fsync'ed: a crash
+    loses at most this call's lines and can only tear the last one. After a crash, read the
+    journal (:func:`read_journal`, which mends its end) before appending again."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_journal(path: str | os.PathLike[str], *, error: Callable[[str], Exception] = ValueError,
+                 invalid: Callable[[str], Any] | None = None) -> tuple[list[tuple[int, Any]], int]:
+    """``(line number, value)`` of the lines of a journal ([] when there is none), and 1 when
+    its last line was torn by a crash mid-write (no newline, not JSON): that line is cut off
+    the file with a warning, so the next append starts a line of its own; a whole last line
+    without its newline gets one. Other lines that are not JSON: see :func:`read_json_lines`."""
+    path = Path(path)
+    if not path.is_file():
+        return [], 0
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1  # the end of the last whole line
+    torn = 0
+    if data[end:].strip():
+        try:
+            json.loads(data[end:])
+            with open(path, "ab") as fh:
+                fh.write(b"\n")
+        except ValueError:  # invalid JSON or a character cut in half
+            logger.warning("%s: last line is incomplete (interrupted write); ignoring it", path)
+            os.truncate(path, end)
+            torn = 1
+    return read_json_lines(path, error=error, invalid=invalid), torn
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._io import append_journal, read_journal
 from ._io import write_json_atomic as _write_json
 from ._io import write_text_atomic as _atomic_write_text
 from .data.formats import DataError
@@ -147,25 +148,15 @@ def _check_answer_row(row: Mapping[str, Any], prompts: Sequence[Prompt], i: int,
 def _read_journal(path: Path, prompts: Sequence[Prompt], generator: str,
                   hint: str) -> tuple[dict[int, dict[str, Any]], int]:
     """Answers in the journal by prompt index, and the number of torn lines ignored."""
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    rows, torn = read_journal(path, error=DataError)
     answers: dict[int, dict[str, Any]] = {}
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if lineno < len(lines):
-                raise DataError(f"line {lineno}: invalid JSON", file=str(path)) from None
-            # cut by a crash while writing: that answer is redone
-            logger.warning("%s: last line is incomplete (interrupted write); ignoring it", path)
-            return answers, 1
+    for lineno, row in rows:
         if not (isinstance(row, dict) and isinstance(row.get("index"), int)
                 and isinstance(row.get("output"), str)):
             raise DataError(f"line {lineno}: not a journal record", file=str(path))
         _check_answer_row(row, prompts, row["index"], f"{path} line {lineno}", generator, hint)
         answers[row["index"]] = row
-    return answers, 0
+    return answers, torn
 
 
 @dataclass
@@ -356,8 +347,7 @@ def _generate_batches(engine: Any, todo: Sequence[Prompt], texts: Sequence[str],
     order = sorted(range(len(todo)), key=lambda k: -len(ids[k]))  # longest first
     t0, n_tokens = time.perf_counter(), 0
     with tqdm(total=len(todo), desc=f"generate {generator}", unit="prompt", file=sys.stderr,
-              dynamic_ncols=True, disable=not progress) as bar, \
-            open(journal, "a", encoding="utf-8") as jf:
+              dynamic_ncols=True, disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             gens = engine.generate([texts[k] for k in chunk], [ids[k] for k in chunk])
@@ -365,10 +355,7 @@ def _generate_batches(engine: Any, todo: Sequence[Prompt], texts: Sequence[str],
                 answered[todo[k].index] = {"index": todo[k].index,
                                            **todo[k].entry(g.text, generator),
                                            "new_tokens": g.new_tokens, "hit_eos": g.hit_eos}
-            jf.write("".join(json.dumps(answered[todo[k].index], ensure_ascii=False) + "\n"
-                             for k in chunk))
-            jf.flush()
-            os.fsync(jf.fileno())
+            append_journal(journal, (answered[todo[k].index] for k in chunk))
             bar.update(len(chunk))
             n_tokens += sum(g.new_tokens for g in gens)
             rate = n_tokens / max(time.perf_counter() - t0, 1e-9)

@@ -15,15 +15,14 @@ is handed to alpaca_eval (and shown to a judge) as ``instruction + "\\n\\n" + in
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import read_text, user_message, write_json_atomic
+from ._io import read_records, user_message, write_json_atomic
 
 __all__ = ["OutputsError", "OUTPUTS_NAMES", "read_rows", "read_outputs", "read_annotations",
            "preference", "outcome", "write_outputs", "full_instruction", "for_alpaca_eval"]
@@ -42,16 +41,6 @@ class OutputsError(ValueError):
     """
 
 
-def _jsonl_rows(path: Path, text: str) -> Iterable[tuple[str, Any]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {lineno}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise OutputsError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-
-
 def _file_rows(path: Path) -> list[tuple[str, Any]]:
     if path.is_dir():
         for name in OUTPUTS_NAMES:
@@ -60,17 +49,9 @@ def _file_rows(path: Path) -> list[tuple[str, Any]]:
         raise FileNotFoundError(f"{path}: a folder without {' or '.join(OUTPUTS_NAMES)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    text = read_text(path)
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return list(_jsonl_rows(path, text))
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # several top-level objects: JSON Lines under .json
-            return list(_jsonl_rows(path, text))
-        raise OutputsError(
-            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
-        ) from None
+    data, lines = read_records(path, error=OutputsError)
+    if lines is not None:
+        return [(f"line {n}", row) for n, row in zip(lines, data, strict=True)]
     if isinstance(data, Mapping):  # a one-line JSONL file, or one object
         data = [data]
     if not isinstance(data, list):

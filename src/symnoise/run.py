@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._io import write_json_atomic, write_text_atomic
+from ._io import append_journal, read_json_lines, write_json_atomic, write_text_atomic
 from .config import PAPER_DATASETS
 from .noise import canonical_method
 
@@ -124,8 +124,7 @@ class RunFolder:
         return read_jsonl(self.metrics_file) if self.metrics_file.is_file() else []
 
     def append_metrics(self, row: Mapping[str, Any]) -> None:
-        with self.metrics_file.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(dict(row), default=str) + "\n")
+        append_journal(self.metrics_file, [dict(row)])
 
     def clear_metrics(self) -> None:
         if self.metrics_file.exists():
@@ -368,20 +367,12 @@ def run_setting(info: Mapping[str, Any]) -> dict[str, Any]:
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a JSON Lines file; ValueError naming file and line for a line that is not a
     JSON object (blank lines are allowed)."""
-    path = Path(path)
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
+    rows = read_json_lines(path)
+    for lineno, row in rows:
         if not isinstance(row, dict):
-            raise ValueError(f"{path} line {lineno}: expected a JSON object, got "
+            raise ValueError(f"{path}: line {lineno}: expected a JSON object, got "
                              f"{type(row).__name__}")
-        rows.append(row)
-    return rows
+    return [row for _, row in rows]
 
 
 def _read_json(path: Path) -> Any:

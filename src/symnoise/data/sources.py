@@ -9,58 +9,29 @@ them into examples (:mod:`symnoise.data.formats`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._io import read_text
+from .._io import read_records
 from .formats import DataError, DataReport, Example, InvalidRecord, to_examples
 from .spec import FILE_SUFFIXES, SYNTHETIC, parse_data_spec
 
-__all__ = ["FILE_SUFFIXES", "SYNTHETIC", "load_examples", "load_records", "read_json",
-           "read_jsonl", "read_parquet"]
+__all__ = ["FILE_SUFFIXES", "SYNTHETIC", "load_examples", "load_records", "read_file",
+           "read_parquet"]
 
 
-def read_jsonl(path: str | Path, *, keep_invalid: bool = False) -> list[Any]:
-    """Records of a JSON-lines file; blank lines are ignored.
-
-    Invalid JSON raises DataError naming the file and the 1-based line number, or with
-    ``keep_invalid`` stands in the records as an :class:`InvalidRecord` (a bad row for
-    ``skip_bad_rows``). A file that is not UTF-8 raises naming the byte offset.
-    """
-    records: list[Any] = []
-    for lineno, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            reason = f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
-            if not keep_invalid:
-                raise DataError(reason, file=str(path)) from None
-            records.append(InvalidRecord(reason))
-    return records
-
-
-def read_json(path: str | Path, *, split: str = "train", keep_invalid: bool = False
+def read_file(path: str | Path, *, split: str = "train", keep_invalid: bool = False
               ) -> list[Any]:
-    """Records of a JSON file: a list, or ``{"data"|split: [...]}``.
-
-    A ``.json`` file that is really JSON lines (one object per line) is read as such
-    (``keep_invalid``: see :func:`read_jsonl`).
-    """
-    text = read_text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data" and text.lstrip().startswith("{"):
-            return read_jsonl(path, keep_invalid=keep_invalid)  # JSON lines saved as .json
-        raise DataError(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=str(path)
-        ) from None
-    if isinstance(data, list):
+    """Records of a JSON Lines file, or of a JSON file: a list, or ``{"data"|split: [...]}``
+    (read by :func:`symnoise._io.read_records`: a ``.json`` file of one object per line is
+    JSON Lines). Invalid JSON raises DataError naming the file and line; with
+    ``keep_invalid`` a bad JSON Lines line stands in as an :class:`InvalidRecord` (a bad row
+    for ``skip_bad_rows``)."""
+    invalid = InvalidRecord if keep_invalid else None
+    data, lines = read_records(path, error=DataError, invalid=invalid)
+    if lines is not None or isinstance(data, list):
         return data
     if not isinstance(data, dict):
         raise DataError(f"expected a list of records, got {type(data).__name__}", file=str(path))
@@ -168,10 +139,8 @@ def load_records(source: Any, *, split: str = "train", synthetic_n: int | None =
         return _load_directory(path, split)
     if path.is_file():
         suffix = path.suffix.lower()
-        if suffix == ".json":
-            return read_json(path, split=split, keep_invalid=skip_bad_rows), text
-        if suffix in (".jsonl", ".ndjson"):
-            return read_jsonl(path, keep_invalid=skip_bad_rows), text
+        if suffix in (".json", ".jsonl", ".ndjson"):
+            return read_file(path, split=split, keep_invalid=skip_bad_rows), text
         if suffix == ".parquet":
             return read_parquet(path), text
         raise DataError(f"unsupported file type {suffix or '(no suffix)'!r}; expected one of "

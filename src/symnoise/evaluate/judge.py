@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import append_journal, read_journal, write_json_atomic, write_text_atomic
 from ..outputs import OutputsError, full_instruction, preference, read_outputs
 from .judge_backends import HFJudge, OpenAIJudge
 from .judge_prompts import TEMPLATE_VERSION, Judge, JudgeError, JudgeItem, JudgeResult
@@ -102,8 +102,8 @@ def open_judge(judge: str | Judge, base_url: str | None = None, **options: Any
 class AnnotationCache:
     """Append-only JSONL cache of verdicts, one line per judged (a, b) question.
 
-    Lines are flushed as written; a truncated last line (a crash mid-write) is cut off the
-    file on load, other invalid lines are skipped with a warning and counted in
+    A journal (:func:`symnoise._io.append_journal`): lines are fsync'ed as written; a torn
+    last line (a crash mid-write) is cut off the file on load, other invalid lines are skipped with a warning and counted in
     ``n_bad_lines``. Errors are not cached (a rerun retries them); unparseable replies are.
     """
 
@@ -123,35 +123,22 @@ class AnnotationCache:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     @staticmethod
-    def _parse(line: bytes) -> dict[str, Any] | None:
+    def _valid(entry: Any) -> bool:
         try:
-            entry = json.loads(line.decode("utf-8"))
             JudgeResult(label=entry.get("label"), status=entry["status"])
-            return entry if isinstance(entry["key"], str) else None
+            return isinstance(entry["key"], str)
         except (ValueError, KeyError, TypeError, AttributeError):
-            return None
+            return False
 
     def _load(self) -> None:
-        data = self.path.read_bytes()
-        *lines, tail = data.split(b"\n")  # tail: b"" when the file ends with a newline
-        for number, line in enumerate(lines, start=1):
-            entry = self._parse(line) if line.strip() else {}
-            if entry is None:
-                self.n_bad_lines += 1
-                warnings.warn(f"{self.path}: line {number} is not a valid cache entry; ignored",
-                              stacklevel=3)
-            elif entry:
+        rows, self.n_bad_lines = read_journal(self.path, invalid=lambda reason: None)
+        for number, entry in rows:
+            if self._valid(entry):
                 self._entries[entry["key"]] = entry
-        if tail.strip():
-            entry = self._parse(tail)
-            with open(self.path, "r+b") as fh:
-                if entry is not None:  # complete but unterminated: terminate it
-                    self._entries[entry["key"]] = entry
-                    fh.seek(0, os.SEEK_END)
-                    fh.write(b"\n")
-                else:  # a write cut short by a crash: drop the partial line
-                    self.n_bad_lines += 1
-                    fh.truncate(len(data) - len(tail))
+                continue
+            self.n_bad_lines += 1
+            warnings.warn(f"{self.path}: line {number} is not a valid cache entry; ignored",
+                          stacklevel=3)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -166,9 +153,7 @@ class AnnotationCache:
             return
         entry = {"key": key, "judge": judge, "template": TEMPLATE_VERSION,
                  **{f: getattr(result, f) for f in self.FIELDS}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")  # flushed on close
+        append_journal(self.path, [entry])
         self._entries[key] = entry
 
 
