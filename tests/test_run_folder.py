@@ -79,6 +79,19 @@ def test_metrics_after_a_step_are_dropped(tmp_path):
     assert run.keep_metrics_until(2) == 0
 
 
+def test_a_metrics_row_torn_by_a_kill_is_dropped_on_resume(tmp_path):
+    run = _make_run(tmp_path / "r")
+    for step in (1, 2):
+        run.append_metrics({"step": step, "train_loss": 1.0})
+    with run.metrics_file.open("a", encoding="utf-8") as fh:
+        fh.write('{"step": 3, "train_lo')  # killed mid-write
+    with pytest.raises(ValueError, match="line 3"):
+        run.read_metrics()  # a reader (report) never repairs the file
+    assert run.keep_metrics_until(2) == 1  # the resume drops the torn row
+    run.append_metrics({"step": 3, "train_loss": 0.5})
+    assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
+
+
 def test_find_runs_skips_eval_and_checkpoints(tmp_path):
     _make_run(tmp_path / "b")
     _make_run(tmp_path / "a" / "nested")

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._io import append_journal, read_json_lines, write_json_atomic, write_text_atomic
+from ._io import append_journal, read_journal, read_json_lines, write_json_atomic, write_text_atomic
 from .config import PAPER_DATASETS
 from .noise import canonical_method
 
@@ -131,14 +131,15 @@ class RunFolder:
             self.metrics_file.unlink()
 
     def keep_metrics_until(self, step: int) -> int:
-        """Drop the rows logged after ``step`` (a resumed run logs them again); returns how
-        many were dropped."""
-        rows = self.read_metrics()
+        """Drop the rows logged after ``step`` (a resumed run logs them again), and a last
+        row torn by a kill mid-write; returns how many were dropped."""
+        lines, torn = read_journal(self.metrics_file)
+        rows = [row for _, row in lines]
         kept = [r for r in rows if not isinstance(r.get("step"), int) or r["step"] <= step]
         if len(kept) < len(rows):
             write_text_atomic(self.metrics_file,
                               "".join(json.dumps(r, default=str) + "\n" for r in kept))
-        return len(rows) - len(kept)
+        return len(rows) - len(kept) + torn
 
     # -- checkpoints -------------------------------------------------------------------
     def checkpoints(self) -> list[Path]:
