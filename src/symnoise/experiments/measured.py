@@ -213,17 +213,19 @@ class Measured:
         return [_sentence(self, m) for m in self.present]
 
 
-def _paired(a: Group, b: Group, metric: str, notes: list[str]) -> PairedDiff | None:
+def paired_difference(a: Sequence[RunRecord], b: Sequence[RunRecord], metric: str,
+                      what: str, notes: list[str]) -> PairedDiff | None:
+    """``metric`` of runs ``b`` − runs ``a`` with its paired interval (``symnoise compare``);
+    None, with a note starting with ``what``, when it has none."""
     from .compare import compare_runs
 
     try:
-        mc = compare_runs([r.path for r in a.runs], [r.path for r in b.runs],
-                          metrics=[metric])[0]
+        mc = compare_runs([r.path for r in a], [r.path for r in b], metrics=[metric])[0]
     except ValueError as exc:
-        notes.append(f"{b.label} − {a.label} {metric}: no paired interval ({exc})")
+        notes.append(f"{what}: no paired interval ({exc})")
         return None
     if mc.result is None:
-        notes.append(f"{b.label} − {a.label} {metric}: no paired interval ({mc.skipped})")
+        notes.append(f"{what}: no paired interval ({mc.skipped})")
     return mc.result
 
 
@@ -245,7 +247,9 @@ def measure(runs: Sequence[RunRecord], notes: list[str]) -> Measured:
             if base is None or base == i or (i, m.key) not in out.estimates \
                     or (base, m.key) not in out.estimates:
                 continue
-            out.diffs[(i, m.key)] = _paired(out.groups[base], g, m.key, notes)
+            a = out.groups[base]
+            out.diffs[(i, m.key)] = paired_difference(
+                a.runs, g.runs, m.key, f"{g.label} − {a.label} {m.key}", notes)
     return out
 
 

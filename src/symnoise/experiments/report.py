@@ -17,13 +17,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import PAPER_DATASETS
 from ..run import find_runs
 from . import paper_numbers
 from .figures import write_figures
-from .measured import Measured, measure, measured_table
+from .measured import Measured, measure, measured_table, paired_difference
 from .records import (
     LEADERBOARD_COLUMNS,
     RunRecord,
@@ -37,9 +37,6 @@ from .records import (
     win_rate_mark,
 )
 from .tables import MISSING, Table, cell, fmt, group_by, mean, number, sd
-
-if TYPE_CHECKING:
-    from ..evaluate.paired import PairedDiff
 
 __all__ = ["JUDGE_NOTE", "ReportResult", "RunRecord", "Table", "ablation", "build_report",
            "find_runs", "grid_rows", "grid_table", "judged", "length_tables", "load_run",
@@ -280,21 +277,6 @@ def paper_matches(runs: Sequence[RunRecord]) -> Table:
     return table
 
 
-def _vs_none(a: Sequence[RunRecord], b: Sequence[RunRecord], what: str, notes: list[str]
-             ) -> PairedDiff | None:
-    """The win rate of ``b`` − ``a`` with its interval (None, noted, when it has none)."""
-    from .compare import compare_runs
-
-    try:
-        mc = compare_runs([r.path for r in a], [r.path for r in b], metrics=["win_rate"])[0]
-    except ValueError as exc:
-        notes.append(f"{what}: no interval ({exc})")
-        return None
-    if mc.result is None:
-        notes.append(f"{what}: no interval ({mc.skipped})")
-    return mc.result
-
-
 def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: list[str]
                    ) -> Table:
     """Table 1's noisy rows as differences from the no-noise row (same dataset and
@@ -315,7 +297,8 @@ def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: li
         for d in datasets:
             a = [r for r in base[g.variant].runs.get(d, []) if r.win_rate is not None]
             b = [r for r in g.runs.get(d, []) if r.win_rate is not None]
-            diff = _vs_none(a, b, f"{g.label()} vs none on {d}", notes) if a and b else None
+            diff = paired_difference(a, b, "win_rate", f"{g.label()} vs none on {d}", notes) \
+                if a and b else None
             if diff is None:
                 shown.append(MISSING)
                 continue
