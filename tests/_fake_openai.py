@@ -4,7 +4,8 @@
 gives the first reply token's top log-probabilities as ``[(token, logprob), ...]`` (sent
 when the request asks for ``logprobs``). ``/extras/tokenize`` (llama-cpp-python's) maps the
 label spellings to ids 1-4 (:data:`LABEL_IDS`), another single character to its code
-point, anything longer to two ids; a request with a ``logit_bias`` gets the
+point, the empty text to none and anything longer to two ids, each after ``bos`` when
+set; a request with a ``logit_bias`` gets the
 biased labels' reply from ``FakeAPI.restricted(messages)``. With ``die_after=K`` the server
 answers K chat requests, then dies: the next request's connection is dropped unanswered
 and the port closed (later requests are refused), as when a judge server is killed.
@@ -31,6 +32,7 @@ class FakeAPI:
     top: Callable[[list[dict[str, str]], dict[str, Any]], Top] | None = None
     restricted: Callable[[list[dict[str, str]]], Top] | None = None
     tokenize: bool = True
+    bos: int | None = None  # tokenize puts it before every text, as llama-cpp-python does
     fail_first: int = 0
     fail_status: int = 500
     retry_after: str | None = None
@@ -76,8 +78,8 @@ def serve(state: FakeAPI) -> Iterator[FakeAPI]:
             if self.path == "/extras/tokenize" and state.tokenize:
                 text = body["input"]
                 ids = ([LABEL_IDS[text]] if text in LABEL_IDS else [ord(text)] if len(text) == 1
-                       else [99, 98])
-                return self._send(200, {"tokens": ids})
+                       else [] if not text else [99, 98])
+                return self._send(200, {"tokens": ([state.bos] if state.bos else []) + ids})
             if self.path != "/v1/chat/completions":
                 return self._send(404, {"error": "not found"})
             if failing:

@@ -778,8 +778,22 @@ def test_labels_absent_restricts_the_reply(api: FakeAPI) -> None:
     assert len(chats) == 4 and "logit_bias" not in chats[0]["body"]
     assert chats[1]["body"]["logit_bias"] == {"1": 100, "2": 100, "3": 100, "4": 100}
     assert chats[1]["body"]["max_tokens"] == 1
-    # The label ids are looked up once per judge.
-    assert sum(r["path"] == "/extras/tokenize" for r in api.requests) == 4
+    # The label ids are looked up once per judge (and what the server adds to every text).
+    assert sum(r["path"] == "/extras/tokenize" for r in api.requests) == 5
+    judge.close()
+
+
+def test_restricted_labels_found_when_the_server_adds_bos(api: FakeAPI) -> None:
+    # llama-cpp-python's tokenize endpoint adds the model's BOS ([2, id] for "a" with Gemma):
+    # the labels are still single tokens, and no verdict is lost.
+    api.bos = 7
+    api.reply = lambda m: "The"
+    api.top = lambda m, body: [("The", -0.1)]
+    api.restricted = lambda m: [("a", math.log(0.7)), (" b", math.log(0.3))]
+    judge = J.OpenAIJudge("fake", base_url=api.url, concurrency=1)
+    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    assert (res.status, res.label, res.method) == ("ok", "a", "restricted")
+    assert api.chat_requests[1]["body"]["logit_bias"] == {"1": 100, "2": 100, "3": 100, "4": 100}
     judge.close()
 
 

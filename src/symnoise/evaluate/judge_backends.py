@@ -196,10 +196,15 @@ class OpenAIJudge(Judge):
                            method="restricted")
 
     def single_token_ids(self, texts: Sequence[str]) -> dict[int, str]:
-        """Token id -> stripped text for each of ``texts`` that is one token."""
+        """Token id -> stripped text for each of ``texts`` that is one token. What the
+        server puts before every text (llama-cpp-python's endpoint adds the model's BOS: "a"
+        is ``[2, 236746]`` with Gemma) is learnt from the empty text and not counted."""
+        prefix = self.tokenize("") or []
         found: dict[int, str] = {}
         for text in texts:
             ids = self.tokenize(text)
+            if ids is not None and prefix and ids[:len(prefix)] == prefix:
+                ids = ids[len(prefix):]
             if ids is not None and len(ids) == 1:
                 found[ids[0]] = text.strip()
         return found
