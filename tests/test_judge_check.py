@@ -75,6 +75,30 @@ def test_summary_by_hand() -> None:
     assert check["usable"] is False  # interval too wide, and too many unparseable
 
 
+def test_both_orders_measures_the_order_averaged_verdict() -> None:
+    # 40 pairs. A judge that prefers the first output: with good first it says 0.9 (right);
+    # with good second 0.8 for the first (wrong) on 30 pairs, 0.2 (right) on 10.
+    # Per verdict: 50 of 80 right (62.5%), position bias 70/80. Averaged over the orders,
+    # P(good) = (0.9 + 0.2) / 2 = 0.55 (right) on 10 pairs, (0.9 + 0.2) / 2... on the rest
+    # (0.9 + (1 - 0.8)) / 2 = 0.55 too: every pair right, 40 of 40.
+    pairs = [{"good": "g", "bad": "b", "kind": "other"}] * 40
+    p_first = [p for i in range(40) for p in (0.9, 0.8 if i < 30 else 0.2)]
+    single = summarize_check(pairs, p_first, judge="j", annotator="a")
+    both = summarize_check(pairs, p_first, judge="j", annotator="a", both_orders=True)
+    assert single["mode"] == "per verdict" and both["mode"] == "order-averaged"
+    for check in (single, both):  # both figures are always reported
+        assert check["accuracy_per_verdict"] == pytest.approx(50 / 80)
+        assert check["accuracy_order_averaged"] == 1.0
+        assert check["accuracy_order_averaged_n"] == 40
+        assert check["position_bias"] == pytest.approx(70 / 80)
+    assert single["accuracy"] == pytest.approx(50 / 80) and single["usable"] is False
+    assert both["accuracy"] == 1.0 and both["accuracy_ci"][0] == pytest.approx(0.9124, abs=1e-3)
+    assert both["usable"] is True  # the position-bias bound does not apply to averaged use
+    line = format_judge_check(both)
+    assert "accuracy (order-averaged) 100.0%" in line and "per verdict 62.5%" in line
+    assert "usable" in line and "position bias 35" not in line
+
+
 def test_biased_endpoint_is_not_usable(api: FakeAPI, tmp_path: Path) -> None:
     api.reply = lambda m: "a"  # always the first option, sure of it
     api.top = lambda m, body: [("a", math.log(0.95)), ("b", math.log(0.05))]

@@ -182,10 +182,13 @@ class _FakeJudgeCheck:
     def __init__(self):
         self.calls = []
 
-    def run_judge_check(self, judge, reference_outputs, *, base_url=None, output_dir=None):
+    def run_judge_check(self, judge, reference_outputs, *, base_url=None, output_dir=None,
+                        both_orders=False):
         self.calls.append((judge, Path(reference_outputs), base_url, Path(output_dir)))
+        self.both_orders = both_orders
         return {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "position_bias": 0.52,
-                "n_pairs": 40, "usable": True}
+                "n_pairs": 40, "usable": True,
+                "mode": "order-averaged" if both_orders else "per verdict"}
 
 
 def _set_judge_check(monkeypatch, module):
@@ -214,7 +217,8 @@ def test_judge_check_step_runs_with_the_judge_and_is_reported(model_dir, tmp_pat
     assert fake.calls == [("openai:m", ref, "http://x/v1", run / "eval")]
     assert summary["steps"]["judge_check"] == "ran"
     assert summary["judge_check"] == {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95],
-                                      "position_bias": 0.52, "n_pairs": 40, "usable": True}
+                                      "mode": "per verdict", "position_bias": 0.52,
+                                      "n_pairs": 40, "usable": True}
     saved = json.loads((run / "eval" / "judge_check.json").read_text())
     assert saved["usable"] is True and saved["n_pairs"] == 40
     assert "usable: accuracy 0.900" in format_eval_summary(summary)
@@ -223,7 +227,10 @@ def test_judge_check_step_runs_with_the_judge_and_is_reported(model_dir, tmp_pat
     # another reference: the judge and its check are redone
     ref.write_text(ref.read_text().replace("ref 0", "ref zero"))
     evaluate_run(run, **kw)
-    assert len(fake.calls) == 2
+    assert len(fake.calls) == 2 and fake.both_orders is False
+    # judged in both orders: the check measures the judge so, and is redone
+    evaluate_run(run, **{**kw, "both_orders": True})
+    assert len(fake.calls) == 3 and fake.both_orders is True
 
     # no judge check in this version: said so, the judge's result still stands
     _set_judge_check(monkeypatch, None)

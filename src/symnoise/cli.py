@@ -288,6 +288,7 @@ def judge_check(
     n_prompts: int = typer.Option(60, help="Known pairs, one per prompt (half real-vs-other-answer, half real-vs-first-10-words), each judged in both orders."),
     seed: Seed = 0,
     output_dir: Optional[Path] = typer.Option(None, help="Write judge_check.json and the cache here."),
+    both_orders: bool = typer.Option(False, "--both-orders", help="Measure the judge as `judge --both-orders` uses it: accuracy of the order-averaged verdicts (per-verdict accuracy beside it)."),
     progress: Progress = True,
     as_json: Json = False,
 ) -> None:
@@ -296,7 +297,7 @@ def judge_check(
 
     check = _call(run_judge_check, judge_spec, reference_outputs, base_url=base_url,
                   annotator=annotator, n=n_prompts, seed=seed, output_dir=output_dir,
-                  progress=progress)
+                  progress=progress, both_orders=both_orders)
     _emit(check, as_json, format_judge_check(check))
 
 

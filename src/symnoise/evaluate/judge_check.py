@@ -4,12 +4,19 @@ Half the pairs set a real answer against the real answer to another instruction
 (``other``), half against itself cut to its first 10 words (``truncated``, answers longer
 than 10 words only). Each pair is judged in both orders. Reported: ``accuracy`` (a tie
 counts as wrong) with its 95% Wilson interval, ``position_bias`` (share won by the output
-shown first), ``longer_wins``, accuracy per kind, the unparseable count, and ``usable``:
+shown first), ``longer_wins``, accuracy per kind, the unparseable count, and ``usable``.
+
+The judge is measured as it will be used (``mode``). Judged one order per prompt (the
+default), ``accuracy`` is per verdict and
 
     usable  <=>  accuracy_ci[0] >= 0.70  and  0.35 <= position_bias <= 0.65
                  and unparseable share <= 0.05
 
-A judge that always names the first output scores accuracy 0.5 and position bias 1.0.
+Judged in both orders and averaged (``--both-orders``), ``accuracy`` is that of the
+order-averaged verdict of each pair (P(good) averaged over the two orders, a tie counting
+as wrong) and the position-bias bound does not apply: averaging the orders cancels it.
+Both accuracies are always reported (``accuracy_per_verdict``, ``accuracy_order_averaged``).
+A judge that always names the first output scores 0.5 per verdict and position bias 1.0.
 """
 
 from __future__ import annotations
@@ -70,15 +77,17 @@ def build_check_pairs(rows: Sequence[Mapping[str, Any]], n: int, seed: int = 0
 
 
 def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float | None],
-                    *, judge: str, annotator: str) -> dict[str, Any]:
+                    *, judge: str, annotator: str, both_orders: bool = False) -> dict[str, Any]:
     """The check's numbers from ``p_first`` of the judgments (two per pair: good shown
-    first, then good shown second)."""
+    first, then good shown second); ``both_orders``: the mode the judge will be used in."""
     if len(p_first) != 2 * len(pairs):
         raise ValueError(f"expected {2 * len(pairs)} judgments, got {len(p_first)}")
     # (pair, P(first shown is better), P(good is better)): even judgments show good first
     seen = [(pairs[k // 2], p, p if k % 2 == 0 else 1.0 - p)
             for k, p in enumerate(p_first) if p is not None]
     judged, correct = len(seen), sum(good > 0.5 for _, _, good in seen)
+    averaged = [(p_first[2 * i] + 1.0 - p_first[2 * i + 1]) / 2 for i in range(len(pairs))
+                if p_first[2 * i] is not None and p_first[2 * i + 1] is not None]
     first_wins = sum(first > 0.5 for _, first, _ in seen)
     longer_wins = sum((good > 0.5) if len(pair["good"]) > len(pair["bad"]) else (good < 0.5)
                       for pair, _, good in seen)
@@ -89,20 +98,32 @@ def summarize_check(pairs: Sequence[Mapping[str, Any]], p_first: Sequence[float 
         "judge": judge, "annotator": annotator, "n_pairs": len(pairs),
         "n_judgments": len(p_first), "n_unparseable": n_unparseable,
         "unparseable_share": n_unparseable / len(p_first) if p_first else 0.0,
+        "mode": "order-averaged" if both_orders else "per verdict",
         "accuracy": None, "accuracy_ci": None, "position_bias": None, "longer_wins": None,
         "accuracy_by_kind": by_kind,
+        **_accuracy("per_verdict", correct, judged),
+        **_accuracy("order_averaged", sum(p > 0.5 for p in averaged), len(averaged)),
         "thresholds": THRESHOLDS, "usable": False,
     }
     if judged:
-        ci_low, ci_high = wilson_interval(correct, judged)
-        result.update(accuracy=correct / judged, accuracy_ci=[ci_low, ci_high],
+        mode = "order_averaged" if both_orders else "per_verdict"
+        result.update(accuracy=result[f"accuracy_{mode}"],
+                      accuracy_ci=result[f"accuracy_{mode}_ci"],
                       position_bias=first_wins / judged, longer_wins=longer_wins / judged)
         low, high = THRESHOLDS["position_bias_range"]
-        result["usable"] = bool(ci_low >= THRESHOLDS["min_accuracy_ci_low"]
-                                and low <= result["position_bias"] <= high
+        result["usable"] = bool(result["accuracy_ci"] is not None
+                                and result["accuracy_ci"][0] >= THRESHOLDS["min_accuracy_ci_low"]
+                                and (both_orders or low <= result["position_bias"] <= high)
                                 and result["unparseable_share"]
                                 <= THRESHOLDS["max_unparseable_share"])
     return result
+
+
+def _accuracy(name: str, correct: int, n: int) -> dict[str, Any]:
+    """``accuracy_NAME``, its 95% Wilson interval and its n (None without verdicts)."""
+    return {f"accuracy_{name}": correct / n if n else None,
+            f"accuracy_{name}_ci": list(wilson_interval(correct, n)) if n else None,
+            f"accuracy_{name}_n": n}
 
 
 def _both_orders(pairs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
@@ -115,14 +136,15 @@ def run_judge_check(judge: str | Judge,
                     reference_outputs: str | os.PathLike[str] | Sequence[Mapping[str, Any]], *,
                     base_url: str | None = None, annotator: str = OUR_ANNOTATOR, n: int = 60,
                     seed: int = 0, output_dir: str | os.PathLike[str] | None = None,
-                    judge_options: dict[str, Any] | None = None, progress: bool = False
-                    ) -> dict[str, Any]:
+                    judge_options: dict[str, Any] | None = None, progress: bool = False,
+                    both_orders: bool = False) -> dict[str, Any]:
     """Judge ``n`` known pairs in both orders; return (and write) the check's numbers.
 
     judge: a spec (``openai:MODEL``, ``hf:PATH``) or a :class:`Judge`; annotator:
     ``symnoise-pairwise`` (ours) or one of AlpacaEval's (then the judge must be
     ``openai:MODEL``). output_dir: when given, receives ``judge_check.json`` and the cache.
-    progress: a progress bar of our annotator's judgments on stderr.
+    progress: a progress bar of our annotator's judgments on stderr. both_orders: the judge
+    will be used judging both orders and averaging them: measure it so (module docstring).
     Returns a dict with at least ``accuracy``, ``accuracy_ci``, ``position_bias``,
     ``n_pairs`` and ``usable`` (see the module docstring for the thresholds).
     """
@@ -144,7 +166,8 @@ def run_judge_check(judge: str | Judge,
         if not isinstance(judge, str):
             raise JudgeError("an AlpacaEval annotator takes a judge spec 'openai:MODEL'")
         p_first, spec = _judge_alpaca_eval(judge, pairs, annotator, base_url, out_dir), judge
-    result = summarize_check(pairs, p_first, judge=spec, annotator=annotator)
+    result = summarize_check(pairs, p_first, judge=spec, annotator=annotator,
+                             both_orders=both_orders)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / JUDGE_CHECK_FILE, result)
@@ -183,8 +206,12 @@ def format_judge_check(check: Mapping[str, Any]) -> str:
     head = f"judge check ({check['judge']}, {check['annotator']}): "
     if check.get("accuracy") is None:
         return head + f"no verdicts on {check['n_pairs']} pairs: NOT USABLE ({rule})"
-    ci = check["accuracy_ci"]
-    return (head + f"accuracy {100 * check['accuracy']:.1f}% [{100 * ci[0]:.1f}, "
+    ci, mode = check["accuracy_ci"], check.get("mode", "per verdict")
+    if mode == "order-averaged":
+        rule = rule.split(", position bias")[0] + rule[rule.index(", unparseable"):]
+        pv, pv_ci = check["accuracy_per_verdict"], check["accuracy_per_verdict_ci"]
+        head += f"per verdict {100 * pv:.1f}% [{100 * pv_ci[0]:.1f}, {100 * pv_ci[1]:.1f}]; "
+    return (head + f"accuracy ({mode}) {100 * check['accuracy']:.1f}% [{100 * ci[0]:.1f}, "
             f"{100 * ci[1]:.1f}] on {check['n_pairs']} known pairs x 2 orders, position bias "
             f"{100 * check['position_bias']:.0f}% first, longer wins "
             f"{100 * check['longer_wins']:.0f}%, unparseable {check['n_unparseable']}/"

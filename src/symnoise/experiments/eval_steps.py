@@ -453,7 +453,7 @@ class JudgeCheckStep(Step):
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         return {"judge": plan.judge, "base_url": plan.base_url,
-                "reference": _fingerprint(plan.reference)}
+                "reference": _fingerprint(plan.reference), "both_orders": plan.both_orders}
 
     def run(self, plan: EvalPlan, restart: bool) -> None:
         try:
@@ -463,12 +463,13 @@ class JudgeCheckStep(Step):
                                   "(symnoise.evaluate.judge_check)") from None
         plan.say(f"  {plan.judge} on known pairs from {plan.reference}")
         result = judge_check.run_judge_check(plan.judge, plan.reference, base_url=plan.base_url,
-                                             output_dir=plan.run.eval_dir)
+                                             output_dir=plan.run.eval_dir,
+                                             both_orders=plan.both_orders)
         write_json_atomic(plan.file("judge_check"), dict(result))
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         return _pick(super().summary(plan),
-                     ("accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"))
+                     ("accuracy", "accuracy_ci", "mode", "position_bias", "n_pairs", "usable"))
 
 
 class HarnessStep(Step):
