@@ -296,6 +296,21 @@ def model_setting(config: Mapping[str, Any], *, with_seed: bool = False) -> dict
             if k not in BOOKKEEPING_FIELDS and (with_seed or k != "seed")}
 
 
+def setting_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]
+                        ) -> list[tuple[str, Any, Any]]:
+    """``(key, recorded value, wanted value)`` for every setting both configs have and on
+    which they differ: :func:`model_setting` with the seed (what a resumed run must keep),
+    compared as JSON, so a recorded ``run.json`` config compares alike."""
+    import json
+
+    def normal(config: Mapping[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps(model_setting(config, with_seed=True), default=str))
+
+    old, new = normal(recorded), normal(wanted)
+    return [(key, old[key], new[key]) for key in sorted(set(old) & set(new))
+            if old[key] != new[key]]
+
+
 def _noise_config(value: Any, seed: int) -> NoiseConfig:
     """A NoiseConfig from a NoiseConfig or a mapping of its fields, seeded with ``seed``."""
     if isinstance(value, NoiseConfig):
@@ -366,17 +381,3 @@ def _flatten_noise_block(out: dict[str, Any], where: Path) -> None:
                              f"({out[key]!r} at the top level, {value!r} under noise)")
         out[key] = value
 
-
-def setting_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]
-                        ) -> list[tuple[str, Any, Any]]:
-    """``(key, recorded value, wanted value)`` for every setting both configs have and on
-    which they differ: :func:`model_setting` with the seed (what a resumed run must keep),
-    compared as JSON, so a recorded ``run.json`` config compares alike."""
-    import json
-
-    def normal(config: Mapping[str, Any]) -> dict[str, Any]:
-        return json.loads(json.dumps(model_setting(config, with_seed=True), default=str))
-
-    old, new = normal(recorded), normal(wanted)
-    return [(key, old[key], new[key]) for key in sorted(set(old) & set(new))
-            if old[key] != new[key]]

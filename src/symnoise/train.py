@@ -334,8 +334,8 @@ def open_run_folder(run: RunFolder, cfg: TrainConfig) -> Start:
 def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
     """The run's config from the options given (a config file's and flags, or the API's
     dict; absent: not given). With ``resume``, an option not given takes the value the
-    output folder's ``run.json`` recorded, and a given one that differs from the record
-    (other than :data:`~symnoise.config.BOOKKEEPING_FIELDS`) is an error naming both. A
+    output folder's ``run.json`` recorded (a given one that differs from the record is
+    refused by :func:`train`, through :func:`check_resumed_settings`). A
     folder without ``run.json`` starts a new run of the options given; with no training
     setting given, that is an error (FileNotFoundError): nothing says what to run."""
     given = {k: v for k, v in values.items() if v is not None}
@@ -352,9 +352,7 @@ def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
     recorded = flat_config(run.read_info(required=False).get("config") or {})
     known = TrainConfig.field_names() - {"output_dir", "resume"}
     base = {k: v for k, v in recorded.items() if k in known}
-    cfg = TrainConfig.from_sources(None, {**base, **given})
-    check_resumed_settings(run, cfg)
-    return cfg
+    return TrainConfig.from_sources(None, {**base, **given})
 
 
 def check_resumed_settings(run: RunFolder, cfg: TrainConfig) -> None:
