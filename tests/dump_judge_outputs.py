@@ -28,6 +28,7 @@ from test_judge_failures import _outputs, _reply  # noqa: E402
 from symnoise.evaluate import judge as J  # noqa: E402
 from symnoise.evaluate.judge_check import run_judge_check  # noqa: E402
 
+RUN = getattr(J, "run_judge", J.judge_outputs)  # the entry point with an `annotator`
 FILES = (J.ANNOTATIONS_FILE, J.LEADERBOARD_JSON, J.LEADERBOARD_MD, "judge_check.json")
 MODELS = Path(tempfile.gettempdir()) / "symnoise-judge-dump-models"  # a fixed path: in specs
 
@@ -163,14 +164,14 @@ def _annotators(tmp: Path):
         api.top = lambda m, body: ([("M", math.log(0.7)), ("m", math.log(0.3))]
                                    if "Task 1" not in m[-1]["content"] else [("The", -0.1)])
         api.restricted = lambda m: [("M", math.log(0.4)), ("m", math.log(0.6))]
-        J.run_judge(MODEL, REF, annotator="weighted_alpaca_eval_gpt4_turbo",
+        RUN(MODEL, REF, annotator="weighted_alpaca_eval_gpt4_turbo",
                     judge="openai:local-judge", base_url=api.url, output_dir=tmp / "ae-weighted")
         yield "ae-weighted"
         first = "[{'model': 'model_1', 'rank': 1}, {'model': 'model_2', 'rank': 2}]"
         api.reply = lambda m, first=first: ("I cannot decide" if "Task 2" in m[-1]["content"]
                                          else first)
         api.top = None
-        J.run_judge(MODEL, REF, annotator="alpaca_eval_gpt4", judge="openai:local-judge",
+        RUN(MODEL, REF, annotator="alpaca_eval_gpt4", judge="openai:local-judge",
                     base_url=api.url, output_dir=tmp / "ae-ranking")
         yield "ae-ranking"
 
