@@ -315,6 +315,16 @@ def test_cache_avoids_paying_twice(api: FakeAPI, tmp_path: Path) -> None:
                         progress=False)
 
 
+def test_identical_outputs_tie_without_asking(api: FakeAPI, tmp_path: Path) -> None:
+    model, ref = rows([1, 2], [1, 1])
+    model[0]["output"] = ref[0]["output"]
+    report = J.judge_outputs(model, ref, judge="openai:fake", output_dir=tmp_path,
+                             base_url=api.url, both_orders=True, progress=False)
+    ann = json.loads((tmp_path / J.ANNOTATIONS_FILE).read_text())
+    assert ann[0]["preference"] == 1.5 and ann[0]["judgments"][0]["method"] == "identical"
+    assert len(api.chat_requests) == report.n_requested == 2  # only the other pair's orders
+
+
 def test_cache_file_names_the_annotator_and_judge() -> None:
     names = {J.cache_file(a, j) for a in (J.OUR_ANNOTATOR, "chatgpt_fn")
              for j in ("openai:x", "openai:y", "hf:/m")}

@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import io
 import json
-import logging
 import math
 import os
 import random
@@ -215,8 +214,6 @@ def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
     }
 
 
-
-
 def judge_outputs(model_outputs: OutputsSource, reference_outputs: OutputsSource, *,
                   judge: str | Judge, output_dir: str | os.PathLike[str],
                   annotator: str = OUR_ANNOTATOR, base_url: str | None = None,
@@ -355,7 +352,7 @@ def _alpaca_answer(judge: OpenAIJudge, parser: Any) -> Callable[..., list[dict[s
     """An AlpacaEval annotator's answers: each ChatML prompt sent through ``judge``."""
     chatml = load_alpaca_eval().utils.prompt_to_chatml
     labels: list[str] = []
-    if getattr(parser, "func", None).__name__ == "logprob_parser":
+    if parser.func.__name__ == "logprob_parser":
         tokens = [parser.keywords.get("numerator_token"),
                   *parser.keywords.get("denominator_tokens", [])]
         labels = [t for t in dict.fromkeys(tokens) if t]
@@ -368,17 +365,9 @@ def _alpaca_answer(judge: OpenAIJudge, parser: Any) -> Callable[..., list[dict[s
     return answer
 
 
-
-
-@contextlib.contextmanager
-def _quiet() -> Any:
-    """alpaca_eval's own progress bars and log lines off stderr; the root log level kept."""
-    level = logging.getLogger().level
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logging.getLogger().setLevel(level)
+def _quiet() -> contextlib.AbstractContextManager[Any]:
+    """alpaca_eval's own progress bars and log lines kept off stderr."""
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 def check_annotator(name: str, judge: str | Judge) -> None:
@@ -499,6 +488,8 @@ def ask(annotator: str, judge: Judge, rows: list[dict[str, str]], cache: Path, s
 
 def _result(found: dict[str, Any], asked: dict[str, Any] | None) -> JudgeResult | None:
     """Our annotator's verdict on one row: as asked in this run, else as stored."""
+    if found and found["output_1"] == found["output_2"]:  # alpaca_eval: a tie, never asked
+        return JudgeResult(label="tie", status="ok", method="identical")
     if asked is not None:
         return asked["result"]
     raw = found.get("preference_raw_completion")
