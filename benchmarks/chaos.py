@@ -241,11 +241,16 @@ def compare_judge(folder: Path, ref: Path) -> list[str]:
     problems = [] if rows == want else [
         f"annotations differ: {sum(a != b for a, b in zip(rows, want, strict=False))} of "
         f"{len(want)} pairs, {len(rows)} rows"]
-    cache = [json.loads(line)["key"] for line in
-             (folder / "judge_cache.jsonl").read_text().splitlines() if line.strip()]
+    cache = [(a["instruction"], a["output_1"], a["output_2"]) for a in _cache(folder)]
     if len(cache) != len(set(cache)):
         problems.append(f"verdict cache: {len(cache) - len(set(cache))} questions twice")
     return problems
+
+
+def _cache(folder: Path) -> list[dict]:
+    """The entries of the judge's annotation cache (alpaca_eval's) in ``folder``."""
+    return [a for path in folder.glob("annotations_cache_*.json")
+            for a in json.loads(path.read_text())]
 
 
 # ------------------------------------------------------------------ one command
@@ -304,8 +309,8 @@ def make_commands(work: Path, model: Path, stub: StubJudge | None) -> dict[str, 
                  "--no-progress", "--output-dir"]
         commands["judge"] = Command("judge", lambda d: [*judge, str(d)],
                                     lambda d: [*judge, str(d)], lambda d: d, compare_judge,
-                                    lambda d: f"{_lines(d / 'judge_cache.jsonl')} of "
-                                              f"{N_PAIRS} verdicts cached")
+                                    lambda d: f"{len(_cache(d))} of {N_PAIRS} verdicts "
+                                              "cached")
     return commands
 
 

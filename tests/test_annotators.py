@@ -16,7 +16,7 @@ from symnoise.evaluate.judge import (
     PAPER_ANNOTATORS,
     JudgeError,
     available_annotators,
-    run_judge,
+    judge_outputs,
 )
 
 MODEL = [{"instruction": f"Task {i}", "output": f"model answer {i}", "generator": "mine"}
@@ -40,7 +40,7 @@ def test_weighted_annotator_reads_logprobs_and_restricts(api: FakeAPI, tmp_path:
     api.top = lambda m, body: ([("M", math.log(0.7)), ("m", math.log(0.3))]
                                if "Task 1" not in m[-1]["content"] else [("The", -0.1)])
     api.restricted = lambda m: [("M", math.log(0.4)), ("m", math.log(0.6))]
-    report = run_judge(MODEL, REF, annotator="weighted_alpaca_eval_gpt4_turbo",
+    report = judge_outputs(MODEL, REF, annotator="weighted_alpaca_eval_gpt4_turbo",
                        judge="openai:local-judge", base_url=api.url, output_dir=tmp_path)
     ann = json.loads((tmp_path / ANNOTATIONS_FILE).read_text())
     assert report.n_total == 7 and report.n_unparseable == 0 and report.n_errors == 0
@@ -64,7 +64,7 @@ def test_weighted_annotator_reads_logprobs_and_restricts(api: FakeAPI, tmp_path:
 def test_ranking_annotator_text_parser_and_unparseable_count(api: FakeAPI, tmp_path: Path):
     first_best = "[{'model': 'model_1', 'rank': 1}, {'model': 'model_2', 'rank': 2}]"
     api.reply = lambda m: "I cannot decide" if "Task 2" in m[-1]["content"] else first_best
-    report = run_judge(MODEL, REF, annotator="alpaca_eval_gpt4", judge="openai:local-judge",
+    report = judge_outputs(MODEL, REF, annotator="alpaca_eval_gpt4", judge="openai:local-judge",
                        base_url=api.url, output_dir=tmp_path)
     ann = json.loads((tmp_path / ANNOTATIONS_FILE).read_text())
     assert report.n_unparseable == 1 and report.unparseable_share == pytest.approx(1 / 7)
@@ -78,12 +78,12 @@ def test_ranking_annotator_text_parser_and_unparseable_count(api: FakeAPI, tmp_p
 
 def test_annotator_errors(api: FakeAPI, tmp_path: Path) -> None:
     with pytest.raises(JudgeError, match="unknown AlpacaEval annotator 'nope'"):
-        run_judge(MODEL, REF, annotator="nope", judge="openai:x", base_url=api.url,
+        judge_outputs(MODEL, REF, annotator="nope", judge="openai:x", base_url=api.url,
                   output_dir=tmp_path)
     with pytest.raises(JudgeError, match="need an OpenAI-compatible judge"):
-        run_judge(MODEL, REF, annotator="chatgpt_fn", judge="hf:/x", output_dir=tmp_path)
+        judge_outputs(MODEL, REF, annotator="chatgpt_fn", judge="hf:/x", output_dir=tmp_path)
     with pytest.raises(JudgeError, match="randomise the order themselves"):
-        run_judge(MODEL, REF, annotator="chatgpt_fn", judge="openai:x", output_dir=tmp_path,
+        judge_outputs(MODEL, REF, annotator="chatgpt_fn", judge="openai:x", output_dir=tmp_path,
                   both_orders=True)
 
 

@@ -59,7 +59,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
         (synthetic_eval, "run_synthetic_eval", "tasks", _Result),
         (synthetic_eval, "score_synthetic_outputs", "tasks-score", _Result),
         (evaluation, "evaluate_run", "eval", {"fake": True}),
-        (annotators, "run_judge", "judge", _Result),
+        (annotators, "judge_outputs", "judge", _Result),
         (judge_check, "run_judge_check", "judge-check", {"fake": True}),
         (harness, "run_harness", "harness", _Result),
         (demo, "run_demo", "demo", demo_summary),

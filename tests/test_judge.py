@@ -14,6 +14,7 @@ from _fake_openai import FakeAPI, serve
 
 from symnoise.evaluate import judge as J
 from symnoise.evaluate.judge_prompts import (
+    CONFIG_DIR,
     TEMPLATE_VERSION,
     build_plain_prompt,
     parse_verdict,
@@ -31,6 +32,16 @@ def sections(messages: list[dict[str, str]]) -> dict[str, str]:
     """The two outputs shown to the judge, read back from the user message."""
     user = messages[-1]["content"]
     return {m.group(1): m.group(2) for m in _SECTION.finditer(user)}
+
+
+def question(instruction: str, output_a: str, output_b: str) -> list[dict[str, str]]:
+    """The chat messages of one question, rendered by alpaca_eval from our template."""
+    import pandas as pd
+
+    utils = J.load_alpaca_eval().utils
+    template = (CONFIG_DIR / "symnoise-pairwise" / "pairwise.txt").read_text()
+    row = {"instruction": instruction, "output_1": output_a, "output_2": output_b}
+    return utils.prompt_to_chatml(utils.make_prompts(pd.DataFrame([row]), template)[0][0])
 
 
 def score_of(text: str) -> int:
@@ -267,6 +278,10 @@ def test_both_orders_averages(api: FakeAPI, tmp_path: Path) -> None:
     assert sorted(ann[0]["raw_completion"]) == ["a", "no idea"]
 
 
+def _cache(folder: Path, judge: str = "openai:fake") -> Path:
+    return folder / J.cache_file(J.OUR_ANNOTATOR, judge)
+
+
 def test_cache_avoids_paying_twice(api: FakeAPI, tmp_path: Path) -> None:
     model, ref = rows([1, 2, 3, 4], [2, 2, 2, 2])
     first = J.judge_outputs(
@@ -286,41 +301,35 @@ def test_cache_avoids_paying_twice(api: FakeAPI, tmp_path: Path) -> None:
     assert second.win_rate == pytest.approx(statistics.fmean([0, 50, 100, 100]))
     ann = json.loads((tmp_path / J.ANNOTATIONS_FILE).read_text())
     assert [a["judgments"][0]["cached"] for a in ann] == [True, True, True, False]
-    # Another judge model is another cache key.
+    assert len(json.loads(_cache(tmp_path).read_text())) == 4  # alpaca_eval's cache
+    # Another judge model is another cache.
     J.judge_outputs(
         model, ref, judge="openai:other", output_dir=tmp_path, base_url=api.url, progress=False
     )
-    assert len(api.requests) == 8
-    # A crash mid-write leaves a truncated line: it is ignored and the next append is clean.
-    cache_path = tmp_path / J.CACHE_FILE
-    lines = cache_path.read_text().splitlines()
-    assert len(lines) == 8
-    cache_path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
-    third = J.judge_outputs(
-        model, ref, judge="openai:other", output_dir=tmp_path, base_url=api.url, progress=False
-    )
-    assert (third.n_requested, third.n_cached, len(api.requests)) == (1, 3, 9)
-    lines = cache_path.read_text().splitlines()
-    assert len(lines) == 8 and all(json.loads(line)["status"] == "ok" for line in lines)
-    cache = J.AnnotationCache(cache_path)
-    assert len(cache) == 8 and cache.n_bad_lines == 0
-    # A corrupt line in the middle is skipped with a warning, the rest still loads.
-    cache_path.write_text(lines[0] + "\n{not json\n" + "\n".join(lines[1:]) + "\n")
-    with pytest.warns(UserWarning, match="line 2 is not a valid cache entry"):
-        cache = J.AnnotationCache(cache_path)
-    assert len(cache) == 8 and cache.n_bad_lines == 1
+    assert len(api.requests) == 8 and _cache(tmp_path, "openai:other").is_file()
+    assert not list(tmp_path.glob("*.part"))  # each save replaced the file whole
+    # A damaged cache is an error naming it, not a silent fresh start.
+    _cache(tmp_path).write_text(_cache(tmp_path).read_text()[:100])
+    with pytest.raises(J.JudgeError, match="not a readable alpaca_eval annotation cache"):
+        J.judge_outputs(model, ref, judge="openai:fake", output_dir=tmp_path, base_url=api.url,
+                        progress=False)
 
 
-def test_cache_key_depends_on_everything() -> None:
-    base = ("openai:x", "instr", "out a", "out b")
-    keys = {J.AnnotationCache.key(*base)}
-    for i in range(4):
-        changed = list(base)
-        changed[i] = changed[i] + "!"
-        keys.add(J.AnnotationCache.key(*changed))
-    keys.add(J.AnnotationCache.key("openai:x", "instr", "out b", "out a"))  # order matters
-    assert len(keys) == 6
-    assert TEMPLATE_VERSION  # part of the key, asserted via the implementation's contract
+def test_identical_outputs_tie_without_asking(api: FakeAPI, tmp_path: Path) -> None:
+    model, ref = rows([1, 2], [1, 1])
+    model[0]["output"] = ref[0]["output"]
+    report = J.judge_outputs(model, ref, judge="openai:fake", output_dir=tmp_path,
+                             base_url=api.url, both_orders=True, progress=False)
+    ann = json.loads((tmp_path / J.ANNOTATIONS_FILE).read_text())
+    assert ann[0]["preference"] == 1.5 and ann[0]["judgments"][0]["method"] == "identical"
+    assert len(api.chat_requests) == report.n_requested == 2  # only the other pair's orders
+
+
+def test_cache_file_names_the_annotator_and_judge() -> None:
+    names = {J.cache_file(a, j) for a in (J.OUR_ANNOTATOR, "chatgpt_fn")
+             for j in ("openai:x", "openai:y", "hf:/m")}
+    assert len(names) == 6 and all(n.endswith(".json") for n in names)
+    assert TEMPLATE_VERSION  # part of every name: a new wording starts a new cache
 
 
 def test_unparseable_replies_are_kept_counted_and_cached(api: FakeAPI, tmp_path: Path) -> None:
@@ -348,7 +357,7 @@ def test_unparseable_replies_are_kept_counted_and_cached(api: FakeAPI, tmp_path:
 def test_retry_then_success(api: FakeAPI) -> None:
     api.fail_first, api.retry_after = 2, "0"
     judge = J.OpenAIJudge("fake", base_url=api.url, max_retries=2)
-    [res] = judge.compare([J.JudgeItem("Task", "x score=2", "y score=1")])
+    [res] = judge.compare([question("Task", "x score=2", "y score=1")])
     assert res.status == "ok" and res.label == "a" and res.raw == "Output (a)"
     assert len(api.requests) == 3 and judge.n_requests == 3
     judge.close()
@@ -393,17 +402,17 @@ def test_unreachable_server_is_retried_then_error() -> None:
         max_retries=2,
         timeout=2,
     )
-    [res] = judge.compare([J.JudgeItem("i", "a", "b")])
+    [res] = judge.compare([question("i", "a", "b")])
     assert res.status == "error" and judge.n_requests == 3 and "3 attempts" in res.error
 
 
 def test_garbage_and_bad_request_replies(api: FakeAPI) -> None:
     judge = J.OpenAIJudge("fake", base_url=api.url, max_retries=3, concurrency=1)
     api.reply = lambda m: "¯\\_(ツ)_/¯ who knows"
-    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    [res] = judge.compare([question("i", "x", "y")])
     assert (res.status, res.label, res.raw) == ("unparseable", None, "¯\\_(ツ)_/¯ who knows")
     api.fail_first, api.fail_status = 100, 400  # a per-item client error: no retry
-    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    [res] = judge.compare([question("i", "x", "y")])
     assert res.status == "error" and "HTTP 400" in res.error and judge.n_requests == 2
 
 
@@ -425,7 +434,7 @@ def test_base_url_from_env(api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     judge = J.make_judge("openai:fake")
     assert judge.url == api.url + "/chat/completions"
-    [res] = judge.compare([J.JudgeItem("i", "score=1", "score=4")])
+    [res] = judge.compare([question("i", "score=1", "score=4")])
     assert res.label == "b" and api.requests[0]["auth"] is None
 
 
@@ -634,8 +643,8 @@ def test_hf_judge_matches_independent_logprobs(tmp_path: Path, make_tokenizer) -
     for a in ann:
         first = a["model_first"]
         out_a, out_b = (a["output_2"], a["output_1"]) if first else (a["output_1"], a["output_2"])
-        prompt = build_plain_prompt(a["instruction"], out_a, out_b)
-        _, labels = judge.sequences(J.JudgeItem(a["instruction"], out_a, out_b))
+        prompt = build_plain_prompt(question(a["instruction"], out_a, out_b))
+        _, labels = judge.sequences(question(a["instruction"], out_a, out_b))
         assert {len(v) for v in labels.values()} == label_len
         lp = {
             lab: _independent_logprob(ref_model, ref_tok, prompt, " " + lab) for lab in ("a", "b")
@@ -680,7 +689,7 @@ def test_hf_judge_chat_template_and_model_subfolder(tmp_path: Path) -> None:
     _save_tiny_model(run / "model", tokenizer, seed=2)
     (run / "run.json").write_text("{}")
     judge = J.make_judge(f"hf:{run}")
-    item = J.JudgeItem("Say hi", "hi", "hello")
+    item = question("Say hi", "hi", "hello")
     prompt = judge.prompt(item)
     assert prompt.endswith("The better output is ")
     prompt_ids, labels = judge.sequences(item)
@@ -748,7 +757,7 @@ def test_logprobs_give_a_continuous_preference(api: FakeAPI, tmp_path: Path) -> 
     api.reply = lambda m: "b"
     api.top = lambda m, body: [(" b", math.log(0.6)), ("The", math.log(0.3)), ("a", math.log(0.1))]
     judge = J.OpenAIJudge("fake", base_url=api.url, top_logprobs=7)
-    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    [res] = judge.compare([question("i", "x", "y")])
     body = api.chat_requests[0]["body"]
     assert body["logprobs"] is True and body["top_logprobs"] == 7
     assert (res.status, res.label, res.method) == ("ok", "b", "logprobs")
@@ -771,7 +780,7 @@ def test_labels_absent_restricts_the_reply(api: FakeAPI) -> None:
     api.top = lambda m, body: [("The", -0.1), ("A", -2.5), ("To", -3.0)]
     api.restricted = lambda m: [("a", math.log(0.2)), (" b", math.log(0.3)), ("The", -9.0)]
     judge = J.OpenAIJudge("fake", base_url=api.url, concurrency=1)
-    results = judge.compare([J.JudgeItem("i", "x", "y"), J.JudgeItem("j", "x", "y")])
+    results = judge.compare([question("i", "x", "y"), question("j", "x", "y")])
     assert [(r.status, r.label, r.method) for r in results] == [("ok", "b", "restricted")] * 2
     assert results[0].p_b == pytest.approx(0.6)
     chats = api.chat_requests
@@ -791,7 +800,7 @@ def test_restricted_labels_found_when_the_server_adds_bos(api: FakeAPI) -> None:
     api.top = lambda m, body: [("The", -0.1)]
     api.restricted = lambda m: [("a", math.log(0.7)), (" b", math.log(0.3))]
     judge = J.OpenAIJudge("fake", base_url=api.url, concurrency=1)
-    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    [res] = judge.compare([question("i", "x", "y")])
     assert (res.status, res.label, res.method) == ("ok", "a", "restricted")
     assert api.chat_requests[1]["body"]["logit_bias"] == {"1": 100, "2": 100, "3": 100, "4": 100}
     judge.close()
@@ -802,6 +811,6 @@ def test_labels_absent_and_no_tokenizer_is_counted_unparseable(api: FakeAPI) -> 
     api.top = lambda m, body: [("The", -0.1)]
     api.tokenize = False
     judge = J.OpenAIJudge("fake", base_url=api.url)
-    [res] = judge.compare([J.JudgeItem("i", "x", "y")])
+    [res] = judge.compare([question("i", "x", "y")])
     assert res.status == "unparseable" and "tokenize" in res.error
     judge.close()

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from symnoise.cli import app
 from symnoise.evaluate import judge as J
-from symnoise.evaluate.judge_prompts import Judge, JudgeItem, JudgeResult
+from symnoise.evaluate.judge_prompts import Judge, JudgeResult
 
 
 def _reply(messages: list[dict[str, str]]) -> str:
@@ -52,6 +52,11 @@ def _annotations(folder: Path) -> list[dict]:
     return json.loads((folder / J.ANNOTATIONS_FILE).read_text())
 
 
+def _caches(folder: Path) -> list[Path]:
+    """alpaca_eval's annotation caches in ``folder``."""
+    return list(folder.glob("annotations_cache_*.json"))
+
+
 def test_refused_server_fails_fast_with_the_cause(tmp_path: Path) -> None:
     start = time.monotonic()
     res = _cli(tmp_path, "out", f"http://127.0.0.1:{free_port()}/v1")
@@ -68,7 +73,7 @@ def test_refused_server_fails_fast_with_the_cause(tmp_path: Path) -> None:
     assert elapsed < 30
     board = json.loads((tmp_path / "out" / J.LEADERBOARD_JSON).read_text())
     assert next(iter(board.values()))["partial"] is True
-    assert not (tmp_path / "out" / J.CACHE_FILE).exists()  # errors are never cached
+    assert _caches(tmp_path / "out") == []  # errors are never cached
 
 
 def test_server_killed_mid_run_then_rerun_completes(tmp_path: Path) -> None:
@@ -77,8 +82,8 @@ def test_server_killed_mid_run_then_rerun_completes(tmp_path: Path) -> None:
     assert res.exit_code == 1, res.output
     assert "15 of 20 pairs got no verdict" in res.stderr and "APIConnectionError" in res.stderr
     assert "PARTIAL RESULT: the win rate covers 5 of 20 pairs" in res.stdout
-    cache = (tmp_path / "out" / J.CACHE_FILE).read_text().splitlines()
-    assert len(cache) == 5  # the finished verdicts are kept
+    [cache] = _caches(tmp_path / "out")
+    assert len(json.loads(cache.read_text())) == 5  # the finished verdicts are kept
     for api in serve(FakeAPI(url="", reply=_reply)):
         again = _cli(tmp_path, "out", api.url)
         assert len(api.chat_requests) == 15  # only the missing verdicts are asked
@@ -94,26 +99,29 @@ def test_server_killed_mid_run_then_rerun_completes(tmp_path: Path) -> None:
 
 
 class _DeadJudge(Judge):
-    """Every answer an error; counts the items it was asked."""
+    """Every answer an error; counts the questions it was asked."""
 
-    spec = "fake:dead"
+    spec, concurrency = "fake:dead", 4
 
     def __init__(self) -> None:
         self.asked = 0
 
-    def compare(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
-        self.asked += len(items)
+    def compare(self, questions: Sequence[list[dict]]) -> list[JudgeResult]:
+        self.asked += len(questions)
         return [JudgeResult(label=None, status="error", error="APIConnectionError: down")
-                for _ in items]
+                for _ in questions]
 
 
-def test_ask_judge_stops_after_a_failed_round() -> None:
+def test_ask_stops_after_a_failed_round(tmp_path: Path) -> None:
     judge = _DeadJudge()
-    items = [JudgeItem(f"i{k}", "a", "b") for k in range(30)]
-    results, n_cached, n_asked = J.ask_judge(judge, items, None, step=8, first_step=4)
-    assert judge.asked == n_asked == 4 and n_cached == 0 and len(results) == 30
-    assert all(r.status == "error" for r in results)
-    assert results[4].error.startswith("not asked") and "APIConnectionError" in results[4].error
+    rows = [{"instruction": f"i{k}", "output_1": "a", "output_2": "b"} for k in range(30)]
+    found, counts = J.ask(J.OUR_ANNOTATOR, judge, rows, tmp_path / "cache.json", 0)
+    assert judge.asked == counts["n_requested"] == 4 and counts["n_cached"] == 0
+    assert len(found) == 30 and all(f["error"] for f in found)
+    assert [f["result"].status for f in found[:4]] == ["error"] * 4
+    assert all(f["result"] is None for f in found[4:])
+    assert found[4]["error"].startswith("not asked") and "APIConnectionError" in found[4]["error"]
+    assert not (tmp_path / "cache.json").exists()
 
 
 def test_partial_report_is_marked_in_every_output(tmp_path: Path) -> None:
@@ -161,15 +169,16 @@ def test_eval_judge_step_fails_then_completes_on_rerun(run_dir: Path, tmp_path: 
 
 def test_alpaca_eval_annotator_does_not_cache_failures(tmp_path: Path) -> None:
     """A failed request would reach alpaca_eval as an unparseable reply, and be cached as
-    such: the batch stops instead, and the rerun against a live judge completes."""
+    such: it is an error instead (the run fails as with ours), and the rerun completes."""
     args = ["--annotator", "weighted_alpaca_eval_gpt4_turbo"]
     model, ref = _outputs(tmp_path, 4)
     common = ["judge", "--model-outputs", str(model), "--reference-outputs", str(ref),
               "--judge", "openai:fake", "--output-dir", str(tmp_path / "out"),
               "--max-retries", "0", *args]
     dead = CliRunner().invoke(app, [*common, "--base-url", f"http://127.0.0.1:{free_port()}/v1"])
-    assert dead.exit_code == 2
-    assert "4 of 4 requests" in dead.stderr and "APIConnectionError" in dead.stderr
+    assert dead.exit_code == 1
+    assert "4 of 4 pairs got no verdict" in dead.stderr and "APIConnectionError" in dead.stderr
+    assert _caches(tmp_path / "out") == []
     for api in serve(FakeAPI(url="", reply=lambda m: "m",
                              top=lambda m, body: [("m", -0.1), ("M", -2.4)])):
         live = CliRunner().invoke(app, [*common, "--base-url", api.url, "--json"])

@@ -268,9 +268,9 @@ def judge(
     as_json: Json = False,
 ) -> None:
     """Pairwise judged win rate, length-controlled win rate and AlpacaEval's leaderboard columns."""
-    from .evaluate.judge import run_judge
+    from .evaluate.judge import judge_outputs
 
-    report = _call(run_judge, model_outputs, reference_outputs, annotator=annotator,
+    report = _call(judge_outputs, model_outputs, reference_outputs, annotator=annotator,
                    judge=judge_spec, output_dir=output_dir, base_url=base_url, seed=seed,
                    max_items=n_prompts, max_retries=max_retries, name=name, progress=progress,
                    both_orders=both_orders)

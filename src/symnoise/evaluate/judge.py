@@ -1,46 +1,45 @@
-"""Judge model outputs against reference outputs: our pairwise prompt with any judge
-(:func:`judge_outputs`), or one of AlpacaEval's own annotators (:func:`annotate`);
-:func:`run_judge` picks by annotator.
+"""Judge model outputs against reference outputs with an AlpacaEval annotator: ours,
+``symnoise-pairwise`` (:data:`~.judge_prompts.CONFIG_DIR`), with any judge, or one of
+AlpacaEval's with an OpenAI-compatible judge; one pipeline, :func:`judge_outputs`.
 
 Two AlpacaEval model-outputs files are paired by the whole prompt. AlpacaEval conventions:
 ``output_1`` is the reference, ``output_2`` the model, ``preference`` 1 (reference better)
 .. 2 (model better).
 
-Ours: each pair is shown to a judge (:func:`make_judge`: ``openai:MODEL`` or ``hf:PATH``,
-:mod:`.judge_backends`) in a seeded random order (or both orders). Every verdict is
-appended to ``judge_cache.jsonl`` as soon as it is known, so a rerun never asks the same
-question twice.
+alpaca_eval's ``PairwiseAnnotator`` makes the prompts, parses the replies and caches the
+annotations (one JSON file per annotator and judge in the output folder, :func:`cache_file`);
+for its own annotators it also randomises the order. The completion function of its
+configuration is the judge's (:func:`_completions`): ``hf:PATH`` or ``openai:MODEL``
+(:mod:`.judge_backends`), which for ours also reads the verdict (log-probabilities of the
+labels, else the text) and returns it as JSON. With ours each pair is shown in one order
+drawn from ``random.Random(seed)``, or in both orders. For annotators parsed from
+log-probabilities (``logprob_parser``), a reply whose top log-probabilities hold no label
+token is asked again restricted to the label tokens.
 
-AlpacaEval's annotators run through the alpaca_eval package (prompts, parsers, order
-randomisation, preference processing) with its configuration, except where requests go:
-its model name becomes the judge's and its completion function sends each ChatML prompt
-through an :class:`OpenAIJudge` (same ``base_url``, retries and concurrency as our own
-prompt). For annotators parsed from log-probabilities (``logprob_parser``), a reply whose
-top log-probabilities hold no label token is asked again restricted to the label tokens;
-text-parsed annotators keep alpaca_eval's parsers, and what they cannot parse is counted
-as unparseable.
+Questions go one round (the judge's concurrency) at a time; a failed request is never
+stored as a verdict; a round whose requests all failed stops the run (the rest are errors
+"not asked"). A rerun asks only what has no stored annotation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
-import logging
+import math
 import os
 import random
 import statistics
-import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import append_journal, read_journal, write_json_atomic, write_text_atomic
+from .._io import write_json_atomic, write_text_atomic
 from ..outputs import OutputsError, full_instruction, preference, read_outputs
 from .judge_backends import HFJudge, OpenAIJudge
-from .judge_prompts import TEMPLATE_VERSION, Judge, JudgeError, JudgeItem, JudgeResult
+from .judge_prompts import CONFIG_DIR, TEMPLATE_VERSION, Judge, JudgeError, JudgeResult
 from .winrate import (
     NO_DATASET,
     OUR_ANNOTATOR,
@@ -54,20 +53,18 @@ from .winrate import (
 )
 
 __all__ = [
-    "JudgeError", "JudgeItem", "JudgeResult", "Judge", "OpenAIJudge", "HFJudge", "make_judge",
-    "AnnotationCache", "DatasetScore", "JudgeReport", "load_outputs", "pair_outputs",
-    "win_rate", "judge_outputs", "write_results", "CACHE_FILE", "ANNOTATIONS_FILE",
-    "LEADERBOARD_JSON", "LEADERBOARD_MD", "NO_DATASET", "OUR_ANNOTATOR", "PAPER_ANNOTATORS",
-    "available_annotators", "annotate", "run_judge", "ALPACA_EVAL_CACHE",
+    "JudgeError", "JudgeResult", "Judge", "OpenAIJudge", "HFJudge", "make_judge",
+    "DatasetScore", "JudgeReport", "load_outputs", "pair_outputs", "win_rate", "judge_outputs",
+    "write_results", "cache_file", "ANNOTATIONS_FILE", "LEADERBOARD_JSON", "LEADERBOARD_MD",
+    "NO_DATASET", "OUR_ANNOTATOR", "PAPER_ANNOTATORS", "available_annotators", "ask",
 ]
 
-CACHE_FILE = "judge_cache.jsonl"
 ANNOTATIONS_FILE = "annotations.json"
 LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
-ALPACA_EVAL_CACHE = "alpaca_eval_annotator_cache.json"
 # The paper's GPT-4 judge (Table 1), its ChatGPT judge (Tables 2, 3), AlpacaEval 2's default.
 PAPER_ANNOTATORS = ("alpaca_eval_gpt4", "chatgpt_fn", "weighted_alpaca_eval_gpt4_turbo")
+_KEYS = ("instruction", "output_1", "output_2")
 
 OutputsSource = str | os.PathLike[str] | Sequence[dict[str, Any]]
 
@@ -99,64 +96,6 @@ def open_judge(judge: str | Judge, base_url: str | None = None, **options: Any
     return contextlib.closing(make_judge(judge, base_url, **options))
 
 
-class AnnotationCache:
-    """Append-only JSONL cache of verdicts, one line per judged (a, b) question.
-
-    A journal (:func:`symnoise._io.append_journal`): lines are fsync'ed as written; a torn
-    last line (a crash mid-write) is cut off the file on load, other invalid lines are skipped with a warning and counted in
-    ``n_bad_lines``. Errors are not cached (a rerun retries them); unparseable replies are.
-    """
-
-    FIELDS = ("status", "label", "raw", "scores", "p_b", "method")
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._entries: dict[str, dict[str, Any]] = {}
-        self.n_bad_lines = 0
-        if self.path.exists():
-            self._load()
-
-    @staticmethod
-    def key(judge: str, instruction: str, output_a: str, output_b: str) -> str:
-        blob = json.dumps([judge, TEMPLATE_VERSION, instruction, output_a, output_b],
-                          ensure_ascii=False)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-    @staticmethod
-    def _valid(entry: Any) -> bool:
-        try:
-            JudgeResult(label=entry.get("label"), status=entry["status"])
-            return isinstance(entry["key"], str)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return False
-
-    def _load(self) -> None:
-        rows, self.n_bad_lines = read_journal(self.path, invalid=lambda reason: None)
-        for number, entry in rows:
-            if self._valid(entry):
-                self._entries[entry["key"]] = entry
-                continue
-            self.n_bad_lines += 1
-            warnings.warn(f"{self.path}: line {number} is not a valid cache entry; ignored",
-                          stacklevel=3)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: str) -> JudgeResult | None:
-        entry = self._entries.get(key)
-        return None if entry is None else JudgeResult(**{f: entry.get(f) for f in self.FIELDS},
-                                                      cached=True)
-
-    def put(self, key: str, judge: str, result: JudgeResult) -> None:
-        if result.status == "error":
-            return
-        entry = {"key": key, "judge": judge, "template": TEMPLATE_VERSION,
-                 **{f: getattr(result, f) for f in self.FIELDS}}
-        append_journal(self.path, [entry])
-        self._entries[key] = entry
-
-
 def load_outputs(source: OutputsSource, *, what: str = "outputs") -> list[dict[str, Any]]:
     """Rows of a model-outputs file, folder or list (:func:`symnoise.outputs.read_outputs`),
     each with ``_row`` (its index) and ``_origin`` (the file) added for error messages."""
@@ -178,6 +117,12 @@ class _Pair:
                 "generator_1": self.reference.get("generator") or reference_name,
                 "generator_2": self.model.get("generator") or model_name,
                 "dataset": self.reference.get("dataset") or self.model.get("dataset")}
+
+    def shown(self, model_first: bool) -> dict[str, str]:
+        """The question's row: ``output_1`` is the output shown first."""
+        first, second = (self.model, self.reference) if model_first else (self.reference, self.model)
+        return {"instruction": self.instruction, "output_1": first["output"],
+                "output_2": second["output"]}
 
 
 def _index_by_prompt(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -243,53 +188,6 @@ def prepare(model_outputs: OutputsSource, reference_outputs: OutputsSource,
                    generator(reference_rows, "reference"), out_dir)
 
 
-def ask_judge(judge: Judge, items: Sequence[JudgeItem], cache: AnnotationCache | None, *,
-              progress: bool = False, step: int = 8, first_step: int | None = None
-              ) -> tuple[list[JudgeResult], int, int]:
-    """Answer every item, from the cache where it can; ask each distinct question once.
-
-    Questions go ``step`` at a time (the first call ``first_step``, default ``step``). When
-    every question of a call fails (a dead or refusing judge), the rest are not asked: they
-    are errors saying so, and nothing is cached for them. Returns (results in item order,
-    n answered from the cache, n sent to the judge).
-    """
-    from tqdm.auto import tqdm
-
-    results: list[JudgeResult | None] = [None] * len(items)
-    pending: dict[str, list[int]] = {}  # key -> the items that ask it
-    for i, item in enumerate(items):
-        key = AnnotationCache.key(judge.spec, item.instruction, item.output_a, item.output_b)
-        results[i] = cache.get(key) if cache is not None else None
-        if results[i] is None:
-            pending.setdefault(key, []).append(i)
-    n_cached = sum(r is not None for r in results)
-    todo, start, n_asked = list(pending), 0, 0
-    with tqdm(total=len(todo), disable=not progress, desc=f"judging with {judge.spec}",
-              unit="judgment", dynamic_ncols=True) as bar:
-        while start < len(todo):
-            chunk = todo[start : start + (first_step if start == 0 and first_step else step)]
-            answers = judge.compare([items[pending[key][0]] for key in chunk])
-            if len(answers) != len(chunk):
-                raise RuntimeError(f"judge {judge.spec} returned {len(answers)} results for "
-                                   f"{len(chunk)} items")
-            for key, answer in zip(chunk, answers, strict=True):
-                if cache is not None:
-                    cache.put(key, judge.spec, answer)
-                for i in pending[key]:
-                    results[i] = answer
-            bar.update(len(chunk))
-            start, n_asked = start + len(chunk), n_asked + len(chunk)
-            if all(a.status == "error" for a in answers) and start < len(todo):
-                stop = JudgeResult(label=None, status="error", error=(
-                    f"not asked: the judge's last {len(chunk)} requests all failed "
-                    f"(e.g. {answers[0].error})"))
-                for key in todo[start:]:
-                    for i in pending[key]:
-                        results[i] = stop
-                break
-    return [r for r in results if r is not None], n_cached, n_asked
-
-
 def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
                 judge: str, model_name: str, reference_name: str) -> dict[str, Any]:
     judgments = [{"model_first": f, "label": r.label, "preference": r.preference(f),
@@ -318,56 +216,65 @@ def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
 
 def judge_outputs(model_outputs: OutputsSource, reference_outputs: OutputsSource, *,
                   judge: str | Judge, output_dir: str | os.PathLike[str],
-                  base_url: str | None = None, both_orders: bool = False, seed: int = 0,
-                  max_items: int | None = None, max_retries: int = 5, batch_size: int = 8,
-                  progress: bool = True, name: str | None = None,
-                  judge_options: dict[str, Any] | None = None) -> JudgeReport:
-    """Judge model outputs against reference outputs with our prompt; write the results.
+                  annotator: str = OUR_ANNOTATOR, base_url: str | None = None,
+                  both_orders: bool = False, seed: int = 0, max_items: int | None = None,
+                  max_retries: int = 5, batch_size: int = 8, progress: bool = True,
+                  name: str | None = None, judge_options: dict[str, Any] | None = None
+                  ) -> JudgeReport:
+    """Judge model outputs against reference outputs with ``annotator``; write the results.
 
     model_outputs, reference_outputs: AlpacaEval model-outputs files (JSON list or JSONL),
         folders holding ``model_outputs.json``, or lists of dicts; paired by prompt.
-    judge: a spec (``openai:MODEL`` or ``hf:PATH``, :func:`make_judge`) or a :class:`Judge`.
+    judge: a spec (``openai:MODEL`` or ``hf:PATH``, :func:`make_judge`) or a :class:`Judge`;
+        AlpacaEval's annotators take ``openai:MODEL`` (e.g. ``openai:gpt-4`` for the paper's
+        ``alpaca_eval_gpt4``).
     output_dir: receives ``annotations.json``, ``leaderboard.json``, ``leaderboard.md``
-        and the cache ``judge_cache.jsonl``; created when missing.
-    both_orders: judge each pair as (reference, model) and (model, reference) and average
-        the two preferences; an item is unparseable / error when either order is.
-        Otherwise each pair is shown in one order drawn from ``random.Random(seed)``.
+        and alpaca_eval's cache (:func:`cache_file`); created when missing.
+    both_orders (ours only): judge each pair as (reference, model) and (model, reference)
+        and average the two preferences; an item is unparseable / error when either order
+        is. Otherwise each pair is shown in one order drawn from ``random.Random(seed)``.
     max_items: judge only the first ``max_items`` model outputs.
-    batch_size: items per call to the judge; results are cached after each call.
+    batch_size: items per forward pass of an ``hf:`` judge.
     name: the model's name in the leaderboard; defaults to its outputs' ``generator``.
     judge_options: further keyword arguments for :func:`make_judge`.
     """
+    ours = annotator == OUR_ANNOTATOR
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if both_orders and not ours:
+        raise JudgeError("--both-orders applies to symnoise-pairwise; AlpacaEval's annotators "
+                         "randomise the order themselves")
+    check_annotator(annotator, judge)
     inputs = prepare(model_outputs, reference_outputs, output_dir, max_items, name)
     rng = random.Random(seed)
-    orders = [[False, True] if both_orders else [rng.random() < 0.5] for _ in inputs.pairs]
-    items = [JudgeItem(p.instruction, *((p.model["output"], p.reference["output"]) if first
-                                        else (p.reference["output"], p.model["output"])))
-             for p, flags in zip(inputs.pairs, orders, strict=True) for first in flags]
-    with open_judge(judge, base_url, max_retries=max_retries, batch_size=batch_size,
-                    **(judge_options or {})) as judge_obj:
-        concurrency = getattr(judge_obj, "concurrency", 1)
-        step = max(batch_size, concurrency)
-        if isinstance(judge_obj, HFJudge):
-            step = 4 * judge_obj.batch_size  # room to group similar lengths
-        # the first call is one round of requests: a dead judge is known after one round
-        answers, n_cached, n_requested = ask_judge(
-            judge_obj, items, AnnotationCache(inputs.out_dir / CACHE_FILE), progress=progress,
-            step=step, first_step=min(step, concurrency) if concurrency > 1 else None)
+    orders = [[False, True] if both_orders else [ours and rng.random() < 0.5]
+              for _ in inputs.pairs]
+    rows = [p.shown(first) for p, flags in zip(inputs.pairs, orders, strict=True)
+            for first in flags]
+    options = {"max_retries": max_retries, "batch_size": batch_size,
+               **({} if ours else {"max_tokens": 16}), **(judge_options or {})}
+    with open_judge(judge, base_url, **options) as judge_obj:
+        cache = inputs.out_dir / cache_file(annotator, judge_obj.spec)
+        found, counts = ask(annotator, judge_obj, rows, cache, seed, progress=progress)
     annotations, k = [], 0
     for pair, flags in zip(inputs.pairs, orders, strict=True):
-        annotations.append(_annotation(pair, flags, answers[k : k + len(flags)],
-                                       judge=judge_obj.spec, model_name=inputs.model_name,
-                                       reference_name=inputs.reference_name))
+        got = found[k: k + len(flags)]
         k += len(flags)
-    return write_results(inputs, annotations, judge=judge_obj.spec, annotator=OUR_ANNOTATOR,
-                         n_judgments=len(items), n_cached=n_cached, n_requested=n_requested,
-                         both_orders=both_orders, seed=seed, template=TEMPLATE_VERSION)
+        annotations.append(
+            _annotation(pair, flags, [f["result"] or JudgeResult(None, "error", error=f["error"])
+                                      for f in got], judge=judge_obj.spec,
+                        model_name=inputs.model_name, reference_name=inputs.reference_name)
+            if ours else _alpaca_annotation(pair, got[0], annotator=annotator,
+                                            judge=judge_obj.spec, model_name=inputs.model_name,
+                                            reference_name=inputs.reference_name, seed=seed))
+    return write_results(inputs, annotations, judge=judge_obj.spec, annotator=annotator,
+                         cache=cache, n_judgments=len(rows), both_orders=both_orders, seed=seed,
+                         template=TEMPLATE_VERSION if ours else f"alpaca_eval:{annotator}",
+                         **counts)
 
 
 def write_results(inputs: _Inputs, annotations: list[dict[str, Any]], *, judge: str,
-                  annotator: str, **counts: Any) -> JudgeReport:
+                  annotator: str, cache: Path, **counts: Any) -> JudgeReport:
     """Build the report of ``annotations`` and write ``annotations.json``,
     ``leaderboard.json`` and ``leaderboard.md`` to ``inputs.out_dir``."""
     out_dir = inputs.out_dir
@@ -378,11 +285,19 @@ def write_results(inputs: _Inputs, annotations: list[dict[str, Any]], *, judge: 
     report.files = {"annotations": str(out_dir / ANNOTATIONS_FILE),
                     "leaderboard_json": str(out_dir / LEADERBOARD_JSON),
                     "leaderboard_md": str(out_dir / LEADERBOARD_MD),
-                    "cache": str(out_dir / CACHE_FILE)}
+                    "cache": str(cache)}
     write_json_atomic(out_dir / ANNOTATIONS_FILE, annotations)
     write_json_atomic(out_dir / LEADERBOARD_JSON, {report.name: report.leaderboard_row()})
     write_text_atomic(out_dir / LEADERBOARD_MD, leaderboard_markdown(report))
     return report
+
+
+def cache_file(annotator: str, judge: str, prefix: str = "") -> str:
+    """The file name of alpaca_eval's annotation cache for ``annotator`` answered by
+    ``judge``: its entries are keyed by the pair and the annotator alone, so the judge and
+    our template's version are in the name."""
+    tag = hashlib.sha256(json.dumps([annotator, judge, TEMPLATE_VERSION]).encode()).hexdigest()
+    return f"{prefix}annotations_cache_{annotator}_{tag[:12]}.json"
 
 
 def available_annotators() -> list[str]:
@@ -391,34 +306,224 @@ def available_annotators() -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/configs.yaml"))
 
 
-def _completions_fn(judge: OpenAIJudge, config: dict[str, Any]) -> Any:
-    """An alpaca_eval ``fn_completions`` that sends each ChatML prompt through ``judge``."""
-    utils = load_alpaca_eval().utils
-    parser = config.get("completion_parser_kwargs") or {}
-    labels: list[str] = []
-    if config.get("fn_completion_parser") == "logprob_parser":
-        tokens = [parser.get("numerator_token"), *parser.get("denominator_tokens", [])]
-        labels = [t for t in dict.fromkeys(tokens) if t]
+class _Failed(Exception):
+    """Requests of one alpaca_eval call got no reply: alpaca_eval would store them as
+    unparseable replies, so the call stores nothing (:func:`_ask_rows` retries its rows
+    one by one, answered from ``memo``)."""
 
-    def complete(prompts: Sequence[str], model_name: str, **kwargs: Any) -> dict[str, list]:
-        del model_name  # replaced by the judge's model
-        kwargs.pop("requires_chatml", None)
-        kwargs.pop("price_per_token", None)
-        start = time.monotonic()
-        choices = judge.map(lambda p: _chat_choice(judge, utils.prompt_to_chatml(p), kwargs,
-                                                   labels), prompts)
-        errors = [c["error"] for c in choices if c.get("error")]
-        if errors:  # alpaca_eval would cache them as failed parses: stop, record nothing
-            raise JudgeError(f"{len(errors)} of {len(choices)} requests of this batch to the "
-                             f"judge {judge.url} got no reply; first error: {errors[0].rstrip('.')}. "
-                             "Finished batches stay in alpaca_eval's cache: rerun to "
-                             "complete the rest")
-        per = (time.monotonic() - start) / max(1, len(prompts))
+    def __init__(self, errors: list[str], n_asked: int) -> None:
+        super().__init__(errors[0])
+        self.errors, self.n_asked = errors, n_asked
+
+
+def _completions(answer: Callable[[list[str], dict[str, Any]], list[dict[str, Any]]],
+                 memo: dict[str, dict[str, Any]]) -> Callable[..., dict[str, list]]:
+    """An alpaca_eval ``fn_completions``: each prompt's choice (``text``; ``error`` when its
+    request failed) from ``answer``, each prompt asked once per run (``memo``)."""
+
+    def complete(prompts: Sequence[str], **kwargs: Any) -> dict[str, list]:
+        todo = [p for p in dict.fromkeys(prompts) if p not in memo]
+        if todo:
+            memo.update(zip(todo, answer(todo, kwargs), strict=True))
+        choices = [memo[p] for p in prompts]
+        if errors := [c["error"] for c in choices if c.get("error")]:
+            raise _Failed(errors, len(todo))
         return {"completions": [c["text"] for c in choices], "completions_all": choices,
-                "price_per_example": [float("nan")] * len(choices),
-                "time_per_example": [per] * len(choices)}
+                "price_per_example": [math.nan] * len(choices),
+                "time_per_example": [math.nan] * len(choices)}
 
     return complete
+
+
+def _our_answer(judge: Judge) -> Callable[[list[str], dict[str, Any]], list[dict[str, Any]]]:
+    """Our annotator's answers: the judge's verdict on each ChatML prompt, as JSON."""
+    chatml = load_alpaca_eval().utils.prompt_to_chatml
+
+    def answer(prompts: list[str], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        del kwargs  # the judge's own settings apply
+        results = judge.compare([chatml(p) for p in prompts])
+        return [{"text": json.dumps(r.record()), "result": r,
+                 "error": r.error if r.status == "error" else None} for r in results]
+
+    return answer
+
+
+def _alpaca_answer(judge: OpenAIJudge, parser: Any) -> Callable[..., list[dict[str, Any]]]:
+    """An AlpacaEval annotator's answers: each ChatML prompt sent through ``judge``."""
+    chatml = load_alpaca_eval().utils.prompt_to_chatml
+    labels: list[str] = []
+    if parser.func.__name__ == "logprob_parser":
+        tokens = [parser.keywords.get("numerator_token"),
+                  *parser.keywords.get("denominator_tokens", [])]
+        labels = [t for t in dict.fromkeys(tokens) if t]
+
+    def answer(prompts: list[str], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        kwargs = {k: v for k, v in kwargs.items()
+                  if k not in ("model_name", "requires_chatml", "price_per_token")}
+        return judge.map(lambda p: _chat_choice(judge, chatml(p), kwargs, labels), prompts)
+
+    return answer
+
+
+def _quiet() -> contextlib.AbstractContextManager[Any]:
+    """alpaca_eval's own progress bars and log lines kept off stderr."""
+    return contextlib.redirect_stderr(io.StringIO())
+
+
+def check_annotator(name: str, judge: str | Judge) -> None:
+    """Raise :class:`JudgeError` unless ``name`` is ours or an installed AlpacaEval
+    annotator, which then needs an OpenAI-compatible ``judge``."""
+    spec = judge if isinstance(judge, str) else judge.spec
+    if name == OUR_ANNOTATOR:
+        return
+    if name not in available_annotators():
+        raise JudgeError(f"unknown AlpacaEval annotator {name!r}; installed: "
+                         f"{', '.join(available_annotators())} (or {OUR_ANNOTATOR!r}, ours)")
+    if not spec.startswith("openai:"):
+        raise JudgeError(f"AlpacaEval's annotators need an OpenAI-compatible judge "
+                         f"('openai:MODEL'), got {spec!r}")
+
+
+def _annotator(name: str, judge: Judge, cache: Path, seed: int,
+               memo: dict[str, dict[str, Any]]) -> Any:
+    """alpaca_eval's ``PairwiseAnnotator`` for ``name``, answered by ``judge``.
+
+    Its configuration names alpaca_eval's own completion function; each single annotator's
+    public ``fn_completions`` and ``completions_kwargs`` are replaced by the judge's after
+    construction (no private hook needed)."""
+    ours = name == OUR_ANNOTATOR
+    config = str(CONFIG_DIR / name / "configs.yaml") if ours else name
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _quiet():
+            runner = _pairwise_annotator()(annotators_config=config, caching_path=str(cache),
+                                           seed=seed)
+    except ValueError as exc:  # pandas' reading of a damaged cache
+        raise JudgeError(f"{cache}: not a readable alpaca_eval annotation cache ({exc}); "
+                         "move it away to judge again from scratch") from exc
+    if runner.df_annotations is not None:  # pandas 3 refuses alpaca_eval's 1.5 for a tie in
+        # the int column it reads from a cache of integer preferences: make it float
+        runner.df_annotations = runner.df_annotations.astype({"preference": float})
+    for single in runner.annotators.values():
+        single.completions_kwargs["model_name"] = getattr(judge, "model", judge.spec)
+        single.fn_completions = _completions(
+            _our_answer(judge) if ours else _alpaca_answer(judge, single.fn_completion_parser),
+            memo)
+    return runner
+
+
+def _pairwise_annotator() -> type:
+    """alpaca_eval's ``PairwiseAnnotator`` whose public ``save`` (it rewrites the whole cache
+    after every call) replaces the file atomically: a run killed mid-write keeps its cache."""
+    base = load_alpaca_eval().annotators.PairwiseAnnotator
+
+    class Annotator(base):  # type: ignore[misc, valid-type]
+        def save(self, path: Any = None) -> None:
+            path = Path(path or self.caching_path)
+            part = path.with_name(path.name + ".part")
+            super().save(part)
+            os.replace(part, path)
+
+    return Annotator
+
+
+def _ask_rows(runner: Any, rows: list[dict[str, str]]) -> tuple[list[dict], list[str | None], int]:
+    """One alpaca_eval call: each row's annotation (``{}`` where none) and error (None when
+    answered), and how many requests it sent when all of them failed (else 0)."""
+    try:
+        with _quiet():
+            annotated = runner(rows)
+    except _Failed as failed:
+        if len(rows) == 1:
+            return [{}], [failed.errors[0]], failed.n_asked
+        parts = [_ask_rows(runner, [row]) for row in rows]  # the answered ones are stored
+        dead = failed.n_asked if len(failed.errors) == failed.n_asked else 0
+        return [p[0][0] for p in parts], [p[1][0] for p in parts], dead
+    found = {tuple(a[k] for k in _KEYS): a for a in annotated}
+    return [found.get(tuple(r[k] for k in _KEYS)) or {} for r in rows], [None] * len(rows), 0
+
+
+def ask(annotator: str, judge: Judge, rows: list[dict[str, str]], cache: Path, seed: int, *,
+        progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Annotate ``rows`` (``instruction``, ``output_1``, ``output_2``) with ``annotator``.
+
+    Returns, per row, alpaca_eval's annotation plus ``error`` (why it has none),
+    ``cached`` (it was stored before) and, for ours, ``result`` (the
+    :class:`JudgeResult`); and the counts ``n_cached`` and ``n_requested`` (questions).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    memo: dict[str, dict[str, Any]] = {}
+    runner = _annotator(annotator, judge, cache, seed, memo)
+    stored = runner.df_annotations
+    known = set() if stored is None else set(stored[list(_KEYS)].itertuples(index=False, name=None))
+    concurrency = getattr(judge, "concurrency", 1)
+    step = 4 * judge.batch_size if isinstance(judge, HFJudge) else max(8, concurrency)
+    first = min(step, concurrency) if concurrency > 1 else step  # a dead judge: one round
+    found: list[dict] = []
+    errors: list[str | None] = []
+    with tqdm(total=len(rows), disable=not progress, desc=f"judging with {judge.spec}",
+              unit="judgment", dynamic_ncols=True) as bar:
+        while len(found) < len(rows):
+            chunk = rows[len(found): len(found) + (step if found else first)]
+            got, errs, dead = _ask_rows(runner, chunk)
+            found, errors = found + got, errors + errs
+            bar.update(len(chunk))
+            if dead and len(found) < len(rows):
+                stop = (f"not asked: the judge's last {dead} requests all failed "
+                        f"(e.g. {next(e for e in errs if e)})")
+                errors += [stop] * (len(rows) - len(found))
+                found += [{}] * (len(rows) - len(found))
+    if annotator == OUR_ANNOTATOR:
+        template = next(iter(runner.annotators.values())).prompt_template
+        prompts = load_alpaca_eval().utils.make_prompts(pd.DataFrame(rows, columns=list(_KEYS)),
+                                                        template)[0] if rows else []
+        found = [{**f, "result": _result(f, memo.get(p))} for f, p in zip(found, prompts, strict=True)]
+    out = [{**f, "error": e, "cached": tuple(r[k] for k in _KEYS) in known}
+           for f, e, r in zip(found, errors, rows, strict=True)]
+    return out, {"n_cached": sum(a["cached"] and not a["error"] for a in out),
+                 "n_requested": len(memo)}
+
+
+def _result(found: dict[str, Any], asked: dict[str, Any] | None) -> JudgeResult | None:
+    """Our annotator's verdict on one row: as asked in this run, else as stored."""
+    if found and found["output_1"] == found["output_2"]:  # alpaca_eval: a tie, never asked
+        return JudgeResult(label="tie", status="ok", method="identical")
+    if asked is not None:
+        return asked["result"]
+    raw = found.get("preference_raw_completion")
+    if isinstance(raw, str):
+        record = json.loads(raw)
+        record.pop("preference", None)
+        return JudgeResult(**record, cached=True)
+    # alpaca_eval stores an unparseable reply as a missing annotation, without the reply
+    return JudgeResult(label=None, status="unparseable", cached=True) if found else None
+
+
+def is_switched(instruction: str, seed: int) -> bool:
+    """Whether alpaca_eval showed output_2 first for ``instruction`` (its seeded
+    ``RandomSwitchTwoColumnsProcessor`` rule, which it applies and does not return)."""
+    utils = load_alpaca_eval().utils
+    return bool(utils.random_seeded_choice(seed="is_switched_outputs" + instruction + str(seed),
+                                           choices=[False, True]))
+
+
+def _alpaca_annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, judge: str,
+                       model_name: str, reference_name: str, seed: int) -> dict[str, Any]:
+    pref = preference(found.get("preference"), f"alpaca_eval: {pair.instruction[:60]!r}")
+    raw = found.get("preference_raw_completion")
+    flags = raw if isinstance(raw, dict) else {}
+    method = "restricted" if flags.get("restricted") else "logprobs" if flags.get("logprobs") \
+        else "text"
+    return {
+        **pair.row(model_name, reference_name), "preference": pref,
+        "annotator": annotator, "judge": judge, "raw_completion": raw,
+        "status": "error" if found.get("error") else "ok" if pref is not None else "unparseable",
+        "judgments": [{"method": method, "preference": pref}],
+        "is_switched_outputs": is_switched(pair.instruction, seed),
+        **({"error": found["error"]} if found.get("error") else {}),
+    }
 
 
 def _chat_choice(judge: OpenAIJudge, messages: list[dict], kwargs: dict[str, Any],
@@ -444,114 +549,3 @@ def _chat_choice(judge: OpenAIJudge, messages: list[dict], kwargs: dict[str, Any
             "restricted": True}
 
 
-def _pairwise_annotator(name: str, judge: OpenAIJudge, cache: Path, seed: int) -> Any:
-    base = load_alpaca_eval().annotators.PairwiseAnnotator
-
-    class Annotator(base):  # type: ignore[misc, valid-type]
-        def _initialize_annotators(self, **kwargs: Any) -> dict[str, Any]:
-            configs = load_alpaca_eval().utils.load_configs(self.annotators_config)
-            out = {}
-            for key, config in configs.items():
-                config = dict(config)
-                config["completions_kwargs"] = {**config.get("completions_kwargs", {}),
-                                                "model_name": judge.model}
-                config["fn_completions"] = _completions_fn(judge, config)
-                out[key] = self.SingleAnnotator(
-                    seed=self.seed, base_dir=self.annotators_config.parents[1],
-                    annotation_column=self.annotation_key,
-                    completion_column=self.completion_key, **config, **kwargs)
-            return out
-
-    if name not in available_annotators():
-        raise JudgeError(f"unknown AlpacaEval annotator {name!r}; installed: "
-                         f"{', '.join(available_annotators())} (or {OUR_ANNOTATOR!r}, ours)")
-    level = logging.getLogger().level
-    try:
-        return Annotator(annotators_config=name, caching_path=str(cache), seed=seed)
-    finally:
-        logging.getLogger().setLevel(level)
-
-
-def annotate_rows(annotator: str, judge: str, base_url: str | None, cache: Path, seed: int,
-                  rows: list[dict[str, str]], **options: Any
-                  ) -> tuple[list[dict[str, Any]], int]:
-    """alpaca_eval's annotation of each row (``instruction``, ``output_1``, ``output_2``),
-    in order (``{}`` where it gave none), and the number of requests sent. ``judge``:
-    ``openai:MODEL``, built with ``options`` (:func:`make_judge`)."""
-    if not judge.startswith("openai:"):
-        raise JudgeError(f"AlpacaEval's annotators need an OpenAI-compatible judge "
-                         f"('openai:MODEL'), got {judge!r}")
-    with open_judge(judge, base_url, **options) as judge_obj:
-        runner = _pairwise_annotator(annotator, judge_obj, cache, seed)
-        annotated = runner.annotate_pairs(rows) if rows else []
-    found = {(a["instruction"], a["output_1"], a["output_2"]): a for a in annotated}
-    return ([found.get((r["instruction"], r["output_1"], r["output_2"])) or {} for r in rows],
-            judge_obj.n_requests)
-
-
-def annotate(model_outputs: OutputsSource, reference_outputs: OutputsSource, *, annotator: str,
-             judge: str, output_dir: str | os.PathLike[str], base_url: str | None = None,
-             seed: int = 0, max_items: int | None = None, max_retries: int = 5,
-             concurrency: int = 4, name: str | None = None) -> JudgeReport:
-    """Judge model outputs against references with AlpacaEval's annotator ``annotator``.
-
-    judge: ``openai:MODEL``, the model that answers AlpacaEval's prompts (e.g.
-    ``openai:gpt-4`` for the paper's ``alpaca_eval_gpt4``). Writes ``annotations.json``,
-    ``leaderboard.json`` and ``leaderboard.md`` in ``output_dir`` (alpaca_eval's own cache
-    of annotations goes to ``alpaca_eval_annotator_cache.json`` there).
-    """
-    inputs = prepare(model_outputs, reference_outputs, output_dir, max_items, name)
-    rows = [{"instruction": p.instruction, "output_1": p.reference["output"],
-             "output_2": p.model["output"]} for p in inputs.pairs]
-    found, n_requested = annotate_rows(annotator, judge, base_url,
-                                       inputs.out_dir / ALPACA_EVAL_CACHE, seed, rows,
-                                       max_retries=max_retries, concurrency=concurrency,
-                                       max_tokens=16)
-    annotations = [_alpaca_annotation(p, f, annotator=annotator, judge=judge,
-                                      model_name=inputs.model_name,
-                                      reference_name=inputs.reference_name, seed=seed)
-                   for p, f in zip(inputs.pairs, found, strict=True)]
-    return write_results(inputs, annotations, judge=judge, annotator=annotator,
-                         n_judgments=len(rows), n_requested=n_requested, seed=seed,
-                         template=f"alpaca_eval:{annotator}")
-
-
-def is_switched(instruction: str, seed: int) -> bool:
-    """Whether alpaca_eval showed output_2 first for ``instruction`` (its seeded
-    ``RandomSwitchTwoColumnsProcessor`` rule, which it applies and does not return)."""
-    utils = load_alpaca_eval().utils
-    return bool(utils.random_seeded_choice(seed="is_switched_outputs" + instruction + str(seed),
-                                           choices=[False, True]))
-
-
-def _alpaca_annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, judge: str,
-                       model_name: str, reference_name: str, seed: int) -> dict[str, Any]:
-    pref = preference(found.get("preference"), f"alpaca_eval: {pair.instruction[:60]!r}")
-    raw = found.get("preference_raw_completion")
-    flags = raw if isinstance(raw, dict) else {}
-    method = "restricted" if flags.get("restricted") else "logprobs" if flags.get("logprobs") \
-        else "text"
-    return {
-        **pair.row(model_name, reference_name), "preference": pref,
-        "annotator": annotator, "judge": judge, "raw_completion": raw,
-        "status": "ok" if pref is not None else "unparseable",
-        "judgments": [{"method": method, "preference": pref}],
-        "is_switched_outputs": is_switched(pair.instruction, seed),
-    }
-
-
-def run_judge(model_outputs: OutputsSource, reference_outputs: OutputsSource, *,
-              annotator: str = OUR_ANNOTATOR, judge: str, output_dir: str | os.PathLike[str],
-              **options: Any) -> JudgeReport:
-    """Judge with ``annotator``: ours (``symnoise-pairwise``, any judge spec) through
-    :func:`judge_outputs`, else AlpacaEval's through :func:`annotate`
-    (options it does not take, such as ``both_orders``, raise)."""
-    if annotator == OUR_ANNOTATOR:
-        return judge_outputs(model_outputs, reference_outputs, judge=judge,
-                             output_dir=output_dir, **options)
-    if options.pop("both_orders", False):
-        raise JudgeError("--both-orders applies to symnoise-pairwise; AlpacaEval's annotators "
-                         "randomise the order themselves")
-    options.pop("progress", None)
-    return annotate(model_outputs, reference_outputs, annotator=annotator, judge=judge,
-                    output_dir=output_dir, **options)

@@ -33,9 +33,8 @@ from ..models import default_device
 from .judge_prompts import (
     Judge,
     JudgeError,
-    JudgeItem,
     JudgeResult,
-    build_messages,
+    Messages,
     build_plain_prompt,
     parse_verdict,
 )
@@ -147,9 +146,8 @@ class OpenAIJudge(Judge):
         return self.chat(messages, **{**kwargs, "max_tokens": 1,
                                       "logit_bias": {str(i): 100 for i in ids}})
 
-    def _judge_one(self, item: JudgeItem) -> JudgeResult:
+    def _judge_one(self, messages: Messages) -> JudgeResult:
         openai = self._openai
-        messages = build_messages(item.instruction, item.output_a, item.output_b)
         kwargs: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0}
         if self.logprobs:
             kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
@@ -240,8 +238,8 @@ class OpenAIJudge(Judge):
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(fn, items))
 
-    def compare(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
-        return self.map(self._judge_one, items)
+    def compare(self, questions: Sequence[Messages]) -> list[JudgeResult]:
+        return self.map(self._judge_one, questions)
 
     def close(self) -> None:
         self.client.close()
@@ -306,12 +304,11 @@ class HFJudge(Judge):
         except Exception as exc:
             raise JudgeError(f"hf judge: cannot load {what} from {self.model_dir}: {exc}") from exc
 
-    def prompt(self, item: JudgeItem) -> str:
+    def prompt(self, messages: Messages) -> str:
         """The text scored before the label."""
         if not self.use_chat_template:
-            return build_plain_prompt(item.instruction, item.output_a, item.output_b)
-        system, user = (m["content"] for m in build_messages(item.instruction, item.output_a,
-                                                               item.output_b))
+            return build_plain_prompt(messages)
+        system, user = (m["content"] for m in messages)
         # Some templates reject a system turn: fold it into the user turn.
         return self.tokenizer.apply_chat_template(
             [{"role": "user", "content": f"{system}\n\n{user}"}], tokenize=False,
@@ -325,9 +322,9 @@ class HFJudge(Judge):
             ids = ids[:-1]  # a tokenizer that appends EOS to every text
         return ids
 
-    def sequences(self, item: JudgeItem) -> tuple[list[int], dict[str, list[int]]]:
+    def sequences(self, messages: Messages) -> tuple[list[int], dict[str, list[int]]]:
         """Token ids of the prompt and of each label's continuation after it."""
-        prompt = self.prompt(item)
+        prompt = self.prompt(messages)
         prompt_ids = self._encode(prompt)
         n, space = len(prompt_ids), "" if prompt[-1:].isspace() else " "
         labels: dict[str, list[int]] = {}
@@ -340,7 +337,7 @@ class HFJudge(Judge):
                                                     add_special_tokens=False)["input_ids"])
         return prompt_ids, labels
 
-    def _score_batch(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
+    def _score_batch(self, items: Sequence[Messages]) -> list[JudgeResult]:
         torch = self._torch
         # One row per item when both labels are single tokens (both are read off the logits
         # after the prompt), else one row per label. reads: per item, label -> (row, start
@@ -384,10 +381,9 @@ class HFJudge(Judge):
                                        scores=scores, method="hf-logprobs"))
         return results
 
-    def compare(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
+    def compare(self, items: Sequence[Messages]) -> list[JudgeResult]:
         # Batches of similar lengths waste less compute on padding.
-        order = sorted(range(len(items)), key=lambda i: sum(map(len, (
-            items[i].instruction, items[i].output_a, items[i].output_b))))
+        order = sorted(range(len(items)), key=lambda i: sum(len(m["content"]) for m in items[i]))
         chunks = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         found = {i: result for chunk in chunks for i, result in
                  zip(chunk, self._score_batch([items[i] for i in chunk]), strict=True)}

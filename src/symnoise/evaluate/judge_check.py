@@ -31,8 +31,8 @@ from typing import Any
 
 from .._io import write_json_atomic
 from ..outputs import full_instruction, preference
-from .judge import AnnotationCache, ask_judge, load_outputs, open_judge
-from .judge_prompts import Judge, JudgeError, JudgeItem
+from .judge import ask, cache_file, check_annotator, is_switched, load_outputs, open_judge
+from .judge_prompts import Judge
 from .stats import wilson_interval
 from .winrate import OUR_ANNOTATOR
 
@@ -126,12 +126,6 @@ def _accuracy(name: str, correct: int, n: int) -> dict[str, Any]:
             f"accuracy_{name}_n": n}
 
 
-def _both_orders(pairs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
-    """(instruction, first, second) for each pair: good first, then good second."""
-    return [(p["instruction"], *order) for p in pairs
-            for order in ((p["good"], p["bad"]), (p["bad"], p["good"]))]
-
-
 def run_judge_check(judge: str | Judge,
                     reference_outputs: str | os.PathLike[str] | Sequence[Mapping[str, Any]], *,
                     base_url: str | None = None, annotator: str = OUR_ANNOTATOR, n: int = 60,
@@ -142,59 +136,37 @@ def run_judge_check(judge: str | Judge,
 
     judge: a spec (``openai:MODEL``, ``hf:PATH``) or a :class:`Judge`; annotator:
     ``symnoise-pairwise`` (ours) or one of AlpacaEval's (then the judge must be
-    ``openai:MODEL``). output_dir: when given, receives ``judge_check.json`` and the cache.
-    progress: a progress bar of our annotator's judgments on stderr. both_orders: the judge
-    will be used judging both orders and averaging them: measure it so (module docstring).
-    Returns a dict with at least ``accuracy``, ``accuracy_ci``, ``position_bias``,
-    ``n_pairs`` and ``usable`` (see the module docstring for the thresholds).
+    ``openai:MODEL``), through the judge's pipeline (:func:`~.judge.ask`).
+    output_dir: when given, receives ``judge_check.json`` and the cache. progress: a
+    progress bar on stderr. both_orders: the judge will be used judging both orders and
+    averaging them: measure it so (module docstring). Returns a dict with at least
+    ``accuracy``, ``accuracy_ci``, ``position_bias``, ``n_pairs`` and ``usable``.
     """
-    if n < 2:
-        raise ValueError(f"a judge check needs n >= 2 pairs, got {n}")
-    pairs = build_check_pairs(load_outputs(reference_outputs, what="reference outputs"), n, seed)
-    out_dir = Path(output_dir) if output_dir is not None else None
-    if annotator == OUR_ANNOTATOR:
-        cache = AnnotationCache(out_dir / "judge_check_cache.jsonl") if out_dir else None
-        with open_judge(judge, base_url, **(judge_options or {})) as judge_obj:
-            results, _, _ = ask_judge(judge_obj, [JudgeItem(*q) for q in _both_orders(pairs)],
-                                      cache, progress=progress,
-                                      step=max(8, getattr(judge_obj, "concurrency", 1)))
-        # P(the output shown first is better): the preference of the output shown first - 1
-        p_first = [None if r.status != "ok" else 1.0 - r.p_b if r.p_b is not None
-                   else r.preference(True) - 1.0 for r in results]
-        spec = judge_obj.spec
-    else:
-        if not isinstance(judge, str):
-            raise JudgeError("an AlpacaEval annotator takes a judge spec 'openai:MODEL'")
-        p_first, spec = _judge_alpaca_eval(judge, pairs, annotator, base_url, out_dir), judge
-    result = summarize_check(pairs, p_first, judge=spec, annotator=annotator,
-                             both_orders=both_orders)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_dir / JUDGE_CHECK_FILE, result)
-    return result
-
-
-def _judge_alpaca_eval(judge: str, pairs: Sequence[Mapping[str, Any]], annotator: str,
-                       base_url: str | None, out_dir: Path | None) -> list[float | None]:
-    """Both orders through AlpacaEval's annotator: output_1 is shown first unless
-    alpaca_eval switched the pair (:func:`~symnoise.evaluate.judge.is_switched`)."""
     import tempfile
 
-    from .judge import ALPACA_EVAL_CACHE, annotate_rows, is_switched
-
-    rows = [dict(zip(("instruction", "output_1", "output_2"), q, strict=True))
-            for q in _both_orders(pairs)]
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = (out_dir or Path(tmp)) / f"judge_check_{ALPACA_EVAL_CACHE}"
-        found, _ = annotate_rows(annotator, judge, base_url, cache, 0, rows)
-    p_first: list[float | None] = []
+    if n < 2:
+        raise ValueError(f"a judge check needs n >= 2 pairs, got {n}")
+    check_annotator(annotator, judge)
+    pairs = build_check_pairs(load_outputs(reference_outputs, what="reference outputs"), n, seed)
+    rows = [{"instruction": p["instruction"], "output_1": first, "output_2": second}
+            for p in pairs for first, second in ((p["good"], p["bad"]), (p["bad"], p["good"]))]
+    with open_judge(judge, base_url, **(judge_options or {})) as judge_obj, \
+            tempfile.TemporaryDirectory() as tmp:
+        cache = Path(output_dir or tmp) / cache_file(annotator, judge_obj.spec, "judge_check_")
+        found, _ = ask(annotator, judge_obj, rows, cache, 0, progress=progress)
+    p_first: list[float | None] = []  # P(the output shown first is better)
     for i, (row, a) in enumerate(zip(rows, found, strict=True)):
         if (pref := preference(a.get("preference"), f"judge check: question {i}")) is None:
             p_first.append(None)
             continue
         p_output_1 = 2.0 - pref  # preference 1: output_1 better
-        p_first.append(1.0 - p_output_1 if is_switched(row["instruction"], 0) else p_output_1)
-    return p_first
+        switched = annotator != OUR_ANNOTATOR and is_switched(row["instruction"], 0)
+        p_first.append(1.0 - p_output_1 if switched else p_output_1)
+    result = summarize_check(pairs, p_first, judge=judge_obj.spec, annotator=annotator,
+                             both_orders=both_orders)
+    if output_dir is not None:
+        write_json_atomic(Path(output_dir) / JUDGE_CHECK_FILE, result)
+    return result
 
 
 def format_judge_check(check: Mapping[str, Any]) -> str:

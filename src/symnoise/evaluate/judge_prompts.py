@@ -1,8 +1,11 @@
-"""The pairwise question to a judge: its types, its prompt, and the parser of the reply.
+"""The pairwise question to a judge: its types, where its prompt lives, and the parser of
+a reply's text.
 
-The prompt shows one instruction and two outputs labelled ``(a)`` and ``(b)`` and asks for
-one letter. :data:`TEMPLATE_VERSION` is part of every cache key: change it whenever the
-wording changes, so that verdicts given to an older wording are not reused.
+The prompt is the AlpacaEval annotator configuration ``symnoise-pairwise``
+(:data:`CONFIG_DIR`: ``configs.yaml`` and the ChatML template ``pairwise.txt``): one
+instruction and two outputs labelled ``(a)`` and ``(b)``, one letter asked for.
+:data:`TEMPLATE_VERSION` names the wording in annotations and cache file names: change it
+whenever the wording changes, so that verdicts given to an older wording are not reused.
 """
 
 from __future__ import annotations
@@ -10,30 +13,23 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
-__all__ = ["JudgeError", "JudgeItem", "JudgeResult", "Judge", "TEMPLATE_VERSION",
-           "SYSTEM_PROMPT", "USER_TEMPLATE", "PLAIN_ANSWER_PREFIX", "build_messages",
-           "build_plain_prompt", "parse_verdict"]
+__all__ = ["JudgeError", "JudgeResult", "Judge", "Messages", "TEMPLATE_VERSION", "CONFIG_DIR",
+           "PLAIN_ANSWER_PREFIX", "build_plain_prompt", "parse_verdict"]
+
+Messages = list[dict[str, str]]  # one question as chat messages (system, user)
 
 
 class JudgeError(RuntimeError):
     """A problem the user can fix: bad judge spec, rejected key, unknown model or URL."""
 
 
-@dataclass(frozen=True)
-class JudgeItem:
-    """One question: which of ``output_a`` and ``output_b`` better answers ``instruction``
-    (the whole prompt: instruction and input)."""
-
-    instruction: str
-    output_a: str
-    output_b: str
-
-
 @dataclass
 class JudgeResult:
-    """A judge's answer to one :class:`JudgeItem`.
+    """A judge's answer to one question.
 
     label: ``"a"``, ``"b"``, ``"tie"``; ``None`` unless ``status`` is ``"ok"``.
     status: ``"ok"``, ``"unparseable"`` (reply kept in ``raw``) or ``"error"`` (the request
@@ -73,51 +69,37 @@ class JudgeResult:
             return 1.5
         return 2.0 if (self.label == "a") == model_first else 1.0
 
+    def record(self) -> dict[str, Any]:
+        """The result as the JSON object the annotator stores, with ``preference`` of (b)."""
+        data = asdict(self)
+        del data["cached"]
+        return {**data, "preference": self.preference(False)}
+
 
 class Judge(ABC):
-    """A pairwise judge. ``spec`` identifies it in cache keys and reports."""
+    """A pairwise judge. ``spec`` identifies it in cache file names and reports."""
 
     spec: str
 
     @abstractmethod
-    def compare(self, items: Sequence[JudgeItem]) -> list[JudgeResult]:
-        """Judge every item; one result per item, in order. Never raises for one item."""
+    def compare(self, questions: Sequence[Messages]) -> list[JudgeResult]:
+        """Judge every question; one result per question, in order. Never raises for one."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, model memory)."""
 
+
+CONFIG_DIR = Path(__file__).with_name("annotators")
 TEMPLATE_VERSION = "pairwise-v1"
-
-SYSTEM_PROMPT = (
-    "You are an impartial judge. You compare two responses written for the same "
-    "instruction and decide which one serves the person who wrote the instruction "
-    "better: weigh helpfulness, correctness, relevance, clarity and an appropriate level "
-    "of detail. The order in which the responses are shown carries no information, and "
-    "a longer response is not better for being longer."
-)
-
-USER_TEMPLATE = (
-    "## Instruction\n{instruction}\n\n"
-    "## Output (a)\n{output_a}\n\n"
-    "## Output (b)\n{output_b}\n\n"
-    "Which output is better, (a) or (b)? Reply with one letter only: a or b."
-)
 
 # Ends the prompt given to a model that has no chat template.
 PLAIN_ANSWER_PREFIX = "The better output is"
 
 
-def build_messages(instruction: str, output_a: str, output_b: str) -> list[dict[str, str]]:
-    """Chat messages (system + user) asking which of two outputs is better."""
-    user = USER_TEMPLATE.format(instruction=instruction, output_a=output_a, output_b=output_b)
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-
-def build_plain_prompt(instruction: str, output_a: str, output_b: str) -> str:
-    """The same question as one plain-text prompt (for a model without a chat template),
-    ending right before the verdict."""
-    system, user = (m["content"] for m in build_messages(instruction, output_a, output_b))
-    return f"{system}\n\n{user}\n\n{PLAIN_ANSWER_PREFIX}"
+def build_plain_prompt(messages: Messages) -> str:
+    """The question as one plain-text prompt (for a model without a chat template), ending
+    right before the verdict."""
+    return "\n\n".join([*(m["content"] for m in messages), PLAIN_ANSWER_PREFIX])
 
 
 # Replies that are nothing but a verdict, once markdown, quotes and punctuation are gone.
