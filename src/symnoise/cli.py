@@ -130,7 +130,7 @@ def train(
     alpha: Optional[float] = typer.Option(None, help="Noise alpha (scale alpha/sqrt(L*d))."),
     norm_match: Optional[bool] = typer.Option(None, "--norm-match/--no-norm-match", help="Divide gaussian/bernoulli/symnoise by sqrt(3)."),
     symmetric_mode: Optional[str] = typer.Option(None, help="concat|sequential (symnoise only)."),
-    noise_on: Optional[str] = typer.Option(None, "--noise-on", help="all (default, as in the paper)|prompt|response: which tokens get noise."),
+    noise_on: Optional[str] = typer.Option(None, "--noise-on", help="all (default, as in the paper)|prompt|response: which tokens get noise; on a vision-language model text (= all) or vision, joinable with a part: vision+prompt."),
     eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Held-out data for the clean loss (default: the suite's held-out split, or a split of --data)."),
     packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Padding-free rows: examples concatenated, attention kept within each example."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype: float32 (default)|bfloat16|float16."),

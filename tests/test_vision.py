@@ -1,0 +1,159 @@
+"""Noise on tiny vision-language models: text tokens by default, visual tokens on request."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from _vlm import llava_batch, make_llava, make_qwen2vl, qwen_batch, vlm_tokenizer
+from conftest import make_model
+
+from symnoise import NoiseConfig, noisy_embeddings, pair_batch
+from symnoise.vision import find_vision_language
+
+ALPHA = 5.0
+
+
+def _setup(family):
+    tok = vlm_tokenizer()
+    if family == "llava":
+        model, proc = make_llava(tok)
+        return model, llava_batch(tok, proc)
+    model, ip = make_qwen2vl(tok)
+    return model, qwen_batch(tok, ip)
+
+
+def _capture(decoder, seen, key):
+    """A pre-hook keeping the decoder's inputs_embeds under seen[key] (a list)."""
+    def hook(module, args, kwargs):
+        seen.setdefault(key, []).append(kwargs["inputs_embeds"].detach().clone())
+    return decoder.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _decoder_inputs(model, batch, config):
+    """(clean, noised) inputs_embeds of the text decoder for one training forward."""
+    decoder = find_vision_language(model, model.get_input_embeddings()).language_model
+    seen = {}
+    clean = _capture(decoder, seen, "clean")
+    model.train()
+    with noisy_embeddings(model, config) as handle:
+        noised = _capture(decoder, seen, "noised")
+        model(**batch)
+        noised.remove()
+    clean.remove()
+    return seen["clean"][0], seen["noised"][0], handle
+
+
+def _visual(model, ids):
+    return find_vision_language(model, model.get_input_embeddings()).visual_mask(ids)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("modality", ["text", "vision"])
+def test_noise_only_on_the_chosen_tokens_with_exact_per_sequence_scale(family, modality):
+    model, batch = _setup(family)
+    cfg = NoiseConfig("bernoulli", ALPHA, norm_match=False, seed=0, noise_on=modality)
+    clean, noised, handle = _decoder_inputs(model, batch, cfg)
+    visual = _visual(model, batch["input_ids"])
+    real = batch["attention_mask"].bool()
+    chosen = real & (visual if modality == "vision" else ~visual)
+    assert visual.any() and (real & ~visual).any()
+    d = clean.shape[-1]
+    delta = (noised - clean).abs()
+    for i in range(clean.shape[0]):
+        n = int(chosen[i].sum())
+        if n:  # every element of a chosen token is +-alpha / sqrt(L_i d), L_i its own count
+            torch.testing.assert_close(delta[i][chosen[i]], torch.full_like(
+                delta[i][chosen[i]], ALPHA / math.sqrt(n * d)), rtol=1e-4, atol=1e-6)
+        assert torch.equal(noised[i][~chosen[i]], clean[i][~chosen[i]])  # exactly untouched
+    summary = handle.summary()
+    other = "text" if modality == "vision" else "vision"
+    assert summary[f"{modality}_noise_ratio_mean"] > 0 and summary[f"{other}_noise_ratio_mean"] == 0
+    assert summary["noise_on"] == modality
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("modality", ["text", "vision"])
+def test_symnoise_concat_rows_sum_to_twice_the_clean_merged_embeddings(family, modality):
+    model, batch = _setup(family)
+    paired = pair_batch(batch)
+    assert paired["pixel_values"].shape[0] == 2 * batch["pixel_values"].shape[0]
+    clean, noised, _ = _decoder_inputs(model, paired, NoiseConfig("symnoise", ALPHA, seed=0,
+                                                                 noise_on=modality))
+    b = batch["input_ids"].shape[0]
+    plus, minus = noised[:b], noised[b:]
+    assert not torch.allclose(plus, clean[:b])
+    torch.testing.assert_close(plus + minus, 2 * clean[:b], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_symnoise_sequential_reuses_delta_with_the_images(family):
+    model, batch = _setup(family)
+    model.train()
+    cfg = NoiseConfig("symnoise", ALPHA, seed=0, symmetric_mode="sequential")
+    decoder = find_vision_language(model, model.get_input_embeddings()).language_model
+    seen = {}
+    with noisy_embeddings(model, cfg) as handle:
+        hook = _capture(decoder, seen, "noised")
+        for sign in ("plus", "minus"):
+            with handle.phase(sign):
+                model(**batch).loss.backward()
+        hook.remove()
+    with torch.no_grad():
+        model.eval()
+        hook = _capture(decoder, seen, "clean")
+        model(**batch)
+        hook.remove()
+    plus, minus = seen["noised"]
+    assert not torch.allclose(plus, seen["clean"][0])
+    torch.testing.assert_close(plus + minus, 2 * seen["clean"][0], rtol=1e-5, atol=1e-6)
+
+
+def test_no_noise_in_eval_mode_or_generation():
+    model, batch = _setup("llava")
+    model.eval()
+    with torch.no_grad():
+        ref = model(**batch).logits
+    with noisy_embeddings(model, NoiseConfig("uniform", 50.0, seed=0)) as handle, torch.no_grad():
+        assert torch.equal(model(**batch).logits, ref)
+        out = model.generate(**{k: v for k, v in batch.items() if k != "labels"},
+                             max_new_tokens=3, do_sample=False)
+        assert out.shape[1] == batch["input_ids"].shape[1] + 3
+    assert handle.calls == 0
+
+
+def test_attach_errors_name_the_problem():
+    with pytest.raises(ValueError, match="noise_on='vision' needs a vision-language model"):
+        with noisy_embeddings(make_model(), NoiseConfig("uniform", 5.0, noise_on="vision")):
+            pass
+
+    class Fused(torch.nn.Module):  # merges and decodes in the module that holds the embeddings
+        def __init__(self, **config):
+            super().__init__()
+            self.config = SimpleNamespace(model_type="fusedvlm", vision_config={}, **config)
+            self.embed = torch.nn.Embedding(10, 4)
+
+        def get_input_embeddings(self):
+            return self.embed
+
+    for config, why in (({"image_token_id": 7}, "not held by a text-only decoder"),
+                        ({}, "names no image token id")):
+        with pytest.raises(ValueError, match=f"'fusedvlm' vision-language family: its .*{why}"):
+            with noisy_embeddings(Fused(**config), NoiseConfig("uniform", 5.0)):
+                pass
+
+
+@pytest.mark.parametrize("spelling,canonical", [
+    ("text", "text"), ("vision", "vision"), ("response+vision", "vision+response"),
+    ("Text+Prompt", "text+prompt"), ("all", "all"), ("prompt", "prompt")])
+def test_noise_on_spellings(spelling, canonical):
+    cfg = NoiseConfig("uniform", 5.0, noise_on=spelling)
+    assert cfg.noise_on == canonical
+
+
+@pytest.mark.parametrize("bad", ["text+vision", "prompt+response", "all+text", "image", ""])
+def test_noise_on_bad_spellings_are_refused(bad):
+    with pytest.raises(ValueError, match="unknown noise_on"):
+        NoiseConfig("uniform", 5.0, noise_on=bad)
