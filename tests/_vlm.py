@@ -35,8 +35,14 @@ def image(seed: int = 0, size=(20, 24)) -> Image.Image:
 
 def make_llava(tok, seed: int = 0):
     """A tiny LLaVA (CLIP tower, Llama decoder) and its processor: 4 tokens per image."""
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     torch.manual_seed(seed)
     vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
@@ -60,23 +66,30 @@ def llava_batch(tok, proc):
     return {**out, "labels": labels}
 
 
-def make_qwen2vl(tok, seed: int = 0):
-    """A tiny Qwen2-VL (mrope positions, patch merging) and its image processor."""
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                              Qwen2VLImageProcessor)
+def make_qwen2vl(tok, seed: int = 0, version: str = "2"):
+    """A tiny Qwen2-VL (``version="2.5"``: Qwen2.5-VL; mrope positions, patch merging) and
+    its image processor."""
+    import transformers as tf
 
     torch.manual_seed(seed)
     text = _text_config(tok, rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1],
                                               "rope_theta": 10000.0})
-    cfg = Qwen2VLConfig(text_config=text, vision_config=dict(
-        depth=1, embed_dim=16, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=4,
-        spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+    vision = dict(depth=1, num_heads=2, patch_size=4, spatial_merge_size=2,
+                  temporal_patch_size=2, in_channels=3)
+    if version == "2":
+        vision.update(embed_dim=16, hidden_size=32, mlp_ratio=2)
+    else:
+        vision.update(hidden_size=16, out_hidden_size=32, intermediate_size=32, window_size=8,
+                      fullatt_block_indexes=[0])
+    name = "Qwen2VL" if version == "2" else "Qwen2_5_VL"
+    cfg = getattr(tf, f"{name}Config")(
+        text_config=text, vision_config=vision,
         image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
         vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"))
-    ip = Qwen2VLImageProcessor(min_pixels=64, max_pixels=1024, patch_size=4, merge_size=2,
-                               temporal_patch_size=2)
-    return Qwen2VLForConditionalGeneration(cfg), ip
+    ip = tf.Qwen2VLImageProcessor(min_pixels=64, max_pixels=1024, patch_size=4, merge_size=2,
+                                  temporal_patch_size=2)
+    return getattr(tf, f"{name}ForConditionalGeneration")(cfg), ip
 
 
 def qwen_batch(tok, ip):
@@ -98,3 +111,36 @@ def qwen_batch(tok, ip):
     types = (input_ids == ids("<|image_pad|>")).long()  # what the processor returns
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
             "mm_token_type_ids": types, **pv}
+
+
+def other_family(tok, family: str):
+    """(model, batch) of a tiny Gemma 3, Idefics 3 or SmolVLM with one image in one row (pixel
+    values random: these families' image processors are not exercised here)."""
+    import transformers as tf
+
+    img = tok.convert_tokens_to_ids("<image>")
+    torch.manual_seed(0)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                  num_attention_heads=2, image_size=16, patch_size=4)
+    extra = {}
+    if family == "gemma3":
+        text = tf.Gemma3TextConfig(**_text_config(tok, head_dim=8, sliding_window=16))
+        cfg = tf.Gemma3Config(text_config=text, vision_config=tf.SiglipVisionConfig(**vision),
+                              mm_tokens_per_image=4, image_token_index=img)
+        pixels = torch.randn(1, 3, 16, 16)
+    else:
+        config_class, _ = _IDEFICS[family]
+        cfg = getattr(tf, config_class)(text_config=tf.LlamaConfig(**_text_config(tok)),
+                                        vision_config=vision, scale_factor=2, image_token_id=img)
+        pixels = torch.randn(1, 1, 3, 16, 16)
+    model_class = "Gemma3ForConditionalGeneration" if family == "gemma3" else _IDEFICS[family][1]
+    model = getattr(tf, model_class)(cfg)
+    ids = torch.tensor([[1, 5] + [img] * 4 + [6, 7]])
+    if family == "gemma3":
+        extra["token_type_ids"] = (ids == img).long()
+    return model, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids,
+                   "pixel_values": pixels, **extra}
+
+
+_IDEFICS = {"idefics3": ("Idefics3Config", "Idefics3ForConditionalGeneration"),
+            "smolvlm": ("SmolVLMConfig", "SmolVLMForConditionalGeneration")}

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from _vlm import llava_batch, make_llava, make_qwen2vl, qwen_batch, vlm_tokenizer
+from _vlm import llava_batch, make_llava, make_qwen2vl, other_family, qwen_batch, vlm_tokenizer
 from conftest import make_model
 
 from symnoise import NoiseConfig, noisy_embeddings, pair_batch
@@ -18,10 +18,12 @@ ALPHA = 5.0
 
 def _setup(family):
     tok = vlm_tokenizer()
+    if family in ("gemma3", "idefics3", "smolvlm"):
+        return other_family(tok, family)
     if family == "llava":
         model, proc = make_llava(tok)
         return model, llava_batch(tok, proc)
-    model, ip = make_qwen2vl(tok)
+    model, ip = make_qwen2vl(tok, version="2.5" if family == "qwen2_5_vl" else "2")
     return model, qwen_batch(tok, ip)
 
 
@@ -50,7 +52,8 @@ def _visual(model, ids):
     return find_vision_language(model, model.get_input_embeddings()).visual_mask(ids)
 
 
-@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "qwen2_5_vl", "gemma3", "idefics3",
+                                    "smolvlm"])
 @pytest.mark.parametrize("modality", ["text", "vision"])
 def test_noise_only_on_the_chosen_tokens_with_exact_per_sequence_scale(family, modality):
     model, batch = _setup(family)
@@ -157,3 +160,33 @@ def test_noise_on_spellings(spelling, canonical):
 def test_noise_on_bad_spellings_are_refused(bad):
     with pytest.raises(ValueError, match="unknown noise_on"):
         NoiseConfig("uniform", 5.0, noise_on=bad)
+
+
+@pytest.mark.parametrize("family,mode", [("llava", "concat"), ("qwen2_vl", "sequential")])
+def test_trainer_steps_and_a_clean_checkpoint(family, mode, tmp_path):
+    from transformers import TrainingArguments
+
+    from symnoise import NoisyTrainer
+
+    model, batch = _setup(family)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    args = TrainingArguments(output_dir=str(tmp_path / "ckpt"), max_steps=3, learning_rate=1e-2,
+                             per_device_train_batch_size=1, report_to=[], save_strategy="no",
+                             remove_unused_columns=False, use_cpu=True)
+    trainer = NoisyTrainer(model=model, args=args, train_dataset=[batch] * 3,
+                           data_collator=lambda rows: rows[0],
+                           noise_config=NoiseConfig("symnoise", ALPHA, symmetric_mode=mode))
+    trainer.train()
+    summary = trainer.noise_summary
+    assert summary["noised_forwards"] == 3 * (2 if mode == "sequential" else 1)
+    assert summary["text_noise_ratio_mean"] > 0 and summary["vision_noise_ratio_mean"] == 0
+    assert summary["vision_family"] == family
+    after = model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+    decoder = find_vision_language(model, model.get_input_embeddings()).language_model
+    assert not decoder._forward_pre_hooks and not model._forward_pre_hooks  # hooks gone
+    trainer.save_model(str(tmp_path / "out"))
+    reloaded = type(model).from_pretrained(str(tmp_path / "out")).state_dict()
+    assert set(reloaded) == set(after)
+    for key, value in reloaded.items():
+        assert torch.equal(value, after[key]), key
