@@ -25,7 +25,7 @@ def vlm_tokenizer():
 def _text_config(tok, **extra):
     return dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                bos_token_id=1, eos_token_id=2, pad_token_id=2, **extra)
+                bos_token_id=1, eos_token_id=2, **extra)
 
 
 def image(seed: int = 0, size=(20, 24)) -> Image.Image:

@@ -116,7 +116,14 @@ def mean_train_loss(rows: list[dict[str, Any]]) -> float | None:
 def make_collator(tokenizer, *, packing: bool):
     """The batch collator: padded rows, or (``packing``) transformers'
     ``DataCollatorWithFlattening``: one padding-free row per batch, ``position_ids``
-    restarting at each example, so attention never crosses examples."""
+    restarting at each example, so attention never crosses examples. A vision-language
+    model's processor: padded rows and their pixel inputs."""
+    if hasattr(tokenizer, "image_processor"):
+        if packing:
+            raise ValueError("packing is not supported for vision-language models")
+        from .data.multimodal import MultimodalCollator
+
+        return MultimodalCollator(tokenizer.tokenizer.pad_token_id)
     if packing:
         from transformers import DataCollatorWithFlattening
 
