@@ -190,3 +190,20 @@ def test_trainer_steps_and_a_clean_checkpoint(family, mode, tmp_path):
     assert set(reloaded) == set(after)
     for key, value in reloaded.items():
         assert torch.equal(value, after[key]), key
+
+
+def test_a_part_restricts_the_noise_and_l_stays_the_modalitys_count():
+    model, batch = _setup("llava")
+    cfg = NoiseConfig("bernoulli", ALPHA, norm_match=False, seed=0, noise_on="text+response")
+    clean, noised, handle = _decoder_inputs(model, batch, cfg)
+    visual = _visual(model, batch["input_ids"])
+    text = batch["attention_mask"].bool() & ~visual
+    chosen = text & (batch["labels"] != -100)
+    assert (text & ~chosen).any() and chosen.any() and (visual & (batch["labels"] != -100)).any()
+    delta = (noised - clean).abs()
+    for i in range(clean.shape[0]):
+        scale = ALPHA / math.sqrt(int(text[i].sum()) * clean.shape[-1])  # L: all text tokens
+        torch.testing.assert_close(delta[i][chosen[i]], torch.full_like(
+            delta[i][chosen[i]], scale), rtol=1e-4, atol=1e-6)
+        assert torch.equal(noised[i][~chosen[i]], clean[i][~chosen[i]])
+    assert handle.summary()["vision_noise_ratio_mean"] == 0  # labelled image tokens: none

@@ -12,7 +12,6 @@ turn, a row longer than ``max_length``: cutting it could cut an image) raise
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from .collate import PaddingCollator
-from .formats import MAX_REASONS, DataError, DataReport, Example, unread_keys
+from .formats import DataError, DataReport, Example, unread_keys
 from .sources import load_records
 from .tokenize import IGNORE_INDEX, PreparedData, TokenizeReport, special_prefix
 
@@ -145,7 +144,7 @@ def prepare_multimodal(source: Any, processor: Any, *, max_length: int = 512,
     prefix = special_prefix(processor.tokenizer)
     report = DataReport("multimodal", name, read=len(records))
     tokens = TokenizeReport(n_in=len(records), max_length=max_length)
-    features, examples, kinds = [], [], Counter()
+    features, examples = [], []
     for row, record in enumerate(records):
         try:
             messages, images, paths = _read_row(record, folder)
@@ -159,10 +158,7 @@ def prepare_multimodal(source: Any, processor: Any, *, max_length: int = 512,
             if not skip_bad_rows:
                 raise DataError(bad.reason, file=name, row=row, field=bad.field,
                                 kind=bad.kind) from None
-            kinds[bad.kind] += 1
-            report.skipped += 1
-            if len(report.skipped_reasons) < MAX_REASONS:
-                report.skipped_reasons.append(f"{name}:{row}: {bad.reason}")
+            report.skip(bad, row)
             continue
         if max_examples is not None and len(features) >= max_examples:
             report.limited += 1
@@ -174,7 +170,6 @@ def prepare_multimodal(source: Any, processor: Any, *, max_length: int = 512,
         reply = next(m["content"] for m in messages if m["role"] == "assistant")
         examples.append(Example(user, "", reply, f"{name}:{row}", {"images": paths}))
     report.used = tokens.n_out = len(features)
-    report.skipped_by_kind = dict(sorted(kinds.items()))
     return PreparedData(features, examples, "multimodal", "chat_template", name, report, tokens,
                         max_length)
 
