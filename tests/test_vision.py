@@ -207,3 +207,15 @@ def test_a_part_restricts_the_noise_and_l_stays_the_modalitys_count():
             delta[i][chosen[i]], scale), rtol=1e-4, atol=1e-6)
         assert torch.equal(noised[i][~chosen[i]], clean[i][~chosen[i]])
     assert handle.summary()["vision_noise_ratio_mean"] == 0  # labelled image tokens: none
+
+
+def test_text_on_a_text_only_model_is_all():
+    ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 2]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    model = make_model().train()
+    clean = model(input_ids=ids, attention_mask=mask).logits
+    outs = []
+    for noise_on in ("all", "text"):
+        with noisy_embeddings(model, NoiseConfig("uniform", ALPHA, seed=3, noise_on=noise_on)):
+            outs.append(model(input_ids=ids, attention_mask=mask).logits)
+    assert torch.equal(outs[0], outs[1]) and not torch.allclose(outs[0], clean)
