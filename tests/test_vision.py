@@ -162,20 +162,27 @@ def test_noise_on_bad_spellings_are_refused(bad):
         NoiseConfig("uniform", 5.0, noise_on=bad)
 
 
-@pytest.mark.parametrize("family,mode", [("llava", "concat"), ("qwen2_vl", "sequential")])
-def test_trainer_steps_and_a_clean_checkpoint(family, mode, tmp_path):
-    from transformers import TrainingArguments
+@pytest.mark.parametrize("family,mode,sft", [("llava", "concat", False),
+                                             ("qwen2_vl", "sequential", False),
+                                             ("llava", "concat", True)])
+def test_trainer_steps_and_a_clean_checkpoint(family, mode, sft, tmp_path):
+    from datasets import Dataset
+    from trl import SFTConfig
 
-    from symnoise import NoisyTrainer
+    from symnoise import NoisySFTTrainer, NoisyTrainer
 
     model, batch = _setup(family)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    args = TrainingArguments(output_dir=str(tmp_path / "ckpt"), max_steps=3, learning_rate=1e-2,
-                             per_device_train_batch_size=1, report_to=[], save_strategy="no",
-                             remove_unused_columns=False, use_cpu=True)
-    trainer = NoisyTrainer(model=model, args=args, train_dataset=[batch] * 3,
-                           data_collator=lambda rows: rows[0],
-                           noise_config=NoiseConfig("symnoise", ALPHA, symmetric_mode=mode))
+    args = SFTConfig(output_dir=str(tmp_path / "ckpt"), max_steps=3, learning_rate=1e-2,
+                     per_device_train_batch_size=1, report_to=[], save_strategy="no",
+                     remove_unused_columns=False, use_cpu=True,
+                     dataset_kwargs={"skip_prepare_dataset": True})  # already tokenised
+    data = Dataset.from_list([{k: v.tolist() for k, v in batch.items()}] * 3)
+    trainer = (NoisySFTTrainer if sft else NoisyTrainer)(
+        model=model, args=args, train_dataset=data, processing_class=vlm_tokenizer(),
+        noise_config=NoiseConfig(
+            "symnoise", ALPHA, symmetric_mode=mode),
+        data_collator=lambda rows: {k: torch.tensor(v) for k, v in rows[0].items()})
     trainer.train()
     summary = trainer.noise_summary
     assert summary["noised_forwards"] == 3 * (2 if mode == "sequential" else 1)
