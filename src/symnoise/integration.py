@@ -20,10 +20,8 @@ halves into ``[X + delta; X - delta]`` (``concat``, the paper's Algorithm 2); an
 batch raises. In ``sequential`` mode the two halves are two forward/backward passes, the
 second reusing the first's delta (:meth:`NoiseHandle.phase`).
 
-Vision-language models (:mod:`symnoise.vision`): the noise goes on the ``inputs_embeds``
-their text decoder receives, after the visual features are merged, through a forward
-pre-hook on that decoder: ``text`` tokens (the default) or ``vision`` tokens, each sequence
-scaled by its own count of those tokens; the ratio is kept per modality.
+Vision-language models (:mod:`symnoise.vision`): a pre-hook on the text decoder noises the
+``inputs_embeds`` it receives after the merge, ``text`` (default) or ``vision`` tokens only.
 
 The noise generator is made lazily on the embeddings' device (so a model moved after
 attaching works); :meth:`NoiseHandle.state_dict` lets a resumed run draw the same noise.
@@ -115,6 +113,8 @@ class NoiseHandle:
         scale: the factor ``s`` of :func:`embedding_output_scale` the noise is divided by.
         norm_ratios: for the first :data:`RATIO_FORWARDS` noised forwards, the mean over
             the tokens that may receive noise of ``||delta_token|| / ||x_token||``.
+        modality_ratios: on a vision-language model (``vision``), the same over its
+            ``text`` and its ``vision`` tokens (0 for the modality not noised).
         generator: the noise generator (``None`` until the first noised forward when it is
             made from ``config.seed``; ``None`` throughout when the seed is ``None``).
     """
