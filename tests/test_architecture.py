@@ -20,6 +20,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (6, ("train", "generate", "evaluate/")),
     (5, ("trainer",)),  # the Trainer integration, over the embedding hook
     (4, ("integration", "models", "decoding")),
+    (3.5, ("vision",)),  # vision-language structure, below the hook
     (3, ("run", "outputs", "data/")),
     (2, ("config",)),
     (1, ("noise", "pairing")),  # pure tensor math

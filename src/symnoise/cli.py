@@ -130,7 +130,7 @@ def train(
     alpha: Optional[float] = typer.Option(None, help="Noise alpha (scale alpha/sqrt(L*d))."),
     norm_match: Optional[bool] = typer.Option(None, "--norm-match/--no-norm-match", help="Divide gaussian/bernoulli/symnoise by sqrt(3)."),
     symmetric_mode: Optional[str] = typer.Option(None, help="concat|sequential (symnoise only)."),
-    noise_on: Optional[str] = typer.Option(None, "--noise-on", help="all (default, as in the paper)|prompt|response: which tokens get noise."),
+    noise_on: Optional[str] = typer.Option(None, "--noise-on", help="all (default, as in the paper)|prompt|response: which tokens get noise; on a vision-language model text (= all) or vision, joinable with a part: vision+prompt."),
     eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Held-out data for the clean loss (default: the suite's held-out split, or a split of --data)."),
     packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Padding-free rows: examples concatenated, attention kept within each example."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype: float32 (default)|bfloat16|float16."),
@@ -168,7 +168,10 @@ def train(
 def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
     d = info.get("data", {}).get("train", {})
     noise = info["noise"]
-    ratio = (info.get("noise_measured") or {}).get("noise_to_embedding_ratio_mean")
+    measured = info.get("noise_measured") or {}
+    ratio = measured.get("noise_to_embedding_ratio_mean")
+    modal = "".join(f", {k} tokens {measured[f'{k}_noise_ratio_mean']:.4g}" for k in ("text", "vision")
+                    if measured.get(f"{k}_noise_ratio_mean") is not None)
 
     def num(key: str, fmt: str) -> str:
         return format(info[key], fmt) if info.get(key) is not None else "-"
@@ -179,7 +182,7 @@ def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
         ("noise", f"{noise['method']} alpha={noise['alpha']} norm_match={noise['norm_match']} "
                   f"mode={noise['symmetric_mode']}"
                   + (f" on={noise['noise_on']}" if "noise_on" in noise else "")),
-        ("noise / embedding norm", f"{ratio:.4g} (mean per token, measured)" if ratio is not None else "-"),
+        ("noise / embedding norm", f"{ratio:.4g} (mean per token, measured{modal})" if ratio is not None else "-"),
         ("data", f"format={info.get('format')} template={info.get('template')} read={d.get('read')} "
                  f"used={d.get('used')} skipped={d.get('skipped')} truncated={d.get('truncated')}"),
         ("steps", str(info.get("global_step"))),

@@ -17,6 +17,21 @@ SYMMETRIC_MODES = ("concat", "sequential")
 # one place that knows them.
 PAPER_DATASETS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
 NOISE_ON = ("all", "prompt", "response")  # which tokens get noise; labels == -100 is prompt
+MODALITIES = ("text", "vision")  # vision-language models: text tokens (default) or visual ones
+
+
+def canonical_noise_on(value: Any) -> str:
+    """A ``noise_on`` spelling checked and written modality first: ``all``, ``prompt``,
+    ``response``, ``text``, ``vision``, or a modality and a part joined by ``+``
+    (``response+vision`` -> ``vision+response``). ValueError naming the value."""
+    words = value.strip().lower().split("+") if isinstance(value, str) else [None]
+    modality = [w for w in words if w in MODALITIES]
+    part = [w for w in words if w in NOISE_ON[1:]]
+    if words != ["all"] and (len(modality) > 1 or len(part) > 1
+                             or len(modality) + len(part) != len(words)):
+        raise ValueError(f"unknown noise_on {value!r}; expected all, prompt, response, text, "
+                         "vision, or text/vision+prompt/response (e.g. text+response)")
+    return "+".join(modality + part) or "all"
 
 
 @dataclass
@@ -34,7 +49,9 @@ class NoiseConfig:
     seed: seed of the noise generator; each distributed rank offsets it by its rank so
         ranks draw different noise. ``None`` uses torch's global generator.
     noise_on: ``all`` (the paper), ``prompt`` (tokens whose label is -100) or ``response``
-        (tokens with a label); ``L`` stays the example's real length either way.
+        (tokens with a label); ``L`` stays the example's real length either way. On a
+        vision-language model these are text tokens (``text`` is ``all``); ``vision``
+        noises the visual tokens; ``+`` joins a modality and a part (``text+response``).
     """
 
     method: str = "symnoise"
@@ -52,10 +69,17 @@ class NoiseConfig:
                 f"unknown symmetric_mode {self.symmetric_mode!r}; expected one of "
                 f"{', '.join(SYMMETRIC_MODES)}"
             )
-        if self.noise_on not in NOISE_ON:
-            raise ValueError(
-                f"unknown noise_on {self.noise_on!r}; expected one of {', '.join(NOISE_ON)}"
-            )
+        self.noise_on = canonical_noise_on(self.noise_on)
+
+    @property
+    def modality(self) -> str:
+        """``text`` or ``vision``: which tokens of a vision-language model get noise."""
+        return "vision" if "vision" in self.noise_on else "text"
+
+    @property
+    def part(self) -> str:
+        """``all``, ``prompt`` or ``response`` (labels == -100 marks the prompt)."""
+        return next((p for p in NOISE_ON[1:] if p in self.noise_on), "all")
 
     @property
     def active(self) -> bool:

@@ -20,6 +20,9 @@ halves into ``[X + delta; X - delta]`` (``concat``, the paper's Algorithm 2); an
 batch raises. In ``sequential`` mode the two halves are two forward/backward passes, the
 second reusing the first's delta (:meth:`NoiseHandle.phase`).
 
+Vision-language models (:mod:`symnoise.vision`): a pre-hook on the text decoder noises the
+``inputs_embeds`` it receives after the merge, ``text`` (default) or ``vision`` tokens only.
+
 The noise generator is made lazily on the embeddings' device (so a model moved after
 attaching works); :meth:`NoiseHandle.state_dict` lets a resumed run draw the same noise.
 """
@@ -38,6 +41,7 @@ from torch import nn
 
 from .config import NoiseConfig
 from .noise import perturb
+from .vision import VisionLanguage, find_vision_language
 
 __all__ = ["NoiseHandle", "noisy_embeddings", "get_embedding_module",
            "embedding_output_scale", "RATIO_FORWARDS"]
@@ -109,22 +113,25 @@ class NoiseHandle:
         scale: the factor ``s`` of :func:`embedding_output_scale` the noise is divided by.
         norm_ratios: for the first :data:`RATIO_FORWARDS` noised forwards, the mean over
             the tokens that may receive noise of ``||delta_token|| / ||x_token||``.
+        modality_ratios: on a vision-language model (``vision``), the same over its
+            ``text`` and its ``vision`` tokens (0 for the modality not noised).
         generator: the noise generator (``None`` until the first noised forward when it is
             made from ``config.seed``; ``None`` throughout when the seed is ``None``).
     """
 
     def __init__(self, model: nn.Module, config: NoiseConfig,
-                 generator: torch.Generator | None = None, scale: float = 1.0):
-        self.model = model
-        self.config = config
+                 generator: torch.Generator | None = None, scale: float = 1.0,
+                 vision: VisionLanguage | None = None):
+        self.model, self.config, self.vision = model, config, vision
         self.generator = generator
         self.scale = float(scale)
         self.calls = 0
         self.norm_ratios: list[float] = []
+        self.modality_ratios: dict[str, list[float]] = {"text": [], "vision": []}
         self.labels_hint: torch.Tensor | None = None  # labels when the forward gets none
         self._pending_state: dict[str, Any] | None = None
         # the current forward's attention_mask, position_ids and labels (the pre-hook's)
-        self._attention_mask = self._position_ids = self._labels = None
+        self._attention_mask = self._position_ids = self._labels = self._input_ids = None
         self._phase: str | None = None  # sequential symnoise: "plus" or "minus"
         self._stored_delta: torch.Tensor | None = None
         self._handles: list[Any] = []
@@ -189,8 +196,18 @@ class NoiseHandle:
         self._position_ids = kwargs.get("position_ids")
         labels = kwargs.get("labels")
         self._labels = labels if isinstance(labels, torch.Tensor) else self.labels_hint
+        self._input_ids = kwargs.get("input_ids", args[0] if args else None)
         if self._attention_mask is None and len(args) > 1 and isinstance(args[1], torch.Tensor):
             self._attention_mask = args[1]  # forward(input_ids, attention_mask, ...)
+
+    def _decoder_pre_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        """Vision-language models: noise the merged ``inputs_embeds`` of the text decoder."""
+        x = kwargs.get("inputs_embeds")
+        if x is None and module.training and self.config.active:
+            raise ValueError(f"symnoise: the {self.vision.family!r} text decoder was called "
+                             "without inputs_embeds, so the merged embeddings cannot be noised")
+        noised = self._embed_forward(module, args, x)
+        return None if noised is x else (args, {**kwargs, "inputs_embeds": noised})
 
     def _embed_forward(self, module: nn.Module, args: tuple, output: Any) -> Any:
         if not (module.training and self.config.active and isinstance(output, torch.Tensor)
@@ -210,7 +227,9 @@ class NoiseHandle:
         """attention_mask, position_ids and noise_mask lined up with ``x``'s (B, L)."""
         kw = {"attention_mask": self._matching(self._attention_mask, x),
               "position_ids": self._matching(self._position_ids, x), "noise_mask": None}
-        if self.config.noise_on != "all":
+        if self.vision is not None:
+            self._select_modality(kw, x)
+        if self.config.part != "all":
             labels = self._matching(self._labels, x)
             if labels is None:
                 got = None if self._labels is None else tuple(self._labels.shape)
@@ -220,8 +239,22 @@ class NoiseHandle:
                     f"got labels {got}. Pass labels to the model's forward or use noise_on='all'"
                 )
             response = labels != -100
-            kw["noise_mask"] = response if self.config.noise_on == "response" else ~response
+            kw["noise_mask"] = response if self.config.part == "response" else ~response
         return kw
+
+    def _select_modality(self, kw: dict[str, Any], x: torch.Tensor) -> None:
+        """Visual tokens marked in ``kw["visual"]``; the attention mask (hence L) kept to the
+        tokens of the noised modality. Packed rows are not told apart (no position ids)."""
+        ids = self._matching(self._input_ids, x)
+        if ids is None:
+            raise ValueError(f"symnoise on {self.vision.family!r} needs the forward's input_ids "
+                             f"lined up with the merged embeddings {tuple(x.shape[:2])} to find "
+                             "the visual tokens")
+        kw["visual"] = visual = self.vision.visual_mask(ids)
+        mask = kw["attention_mask"]
+        real = torch.ones_like(visual) if mask is None else mask.to(visual.device) != 0
+        kw["attention_mask"] = real & (visual if self.config.modality == "vision" else ~visual)
+        kw["real"], kw["position_ids"] = real, None
 
     def _perturb(self, x: torch.Tensor, kw: dict[str, Any], method: str) -> torch.Tensor:
         cfg = self.config
@@ -238,7 +271,8 @@ class NoiseHandle:
             what = "tokens in its one row" if dim else "rows"
             raise _unpaired_error(f"two identical halves, but got {size} {what}")
         half = size // 2
-        if not torch.equal(x.narrow(dim, 0, half), x.narrow(dim, half, half)):
+        ref = x if self.vision is None else self._input_ids  # visual features may differ in bits
+        if not torch.equal(ref.narrow(dim, 0, half), ref.narrow(dim, half, half)):
             what = "the packed row" if dim else f"the {size} rows"
             raise _unpaired_error(f"the two halves of {what} hold different examples")
         x_half, kw_half = x.narrow(dim, 0, half), _narrow(kw, dim, half)
@@ -277,6 +311,12 @@ class NoiseHandle:
                     keep &= kw[name].to(keep.device) != 0
             if bool(keep.any()):
                 self.norm_ratios.append(float(ratio[keep].mean()))
+            if "visual" in kw:  # per modality, over the real tokens of the noised part
+                part = keep.new_ones(()) if kw["noise_mask"] is None else kw["noise_mask"] != 0
+                for name, where in (("text", ~kw["visual"]), ("vision", kw["visual"])):
+                    where = where & kw["real"] & part
+                    if bool(where.any()):
+                        self.modality_ratios[name].append(float(ratio[where].mean()))
 
     @staticmethod
     def _matching(t: torch.Tensor | None, embeds: torch.Tensor) -> torch.Tensor | None:
@@ -287,14 +327,16 @@ class NoiseHandle:
     # -- control ---------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Measured noise for run records: mean ratio over the recorded forwards."""
-        ratios = self.norm_ratios
-        return {
-            "noise_to_embedding_ratio_mean": sum(ratios) / len(ratios) if ratios else None,
-            "n_forwards": len(ratios),
-            "noised_forwards": self.calls,
-            "embedding_scale": self.scale,
-            "noise_on": self.config.noise_on,
-        }
+        def mean(ratios: list[float]) -> float | None:
+            return sum(ratios) / len(ratios) if ratios else None
+
+        out = {"noise_to_embedding_ratio_mean": mean(self.norm_ratios),
+               "n_forwards": len(self.norm_ratios), "noised_forwards": self.calls,
+               "embedding_scale": self.scale, "noise_on": self.config.noise_on}
+        if self.vision is not None:
+            out.update({f"{k}_noise_ratio_mean": mean(v) for k, v in self.modality_ratios.items()})
+            out["vision_family"] = self.vision.family
+        return out
 
     @contextlib.contextmanager
     def phase(self, sign: str) -> Iterator[None]:
@@ -314,10 +356,11 @@ class NoiseHandle:
         self._handles.clear()
         self._stored_delta = None
         self._attention_mask = self._position_ids = self._labels = self.labels_hint = None
+        self._input_ids = None
 
 
 def _attached_handle(module: nn.Module) -> NoiseHandle | None:
-    for hook in module._forward_hooks.values():
+    for hook in (*module._forward_hooks.values(), *module._forward_pre_hooks.values()):
         owner = getattr(hook, "__self__", None)
         if isinstance(owner, NoiseHandle):
             return owner
@@ -348,15 +391,23 @@ def noisy_embeddings(
     elif kwargs:
         raise TypeError("give either a NoiseConfig or keyword arguments, not both")
     embedding = get_embedding_module(model)
-    if _attached_handle(embedding) is not None:
+    vision = find_vision_language(model, embedding)
+    if vision is None and config.modality == "vision":
+        raise ValueError(f"noise_on={config.noise_on!r} needs a vision-language model; "
+                         f"{type(model).__name__} has no image token in its config")
+    target = embedding if vision is None else vision.language_model
+    if _attached_handle(target) is not None:
         raise RuntimeError(
             f"{type(model).__name__} already has symnoise noise attached to its input "
             "embeddings (nested noisy_embeddings, or a NoisyTrainer on a model inside "
             "noisy_embeddings); attach noise once"
         )
-    handle = NoiseHandle(model, config, generator, embedding_output_scale(model, embedding))
+    handle = NoiseHandle(model, config, generator, embedding_output_scale(model, embedding),
+                         vision)
     handle._handles.append(model.register_forward_pre_hook(handle._pre_forward, with_kwargs=True))
-    handle._handles.append(embedding.register_forward_hook(handle._embed_forward))
+    handle._handles.append(embedding.register_forward_hook(handle._embed_forward) if vision is None
+                           else target.register_forward_pre_hook(handle._decoder_pre_forward,
+                                                                 with_kwargs=True))
     try:
         yield handle
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 
 from .config import DEFAULT_MODEL
 from .run import RunFolder
+from .vision import is_vision_language
 
 logger = logging.getLogger(__name__)
 
@@ -146,16 +147,19 @@ def ensure_pad_token(tokenizer, model=None) -> str:
 
 
 def load_model(source: ModelSource, *, dtype: str | None = "float32", device: str | None = None):
-    from transformers import AutoModelForCausalLM
+    import transformers
 
     kwargs = _gguf(source)
+    vlm = not source.gguf_file and is_vision_language(
+        transformers.AutoConfig.from_pretrained(source.path))
+    auto = transformers.AutoModelForImageTextToText if vlm else transformers.AutoModelForCausalLM
     if dtype not in (None, "auto"):  # None / auto: transformers decides
         name = _DTYPES.get(dtype, dtype)
         if name not in _DTYPES.values():
             raise ValueError(f"unknown dtype {dtype!r}; expected one of "
                              f"{', '.join(sorted({*_DTYPES, *_DTYPES.values()}))}")
         kwargs["dtype"] = name
-    model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+    model = auto.from_pretrained(source.path, **kwargs)
     if source.gguf_file:
         _forget_gguf_quantization(model)
     if device:
@@ -177,11 +181,18 @@ def _forget_gguf_quantization(model) -> None:
 
 def load_model_and_tokenizer(spec: str | Path, *, dtype: str | None = "float32",
                              device: str | None = None, padding_side: str = "right"):
-    """Load ``(model, tokenizer, source, pad_choice)`` for a ``--model`` value."""
+    """Load ``(model, tokenizer, source, pad_choice)`` for a ``--model`` value; for a
+    vision-language model the "tokenizer" is its processor (``processor.tokenizer``)."""
+    from transformers import AutoProcessor
+
     source = resolve_model(spec)
     logger.info("loading model from %s (%s)", source.describe(), source.kind)
     tokenizer = load_tokenizer(source, padding_side=padding_side)
     model = load_model(source, dtype=dtype, device=device)
+    if is_vision_language(model.config):
+        processor = AutoProcessor.from_pretrained(source.path)
+        processor.tokenizer.padding_side = padding_side
+        return model, processor, source, ensure_pad_token(processor.tokenizer, model)
     return model, tokenizer, source, ensure_pad_token(tokenizer, model)
 
 

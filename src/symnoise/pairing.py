@@ -5,7 +5,9 @@ several examples told apart by ``position_ids`` (and, for flash attention, by
 ``cu_seq_lens_q/k``, ``max_length_q/k`` and possibly ``seq_idx``), becomes one row of twice
 the length: the second copy restarts its position ids and its boundaries are offset by the
 row's length, so attention never crosses the copies, each example keeps its own length
-for the noise scale, and the loss is the mean over both halves. The noise hook
+for the noise scale, and the loss is the mean over both halves. A vision-language batch's
+image inputs (``pixel_values``, ``image_grid_thw``, ``image_sizes``...: one entry per image
+or patch, not per row) are doubled the same way, so the copies see the same images. The noise hook
 (:mod:`symnoise.integration`) then turns the halves into ``X + delta`` and ``X - delta``.
 """
 
@@ -21,6 +23,10 @@ __all__ = ["pair_batch", "is_packed"]
 _PAIR_KEYS_SKIP = frozenset({"num_items_in_batch", "return_loss", "use_cache"})
 _CU_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k")
 _MAXLEN_KEYS = ("max_length_q", "max_length_k")
+
+
+def _per_image(key: str) -> bool:
+    return key.startswith(("pixel_", "image_", "video_")) or key.endswith("_grid_thw")
 
 
 def is_packed(batch: Mapping[str, Any]) -> bool:
@@ -77,7 +83,9 @@ def pair_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
         if key in _PAIR_KEYS_SKIP or not isinstance(value, torch.Tensor) or value.dim() == 0:
             out[key] = value
             continue
-        if batch_size is None:
+        if _per_image(key):
+            pass
+        elif batch_size is None:
             batch_size = value.shape[0]
         elif value.shape[0] != batch_size:
             raise ValueError(

@@ -93,13 +93,16 @@ class RunTotals:
 
 def _merge_noise(before: dict[str, Any] | None, now: dict[str, Any] | None
                  ) -> dict[str, Any] | None:
-    """Two noise summaries as one: the ratio averaged over both sessions' forwards."""
+    """Two noise summaries as one: each ratio (all noised tokens; text and vision tokens)
+    averaged over both sessions' forwards."""
     if not before or not now:
         return now or before
     n1, n2 = before.get("n_forwards") or 0, now.get("n_forwards") or 0
-    m1, m2 = before.get("noise_to_embedding_ratio_mean"), now.get("noise_to_embedding_ratio_mean")
-    mean = m2 if m1 is None else m1 if m2 is None else (m1 * n1 + m2 * n2) / max(n1 + n2, 1)
-    return {**now, "noise_to_embedding_ratio_mean": mean, "n_forwards": n1 + n2}
+    out = {**now, "n_forwards": n1 + n2}
+    for key in [k for k in now if k.endswith("ratio_mean")]:
+        m1, m2 = before.get(key), now[key]
+        out[key] = m2 if m1 is None else m1 if m2 is None else (m1 * n1 + m2 * n2) / max(n1 + n2, 1)
+    return out
 
 
 def mean_train_loss(rows: list[dict[str, Any]]) -> float | None:
@@ -116,7 +119,14 @@ def mean_train_loss(rows: list[dict[str, Any]]) -> float | None:
 def make_collator(tokenizer, *, packing: bool):
     """The batch collator: padded rows, or (``packing``) transformers'
     ``DataCollatorWithFlattening``: one padding-free row per batch, ``position_ids``
-    restarting at each example, so attention never crosses examples."""
+    restarting at each example, so attention never crosses examples. A vision-language
+    model's processor: padded rows and their pixel inputs."""
+    if hasattr(tokenizer, "image_processor"):
+        if packing:
+            raise ValueError("packing is not supported for vision-language models")
+        from .data.multimodal import MultimodalCollator
+
+        return MultimodalCollator(tokenizer.tokenizer.pad_token_id)
     if packing:
         from transformers import DataCollatorWithFlattening
 

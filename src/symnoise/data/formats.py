@@ -137,6 +137,14 @@ class DataReport:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def skip(self, bad: DataError, row: int) -> None:
+        """Count a skipped bad row: by kind, and its reason among the first 20."""
+        self.skipped += 1
+        kinds = {**self.skipped_by_kind, bad.kind: self.skipped_by_kind.get(bad.kind, 0) + 1}
+        self.skipped_by_kind = dict(sorted(kinds.items()))
+        if len(self.skipped_reasons) < MAX_REASONS:
+            self.skipped_reasons.append(f"{self.source}:{row}: {bad.reason}")
+
 
 def canonical_format(fmt: str) -> str:
     """Canonical name of a format (``Evol-Instruct`` -> ``evol_instruct``); ``auto`` kept.
@@ -334,7 +342,6 @@ def to_examples(records: Iterable[Any], fmt: str, source_name: str = "<records>"
         name = detect_format(records, source_name)
     report = DataReport(format=name, source=source_name, detected=detected, read=len(records))
     examples: list[Example] = []
-    kinds: Counter[str] = Counter()
     for row, record in enumerate(records):
         try:
             example = _parse(record, name, f"{source_name}:{row}")
@@ -343,10 +350,7 @@ def to_examples(records: Iterable[Any], fmt: str, source_name: str = "<records>"
                 hint = f" (format {name}, auto-detected)" if detected else ""
                 raise DataError(bad.reason + hint, file=source_name, row=row, field=bad.field,
                                 value=bad.value, kind=bad.kind) from None
-            kinds[bad.kind] += 1
-            report.skipped += 1
-            if len(report.skipped_reasons) < MAX_REASONS:
-                report.skipped_reasons.append(f"{source_name}:{row}: {bad.reason}")
+            report.skip(bad, row)
             continue
         if "cut_turns" in example.meta:
             report.multi_turn_cut += 1
@@ -354,5 +358,4 @@ def to_examples(records: Iterable[Any], fmt: str, source_name: str = "<records>"
             report.system_turns += 1
         examples.append(example)
     report.used = len(examples)
-    report.skipped_by_kind = dict(sorted(kinds.items()))
     return examples, report

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from .formats import Example
+from .multimodal import prepare_multimodal
 from .spec import parse_data_spec
 from .tokenize import PreparedData, prepare_dataset
 
@@ -42,6 +43,9 @@ def _prepare(text: str, cfg: TrainConfig, tokenizer: Any, *, split: str, templat
              max_examples: int | None) -> PreparedData:
     """Prepare one data spec (the synthetic suite, a path or a hub id)."""
     spec = parse_data_spec(text)
+    if hasattr(tokenizer, "image_processor"):  # a vision-language model's processor
+        return prepare_multimodal(text, tokenizer, max_length=cfg.max_length, fmt=cfg.format,
+                                  skip_bad_rows=cfg.skip_bad_rows, max_examples=max_examples)
     suite: dict[str, Any] = {}
     if spec.is_synthetic:
         split = spec.split or split
