@@ -28,7 +28,7 @@ from ..outputs import full_instruction, preference, read_annotations, read_outpu
 from ..run import RunFolder, read_jsonl
 
 __all__ = ["ANNOTATIONS", "JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
-           "judged_prompts", "judged_rows", "load_per_example", "output_lengths"]
+           "judged_prompts", "judged_rows", "load_per_example", "output_lengths", "values_of"]
 
 ANNOTATIONS = "annotations.json"  # inside the run's eval_file("judge") folder (AlpacaEval's name)
 
@@ -184,6 +184,14 @@ def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
 
 _READERS = {"heldout_loss": heldout_losses, "exact_answer": item_scores,
             "output_length": output_lengths, "win_rate": judged_prompts}
+
+
+def values_of(data: Any) -> dict[str, Any]:
+    """``{id: value}`` of what :func:`load_per_example` returned (the judged shares, the
+    held-out losses without their token counts)."""
+    if isinstance(data, JudgedPrompts):
+        return data.shares
+    return data[0] if isinstance(data, tuple) else data
 
 
 def load_per_example(run: RunFolder, metric: str) -> Any:

@@ -42,13 +42,20 @@ from typing import Any
 
 import numpy as np
 
+from .._io import text_table
 from ..config import check_options, model_setting
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
-from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
+from ..evaluate.per_example import (
+    JudgedPrompts,
+    MissingMetric,
+    judged_rows,
+    load_per_example,
+    values_of,
+)
 from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS, length_controlled
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
-from .tables import group_by, text_table
+from .tables import group_by
 
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
@@ -345,12 +352,6 @@ def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
                              "paired comparison needs the same reference outputs")
 
 
-def _values(data: Any) -> dict[str, Any]:
-    if isinstance(data, JudgedPrompts):
-        return data.shares
-    return data[0] if isinstance(data, tuple) else data
-
-
 def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) -> list[float]:
     """Token counts of held-out examples (one weight per pair; both sides must agree)."""
     wa, wb = da[1], db[1]
@@ -388,7 +389,7 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
     xs, ys, ws, strata, sizes = [], [], [], [], []
     what = _INFO[metric][3]
     for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
-        va, vb = _values(da), _values(db)
+        va, vb = values_of(da), values_of(db)
         check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
         keep = [k for k in va if has(va[k]) and has(vb[k])]
         if len(keep) < len(va):
