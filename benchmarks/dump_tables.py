@@ -1,8 +1,9 @@
 """Dump every table and report the tests produce, to show a refactoring changes no byte.
 
-    PYTHONPATH=src python benchmarks/dump_tables.py OUT_DIR [pytest args, e.g. -k report]
+    PYTHONPATH=src python benchmarks/dump_tables.py OUT_DIR [test files] [pytest args]
 
-Runs the report/compare/norms/... tests with a fixed ``--basetemp`` (so paths in the outputs
+Runs the report/compare/norms/... tests (not those marked slow: they train the real
+default model, and their timings differ anyway) with a fixed ``--basetemp`` (so paths in the outputs
 are the same on every run) and a plugin that logs, per test, the text every formatting entry
 point returned (``format_table``, ``to_markdown``, ``line``, ...). Afterwards it copies the
 files the tests wrote (``*.md``, ``*.csv``, ``report.json``, ``norms*``) into ``OUT_DIR/files``.
@@ -93,7 +94,9 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(out)
     sys.path.insert(0, str(Path.cwd()))  # as `python -m pytest` does: tests import tests.*
     base = Path("/tmp/symnoise-tables-dump")
-    rc = pytest.main(["-q", "-p", "no:cacheprovider", f"--basetemp={base}", *TESTS, *argv[1:]],
+    files = [a for a in argv[1:] if a.endswith(".py")] or TESTS  # test files given: those
+    rc = pytest.main(["-q", "-p", "no:cacheprovider", f"--basetemp={base}", "-m", "not slow",
+                      *files, *(a for a in argv[1:] if not a.endswith(".py"))],
                      plugins=[Dump(out)])
     for path in sorted(base.rglob("*")):
         if path.is_file() and (path.suffix in (".md", ".csv") or path.name == "report.json"

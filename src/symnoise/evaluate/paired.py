@@ -1,4 +1,4 @@
-"""Paired comparisons with error bars: the paired bootstrap, and seed-group summaries.
+"""Paired comparisons with error bars: the paired bootstrap and its interval text.
 
 Two settings A and B evaluated on the same examples give aligned per-example values
 ``a[i]``, ``b[i]`` (a held-out loss, a 0/1 correctness, a judged win share...). The

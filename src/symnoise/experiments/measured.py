@@ -1,20 +1,8 @@
 """What the runs measured, first: every metric present per setting, with n, seeds and an
-interval, and the paired difference of each noisy setting from the no-noise one.
-
-The interval of one run's value:
-
-* exact-answer accuracy: the 95% Wilson interval (``eval/synthetic_scores.json``);
-* clean held-out loss (per token), output length and win rate: a 95% percentile bootstrap
-  over the run's examples, outputs or judged prompts (``eval/heldout_losses.jsonl``,
-  ``eval/outputs.json``, ``eval/judge/annotations.json``;
-  :func:`symnoise.evaluate.paired.bootstrap_mean`); a win rate without annotations gets
-  ± 1.96 of the judge's standard error, a loss without per-example values none;
-* 2-gram repetition: none (a statistic of the whole set of outputs).
-
-Runs that differ only by seed share a row: mean ± sd over the seeds. The difference of a
-noisy row from the no-noise row of its dataset is
-:func:`symnoise.experiments.compare.compare_runs` (paired bootstrap over the shared
-examples, stratified by seed).
+interval (:func:`run_estimate`: Wilson, a bootstrap over the run's examples, the judge's
+SE, or none), and the paired difference of each noisy setting from the no-noise one
+(:func:`paired_difference`, i.e. ``symnoise compare``). Details: the README ("symnoise
+report").
 """
 
 from __future__ import annotations
@@ -26,8 +14,8 @@ from .._io import MISSING, finite, fmt
 from ..evaluate.paired import PairedDiff, bootstrap_mean
 from ..evaluate.per_example import MissingMetric, load_per_example, values_of
 from ..run import RunFolder
-from .records import RunRecord, sorted_runs
-from .tables import Table, diff_text, group_by, interval, mean, sd, text
+from .records import RunRecord, seed_groups
+from .tables import Table, diff_text, interval, mean, sd, text
 
 __all__ = ["METRICS", "Estimate", "Measured", "Metric", "measure", "measured_table"]
 
@@ -222,10 +210,8 @@ def paired_difference(a: Sequence[RunRecord], b: Sequence[RunRecord], metric: st
 def measure(runs: Sequence[RunRecord], notes: list[str]) -> Measured:
     """The headline estimates of ``runs`` (module doc); problems go to ``notes``."""
     many = len({r.dataset for r in runs}) > 1
-    rows = group_by(sorted_runs(runs), lambda r: (r.dataset, r.method, r.alpha_key, r.norm_key,
-                                                  r.variant)).values()
     out = Measured([Group(ms, ms[0].label + (f" · {ms[0].dataset}" if many else ""))
-                    for ms in rows])
+                    for ms in seed_groups(runs)])
     for m in METRICS:
         for i, g in enumerate(out.groups):
             if (e := group_estimate(g.runs, m.key, notes)) is not None:

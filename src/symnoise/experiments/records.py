@@ -19,8 +19,8 @@ from ..run import RunFolder, run_dataset, run_setting
 from .tables import Table, group_by, mean, num, sd, seeds, text
 
 __all__ = ["LEADERBOARD_COLUMNS", "GridRow", "RunRecord", "assign_variants", "dataset_order",
-           "grid_rows", "grid_table", "load_run", "method_rank", "setting_label", "sorted_runs",
-           "win_rate_mark"]
+           "grid_rows", "grid_table", "load_run", "method_rank", "seed_groups", "setting_label",
+           "sorted_runs", "win_rate_mark"]
 
 #: The AlpacaEval leaderboard columns (the judge's list) and the length-control variant,
 #: shown beside every win rate where the judge wrote them.
@@ -248,6 +248,13 @@ def sorted_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
                                        r.norm_key is True, r.name))
 
 
+def seed_groups(runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    """Runs that differ only by seed (dataset, method, alpha, norm matching, variant), in
+    table order: a row of the headline and of the tables that average seeds."""
+    return list(group_by(sorted_runs(runs), lambda r: (r.dataset, r.method, r.alpha_key,
+                                                        r.norm_key, r.variant)).values())
+
+
 def win_rate_mark(runs: Sequence[RunRecord]) -> str:
     """``‡`` when a judge of these win rates was found not usable, ``†`` when one was not
     checked, else empty."""
@@ -304,7 +311,8 @@ def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Seque
     """Rows :func:`grid_rows`, a column per dataset (+ Average: the mean of the row's cells,
     only when it has every column). CSV: the cell means, each cell's sd and n, the average."""
     table = Table(name, title, {
-        "method": text("row"), **{d: seeds(d, digits, mark=f"{d} mark", note=f"{d} α") for d in datasets},
+        "method": text("row"),
+        **{d: seeds(d, digits, mark=f"{d} mark", note=f"{d} α") for d in datasets},
         **({"Average": num("average", digits)} if average else {})}, [
         *_GRID_KEYS, *datasets, *(f"{d} sd" for d in datasets), *(f"{d} n" for d in datasets),
         *(["average"] if average else [])], note=note)

@@ -33,11 +33,12 @@ from .records import (
     grid_rows,
     grid_table,
     load_run,
+    seed_groups,
     setting_label,
     sorted_runs,
     win_rate_mark,
 )
-from .tables import Table, diff_text, group_by, interval, mean, num, sd, seeds, text
+from .tables import Table, diff_text, interval, mean, num, sd, seeds, text
 
 __all__ = ["JUDGE_NOTE", "ReportResult", "RunRecord", "Table", "ablation", "build_report",
            "find_runs", "grid_rows", "grid_table", "judged", "length_tables", "load_run",
@@ -82,12 +83,6 @@ def table1(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool)
     return table
 
 
-def _groups(runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
-    """Runs that differ only by seed, in table order."""
-    return list(group_by(sorted_runs(runs), lambda r: (r.dataset, r.method, r.alpha_key,
-                                                        r.norm_key, r.variant)).values())
-
-
 def ablation(runs: Sequence[RunRecord]) -> Table:
     """Per setting: the win rate (only when a run has one) and the average output length."""
     wr_cols = any(r.win_rate is not None for r in runs)
@@ -103,15 +98,15 @@ def ablation(runs: Sequence[RunRecord]) -> Table:
         note="norm-matched: Gaussian/Bernoulli/SymNoise noise divided by sqrt(3) "
              "(α=a/√3); '-' where it does not apply. avg chars: mean over all outputs "
              "(stats.json), else over the judged outputs." + (" " + JUDGE_NOTE if wr_cols else ""))
-    for members in _groups(runs):
+    for members in seed_groups(runs):
         r = members[0]
         judged = [m for m in members if m.win_rate is not None]
         wr = [m.win_rate for m in judged]
         ch = [m.avg_chars for m in members if m.avg_chars is not None]
         table.add(dataset=r.dataset, setting=r.label, method=r.method, alpha=r.alpha_key,
-                  norm_match=r.norm_key, win_rate=mean(wr), win_rate_sd=sd(wr),  # type: ignore[arg-type]
-                  **{"win_rate n": len(wr), "avg_chars sd": sd(ch), "avg_chars n": len(ch)},  # type: ignore[arg-type]
-                  mark=win_rate_mark(judged), avg_chars=mean(ch), runs=len(members))  # type: ignore[arg-type]
+                  norm_match=r.norm_key, win_rate=mean(wr), win_rate_sd=sd(wr),
+                  **{"win_rate n": len(wr), "avg_chars sd": sd(ch), "avg_chars n": len(ch)},
+                  mark=win_rate_mark(judged), avg_chars=mean(ch), runs=len(members))
     return table
 
 
@@ -191,8 +186,7 @@ def openllm(runs: Sequence[RunRecord]) -> Table:
     for r in (r for r in sorted_runs(runs) if r.harness):
         vals = {t: finite(r.harness.get(t)) for t in tasks}
         table.add(run=r.name, setting=r.label, dataset=r.dataset, limit=r.harness_limit,
-                  average=None if None in vals.values() else mean(list(vals.values())),  # type: ignore[arg-type]
-                  **vals)
+                  average=None if None in vals.values() else mean(list(vals.values())), **vals)
     return table
 
 
@@ -265,7 +259,7 @@ def paper_matches(runs: Sequence[RunRecord]) -> Table:
         note="ours: these runs (mean ± sd over seeds); paper: as printed, with its "
              "table, judge and the paper versions (v1, v2) that print it. A win rate "
              "is comparable only when the judge and the reference outputs are the same.")
-    for members in _groups(runs):
+    for members in seed_groups(runs):
         r = members[0]
         for v in paper_numbers.paper_values(dataset=r.dataset, method=r.method):
             if not (paper_numbers.matches_model(v.model, r.model)
@@ -291,7 +285,8 @@ def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: li
     rows = grid_rows(runs)
     base = {g.variant: g for g in rows if g.method == "none"}
     table = Table("table1_vs_none", "Table 1: difference from the no-noise row (win-rate "
-                  "points, 95% interval)", {"method": text("row"), **{d: text(d) for d in datasets}},
+                  "points, 95% interval)", {"method": text("row"), **{d: text(d) for d in
+                                                                     datasets}},
                   ["row", "dataset", "diff", "ci_low", "ci_high", "n", "significant"],
                   note="B − A per dataset, A the no-noise row: paired bootstrap over prompts "
                        "(stratified by seed); * significant: the 95% interval excludes 0. "
