@@ -2,16 +2,19 @@
 half-written result file behind (readers see the old file or the new one); reading a
 user's text file with an error that names it when it is not UTF-8; the one reader of a
 user's JSON / JSON Lines records (:func:`read_records`); the crash-safe append journal
-(:func:`append_journal`, :func:`read_journal`); and the one spelling of a prompt's user
-text (:func:`user_message`)."""
+(:func:`append_journal`, :func:`read_journal`); the one spelling of a prompt's user
+text (:func:`user_message`); and the presentation floor: the one number formatter
+(:func:`fmt`) and the one table renderer (:func:`markdown_table`, :func:`text_table`)."""
 
 from __future__ import annotations
 
 import errno
 import json
 import logging
+import math
+import numbers
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +161,62 @@ def disk_failure(exc: BaseException) -> tuple[int, str | None] | None:
         seen = seen.__cause__ or seen.__context__
     code = next((c for words, c in _DISK_WORDS.items() if words in str(exc)), None)
     return None if code is None else (code, None)
+
+
+# -- presentation: numbers and tables -------------------------------------------------------
+MISSING = "-"  # a cell without a value
+
+
+def finite(value: Any) -> float | None:
+    """A finite number as float, else None (bools are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def fmt(value: Any, spec: str = ".2f", *, scale: float = 1.0, missing: str = MISSING) -> str:
+    """The one number formatter: ``value * scale`` in ``spec`` (Python's format mini-language,
+    ``".1f"``, ``"+.2f"``, ``"g"``), or ``missing`` when it is no number (None, NaN, a bool,
+    text). Infinities print as ``inf``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        return missing
+    return format(value * scale if scale != 1 else value, spec)
+
+
+def _is_number(cell: str) -> bool:  # a number, an interval, or a signed number
+    return cell[:1].isdigit() or cell[:1] == "[" or (cell[:1] in "-+" and cell[1:2].isdigit())
+
+
+def markdown_table(header: Any, rows: Sequence[Sequence[Any]] | None = None,
+                   align: str | None = None) -> str:
+    """The one GitHub Markdown table renderer: ``header`` and ``rows`` of cells, or a
+    DataFrame of shown cells as ``header``. ``align``: ``l``/``r`` per column; by default the
+    first column left and each other right when every present cell reads as a number."""
+    if rows is None:
+        header, rows = list(header.columns), header.astype(str).values.tolist()
+    if align is None:
+        align = "l" + "".join("r" if all(_is_number(r[i]) for r in rows if r[i] != MISSING)
+                              else "l" for i in range(1, len(header)))
+
+    def line(cells: Sequence[Any]) -> str:  # an empty title is "| |"
+        return "|" + "".join(f" {c} |" if c else " |" for c in escaped(cells))
+
+    def escaped(cells: Sequence[Any]) -> list[str]:
+        return [str(c).replace("|", "\\|") for c in cells]
+
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    return "\n".join([line(header), rule, *("| " + " | ".join(escaped(r)) + " |" for r in rows)]
+                     ) + "\n"
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, rule: bool = True
+               ) -> str:
+    """A plain-text table: columns padded to their widest cell, a dashed rule under the
+    header (``rule``)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(header), *(["  ".join("-" * w for w in widths)] if rule else []),
+                      *map(line, rows)])

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import append_journal, read_journal
+from ._io import append_journal, fmt, read_journal
 from ._io import write_json_atomic as _write_json
 from ._io import write_text_atomic as _atomic_write_text
 from .data.formats import DataError
@@ -201,9 +201,6 @@ class GenerateReport:
         return asdict(self)
 
     def format_table(self) -> str:
-        def num(v: float | None, fmt: str) -> str:
-            return "-" if v is None else format(v, fmt)
-
         d = self.decoding
         rows = [("output", self.output), ("generator", self.generator), ("model", self.model),
                 ("prompts", f"{self.source} ({self.n_prompts})"),
@@ -215,10 +212,10 @@ class GenerateReport:
                 ("generated now", self.n_generated), ("resumed", self.n_resumed),
                 ("cut at max_new_tokens", self.n_hit_max_tokens),
                 ("tokens generated", self.new_tokens),
-                ("prompts/s", num(self.prompts_per_s, ".2f")),
-                ("tokens/s", num(self.tokens_per_s, ".1f")),
-                ("mean new tokens", num(self.mean_new_tokens, ".1f")),
-                ("mean output words", num(self.mean_output_words, ".1f")),
+                ("prompts/s", fmt(self.prompts_per_s, ".2f")),
+                ("tokens/s", fmt(self.tokens_per_s, ".1f")),
+                ("mean new tokens", fmt(self.mean_new_tokens, ".1f")),
+                ("mean output words", fmt(self.mean_output_words, ".1f")),
                 ("wall time", f"{self.wall_time_s:.1f} s")]
         if self.ignored_fields:
             rows.append(("ignored fields", ", ".join(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import fmt, markdown_table, write_json_atomic, write_text_atomic
 from ..run import EVAL_FILES, RunFolder
 
 logger = logging.getLogger(__name__)
@@ -136,14 +136,13 @@ class HarnessResult:
 
 
 def _markdown_table(rows: Sequence[HarnessRow]) -> str:
-    lines = ["| Task | Shots | Metric | Value | Stderr | N |", "|---|---:|---|---:|---:|---:|"]
-    for r in rows:
-        name = r.task if r.parent is None else f"  - {r.task}"
-        value = f"**{r.value:.4f}**" if r.headline else f"{r.value:.4f}"
-        stderr = "" if r.stderr is None else f"± {r.stderr:.4f}"
-        shots, n = ("" if x is None else str(x) for x in (r.n_shot, r.n_samples))
-        lines.append(f"| {name} | {shots} | {r.label} | {value} | {stderr} | {n} |")
-    return "\n".join(lines) + "\n"
+    def opt(x: Any, prefix: str = "") -> str:
+        return "" if x is None else f"{prefix}{fmt(x, '.4f') if prefix else x}"
+
+    return markdown_table(["Task", "Shots", "Metric", "Value", "Stderr", "N"], [
+        [r.task if r.parent is None else f"  - {r.task}", opt(r.n_shot), r.label,
+         f"**{r.value:.4f}**" if r.headline else fmt(r.value, ".4f"), opt(r.stderr, "± "),
+         opt(r.n_samples)] for r in rows], "lrlrrr")
 
 
 def resolve_tasks(tasks: str | Sequence[str], num_fewshot: int | None = None) -> list[TaskPlan]:

@@ -1,4 +1,4 @@
-"""Paired comparisons with error bars: the paired bootstrap, and seed-group summaries.
+"""Paired comparisons with error bars: the paired bootstrap and its interval text.
 
 Two settings A and B evaluated on the same examples give aligned per-example values
 ``a[i]``, ``b[i]`` (a held-out loss, a 0/1 correctness, a judged win share...). The
@@ -13,7 +13,7 @@ B-seed-s), the statistic is the mean over seeds of the per-seed differences,
 of examples. A bootstrap resample draws, in each seed separately, ``n_s`` examples with
 replacement from that seed's ``n_s`` pairs, and recomputes the same statistic. The interval
 thus covers the example-to-example noise of each seed's comparison, averaged over seeds;
-the seed-to-seed spread of a method is shown separately by :func:`group_mean_sd`.
+the seed-to-seed spread of a method is shown separately (mean ± sd over seeds).
 
 Weights (e.g. the token count of each held-out example) turn each mean into a weighted
 mean ``sum(w * x) / sum(w)``; a resampled pair keeps its weight.
@@ -23,15 +23,16 @@ Everything is vectorised with numpy and deterministic under ``seed``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PairedDiff", "align_pairs", "bootstrap_mean", "check_same_ids", "format_interval",
-           "group_mean_sd", "paired_bootstrap"]
+from .._io import fmt
+
+__all__ = ["PairedDiff", "bootstrap_mean", "check_same_ids", "format_interval",
+           "paired_bootstrap"]
 
 Statistic = Callable[[np.ndarray, np.ndarray], float]
 _CHUNK = 4_000_000  # index draws held in memory at once (int64: 32 MB)
@@ -199,49 +200,9 @@ def check_same_ids(a_ids: Iterable[str], b_ids: Iterable[str], *, what: str = "e
                          + "; ".join(parts) + ". A paired comparison needs the same set.")
 
 
-def align_pairs(
-    a: Mapping[str, float], b: Mapping[str, float], *, what: str = "examples",
-    a_name: str = "A", b_name: str = "B",
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Pair two ``{id: value}`` maps: (ids in A's order, A's values, B's values).
-
-    Raises ValueError when the id sets differ (:func:`check_same_ids`), when either map is
-    empty, or when a value is not a finite number (naming it).
-    """
-    check_same_ids(a, b, what=what, a_name=a_name, b_name=b_name)
-    ids = list(a)
-    for name, side in ((a_name, a), (b_name, b)):
-        for key in ids:
-            value = side[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value):
-                raise ValueError(f"{name}: {what[:-1] if what.endswith('s') else what} "
-                                 f"{key!r} has value {value!r}, not a finite number")
-    return ids, np.array([a[k] for k in ids], float), np.array([b[k] for k in ids], float)
-
-
-def group_mean_sd(values: Iterable[float]) -> tuple[float, float | None, int]:
-    """(mean, sample standard deviation, n) of a seed group's values; sd is None for n = 1.
-
-    Raises ValueError for no values or a value that is not a finite number.
-    """
-    vals = list(values)
-    if not vals:
-        raise ValueError("group_mean_sd: no values")
-    for i, v in enumerate(vals):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
-                or not math.isfinite(float(v)):
-            raise ValueError(f"group_mean_sd: value {i} is {v!r}, not a finite number")
-    arr = np.asarray(vals, dtype=float)
-    sd = float(arr.std(ddof=1)) if arr.size > 1 else None
-    return float(arr.mean()), sd, int(arr.size)
-
-
 def _signed(x: float, digits: int) -> str:
-    text = f"{x:+.{digits}f}"
-    if float(text) == 0:
-        text = f"{0:.{digits}f}"  # no "-0.0" / "+0.0"
-    return text.replace("-", "\u2212")
+    text = fmt(x, f"+.{digits}f")
+    return (fmt(0, f".{digits}f") if float(text) == 0 else text).replace("-", "\u2212")
 
 
 def format_interval(d: PairedDiff, *, digits: int = 1, scale: float = 1.0) -> str:

@@ -1,19 +1,9 @@
-"""Per-example results of a run folder, as the comparisons pair them.
-
-Each reader takes a :class:`~symnoise.run.RunFolder` and returns ``{id: value}`` maps read
-from the files ``symnoise eval`` writes (named by role, :data:`symnoise.run.EVAL_FILES`):
-
-* :func:`heldout_losses`: example id -> clean loss, and example id -> its token count;
-* :func:`item_scores`: synthetic item id -> 100 (exact answer right) or 0;
-* :func:`output_lengths`: prompt -> characters of the model's output;
-* :func:`judged_prompts`: prompt -> the model's share of the judge's verdicts in points
-  (win 100, tie 50, loss 0: :func:`symnoise.outputs.preference`, continuous ones too;
-  rows of one prompt, e.g. both orders, averaged; None when the prompt has no verdict),
-  with the reference outputs, reference generators and judges it was judged with.
-
-A prompt is its ``instruction``, followed by ``"\n\n" + input`` when a row has a non-empty
-``input``. A missing file raises :class:`MissingMetric` (the metric is skipped, with that
-reason); a bad row raises ValueError naming file, row and value.
+"""Per-example results of a run folder (``{id: value}`` maps of the files ``symnoise eval``
+writes), as the comparisons pair them: held-out losses with their token counts, exact-answer
+scores (100/0), output lengths, and the model's share of each prompt's judge verdicts
+(points; win 100, tie 50, loss 0; rows of one prompt averaged). A missing file raises
+:class:`MissingMetric` (the metric is skipped, with that reason); a bad row raises
+ValueError naming file, row and value.
 """
 
 from __future__ import annotations
@@ -28,7 +18,7 @@ from ..outputs import full_instruction, preference, read_annotations, read_outpu
 from ..run import RunFolder, read_jsonl
 
 __all__ = ["ANNOTATIONS", "JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
-           "judged_prompts", "judged_rows", "load_per_example", "output_lengths"]
+           "judged_prompts", "judged_rows", "load_per_example", "output_lengths", "values_of"]
 
 ANNOTATIONS = "annotations.json"  # inside the run's eval_file("judge") folder (AlpacaEval's name)
 
@@ -184,6 +174,14 @@ def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
 
 _READERS = {"heldout_loss": heldout_losses, "exact_answer": item_scores,
             "output_length": output_lengths, "win_rate": judged_prompts}
+
+
+def values_of(data: Any) -> dict[str, Any]:
+    """``{id: value}`` of what :func:`load_per_example` returned (the judged shares, the
+    held-out losses without their token counts)."""
+    if isinstance(data, JudgedPrompts):
+        return data.shares
+    return data[0] if isinstance(data, tuple) else data
 
 
 def load_per_example(run: RunFolder, metric: str) -> Any:

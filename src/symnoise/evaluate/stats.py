@@ -44,6 +44,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+from .._io import fmt, markdown_table
+
 __all__ = ["PRESETS", "NGRAM_ORDERS", "LOG_DIVERSITY_CAP", "TextStats", "words_for",
            "ngram_counts", "text_stats", "read_outputs", "stats_for_file", "format_stats_table",
            "wilson_interval"]
@@ -179,10 +181,6 @@ def stats_for_file(path: str | Path, *, words: int | str | None = None,
     return text_stats(read_outputs(path), words=n_words)
 
 
-def _fmt(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"  # infinities print as inf, -inf
-
-
 def format_stats_table(rows: Mapping[str, TextStats]) -> str:
     """A Markdown table with one line per named :class:`TextStats`.
 
@@ -191,15 +189,12 @@ def format_stats_table(rows: Mapping[str, TextStats]) -> str:
     """
     header = ["name", "N", "responses", "kept", "excluded", "avg chars", "avg words",
               "rep-2 %", "rep-3 %", "rep-4 %", "diversity", "log-div"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    for name, s in rows.items():
-        counts = [str(x) for x in (s.words, s.n, s.n_kept, s.n_excluded)]
-        numbers = [_fmt(v, 2) for v in (s.avg_chars, s.avg_words, s.rep_2, s.rep_3, s.rep_4)]
-        cells = [str(name).replace("|", "\\|"), *counts, *numbers,
-                 _fmt(s.diversity, 4), _fmt(s.log_diversity, 2)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, [
+        [name, s.words, s.n, s.n_kept, s.n_excluded,
+         *(fmt(v, ".2f", missing="n/a") for v in (s.avg_chars, s.avg_words, s.rep_2, s.rep_3,
+                                                  s.rep_4)),
+         fmt(s.diversity, ".4f", missing="n/a"), fmt(s.log_diversity, ".2f", missing="n/a")]
+        for name, s in rows.items()], "l" + "r" * 11)
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import fmt, markdown_table, write_json_atomic, write_text_atomic
 from ..data.synthetic import FAMILIES, family_of
 from ..run import EVAL_FILES
 from .stats import wilson_interval
@@ -295,16 +295,13 @@ class TasksReport:
         rows = []
         for name, s in [*self.per_family.items(), ("overall", self.overall)]:
             low, high = s["accuracy_ci95"]
-            rows.append([name, str(s["n"]), str(s["correct"]), f"{100 * s['accuracy']:.1f}%",
-                         f"[{100 * low:.1f}, {100 * high:.1f}]",
-                         f"{100 * s['format_rate']:.1f}%"])
+            rows.append([name, str(s["n"]), str(s["correct"]), fmt(s["accuracy"], ".1%"),
+                         f"[{fmt(low, '.1f', scale=100)}, {fmt(high, '.1f', scale=100)}]",
+                         fmt(s["format_rate"], ".1%")])
         title = (f"synthetic held-out: {self.generator} ({self.model}), n={self.n}, "
                  f"seed={self.seed}")
         if markdown:
-            lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
-                     "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-            lines += ["| " + " | ".join(r) + " |" for r in rows]
-            return "\n".join(lines) + "\n"
+            return f"### {title}\n\n" + markdown_table(header, rows, "l" + "r" * 5)
         widths = [max(map(len, column)) for column in zip(header, *rows, strict=True)]
 
         def line(r: Sequence[str]) -> str:  # the family left-aligned, the numbers right

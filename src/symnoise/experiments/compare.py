@@ -1,32 +1,10 @@
 """``symnoise compare A B``: the difference B − A of every shared metric, with its interval.
 
-A side is one run folder or a group of run folders that differ only by seed: a glob, or a
-folder of runs (a sweep) narrowed by filters (``method``, ``alpha``, ``norm_match``,
-``dataset``, ``seed``, ``model``), given as ``PATH:key=value,...`` or as common filters for
-both sides. Runs of one side that differ in more than the seed (and bookkeeping:
-:func:`symnoise.config.model_setting`) are refused. Across sides runs are paired by seed
-(A-seed-s with B-seed-s); two single runs are paired whatever their seeds.
-
-Each metric is read per example from the run folders (:class:`symnoise.run.RunFolder`
-roles) and compared with :func:`symnoise.evaluate.paired.paired_bootstrap`, stratified by
-seed when there are several:
-
-* ``win_rate`` (points): the model's share of each prompt's judge verdicts against the
-  reference (1 win, 0.5 tie, 0 loss; continuous AlpacaEval preferences allowed; both orders
-  averaged), from ``eval/judge/annotations.json``. Both sides must have been judged by the
-  same judge against the same reference outputs. Prompts without a verdict on either side
-  are left out and counted.
-* ``lc_win_rate`` (points): the length-controlled win rate of the judge
-  (:func:`symnoise.evaluate.winrate.length_controlled`, AlpacaEval 2's GLM without the
-  instruction-difficulty term, named in ``lc_variant``), refitted on each side for each
-  bootstrap resample of prompts (the same prompts for both sides, within each seed). A fit
-  per resample is slow, so it uses at most :data:`LC_N_BOOT` (200) resamples. Skipped
-  when a run has fewer than the judge's ``MIN_LC_ITEMS`` judged rows.
-* ``heldout_loss`` (nats per token, lower is better): the clean loss of each held-out
-  example, weighted by its token count (the per-token mean, as the run's clean loss); a
-  resampled example keeps its weight. Both sides must count the same tokens per example.
-* ``exact_answer`` (points): per-item exact-answer correctness on the synthetic split.
-* ``output_length`` (characters): length of each eval output, paired by prompt.
+A side (:func:`resolve_side`) is runs that differ only by seed
+(:func:`symnoise.config.model_setting`); sides are paired by seed and each metric, read per
+example (:mod:`symnoise.evaluate.per_example`), goes through
+:func:`symnoise.evaluate.paired.paired_bootstrap`, stratified by seed. The metrics, their
+units and refusals: the README ("symnoise compare").
 """
 
 from __future__ import annotations
@@ -42,13 +20,20 @@ from typing import Any
 
 import numpy as np
 
+from .._io import fmt, text_table
 from ..config import check_options, model_setting
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
-from ..evaluate.per_example import JudgedPrompts, MissingMetric, judged_rows, load_per_example
+from ..evaluate.per_example import (
+    JudgedPrompts,
+    MissingMetric,
+    judged_rows,
+    load_per_example,
+    values_of,
+)
 from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS, length_controlled
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
-from .tables import group_by, text_table
+from .tables import group_by
 
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
@@ -345,12 +330,6 @@ def _check_reference(judged: list[tuple[RunFolder, JudgedPrompts]]) -> None:
                              "paired comparison needs the same reference outputs")
 
 
-def _values(data: Any) -> dict[str, Any]:
-    if isinstance(data, JudgedPrompts):
-        return data.shares
-    return data[0] if isinstance(data, tuple) else data
-
-
 def _weights(da: Any, db: Any, keep: list[str], ra: RunFolder, rb: RunFolder) -> list[float]:
     """Token counts of held-out examples (one weight per pair; both sides must agree)."""
     wa, wb = da[1], db[1]
@@ -388,7 +367,7 @@ def _compare_metric(metric: str, a: Side, b: Side, pairs: list[tuple[RunFolder, 
     xs, ys, ws, strata, sizes = [], [], [], [], []
     what = _INFO[metric][3]
     for (ra, rb), (da, db) in zip(pairs, loaded, strict=True):
-        va, vb = _values(da), _values(db)
+        va, vb = values_of(da), values_of(db)
         check_same_ids(va, vb, what=what, a_name=f"A ({ra.path})", b_name=f"B ({rb.path})")
         keep = [k for k in va if has(va[k]) and has(vb[k])]
         if len(keep) < len(va):
@@ -447,8 +426,9 @@ class Comparison:
                 continue
             d, digits = m.result, _INFO[m.metric][2]
             value, interval = format_interval(d, digits=digits).split(" ", 1)
-            rows.append([m.metric, m.unit, f"{d.mean_a:.{digits}f}", f"{d.mean_b:.{digits}f}",
-                         value, interval, m.n_text().removeprefix("n = "),
+            spec = f".{digits}f"
+            rows.append([m.metric, m.unit, fmt(d.mean_a, spec), fmt(d.mean_b, spec), value,
+                         interval, m.n_text().removeprefix("n = "),
                          "yes" if d.significant else "no"])
         lines = [text_table(head, rows, rule=False)]
         lines += ["", f"A: {self.a.label} ({len(self.a.runs)} run(s), seeds {self.a.seeds})",

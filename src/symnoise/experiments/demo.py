@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._io import fmt, text_table
 from ..decoding import check_count
-from .evaluation import fmt_num
 from .pipeline import run_experiment
-from .tables import text_table
 
 __all__ = ["DEMO_BATCH_SIZE", "DEMO_EVAL_PROMPTS", "DEMO_MAX_NEW_TOKENS", "DEMO_SEED",
            "DEMO_STEPS", "demo_experiment", "format_demo_table", "run_demo"]
@@ -103,9 +102,9 @@ _DEMO_HINTS = {"win_rate": "No win rates: `symnoise demo --judge openai:MODEL --
 def format_demo_table(rows: list[dict[str, Any]]) -> str:
     """The demo's summary: one line per method, the columns some row has a value in, and a
     line saying how to get each column that none has."""
-    cols = [c for c in _DEMO_COLUMNS if any(fmt_num(r.get(c[1]), c[2]) != "-" for r in rows)]
+    cols = [c for c in _DEMO_COLUMNS if any(fmt(r.get(c[1]), c[2]) != "-" for r in rows)]
     table = text_table(["method", "alpha", *(c[0] for c in cols), "status"], [
-        [r["method"], fmt_num(r["alpha"], "g"), *(fmt_num(r.get(k), f) for _, k, f in cols),
+        [r["method"], fmt(r["alpha"], "g"), *(fmt(r.get(k), f) for _, k, f in cols),
          r["status"]] for r in rows])
     missing = [_DEMO_HINTS.get(c[1], f"No {c[0]}.") for c in _DEMO_COLUMNS if c not in cols]
     return "\n".join([table, *missing])

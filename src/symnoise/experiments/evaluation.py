@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._io import write_text_atomic
+from .._io import MISSING, fmt, markdown_table, write_text_atomic
 from ..evaluate.stats import PRESETS, words_for
 from ..run import RunFolder, run_dataset, run_setting
 from .eval_steps import STEPS, EvalPlan, Step, StepUnavailable, reference_source
@@ -222,29 +222,23 @@ def _summary(plan: EvalPlan, sections: Mapping[str, Any], state: Mapping[str, st
             "finished": _now()}
 
 
-def fmt_num(value: Any, fmt: str, scale: float = 1.0) -> str:
-    """``value * scale`` formatted, or ``-`` when it is not a number."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return format(value if scale == 1 else value * scale, fmt) if ok else "-"
-
-
 def _pct(value: Any) -> str:
-    text = fmt_num(value, ".2f")
-    return text if text == "-" else f"{text} %"
+    text = fmt(value, ".2f")
+    return text if text == MISSING else f"{text} %"
 
 
 def _stats_rows(st: Mapping[str, Any]) -> list[tuple[str, str]]:
     out, td = st.get("outputs") or {}, st.get("train_data") or {}
-    rows = [("output length", f"{fmt_num(out.get('avg_chars'), '.1f')} chars, "
-                              f"{fmt_num(out.get('avg_words'), '.1f')} words"),
+    rows = [("output length", f"{fmt(out.get('avg_chars'), '.1f')} chars, "
+                              f"{fmt(out.get('avg_words'), '.1f')} words"),
             (f"output rep-2 / log-div (N={st.get('words')})",
-             f"{_pct(out.get('rep_2'))} / {fmt_num(out.get('log_diversity'), '.2f')} "
+             f"{_pct(out.get('rep_2'))} / {fmt(out.get('log_diversity'), '.2f')} "
              f"({out.get('n_kept', '-')} of {out.get('n', '-')} kept)")]
     if "skipped" in td:
         rows.append(("training data stats", f"- ({td['skipped']})"))
     elif td:
-        rows.append(("training data length", f"{fmt_num(td.get('avg_chars'), '.1f')} chars, "
-                                             f"{fmt_num(td.get('avg_words'), '.1f')} words, "
+        rows.append(("training data length", f"{fmt(td.get('avg_chars'), '.1f')} chars, "
+                                             f"{fmt(td.get('avg_words'), '.1f')} words, "
                                              f"rep-2 {_pct(td.get('rep_2'))}"))
     return rows
 
@@ -255,23 +249,23 @@ def _result_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if syn:
         lo, hi = syn.get("accuracy_ci95") or [None, None]
-        rows.append(("synthetic exact-answer", f"{fmt_num(syn.get('accuracy'), '.1f', 100)} % "
-                     f"[{fmt_num(lo, '.1f', 100)}, {fmt_num(hi, '.1f', 100)}] (n={syn.get('n')})"))
+        rows.append(("synthetic exact-answer", f"{fmt(syn.get('accuracy'), '.1f', scale=100)} % "
+                     f"[{fmt(lo, '.1f', scale=100)}, {fmt(hi, '.1f', scale=100)}] (n={syn.get('n')})"))
     if held:
         rows.append(("clean held-out loss, per example",
-                     f"{fmt_num(held.get('mean_loss'), '.4f')} over {held.get('n')} examples "
+                     f"{fmt(held.get('mean_loss'), '.4f')} over {held.get('n')} examples "
                      f"({held.get('n_tokens')} tokens)"))
     if jd:
-        rows.append(("win rate", f"{fmt_num(jd.get('win_rate'), '.2f')} (se "
-                     f"{fmt_num(jd.get('standard_error'), '.2f')}, n={jd.get('n')}, avg length "
-                     f"{fmt_num(jd.get('avg_length'), '.0f')}) vs {jd.get('reference')} "
+        rows.append(("win rate", f"{fmt(jd.get('win_rate'), '.2f')} (se "
+                     f"{fmt(jd.get('standard_error'), '.2f')}, n={jd.get('n')}, avg length "
+                     f"{fmt(jd.get('avg_length'), '.0f')}) vs {jd.get('reference')} "
                      f"judged by {jd.get('judge')}"))
     if jc:
         rows.append(("judge check", f"{'usable' if jc.get('usable') else 'NOT usable'}: "
-                     f"accuracy {fmt_num(jc.get('accuracy'), '.3f')}, position bias "
-                     f"{fmt_num(jc.get('position_bias'), '.3f')}, n={jc.get('n_pairs')}"))
+                     f"accuracy {fmt(jc.get('accuracy'), '.3f')}, position bias "
+                     f"{fmt(jc.get('position_bias'), '.3f')}, n={jc.get('n_pairs')}"))
     if hd:
-        rows += [(f"harness {t}", fmt_num(v, ".4f")) for t, v in (hd.get("summary") or {}).items()]
+        rows += [(f"harness {t}", fmt(v, ".4f")) for t, v in (hd.get("summary") or {}).items()]
         if hd.get("limit") is not None:
             rows.append(("harness limit", f"{hd['limit']} per task (not comparable)"))
     return rows
@@ -289,8 +283,8 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     p = summary.get("prompts") or {}
     rows = [("run", str(summary.get("run_dir"))), ("dataset", str(summary.get("dataset"))),
             ("noise", _noise_text(summary)),
-            ("train loss (noisy)", fmt_num(summary.get("train_loss"), ".4f")),
-            ("clean held-out loss", fmt_num(summary.get("final_clean_eval_loss"), ".4f")),
+            ("train loss (noisy)", fmt(summary.get("train_loss"), ".4f")),
+            ("clean held-out loss", fmt(summary.get("final_clean_eval_loss"), ".4f")),
             ("prompts", f"{p.get('source')} ({p.get('n')})")]
     ignored = (summary.get("generation") or {}).get("ignored_fields")
     if ignored:
@@ -308,8 +302,6 @@ def format_eval_summary(summary: Mapping[str, Any]) -> str:
 
 
 def _summary_markdown(summary: Mapping[str, Any]) -> str:
-    lines = [f"# Evaluation of `{summary.get('name')}`", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {str(v).replace('|', chr(92) + '|')} |" for k, v in _summary_rows(summary)]
-    files = summary.get("files") or {}
-    lines += ["", "Files: " + ", ".join(f"`{Path(v).name}`" for v in files.values()), ""]
-    return "\n".join(lines)
+    files = ", ".join(f"`{Path(v).name}`" for v in (summary.get("files") or {}).values())
+    return (f"# Evaluation of `{summary.get('name')}`\n\n"
+            + markdown_table(["", ""], _summary_rows(summary), "ll") + f"\nFiles: {files}\n")

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._io import finite
 from .measured import Estimate, Group, Measured, run_estimate
 from .records import RunRecord, sorted_runs
-from .tables import number
 
 __all__ = ["write_figures"]
 
@@ -69,7 +69,7 @@ def _curve(r: RunRecord, key: str) -> list[tuple[Any, Any]]:
     """(step, loss) points of ``key`` in a run's metrics.jsonl, by step; not the
     end-of-training summary row (``train_runtime``)."""
     return sorted((row["step"], row[key]) for row in r.metrics
-                  if number(row.get("step")) is not None and number(row.get(key)) is not None
+                  if finite(row.get("step")) is not None and finite(row.get(key)) is not None
                   and (key != "train_loss" or "train_runtime" not in row))
 
 
@@ -79,7 +79,7 @@ def _final_interval(ax: Any, r: RunRecord, clean: list[tuple[Any, Any]], color: 
     ``dodge`` steps sideways so that the runs' bars do not hide each other."""
     e = run_estimate(r, "heldout_loss", notes)
     step = clean[-1][0] if clean else r.global_step
-    if e is None or e.kind != "bootstrap" or number(step) is None:
+    if e is None or e.kind != "bootstrap" or finite(step) is None:
         return False
     ax.errorbar([step + dodge], [e.value], yerr=_yerr([e]), fmt="s", capsize=4, color=color,
                 markersize=4)

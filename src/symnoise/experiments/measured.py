@@ -1,33 +1,21 @@
 """What the runs measured, first: every metric present per setting, with n, seeds and an
-interval, and the paired difference of each noisy setting from the no-noise one.
-
-The interval of one run's value:
-
-* exact-answer accuracy: the 95% Wilson interval (``eval/synthetic_scores.json``);
-* clean held-out loss (per token), output length and win rate: a 95% percentile bootstrap
-  over the run's examples, outputs or judged prompts (``eval/heldout_losses.jsonl``,
-  ``eval/outputs.json``, ``eval/judge/annotations.json``;
-  :func:`symnoise.evaluate.paired.bootstrap_mean`); a win rate without annotations gets
-  ± 1.96 of the judge's standard error, a loss without per-example values none;
-* 2-gram repetition: none (a statistic of the whole set of outputs).
-
-Runs that differ only by seed share a row: mean ± sd over the seeds. The difference of a
-noisy row from the no-noise row of its dataset is
-:func:`symnoise.experiments.compare.compare_runs` (paired bootstrap over the shared
-examples, stratified by seed).
+interval (:func:`run_estimate`: Wilson, a bootstrap over the run's examples, the judge's
+SE, or none), and the paired difference of each noisy setting from the no-noise one
+(:func:`paired_difference`, i.e. ``symnoise compare``). Details: the README ("symnoise
+report").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
+from .._io import MISSING, finite, fmt
 from ..evaluate.paired import PairedDiff, bootstrap_mean
-from ..evaluate.per_example import JudgedPrompts, MissingMetric, load_per_example
+from ..evaluate.per_example import MissingMetric, load_per_example, values_of
 from ..run import RunFolder
-from .records import RunRecord, sorted_runs
-from .tables import MISSING, Table, group_by, mean, number, sd
+from .records import RunRecord, seed_groups
+from .tables import Table, diff_text, interval, mean, sd, text
 
 __all__ = ["METRICS", "Estimate", "Measured", "Metric", "measure", "measured_table"]
 
@@ -88,12 +76,10 @@ class Estimate:
         return f"mean ± sd over {self.seeds} seeds" if self.kind == "sd" else _KINDS[self.kind]
 
     def text(self, digits: int) -> str:
-        v = f"{self.value:.{digits}f}"
+        v = fmt(self.value, f".{digits}f")
         if self.kind == "sd" and self.high is not None:
             return f"{v} ± {self.high - self.value:.{digits}f}"
-        if not self.has_interval:
-            return v
-        return f"{v} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        return f"{v} {interval(self.low, self.high, f'.{digits}f')}" if self.has_interval else v
 
     def n_text(self, unknown: str = MISSING) -> str:
         if self.n is None:
@@ -101,20 +87,11 @@ class Estimate:
         return str(self.n) if self.seeds == 1 else f"{self.n} × {self.seeds}"
 
 
-def _values(data: Any) -> tuple[list[float], list[float] | None]:
-    """Per-example values (and weights: token counts of the held-out loss)."""
-    if isinstance(data, JudgedPrompts):
-        return [v for v in data.shares.values() if v is not None], None
-    if isinstance(data, tuple):
-        return list(data[0].values()), list(data[1].values())
-    return list(data.values()), None
-
-
 def _fallback(r: RunRecord, metric: str) -> Estimate | None:
     """A run's value without per-example results: the judge's SE for a win rate, else no
     interval."""
     if metric == "win_rate":
-        se, n = number(r.leaderboard.get("standard_error")), r.leaderboard.get("n_total")
+        se, n = finite(r.leaderboard.get("standard_error")), r.leaderboard.get("n_total")
         if r.win_rate is not None and se is not None:
             return Estimate(r.win_rate, r.win_rate - 1.96 * se, r.win_rate + 1.96 * se,
                             "judge SE", n)
@@ -128,29 +105,30 @@ def run_estimate(r: RunRecord, metric: str, notes: list[str]) -> Estimate | None
     if metric == "exact_answer":
         s = r.synthetic or {}
         ci = s.get("accuracy_ci95") or []
-        lo, hi = (number(ci[0]), number(ci[1])) if len(ci) == 2 else (None, None)
+        lo, hi = (finite(ci[0]), finite(ci[1])) if len(ci) == 2 else (None, None)
         if r.synthetic_accuracy is None:
             return None
         wilson = lo is not None and hi is not None
         return Estimate(100 * r.synthetic_accuracy, 100 * lo if wilson else None,  # type: ignore[operator]
                         100 * hi if wilson else None, "Wilson" if wilson else "", s.get("n"))
     if metric == "rep_2":
-        value = number((r.stats or {}).get("rep_2"))
+        value = finite((r.stats or {}).get("rep_2"))
         return None if value is None else Estimate(value, None, None, "", (r.stats or {}).get(
             "n_kept"))
     if metric == "win_rate" and r.win_rate is None:
         return None
     try:
-        values, weights = _values(load_per_example(RunFolder(r.path), metric))
+        data = load_per_example(RunFolder(r.path), metric)
     except MissingMetric:
         return _fallback(r, metric)
     except ValueError as exc:
         notes.append(f"{r.name}: per-example {metric} unreadable ({exc}); shown without "
                      "its interval")
         return _fallback(r, metric)
+    values = [v for v in values_of(data).values() if v is not None]
     if not values:
         return _fallback(r, metric)
-    d = bootstrap_mean(values, weights=weights)
+    d = bootstrap_mean(values, weights=list(data[1].values()) if isinstance(data, tuple) else None)
     return Estimate(d.diff, d.ci_low, d.ci_high, "bootstrap", d.n)
 
 
@@ -232,10 +210,8 @@ def paired_difference(a: Sequence[RunRecord], b: Sequence[RunRecord], metric: st
 def measure(runs: Sequence[RunRecord], notes: list[str]) -> Measured:
     """The headline estimates of ``runs`` (module doc); problems go to ``notes``."""
     many = len({r.dataset for r in runs}) > 1
-    rows = group_by(sorted_runs(runs), lambda r: (r.dataset, r.method, r.alpha_key, r.norm_key,
-                                                  r.variant)).values()
     out = Measured([Group(ms, ms[0].label + (f" · {ms[0].dataset}" if many else ""))
-                    for ms in rows])
+                    for ms in seed_groups(runs)])
     for m in METRICS:
         for i, g in enumerate(out.groups):
             if (e := group_estimate(g.runs, m.key, notes)) is not None:
@@ -253,19 +229,15 @@ def measure(runs: Sequence[RunRecord], notes: list[str]) -> Measured:
     return out
 
 
-def _diff_text(d: PairedDiff | None, digits: int, star: bool = True) -> str:
-    if d is None:
-        return MISSING
-    return (f"{d.diff:+.{digits}f} [{d.ci_low:+.{digits}f}, {d.ci_high:+.{digits}f}]"
-            + ("*" if d.significant and star else ""))
-
-
 def measured_table(ms: Measured) -> Table:
     """The headline: one row per (metric present, setting) with seeds, n, value with its
     interval, and the difference from the no-noise row with its paired interval."""
-    table = Table("measured", "What the runs measured", [
-        "metric", "setting", "seeds", "n per run", "value", "interval",
-        "difference from none [95%]"], csv_header=[
+    table = Table("measured", "What the runs measured", {
+        "metric": lambda r: f"{r['m'].name} ({r['m'].unit})", "setting": text("setting"),
+        "seeds": lambda r: r["e"].seed_text, "n per run": lambda r: r["e"].n_text(),
+        "value": lambda r: r["e"].text(r["m"].digits), "interval": text("interval"),
+        "difference from none [95%]": lambda r: "(baseline)" if r["base"] else diff_text(
+            r["d"], r["m"].digits) if r["m"].paired else MISSING}, [
         "metric", "unit", "dataset", "setting", "method", "seeds", "n", "value", "low", "high",
         "interval", "diff", "diff_low", "diff_high", "diff_n", "significant"],
         note="value [low, high]: the interval named in 'interval' (95% Wilson for a "
@@ -280,19 +252,16 @@ def measured_table(ms: Measured) -> Table:
              "run and no paired difference.")
     for m in ms.present:
         for i, g in enumerate(ms.groups):
-            e = ms.estimates.get((i, m.key))
-            if e is None:
+            if (e := ms.estimates.get((i, m.key))) is None:
                 continue
             d = ms.diffs.get((i, m.key))
-            base = ms.base_of(i) == i
-            shown_diff = "(baseline)" if base else _diff_text(d, m.digits) if m.paired \
-                else MISSING
-            table.add([f"{m.name} ({m.unit})", g.label, e.seed_text, e.n_text(), e.text(m.digits),
-                       e.interval_name(), shown_diff],
-                      [m.key, m.unit, g.first.dataset, g.label, g.first.method, e.seeds, e.n,
-                       e.value, e.low, e.high, e.interval_name(),
-                       *((d.diff, d.ci_low, d.ci_high, d.n, d.significant) if d is not None
-                         else (None,) * 5)])
+            table.add(m=m, e=e, d=d, base=ms.base_of(i) == i, metric=m.key, unit=m.unit,
+                      dataset=g.first.dataset, setting=g.label, method=g.first.method,
+                      seeds=e.seeds, n=e.n, value=e.value, low=e.low, high=e.high,
+                      interval=e.interval_name(), **dict(zip(
+                          ("diff", "diff_low", "diff_high", "diff_n", "significant"),
+                          (d.diff, d.ci_low, d.ci_high, d.n, d.significant) if d is not None
+                          else (None,) * 5, strict=True)))
     return table
 
 
@@ -305,7 +274,7 @@ def _sentence(ms: Measured, m: Metric) -> str:
     text = head + ", ".join(f"{g.label} {e.text(m.digits)}" for _, g, e in rows)
     diffs = [(g, ms.diffs[(i, m.key)]) for i, g, _ in rows if (i, m.key) in ms.diffs]
     if diffs:
-        parts = [f"{g.label} {_diff_text(d, m.digits, star=False)}"
+        parts = [f"{g.label} {diff_text(d, m.digits, star=False)}"
                  + ("" if d is None else " (significant)" if d.significant
                     else " (not significant)") for g, d in diffs]
         text += "; difference from none (paired 95% bootstrap): " + ", ".join(parts)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._io import fmt, markdown_table
 from ..noise import sample_noise
 
 __all__ = ["DISTRIBUTIONS", "DEFAULT_DIMS", "DEFAULT_SAMPLES", "SQRT3", "NormAnalysis",
@@ -166,11 +167,9 @@ _TABLE = {  # Markdown column title: (row key, format)
 def format_norms_table(analysis: NormAnalysis) -> str:
     """A Markdown table of the analysis: empirical means (closed forms), ratios vs sqrt(3)."""
     df = analysis.frame().assign(sqrt3=SQRT3)
-    cols = {title: df[key].map(lambda v, f=fmt: format(v, f))
-            for title, (key, fmt) in _TABLE.items()}
-    body = pd.DataFrame(cols).astype(str).agg(" | ".join, axis=1)
-    lines = [" | ".join(_TABLE), "|".join(["---:"] * len(_TABLE)), *body]
-    return "".join(f"| {ln} |\n" if i != 1 else f"|{ln}|\n" for i, ln in enumerate(lines))
+    return markdown_table(pd.DataFrame({title: df[key].map(lambda v, f=spec: fmt(v, f))
+                                        for title, (key, spec) in _TABLE.items()}),
+                          align="r" * len(_TABLE))
 
 
 def _plot(analysis: NormAnalysis, norms_png: Path, ratios_png: Path) -> None:

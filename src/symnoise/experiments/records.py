@@ -10,16 +10,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._io import finite
 from ..config import PAPER_DATASETS, model_setting
 from ..evaluate.judge import LEADERBOARD_JSON
 from ..evaluate.winrate import LEADERBOARD_COLUMNS as JUDGE_COLUMNS
 from ..noise import METHODS, NORM_MATCHED
 from ..run import RunFolder, run_dataset, run_setting
-from .tables import MISSING, Table, cell, fmt, group_by, mean, number, sd
+from .tables import Table, group_by, mean, num, sd, seeds, text
 
 __all__ = ["LEADERBOARD_COLUMNS", "GridRow", "RunRecord", "assign_variants", "dataset_order",
-           "grid_rows", "grid_table", "load_run", "method_rank", "setting_label", "sorted_runs",
-           "win_rate_mark"]
+           "grid_rows", "grid_table", "load_run", "method_rank", "seed_groups", "setting_label",
+           "sorted_runs", "win_rate_mark"]
 
 #: The AlpacaEval leaderboard columns (the judge's list) and the length-control variant,
 #: shown beside every win rate where the judge wrote them.
@@ -116,12 +117,12 @@ class RunRecord:
     @property
     def avg_chars(self) -> float | None:
         """Mean output length in characters: the eval statistics, else the judge's."""
-        value = number((self.stats or {}).get("avg_chars"))
+        value = finite((self.stats or {}).get("avg_chars"))
         return value if value is not None else self.judge_avg_length
 
     @property
     def synthetic_accuracy(self) -> float | None:
-        return number((self.synthetic or {}).get("accuracy"))
+        return finite((self.synthetic or {}).get("accuracy"))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -168,10 +169,10 @@ def _read_eval(rec: RunRecord, run: RunFolder) -> None:
     notes = rec.notes
     judged = _judged(run, notes)
     if judged is not None:
-        rec.win_rate = number(judged.get("win_rate"))
+        rec.win_rate = finite(judged.get("win_rate"))
         rec.leaderboard = {k: judged[k] for k in LEADERBOARD_COLUMNS if judged.get(k) is not None}
         rec.judge, rec.reference = judged.get("judge"), judged.get("reference")
-        rec.judge_avg_length = number(judged.get("avg_length"))
+        rec.judge_avg_length = finite(judged.get("avg_length"))
         check = _eval_json(run, "judge_check", notes)
         rec.judge_check = dict(check) if isinstance(check, Mapping) else None
     stats = _eval_json(run, "stats", notes)
@@ -184,14 +185,14 @@ def _read_eval(rec: RunRecord, run: RunFolder) -> None:
     scores = _eval_json(run, "synthetic_scores", notes)
     if isinstance(scores, Mapping) and isinstance(scores.get("overall"), Mapping):
         overall = scores["overall"]
-        rec.synthetic = {"accuracy": number(overall.get("accuracy")),
+        rec.synthetic = {"accuracy": finite(overall.get("accuracy")),
                          "accuracy_ci95": overall.get("accuracy_ci95"),
                          "n": overall.get("n", scores.get("n")),
-                         "format_rate": number(overall.get("format_rate"))}
+                         "format_rate": finite(overall.get("format_rate"))}
     harness = _eval_json(run, "harness", notes)
     if isinstance(harness, Mapping):
         rec.harness = {str(k): v for k, v in (harness.get("summary") or {}).items()
-                       if number(v) is not None}
+                       if finite(v) is not None}
         rec.harness_limit = (harness.get("config") or {}).get("limit")
 
 
@@ -206,10 +207,10 @@ def load_run(run_dir: str | os.PathLike[str] | RunFolder, name: str | None = Non
     rec = RunRecord(
         path=run.path, name=name or run.path.name, status=info.get("status"),
         model=cfg.get("model") or (info.get("model_source") or {}).get("path"),
-        dataset=run_dataset(info), method=noise["method"], alpha=number(noise["alpha"]),
+        dataset=run_dataset(info), method=noise["method"], alpha=finite(noise["alpha"]),
         norm_match=noise["norm_match"], seed=run.seed, global_step=info.get("global_step"),
-        train_loss=number(info.get("train_loss")),
-        final_clean_eval_loss=number(info.get("final_clean_eval_loss")),
+        train_loss=finite(info.get("train_loss")),
+        final_clean_eval_loss=finite(info.get("final_clean_eval_loss")),
         setting={k: v for k, v in model_setting(cfg).items() if k not in _NOISE_AXES
                  and (k != "symmetric_mode" or noise["method"] == "symnoise")})
     try:
@@ -245,6 +246,13 @@ def sorted_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
     return sorted(runs, key=lambda r: (order.index(r.dataset), method_rank(r.method), r.variant,
                                        r.alpha_key if r.alpha_key is not None else -1.0,
                                        r.norm_key is True, r.name))
+
+
+def seed_groups(runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    """Runs that differ only by seed (dataset, method, alpha, norm matching, variant), in
+    table order: a row of the headline and of the tables that average seeds."""
+    return list(group_by(sorted_runs(runs), lambda r: (r.dataset, r.method, r.alpha_key,
+                                                        r.norm_key, r.variant)).values())
 
 
 def win_rate_mark(runs: Sequence[RunRecord]) -> str:
@@ -302,26 +310,25 @@ def grid_table(name: str, title: str, runs: Sequence[RunRecord], datasets: Seque
                marks: bool = False) -> Table:
     """Rows :func:`grid_rows`, a column per dataset (+ Average: the mean of the row's cells,
     only when it has every column). CSV: the cell means, each cell's sd and n, the average."""
-    avg_col = ["Average"] if average else []
-    table = Table(name, title, ["method", *datasets, *avg_col], csv_header=[
+    table = Table(name, title, {
+        "method": text("row"),
+        **{d: seeds(d, digits, mark=f"{d} mark", note=f"{d} α") for d in datasets},
+        **({"Average": num("average", digits)} if average else {})}, [
         *_GRID_KEYS, *datasets, *(f"{d} sd" for d in datasets), *(f"{d} n" for d in datasets),
         *(["average"] if average else [])], note=note)
     for label, cells in extra_rows:
-        table.add([label, *(fmt(cells.get(d), digits) for d in datasets),
-                   *([MISSING] if average else [])], row=label, source=label, **cells)
+        table.add(row=label, source=label, **cells)
     for g in grid_rows(runs):
-        shown, means, extra = [g.label()], {}, {}
+        record: dict[str, Any] = {}
         for d in datasets:
             members = [r for r in g.runs.get(d, []) if value(r) is not None]
             vals = [value(r) for r in members]
-            alpha_note = (f"α={g.alpha_of(d):g}" if g.alpha is None and g.method != "none"
-                          and vals and g.alpha_of(d) is not None else "")
-            shown.append(cell(vals, digits, alpha_note, mark=win_rate_mark(members) if marks else ""))
-            means[d] = mean(vals)
-            extra[f"{d} sd"] = sd(vals)
-            extra[f"{d} n"] = len(vals) or None
-        avg = mean(list(means.values())) if all(v is not None for v in means.values()) else None
-        table.add(shown + ([fmt(avg, digits)] if average else []), row=g.label(), source="runs",
-                  method=g.method, alpha=g.alpha, norm_match=g.norm_key,
-                  alphas=g.alphas() or None, average=avg, **means, **extra)
+            record |= {d: mean(vals), f"{d} sd": sd(vals), f"{d} n": len(vals) or None,
+                       f"{d} mark": win_rate_mark(members) if marks else ""}
+            if g.alpha is None and g.method != "none" and vals and g.alpha_of(d) is not None:
+                record[f"{d} α"] = f"α={g.alpha_of(d):g}"
+        means = [record[d] for d in datasets]
+        avg = mean(means) if None not in means else None  # type: ignore[arg-type]
+        table.add(row=g.label(), source="runs", method=g.method, alpha=g.alpha,
+                  norm_match=g.norm_key, alphas=g.alphas() or None, average=avg, **record)
     return table

@@ -14,11 +14,12 @@ not checked is marked ``†``, one from a judge the check found not usable ``‡
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import MISSING, finite, fmt
 from ..config import PAPER_DATASETS
 from ..run import find_runs
 from . import paper_numbers
@@ -32,11 +33,12 @@ from .records import (
     grid_rows,
     grid_table,
     load_run,
+    seed_groups,
     setting_label,
     sorted_runs,
     win_rate_mark,
 )
-from .tables import MISSING, Table, cell, fmt, group_by, mean, number, sd
+from .tables import Table, diff_text, interval, mean, num, sd, seeds, text
 
 __all__ = ["JUDGE_NOTE", "ReportResult", "RunRecord", "Table", "ablation", "build_report",
            "find_runs", "grid_rows", "grid_table", "judged", "length_tables", "load_run",
@@ -49,15 +51,21 @@ JUDGE_NOTE = ("†: the judge of this win rate was not checked (symnoise judge-c
 
 
 # -- the tables ------------------------------------------------------------------------------
-def paper_table(datasets: Sequence[str], *, name: str, title: str, note: str) -> Table:
-    table = Table(name, title, ["source", *datasets, "Average"],
-                  csv_header=["row", "method", *datasets, "average", "where"], note=note)
+def _paper_records(datasets: Sequence[str]) -> list[dict[str, Any]]:
+    """The published win-rate rows (:data:`paper_numbers.WIN_RATE_ROWS`) as table records;
+    the source's average only when every paper dataset is a column."""
     full = list(datasets) == list(PAPER_DATASETS)
-    for pr in paper_numbers.WIN_RATE_ROWS:
-        cells = [pr.values.get(d) for d in datasets]
-        avg = pr.average if full else None
-        table.add([pr.label, *(fmt(v, pr.digits) for v in cells), fmt(avg, pr.digits)],
-                  [pr.label, pr.method, *cells, avg, pr.where])
+    return [{"row": pr.label, "method": pr.method, "average": pr.average if full else None,
+             "where": pr.where, "digits": pr.digits, **{d: pr.values.get(d) for d in datasets}}
+            for pr in paper_numbers.WIN_RATE_ROWS]
+
+
+def paper_table(datasets: Sequence[str], *, name: str, title: str, note: str) -> Table:
+    table = Table(name, title, {"source": text("row"), **{d: num(d, 2) for d in datasets},
+                                "Average": num("average", 2)},
+                  ["row", "method", *datasets, "average", "where"], note=note)
+    for record in _paper_records(datasets):
+        table.add(**record)
     return table
 
 
@@ -68,96 +76,85 @@ def table1(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool)
         note="Average: mean of the row's cells, shown only when the row has every column. "
              "a ± s (n=k): mean and standard deviation over k seeds. " + JUDGE_NOTE)
     if comparable:
-        paper = paper_table(datasets, name="", title="", note="")
-        for shown, raw in zip(paper.rows, paper.data, strict=True):
-            table.add(shown, row=raw[0], source="paper", method=raw[1], average=raw[-2],
-                      **dict(zip(datasets, raw[2:-2], strict=True)))
+        for record in _paper_records(datasets):
+            table.add(**record, source="paper")
         table.note += (" Rows labelled 'paper (...)' are published numbers "
                        "(symnoise.experiments.paper_numbers), not results of these runs.")
     return table
-
-
-def _groups(runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
-    """Runs that differ only by seed, in table order."""
-    return list(group_by(sorted_runs(runs), lambda r: (r.dataset, r.method, r.alpha_key,
-                                                        r.norm_key, r.variant)).values())
 
 
 def ablation(runs: Sequence[RunRecord]) -> Table:
     """Per setting: the win rate (only when a run has one) and the average output length."""
     wr_cols = any(r.win_rate is not None for r in runs)
     what = "win rate (%) and average output length" if wr_cols else "average output length"
-    table = Table("ablation", f"Noise ablation: {what} (characters)",
-                  ["dataset", "setting", "method", "alpha", "norm-matched",
-                   *(["win rate"] if wr_cols else []), "avg chars", "runs"],
-                  csv_header=["dataset", "setting", "method", "alpha", "norm_match",
-                              *(["win_rate", "win_rate_sd"] if wr_cols else []), "avg_chars",
-                              "runs"],
-                  note="norm-matched: Gaussian/Bernoulli/SymNoise noise divided by sqrt(3) "
-                       "(α=a/√3); '-' where it does not apply. avg chars: mean over all outputs "
-                       "(stats.json), else over the judged outputs."
-                       + (" " + JUDGE_NOTE if wr_cols else ""))
-    for members in _groups(runs):
+    table = Table("ablation", f"Noise ablation: {what} (characters)", {
+        "dataset": text("dataset"), "setting": text("setting"),
+        "method": lambda r: r["method"] or "?", "alpha": lambda r: fmt(r["alpha"], "g"),
+        "norm-matched": lambda r: {None: MISSING, True: "yes", False: "no"}[r["norm_match"]],
+        **({"win rate": seeds("win_rate", 2, sd="win_rate_sd", mark="mark")} if wr_cols else {}),
+        "avg chars": seeds("avg_chars", 1), "runs": text("runs")},
+        ["dataset", "setting", "method", "alpha", "norm_match",
+         *(["win_rate", "win_rate_sd"] if wr_cols else []), "avg_chars", "runs"],
+        note="norm-matched: Gaussian/Bernoulli/SymNoise noise divided by sqrt(3) "
+             "(α=a/√3); '-' where it does not apply. avg chars: mean over all outputs "
+             "(stats.json), else over the judged outputs." + (" " + JUDGE_NOTE if wr_cols else ""))
+    for members in seed_groups(runs):
         r = members[0]
         judged = [m for m in members if m.win_rate is not None]
         wr = [m.win_rate for m in judged]
         ch = [m.avg_chars for m in members if m.avg_chars is not None]
-        nm_text = MISSING if r.norm_key is None else ("yes" if r.norm_key else "no")
-        alpha = MISSING if r.alpha_key is None else f"{r.alpha_key:g}"
-        wr_shown = [cell(wr, 2, mark=win_rate_mark(judged))] if wr_cols else []
-        table.add([r.dataset, r.label, r.method or "?", alpha, nm_text, *wr_shown, cell(ch, 1),
-                   str(len(members))],
-                  [r.dataset, r.label, r.method, r.alpha_key, r.norm_key,
-                   *([mean(wr), sd(wr)] if wr_cols else []), mean(ch), len(members)])
+        table.add(dataset=r.dataset, setting=r.label, method=r.method, alpha=r.alpha_key,
+                  norm_match=r.norm_key, win_rate=mean(wr), win_rate_sd=sd(wr),
+                  **{"win_rate n": len(wr), "avg_chars sd": sd(ch), "avg_chars n": len(ch)},
+                  mark=win_rate_mark(judged), avg_chars=mean(ch), runs=len(members))
     return table
+
+
+_CHECK = ("accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable")
 
 
 def judged(runs: Sequence[RunRecord]) -> Table:
     """Every judged run with the leaderboard columns its judge wrote and its judge check."""
     board = [c for c in LEADERBOARD_COLUMNS if any(c in r.leaderboard for r in runs)]
-    check = ["accuracy", "accuracy_ci", "position_bias", "n_pairs", "usable"]
-    table = Table("judged", "Win rates: AlpacaEval leaderboard columns and the judge check",
-                  ["run", "setting", "dataset", "judge", "reference", *board, "judge check"],
-                  csv_header=["run", "setting", "dataset", "judge", "reference", *board,
-                              *(f"check_{k}" for k in check)], note=JUDGE_NOTE)
+    table = Table("judged", "Win rates: AlpacaEval leaderboard columns and the judge check", {
+        **{k: text(k) for k in ("run", "setting", "dataset", "judge", "reference")},
+        **{c: lambda r, c=c: _board_cell(r.get(c)) for c in board}, "judge check": _check_text},
+        ["run", "setting", "dataset", "judge", "reference", *board,
+         *(f"check_{k}" for k in _CHECK)], note=JUDGE_NOTE)
     for r in sorted_runs(runs):
-        if r.win_rate is None:
-            continue
-        jc = r.judge_check or {}
-        table.add([r.name, r.label, r.dataset, r.judge or MISSING, r.reference or MISSING,
-                   *(_board_cell(r.leaderboard.get(c)) for c in board), _check_text(r)],
-                  [r.name, r.label, r.dataset, r.judge, r.reference,
-                   *(r.leaderboard.get(c) for c in board), *(jc.get(k) for k in check)])
+        if r.win_rate is not None:
+            jc = r.judge_check or {}
+            table.add(run=r.name, setting=r.label, dataset=r.dataset, judge=r.judge,
+                      reference=r.reference, checked=r.judge_check is not None,
+                      **{c: r.leaderboard.get(c) for c in board},
+                      **{f"check_{k}": jc.get(k) for k in _CHECK})
     return table
 
 
 def _board_cell(value: Any) -> str:
     if isinstance(value, str):
         return value
-    v = number(value)
-    return MISSING if v is None else (f"{v:g}" if float(v).is_integer() else f"{v:.2f}")
+    v = finite(value)
+    return fmt(v, "g" if v is not None and v.is_integer() else ".2f")
 
 
-def _check_text(r: RunRecord) -> str:
-    jc = r.judge_check
-    if jc is None:
+def _check_text(r: Mapping[str, Any]) -> str:
+    if not r["checked"]:
         return "† not checked"
-    ci = jc.get("accuracy_ci") or []
-    acc = number(jc.get("accuracy"))
-    text = MISSING if acc is None else f"accuracy {100 * acc:.1f}%"
-    if len(ci) == 2 and None not in ci:
-        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-    if number(jc.get("position_bias")) is not None:
-        text += f", position bias {100 * jc['position_bias']:.1f}%"
-    verdict = "usable" if jc.get("usable") is True else "‡ not usable"
-    return f"{verdict}: {text} (n={jc.get('n_pairs', MISSING)})"
+    acc, bias = finite(r["check_accuracy"]), finite(r["check_position_bias"])
+    out = MISSING if acc is None else f"accuracy {fmt(acc, '.1f', scale=100)}%"
+    if None not in (ci := r["check_accuracy_ci"] or [None]) and len(ci) == 2:
+        out += " " + interval(*ci, ".1f", scale=100)
+    out += "" if bias is None else f", position bias {fmt(bias, '.1f', scale=100)}%"
+    verdict = "usable" if r["check_usable"] is True else "‡ not usable"
+    return f"{verdict}: {out} (n={text('check_n_pairs')(r)})"
 
 
 def _train_rows(runs: Sequence[RunRecord], datasets: Sequence[str], key: str
                 ) -> list[tuple[str, dict[str, float | None]]]:
     """The training data's own statistic per dataset (the first run that records it)."""
     found = {d: [v for r in runs if r.dataset == d
-                 if (v := number((r.train_stats or {}).get(key))) is not None]
+                 if (v := finite((r.train_stats or {}).get(key))) is not None]
              for d in datasets}
     cells = {d: vals[0] for d, vals in found.items() if vals}
     return [("training data", cells)] if cells else []
@@ -168,7 +165,7 @@ def length_tables(runs: Sequence[RunRecord], datasets: Sequence[str]) -> list[Ta
              ("lengths_words", "Whitespace length (words)", "avg_words", 1),
              ("lengths_rep2", "2-gram repetition (%)", "rep_2", 2)]
     return [grid_table(name, title, runs, datasets,
-                       lambda r, key=key: number((r.stats or {}).get(key)), digits,
+                       lambda r, key=key: finite((r.stats or {}).get(key)), digits,
                        average=False, extra_rows=_train_rows(runs, datasets, key),
                        note="Repetition over the first N words of each output (N from the "
                             "run's dataset: 50/100/150/150; stats.json records it); 'training "
@@ -178,65 +175,67 @@ def length_tables(runs: Sequence[RunRecord], datasets: Sequence[str]) -> list[Ta
 
 def openllm(runs: Sequence[RunRecord]) -> Table:
     tasks = list(dict.fromkeys(t for r in runs for t in r.harness))
-    table = Table("openllm", "OpenLLM tasks (lm-evaluation-harness, %)",
-                  ["run", "setting", "dataset", *tasks, "Average", "limit"],
-                  csv_header=["run", "setting", "dataset", *tasks, "average", "limit"],
-                  note="Each task's headline metric (acc_norm for ARC/HellaSwag, acc for MMLU "
-                       "and TruthfulQA MC2) in percent; CSV values are fractions. Average: only "
-                       "when every task is present. A run with a limit used part of each task: "
-                       "not comparable with full-benchmark numbers.")
+    table = Table("openllm", "OpenLLM tasks (lm-evaluation-harness, %)", {
+        "run": text("run"), "setting": text("setting"), "dataset": text("dataset"),
+        **{t: num(t, 2, 100) for t in tasks}, "Average": num("average", 2, 100),
+        "limit": text("limit")}, ["run", "setting", "dataset", *tasks, "average", "limit"],
+        note="Each task's headline metric (acc_norm for ARC/HellaSwag, acc for MMLU "
+             "and TruthfulQA MC2) in percent; CSV values are fractions. Average: only "
+             "when every task is present. A run with a limit used part of each task: "
+             "not comparable with full-benchmark numbers.")
     for r in (r for r in sorted_runs(runs) if r.harness):
-        vals = [number(r.harness.get(t)) for t in tasks]
-        avg = mean(vals) if all(v is not None for v in vals) else None  # type: ignore[arg-type]
-        limit = MISSING if r.harness_limit is None else str(r.harness_limit)
-        table.add([r.name, r.label, r.dataset, *(fmt(v, 2, 100) for v in vals),
-                   fmt(avg, 2, 100), limit], [r.name, r.label, r.dataset, *vals, avg,
-                                              r.harness_limit])
+        vals = {t: finite(r.harness.get(t)) for t in tasks}
+        table.add(run=r.name, setting=r.label, dataset=r.dataset, limit=r.harness_limit,
+                  average=None if None in vals.values() else mean(list(vals.values())), **vals)
     return table
 
 
 def synthetic(runs: Sequence[RunRecord]) -> Table:
-    table = Table("synthetic", "Synthetic held-out exact-answer score",
-                  ["run", "setting", "dataset", "accuracy %", "95% CI", "n", "formatted %"],
-                  csv_header=["run", "setting", "dataset", "accuracy", "ci95_low", "ci95_high",
-                              "n", "format_rate"],
-                  note="Exact-answer accuracy on the built-in synthetic held-out split, 95% "
-                       "Wilson interval; CSV values are fractions.")
+    table = Table("synthetic", "Synthetic held-out exact-answer score", {
+        "run": text("run"), "setting": text("setting"), "dataset": text("dataset"),
+        "accuracy %": num("accuracy", 1, 100),
+        "95% CI": lambda r: interval(r["ci95_low"], r["ci95_high"], ".1f", scale=100),
+        "n": text("n"), "formatted %": num("format_rate", 1, 100)},
+        ["run", "setting", "dataset", "accuracy", "ci95_low", "ci95_high", "n", "format_rate"],
+        note="Exact-answer accuracy on the built-in synthetic held-out split, 95% "
+             "Wilson interval; CSV values are fractions.")
     for r in (r for r in sorted_runs(runs) if r.synthetic):
         s = r.synthetic
         ci = s.get("accuracy_ci95") or [None, None]
-        lo, hi = (number(ci[0]), number(ci[1])) if len(ci) == 2 else (None, None)
-        ci_text = MISSING if lo is None or hi is None else f"[{lo * 100:.1f}, {hi * 100:.1f}]"
-        table.add([r.name, r.label, r.dataset, fmt(s.get("accuracy"), 1, 100), ci_text,
-                   str(s.get("n", MISSING)), fmt(s.get("format_rate"), 1, 100)],
-                  [r.name, r.label, r.dataset, s.get("accuracy"), lo, hi, s.get("n"),
-                   s.get("format_rate")])
+        lo, hi = (finite(ci[0]), finite(ci[1])) if len(ci) == 2 else (None, None)
+        table.add(run=r.name, setting=r.label, dataset=r.dataset, accuracy=s.get("accuracy"),
+                  ci95_low=lo, ci95_high=hi, n=s.get("n"), format_rate=s.get("format_rate"))
     return table
 
 
 def runs_table(runs: Sequence[RunRecord]) -> Table:
     table = Table("runs", "Runs: final clean held-out loss (noise off) and training loss "
-                  "(with noise)", ["run", "status", "model", "dataset", "setting", "steps",
-                                   "clean held-out loss", "train loss (noisy)"],
-                  csv_header=["run", "status", "model", "dataset", "method", "alpha",
-                              "norm_match", "seed", "global_step", "final_clean_eval_loss",
-                              "train_loss"])
+                  "(with noise)", {
+                      **{k: text(k) for k in ("run", "status", "model", "dataset", "setting")},
+                      "steps": text("global_step"),
+                      "clean held-out loss": num("final_clean_eval_loss", 4),
+                      "train loss (noisy)": num("train_loss", 4)},
+                  ["run", "status", "model", "dataset", "method", "alpha", "norm_match", "seed",
+                   "global_step", "final_clean_eval_loss", "train_loss"])
     for r in sorted_runs(runs):
-        table.add([r.name, r.status or MISSING, r.model or MISSING, r.dataset, r.label,
-                   MISSING if r.global_step is None else str(r.global_step),
-                   fmt(r.final_clean_eval_loss, 4), fmt(r.train_loss, 4)],
-                  [r.name, r.status, r.model, r.dataset, r.method, r.alpha, r.norm_match,
-                   r.seed, r.global_step, r.final_clean_eval_loss, r.train_loss])
+        table.add(run=r.name, status=r.status, model=r.model, dataset=r.dataset, setting=r.label,
+                  method=r.method, alpha=r.alpha, norm_match=r.norm_match, seed=r.seed,
+                  global_step=r.global_step, final_clean_eval_loss=r.final_clean_eval_loss,
+                  train_loss=r.train_loss)
     return table
 
 
 def published_tables() -> list[Table]:
     """Every published table of the SymNoise paper (T1-T5) as printed, labelled with its
     judge and the paper versions that print it."""
-    return [Table(f"paper_{key}", f"{pt.label()}: {pt.title}", pt.header(),
-                  [[c or MISSING for c in row] for row in pt.display_rows()], pt.header(),
-                  [[c or None for c in row] for row in pt.display_rows()], pt.note)
-            for key, pt in paper_numbers.PAPER_TABLES.items()]
+    out = []
+    for key, pt in paper_numbers.PAPER_TABLES.items():
+        table = Table(f"paper_{key}", f"{pt.label()}: {pt.title}",
+                      {h: text(h) for h in pt.header()}, pt.header(), pt.note)
+        for row in pt.display_rows():
+            table.add(**{h: c or None for h, c in zip(pt.header(), row, strict=True)})
+        out.append(table)
+    return out
 
 
 def _ours(r: RunRecord, metric: str) -> float | None:
@@ -244,22 +243,23 @@ def _ours(r: RunRecord, metric: str) -> float | None:
         return getattr(r, metric)
     if metric in r.harness:
         return 100 * r.harness[metric]  # the paper prints percent
-    return number((r.stats or {}).get(metric))
+    return finite((r.stats or {}).get(metric))
 
 
 def paper_matches(runs: Sequence[RunRecord]) -> Table:
     """Published numbers (T1-T5) beside ours, for every run group whose setting matches
     the paper's (model, dataset, method, and alpha and norm matching where printed)."""
-    table = Table("paper_matches", "Published numbers for the settings of these runs",
-                  ["setting", "dataset", "metric", "ours", "paper", "table", "judge",
-                   "versions"],
-                  csv_header=["setting", "dataset", "metric", "ours", "ours_sd", "n", "paper",
-                              "table", "judge", "versions"],
-                  note="ours: these runs (mean ± sd over seeds); paper: as printed, with its "
-                       "table, judge and the paper versions (v1, v2) that print it. A win rate "
-                       "is comparable only when the judge and the reference outputs are the "
-                       "same.")
-    for members in _groups(runs):
+    table = Table("paper_matches", "Published numbers for the settings of these runs", {
+        "setting": text("setting"), "dataset": text("dataset"), "metric": text("metric"),
+        "ours": seeds("ours", 2, sd="ours_sd", n="n"), "paper": text("paper text"),
+        "table": text("table"), "judge": text("judge"),
+        "versions": lambda r: r["versions"].replace(",", ", ")},
+        ["setting", "dataset", "metric", "ours", "ours_sd", "n", "paper", "table", "judge",
+         "versions"],
+        note="ours: these runs (mean ± sd over seeds); paper: as printed, with its "
+             "table, judge and the paper versions (v1, v2) that print it. A win rate "
+             "is comparable only when the judge and the reference outputs are the same.")
+    for members in seed_groups(runs):
         r = members[0]
         for v in paper_numbers.paper_values(dataset=r.dataset, method=r.method):
             if not (paper_numbers.matches_model(v.model, r.model)
@@ -267,13 +267,11 @@ def paper_matches(runs: Sequence[RunRecord]) -> Table:
                     and (v.norm_match is None or v.norm_match == r.norm_key)):
                 continue
             vals = [x for x in (_ours(m, v.metric) for m in members) if x is not None]
-            if not vals:
-                continue
-            where = f"{paper_numbers.PAPER_TABLES[v.table].label()}: {v.row}"
-            table.add([r.label, r.dataset, v.metric, cell(vals, 2), v.text, where,
-                       v.judge or MISSING, ", ".join(v.versions)],
-                      [r.label, r.dataset, v.metric, mean(vals), sd(vals), len(vals), v.value,
-                       where, v.judge, ",".join(v.versions)])
+            if vals:
+                table.add(setting=r.label, dataset=r.dataset, metric=v.metric, ours=mean(vals),
+                          ours_sd=sd(vals), n=len(vals), paper=v.value, judge=v.judge,
+                          table=f"{paper_numbers.PAPER_TABLES[v.table].label()}: {v.row}",
+                          versions=",".join(v.versions), **{"paper text": v.text})
     return table
 
 
@@ -283,12 +281,13 @@ def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: li
     variant): win rate B − A in points with its 95% interval, a paired bootstrap over the
     judged prompts stratified by seed (:func:`symnoise.experiments.compare.compare_runs`).
     ``*``: significant, i.e. the interval excludes 0. A cell that cannot be paired is ``-``
-    and ``notes`` says why."""
+    and ``notes`` says why. The CSV has a row per cell."""
     rows = grid_rows(runs)
     base = {g.variant: g for g in rows if g.method == "none"}
     table = Table("table1_vs_none", "Table 1: difference from the no-noise row (win-rate "
-                  "points, 95% interval)", ["method", *datasets],
-                  csv_header=["row", "dataset", "diff", "ci_low", "ci_high", "n", "significant"],
+                  "points, 95% interval)", {"method": text("row"), **{d: text(d) for d in
+                                                                     datasets}},
+                  ["row", "dataset", "diff", "ci_low", "ci_high", "n", "significant"],
                   note="B − A per dataset, A the no-noise row: paired bootstrap over prompts "
                        "(stratified by seed); * significant: the 95% interval excludes 0. "
                        + JUDGE_NOTE)
@@ -299,14 +298,10 @@ def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: li
             b = [r for r in g.runs.get(d, []) if r.win_rate is not None]
             diff = paired_difference(a, b, "win_rate", f"{g.label()} vs none on {d}", notes) \
                 if a and b else None
-            if diff is None:
-                shown.append(MISSING)
-                continue
-            star = "*" if diff.significant else ""
-            shown.append(f"{diff.diff:+.1f} [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]{star}"
-                         + win_rate_mark(a + b))
-            table.data.append([g.label(), d, diff.diff, diff.ci_low, diff.ci_high, diff.n,
-                               diff.significant])
+            shown.append(diff_text(diff, 1) + ("" if diff is None else win_rate_mark(a + b)))
+            if diff is not None:
+                table.data.append([g.label(), d, diff.diff, diff.ci_low, diff.ci_high, diff.n,
+                                   diff.significant])
         table.rows.append(shown)
     return table
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import fmt, text_table
 from .._io import write_json_atomic as _write_json
 from ..config import TrainConfig, flat_config, model_setting
 from ..run import RunFolder
@@ -337,12 +338,10 @@ class SweepResult:
     def format_table(self) -> str:
         """A readable table of the points, their status and the headline numbers some point
         has (a line says how to get each that none has)."""
-        from .evaluation import fmt_num
-        from .tables import text_table
-
+                
         cols = [c for c in _SWEEP_COLUMNS
-                if any(fmt_num(p.metrics.get(c[1]), c[2]) != "-" for p in self.points)]
-        rows = [[p.name, p.status, p.action, *(fmt_num(p.metrics.get(k), f) for _, k, f in cols),
+                if any(fmt(p.metrics.get(c[1]), c[2]) != "-" for p in self.points)]
+        rows = [[p.name, p.status, p.action, *(fmt(p.metrics.get(k), f) for _, k, f in cols),
                  f"{p.seconds:.0f}s" if p.seconds else "-",
                  (p.error or p.note or "").split("\n")[0][:70]] for p in self.points]
         counts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))

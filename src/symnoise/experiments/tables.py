@@ -1,26 +1,21 @@
-"""Tables of the report: a :class:`Table` (shown cells + numbers), its Markdown, CSV and
-plain-text forms, and the formatting of a cell (mean ± sd over seeds, n)."""
+"""Tables of the report: a :class:`Table` is records (one dict per row) shown through its
+columns' formatters (Markdown) and written through its CSV columns (full precision); the
+cell of runs that differ only by seed (mean ± sd, n)."""
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MISSING", "Table", "cell", "fmt", "group_by", "markdown_table", "mean", "number",
-           "sd", "text_table"]
+from .._io import MISSING, finite, fmt, markdown_table
 
-MISSING = "-"
+__all__ = ["Table", "cell", "diff_text", "group_by", "interval", "mean", "num", "sd", "seeds",
+           "text"]
 
-
-def number(value: Any) -> float | None:
-    """A finite number as float, else None (bools are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+Column = Callable[[Mapping[str, Any]], str]  # a record -> its shown cell
 
 
 def group_by(items: Iterable[Any], key: Callable[[Any], Hashable]) -> dict[Any, list[Any]]:
@@ -29,10 +24,6 @@ def group_by(items: Iterable[Any], key: Callable[[Any], Hashable]) -> dict[Any, 
     for item in items:
         out.setdefault(key(item), []).append(item)
     return out
-
-
-def fmt(value: float | None, digits: int, scale: float = 1.0) -> str:
-    return MISSING if value is None else f"{value * scale:.{digits}f}"
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -44,67 +35,72 @@ def sd(values: Sequence[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-def cell(values: Sequence[float], digits: int, *notes: str, mark: str = "") -> str:
+def cell(m: float | None, s: float | None, n: int | None, digits: int, *notes: str,
+         mark: str = "") -> str:
     """Runs that differ only by seed: ``mean ± sd (n=k)``; one run: its value. ``notes``
     (e.g. ``α=5``) go in the parentheses; ``mark`` right after the numbers."""
-    if not values:
+    if not n:
         return MISSING
-    text = fmt(mean(values), digits)
-    if len(values) > 1:
-        text += f" ± {sd(values):.{digits}f}"
-    text += mark
-    extras = [e for e in (*notes, f"n={len(values)}" if len(values) > 1 else "") if e]
+    text = fmt(m, f".{digits}f") + (f" ± {s:.{digits}f}" if n > 1 else "") + mark
+    extras = [e for e in (*notes, f"n={n}" if n > 1 else "") if e]
     return f"{text} ({', '.join(extras)})" if extras else text
 
 
-def _numeric(cells: Sequence[str]) -> bool:
-    """True when every present cell of a column starts like a number (or an interval)."""
-    return all(c[:1].isdigit() or c[:1] == "[" or (c[:1] in "-+" and c[1:2].isdigit())
-               for c in cells if c != MISSING)
+def text(key: str) -> Column:
+    """The record's ``key`` as text (``-`` when None)."""
+    return lambda r: MISSING if r.get(key) is None else str(r[key])
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub Markdown table; numeric columns (after the first) right-aligned."""
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    align = ["---"] + ["---:" if _numeric([r[i] for r in rows]) else "---"
-                       for i in range(1, len(header))]
-    return "\n".join([line(header), "|" + "|".join(align) + "|", *map(line, rows)]) + "\n"
+def num(key: str, digits: int, scale: float = 1.0) -> Column:
+    """The record's ``key`` with ``digits`` (the record's own ``digits`` when it has them)."""
+    return lambda r: fmt(r.get(key), f".{r.get('digits', digits)}f", scale=scale)
 
 
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, rule: bool = True
-               ) -> str:
-    """Columns padded to their widest cell, a dashed rule under the header (``rule``)."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+def seeds(key: str, digits: int, *, sd: str | None = None, n: str | None = None,
+          mark: str | None = None, note: str | None = None) -> Column:
+    """:func:`cell` of the record's ``key`` (the mean), ``sd`` and ``n`` (default ``key sd``
+    and ``key n``; no n: one value); ``mark``/``note``: the record keys of its mark and note."""
+    sd, n = sd or f"{key} sd", n or f"{key} n"
+    return lambda r: cell(r.get(key), r.get(sd), r.get(n, 1), r.get("digits", digits),
+                          r.get(note, "") if note else "", mark=r.get(mark, "") if mark else "")
 
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    return "\n".join([line(header), *(["  ".join("-" * w for w in widths)] if rule else []),
-                      *map(line, rows)])
+def interval(low: Any, high: Any, spec: str, *, scale: float = 1.0) -> str:
+    """``[low, high]``, or ``-`` when either end is missing."""
+    if finite(low) is None or finite(high) is None:
+        return MISSING
+    return f"[{fmt(low, spec, scale=scale)}, {fmt(high, spec, scale=scale)}]"
+
+
+def diff_text(d: Any, digits: int, star: bool = True) -> str:
+    """A paired difference ``+1.2 [-0.3, +2.7]``, ``*`` when significant (``star``)."""
+    if d is None:
+        return MISSING
+    spec = f"+.{digits}f"
+    return f"{fmt(d.diff, spec)} {interval(d.ci_low, d.ci_high, spec)}" + (
+        "*" if d.significant and star else "")
 
 
 @dataclass
 class Table:
-    """A table both as shown (``rows``, strings) and as data (``data``, numbers or None).
-
-    ``header``/``rows`` make the Markdown; ``csv_header``/``data`` make the CSV (numbers at
-    full precision, None written as ``-``).
-    """
+    """Records shown through ``columns`` (title -> :data:`Column`) as ``rows`` and kept as
+    numbers by ``csv_header`` (record keys) as ``data``; both built once, by :meth:`add`."""
 
     name: str
     title: str
-    header: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    csv_header: list[str] = field(default_factory=list)
-    data: list[list[Any]] = field(default_factory=list)
+    columns: dict[str, Column]
+    csv_header: list[str]
     note: str = ""
+    rows: list[list[str]] = field(default_factory=list)
+    data: list[list[Any]] = field(default_factory=list)
 
-    def add(self, shown: list[str], data: list[Any] | None = None, /, **csv: Any) -> None:
-        """One row: its cells as shown, and its numbers (``data``, or by CSV column)."""
-        self.rows.append(shown)
-        self.data.append(data if data is not None else [csv.get(c) for c in self.csv_header])
+    @property
+    def header(self) -> list[str]:
+        return list(self.columns)
+
+    def add(self, **record: Any) -> None:
+        self.rows.append([show(record) for show in self.columns.values()])
+        self.data.append([record.get(k) for k in self.csv_header])
 
     def to_markdown(self) -> str:
         return markdown_table(self.header, self.rows)
@@ -119,4 +115,6 @@ class Table:
         self.frame().to_csv(path, index=False, na_rep=MISSING)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"name": self.name, "title": self.title, "header": self.header,
+                "rows": self.rows, "csv_header": self.csv_header, "data": self.data,
+                "note": self.note}
