@@ -11,7 +11,7 @@ import errno
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,16 @@ def user_message(instruction: str, input: str | None = "") -> str:
     blank line when it has any non-space character. Templates, AlpacaEval files, judges and
     per-example joins all build "instruction + input" here."""
     return f"{instruction}\n\n{input}" if input and input.strip() else instruction
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A GitHub Markdown table (``|`` in cells escaped); ``align``: ``l`` or ``r`` per column,
+    by default the first column left and the others right."""
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    rule = "|".join("---:" if a == "r" else "---" for a in align or "l".ljust(len(header), "r"))
+    return "\n".join([line(header), f"|{rule}|", *map(line, rows)]) + "\n"
 
 
 #: The errors a disk causes (read-only, no permission, full, over quota), and how libraries

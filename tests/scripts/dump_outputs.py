@@ -5,6 +5,7 @@ refactor can be checked byte for byte: ``python tests/scripts/dump_outputs.py OU
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def _json(path: Path, data: object) -> None:
 
 
 def main(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # generate would resume from an earlier dump
+    out.mkdir(parents=True)
     for seed in (0, 3):
         suite = generate_suite(seed, n_train=400, n_heldout=120)
         _json(out / f"suite_{seed}.json", {"train": suite.train, "heldout": suite.heldout})
