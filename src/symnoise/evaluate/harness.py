@@ -1,13 +1,6 @@
-"""OpenLLM-style benchmarks through lm-evaluation-harness (``symnoise harness``).
-
-The preset ``openllm`` reproduces the Open LLM Leaderboard (v1) scoring the paper used:
-ARC-Challenge 25-shot ``acc_norm``, HellaSwag 10-shot ``acc_norm``, MMLU 5-shot
-``acc_unweighted`` (the plain mean over its 57 subjects, computed here: lm-eval's own group
-row, kept beside it, weights by size) and TruthfulQA 0-shot MC2 (lm-eval's ``acc``). The
-model is a model folder, run folder (results in ``RUN/eval``), ``.gguf`` file or hub id.
-Local lm-eval YAML tasks (``include_path``) with a local model run with the HF hubs offline.
-lm-eval (``symnoise[harness]``) is imported only when a run starts.
-"""
+"""``symnoise harness``: lm-evaluation-harness tasks and the ``openllm`` preset (README), with
+MMLU's unweighted mean over its 57 subjects computed here. lm-eval is imported only when a
+run starts; local YAML tasks with a local model run with the HF hubs offline."""
 
 from __future__ import annotations
 
@@ -26,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import markdown_table, write_json_atomic, write_text_atomic
 from ..run import EVAL_FILES, RunFolder
 
 logger = logging.getLogger(__name__)
@@ -136,14 +129,14 @@ class HarnessResult:
 
 
 def _markdown_table(rows: Sequence[HarnessRow]) -> str:
-    lines = ["| Task | Shots | Metric | Value | Stderr | N |", "|---|---:|---|---:|---:|---:|"]
-    for r in rows:
-        name = r.task if r.parent is None else f"  - {r.task}"
-        value = f"**{r.value:.4f}**" if r.headline else f"{r.value:.4f}"
-        stderr = "" if r.stderr is None else f"± {r.stderr:.4f}"
-        shots, n = ("" if x is None else str(x) for x in (r.n_shot, r.n_samples))
-        lines.append(f"| {name} | {shots} | {r.label} | {value} | {stderr} | {n} |")
-    return "\n".join(lines) + "\n"
+    def text(x: Any, fmt: str = "") -> str:
+        return "" if x is None else format(x, fmt)
+
+    return markdown_table(["Task", "Shots", "Metric", "Value", "Stderr", "N"], [
+        [r.task if r.parent is None else f"  - {r.task}", text(r.n_shot), r.label,
+         f"**{r.value:.4f}**" if r.headline else f"{r.value:.4f}",
+         "" if r.stderr is None else f"± {r.stderr:.4f}", text(r.n_samples)] for r in rows],
+        "lrlrrr")
 
 
 def resolve_tasks(tasks: str | Sequence[str], num_fewshot: int | None = None) -> list[TaskPlan]:
@@ -321,13 +314,9 @@ def run_harness(
     include_path: str | os.PathLike[str] | None = None, dtype: str = "float32", seed: int = 0,
     log_samples: bool = False, progress: bool = True,
 ) -> HarnessResult:
-    """Evaluate ``model`` on lm-eval tasks (names, YAML paths, presets; list or "a,b").
-
-    ``output_dir`` defaults to ``RUN/eval`` for a run folder (else nothing is written);
-    ``num_fewshot`` overrides every task's shots; ``limit`` caps examples per task (smoke
-    tests; a fraction when < 1); ``seed`` seeds Python, NumPy, torch and few-shot sampling;
-    ``progress=False`` turns off lm-eval's per-request progress bars.
-    Raises ValueError, FileNotFoundError or HarnessError, each naming the cause."""
+    """Evaluate ``model`` on lm-eval tasks (names, YAML paths, presets; list or "a,b"),
+    writing into ``output_dir`` (default ``RUN/eval`` for a run folder, else nothing);
+    ``limit``: examples per task (a fraction when < 1); ``seed`` seeds everything."""
     from ..models import resolve_model
 
     plans = resolve_tasks(tasks, num_fewshot)
