@@ -1,9 +1,6 @@
-"""Small helpers shared by every layer: atomic writes, so a crash never leaves a
-half-written result file behind (readers see the old file or the new one); reading a
-user's text file with an error that names it when it is not UTF-8; the one reader of a
-user's JSON / JSON Lines records (:func:`read_records`); the crash-safe append journal
-(:func:`append_journal`, :func:`read_journal`); and the one spelling of a prompt's user
-text (:func:`user_message`)."""
+"""The floor every layer stands on (README, Architecture: "where X lives"): atomic writes,
+UTF-8 text, the one reader of JSON / JSON Lines records, the crash-safe append journal, the
+prompt's user text, the Markdown table and the disk-failure test."""
 
 from __future__ import annotations
 
@@ -18,19 +15,15 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-class NotUTF8Error(ValueError):
-    """A text file that is not UTF-8; the message names the file and the byte offset."""
-
-
 def read_text(path: str | os.PathLike[str]) -> str:
-    """The text of a UTF-8 file (a leading byte-order mark dropped). A file that is not
-    UTF-8 raises :class:`NotUTF8Error` naming it, the first bad byte and its offset."""
+    """The text of a UTF-8 file (a leading byte-order mark dropped); ValueError naming the
+    file and the first bad byte otherwise."""
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise NotUTF8Error(
+        raise ValueError(
             f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} "
             f"(line {line}) {exc.reason}; save the file as UTF-8") from None
 

@@ -1,13 +1,8 @@
-"""Expected L2 norms of the three noise distributions: the SymNoise paper's norm lemmas.
-
-For one embedding of width ``d``: uniform (NEFTune) ``u ~ U(-1,1)^d`` has ``E||u||^2 = d/3``
-(``sqrt(d/3)`` bounds ``E||u||`` by Jensen, relative gap ~ ``1/(10 d)``); Gaussian
-``z ~ N(0, I_d)`` has ``E||z|| = sqrt(2) Gamma((d+1)/2) / Gamma(d/2)`` exactly (the chi mean,
-tending to ``sqrt(d)``, gap ~ ``1/(4 d)``); Bernoulli ``r in {-1,+1}^d`` has
-``||r|| = sqrt(d)`` for every draw. Both ratios to uniform tend to ``sqrt(3)`` (hence
-``norm_match``). :func:`norm_analysis` measures the means by Monte Carlo with the training
-sampler (float64, seeded); :func:`write_norms_report` writes CSV, Markdown, two figures.
-"""
+"""Expected L2 norms of the three noise distributions (the SymNoise paper's norm lemmas): for
+width ``d``, uniform ``sqrt(d/3)`` (a Jensen bound, gap ~ 1/(10 d)), Gaussian the exact chi
+mean ``sqrt(2) Gamma((d+1)/2) / Gamma(d/2)``, Bernoulli ``sqrt(d)`` for every draw; both
+ratios to uniform tend to ``sqrt(3)``. :func:`norm_analysis` measures them by Monte Carlo
+with the training sampler (float64, seeded)."""
 
 from __future__ import annotations
 
@@ -22,10 +17,6 @@ import pandas as pd
 import torch
 
 from ..noise import sample_noise
-
-__all__ = ["DISTRIBUTIONS", "DEFAULT_DIMS", "DEFAULT_SAMPLES", "SQRT3", "NormAnalysis",
-           "closed_form_mean", "gaussian_mean_norm", "sample_norms", "norm_analysis",
-           "format_norms_table", "write_norms_report"]
 
 DISTRIBUTIONS: tuple[str, ...] = ("uniform", "gaussian", "bernoulli")
 DEFAULT_DIMS: tuple[int, ...] = (16, 64, 256, 1024, 4096, 8192)
