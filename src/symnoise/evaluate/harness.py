@@ -91,9 +91,6 @@ class HarnessResult:
             raise KeyError(f"no metric {metric!r} for task {task!r}; results hold: {have}")
         return min(hits, key=lambda r: r.parent is not None)
 
-    def value(self, task: str, metric: str, filter: str = "none") -> float:
-        return self.row(task, metric, filter).value
-
     def summary(self) -> dict[str, float]:
         """``{task: value}`` of each top-level task's headline metric (or its first metric)."""
         top = [r for r in self.rows if r.parent is None]

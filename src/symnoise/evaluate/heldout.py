@@ -4,12 +4,12 @@ each example's mean response-token NLL (eval mode, no noise), ids from the text 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import TrainConfig
+from .tasks import text_id, unique_ids
 
 
 class HeldoutUnavailable(ValueError):
@@ -48,9 +48,8 @@ def heldout_set(info: Mapping[str, Any], tokenizer: Any) -> HeldoutSet:
 
 
 def example_id(example: Any) -> str:
-    """First 16 hex digits of the SHA-1 of an example's text (instruction, input, output)."""
-    text = "\x1f".join((example.instruction, example.input or "", example.output))
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    """The :func:`~.tasks.text_id` of an example's instruction, input and output."""
+    return text_id(example.instruction, example.input or "", example.output)
 
 
 def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], *,
@@ -94,8 +93,6 @@ def heldout_rows(examples: Sequence[Any], losses: Sequence[tuple[float, int]]
                  ) -> list[dict[str, Any]]:
     """One ``{"id", "loss", "n_tokens"}`` per example (ids made unique by
     :func:`~symnoise.evaluate.tasks.unique_ids`)."""
-    from .tasks import unique_ids
-
     ids = unique_ids(example_id(ex) for ex in examples)
     return [{"id": i, "loss": float(loss), "n_tokens": int(n)}
             for i, (loss, n) in zip(ids, losses, strict=True)]

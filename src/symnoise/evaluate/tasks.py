@@ -194,11 +194,14 @@ def score_responses(records: Sequence[Mapping[str, Any]], responses: Sequence[st
     return _tally(item_rows(records, responses))
 
 
+def text_id(*parts: str) -> str:
+    """An id from text only (so runs pair up): 16 hex digits of the SHA-1 of ``parts``."""
+    return hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()[:16]
+
+
 def item_id(record: Mapping[str, Any]) -> str:
-    """A stable id of a synthetic item: the first 16 hex digits of the SHA-1 of its
-    instruction and input (the prompt; independent of the run and of the answer)."""
-    text = f"{record.get('instruction', '')}\x1f{record.get('input') or ''}"
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    """A synthetic item's :func:`text_id`: of its instruction and input (the prompt)."""
+    return text_id(record.get("instruction", ""), record.get("input") or "")
 
 
 def item_rows(records: Sequence[Mapping[str, Any]],

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..decoding import check_count
 from ..noise import sample_noise
 
 DISTRIBUTIONS: tuple[str, ...] = ("uniform", "gaussian", "bernoulli")
@@ -28,7 +29,7 @@ _CHUNK_ELEMENTS = 1 << 22
 
 def gaussian_mean_norm(d: int) -> float:
     """Exact ``E||z||``, ``z ~ N(0, I_d)``, via ``lgamma`` (finite for any ``d``)."""
-    d = _check_positive_int(d, "dimension")
+    check_count("dimension", d)
     return math.sqrt(2.0) * math.exp(math.lgamma((d + 1) / 2.0) - math.lgamma(d / 2.0))
 
 
@@ -36,7 +37,7 @@ def closed_form_mean(distribution: str, d: int) -> float:
     """``E||noise||`` in closed form: uniform ``sqrt(d/3)``, gaussian the exact chi mean,
     bernoulli ``sqrt(d)`` (exact, every draw)."""
     _check_distribution(distribution)
-    d = _check_positive_int(d, "dimension")
+    check_count("dimension", d)
     return {"uniform": math.sqrt(d / 3.0), "bernoulli": math.sqrt(d)}.get(
         distribution) or gaussian_mean_norm(d)
 
@@ -47,14 +48,10 @@ def _check_distribution(distribution: str) -> None:
                          f"{', '.join(DISTRIBUTIONS)}")
 
 
-def _check_positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
 def _check_list(values: Iterable[Any], what: str) -> list[int]:
-    if not (out := [_check_positive_int(v, what) for v in values]):
+    for v in (out := list(values)):
+        check_count(what, v)
+    if not out:
         raise ValueError(f"at least one {what} is needed")
     return sorted(set(out))
 
@@ -65,8 +62,8 @@ def sample_norms(distribution: str, d: int, samples: int,
     sampler, drawn in chunks of <= 2**22 elements; a correctly rounded sqrt keeps
     Bernoulli norms exactly ``math.sqrt(d)``."""
     _check_distribution(distribution)
-    d = _check_positive_int(d, "dimension")
-    samples = _check_positive_int(samples, "sample count")
+    check_count("dimension", d)
+    check_count("sample count", samples)
     rows = max(1, _CHUNK_ELEMENTS // d)
     out = torch.empty(samples, dtype=torch.float64)
     for start in range(0, samples, rows):
