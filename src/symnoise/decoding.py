@@ -65,17 +65,6 @@ class Generation:
     hit_eos: bool
 
 
-def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of prompts exactly as training saw them: the tokenizer's own prefix (BOS)
-    then the prompt without special tokens (a BOS already spelled out is not doubled)."""
-    from .data.tokenize import special_prefix
-
-    prefix = special_prefix(tokenizer)
-    enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [ids if prefix and ids[: len(prefix)] == prefix else prefix + ids
-            for ids in map(list, enc)]
-
-
 class TransformersBackend:
     """Batched ``model.generate`` with left padding (the default backend). The tokenizer
     needs a pad token (:func:`symnoise.models.ensure_pad_token` gives it one)."""

@@ -16,7 +16,8 @@ from ._io import append_journal, read_journal, write_json_atomic, write_text_ato
 from .data.formats import DataError
 from .data.prompts import Prompt, PromptSet, check_template, read_prompts, render_prompt
 from .data.spec import parse_data_spec
-from .decoding import Decoding, TransformersBackend, VLLMBackend, encode_prompts
+from .data.tokenize import encode_prompts
+from .decoding import Decoding, TransformersBackend, VLLMBackend
 from .decoding import check_count as _check_count
 from .decoding import import_vllm as _import_vllm
 

@@ -16,7 +16,6 @@ from .sources import load_examples
 from .templates import Template, default_template_for, get_template
 
 IGNORE_INDEX = -100
-_BATCH = 1000  # texts per tokenizer call
 _MAX_NOTED = 20
 
 
@@ -42,12 +41,18 @@ class TokenizeReport:
         return out
 
 
-def _ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for start in range(0, len(texts), _BATCH):
-        enc = tokenizer(texts[start : start + _BATCH], add_special_tokens=False)
-        out.extend(list(ids) for ids in enc["input_ids"])
-    return out
+def _ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    if not texts:  # a tokenizer fails on an empty batch
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Prompt ids as training and generation both see them: the tokenizer's own prefix (BOS)
+    then the text without special tokens (a BOS a chat template spelled out is not doubled)."""
+    prefix = special_prefix(tokenizer)
+    return [ids if prefix and ids[: len(prefix)] == prefix else prefix + ids
+            for ids in _ids(tokenizer, texts)]
 
 
 def special_prefix(tokenizer: Any) -> list[int]:
@@ -81,17 +86,14 @@ def tokenize_examples(examples: Sequence[Example], tokenizer: Any, template: str
                 "tokenizer.eos_token or pass add_eos=False"
             )
         eos = [int(eos_id)]
-    prefix = special_prefix(tokenizer)
-    prompts = _ids(tokenizer, [template.prompt(ex) for ex in examples])
+    prompts = encode_prompts(tokenizer, [template.prompt(ex) for ex in examples])
     responses = _ids(tokenizer, [template.response(ex) for ex in examples])
 
     report = TokenizeReport(n_in=len(examples), max_length=max_length)
     features: list[dict[str, list[int]]] = []
     for i, (p_ids, r_ids) in enumerate(zip(prompts, responses, strict=True)):
-        # a chat template may already spell the BOS out in its text: do not add it twice
-        head = [] if prefix and p_ids[: len(prefix)] == prefix else prefix
-        n_prompt = len(head) + len(p_ids)
-        ids = head + p_ids + r_ids + eos
+        n_prompt = len(p_ids)
+        ids = p_ids + r_ids + eos
         report.max_len_seen = max(report.max_len_seen, len(ids))
         truncated = len(ids) > max_length
         if truncated:
