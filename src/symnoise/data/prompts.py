@@ -274,9 +274,7 @@ def check_template(prompts: PromptSet, template: str | Template) -> None:
 
 def render_prompt(template: Template, prompt: Prompt) -> str:
     """The text the model continues: a chat row's whole conversation under the chat
-    template, else the template's rendering of instruction and input."""
+    template, else instruction and input (:func:`check_template` stops longer chat rows)."""
     if prompt.messages is not None and isinstance(template, ChatTemplate):
         return template.render_messages(prompt.messages)
-    if prompt.messages is not None and len(prompt.messages) > 1:
-        raise DataError(f"row {prompt.row}: a conversation needs the chat template")
     return template.render(prompt.instruction, prompt.input)
