@@ -100,10 +100,6 @@ class NormAnalysis:
             return found[0]
         raise KeyError(f"no row for d={d}, samples={samples}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"dims": list(self.dims), "samples": list(self.samples), "seed": self.seed,
-                "sqrt3": SQRT3, "rows": [dict(r) for r in self.rows]}
-
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
