@@ -176,7 +176,7 @@ def _summary(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     n, correct = len(items), sum(item["correct"] for item in items)
     formatted = sum(item["formatted"] for item in items)
     return {"n": n, "correct": correct, "accuracy": correct / n,
-            "accuracy_ci95": wilson_interval(correct, n), "formatted": formatted,
+            "accuracy_ci95": list(wilson_interval(correct, n)), "formatted": formatted,
             "format_rate": formatted / n}
 
 
@@ -299,8 +299,6 @@ def make_report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], 
     items = item_rows(records, responses)
     overall = _tally(items)
     per_family = overall.pop("per_family")
-    for scores in [overall, *per_family.values()]:
-        scores["accuracy_ci95"] = list(scores["accuracy_ci95"])
     return TasksReport(n=len(records), overall=overall, per_family=per_family, items=items,
                        **fields)
 
