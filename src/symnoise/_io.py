@@ -134,6 +134,11 @@ def user_message(instruction: str, input: str | None = "") -> str:
     return f"{instruction}\n\n{input}" if input and input.strip() else instruction
 
 
+def number_text(value: Any, spec: str = "", missing: str = "-") -> str:
+    """``format(value, spec)``, or ``missing`` for None: the one formatter of a table cell."""
+    return missing if value is None else format(value, spec)
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
     """A GitHub Markdown table (``|`` in cells escaped); ``align``: ``l`` or ``r`` per column,
     by default the first column left and the others right."""

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import append_journal, read_journal, write_json_atomic, write_text_atomic
+from ._io import append_journal, number_text, read_journal, write_json_atomic, write_text_atomic
 from .data.formats import DataError
 from .data.prompts import Prompt, PromptSet, check_template, read_prompts, render_prompt
 from .data.spec import parse_data_spec
@@ -161,9 +161,6 @@ class GenerateReport:
         return asdict(self)
 
     def format_table(self) -> str:
-        def num(v: float | None, fmt: str) -> str:
-            return "-" if v is None else format(v, fmt)
-
         d = self.decoding
         rows = [("output", self.output), ("generator", self.generator), ("model", self.model),
                 ("prompts", f"{self.source} ({self.n_prompts})"),
@@ -175,10 +172,10 @@ class GenerateReport:
                 ("generated now", self.n_generated), ("resumed", self.n_resumed),
                 ("cut at max_new_tokens", self.n_hit_max_tokens),
                 ("tokens generated", self.new_tokens),
-                ("prompts/s", num(self.prompts_per_s, ".2f")),
-                ("tokens/s", num(self.tokens_per_s, ".1f")),
-                ("mean new tokens", num(self.mean_new_tokens, ".1f")),
-                ("mean output words", num(self.mean_output_words, ".1f")),
+                ("prompts/s", number_text(self.prompts_per_s, ".2f")),
+                ("tokens/s", number_text(self.tokens_per_s, ".1f")),
+                ("mean new tokens", number_text(self.mean_new_tokens, ".1f")),
+                ("mean output words", number_text(self.mean_output_words, ".1f")),
                 ("wall time", f"{self.wall_time_s:.1f} s")]
         if self.ignored_fields:
             rows.append(("ignored fields", ", ".join(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from .._io import markdown_table, write_json_atomic, write_text_atomic
+from .._io import markdown_table, number_text, write_json_atomic, write_text_atomic
 from ..run import EVAL_FILES, RunFolder
 
 logger = logging.getLogger(__name__)
@@ -126,13 +126,10 @@ class HarnessResult:
 
 
 def _markdown_table(rows: Sequence[HarnessRow]) -> str:
-    def text(x: Any, fmt: str = "") -> str:
-        return "" if x is None else format(x, fmt)
-
     return markdown_table(["Task", "Shots", "Metric", "Value", "Stderr", "N"], [
-        [r.task if r.parent is None else f"  - {r.task}", text(r.n_shot), r.label,
+        [r.task if r.parent is None else f"  - {r.task}", number_text(r.n_shot, missing=""), r.label,
          f"**{r.value:.4f}**" if r.headline else f"{r.value:.4f}",
-         "" if r.stderr is None else f"± {r.stderr:.4f}", text(r.n_samples)] for r in rows],
+         "" if r.stderr is None else f"± {r.stderr:.4f}", number_text(r.n_samples, missing="")] for r in rows],
         "lrlrrr")
 
 

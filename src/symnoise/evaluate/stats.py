@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from .._io import markdown_table
+from .._io import markdown_table, number_text
 from ..outputs import read_rows
 
 #: Number of leading words used for repetition/diversity, per training dataset (papers).
@@ -126,18 +126,16 @@ def stats_for_file(path: str | Path, *, words: int | str | None = None,
     return text_stats([r["output"] for r in read_rows(path, fields=("output",))], words=n_words)
 
 
-def _fmt(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"  # infinities print as inf, -inf
-
-
 def format_stats_table(rows: Mapping[str, TextStats]) -> str:
     """A Markdown table, one line per named :class:`TextStats` (missing values ``n/a``)."""
     return markdown_table(
         ["name", "N", "responses", "kept", "excluded", "avg chars", "avg words", "rep-2 %",
          "rep-3 %", "rep-4 %", "diversity", "log-div"],
         [[str(name), *map(str, (s.words, s.n, s.n_kept, s.n_excluded)),
-          *(_fmt(v, 2) for v in (s.avg_chars, s.avg_words, s.rep_2, s.rep_3, s.rep_4)),
-          _fmt(s.diversity, 4), _fmt(s.log_diversity, 2)] for name, s in rows.items()])
+          *(number_text(v, ".2f", "n/a") for v in (s.avg_chars, s.avg_words, s.rep_2, s.rep_3,
+                                                   s.rep_4)),
+          number_text(s.diversity, ".4f", "n/a"), number_text(s.log_diversity, ".2f", "n/a")]
+         for name, s in rows.items()])
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
