@@ -38,24 +38,11 @@ def test_right_padding_values():
     ]
 
 
-def test_left_padding_and_multiple_of():
-    batch = PaddingCollator(3, padding_side="left", pad_to_multiple_of=4, label_pad_id=-1)(
-        FEATS[1:]
-    )
-    assert batch["input_ids"].shape == (2, 4 * math.ceil(4 / 4))
-    assert batch["input_ids"].tolist() == [[3, 10, 11, 12], [13, 14, 15, 16]]
-    assert batch["attention_mask"].tolist() == [[0, 1, 1, 1], [1, 1, 1, 1]]
-    assert batch["labels"].tolist() == [[-1, -100, 11, 12], [-100, -100, -100, 16]]
-    batch = PaddingCollator(0, pad_to_multiple_of=8)(FEATS)
-    assert batch["input_ids"].shape == (3, 8)
-    assert batch["attention_mask"].sum().item() == 12
-
-
 def test_padding_errors():
     with pytest.raises(ValueError, match="pad_token_id is None"):
         PaddingCollator(None)
-    with pytest.raises(ValueError, match="padding_side"):
-        PaddingCollator(0, padding_side="middle")
+    with pytest.raises(ValueError, match="feature 1 has different keys"):
+        PaddingCollator(0)([FEATS[0], {"input_ids": [1]}])
     bad = {"input_ids": [1, 2], "attention_mask": [1], "labels": [1, 2]}
     with pytest.raises(ValueError, match="feature 0: attention_mask has length 1"):
         PaddingCollator(0)([bad])

@@ -13,8 +13,6 @@ from symnoise.data.spec import DataSpec, parse_data_spec
 def test_the_suite_is_exactly_synthetic_or_a_known_split():
     assert parse_data_spec("synthetic") == DataSpec("synthetic", "synthetic", None)
     assert parse_data_spec("synthetic:heldout") == DataSpec("synthetic", "synthetic", "heldout")
-    assert parse_data_spec("synthetic").name() == "synthetic:train"
-    assert parse_data_spec("synthetic").name("heldout") == "synthetic:heldout"
     with pytest.raises(ValueError, match=r"'test'.*known splits: train, heldout$"):
         parse_data_spec("synthetic:test")  # no split aliases
     with pytest.raises(ValueError, match=r"'bogus'.*known splits: train, heldout"):

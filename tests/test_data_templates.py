@@ -27,7 +27,7 @@ def test_alpaca_without_input_exact():
     assert t.prompt(ex) == STANFORD_PROMPT_NO_INPUT.format(instruction="Name a colour.")
     assert t.prompt(ex).endswith("\n\n### Response:")
     # the response follows the colon directly, as in Stanford Alpaca's source + target
-    assert t.full_text(ex) == t.prompt(ex) + "Blue."
+    assert t.prompt(ex) + t.response(ex) == t.prompt(ex) + "Blue."
 
 
 def test_alpaca_with_input_exact():
@@ -56,9 +56,9 @@ def test_alpaca_prompt_response_boundary_survives_merges():
     tok = Tokenizer(models.BPE())  # no pre-tokenizer: merges may cross ':' and 'B'
     trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "</s>"],
                                   show_progress=False)
-    tok.train_from_iterator([t.full_text(ex)] * 20, trainer)
+    tok.train_from_iterator([t.prompt(ex) + t.response(ex)] * 20, trainer)
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>")
-    joined = hf(t.full_text(ex), add_special_tokens=False)["input_ids"]
+    joined = hf(t.prompt(ex) + t.response(ex), add_special_tokens=False)["input_ids"]
     prompt = hf(t.prompt(ex), add_special_tokens=False)["input_ids"]
     assert joined[: len(prompt)] != prompt  # the joined text does merge over the boundary
     [feat], rep = tokenize_examples([ex], hf, t, max_length=512)
@@ -79,7 +79,7 @@ def test_vicuna_exact(name):
     )
     assert t.prompt(Example("Hi?", "", "Hello.")) == f"{system} USER: Hi? ASSISTANT:"
     assert t.prompt(Example("Sum:", "1 2", "3")) == f"{system} USER: Sum:\n\n1 2 ASSISTANT:"
-    assert t.full_text(Example("Hi?", "", "Hello.")) == f"{system} USER: Hi? ASSISTANT: Hello."
+    assert t.prompt(ex := Example("Hi?", "", "Hello.")) + t.response(ex) == f"{system} USER: Hi? ASSISTANT: Hello."
 
 
 def test_unknown_template_lists_names():

@@ -14,16 +14,9 @@ from conftest import WORDS, make_model, make_tokenizer
 
 from symnoise.data import DataError, format_prompt
 from symnoise.data.templates import VICUNA_SYSTEM
-from symnoise.generate import (
-    Decoding,
-    Generation,
-    TransformersBackend,
-    encode_prompts,
-    generate_outputs,
-    journal_path,
-    load_prompts,
-    meta_path,
-)
+from symnoise.data.tokenize import encode_prompts
+from symnoise.decoding import Decoding, Generation, TransformersBackend
+from symnoise.generate import generate_outputs, journal_path, load_prompts, meta_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ALPACA_EVAL = SHARED / "alpaca_eval_805.json"

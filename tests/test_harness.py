@@ -149,7 +149,7 @@ def test_mmlu_is_the_unweighted_mean_of_57_subjects():
     assert head.n_shot == 5 and head.n_samples == sum(sizes)
     ses = [0.02 + 0.001 * i for i in range(57)]
     assert head.stderr == pytest.approx(math.sqrt(sum(e * e for e in ses)) / 57)
-    assert result.value("mmlu", "acc") == pytest.approx(weighted)  # lm-eval's row, kept
+    assert result.row("mmlu", "acc").value == pytest.approx(weighted)  # lm-eval's row, kept
     assert not result.row("mmlu", "acc").headline
     assert result.summary() == {"mmlu": pytest.approx(mean)}
     assert "**" + f"{mean:.4f}" + "**" in result.format_table()
@@ -334,7 +334,7 @@ def test_local_group_and_yaml_path(tiny_model_dir, task_dir):
     # A task given as a YAML file: not "local" (it could read hub data), rows keyed by name.
     by_path = run_harness(tiny_model_dir, str(task_dir / "symnoise_mc.yaml"), limit=6)
     assert by_path.config["offline"] is False
-    assert by_path.value(TASK, "acc") == pytest.approx(sub.value)
+    assert by_path.row(TASK, "acc").value == pytest.approx(sub.value)
 
 
 def test_unknown_task_is_named(tiny_model_dir, task_dir, tmp_path):

@@ -128,12 +128,9 @@ def test_reproducible_and_cells_independent_of_other_dims() -> None:
     assert [(r["d"], r["samples"]) for r in b.rows] == [(16, 10), (16, 100), (64, 10), (64, 100)]
 
 
-def test_to_dict_and_row_lookup() -> None:
+def test_row_lookup() -> None:
     a = norm_analysis(dims=[16], samples=[10], seed=0)
-    d = a.to_dict()
-    assert d["dims"] == [16] and d["samples"] == [10] and d["seed"] == 0
-    assert d["sqrt3"] == SQRT3
-    assert d["rows"] == a.rows and d["rows"] is not a.rows
+    assert a.dims == [16] and a.samples == [10] and a.seed == 0
     with pytest.raises(KeyError, match="d=32"):
         a.row(32, 10)
 

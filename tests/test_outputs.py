@@ -11,14 +11,12 @@ from symnoise.data import DataError
 from symnoise.generate import read_outputs as generate_read_outputs
 from symnoise.outputs import (
     OutputsError,
-    for_alpaca_eval,
     full_instruction,
     outcome,
     preference,
     read_annotations,
     read_outputs,
     read_rows,
-    write_outputs,
 )
 
 ROWS = [
@@ -28,8 +26,8 @@ ROWS = [
 
 
 def test_json_jsonl_folder_and_memory_read_the_same(tmp_path: Path) -> None:
-    path = write_outputs(tmp_path / "model_outputs.json", ROWS)
-    assert json.loads(path.read_text()) == ROWS
+    path = tmp_path / "model_outputs.json"
+    path.write_text(json.dumps(ROWS))
     jl = tmp_path / "o.jsonl"
     jl.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n\n")
     lines_as_json = tmp_path / "lines.json"
@@ -61,9 +59,6 @@ def test_input_is_joined_the_alpaca_eval_way() -> None:
     assert full_instruction(ROWS[0]) == "Add\n\n2 and 3"
     assert full_instruction(ROWS[1]) == "Say hi"
     assert full_instruction({"instruction": "x", "input": "  "}) == "x"
-    flat = for_alpaca_eval({**ROWS[0], "_row": 3})
-    assert flat == {"instruction": "Add\n\n2 and 3", "output": "5", "generator": "m",
-                    "dataset": "x"}
 
 
 def test_annotations_preferences_are_checked(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from conftest import make_model, make_tokenizer
 
 from symnoise.data import DataError, format_prompt
 from symnoise.data.synthetic import FAMILIES, load_synthetic
+from symnoise.decoding import Generation, TransformersBackend
 from symnoise.evaluate.stats import wilson_interval
 from symnoise.evaluate.tasks import (
     ITEMS_JSONL,
@@ -21,7 +22,6 @@ from symnoise.evaluate.tasks import (
     item_rows,
 )
 from symnoise.experiments.eval_steps import run_synthetic_eval, score_synthetic_outputs
-from symnoise.generate import Generation, TransformersBackend
 
 N = 2 * len(FAMILIES)  # two prompts per family
 WRONG = "I am not sure.\nMaybe something else"  # wrong and not in the expected format

@@ -21,19 +21,15 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-class NotUTF8Error(ValueError):
-    """A text file that is not UTF-8; the message names the file and the byte offset."""
-
-
 def read_text(path: str | os.PathLike[str]) -> str:
-    """The text of a UTF-8 file (a leading byte-order mark dropped). A file that is not
-    UTF-8 raises :class:`NotUTF8Error` naming it, the first bad byte and its offset."""
+    """The text of a UTF-8 file (a leading byte-order mark dropped); ValueError naming the
+    file and the first bad byte otherwise."""
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise NotUTF8Error(
+        raise ValueError(
             f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} "
             f"(line {line}) {exc.reason}; save the file as UTF-8") from None
 

@@ -1,20 +1,12 @@
-"""Decoding settings and generation backends: how a batch of prompts becomes answers.
-
-:class:`Decoding` holds the settings (the paper's by default: greedy, repetition penalty
-1.2). A backend answers one batch of rendered prompts and their token ids:
-:class:`TransformersBackend` (batched ``model.generate`` with left padding, the default) or
-:class:`VLLMBackend` (optional). :func:`encode_prompts` tokenises prompts exactly as
-training saw them. :func:`symnoise.generate.generate_outputs` drives them.
-"""
+"""Decoding settings (:class:`Decoding`, the paper's by default: greedy, repetition penalty
+1.2) and the backends that answer a batch of rendered prompts: :class:`TransformersBackend`
+(batched ``model.generate``, left padding) and the optional :class:`VLLMBackend`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-__all__ = ["Decoding", "Generation", "TransformersBackend", "VLLMBackend", "VLLM_MISSING",
-           "check_count", "encode_prompts", "import_vllm"]
 
 
 def check_count(name: str, value: Any, low: int = 1, *, optional: bool = False) -> None:
@@ -27,10 +19,7 @@ def check_count(name: str, value: Any, low: int = 1, *, optional: bool = False) 
 
 @dataclass
 class Decoding:
-    """Decoding settings. The paper's: greedy with repetition penalty 1.2.
-
-    ``temperature``/``top_p`` apply only when ``greedy`` is False; ``seed`` seeds sampling.
-    """
+    """Decoding settings; ``temperature``/``top_p``/``seed`` only when not ``greedy``."""
 
     max_new_tokens: int = 512
     repetition_penalty: float = 1.2
@@ -74,17 +63,6 @@ class Generation:
     text: str
     new_tokens: int
     hit_eos: bool
-
-
-def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of prompts exactly as training saw them: the tokenizer's own prefix (BOS)
-    then the prompt without special tokens (a BOS already spelled out is not doubled)."""
-    from .data.tokenize import special_prefix
-
-    prefix = special_prefix(tokenizer)
-    enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [ids if prefix and ids[: len(prefix)] == prefix else prefix + ids
-            for ids in map(list, enc)]
 
 
 class TransformersBackend:
@@ -133,17 +111,15 @@ class TransformersBackend:
         return results
 
 
-VLLM_MISSING = ("backend='vllm' needs the 'vllm' package, which is not installed. Install it "
-                "with pip install 'symnoise[vllm]' (Linux with a CUDA GPU), or use the default "
-                "backend='transformers' (--backend transformers).")
-
-
 def import_vllm() -> Any:
     """The ``vllm`` module; ImportError saying how to install it when it is missing."""
     try:
         import vllm
     except ImportError:
-        raise ImportError(VLLM_MISSING) from None
+        raise ImportError("backend='vllm' needs the 'vllm' package, which is not installed. "
+                          "Install it with pip install 'symnoise[vllm]' (Linux with a CUDA "
+                          "GPU), or use the default backend='transformers' (--backend "
+                          "transformers).") from None
     return vllm
 
 

@@ -1,36 +1,9 @@
-"""Generation: answer a set of prompts with a model, in AlpacaEval's model-outputs format.
-
-``generate_outputs(model, prompts, output)`` renders every prompt with the model's training
-template, decodes the paper's way (greedy, repetition penalty 1.2, stop at EOS) in batches
-with left padding, and writes a JSON list of ``{"instruction", "output", "generator",
-"dataset", "row"}`` (plus ``"input"`` when non-empty, ``"instance"`` for an instance row,
-and the row's ``"id"``, ``"family"``, ``"answer"``, ``"phrasing"``) that
-``alpaca_eval --model_outputs`` reads as is.
-
-Prompts (:func:`load_prompts`): ``alpaca_eval`` (the AlpacaEval set from the Hub, when one
-is reachable); a local JSON / JSONL / Parquet file or folder of prompt rows;
-``synthetic:heldout`` / ``synthetic:train`` (the built-in suite); or a list of rows. The
-row shapes (AlpacaEval/Alpaca, strings, ``{"prompt"}``, chat ``messages``/``conversations``,
-``instances``), the fields each reads and the ``row``/``instance`` join keys of the outputs
-are :mod:`symnoise.data.prompts`'s; a field no shape reads stops the run unless
-``ignore_fields`` names it.
-
-Resuming and crash safety: answers are appended to ``OUT.partial.jsonl`` (with their prompt
-index), flushed and fsync'ed after every batch, so a crash loses at most the batch in flight.
-At the end the journal is consolidated into ``OUT`` (atomically, in input order) and removed;
-``OUT.meta.json`` records the model, template, decoding settings and counts. A rerun
-generates only the prompts not answered yet in ``OUT`` (entry ``i`` answers prompt ``i``) or
-the journal; an answer that does not match its prompt (instruction, input, row and
-instance), or comes from another generator or other decoding settings, raises unless
-``overwrite=True``. ``limit=N`` answers the first N prompts; ``OUT`` holds the longest run
-of answered prompts from the first one, answers past a gap stay in the journal for a later
-run.
-"""
+"""``symnoise generate``: answer a prompt set with a model into an AlpacaEval model-outputs
+file, resumably (README, "symnoise generate": prompt shapes, decoding, the journal)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -39,22 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import append_journal, fmt, read_journal
-from ._io import write_json_atomic as _write_json
-from ._io import write_text_atomic as _atomic_write_text
+from ._io import append_journal, fmt, read_journal, write_json_atomic, write_text_atomic
 from .data.formats import DataError
 from .data.prompts import Prompt, PromptSet, check_template, read_prompts, render_prompt
 from .data.spec import parse_data_spec
-from .decoding import Decoding, Generation, TransformersBackend, VLLMBackend, encode_prompts
+from .data.tokenize import encode_prompts
+from .decoding import Decoding, TransformersBackend, VLLMBackend
 from .decoding import check_count as _check_count
 from .decoding import import_vllm as _import_vllm
-
-logger = logging.getLogger(__name__)
-
-__all__ = ["ALPACA_EVAL_HUB_ID", "BACKENDS", "Decoding", "GenerateReport", "Generation",
-           "Prompt", "PromptSet", "TransformersBackend", "VLLMBackend", "default_generator_name",
-           "default_output_path", "encode_prompts", "generate_outputs", "journal_path",
-           "load_prompts", "meta_path", "read_outputs"]
 
 ALPACA_EVAL_HUB_ID = "tatsu-lab/alpaca_eval"
 ALPACA_EVAL_NAMES = ("alpaca_eval", ALPACA_EVAL_HUB_ID)  # the set on the Hub
@@ -78,13 +43,8 @@ def _load_alpaca_eval_hub() -> list[dict[str, Any]]:
 
 def load_prompts(source: str | os.PathLike[str] | Sequence[Any], *, limit: int | None = None,
                  seed: int = 0, ignore_fields: str | Sequence[str] | None = None) -> PromptSet:
-    """Read a prompt set (see the module docstring and :func:`read_prompts`).
-
-    Every row is checked, also past ``limit``: a bad row raises DataError naming the file
-    and the row (0-based index of the record); fields no shape reads raise one DataError
-    listing them unless ``ignore_fields`` names them. ``limit`` keeps the first N prompts.
-    ``seed`` is the synthetic suite's seed.
-    """
+    """Read a prompt set (:func:`read_prompts`); every row is checked, also past ``limit``
+    (the first N prompts kept). ``seed``: the synthetic suite's."""
     from .data.sources import load_records
 
     _check_count("limit", limit, 0, optional=True)
@@ -369,10 +329,10 @@ def _consolidate(output: Path, answered: Mapping[int, dict[str, Any]]) -> list[d
         n_prefix += 1
     entries = [{k: v for k, v in answered[i].items() if k not in _JOURNAL_ONLY}
                for i in range(n_prefix)]
-    _write_json(output, entries)
+    write_json_atomic(output, entries)
     leftovers = [answered[i] for i in sorted(answered) if i >= n_prefix]
     if leftovers:
-        _atomic_write_text(journal, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+        write_text_atomic(journal, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                                             for r in leftovers))
     elif journal.exists():
         journal.unlink()
@@ -388,25 +348,9 @@ def generate_outputs(
     temperature: float = 0.7, top_p: float = 0.9, overwrite: bool = False,
     ignore_fields: str | Sequence[str] | None = None,
 ) -> GenerateReport:
-    """Answer ``prompts`` with ``model`` and write AlpacaEval model outputs to ``output``.
-
-    model: a ``--model`` value (run folder, model folder, ``.gguf``, ``smollm2``, hub id), or
-        a loaded ``PreTrainedModel`` together with ``tokenizer=``.
-    prompts: a prompt source or a list of records (:func:`load_prompts`).
-    template: default the run's training template (``run.json``), else ``alpaca``.
-    greedy/repetition_penalty/max_new_tokens: decoding (the paper's by default);
-        ``temperature``/``top_p``/``seed`` for sampling (``greedy=False``).
-    generator_name: the ``generator`` field; default the model folder's name. limit: answer
-        only the first N prompts. overwrite: discard earlier outputs in ``output`` instead
-        of resuming (module docstring). progress: a progress bar on stderr.
-    ignore_fields: prompt-row fields to drop on purpose (listed in the report); any other
-        field no prompt shape reads is an error (:mod:`symnoise.data.prompts`).
-    A chat row of more than one user turn needs ``template="chat"``; under ``alpaca`` or
-    ``vicuna`` a one-turn chat row is rendered as its instruction.
-
-    Raises DataError (bad prompt row, output/journal for other prompts or by another
-    generator), ValueError (settings), ImportError (vllm missing), FileNotFoundError.
-    """
+    """Answer ``prompts`` with ``model`` (a ``--model`` value, or a loaded model with
+    ``tokenizer=``) into AlpacaEval model outputs at ``output``, resuming from earlier
+    answers there unless ``overwrite``; the options are ``symnoise generate``'s (README)."""
     t_start = time.perf_counter()
     decoding = Decoding(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
                         greedy=greedy, temperature=temperature, top_p=top_p, seed=seed)
@@ -432,7 +376,7 @@ def generate_outputs(
         texts = [render_prompt(tmpl, p) for p in todo]
         ids = encode_prompts(tok, texts)
         engine, pad_choice = _engine(who, model, tok, decoding, backend, dtype, device)
-        _write_json(meta_path(output), {"status": "running", **meta})
+        write_json_atomic(meta_path(output), {"status": "running", **meta})
         t_gen = _generate_batches(engine, todo, texts, ids, journal_path(output), who.generator,
                                   batch_size, progress, answered)
     entries = _consolidate(output, answered)
@@ -447,7 +391,7 @@ def generate_outputs(
                      journal_lines_ignored=torn, pad_token=pad_choice,
                      prompt_shapes=prompt_set.describe(who.template),
                      ignored_fields=prompt_set.ignored)
-    _write_json(meta_path(output), {"status": "complete", **meta, "report": report.to_dict()})
+    write_json_atomic(meta_path(output), {"status": "complete", **meta, "report": report.to_dict()})
     return report
 
 

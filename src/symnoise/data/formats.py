@@ -1,43 +1,7 @@
-"""Instruction-data formats: raw records (dicts) -> :class:`Example` objects.
-
-Four formats are understood, the four datasets of the NEFTune/SymNoise papers:
-
-``alpaca``
-    ``{"instruction", "input", "output"}``; ``input`` may be missing, ``null`` or empty.
-``evol_instruct``
-    ``{"instruction", "output"}`` (WizardLM Evol-Instruct 70k), or the conversation form
-    ``{"idx", "conversations": [{"from": "human", "value"}, {"from": "gpt", "value"}]}``
-    (Evol-Instruct V2); conversations are cut to their first user->assistant turn.
-``sharegpt``
-    ``{"id", "conversations": [...]}``, multi-turn, possibly with a leading ``system`` turn.
-    Cut to the FIRST user->assistant turn, as the paper does.
-``openplatypus``
-    ``{"instruction", "input", "output", "data_source"}``.
-
-Conversations accept ``conversations`` or ``conversation`` as the list key, ``from`` or
-``role`` as the speaker key and ``value`` or ``content`` as the text key. Speakers
-``human``/``user`` are the user, ``gpt``/``assistant``/``chatgpt``/``bard``/``model`` the
-assistant, ``system`` a system turn.
-
-Auto-detection (:func:`detect_format`) classifies each of the first 100 object rows and
-takes the majority (ties: the order alpaca, evol_instruct, sharegpt, openplatypus). A row is
-
-* ``openplatypus`` if it has a ``data_source`` key (and ``instruction``/``output``);
-* ``evol_instruct`` if it has a conversation list and an ``idx`` key but no ``id`` key;
-* ``sharegpt`` if it has a conversation list otherwise (an ``id`` key, several turns, ...);
-* ``alpaca`` if it has ``instruction``, ``input`` and ``output``;
-* ``evol_instruct`` if it has ``instruction`` and ``output`` but no ``input``.
-
-Nothing is dropped silently: besides the keys it parses, a format reads only the metadata
-keys :data:`METADATA_KEYS` names for it (kept in ``meta``, not trained on); a row with any
-other key holding a value (not ``None``, blank text, ``[]`` or ``{}``) is a bad row naming
-those keys.
-
-Bad rows (not an object, missing or non-string fields, empty instruction or output after
-stripping, a conversation without a user->assistant pair, unread keys) raise
-:class:`DataError` naming the file and row (0-based index of the record in the file),
-or are skipped and counted with ``skip_bad_rows=True``.
-"""
+"""Records -> :class:`Example` objects in the four formats of the papers' datasets (README,
+"symnoise train": the formats, their metadata keys, bad rows). A bad row raises
+:class:`DataError` naming the file and row (0-based), or is skipped and counted with
+``skip_bad_rows``; nothing is dropped silently (:func:`unread_keys`)."""
 
 from __future__ import annotations
 
@@ -72,13 +36,8 @@ _SYSTEM = frozenset({"system"})
 
 @dataclass
 class Example:
-    """One instruction-following example.
-
-    instruction: the user's request. input: optional context (Alpaca's ``input``).
-    output: the reference response. source: provenance ``"FILE:ROW"`` (ROW is the
-    0-based index of the record in the file). meta: the record's metadata keys
-    (:data:`METADATA_KEYS`, e.g. ``data_source``) and notes such as a dropped system turn.
-    """
+    """One example; ``source`` is ``"FILE:ROW"``, ``meta`` the record's metadata keys
+    (:data:`METADATA_KEYS`) and notes such as a dropped system turn."""
 
     instruction: str
     input: str = ""
@@ -95,10 +54,8 @@ class InvalidRecord:
 
 
 class DataError(ValueError):
-    """A user-fixable problem with the data; the message names file, row and field.
-
-    kind: the kind of bad row (``missing field``, ``empty field``, ...) when it is one.
-    """
+    """A user-fixable problem with the data, naming file, row and field; ``kind``: the kind
+    of bad row (``missing field``, ...)."""
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
                  field: str | None = None, value: Any = None, kind: str | None = None) -> None:
@@ -112,15 +69,8 @@ class DataError(ValueError):
 
 @dataclass
 class DataReport:
-    """What happened when records were turned into examples.
-
-    read: records read; used: examples passed on; skipped: bad rows skipped
-    (``skip_bad_rows=True``); limited: rows left out by a ``max_examples`` limit.
-    ``read == used + skipped + limited``. skipped_reasons: the first 20 reasons as
-    ``"FILE:ROW: reason"``; skipped_by_kind: counts per kind of problem.
-    multi_turn_cut: conversations that had more than one user->assistant turn and were cut
-    to the first; system_turns: conversations whose system turn was left out of the prompt.
-    """
+    """Counts of :func:`to_examples`: ``read == used + skipped + limited`` (``max_examples``);
+    the first 20 skip reasons; conversations cut to their first turn or with a system turn."""
 
     format: str
     source: str = ""
@@ -147,13 +97,8 @@ class DataReport:
 
 
 def canonical_format(fmt: str) -> str:
-    """Canonical name of a format (``Evol-Instruct`` -> ``evol_instruct``); ``auto`` kept.
-
-    Raises DataError naming the value and the known formats.
-    """
-    if not isinstance(fmt, str):
-        raise DataError(f"data format must be a string, got {fmt!r}", value=fmt)
-    name = fmt.strip().lower().replace("-", "_")
+    """Canonical name of a format (``Evol-Instruct`` -> ``evol_instruct``); ``auto`` kept."""
+    name = str(fmt).strip().lower().replace("-", "_")
     if name == "auto" or name in FORMATS:
         return name
     raise DataError(f"unknown data format {fmt!r}; expected one of: auto, {', '.join(FORMATS)}",
@@ -182,11 +127,9 @@ def _row_kind(record: Any) -> str | None:
 
 
 def detect_format(records: Sequence[Any], source_name: str = "<records>") -> str:
-    """Guess the format of ``records`` (see the module docstring for the rule).
-
-    Raises DataError naming the source and the keys of its first row when no row of the
-    first 100 looks like a known format.
-    """
+    """The majority format of the first 100 object rows (ties: :data:`FORMATS` order): a
+    conversation list is sharegpt (evol_instruct with ``idx`` and no ``id``); else
+    ``data_source`` is openplatypus, ``input`` alpaca, instruction/output evol_instruct."""
     head = records[:DETECT_ROWS]
     votes = Counter(kind for record in head if (kind := _row_kind(record)) is not None)
     if not votes:
@@ -329,12 +272,8 @@ def _parse(record: Any, fmt: str, source: str) -> Example:
 
 def to_examples(records: Iterable[Any], fmt: str, source_name: str = "<records>", *,
                 skip_bad_rows: bool = False) -> tuple[list[Example], DataReport]:
-    """Turn ``records`` into examples of format ``fmt`` (``"auto"``: :func:`detect_format`).
-
-    Each example's ``source`` is ``"{source_name}:{row}"``. A bad row raises
-    :class:`DataError` (``"{source_name} row {row}: {reason}"``) unless ``skip_bad_rows``,
-    in which case it is skipped and counted in the report.
-    """
+    """``records`` as examples of format ``fmt`` (``"auto"``: :func:`detect_format`); a bad
+    row raises :class:`DataError` naming it, or with ``skip_bad_rows`` is counted."""
     records = records if isinstance(records, list) else list(records)
     name = canonical_format(fmt)
     detected = name == "auto"

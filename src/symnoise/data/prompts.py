@@ -1,37 +1,6 @@
-"""Prompt rows: the shapes of prompt files users bring, read into :class:`Prompt` objects.
-
-Each row of a prompt set is one of these shapes (detected row by row, counted in the
-``symnoise generate`` summary):
-
-``alpaca`` (``alpaca_eval`` when the row names its reference's ``generator``)
-    ``{"instruction", "input"?}``: Alpaca's and AlpacaEval's rows. AlpacaEval's reference
-    ``output`` and ``generator`` are read (the judge step takes the reference from the
-    file) and never shown to the model.
-``string``
-    a bare string (a JSON list of strings, or JSONL of strings): the instruction.
-``prompt``
-    ``{"prompt": TEXT}``: the instruction.
-``chat``
-    ``{"messages" | "conversations" | "conversation": [turns]}`` in OpenAI
-    (``role``/``content``) or ShareGPT (``from``/``value``) form, ending with a user turn.
-    The ``chat`` template renders the whole conversation (:class:`ChatTemplate`); the
-    ``alpaca``/``vicuna`` templates render one instruction, so under them a chat row must be
-    one user turn (a longer one is an error, never cut).
-``instances``
-    ``{"instruction", "instances": [{"input", "output"}, ...]}`` (Self-Instruct's tasks):
-    one prompt per instance, its ``input`` under the row's instruction; the instance's
-    ``output`` is a reference answer, not shown to the model.
-
-Every shape also reads ``dataset`` (default: the file's stem) and keeps ``id``, ``family``,
-``answer`` and ``phrasing`` (copied into the outputs). The outputs carry ``row`` (0-based
-record in the prompt set) and, for instances, ``instance`` (0-based in ``instances``), so
-every answer joins back to its row.
-
-Nothing is dropped silently: a key that a row's shape does not read and that holds a
-value (not ``None``, blank text, ``[]``, ``{}``) stops the read with one error listing those
-keys with their row counts, unless ``ignore_fields`` names them (they are then dropped on
-purpose and counted in :attr:`PromptSet.ignored`).
-"""
+"""Prompt rows -> :class:`Prompt` objects: the row shapes of README's "symnoise generate"
+(``alpaca``/``alpaca_eval``, ``string``, ``prompt``, ``chat``, ``instances``), each read row by
+row; a field no shape reads stops the read unless ``ignore_fields`` names it."""
 
 from __future__ import annotations
 
@@ -42,9 +11,6 @@ from typing import Any
 
 from .formats import _ASSISTANT, _SYSTEM, _USER, DataError, _turn, is_empty, unread_keys
 from .templates import ChatTemplate, Template
-
-__all__ = ["KEPT_FIELDS", "REFERENCE_FIELDS", "SHAPES", "Prompt", "PromptSet", "check_template",
-           "read_prompts", "render_prompt"]
 
 CHAT_KEYS = ("messages", "conversations", "conversation")
 #: shape -> the keys it reads (beside ``dataset``, the kept and the reference fields); a
@@ -259,10 +225,9 @@ def _drop(record: Mapping[str, Any], ignore: set[str], counts: Counter[str]) -> 
 
 def read_prompts(records: Sequence[Any], name: str, default_dataset: str, *,
                  ignore_fields: str | Iterable[str] | None = None) -> PromptSet:
-    """Read every record (module docstring). A bad row raises DataError naming ``name``
-    and the row; unread fields raise one DataError listing them with their row counts.
-    ``ignore_fields`` (names, or one comma-separated string): keys to drop, ``KEY`` at the
-    top of a row or ``LIST[].KEY`` in the objects of a list (``messages[].name``)."""
+    """Read every record; a bad row raises DataError naming ``name`` and the row, unread
+    fields one DataError listing them. ``ignore_fields`` (names or ``"a,b"``): ``KEY`` at
+    the top of a row or ``LIST[].KEY`` in the objects of a list (``messages[].name``)."""
     ignore = _ignore_set(ignore_fields)
     prompts: list[Prompt] = []
     shapes: Counter[str] = Counter()
@@ -309,9 +274,7 @@ def check_template(prompts: PromptSet, template: str | Template) -> None:
 
 def render_prompt(template: Template, prompt: Prompt) -> str:
     """The text the model continues: a chat row's whole conversation under the chat
-    template, else the template's rendering of instruction and input."""
+    template, else instruction and input (:func:`check_template` stops longer chat rows)."""
     if prompt.messages is not None and isinstance(template, ChatTemplate):
         return template.render_messages(prompt.messages)
-    if prompt.messages is not None and len(prompt.messages) > 1:
-        raise DataError(f"row {prompt.row}: a conversation needs the chat template")
     return template.render(prompt.instruction, prompt.input)

@@ -1,10 +1,6 @@
-"""The data of one training run: its training features and the held-out set of its clean loss.
-
-The held-out set is ``eval_data`` when given, the synthetic suite's held-out split when
-training on the suite, else a seeded split of the training data (``eval_fraction``, at most
-``max_eval_examples``). Training (:mod:`symnoise.train`) and the per-example held-out loss
-(:mod:`symnoise.evaluate.heldout`) both call :func:`load_run_data`, so they see one set.
-"""
+"""A run's training features and the held-out set of its clean loss (``eval_data``, the
+suite's held-out split when training on the suite, else a seeded split of the training
+data): training and :mod:`symnoise.evaluate.heldout` both call :func:`load_run_data`."""
 
 from __future__ import annotations
 
@@ -17,8 +13,6 @@ from .formats import Example
 from .multimodal import prepare_multimodal
 from .spec import parse_data_spec
 from .tokenize import PreparedData, prepare_dataset
-
-__all__ = ["RunData", "load_run_data"]
 
 
 @dataclass

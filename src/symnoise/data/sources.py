@@ -1,11 +1,6 @@
-"""Where records come from: files, directories, hub ids, datasets objects, synthetic data.
-
-:func:`load_records` returns plain ``dict`` records plus a display name used in error
-messages and provenance (``Example.source``). Nothing here touches the network unless
-the source is neither a local file nor a local directory (then it is tried as a Hugging
-Face Hub dataset id through ``datasets.load_dataset``). :func:`load_examples` parses
-them into examples (:mod:`symnoise.data.formats`).
-"""
+"""Where records come from: files, folders, hub ids, ``datasets`` objects, the synthetic
+suite (:func:`load_records`), and parsed into examples (:func:`load_examples`). Only a
+source that is no local path is tried on the Hub."""
 
 from __future__ import annotations
 
@@ -18,17 +13,11 @@ from .._io import read_records
 from .formats import DataError, DataReport, Example, InvalidRecord, to_examples
 from .spec import FILE_SUFFIXES, SYNTHETIC, parse_data_spec
 
-__all__ = ["FILE_SUFFIXES", "SYNTHETIC", "load_examples", "load_records", "read_file",
-           "read_parquet"]
-
 
 def read_file(path: str | Path, *, split: str = "train", keep_invalid: bool = False
               ) -> list[Any]:
-    """Records of a JSON Lines file, or of a JSON file: a list, or ``{"data"|split: [...]}``
-    (read by :func:`symnoise._io.read_records`: a ``.json`` file of one object per line is
-    JSON Lines). Invalid JSON raises DataError naming the file and line; with
-    ``keep_invalid`` a bad JSON Lines line stands in as an :class:`InvalidRecord` (a bad row
-    for ``skip_bad_rows``)."""
+    """Records of a JSON Lines file, or of a JSON list or ``{"data"|split: [...]}``; with
+    ``keep_invalid`` a line of invalid JSON is an :class:`InvalidRecord` (a bad row)."""
     invalid = InvalidRecord if keep_invalid else None
     data, lines = read_records(path, error=DataError, invalid=invalid)
     if lines is not None or isinstance(data, list):
@@ -45,8 +34,7 @@ def read_file(path: str | Path, *, split: str = "train", keep_invalid: bool = Fa
 
 
 def read_parquet(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a Parquet file as plain Python objects (nulls become ``None``), read with
-    pyarrow (a dependency of ``datasets``)."""
+    """Records of a Parquet file (pyarrow, a dependency of ``datasets``)."""
     import pyarrow.parquet as pq
 
     try:
@@ -96,25 +84,10 @@ def _load_hub(name: str, split: str) -> tuple[list[dict[str, Any]], str]:
 
 def load_records(source: Any, *, split: str = "train", synthetic_n: int | None = None,
                  synthetic_seed: int = 0, skip_bad_rows: bool = False) -> tuple[list[Any], str]:
-    """Load raw records from ``source``; return ``(records, display_name)``.
-
-    ``source`` may be
-
-    * a path to a ``.json`` file (a list of objects, or ``{"data"|split: [...]}``), a
-      ``.jsonl``/``.ndjson`` file, or a ``.parquet`` file;
-    * a local directory: a dataset saved with ``save_to_disk``, or data files that
-      ``datasets.load_dataset`` understands (``split`` selects the split);
-    * a Hugging Face Hub id (only tried when no such local path exists; a clear
-      FileNotFoundError when that fails, e.g. offline);
-    * a ``datasets.Dataset`` or ``DatasetDict`` (``split`` selects the split);
-    * a list of dicts (returned as is, named ``<records>``);
-    * ``"synthetic"`` or ``"synthetic:SPLIT"`` (e.g. ``synthetic:heldout``): the built-in
-      synthetic suite, ``synthetic_n`` records generated with ``synthetic_seed``.
-
-    Strings are read by :func:`symnoise.data.spec.parse_data_spec` (``synthetic_x.json`` is
-    a file, not the suite). A missing path raises FileNotFoundError naming it. With
-    ``skip_bad_rows``, a JSON Lines line of invalid JSON is an :class:`InvalidRecord`.
-    """
+    """``(records, display name)`` of a data spec (:func:`~.spec.parse_data_spec`: a
+    ``.json``/``.jsonl``/``.ndjson``/``.parquet`` file, a folder for ``datasets``, a hub id,
+    the suite: ``synthetic_n`` records of ``synthetic_seed``), a ``datasets`` object or a
+    list. ``split`` picks a split; a missing path is a FileNotFoundError naming it."""
     if isinstance(source, (list, tuple)):
         return list(source), "<records>"
     if hasattr(source, "to_list") or (
@@ -154,11 +127,8 @@ def load_examples(source: Any, *, fmt: str = "auto", skip_bad_rows: bool = False
                   max_examples: int | None = None, split: str = "train",
                   synthetic_n: int | None = None, synthetic_seed: int = 0,
                   ) -> tuple[list[Example], DataReport]:
-    """Load ``source`` (see :func:`load_records`) and parse it into examples.
-
-    ``max_examples`` keeps the first N valid examples (the rest are counted as
-    ``limited``); every row is still checked.
-    """
+    """:func:`load_records` parsed into examples; ``max_examples`` keeps the first N (the
+    rest counted as ``limited``), every row still checked."""
     if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 0):
         raise ValueError(f"max_examples must be a non-negative integer, got {max_examples!r}")
     records, name = load_records(source, split=split, synthetic_n=synthetic_n,

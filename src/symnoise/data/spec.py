@@ -1,16 +1,7 @@
-"""The one parser of a data spec: the built-in suite, a local path or a hub id.
-
-``--data``, ``--eval-data``, experiment files and evaluation prompts all name their data
-with one string. :func:`parse_data_spec` decides what it means, once:
-
-* exactly ``synthetic``, or ``synthetic:SPLIT`` with a known split (``train``,
-  ``heldout``, ``test``): the built-in synthetic suite (``synthetic:bogus`` is an error
-  naming the known splits);
-* anything that exists on disk, or looks like a path (starts with ``.``, ``/`` or ``~``,
-  or ends in a data-file suffix): a local path, so ``synthetic_mine.json`` is a file, never
-  the suite;
-* anything else: a Hugging Face Hub dataset id.
-"""
+"""The one parser of a data spec (``--data``, ``--eval-data``, experiment files, prompts):
+exactly ``synthetic`` or ``synthetic:SPLIT`` is the built-in suite; anything on disk or that
+looks like a path (starts with ``.``, ``/``, ``~``, or ends in a data-file suffix) a local
+path, so ``synthetic_mine.json`` is a file; anything else a Hugging Face Hub dataset id."""
 
 from __future__ import annotations
 
@@ -19,20 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["SYNTHETIC", "FILE_SUFFIXES", "DataSpec", "parse_data_spec", "synthetic_splits"]
-
 SYNTHETIC = "synthetic"
 FILE_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".ndjson", ".parquet")
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What a data string names.
-
-    kind: ``synthetic``, ``path`` or ``hub``. split: the synthetic split asked for
-    (``None`` for bare ``synthetic``: the caller's default split); None for other kinds.
-    path: the text as given for ``path`` and ``hub`` (``synthetic`` for the suite).
-    """
+    """What a data string names: ``path`` is the text (``synthetic`` for the suite);
+    ``split`` the suite's split asked for (None: the caller's default)."""
 
     kind: Literal["synthetic", "path", "hub"]
     path: str
@@ -42,19 +27,6 @@ class DataSpec:
     def is_synthetic(self) -> bool:
         return self.kind == "synthetic"
 
-    def name(self, default_split: str = "train") -> str:
-        """The name a run records: ``synthetic:SPLIT`` for the suite, else the text."""
-        if self.is_synthetic:
-            return f"{SYNTHETIC}:{self.split or default_split}"
-        return self.path
-
-
-def synthetic_splits() -> tuple[str, ...]:
-    """The split names the synthetic suite accepts (imported only when asked for)."""
-    from .synthetic import SPLITS
-
-    return tuple(SPLITS)
-
 
 def _looks_like_path(text: str) -> bool:
     if text.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in text):
@@ -63,8 +35,7 @@ def _looks_like_path(text: str) -> bool:
 
 
 def parse_data_spec(text: str | os.PathLike[str]) -> DataSpec:
-    """Parse a data string (see the module docstring). ValueError for an empty string or
-    an unknown synthetic split."""
+    """Parse a data string; ValueError for an empty one or an unknown synthetic split."""
     if isinstance(text, os.PathLike):
         return DataSpec("path", os.fspath(text))
     if not isinstance(text, str):
@@ -75,7 +46,8 @@ def parse_data_spec(text: str | os.PathLike[str]) -> DataSpec:
         return DataSpec("synthetic", SYNTHETIC, None)
     if text.startswith(SYNTHETIC + ":"):
         split = text.split(":", 1)[1]
-        known = synthetic_splits()
+        from .synthetic import SPLITS as known  # the suite is imported only when named
+
         if split not in known:
             if Path(text).exists():  # a file really called synthetic:<something>
                 return DataSpec("path", text)

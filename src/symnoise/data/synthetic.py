@@ -1,31 +1,10 @@
-"""Built-in synthetic instruction suite: training data and held-out prompts whose answers can be checked exactly.
-
-The suite holds short instruction-following tasks whose answers can be checked exactly
-(sorting, arithmetic, unit conversion, JSON formatting, date arithmetic, ...). It is the
-default training data of symnoise, small enough to fine-tune a 135M model on a CPU, and its
-held-out split gives an offline score (exact-answer accuracy) with no LLM judge.
-
-* Every family has its own instruction phrasings. The training split uses only the
-  ``train`` phrasings and the held-out split only the ``heldout`` phrasings, so held-out
-  accuracy measures whether the model follows a task it learned when asked in new words.
-* The concrete inputs of the two splits never coincide: every input (the fields a record is
-  built from, phrasing aside) falls on one side of a fixed hash partition, whatever the seed.
-* Everything is deterministic from the seed and drawn with ``random.Random``; the two
-  splits use independent streams, so a split does not depend on the other split's size and
-  a shorter split is a prefix of a longer one.
-
-Records are Alpaca-style dicts::
-
-    {"instruction": ..., "input": ... (may be ""), "output": <answer to produce>,
-     "family": <family name>, "answer": <canonical answer>, "phrasing": <phrasing id>}
-
-Reading and scoring a model's answers is evaluation, not data: see
-:mod:`symnoise.evaluate.tasks` (``check_answer``, ``score_responses``, Wilson intervals).
-
-The task families are a table: each is registered by :func:`_family` (its answer kind,
-fields, description and phrasings) around its sampler, which draws one example's fields
-and canonical answer. All task text and vocabularies below are written for this project.
-"""
+"""The built-in synthetic suite: short tasks whose answers can be checked exactly (scoring:
+:mod:`symnoise.evaluate.tasks`), as Alpaca-style records with ``family``, ``answer`` and
+``phrasing``. The held-out split uses only its own phrasings, and its inputs fall on the
+other side of a fixed hash partition from training's, whatever the seed; each split is
+deterministic from the seed (its own ``random.Random`` stream; a shorter split is a prefix
+of a longer one). Each family is registered by :func:`_family` around its sampler, which
+draws one example's fields and canonical answer. All task text is this project's own."""
 
 from __future__ import annotations
 
@@ -39,9 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-
-__all__ = ["FAMILIES", "Family", "Phrasing", "SPLITS", "SyntheticSuite", "example_fields",
-           "example_key", "family_of", "generate_suite", "load_synthetic"]
 
 DEFAULT_N_TRAIN = 2000
 DEFAULT_N_HELDOUT = 240
@@ -69,31 +45,19 @@ def _canonical_split(split: str) -> str:
 
 @dataclass(frozen=True)
 class Phrasing:
-    """One way of asking for a task: templates over the family's fields.
-
-    ``instruction`` and ``input`` are :meth:`str.format` templates; between them they name
-    every field of the family exactly as the sampler draws it.
-    """
+    """One way of asking for a task: ``str.format`` templates naming every field."""
 
     id: str
     instruction: str
     input: str = ""
 
     def render(self, fields: Mapping[str, str]) -> tuple[str, str]:
-        """Return (instruction, input) for these field values."""
         return self.instruction.format(**fields), self.input.format(**fields)
 
 
 @dataclass(frozen=True)
 class Family:
-    """A task family: what it asks, how its examples are drawn and how answers are read.
-
-    kind: how a response is read and compared (``integer``: numeric equality;
-        ``integer_list``: element-wise numeric equality; ``word_list`` / ``word_sequence``:
-        same words in the same order, case-insensitive; ``uppercase_text`` /
-        ``lowercase_text``: exact text, case-sensitive; ``date``: the same ISO date;
-        ``parity``: ``even`` or ``odd``; ``json``: equal JSON objects).
-    """
+    """A task family; ``kind`` says how an answer is read and compared (``tasks._read``)."""
 
     name: str
     description: str
@@ -104,13 +68,11 @@ class Family:
     sampler: Callable[[random.Random], tuple[Fields, str]]
 
     def phrasings(self, split: str) -> tuple[Phrasing, ...]:
-        """Phrasings used by a split (``train`` or ``heldout``)."""
         train = _canonical_split(split) == "train"
         return self.train_phrasings if train else self.heldout_phrasings
 
 
-FAMILIES: dict[str, Family] = {}
-"""Registry of the task families, in the round-robin order of the splits."""
+FAMILIES: dict[str, Family] = {}  # in the round-robin order of the splits
 
 _Sampler = Callable[[random.Random], tuple[Fields, str]]
 _PhrasingRows = Sequence[str | tuple[str, str]]  # an instruction, or (instruction, input)
@@ -135,10 +97,8 @@ def _family(
     return register
 
 
-# --------------------------------------------------------------------------------------
-# Vocabularies. Lowercase ASCII letters only; none of them is a word the answer reader
-# strips ("answer", "result", "output", "response") or a parity word ("even", "odd").
-# --------------------------------------------------------------------------------------
+# Vocabularies: lowercase ASCII, no word the answer reader strips ("answer", "result",
+# "output", "response") and no parity word ("even", "odd").
 
 _WORDS: tuple[str, ...] = tuple(
     """
@@ -239,10 +199,7 @@ _DATE_START = _dt.date(2000, 1, 1)
 _DATE_SPAN_DAYS = (_dt.date(2030, 12, 31) - _DATE_START).days
 
 
-# --------------------------------------------------------------------------------------
-# The families, in round-robin order. Each sampler draws the fields of one example and
-# returns (fields, canonical answer).
-# --------------------------------------------------------------------------------------
+# -- The families, in round-robin order: each sampler returns (fields, canonical answer).
 
 
 def _join(items: Sequence[object], sep: str = ", ") -> str:
@@ -554,25 +511,14 @@ def _generate_split(seed: int, n: int, split: str) -> list[dict[str, str]]:
 def generate_suite(
     seed: int = 0, n_train: int = DEFAULT_N_TRAIN, n_heldout: int = DEFAULT_N_HELDOUT
 ) -> SyntheticSuite:
-    """Generate both splits of the synthetic suite, deterministically from ``seed``.
-
-    Families alternate round-robin in each split (so each has ``n // len(FAMILIES)`` or one
-    more examples) and so do the phrasings within a family. Train records use only train
-    phrasings, held-out records only held-out phrasings, and no held-out input equals a
-    training input (for any pair of seeds). Within a split an input repeats only when 50
-    further draws found no fresh one for its family (never at the default sizes); count
-    repeats with :func:`example_key`.
-    """
+    """Both splits from ``seed``: families, and phrasings within one, round-robin; an input
+    repeats within a split only when 50 further draws found no fresh one (:func:`example_key`)."""
     return SyntheticSuite(train=_generate_split(seed, n_train, "train"),
                           heldout=_generate_split(seed, n_heldout, "heldout"))
 
 
 def load_synthetic(split: str = "train", seed: int = 0, n: int | None = None) -> list[dict]:
-    """Return one split of the suite: ``train`` or ``heldout``.
-
-    ``n`` defaults to 2000 for train and 240 for held-out; the records equal those of
-    :func:`generate_suite` with the same seed and size. Unknown split: ValueError.
-    """
+    """One split (``train``: 2000 records by default, ``heldout``: 240), as in :func:`generate_suite`."""
     canonical = _canonical_split(split)
     if n is None:
         n = DEFAULT_N_TRAIN if canonical == "train" else DEFAULT_N_HELDOUT
@@ -595,8 +541,7 @@ def _template_regex(template: str) -> re.Pattern[str]:
 
 
 def family_of(record: Mapping[str, Any]) -> Family:
-    """The :class:`Family` a record names in its ``family`` field; ValueError when the record
-    is not a dict, has no family or names an unknown one."""
+    """The :class:`Family` a record names in its ``family`` field (ValueError otherwise)."""
     if not isinstance(record, Mapping):
         raise ValueError(f"a synthetic record must be a dict, got {type(record).__name__}")
     name = record.get("family")
@@ -609,10 +554,7 @@ def family_of(record: Mapping[str, Any]) -> Family:
 
 
 def example_fields(record: Mapping[str, Any]) -> dict[str, str]:
-    """Recover the field values a record was built from, by reading it against its phrasing.
-
-    Raises ValueError when the record's phrasing is unknown or its text does not fit it.
-    """
+    """The field values a record was built from, read back against its phrasing."""
     fam = family_of(record)
     pid = record.get("phrasing")
     if pid not in _PHRASINGS or _PHRASINGS[pid][0] is not fam:
@@ -631,9 +573,5 @@ def example_fields(record: Mapping[str, Any]) -> dict[str, str]:
 
 
 def example_key(record: Mapping[str, Any]) -> tuple[str, ...]:
-    """The record's concrete inputs with the phrasing removed: ``(family, "field=value", ...)``.
-
-    Two records share a key exactly when they pose the same task instance, however phrased;
-    the held-out split shares no key with the training split.
-    """
+    """``(family, "field=value", ...)``: the same task instance, however phrased."""
     return _key(family_of(record).name, example_fields(record))

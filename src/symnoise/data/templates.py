@@ -1,18 +1,7 @@
-"""Prompt templates: how an example becomes the text the model is conditioned on.
-
-A template renders everything before the response (:meth:`Template.prompt`). The
-training text is ``prompt + response_prefix + output + EOS``; at generation time the
-model sees ``prompt`` and is expected to continue with ``response_prefix + output``.
-
-* ``alpaca``: the Stanford Alpaca prompt (with-input and without-input variants); the
-  paper's prompt for Alpaca, Evol-Instruct and OpenPlatypus. As in Stanford Alpaca's and
-  NEFTune's code it ends with ``### Response:`` and no newline: the response follows
-  directly (prompt and response are tokenised separately, see ``tokenize.py``).
-* ``vicuna`` (``vicuna_v1.1``, ``vicuna-v1.1``): the Vicuna v1.1 prompt, used for
-  ShareGPT; the response follows ``ASSISTANT:`` after one space.
-* ``chat``: the tokenizer's own chat template (one user message, or a whole conversation
-  with :meth:`ChatTemplate.render_messages`, and the generation prompt).
-"""
+"""Prompt templates: everything before the response. ``alpaca`` (Stanford Alpaca's, ending
+with ``### Response:`` and no newline, as in NEFTune's code), ``vicuna`` (v1.1, for ShareGPT;
+the response follows ``ASSISTANT:`` after one space), ``chat`` (the tokenizer's own). The
+training text is ``prompt + response_prefix + output + EOS``."""
 
 from __future__ import annotations
 
@@ -20,9 +9,6 @@ from typing import Any
 
 from .._io import user_message
 from .formats import Example
-
-__all__ = ["TEMPLATES", "Template", "AlpacaTemplate", "VicunaTemplate",
-           "ChatTemplate", "get_template", "default_template_for", "format_prompt", "user_message"]
 
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides "
@@ -42,11 +28,8 @@ TEMPLATES: tuple[str, ...] = ("alpaca", "vicuna", "chat")
 
 
 class Template:
-    """Base class: subclasses set ``name`` and ``response_prefix`` and render prompts.
-
-    response_prefix: text between the prompt and the response in the training text
-    (the separator); tokenised together with the response, so it is learned.
-    """
+    """Subclasses set ``name``, ``response_prefix`` (tokenised with the response, so it is
+    learned) and :meth:`render`."""
 
     name: str = "template"
     response_prefix: str = ""
@@ -62,13 +45,6 @@ class Template:
     def response(self, example: Example) -> str:
         """The response text as trained on: ``response_prefix + example.output``."""
         return self.response_prefix + example.output
-
-    def full_text(self, example: Example) -> str:
-        """``prompt + response`` (without EOS)."""
-        return self.prompt(example) + self.response(example)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
 
 
 class AlpacaTemplate(Template):
@@ -127,11 +103,8 @@ class ChatTemplate(Template):
 
 
 def get_template(name: str | Template, tokenizer: Any = None) -> Template:
-    """The template called ``name`` (a Template instance is returned unchanged).
-
-    Raises ValueError listing the known names when ``name`` is unknown, or when ``chat``
-    is asked for without a tokenizer that has a chat template.
-    """
+    """The template called ``name`` (a Template is returned unchanged); ValueError listing
+    the known names."""
     if isinstance(name, Template):
         return name
     if not isinstance(name, str):

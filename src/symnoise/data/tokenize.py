@@ -1,20 +1,8 @@
-"""Examples -> token ids with response-only labels.
-
-Each example becomes ``[specials] + prompt + response + [EOS]`` where ``specials`` is what
-the tokenizer itself puts in front of a text (usually one BOS; nothing for tokenizers
-that add none), ``prompt`` is :meth:`Template.prompt` and ``response`` is
-``template.response_prefix + output``. Prompt and response are tokenised separately and
-their ids concatenated, so the boundary between them is exact. Labels are ``-100`` on
-the specials and the prompt (response-only loss) and equal the ids elsewhere.
-
-Tokenising separately means the response is encoded as if it began a text: exact for
-byte-level BPE tokenizers (GPT-2, Llama 3, Qwen, SmolLM), while SentencePiece tokenizers
-with a prepended space (Llama 2, Mistral) start the response with a word-start piece
-("▁Blue"), so a model trained this way may begin its responses with a space.
-
-Sequences longer than ``max_length`` are cut at the end (``truncated``); an example left
-with no response token is dropped and counted (``dropped_no_response``).
-"""
+"""Examples -> token ids with response-only labels: ``[specials] + prompt + response +
+[EOS]``, ``specials`` being what the tokenizer puts before a text itself (usually a BOS).
+Prompt and response are tokenised separately, so their boundary is exact (a SentencePiece
+tokenizer with a prepended space starts the response with a word-start piece). Labels are
+-100 on specials and prompt; too long: cut at the end; no response token left: dropped."""
 
 from __future__ import annotations
 
@@ -27,25 +15,14 @@ from .formats import DataReport, Example
 from .sources import load_examples
 from .templates import Template, default_template_for, get_template
 
-__all__ = ["IGNORE_INDEX", "PreparedData", "TokenizeReport", "prepare_dataset", "special_prefix",
-           "tokenize_examples"]
-
 IGNORE_INDEX = -100
-_BATCH = 1000  # texts per tokenizer call
 _MAX_NOTED = 20
 
 
 @dataclass
 class TokenizeReport:
-    """Counts from :func:`tokenize_examples`.
-
-    n_in: examples given; n_out: features produced (``n_in - dropped_no_response``).
-    truncated: kept features cut to ``max_length``; dropped_no_response: examples whose
-    prompt filled ``max_length`` so no response token was left (their sources, first 20, in
-    ``dropped_sources``). total_tokens / response_tokens: over the kept features
-    (response tokens include EOS). max_len_seen: the longest sequence before truncation.
-    kept_indices: for each feature, the index of its example (not in ``to_dict``).
-    """
+    """Counts from :func:`tokenize_examples` (``n_out = n_in - dropped_no_response``; tokens
+    over the kept features, EOS included); ``kept_indices``: each feature's example."""
 
     n_in: int = 0
     n_out: int = 0
@@ -64,12 +41,18 @@ class TokenizeReport:
         return out
 
 
-def _ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for start in range(0, len(texts), _BATCH):
-        enc = tokenizer(texts[start : start + _BATCH], add_special_tokens=False)
-        out.extend(list(ids) for ids in enc["input_ids"])
-    return out
+def _ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    if not texts:  # a tokenizer fails on an empty batch
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Prompt ids as training and generation both see them: the tokenizer's own prefix (BOS)
+    then the text without special tokens (a BOS a chat template spelled out is not doubled)."""
+    prefix = special_prefix(tokenizer)
+    return [ids if prefix and ids[: len(prefix)] == prefix else prefix + ids
+            for ids in _ids(tokenizer, texts)]
 
 
 def special_prefix(tokenizer: Any) -> list[int]:
@@ -88,12 +71,8 @@ def special_prefix(tokenizer: Any) -> list[int]:
 def tokenize_examples(examples: Sequence[Example], tokenizer: Any, template: str | Template, *,
                       max_length: int = 512, add_eos: bool = True,
                       ) -> tuple[list[dict[str, list[int]]], TokenizeReport]:
-    """Tokenise ``examples`` under ``template`` into features with response-only labels.
-
-    Each feature is ``{"input_ids", "attention_mask", "labels"}`` (lists of ints). Raises
-    ValueError when ``add_eos`` and the tokenizer has no EOS token, or when ``max_length``
-    is not a positive integer.
-    """
+    """``{"input_ids", "attention_mask", "labels"}`` features of ``examples`` (module
+    docstring); ValueError when ``add_eos`` and the tokenizer has no EOS."""
     if not isinstance(max_length, int) or max_length < 1:
         raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
     template = get_template(template, tokenizer)
@@ -107,17 +86,14 @@ def tokenize_examples(examples: Sequence[Example], tokenizer: Any, template: str
                 "tokenizer.eos_token or pass add_eos=False"
             )
         eos = [int(eos_id)]
-    prefix = special_prefix(tokenizer)
-    prompts = _ids(tokenizer, [template.prompt(ex) for ex in examples])
+    prompts = encode_prompts(tokenizer, [template.prompt(ex) for ex in examples])
     responses = _ids(tokenizer, [template.response(ex) for ex in examples])
 
     report = TokenizeReport(n_in=len(examples), max_length=max_length)
     features: list[dict[str, list[int]]] = []
     for i, (p_ids, r_ids) in enumerate(zip(prompts, responses, strict=True)):
-        # a chat template may already spell the BOS out in its text: do not add it twice
-        head = [] if prefix and p_ids[: len(prefix)] == prefix else prefix
-        n_prompt = len(head) + len(p_ids)
-        ids = head + p_ids + r_ids + eos
+        n_prompt = len(p_ids)
+        ids = p_ids + r_ids + eos
         report.max_len_seen = max(report.max_len_seen, len(ids))
         truncated = len(ids) > max_length
         if truncated:
@@ -140,12 +116,8 @@ def tokenize_examples(examples: Sequence[Example], tokenizer: Any, template: str
 
 @dataclass
 class PreparedData:
-    """Everything :func:`prepare_dataset` produced.
-
-    features[i] was made from examples[i] (examples dropped at tokenisation are not in
-    ``examples``). format: the data format used (detected when ``fmt="auto"``);
-    template: the template's name.
-    """
+    """What :func:`prepare_dataset` made: features[i] from examples[i]; the format used
+    and the template's name."""
 
     features: list[dict[str, list[int]]]
     examples: list[Example]
@@ -177,12 +149,7 @@ def prepare_dataset(source: Any, tokenizer: Any, *, fmt: str = "auto",
                     skip_bad_rows: bool = False, max_examples: int | None = None,
                     split: str = "train", synthetic_n: int | None = None,
                     synthetic_seed: int = 0, add_eos: bool = True) -> PreparedData:
-    """Load, parse, template and tokenise ``source`` for response-only fine-tuning.
-
-    template None: the paper's choice for the format (:func:`default_template_for`).
-    Raises DataError (bad file/row/format), FileNotFoundError (missing path) or
-    ValueError (unknown template, tokenizer without EOS).
-    """
+    """Load, parse, template (None: the paper's for the format) and tokenise ``source``."""
     examples, data_report = load_examples(
         source, fmt=fmt, skip_bad_rows=skip_bad_rows, max_examples=max_examples, split=split,
         synthetic_n=synthetic_n, synthetic_seed=synthetic_seed)

@@ -1,13 +1,6 @@
-"""OpenLLM-style benchmarks through lm-evaluation-harness (``symnoise harness``).
-
-The preset ``openllm`` reproduces the Open LLM Leaderboard (v1) scoring the paper used:
-ARC-Challenge 25-shot ``acc_norm``, HellaSwag 10-shot ``acc_norm``, MMLU 5-shot
-``acc_unweighted`` (the plain mean over its 57 subjects, computed here: lm-eval's own group
-row, kept beside it, weights by size) and TruthfulQA 0-shot MC2 (lm-eval's ``acc``). The
-model is a model folder, run folder (results in ``RUN/eval``), ``.gguf`` file or hub id.
-Local lm-eval YAML tasks (``include_path``) with a local model run with the HF hubs offline.
-lm-eval (``symnoise[harness]``) is imported only when a run starts.
-"""
+"""``symnoise harness``: lm-evaluation-harness tasks and the ``openllm`` preset (README), with
+MMLU's unweighted mean over its 57 subjects computed here. lm-eval is imported only when a
+run starts; local YAML tasks with a local model run with the HF hubs offline."""
 
 from __future__ import annotations
 
@@ -97,9 +90,6 @@ class HarnessResult:
             have = sorted({f"{r.task}/{r.label}" for r in self.rows})
             raise KeyError(f"no metric {metric!r} for task {task!r}; results hold: {have}")
         return min(hits, key=lambda r: r.parent is not None)
-
-    def value(self, task: str, metric: str, filter: str = "none") -> float:
-        return self.row(task, metric, filter).value
 
     def summary(self) -> dict[str, float]:
         """``{task: value}`` of each top-level task's headline metric (or its first metric)."""
@@ -320,13 +310,9 @@ def run_harness(
     include_path: str | os.PathLike[str] | None = None, dtype: str = "float32", seed: int = 0,
     log_samples: bool = False, progress: bool = True,
 ) -> HarnessResult:
-    """Evaluate ``model`` on lm-eval tasks (names, YAML paths, presets; list or "a,b").
-
-    ``output_dir`` defaults to ``RUN/eval`` for a run folder (else nothing is written);
-    ``num_fewshot`` overrides every task's shots; ``limit`` caps examples per task (smoke
-    tests; a fraction when < 1); ``seed`` seeds Python, NumPy, torch and few-shot sampling;
-    ``progress=False`` turns off lm-eval's per-request progress bars.
-    Raises ValueError, FileNotFoundError or HarnessError, each naming the cause."""
+    """Evaluate ``model`` on lm-eval tasks (names, YAML paths, presets; list or "a,b"),
+    writing into ``output_dir`` (default ``RUN/eval`` for a run folder, else nothing);
+    ``limit``: examples per task (a fraction when < 1); ``seed`` seeds everything."""
     from ..models import resolve_model
 
     plans = resolve_tasks(tasks, num_fewshot)

@@ -1,26 +1,15 @@
-"""The clean loss of every held-out example of a run, for paired comparisons between runs.
-
-:func:`heldout_set` rebuilds the held-out set of training's clean loss from ``run.json``
-with the function training used (:func:`symnoise.data.run_data.load_run_data`), and
-:func:`example_losses` measures each example: the mean token negative log-likelihood over its
-response tokens (EOS included), the model in eval mode, no noise. :func:`token_mean` is the
-loss over all held-out tokens; :func:`trainer_mean` groups the examples as the Trainer's
-evaluation batches do, which reproduces run.json's ``final_clean_eval_loss`` (one process).
-Each example's ``id`` depends only on its text (:func:`example_id`), so two runs evaluated on
-the same held-out set pair up example by example.
-"""
+"""The clean loss of every held-out example of a run, for paired comparisons: the held-out
+set rebuilt from ``run.json`` as training built it (:func:`symnoise.data.run_data.load_run_data`),
+each example's mean response-token NLL (eval mode, no noise), ids from the text only."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import TrainConfig
-
-__all__ = ["HeldoutSet", "HeldoutUnavailable", "example_id", "example_losses", "heldout_rows",
-           "heldout_set", "token_mean", "trainer_mean"]
+from .tasks import text_id, unique_ids
 
 
 class HeldoutUnavailable(ValueError):
@@ -29,9 +18,7 @@ class HeldoutUnavailable(ValueError):
 
 @dataclass
 class HeldoutSet:
-    """The held-out examples of a run, tokenised as training tokenised them: features[i]
-    was made from examples[i]; source: where they come from, in words; eval_batch_size:
-    the Trainer's evaluation batch size of the run."""
+    """A run's held-out examples and their features; the Trainer's eval batch size."""
 
     examples: list[Any]
     features: list[dict[str, list[int]]]
@@ -61,20 +48,15 @@ def heldout_set(info: Mapping[str, Any], tokenizer: Any) -> HeldoutSet:
 
 
 def example_id(example: Any) -> str:
-    """First 16 hex digits of the SHA-1 of an example's text (instruction, input, output)."""
-    text = "\x1f".join((example.instruction, example.input or "", example.output))
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    """The :func:`~.tasks.text_id` of an example's instruction, input and output."""
+    return text_id(example.instruction, example.input or "", example.output)
 
 
 def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], *,
                    pad_token_id: int, batch_size: int = 8, progress: bool = False
                    ) -> list[tuple[float, int]]:
-    """``(mean token NLL over the response tokens, number of those tokens)`` per feature.
-
-    The model is put in eval mode and run without gradients; logits are compared in
-    float32 with the labels shifted by one, as the model's own loss does.
-    ``batch_size`` examples are run at once, right-padded.
-    """
+    """``(mean NLL over the response tokens, their number)`` per feature: eval mode, no
+    gradients, float32 logits against the labels shifted by one, as the model's loss."""
     import sys
 
     import torch
@@ -111,8 +93,6 @@ def heldout_rows(examples: Sequence[Any], losses: Sequence[tuple[float, int]]
                  ) -> list[dict[str, Any]]:
     """One ``{"id", "loss", "n_tokens"}`` per example (ids made unique by
     :func:`~symnoise.evaluate.tasks.unique_ids`)."""
-    from .tasks import unique_ids
-
     ids = unique_ids(example_id(ex) for ex in examples)
     return [{"id": i, "loss": float(loss), "n_tokens": int(n)}
             for i, (loss, n) in zip(ids, losses, strict=True)]

@@ -1,14 +1,7 @@
-"""The synthetic suite's scoring: reading answers, exact-answer accuracy, Wilson intervals.
-
-:func:`check_answer` reads a response leniently (whitespace, a trailing period, a leading
-``Answer:`` or ``The answer is``, lines after the answer) and says whether the answer is
-correct and whether the response had exactly the expected format. :func:`item_rows` gives
-one row per item (``id`` from the prompt only, so runs pair up item by item);
-:func:`score_responses` adds them up with 95% Wilson intervals, per family and overall;
-:func:`make_report` / :func:`score_outputs` make a :class:`TasksReport` and
-:func:`write_report` writes it (files named by :data:`symnoise.run.EVAL_FILES`). Answering
-the split with a model is a pipeline: :func:`symnoise.experiments.eval_steps.run_synthetic_eval`.
-"""
+"""The synthetic suite's scoring: :func:`check_answer` reads a response leniently and says
+whether it is correct and exactly formatted; :func:`item_rows` gives one row per item (its
+``id`` from the prompt only, so runs pair up); scores with 95% Wilson intervals per family
+and overall make a :class:`TasksReport` (:func:`make_report`, :func:`write_report`)."""
 
 from __future__ import annotations
 
@@ -26,11 +19,6 @@ from .._io import fmt, markdown_table, write_json_atomic, write_text_atomic
 from ..data.synthetic import FAMILIES, family_of
 from ..run import EVAL_FILES
 from .stats import wilson_interval
-
-__all__ = ["ITEMS_JSONL", "OUTPUTS_FILE", "SCORES_JSON", "SCORES_MD", "CheckResult",
-           "TasksReport", "check_answer", "item_id", "item_rows",
-           "make_report", "score_outputs", "score_responses", "unique_ids",
-           "write_report"]
 
 OUTPUTS_FILE = EVAL_FILES["synthetic_outputs"]
 SCORES_JSON = EVAL_FILES["synthetic_scores"]
@@ -159,10 +147,8 @@ def _is_formatted(kind: str, response: str) -> bool:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Verdict on one response: ``correct``, the answer read equals the canonical one under
-    the family's comparison; ``formatted``, the response is exactly an answer in the expected
-    format (one line, nothing around it but trailing newlines; any JSON object for
-    ``to_json``), right or wrong; ``extracted``, the answer as read (None when none)."""
+    """``correct``: the answer read equals the canonical one; ``formatted``: the response is
+    exactly an answer in the expected format (one line), right or wrong."""
 
     correct: bool
     formatted: bool
@@ -170,13 +156,9 @@ class CheckResult:
 
 
 def check_answer(record: Mapping[str, Any], response: str | None) -> CheckResult:
-    """Check a model response against a record's canonical answer.
-
-    Reading is lenient about surrounding whitespace, a trailing period, surrounding quotes,
-    a leading ``Answer:`` / ``The answer is`` / ``Result:``, and lines after the first
-    non-empty one (JSON answers are read from the first ``{`` to the last ``}``). A ``None``
-    response counts as empty. Unknown family or missing answer: ValueError.
-    """
+    """Check a response (None: empty) against a record's canonical answer, leniently:
+    whitespace, quotes, a trailing period, a leading ``Answer:``/``The answer is``, later
+    lines; JSON from the first ``{`` to the last ``}``."""
     fam = family_of(record)
     answer = record.get("answer")
     if not isinstance(answer, str):
@@ -194,7 +176,7 @@ def _summary(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     n, correct = len(items), sum(item["correct"] for item in items)
     formatted = sum(item["formatted"] for item in items)
     return {"n": n, "correct": correct, "accuracy": correct / n,
-            "accuracy_ci95": wilson_interval(correct, n), "formatted": formatted,
+            "accuracy_ci95": list(wilson_interval(correct, n)), "formatted": formatted,
             "format_rate": formatted / n}
 
 
@@ -207,21 +189,19 @@ def _tally(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def score_responses(records: Sequence[Mapping[str, Any]], responses: Sequence[str | None]
                     ) -> dict[str, Any]:
-    """Score responses against records with :func:`check_answer`.
-
-    Returns ``{"n", "correct", "accuracy", "accuracy_ci95", "formatted", "format_rate",
-    "per_family": {family: {same keys}}}``, where ``accuracy_ci95`` is a 95% Wilson
-    interval and ``format_rate`` the share of responses in the exact expected format.
-    Families appear in registry order. Lengths must match and be non-zero (ValueError).
-    """
+    """``{"n", "correct", "accuracy", "accuracy_ci95", "formatted", "format_rate",
+    "per_family": {family: {same keys}}}`` of :func:`item_rows`."""
     return _tally(item_rows(records, responses))
 
 
+def text_id(*parts: str) -> str:
+    """An id from text only (so runs pair up): 16 hex digits of the SHA-1 of ``parts``."""
+    return hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()[:16]
+
+
 def item_id(record: Mapping[str, Any]) -> str:
-    """A stable id of a synthetic item: the first 16 hex digits of the SHA-1 of its
-    instruction and input (the prompt; independent of the run and of the answer)."""
-    text = f"{record.get('instruction', '')}\x1f{record.get('input') or ''}"
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    """A synthetic item's :func:`text_id`: of its instruction and input (the prompt)."""
+    return text_id(record.get("instruction", ""), record.get("input") or "")
 
 
 def item_rows(records: Sequence[Mapping[str, Any]],
@@ -258,14 +238,8 @@ def unique_ids(ids: Iterable[str]) -> list[str]:
 
 @dataclass
 class TasksReport:
-    """Scores of one model on the synthetic held-out split.
-
-    overall / per_family[name]: ``{"n", "correct", "accuracy", "accuracy_ci95": [low,
-    high], "formatted", "format_rate"}`` (95% Wilson interval; ``format_rate`` is the share
-    of answers in exactly the expected format). generation: the
-    :class:`~symnoise.generate.GenerateReport` as a dict (``None`` when only scoring).
-    items: :func:`item_rows` of the answers.
-    """
+    """Scores of one model on the held-out split (:func:`score_responses`' keys), the
+    generation report as a dict (None when only scoring) and :func:`item_rows`."""
 
     model: str
     generator: str
@@ -325,8 +299,6 @@ def make_report(records: Sequence[Mapping[str, Any]], responses: Sequence[str], 
     items = item_rows(records, responses)
     overall = _tally(items)
     per_family = overall.pop("per_family")
-    for scores in [overall, *per_family.values()]:
-        scores["accuracy_ci95"] = list(scores["accuracy_ci95"])
     return TasksReport(n=len(records), overall=overall, per_family=per_family, items=items,
                        **fields)
 

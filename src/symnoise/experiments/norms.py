@@ -1,13 +1,8 @@
-"""Expected L2 norms of the three noise distributions: the SymNoise paper's norm lemmas.
-
-For one embedding of width ``d``: uniform (NEFTune) ``u ~ U(-1,1)^d`` has ``E||u||^2 = d/3``
-(``sqrt(d/3)`` bounds ``E||u||`` by Jensen, relative gap ~ ``1/(10 d)``); Gaussian
-``z ~ N(0, I_d)`` has ``E||z|| = sqrt(2) Gamma((d+1)/2) / Gamma(d/2)`` exactly (the chi mean,
-tending to ``sqrt(d)``, gap ~ ``1/(4 d)``); Bernoulli ``r in {-1,+1}^d`` has
-``||r|| = sqrt(d)`` for every draw. Both ratios to uniform tend to ``sqrt(3)`` (hence
-``norm_match``). :func:`norm_analysis` measures the means by Monte Carlo with the training
-sampler (float64, seeded); :func:`write_norms_report` writes CSV, Markdown, two figures.
-"""
+"""Expected L2 norms of the three noise distributions (the SymNoise paper's norm lemmas): for
+width ``d``, uniform ``sqrt(d/3)`` (a Jensen bound, gap ~ 1/(10 d)), Gaussian the exact chi
+mean ``sqrt(2) Gamma((d+1)/2) / Gamma(d/2)``, Bernoulli ``sqrt(d)`` for every draw; both
+ratios to uniform tend to ``sqrt(3)``. :func:`norm_analysis` measures them by Monte Carlo
+with the training sampler (float64, seeded)."""
 
 from __future__ import annotations
 
@@ -22,11 +17,8 @@ import pandas as pd
 import torch
 
 from .._io import fmt, markdown_table
+from ..decoding import check_count
 from ..noise import sample_noise
-
-__all__ = ["DISTRIBUTIONS", "DEFAULT_DIMS", "DEFAULT_SAMPLES", "SQRT3", "NormAnalysis",
-           "closed_form_mean", "gaussian_mean_norm", "sample_norms", "norm_analysis",
-           "format_norms_table", "write_norms_report"]
 
 DISTRIBUTIONS: tuple[str, ...] = ("uniform", "gaussian", "bernoulli")
 DEFAULT_DIMS: tuple[int, ...] = (16, 64, 256, 1024, 4096, 8192)
@@ -38,7 +30,7 @@ _CHUNK_ELEMENTS = 1 << 22
 
 def gaussian_mean_norm(d: int) -> float:
     """Exact ``E||z||``, ``z ~ N(0, I_d)``, via ``lgamma`` (finite for any ``d``)."""
-    d = _check_positive_int(d, "dimension")
+    check_count("dimension", d)
     return math.sqrt(2.0) * math.exp(math.lgamma((d + 1) / 2.0) - math.lgamma(d / 2.0))
 
 
@@ -46,7 +38,7 @@ def closed_form_mean(distribution: str, d: int) -> float:
     """``E||noise||`` in closed form: uniform ``sqrt(d/3)``, gaussian the exact chi mean,
     bernoulli ``sqrt(d)`` (exact, every draw)."""
     _check_distribution(distribution)
-    d = _check_positive_int(d, "dimension")
+    check_count("dimension", d)
     return {"uniform": math.sqrt(d / 3.0), "bernoulli": math.sqrt(d)}.get(
         distribution) or gaussian_mean_norm(d)
 
@@ -57,14 +49,10 @@ def _check_distribution(distribution: str) -> None:
                          f"{', '.join(DISTRIBUTIONS)}")
 
 
-def _check_positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
 def _check_list(values: Iterable[Any], what: str) -> list[int]:
-    if not (out := [_check_positive_int(v, what) for v in values]):
+    for v in (out := list(values)):
+        check_count(what, v)
+    if not out:
         raise ValueError(f"at least one {what} is needed")
     return sorted(set(out))
 
@@ -75,8 +63,8 @@ def sample_norms(distribution: str, d: int, samples: int,
     sampler, drawn in chunks of <= 2**22 elements; a correctly rounded sqrt keeps
     Bernoulli norms exactly ``math.sqrt(d)``."""
     _check_distribution(distribution)
-    d = _check_positive_int(d, "dimension")
-    samples = _check_positive_int(samples, "sample count")
+    check_count("dimension", d)
+    check_count("sample count", samples)
     rows = max(1, _CHUNK_ELEMENTS // d)
     out = torch.empty(samples, dtype=torch.float64)
     for start in range(0, samples, rows):
@@ -112,10 +100,6 @@ class NormAnalysis:
         if found := [r for r in self.rows if (r["d"], r["samples"]) == (d, samples)]:
             return found[0]
         raise KeyError(f"no row for d={d}, samples={samples}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"dims": list(self.dims), "samples": list(self.samples), "seed": self.seed,
-                "sqrt3": SQRT3, "rows": [dict(r) for r in self.rows]}
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)

@@ -10,8 +10,6 @@ from typing import Any
 from .experiment_file import Experiment, load_experiment
 from .sweep import SweepResult, _say, run_sweep
 
-__all__ = ["REPORT_DIR", "run_experiment"]
-
 REPORT_DIR = "report"  # OUTPUT/report: tables, figures, report.md
 
 
