@@ -39,14 +39,14 @@ def make_run(root: Path, rel: str, *, method: str = "none", alpha: float = 5.0,
     run = RunFolder(root / rel)
     run.path.mkdir(parents=True)
     gen = run.path.name
+    more = dict(config or {})  # run.json as train writes it: the noise nested
+    noise = {"method": method, "alpha": alpha, "norm_match": norm_match,
+             "symmetric_mode": more.pop("symmetric_mode", "concat"), "seed": seed}
     run.write_info({
         "status": "completed",
-        "config": {"model": "tiny", "data": "/data/alpaca.json", "method": method,
-                   "alpha": alpha, "norm_match": norm_match, "seed": seed, "lr": lr,
-                   "output_dir": str(run.path), "extra": {}, **(config or {})},
-        "noise": {"method": method, "alpha": alpha, "norm_match": norm_match,
-                  "symmetric_mode": (config or {}).get("symmetric_mode", "concat"), "seed": seed},
-        "format": "alpaca",
+        "config": {"model": "tiny", "data": "/data/alpaca.json", "noise": noise, "seed": seed,
+                   "lr": lr, "output_dir": str(run.path), "extra": {}, **more},
+        "noise": noise, "format": "alpaca",
     })
     run.eval_dir.mkdir()
     if losses is not None:
@@ -331,8 +331,8 @@ def test_filter_values_are_typed_as_training_options(tmp_path: Path) -> None:
         make_run(tmp_path, f"sweep/g-s{seed}", method="gaussian", seed=seed, norm_match=nm)
     side = resolve_side(f"{tmp_path / 'sweep'}:norm_match=no,alpha=5.0,seed=2")
     assert side.seeds == [2] and side.label == "Gaussian α5 (no norm-match)"
-    for bad, phrase in (("alpha=five", "key `alpha`: value 'five' is not a valid number"),
-                        ("norm_match=maybe", "key `norm_match`: value 'maybe' is not a valid b")):
+    for bad, phrase in (("alpha=five", "noise.alpha: value 'five' is not a valid number"),
+                        ("norm_match=maybe", "noise.norm_match: value 'maybe' is not a valid b")):
         with pytest.raises(ValueError, match=f"^B \\(.*sweep:{bad}\\): {phrase}"):
             resolve_side(f"{tmp_path / 'sweep'}:{bad}", name="B")
 
