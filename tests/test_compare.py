@@ -41,7 +41,8 @@ def make_run(root: Path, rel: str, *, method: str = "none", alpha: float = 5.0,
     gen = run.path.name
     more = dict(config or {})  # run.json as train writes it: the noise nested
     noise = {"method": method, "alpha": alpha, "norm_match": norm_match,
-             "symmetric_mode": more.pop("symmetric_mode", "concat"), "seed": seed}
+             "symmetric_mode": "concat", "noise_on": "all"}
+    noise = {**noise, **{k: more.pop(k) for k in list(more) if k in noise}, "seed": seed}
     run.write_info({
         "status": "completed",
         "config": {"model": "tiny", "data": "/data/alpaca.json", "noise": noise, "seed": seed,
@@ -301,7 +302,8 @@ def test_labels_and_grouping(tmp_path: Path) -> None:
     ("eval_steps", (None, 3), True, "symnoise"), ("lr", (5e-5, 1e-4), False, "symnoise"),
     ("max_eval_examples", (48, 16), False, "none"),
     ("symmetric_mode", ("concat", "sequential"), False, "symnoise"),
-    ("symmetric_mode", ("concat", "sequential"), True, "uniform")])
+    ("symmetric_mode", ("concat", "sequential"), True, "uniform"),
+    ("noise_on", ("all", "response"), False, "uniform"), ("alpha", (5.0, 10.0), True, "none")])
 def test_report_and_compare_group_the_same_runs(tmp_path: Path, field: str, values: tuple,
                                                 same: bool, method: str) -> None:
     """One rule (symnoise.config.model_setting): runs differing only in bookkeeping and the
