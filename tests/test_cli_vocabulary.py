@@ -44,12 +44,14 @@ class _Result:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
-    """Replace each command's library entry point; record the keyword arguments it gets."""
+    """Replace each command's library entry point; record the keyword arguments it gets
+    (and the fields of the settings object eval passes)."""
     seen: dict[str, dict[str, Any]] = {}
 
     def recorder(key: str, result: Any):
         def fake(*args: Any, **kwargs: Any) -> Any:
-            seen[key] = {"args": args, **kwargs}
+            settings = [dict(a) for a in args if isinstance(a, synthetic_eval.EvalSettings)]
+            seen[key] = {"args": args, **(settings[0] if settings else {}), **kwargs}
             return result() if callable(result) else result
         return fake
 
@@ -254,3 +256,22 @@ def test_limit_per_task_keeps_counts_and_fractions(calls: dict[str, dict[str, An
         assert got == expected and type(got) is type(expected)
     with pytest.raises(ValueError, match="neither a whole count nor a fraction"):
         harness._check_args(2.5, "float32", 8)
+
+
+def test_eval_options_fill_the_one_settings_model(calls: dict[str, dict[str, Any]]) -> None:
+    """`symnoise eval`'s options are EvalSettings' fields (four under a CLI name)."""
+    res = _invoke(["eval", "run", "--prompts", "p.json", "--n-prompts", "3", "--judge",
+                   "openai:x", "--reference-outputs", "r.json", "--tasks", "arc",
+                   "--limit-per-task", "5", "--synthetic-n-prompts", "7", "--no-heldout",
+                   "--words", "alpaca", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    settings = calls["eval"]["args"][1]
+    assert isinstance(settings, synthetic_eval.EvalSettings)
+    assert settings.model_dump(exclude_defaults=True) == {
+        "prompts": "p.json", "n_prompts": 3, "judge": "openai:x", "reference": "r.json",
+        "harness_tasks": "arc", "harness_limit": 5, "synthetic_n": 7, "heldout": False,
+        "words": "alpaca", "device": "cpu"}
+    calls.clear()
+    res = _invoke(["eval", "run", "--n-prompts", "0"])
+    assert res.exit_code == 2 and not calls
+    assert "eval: n_prompts: n_prompts must be a positive integer, got 0" in res.output

@@ -39,14 +39,15 @@ def make_run(root: Path, rel: str, *, method: str = "none", alpha: float = 5.0,
     run = RunFolder(root / rel)
     run.path.mkdir(parents=True)
     gen = run.path.name
+    more = dict(config or {})  # run.json as train writes it: the noise nested
+    noise = {"method": method, "alpha": alpha, "norm_match": norm_match,
+             "symmetric_mode": "concat", "noise_on": "all"}
+    noise = {**noise, **{k: more.pop(k) for k in list(more) if k in noise}, "seed": seed}
     run.write_info({
         "status": "completed",
-        "config": {"model": "tiny", "data": "/data/alpaca.json", "method": method,
-                   "alpha": alpha, "norm_match": norm_match, "seed": seed, "lr": lr,
-                   "output_dir": str(run.path), "extra": {}, **(config or {})},
-        "noise": {"method": method, "alpha": alpha, "norm_match": norm_match,
-                  "symmetric_mode": (config or {}).get("symmetric_mode", "concat"), "seed": seed},
-        "format": "alpaca",
+        "config": {"model": "tiny", "data": "/data/alpaca.json", "noise": noise, "seed": seed,
+                   "lr": lr, "output_dir": str(run.path), "extra": {}, **more},
+        "noise": noise, "format": "alpaca",
     })
     run.eval_dir.mkdir()
     if losses is not None:
@@ -301,7 +302,8 @@ def test_labels_and_grouping(tmp_path: Path) -> None:
     ("eval_steps", (None, 3), True, "symnoise"), ("lr", (5e-5, 1e-4), False, "symnoise"),
     ("max_eval_examples", (48, 16), False, "none"),
     ("symmetric_mode", ("concat", "sequential"), False, "symnoise"),
-    ("symmetric_mode", ("concat", "sequential"), True, "uniform")])
+    ("symmetric_mode", ("concat", "sequential"), True, "uniform"),
+    ("noise_on", ("all", "response"), False, "uniform"), ("alpha", (5.0, 10.0), True, "none")])
 def test_report_and_compare_group_the_same_runs(tmp_path: Path, field: str, values: tuple,
                                                 same: bool, method: str) -> None:
     """One rule (symnoise.config.model_setting): runs differing only in bookkeeping and the
@@ -331,8 +333,8 @@ def test_filter_values_are_typed_as_training_options(tmp_path: Path) -> None:
         make_run(tmp_path, f"sweep/g-s{seed}", method="gaussian", seed=seed, norm_match=nm)
     side = resolve_side(f"{tmp_path / 'sweep'}:norm_match=no,alpha=5.0,seed=2")
     assert side.seeds == [2] and side.label == "Gaussian α5 (no norm-match)"
-    for bad, phrase in (("alpha=five", "key `alpha`: value 'five' is not a valid number"),
-                        ("norm_match=maybe", "key `norm_match`: value 'maybe' is not a valid b")):
+    for bad, phrase in (("alpha=five", "noise.alpha: value 'five' is not a valid number"),
+                        ("norm_match=maybe", "noise.norm_match: value 'maybe' is not a valid b")):
         with pytest.raises(ValueError, match=f"^B \\(.*sweep:{bad}\\): {phrase}"):
             resolve_side(f"{tmp_path / 'sweep'}:{bad}", name="B")
 

@@ -31,13 +31,12 @@ class FakeRuns:
     def train(self, cfg, progress=True):
         run_dir = Path(cfg.output_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.trained.append({**cfg.to_dict(), "method": cfg.method,  # noise is nested
+        self.trained.append({**cfg.to_dict(), "method": cfg.noise.method,
                              "progress": progress})
-        loss = {"none": 1.30, "uniform": 1.25, "symnoise": 1.20}[cfg.method]
+        loss = {"none": 1.30, "uniform": 1.25, "symnoise": 1.20}[cfg.noise.method]
         info = {"status": "completed", "config": cfg.to_dict(), "global_step": cfg.max_steps,
                 "train_loss": loss + 0.5, "final_clean_eval_loss": loss,
-                "noise": {"method": cfg.method, "alpha": cfg.alpha,
-                          "norm_match": cfg.norm_match},
+                "noise": cfg.noise.to_dict(),
                 "timings_s": {"total": 1.0}}
         (run_dir / "run.json").write_text(json.dumps(info))
         (run_dir / "metrics.jsonl").write_text(json.dumps(

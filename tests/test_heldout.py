@@ -97,7 +97,7 @@ def test_synthetic_heldout_losses_through_eval(tiny_dir, tmp_path):
     assert summary["steps"]["heldout"] == "ran"
 
     # another run on the same held-out split: same ids in the same order, other losses
-    run_b = _train(tiny_dir, tmp_path / "b", method="uniform", seed=3, **cfg)
+    run_b = _train(tiny_dir, tmp_path / "b", noise={"method": "uniform"}, seed=3, **cfg)
     evaluate_run(run_b, n_prompts=2, max_new_tokens=2, batch_size=2, synthetic=False,
                  progress=False)
     rows_b = read_jsonl(RunFolder(run_b).eval_file("heldout_losses"))

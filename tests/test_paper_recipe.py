@@ -23,7 +23,7 @@ NEFTUNE = {"alpaca": 5.0, "evol_instruct": 5.0, "sharegpt": 10.0, "openplatypus"
 @pytest.mark.parametrize("name", sorted(NEFTUNE))
 def test_preset_symnoise_at_5_and_names_neftune_alpha(name):
     cfg = TrainConfig.from_sources(name)
-    assert (cfg.method, cfg.alpha, cfg.norm_match) == ("symnoise", 5.0, True)
+    assert (cfg.noise.method, cfg.noise.alpha, cfg.noise.norm_match) == ("symnoise", 5.0, True)
     assert (cfg.lr, cfg.epochs, cfg.max_length, cfg.warmup_ratio) == (5e-5, 3, 512, 0.03)
     assert cfg.batch_size * cfg.grad_accum == 128
     assert cfg.template == ("vicuna" if name == "sharegpt" else "alpaca")
@@ -45,10 +45,10 @@ def test_paper_table1_grid_alpha_per_method():
                      (d, "symnoise", 5.0, True), (d, "symnoise", 5.0, False)]
     assert combos == sorted(expected)
     for p in exp.points:
-        assert p.train["alpha"] == (p.alpha if p.alpha is not None else 5.0)
-        assert p.train["method"] == p.method
+        assert p.train["noise"]["alpha"] == (p.alpha if p.alpha is not None else 5.0)
+        assert p.train["noise"]["method"] == p.method
         if p.method == "symnoise":
-            assert p.train["norm_match"] is p.norm_match
+            assert p.train["noise"]["norm_match"] is p.norm_match
     assert "smollm2" not in {p.model for p in exp.points}
     names = {p.name for p in exp.points}
     assert {"llama2-7b-openplatypus-uniform-a15-s42", "llama2-7b-openplatypus-symnoise-a5-s42",

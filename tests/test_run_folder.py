@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,8 +18,8 @@ def _make_run(path, **info):
 
 
 def test_layout_and_info_roundtrip(tmp_path):
-    run = _make_run(tmp_path / "a", config={"seed": 3, "data": "x.json", "format": "alpaca"},
-                    noise={"method": "neftune", "alpha": 5.0, "norm_match": True})
+    run = _make_run(tmp_path / "a", config={"seed": 3, "data": "x.json", "format": "alpaca",
+                                            "noise": {"method": "uniform", "alpha": 5.0}})
     assert run.is_run() and run.info_file.name == "run.json"
     assert run.status == "completed" and run.seed == 3 and run.dataset == "alpaca"
     assert run.setting["method"] == "uniform" and run.setting["alpha"] == 5.0
@@ -112,3 +113,35 @@ def test_dataset_and_setting_rules():
     nested = {"config": {"noise": {"method": "gaussian", "alpha": 10, "norm_match": False}}}
     assert run_setting(nested) == {"method": "gaussian", "alpha": 10, "norm_match": False,
                                    "symmetric_mode": None}
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run_json" / "ca5fa6d.json"
+
+
+def test_a_run_json_of_the_previous_format_still_loads(tmp_path):
+    """The fixture is the run.json train() wrote at commit ca5fa6d, before the config became
+    pydantic models (a tiny run: gaussian, alpha 7, no norm matching, seed 3)."""
+    from symnoise.config import NoiseConfig, TrainConfig, model_setting, upgrade_config
+    from symnoise.train import resolve_config
+
+    recorded = json.loads(FIXTURE.read_text())
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    run.info_file.write_text(FIXTURE.read_text())
+    cfg = TrainConfig.model_validate(run.read_info()["config"])
+    assert cfg.to_dict() == recorded["config"]  # nothing lost, nothing changed
+    assert cfg.noise == NoiseConfig(method="gaussian", alpha=7, norm_match=False, seed=3)
+    assert (run.setting, run.dataset, run.seed) == ({"method": "gaussian", "alpha": 7.0,
+                                                     "norm_match": False,
+                                                     "symmetric_mode": "concat"}, "tiny", 3)
+    resumed = resolve_config({"output_dir": str(run.path), "resume": True})
+    assert resumed.model_dump(exclude={"output_dir", "resume"}) == \
+        cfg.model_dump(exclude={"output_dir", "resume"})
+    # before the noise was nested its fields were flat in `config`: the one migration
+    old = {k: v for k, v in recorded["config"].items() if k != "noise"}
+    old.update({k: v for k, v in recorded["noise"].items() if k != "seed"})
+    assert TrainConfig.model_validate(upgrade_config(old)) == cfg
+    assert model_setting(upgrade_config(old)) == model_setting(recorded["config"])
+    run.info_file.write_text(json.dumps({**recorded, "config": old}))
+    assert run.read_info()["config"]["noise"] == {k: v for k, v in recorded["noise"].items()
+                                                 if k != "seed"}

@@ -80,7 +80,7 @@ def test_grid_counts_names_and_overrides(tmp_path):
     assert "big-model-alpaca-symnoise-a10-s2" in names
     assert names == _names(load_experiment(spec))  # stable
     alp = exp.point("smollm2-alpaca-uniform-a10-s1")
-    assert alp.alpha == 10 and alp.train["alpha"] == 10
+    assert alp.alpha == 10 and alp.train["noise"]["alpha"] == 10
     assert alp.train["template"] == "vicuna" and alp.train["max_train_examples"] == 5
     assert alp.train["data"] == str(data.resolve())
     assert alp.train["max_steps"] == 2 and alp.train["seed"] == 1
@@ -97,8 +97,8 @@ def test_ablation_style_entries(tmp_path):
         {"method": "gaussian", "alpha": [5, 2.5], "norm_match": [True, False]},
         {"method": "bernoulli", "alpha": 5},
         "symnoise",
-        {"method": "symnoise", "alpha": 5, "label": "seq", "train": {"symmetric_mode":
-                                                                      "sequential"}},
+        {"method": "symnoise", "alpha": 5, "label": "seq",
+         "train": {"noise": {"symmetric_mode": "sequential"}}},
     ], alphas=[3], norm_match=[False])
     exp = load_experiment(spec)
     names = _names(exp)
@@ -114,10 +114,11 @@ def test_ablation_style_entries(tmp_path):
         "smollm2-synthetic-symnoise-seq-a5-nm0-s7",
     ]
     g = exp.point("smollm2-synthetic-gaussian-a2.5-nm0-s7")
-    assert g.train["norm_match"] is False and g.train["alpha"] == 2.5 and g.norm_match is False
+    assert g.train["noise"]["norm_match"] is False and g.train["noise"]["alpha"] == 2.5
+    assert g.norm_match is False
     assert exp.point("smollm2-synthetic-uniform-a5-s7").norm_match is None
     seq = exp.point("smollm2-synthetic-symnoise-seq-a5-nm0-s7")
-    assert seq.train["symmetric_mode"] == "sequential" and seq.label == "seq"
+    assert seq.train["noise"]["symmetric_mode"] == "sequential" and seq.label == "seq"
 
 
 def test_recipe_layers_and_alpha_precedence(tmp_path):
@@ -132,7 +133,7 @@ def test_recipe_layers_and_alpha_precedence(tmp_path):
     assert a.train["epochs"] == 3 and a.train["max_steps"] == 3 and a.train["template"] == "alpaca"
     b = exp.point("smollm2-b-symnoise-a7-s7")  # dataset alpha beats the sharegpt recipe's 10
     assert b.train["template"] == "vicuna" and b.train["lr"] == 5e-5
-    assert exp.point("smollm2-b-uniform-a2-s7").train["alpha"] == 2  # method beats dataset
+    assert exp.point("smollm2-b-uniform-a2-s7").train["noise"]["alpha"] == 2  # method beats dataset
     assert b.evaluation == {"words": "sharegpt"}  # stats preset follows the recipe
     assert "smollm2-b-none-s7" in _names(exp)
 
@@ -255,7 +256,7 @@ class FakeBackends:
         ckpt.mkdir(parents=True, exist_ok=True)
         steps = cfg.max_steps
         info.update(status="completed", global_step=steps,
-                    final_clean_eval_loss=1.0 + cfg.alpha / 100 * (cfg.method != "none"),
+                    final_clean_eval_loss=1.0 + cfg.noise.alpha / 100 * cfg.noise.active,
                     train_loss=2.0, timings_s={"total": 0.1})
         (run_dir / "run.json").write_text(json.dumps(info))
         return run_dir
@@ -363,11 +364,11 @@ def test_conflicting_run_folder_is_not_overwritten(tmp_path, fake_backends):
     exp = load_experiment(_exp(tmp_path, methods=["symnoise"]))
     p = exp.points[0]
     p.run_dir.mkdir(parents=True)
-    other = {**p.train, "alpha": 10.0, "lr": 1e-3}
+    other = {**p.train, "noise": {**p.train["noise"], "alpha": 10.0}, "lr": 1e-3}
     (p.run_dir / "run.json").write_text(json.dumps({"status": "completed", "config": other}))
     r = run_sweep(exp, progress=False)
     assert r.points[0].status == "conflict" and not r.ok
-    assert "alpha: 10.0 in the run folder, 5.0 in the experiment" in r.points[0].note
+    assert "noise.alpha: 10.0 in the run folder, 5.0 in the experiment" in r.points[0].note
     assert "lr" in r.points[0].note
     assert fake_backends.train_calls == []
 
@@ -638,7 +639,7 @@ def test_accelerate_launch_command_and_point_config(tmp_path, fake_backends, mon
     name, resume = fake_backends.train_calls[0]
     assert (name, resume) == ("smollm2-synthetic-symnoise-a5-s7", False)
     written = yaml.safe_load(Path(cmd[9]).read_text())
-    assert written["alpha"] == 5.0 and written["max_steps"] == 2 and written["seed"] == 7
+    assert written["noise"]["alpha"] == 5.0 and written["max_steps"] == 2 and written["seed"] == 7
     monkeypatch.setattr(sweep.subprocess, "call", lambda cmd, **kw: 3)
     r = run_sweep(_exp(tmp_path, methods=["none"], accelerate_launch=True), progress=False)
     assert r.points[0].status == "failed" and "exited with status 3" in r.points[0].error
@@ -720,14 +721,14 @@ def test_sweep_module_has_no_command_line():
 
 def test_conflict_check_reads_nested_noise_in_run_json(tmp_path, fake_backends):
     """A run folder written by today's train() nests the noise; its alpha is still compared."""
-    from symnoise.config import TrainConfig
+    from symnoise.config import TrainConfig, merged
 
     exp = load_experiment(_exp(tmp_path, methods=["symnoise"]))
     p = exp.points[0]
     p.run_dir.mkdir(parents=True)
-    recorded = TrainConfig(**{**p.train, "alpha": 10.0}).to_dict()
+    recorded = TrainConfig(**merged(p.train, {"noise": {"alpha": 10.0}})).to_dict()
     assert recorded["noise"]["alpha"] == 10.0 and "alpha" not in recorded
     (p.run_dir / "run.json").write_text(json.dumps({"status": "completed", "config": recorded}))
     r = run_sweep(exp, progress=False)
     assert r.points[0].status == "conflict"
-    assert "alpha: 10.0 in the run folder, 5.0 in the experiment" in r.points[0].note
+    assert "noise.alpha: 10.0 in the run folder, 5.0 in the experiment" in r.points[0].note

@@ -49,7 +49,7 @@ def _cfg(tiny_dir, data_file, out, **kw):
 def test_run_folder_contents_and_counts(tiny_dir, data_file, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", method="symnoise"))
+    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", noise={"method": "symnoise"}))
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "completed" and info["global_step"] == 3
     assert info["data"]["train"]["read"] == len(ROWS)
@@ -73,7 +73,7 @@ def test_run_folder_contents_and_counts(tiny_dir, data_file, tmp_path):
 
 
 def test_training_changes_weights_and_lowers_clean_loss(tiny_dir, data_file, tmp_path):
-    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", method="uniform", max_steps=12,
+    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", noise={"method": "uniform"}, max_steps=12,
                      eval_steps=6, lr=3e-3))
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     clean = [r["clean_eval_loss"] for r in rows if "clean_eval_loss" in r]
@@ -134,7 +134,7 @@ def test_truncation_is_counted(tiny_dir, data_file, tmp_path):
 
 def test_cli_flags_override_config_file(tiny_dir, data_file, tmp_path):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"model: {tiny_dir}\ndata: {data_file}\nmethod: gaussian\nalpha: 3\n"
+    cfg.write_text(f"model: {tiny_dir}\ndata: {data_file}\nnoise: {{method: gaussian, alpha: 3}}\n"
                    f"max-steps: 2\nbatch_size: 4\nmax_length: 64\neval_fraction: 0.2\n")
     result = CliRunner().invoke(app, ["train", "--config", str(cfg), "--alpha", "7",
                                       "--no-norm-match", "--output-dir", str(tmp_path / "run"),
@@ -165,7 +165,7 @@ def test_shipped_presets_follow_the_paper_recipe():
     # SymNoise at alpha 5 on every dataset (NEFTune's own 5/5/10/15: see paper_table1)
     for name in ("alpaca", "evol_instruct", "sharegpt", "openplatypus"):
         cfg = TrainConfig.from_sources(name)
-        assert cfg.alpha == 5 and cfg.lr == 5e-5 and cfg.epochs == 3
+        assert cfg.noise.alpha == 5 and cfg.lr == 5e-5 and cfg.epochs == 3
         assert cfg.batch_size * cfg.grad_accum == 128 and cfg.max_length == 512
         assert cfg.warmup_ratio == pytest.approx(0.03)
         assert load_config_file(name)  # the preset file itself loads
@@ -188,9 +188,9 @@ def test_default_model_trains_a_few_steps(tmp_path):
 def test_same_seed_reproduces_the_run_exactly(tiny_dir, data_file, tmp_path):
     from safetensors.torch import load_file
 
-    a = train(_cfg(tiny_dir, data_file, tmp_path / "a", method="symnoise", max_steps=2))
-    b = train(_cfg(tiny_dir, data_file, tmp_path / "b", method="symnoise", max_steps=2))
-    c = train(_cfg(tiny_dir, data_file, tmp_path / "c", method="symnoise", max_steps=2, seed=1))
+    a = train(_cfg(tiny_dir, data_file, tmp_path / "a", noise={"method": "symnoise"}, max_steps=2))
+    b = train(_cfg(tiny_dir, data_file, tmp_path / "b", noise={"method": "symnoise"}, max_steps=2))
+    c = train(_cfg(tiny_dir, data_file, tmp_path / "c", noise={"method": "symnoise"}, max_steps=2, seed=1))
     wa, wb, wc = (load_file(p / "model.safetensors") for p in (a, b, c))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
@@ -232,44 +232,43 @@ def test_eval_data_spec_is_parsed_once(tiny_dir, data_file, tmp_path):
 def test_train_config_nests_the_noise_config():
     from symnoise.config import NoiseConfig
 
-    cfg = TrainConfig(method="neftune", alpha=3, seed=7)
+    cfg = TrainConfig(noise={"method": "neftune", "alpha": 3}, seed=7)
     assert isinstance(cfg.noise, NoiseConfig)
-    assert cfg.noise.method == cfg.method == "uniform"  # canonical from the start
+    assert cfg.noise.method == "uniform"  # canonical from the start
     assert cfg.noise.alpha == 3.0 and cfg.noise.seed == 7  # the noise's seed is the run's
     d = cfg.to_dict()
     assert d["noise"]["method"] == "uniform" and "method" not in d
     assert TrainConfig(**d) == cfg  # run.json's config round-trips
-    nested = TrainConfig(noise={"method": "gaussian", "alpha": 2}, alpha=4)  # flat wins
-    assert (nested.method, nested.alpha) == ("gaussian", 4.0)
-    nested.alpha = 6
-    assert nested.noise.alpha == 6.0
+    cfg.seed = 8
+    assert cfg.noise.seed == 8
+    cfg.noise.alpha = 6
+    assert cfg.noise.alpha == 6.0
     with pytest.raises(ValueError, match="-1"):
-        nested.alpha = -1
-    with pytest.raises(ValueError, match="unknown noise option.*strength"):
-        TrainConfig(noise={"strength": 1})
-    assert TrainConfig(noise=NoiseConfig(method="bernoulli", seed=99), seed=1).noise.seed == 1
-    assert {"method", "alpha", "noise", "packing"} <= TrainConfig.field_names()
+        cfg.noise.alpha = -1
+    with pytest.raises(ValueError, match="noise.strength: unknown key"):
+        TrainConfig.from_sources(None, {"noise": {"strength": 1}})
+    with pytest.raises(ValueError, match="method: unknown key.*noise: {method"):
+        TrainConfig.from_sources(None, {"method": "uniform"})  # flat names are flags only
+    given = NoiseConfig(method="bernoulli", seed=99)
+    assert TrainConfig(noise=given, seed=1).noise.seed == 1 and given.seed == 99
 
 
-def test_yaml_noise_block_and_flat_keys(tmp_path):
-    from symnoise.config import load_config_file
+def test_yaml_noise_block_and_flags(tmp_path):
+    from symnoise.config import nest_flags
 
     f = tmp_path / "c.yaml"
     f.write_text("noise:\n  method: neftune\n  alpha: 3\n  norm-match: false\nseed: 5\n")
-    cfg = TrainConfig.from_sources(f, {"symmetric_mode": "sequential"})
-    assert (cfg.method, cfg.alpha, cfg.norm_match) == ("uniform", 3.0, False)
-    assert cfg.symmetric_mode == "sequential" and cfg.noise.seed == 5
-    assert TrainConfig.from_sources(f, {"alpha": 9}).alpha == 9.0  # a flag beats the file
-    assert load_config_file(f)["method"] == "uniform"
-    f.write_text("method: gaussian\nnoise: {method: uniform}\n")
-    with pytest.raises(ValueError, match=r"c\.yaml.*method.*twice"):
-        load_config_file(f)
+    cfg = TrainConfig.from_sources(f, nest_flags({"symmetric_mode": "sequential", "lr": None}))
+    assert (cfg.noise.method, cfg.noise.alpha, cfg.noise.norm_match) == ("uniform", 3.0, False)
+    assert cfg.noise.symmetric_mode == "sequential" and cfg.noise.seed == 5
+    flag = TrainConfig.from_sources(f, nest_flags({"alpha": 9}))  # a flag beats the file
+    assert (flag.noise.alpha, flag.noise.method) == (9.0, "uniform")  # the rest of noise stays
     f.write_text("seed: 4\nnoise: {seed: 3}\n")
-    with pytest.raises(ValueError, match=r"c\.yaml.*noise.seed 3.*run's seed"):
-        load_config_file(f)
+    with pytest.raises(ValueError, match=r"c\.yaml: noise.seed 3 differs from seed 4.*run's seed"):
+        TrainConfig.from_sources(f)
     import yaml  # a resolved config written as YAML (as the sweep does) reads back the same
 
-    cfg = TrainConfig(method="uniform", alpha=2, seed=3, packing=True)
+    cfg = TrainConfig(noise={"method": "uniform", "alpha": 2}, seed=3, packing=True)
     f.write_text(yaml.safe_dump(cfg.to_dict()))
     assert TrainConfig.from_sources(f) == cfg
 
@@ -279,7 +278,7 @@ def test_run_json_records_the_nested_noise_and_run_setting_reads_it(tiny_dir, da
     from symnoise.run import RunFolder
 
     out = train(_cfg(tiny_dir, data_file, tmp_path / "run", max_steps=1),
-                method="neftune", alpha=2.0)  # train(method=...) overrides keep working
+                noise={"method": "neftune", "alpha": 2.0})  # keywords override fields
     run = RunFolder(out)
     info = run.read_info()
     assert info["config"]["noise"]["method"] == "uniform"
@@ -310,7 +309,7 @@ def test_cli_exposes_precision_checkpointing_eval_data_and_packing(tiny_dir, dat
 def test_noise_measured_is_recorded_and_shown(tiny_dir, data_file, tmp_path):
     from symnoise.cli import _train_summary
 
-    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", max_steps=2, method="uniform"))
+    out = train(_cfg(tiny_dir, data_file, tmp_path / "run", max_steps=2, noise={"method": "uniform"}))
     info = json.loads((out / "run.json").read_text())
     assert info["noise_measured"] is not None
     ratio = info["noise_measured"]["noise_to_embedding_ratio_mean"]
@@ -358,13 +357,13 @@ def _resumed_equals_uninterrupted(tiny_dir, data_file, tmp_path, monkeypatch, **
 def test_resume_without_noise_reproduces_the_uninterrupted_run(tiny_dir, data_file, tmp_path,
                                                                monkeypatch):
     assert _resumed_equals_uninterrupted(tiny_dir, data_file, tmp_path, monkeypatch,
-                                         method="none")
+                                         noise={"method": "none"})
 
 
 def test_resumed_symnoise_run_ends_with_the_uninterrupted_weights(tiny_dir, data_file, tmp_path,
                                                                   monkeypatch):
     assert _resumed_equals_uninterrupted(tiny_dir, data_file, tmp_path, monkeypatch,
-                                         method="symnoise")
+                                         noise={"method": "symnoise"})
 
 
 def test_cli_noise_on_reaches_the_noise_config(tiny_dir, data_file, tmp_path):

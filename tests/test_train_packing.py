@@ -165,8 +165,8 @@ def test_training_with_packing_end_to_end(tmp_path, method, mode):
     data.write_text(json.dumps(ROWS))
     out = train(model=str(model_dir), data=str(data), output_dir=str(tmp_path / "run"),
                 max_steps=3, batch_size=4, lr=1e-3, logging_steps=1, eval_fraction=0.2,
-                save_steps=0, max_length=64, seed=0, packing=True, method=method,
-                symmetric_mode=mode)
+                save_steps=0, max_length=64, seed=0, packing=True,
+                noise={"method": method, "symmetric_mode": mode})
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "completed" and info["global_step"] == 3
     assert info["config"]["packing"] is True and info["pad_tokens"] == 0

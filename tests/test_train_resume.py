@@ -77,7 +77,7 @@ def _cfg(inputs, out, **kw) -> dict:
             "output_dir": str(out), "max_steps": STEPS, "batch_size": 4, "lr": 1e-3,
             "lr_scheduler": "constant", "logging_steps": 1, "eval_fraction": 0.2,
             "save_steps": 2, "save_total_limit": 1, "max_length": 64, "seed": 0,
-            "method": "symnoise", **kw}
+            "noise": {"method": "symnoise"}, **kw}
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_resume_refuses_other_settings_naming_both_values(inputs, whole):
     r = CliRunner().invoke(app, ["train", "--output-dir", str(whole), "--resume",
                                  "--method", "uniform", "--lr", "0.002"])
     assert r.exit_code == 2
-    assert "method is 'symnoise' in the run, 'uniform' given" in r.output
+    assert "noise.method is 'symnoise' in the run, 'uniform' given" in r.output
     assert "lr is 0.001 in the run, 0.002 given" in r.output
     with pytest.raises(ValueError, match="seed is 0 in the run, 1 given"):
         train(TrainConfig(**{**_cfg(inputs, whole), "seed": 1, "resume": True}))

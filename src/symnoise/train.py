@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ._io import disk_failure
-from .config import BOOKKEEPING_FIELDS, TrainConfig, flat_config, setting_differences
+from .config import BOOKKEEPING_FIELDS, TrainConfig, merged, setting_differences
 from .data.run_data import RunData, load_run_data
 from .data.spec import parse_data_spec
 from .models import apply_lora, load_model_and_tokenizer
@@ -271,7 +271,7 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunD
         model=model, args=training_arguments(cfg, run, len(data.train), bool(data.eval)),
         train_dataset=data.train, eval_dataset=data.eval or None,
         data_collator=make_collator(tokenizer, packing=cfg.packing),
-        processing_class=tokenizer, noise_config=cfg.noise_config(),
+        processing_class=tokenizer, noise_config=cfg.noise,
         callbacks=_callbacks(run, totals, cfg.save_total_limit, progress=progress),
     )
     trainer.remove_callback(PrinterCallback)  # (disable_tqdm) our Progress prints instead
@@ -342,12 +342,12 @@ def open_run_folder(run: RunFolder, cfg: TrainConfig) -> Start:
 
 
 def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
-    """The run's config from the options given (a config file's and flags, or the API's
-    dict; absent: not given). With ``resume``, an option not given takes the value the
-    output folder's ``run.json`` recorded (a given one that differs from the record is
-    refused by :func:`train`, through :func:`check_resumed_settings`). A
-    folder without ``run.json`` starts a new run of the options given; with no training
-    setting given, that is an error (FileNotFoundError): nothing says what to run."""
+    """The run's config from the options given (a config file's and flags, nested, or the
+    API's dict; absent or None: not given). With ``resume``, an option not given takes the
+    value the output folder's ``run.json`` recorded (a given one that differs from the
+    record is refused by :func:`train`, through :func:`check_resumed_settings`). A folder
+    without ``run.json`` starts a new run of the options given; with no training setting
+    given, that is an error (FileNotFoundError): nothing says what to run."""
     given = {k: v for k, v in values.items() if v is not None}
     if not given.get("resume"):
         return TrainConfig.from_sources(None, given)
@@ -359,10 +359,10 @@ def resolve_config(values: Mapping[str, Any]) -> TrainConfig:
         raise FileNotFoundError(f"nothing to resume in {run.path}: no run.json there (the run "
                                 "never started training) and no settings given; give them to "
                                 "start it")
-    recorded = flat_config(run.read_info(required=False).get("config") or {})
-    known = TrainConfig.field_names() - {"output_dir", "resume"}
-    base = {k: v for k, v in recorded.items() if k in known}
-    return TrainConfig.from_sources(None, {**base, **given})
+    recorded = run.read_info(required=False).get("config") or {}
+    base = {k: v for k, v in recorded.items() if k not in ("output_dir", "resume")}
+    base["noise"] = {k: v for k, v in (base.get("noise") or {}).items() if k != "seed"}
+    return TrainConfig.from_sources(None, merged(base, given))
 
 
 def check_resumed_settings(run: RunFolder, cfg: TrainConfig) -> None:
@@ -383,7 +383,7 @@ def _start_info(cfg: TrainConfig, source, pad_choice: str, data: RunData) -> dic
     return {
         "status": "running",
         "config": cfg.to_dict(),
-        "noise": cfg.noise_config().to_dict(),
+        "noise": cfg.noise.to_dict(),
         "model_source": {"spec": source.spec, "kind": source.kind, "path": source.describe()},
         "template": data.prepared.template,
         "format": data.prepared.format,
@@ -401,8 +401,8 @@ def train(config: TrainConfig | Mapping[str, Any] | None = None, *, progress: bo
     """Fine-tune with noisy embeddings; returns the run folder.
 
     ``config`` may be a :class:`TrainConfig` (every setting given), a dict of its fields or
-    omitted; keyword arguments override fields (flat noise keys such as ``method=``
-    included). With ``resume``, a dict or keywords give only what they name: the rest is
+    omitted; keyword arguments override fields (``noise={"alpha": 3}`` only the alpha).
+    With ``resume``, a dict or keywords give only what they name: the rest is
     the run's recorded setting (:func:`resolve_config`); a TrainConfig must equal the
     record. ``progress``: the progress bar (loss, tokens/s, ETA) and held-out loss lines.
 
@@ -410,9 +410,10 @@ def train(config: TrainConfig | Mapping[str, Any] | None = None, *, progress: bo
     behind, and a failed write (full disk, read-only folder) is an OSError naming the path.
     """
     if isinstance(config, TrainConfig):
-        cfg = dataclasses.replace(config, **overrides) if overrides else config
+        cfg = TrainConfig.from_sources(None, merged(
+            config.model_dump(exclude={"noise": {"seed"}}), overrides)) if overrides else config
     else:
-        cfg = resolve_config({**(config or {}), **overrides})
+        cfg = resolve_config(merged(config or {}, overrides))
     for spec in filter(None, (cfg.data, cfg.eval_data)):
         parse_data_spec(spec)  # a bad data spec fails before a model is loaded or a folder made
     run = RunFolder(Path(cfg.output_dir).expanduser().resolve())

@@ -10,7 +10,6 @@ DeepSpeed it is refused (accelerate steps the engine after every backward); ``co
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -108,7 +107,7 @@ class NoiseTrainerMixin:
     def train(self, *args: Any, **kwargs: Any):  # type: ignore[override]
         cfg = self.noise_config
         if cfg.seed is None:  # the caller's config stays as given
-            cfg = dataclasses.replace(cfg, seed=int(getattr(self.args, "seed", 0)))
+            cfg = cfg.model_copy(update={"seed": int(getattr(self.args, "seed", 0))})
         self._check_noise_backend(cfg)
         with noisy_embeddings(_unwrap(self.model), cfg) as handle:
             self.noise_handle = handle

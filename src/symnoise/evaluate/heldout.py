@@ -34,7 +34,8 @@ def heldout_set(info: Mapping[str, Any], tokenizer: Any) -> HeldoutSet:
 
     recorded = info.get("config") or {}
     try:
-        cfg = TrainConfig(**{k: v for k, v in recorded.items() if k in TrainConfig.field_names()})
+        cfg = TrainConfig(**{k: v for k, v in recorded.items()  # the noise holds nothing out
+                             if k in TrainConfig.model_fields and k != "noise"})
         if not (cfg.eval_data or isinstance(cfg.data, str) and cfg.data):
             raise HeldoutUnavailable("run.json names no training data")
         data = load_run_data(cfg, tokenizer, train=False,

@@ -123,7 +123,7 @@ def stats_for_file(path: str | Path, *, words: int | str | None = None,
         raise ValueError(f"words={words!r} disagrees with dataset={dataset!r} "
                          f"({words_for(dataset)} words); give one of them")
     n_words = words_for(words if words is not None else dataset if dataset is not None else 50)
-    return text_stats(read_outputs(path), words=n_words)
+    return text_stats([r["output"] for r in read_rows(path, fields=("output",))], words=n_words)
 
 
 def format_stats_table(rows: Mapping[str, TextStats]) -> str:

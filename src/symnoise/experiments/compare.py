@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._io import fmt, text_table
-from ..config import check_options, model_setting
+from ..config import TrainConfig, model_setting, validate
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
 from ..evaluate.per_example import (
     JudgedPrompts,
@@ -47,31 +47,16 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "output_length": ("output length", "chars", 0, "prompts"),
 }
 LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
-_NOISE_KEYS = ("method", "alpha", "norm_match", "symmetric_mode")  # keyed as _noise_setting
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
 _NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
           "bernoulli": "Bernoulli", "symnoise": "SymNoise"}
 
 
 # -- what a side is ------------------------------------------------------------------------
-def _noise_setting(info: Mapping[str, Any]) -> dict[str, Any]:
-    """The noise setting with fields that do not apply to the method dropped."""
-    s = run_setting(info)
-    if s["method"] == "none":
-        return {"method": "none"}
-    if s["method"] not in NORM_MATCHED:
-        s.pop("norm_match")
-    if s["method"] != "symnoise":
-        s.pop("symmetric_mode")
-    return s
-
-
 def setting_key(info: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that makes a run what it is except its seed: the run's
-    :func:`~symnoise.config.model_setting`, with the noise setting reduced to the fields its
-    method uses (``none`` has no alpha). Runs with equal keys differ only by seed."""
-    cfg = model_setting(info.get("config") or {})
-    return {**{k: v for k, v in cfg.items() if k not in _NOISE_KEYS}, "noise": _noise_setting(info)}
+    :func:`~symnoise.config.model_setting`. Runs with equal keys differ only by seed."""
+    return model_setting(info.get("config") or {})
 
 
 def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder]]:
@@ -86,7 +71,7 @@ def group_by_seed(runs: Iterable[RunFolder | str | Path]) -> list[list[RunFolder
 
 def side_label(info: Mapping[str, Any]) -> str:
     """``none``, ``NEFTune α5``, ``SymNoise α5``, ``Gaussian α5 (no norm-match)``."""
-    s = _noise_setting(info)
+    s = setting_key(info).get("noise") or {}
     method = s.get("method")
     if method is None:
         return "?"
@@ -155,10 +140,12 @@ def _matches(run: RunFolder, filters: Mapping[str, Any]) -> bool:
 
 
 def _typed(filters: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Filter values as the training options' types (``alpha=5`` a float, ``norm_match=no``
-    False); ValueError naming ``where``, the key and the value otherwise."""
-    typed = {k: v for k, v in filters.items() if k in ("alpha", "norm_match", "seed")}
-    return {**filters, **check_options(typed, where)}
+    """Filter values as the config's types (``alpha=5`` a float, ``norm_match=no`` False);
+    ValueError naming ``where``, the key and the value otherwise."""
+    noise = {k: filters[k] for k in ("alpha", "norm_match") if k in filters}
+    seed = {k: filters[k] for k in ("seed",) if k in filters}
+    typed = validate(TrainConfig, {"noise": noise, **seed}, where).model_dump(exclude_unset=True)
+    return {**filters, **typed.pop("noise", {}), **typed}
 
 
 def _runs_of(path: str) -> list[RunFolder]:

@@ -20,45 +20,84 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, field_validator
 
 from .._io import write_json_atomic, write_text_atomic
+from ..config import Settings
 from ..data.spec import parse_data_spec
+from ..decoding import check_count
 from ..evaluate.stats import stats_for_file, text_stats
 from ..evaluate.tasks import OUTPUTS_FILE, TasksReport, make_report, score_outputs, write_report
 from ..models import default_device
 from ..outputs import read_rows
 from ..run import RunFolder, read_jsonl
 
-__all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "default_output_dir",
+__all__ = ["STEPS", "EvalPlan", "EvalSettings", "Step", "StepUnavailable", "default_output_dir",
            "reference_source", "run_synthetic_eval", "score_synthetic_outputs"]
+
+
+Text = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)]
+
+
+class EvalSettings(Settings):
+    """What ``symnoise eval`` does: the one model behind its options, ``evaluate_run``'s
+    keywords, :class:`EvalPlan` and an experiment's ``evaluation`` block.
+
+    prompts: the prompt set (a JSON/JSONL file such as AlpacaEval's, ``alpaca_eval`` from
+        the Hub, or ``synthetic:heldout``); n_prompts: only the first N (also the synthetic
+        step's count unless ``synthetic_n``); ignore_fields: prompt-row fields dropped on
+        purpose (any other field no prompt shape reads stops the evaluation).
+    max_new_tokens, batch_size: generation (greedy, repetition penalty 1.2; harness too).
+    judge, base_url, reference, both_orders, judge_check: the win-rate step and the judge's
+        check (:func:`symnoise.evaluate.judge.judge_outputs`); skipped without ``judge``.
+    harness_tasks, include_path, harness_limit: lm-evaluation-harness; skipped without tasks.
+    words: leading words for repetition/diversity (a number or a dataset preset; default
+        the run's dataset's, else 50). synthetic, synthetic_n: the exact-answer step and its
+        prompt count when the prompts are not that split. heldout: the clean loss of every
+        held-out example. device: ``cpu``, ``cuda:1``...; None: cuda when available.
+    """
+
+    prompts: Text = "synthetic:heldout"
+    n_prompts: int | None = None
+    ignore_fields: str | list[str] | None = None
+    max_new_tokens: int = 256
+    batch_size: int = 16
+    judge: str | None = None
+    base_url: str | None = None
+    reference: Text | None = None
+    both_orders: bool = False
+    judge_check: bool = True
+    harness_tasks: str | list[str] | None = None
+    include_path: Text | None = None
+    harness_limit: int | float | None = None
+    words: int | str | None = None
+    synthetic: bool = True
+    synthetic_n: int | None = None
+    heldout: bool = True
+    device: str | None = None
+
+    @field_validator("n_prompts", "synthetic_n", "max_new_tokens", "batch_size")
+    @classmethod
+    def _count(cls, value: int | None, info: Any) -> int | None:
+        check_count(info.field_name, value, optional=True)
+        return value
 
 
 @dataclass
 class EvalPlan:
-    """The run, its record and the resolved settings of one evaluation."""
+    """The run, its record, the settings of one evaluation and what they resolve to."""
 
     run: RunFolder
     info: dict[str, Any]
-    prompts: Any
-    n_prompts: int | None
+    settings: EvalSettings
     source_name: str
     n: int
-    max_new_tokens: int
-    batch_size: int
     n_words: int
     words_from: str
-    synthetic_n: int | None = None
-    judge: str | None = None
-    base_url: str | None = None
     reference: Path | None = None
-    both_orders: bool = False
-    harness_tasks: str | list[str] | None = None
-    include_path: str | os.PathLike[str] | None = None
-    harness_limit: int | float | None = None
     progress: bool = True
-    device: str | None = None  # None: cuda when available
-    ignore_fields: str | list[str] | None = None  # prompt-row fields dropped on purpose
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def file(self, role: str) -> Path:
@@ -146,7 +185,7 @@ class GenerateStep(Step):
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         return {"prompts": plan.source_name, "n": plan.n, "template": plan.template,
-                "max_new_tokens": plan.max_new_tokens, "repetition_penalty": 1.2,
+                "max_new_tokens": plan.settings.max_new_tokens, "repetition_penalty": 1.2,
                 "greedy": True}
 
     def complete(self, plan: EvalPlan) -> bool:
@@ -160,11 +199,11 @@ class GenerateStep(Step):
         from .. import generate
 
         plan.say(f"  {plan.n} prompts from {plan.source_name} -> {plan.file('outputs')}")
+        s = plan.settings
         gen = generate.generate_outputs(
-            str(plan.run.path), plan.prompts, plan.file("outputs"),
-            max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size,
-            limit=plan.n_prompts, progress=plan.progress, overwrite=restart, device=plan.device,
-            ignore_fields=plan.ignore_fields)
+            str(plan.run.path), s.prompts, plan.file("outputs"), max_new_tokens=s.max_new_tokens,
+            batch_size=s.batch_size, limit=s.n_prompts, progress=plan.progress,
+            overwrite=restart, device=s.device, ignore_fields=s.ignore_fields)
         plan.say(f"  {gen.n_generated} generated, {gen.n_resumed} resumed, "
                  f"{gen.n_hit_max_tokens} cut at max_new_tokens")
         return {"report": gen.to_dict()}
@@ -296,21 +335,21 @@ class SyntheticStep(Step):
     name, roles, resumable = "synthetic", ("synthetic_scores", "synthetic_items"), ("n",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
-        if _is_heldout_prompts(plan.prompts):
+        if _is_heldout_prompts(plan.settings.prompts):
             return {"mode": "score outputs.json", "outputs": _fingerprint(plan.file("outputs"))}
         return {"mode": "generate", "n": self._n(plan), "template": plan.template,
-                "max_new_tokens": plan.max_new_tokens}
+                "max_new_tokens": plan.settings.max_new_tokens}
 
     @staticmethod
     def _n(plan: EvalPlan) -> int | None:
         from ..data.synthetic import DEFAULT_N_HELDOUT
 
-        if plan.synthetic_n:
-            return plan.synthetic_n
-        return min(plan.n_prompts, DEFAULT_N_HELDOUT) if plan.n_prompts else None
+        if plan.settings.synthetic_n:
+            return plan.settings.synthetic_n
+        return min(plan.settings.n_prompts, DEFAULT_N_HELDOUT) if plan.settings.n_prompts else None
 
     def run(self, plan: EvalPlan, restart: bool) -> None:
-        if _is_heldout_prompts(plan.prompts):
+        if _is_heldout_prompts(plan.settings.prompts):
             plan.say(f"  scoring the {plan.n} held-out answers of {plan.file('outputs').name}")
             report = score_synthetic_outputs(plan.file("outputs"), model=str(plan.run.path))
             write_report(report, plan.run.eval_dir)
@@ -318,8 +357,8 @@ class SyntheticStep(Step):
             plan.say("  answering the synthetic held-out split")
             run_synthetic_eval(
                 str(plan.run.path), output_dir=plan.run.eval_dir, n=self._n(plan),
-                batch_size=plan.batch_size, max_new_tokens=plan.max_new_tokens,
-                progress=plan.progress, overwrite=restart, device=plan.device)
+                batch_size=plan.settings.batch_size, max_new_tokens=plan.settings.max_new_tokens,
+                progress=plan.progress, overwrite=restart, device=plan.settings.device)
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         scores = _read_json(plan.file("synthetic_scores"))
@@ -363,7 +402,7 @@ class HeldoutStep(Step):
                                   f"run.json records {recorded}: not the set training used")
         plan.say(f"  {len(held.features)} examples ({held.source})")
         model = load_model(source, dtype=plan.config.get("dtype") or "float32",
-                           device=default_device(plan.device))
+                           device=default_device(plan.settings.device))
         ensure_pad_token(tokenizer, model)
         losses = heldout.example_losses(model, held.features, pad_token_id=tokenizer.pad_token_id,
                                         batch_size=held.eval_batch_size, progress=plan.progress)
@@ -418,7 +457,7 @@ class JudgeStep(Step):
              "n_unparseable", "n_errors", "avg_length", "avg_length_reference", "both_orders")
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
-        return {"judge": plan.judge, "base_url": plan.base_url, "both_orders": plan.both_orders,
+        return {**plan.settings.model_dump(include={"judge", "base_url", "both_orders"}),
                 "reference": _fingerprint(plan.reference),
                 "outputs": _fingerprint(plan.file("outputs"))}
 
@@ -430,10 +469,11 @@ class JudgeStep(Step):
     def run(self, plan: EvalPlan, restart: bool) -> None:
         from ..evaluate import judge
 
-        plan.say(f"  {plan.judge} against {plan.reference} -> {plan.file('judge')}")
-        report = judge.judge_outputs(plan.file("outputs"), plan.reference, judge=plan.judge,
-                                     output_dir=plan.file("judge"), base_url=plan.base_url,
-                                     both_orders=plan.both_orders, progress=plan.progress)
+        s = plan.settings
+        plan.say(f"  {s.judge} against {plan.reference} -> {plan.file('judge')}")
+        report = judge.judge_outputs(plan.file("outputs"), plan.reference, judge=s.judge,
+                                     output_dir=plan.file("judge"), base_url=s.base_url,
+                                     both_orders=s.both_orders, progress=plan.progress)
         if report.partial:  # not recorded as complete: a rerun asks the missing verdicts
             raise judge.JudgeError(report.failure())
 
@@ -452,8 +492,8 @@ class JudgeCheckStep(Step):
     name, roles = "judge_check", ("judge_check",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
-        return {"judge": plan.judge, "base_url": plan.base_url,
-                "reference": _fingerprint(plan.reference), "both_orders": plan.both_orders}
+        return {**plan.settings.model_dump(include={"judge", "base_url", "both_orders"}),
+                "reference": _fingerprint(plan.reference)}
 
     def run(self, plan: EvalPlan, restart: bool) -> None:
         try:
@@ -461,10 +501,11 @@ class JudgeCheckStep(Step):
         except ImportError:
             raise StepUnavailable("this version has no judge check "
                                   "(symnoise.evaluate.judge_check)") from None
-        plan.say(f"  {plan.judge} on known pairs from {plan.reference}")
-        result = judge_check.run_judge_check(plan.judge, plan.reference, base_url=plan.base_url,
+        s = plan.settings
+        plan.say(f"  {s.judge} on known pairs from {plan.reference}")
+        result = judge_check.run_judge_check(s.judge, plan.reference, base_url=s.base_url,
                                              output_dir=plan.run.eval_dir,
-                                             both_orders=plan.both_orders)
+                                             both_orders=s.both_orders)
         write_json_atomic(plan.file("judge_check"), dict(result))
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
@@ -476,18 +517,19 @@ class HarnessStep(Step):
     name, roles = "harness", ("harness",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
-        include = plan.include_path
-        return {"tasks": plan.harness_tasks, "limit": plan.harness_limit,
+        include = plan.settings.include_path
+        return {"tasks": plan.settings.harness_tasks, "limit": plan.settings.harness_limit,
                 "include_path": None if include is None
                 else str(Path(include).expanduser().resolve())}
 
     def run(self, plan: EvalPlan, restart: bool) -> None:
         from ..evaluate import harness
 
-        plan.say(f"  {plan.harness_tasks}")
-        harness.run_harness(str(plan.run.path), plan.harness_tasks, output_dir=plan.run.eval_dir,
-                            limit=plan.harness_limit, include_path=plan.include_path,
-                            batch_size=plan.batch_size, device=default_device(plan.device))
+        s = plan.settings
+        plan.say(f"  {s.harness_tasks}")
+        harness.run_harness(str(plan.run.path), s.harness_tasks, output_dir=plan.run.eval_dir,
+                            limit=s.harness_limit, include_path=s.include_path,
+                            batch_size=s.batch_size, device=default_device(s.device))
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         data = super().summary(plan)

@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from .._io import MISSING, fmt, markdown_table, write_text_atomic
+from ..config import validate
 from ..evaluate.stats import PRESETS, words_for
 from ..run import RunFolder, run_dataset, run_setting
-from .eval_steps import STEPS, EvalPlan, Step, StepUnavailable, reference_source
+from .eval_steps import STEPS, EvalPlan, EvalSettings, Step, StepUnavailable, reference_source
 
-__all__ = ["STEPS", "EvalPlan", "Step", "StepUnavailable", "evaluate_run", "format_eval_summary",
+__all__ = ["STEPS", "EvalPlan", "EvalSettings", "Step", "StepUnavailable", "evaluate_run", "format_eval_summary",
            "run_dataset", "run_setting"]
 
-DEFAULT_PROMPTS = "synthetic:heldout"
 DEFAULT_WORDS = 50
 
 
@@ -109,41 +109,14 @@ def _words(words: int | str | None, dataset: str) -> tuple[int, str]:
     return DEFAULT_WORDS, f"default ({dataset} has no preset)"
 
 
-def evaluate_run(
-    run_dir: str | os.PathLike[str], *, prompts: str | os.PathLike[str] | None = None,
-    n_prompts: int | None = None, ignore_fields: str | list[str] | None = None,
-    max_new_tokens: int = 256, batch_size: int = 16, judge: str | None = None, base_url: str | None = None,
-    reference: str | os.PathLike[str] | None = None, both_orders: bool = False,
-    harness_tasks: str | list[str] | None = None,
-    include_path: str | os.PathLike[str] | None = None,
-    harness_limit: int | float | None = None, words: int | str | None = None,
-    synthetic: bool = True, progress: bool = True, synthetic_n: int | None = None,
-    heldout: bool = True, judge_check: bool = True, device: str | None = None,
-) -> dict[str, Any]:
-    """Run the evaluation steps on a run folder and write ``RUN/eval/`` (module docstring).
+def evaluate_run(run_dir: str | os.PathLike[str],
+                 settings: EvalSettings | Mapping[str, Any] | None = None, *,
+                 progress: bool = True, **options: Any) -> dict[str, Any]:
+    """Run the evaluation steps on a finished run folder (``run.json`` with status
+    ``completed`` and the model) and write ``RUN/eval/`` (module docstring).
 
-    Args:
-        run_dir: a finished run folder (``run.json`` with status ``completed`` and the model).
-        prompts: the prompt set (a JSON/JSONL file such as AlpacaEval's, ``alpaca_eval``
-            from the Hub, or ``synthetic:heldout``, the default).
-        n_prompts: answer only the first N prompts (also the size of the synthetic
-            held-out evaluation unless ``synthetic_n`` is given).
-        ignore_fields: prompt-row fields to drop on purpose (any other field no prompt
-            shape reads stops the evaluation before it starts).
-        max_new_tokens, batch_size: generation settings (greedy, repetition penalty 1.2).
-        judge, base_url, reference, both_orders: the win-rate step
-            (:func:`symnoise.evaluate.judge.judge_outputs`); skipped without ``judge``.
-        harness_tasks, include_path, harness_limit: the lm-evaluation-harness step;
-            skipped without ``harness_tasks``.
-        words: leading words for repetition/diversity (a number or a dataset preset);
-            default the paper's for the run's dataset (50 for unknown ones).
-        synthetic: run the synthetic exact-answer step. synthetic_n: its prompt count
-            when the prompts are not that split (default ``n_prompts`` up to the split's
-            240, else the whole split); when they are, the answers of step 1 are scored.
-        heldout: measure the clean loss of every held-out example.
-        judge_check: with ``judge``, check the judge on pairs whose better side is known.
-        progress: progress bars and one line per step on stderr.
-        device: where the model runs (``cpu``, ``cuda:1``, ...); None: cuda when available.
+    settings, options: :class:`EvalSettings` (or its fields), keywords on top.
+    progress: progress bars and one line per step on stderr.
 
     Returns the summary (also written to ``summary``). Raises FileNotFoundError (no run
     folder, model or reference), ValueError (unfinished run, bad settings, prompts without
@@ -152,34 +125,24 @@ def evaluate_run(
     """
     run = RunFolder(Path(run_dir).expanduser().resolve())
     info = _check_run(run)
-    from ..decoding import check_count
-
-    check_count("n_prompts", n_prompts, optional=True)
-    check_count("synthetic_n", synthetic_n, optional=True)
-    check_count("max_new_tokens", max_new_tokens)
-    check_count("batch_size", batch_size)
-    if (base_url or reference is not None or both_orders) and not judge:
+    given = settings.model_dump(exclude_unset=True) if isinstance(settings, EvalSettings) \
+        else dict(settings or {})
+    s: EvalSettings = validate(EvalSettings, {**given, **options}, "eval")
+    if (s.base_url or s.reference is not None or s.both_orders) and not s.judge:
         raise ValueError("--base-url, --reference-outputs and --both-orders need --judge")
-    if (include_path is not None or harness_limit is not None) and not harness_tasks:
+    if (s.include_path is not None or s.harness_limit is not None) and not s.harness_tasks:
         raise ValueError("--include-path and --limit-per-task need --tasks")
-    n_words, words_from = _words(words, run_dataset(info))
-    source: Any = DEFAULT_PROMPTS if prompts is None else (
-        os.fspath(prompts) if isinstance(prompts, os.PathLike) else prompts)
+    n_words, words_from = _words(s.words, run_dataset(info))
 
     from ..generate import load_prompts
 
-    prompt_set = load_prompts(source, limit=n_prompts, ignore_fields=ignore_fields)
-    plan = EvalPlan(run=run, info=info, prompts=source, n_prompts=n_prompts,
-                    ignore_fields=ignore_fields, source_name=prompt_set.source,
-                    n=len(prompt_set.prompts), max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, n_words=n_words, words_from=words_from,
-                    synthetic_n=synthetic_n, judge=judge, base_url=base_url,
-                    reference=reference_source(reference, source) if judge else None,
-                    both_orders=both_orders, harness_tasks=harness_tasks,
-                    include_path=include_path, harness_limit=harness_limit, progress=progress,
-                    device=device)
-    wanted = {"synthetic": synthetic, "heldout": heldout, "judge": bool(judge),
-              "judge_check": bool(judge) and judge_check, "harness": bool(harness_tasks)}
+    prompt_set = load_prompts(s.prompts, limit=s.n_prompts, ignore_fields=s.ignore_fields)
+    plan = EvalPlan(run=run, info=info, settings=s, source_name=prompt_set.source,
+                    n=len(prompt_set.prompts), n_words=n_words, words_from=words_from,
+                    reference=reference_source(s.reference, s.prompts) if s.judge else None,
+                    progress=progress)
+    wanted = {"synthetic": s.synthetic, "heldout": s.heldout, "judge": bool(s.judge),
+              "judge_check": bool(s.judge) and s.judge_check, "harness": bool(s.harness_tasks)}
     with run.lock("symnoise eval") as note:  # one writer per run folder (train or eval)
         if note:
             plan.say(note)

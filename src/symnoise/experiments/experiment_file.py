@@ -7,13 +7,9 @@ with the file and the field (``experiment.yaml: datasets[1].data: field required
 
 from __future__ import annotations
 
-import difflib
-import functools
-import inspect
 import itertools
 import os
 import re
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,26 +18,26 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from .._io import read_text
-from ..config import TrainConfig, describe_error, flat_config, load_config_file, options_model
+from ..config import Settings, TrainConfig, error_lines, load_config_file, merged
 from ..data.spec import parse_data_spec
 from ..noise import NORM_MATCHED, canonical_method
+from .eval_steps import EvalSettings
 
 __all__ = ["BASELINE", "Experiment", "ExperimentError", "ExperimentFile", "GridPoint",
            "load_experiment"]
 
 BASELINE = "baseline"
 _PATH_EVAL_KEYS = ("prompts", "reference", "include_path")
-_AXES = ("model", "data", "method", "alpha", "norm_match", "seed", "output_dir")
+_AXES = ("model", "data", "noise.method", "noise.alpha", "noise.norm_match", "seed",
+         "output_dir")
 _FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".gguf", ".yaml", ".yml", ".csv",
                   ".txt", ".arrow")
 _SHIPPED_GRIDS = Path(__file__).parent / "grids"
@@ -77,46 +73,33 @@ def _entries(model: type, key: str) -> Any:
     return Annotated[list[Annotated[model, _entry(key)]], Listed, Field(min_length=1)]
 
 
-class _Section(BaseModel):
-    """Unknown keys are errors; ``some-key`` is read as ``some_key``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _dashes(cls, data: Any) -> Any:
-        return {str(k).replace("-", "_"): v for k, v in data.items()} \
-            if isinstance(data, Mapping) else data
-
-
-#: TrainConfig fields, typed by TrainConfig's annotations (:func:`options_model`); a
-#: ``train`` section may not set a grid axis (a recipe may name data).
-TrainFields = options_model("TrainFields", base=_Section, exclude=_AXES)
-RecipeFields = options_model("RecipeFields", base=_Section)
-
-
-@functools.cache
-def _evaluation_model() -> type[BaseModel]:
-    """The ``evaluation`` section: evaluate_run's keyword arguments, typed by its
-    annotations (progress is the sweep's)."""
-    from .evaluation import evaluate_run
-
-    hints = typing.get_type_hints(evaluate_run)
-    params = inspect.signature(evaluate_run).parameters
-    return options_model("Evaluation", base=_Section, types={
-        n: hints[n] for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "progress"})
+def _grid_axes(top: ExperimentFile, where: str) -> None:
+    """A ``train`` block may not set a grid axis (a recipe may name data)."""
+    blocks = [("train", top.train), *((f"datasets[{i}].train", d.train)
+                                      for i, d in enumerate(top.datasets)),
+              *((f"methods[{i}].train", m.train) for i, m in enumerate(top.methods))]
+    lines = [f"{where}: {key}.{axis}: set by the grid: use the experiment's models, datasets, "
+             "methods (alpha, norm_match), alphas, seeds or output_dir" for key, block in blocks
+             for axis in _AXES if axis in _given_keys(block)]
+    if lines:
+        raise ExperimentError("\n".join(lines))
 
 
 def _set_fields(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(exclude_unset=True)
 
 
-class ModelEntry(_Section):
+def _given_keys(cfg: TrainConfig) -> set[str]:
+    given = _set_fields(cfg)
+    return {*given, *(f"noise.{k}" for k in given.get("noise", {}))}
+
+
+class ModelEntry(Settings):
     name: str | None = None
     model: Annotated[str, Field(min_length=1)]
 
 
-class DatasetEntry(_Section):
+class DatasetEntry(Settings):
     name: Annotated[str, Field(min_length=1)] | None = None
     data: str | None = None
     recipe: str | dict[str, Any] | None = None
@@ -125,8 +108,8 @@ class DatasetEntry(_Section):
     format: str | None = None
     words: str | int | None = None
     optional: StrictBool = False
-    train: TrainFields = TrainFields()
-    evaluation: Any = None  # false / true / a mapping of evaluate_run's arguments
+    train: TrainConfig = TrainConfig()
+    evaluation: Any = None  # false / true / EvalSettings fields (checked by _Paths.evaluation)
 
     @field_validator("words")
     @classmethod
@@ -138,12 +121,12 @@ class DatasetEntry(_Section):
         return value
 
 
-class MethodEntry(_Section):
+class MethodEntry(Settings):
     method: str
     alpha: Annotated[list[Alpha], Listed, Field(min_length=1)] | None = None
     norm_match: Annotated[list[StrictBool], Listed, Field(min_length=1)] | None = None
     label: Annotated[str, Field(pattern=r"[A-Za-z0-9]")] | None = None
-    train: TrainFields = TrainFields()
+    train: TrainConfig = TrainConfig()
 
     @field_validator("method")
     @classmethod
@@ -151,7 +134,7 @@ class MethodEntry(_Section):
         return canonical_method(value)
 
 
-class RaySection(_Section):
+class RaySection(Settings):
     address: str | None = None
     num_gpus: Count | None = None
     num_cpus: Count | None = None
@@ -159,7 +142,7 @@ class RaySection(_Section):
     init: dict[str, Any] | None = None
 
 
-class ExperimentFile(_Section):
+class ExperimentFile(Settings):
     """The keys of an experiment file (see the module docstring)."""
 
     name: str | None = None
@@ -172,7 +155,7 @@ class ExperimentFile(_Section):
     norm_match: Annotated[list[StrictBool], Listed] = []
     seeds: Annotated[list[StrictInt], Listed] = []
     recipe: str | dict[str, Any] | None = None
-    train: TrainFields = TrainFields()
+    train: TrainConfig = TrainConfig()
     evaluation: Any = None
     executor: Literal["local", "ray"] = "local"
     isolation: Literal["inprocess", "process"] = "inprocess"
@@ -183,16 +166,9 @@ class ExperimentFile(_Section):
     report: StrictBool = False
 
 
-def _where(loc: tuple[Any, ...]) -> str:
-    """pydantic's location as a path: ``('datasets', 1, 'data')`` -> ``datasets[1].data``
-    (a validator's name, ``function-...``, is not a key)."""
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc
-                   if not str(p).startswith("function-")).lstrip(".")
-
-
 def _known_keys() -> list[str]:
-    models = (ExperimentFile, ModelEntry, DatasetEntry, MethodEntry, RaySection, RecipeFields,
-              _evaluation_model())
+    models = (ExperimentFile, ModelEntry, DatasetEntry, MethodEntry, RaySection, TrainConfig,
+              EvalSettings)
     return sorted({k for m in models for k in m.model_fields})
 
 
@@ -202,19 +178,8 @@ def _validate(model: type[BaseModel], value: Any, where: str, prefix: str = "") 
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-    lines = []
-    for e in errors:
-        key = _where(((prefix,) if prefix else ()) + tuple(e["loc"]))
-        msg = describe_error(e)
-        if e["type"] == "extra_forbidden":
-            name = str(e["loc"][-1])
-            near = difflib.get_close_matches(name, _known_keys(), n=1)
-            msg = ("is set by the grid: use the experiment's models, datasets, methods (alpha, "
-                   "norm_match), alphas, seeds or output_dir" if name in _AXES
-                   else "unknown key" + (f" (did you mean {near[0]!r}?)" if near else ""))
-        lines.append(f"{where}: {key}: {msg[:1].lower()}{msg[1:]}")
-    raise ExperimentError("\n".join(lines))
+        raise ExperimentError(error_lines(exc, where, [prefix] if prefix else [],
+                                          _known_keys())) from None
 
 
 @dataclass
@@ -318,7 +283,7 @@ class _Paths:
                                  f"({presets})") from None
             except ValueError as exc:
                 raise self.error(key, str(exc)) from None
-        return _set_fields(_validate(RecipeFields, fields, self.where, key))
+        return _set_fields(_validate(TrainConfig, fields, self.where, key))
 
     def evaluation(self, value: Any, key: str) -> dict[str, Any] | None:
         """evaluate_run's arguments (``false``: None, no evaluation; ``true`` or absent: {}),
@@ -326,7 +291,7 @@ class _Paths:
         if value is False:
             return None
         out = {} if value in (None, True) else _set_fields(
-            _validate(_evaluation_model(), value, self.where, key))
+            _validate(EvalSettings, value, self.where, key))
         for k in _PATH_EVAL_KEYS:
             if k in out and out[k] != BASELINE:
                 out[k] = self.resolve(out[k], f"{key}.{k}")
@@ -368,8 +333,8 @@ def _dataset(i: int, d: DatasetEntry, top: ExperimentFile, paths: _Paths,
     name = d.name or ("synthetic" if _is_synthetic(data) else Path(data).stem)
     if d.name is None and d.data is None and isinstance(recipe_value, str):
         name = Path(recipe_value).stem
-    train = {**recipe, **_set_fields(top.train), **_set_fields(d.train),
-             **{k: getattr(d, k) for k in ("template", "format") if k in d.model_fields_set}}
+    train = merged(recipe, _set_fields(top.train), _set_fields(d.train),
+                   {k: getattr(d, k) for k in ("template", "format") if k in d.model_fields_set})
     words = d.words if d.words is not None else _preset_words(recipe_value)
     over: dict[str, Any] | None = {}  # the dataset's own evaluation (None: none at all)
     if d.evaluation is not None:
@@ -422,19 +387,18 @@ def _expand(top: ExperimentFile, models: list[tuple[str, str]], datasets: list[_
     for (model, model_label), ds, (i, m) in itertools.product(models, datasets, methods):
         label = _slug(m.label) if m.label else None
         for alpha, nm, seed in itertools.product(*_values(m, ds, top)):
-            fields = {**ds.train, **_set_fields(m.train), "model": model, "data": ds.data,
-                      "method": m.method}
-            fields.update({k: v for k, v in (("alpha", alpha), ("norm_match", nm),
-                                               ("seed", seed)) if v is not None})
-            # the report and the evaluation name the dataset by this
-            fields["extra"] = {**(fields.get("extra") or {}), "dataset": ds.name}
+            point = {"alpha": alpha, "norm_match": nm, "method": m.method}
+            fields = merged(ds.train, _set_fields(m.train), {
+                "model": model, "data": ds.data,  # the report and evaluation name ds by extra
+                "noise": {k: v for k, v in point.items() if v is not None},
+                "extra": {"dataset": ds.name}}, {} if seed is None else {"seed": seed})
             try:
-                cfg = TrainConfig(**fields)
-            except (TypeError, ValueError) as exc:
-                raise ExperimentError(f"{where}: methods[{i}] x datasets[{ds.index}] "
-                                      f"({ds.name}): {exc}") from None
-            eff_alpha = None if m.method == "none" else cfg.alpha
-            eff_nm = cfg.norm_match if m.method in NORM_MATCHED else None
+                cfg = TrainConfig.model_validate(fields)
+            except ValidationError as exc:
+                raise ExperimentError(error_lines(exc, f"{where}: methods[{i}] x datasets"
+                                                  f"[{ds.index}] ({ds.name})")) from None
+            eff_alpha = None if m.method == "none" else cfg.noise.alpha
+            eff_nm = cfg.noise.norm_match if m.method in NORM_MATCHED else None
             name = "-".join([model_label, ds.name, m.method, *([label] if label else []),
                              *([f"a{eff_alpha:g}"] if eff_alpha is not None else []),
                              *(["nm0"] if eff_nm is False else []), f"s{cfg.seed}"])
@@ -447,7 +411,7 @@ def _expand(top: ExperimentFile, models: list[tuple[str, str]], datasets: list[_
             points.append(GridPoint(
                 name=name, model=model, model_label=model_label, dataset=ds.name,
                 method=m.method, alpha=eff_alpha, norm_match=eff_nm, seed=cfg.seed, label=label,
-                train=flat_config(cfg.to_dict()), evaluation=None if ds.evaluation is None
+                train=cfg.to_dict(), evaluation=None if ds.evaluation is None
                 else dict(ds.evaluation), unavailable=ds.unavailable))
     return points
 
@@ -505,6 +469,7 @@ def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
         raise ExperimentError(f"{where}: expected a mapping of experiment keys, got "
                               f"{type(raw).__name__}")
     top = _validate(ExperimentFile, raw, where)
+    _grid_axes(top, where)
     paths = _Paths(where, Path(base_dir).resolve() if base_dir else file_dir)
     models = [(paths.resolve(m.model, f"models[{i}].model"), _slug(m.name or _model_label(m.model)))
               for i, m in enumerate(top.models)]

@@ -211,14 +211,20 @@ def load_run(run_dir: str | os.PathLike[str] | RunFolder, name: str | None = Non
         norm_match=noise["norm_match"], seed=run.seed, global_step=info.get("global_step"),
         train_loss=finite(info.get("train_loss")),
         final_clean_eval_loss=finite(info.get("final_clean_eval_loss")),
-        setting={k: v for k, v in model_setting(cfg).items() if k not in _NOISE_AXES
-                 and (k != "symmetric_mode" or noise["method"] == "symnoise")})
+        setting=_variant_fields(model_setting(cfg)))
     try:
         rec.metrics = run.read_metrics()
     except (OSError, ValueError) as exc:
         rec.notes.append(f"{exc}; the loss curve of {rec.name} is left out")
     _read_eval(rec, run)
     return rec
+
+
+def _variant_fields(setting: dict[str, Any]) -> dict[str, Any]:
+    """A model setting less the table's own axes (method, alpha, norm matching), the other
+    noise fields beside the rest (``symmetric_mode``, ``noise_on``)."""
+    noise = setting.pop("noise", None) or {}
+    return {**setting, **{k: v for k, v in noise.items() if k not in _NOISE_AXES}}
 
 
 def assign_variants(runs: Sequence[RunRecord]) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from .._io import fmt, text_table
 from .._io import write_json_atomic as _write_json
-from ..config import TrainConfig, flat_config, model_setting
+from ..config import TrainConfig, setting_differences
 from ..run import RunFolder
 from .experiment_file import Experiment, ExperimentError, GridPoint, load_experiment
 
@@ -103,13 +103,11 @@ def _eval_json(run: RunFolder, role: str) -> Any:
 
 
 def _config_conflicts(point: GridPoint, recorded: Mapping[str, Any]) -> list[str]:
-    """Fields of :func:`~symnoise.config.model_setting` (seed included; bookkeeping such as
+    """Settings (:func:`~symnoise.config.setting_differences`: bookkeeping such as
     ``logging_steps`` may change on a rerun) where the run folder's recorded config differs
     from the point's; a field the run did not record is no conflict."""
-    have = model_setting(recorded, with_seed=True)
-    return [f"{key}: {have[key]!r} in the run folder, {want!r} in the experiment"
-            for key, want in model_setting(point.train, with_seed=True).items()
-            if key in have and have[key] != want]
+    return [f"{key}: {have!r} in the run folder, {want!r} in the experiment"
+            for key, have, want in setting_differences(recorded, point.train)]
 
 
 def _eval_settings(point: GridPoint) -> Any:
@@ -195,7 +193,7 @@ def _train_with_accelerate(point: GridPoint, cfg: TrainConfig, args: Sequence[st
 
     cfg_file = point.run_dir.parent / WORK_DIR / f"{point.name}.yaml"
     cfg_file.parent.mkdir(parents=True, exist_ok=True)
-    cfg_file.write_text(yaml.safe_dump(flat_config(cfg.to_dict()), sort_keys=False),
+    cfg_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False),
                         encoding="utf-8")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *args,
            "-m", "symnoise.cli", "train", "--config", str(cfg_file)]
