@@ -1,4 +1,6 @@
-"""The data of one training run: its training features and the held-out set of its clean loss.
+"""The data of one training run: its training features and the held-out set of its clean loss
+(:func:`load_run_data`), or for a preference run its training and held-out pairs
+(:func:`load_preference_run_data`, the same held-out rule).
 
 The held-out set is ``eval_data`` when given, the synthetic suite's held-out split when
 training on the suite, else a seeded split of the training data (``eval_fraction``, at most
@@ -13,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TrainConfig
-from .formats import Example
+from .formats import DataError, Example
+from .preference import PreferenceData, load_preference_rows
+from .sources import load_records
 from .spec import parse_data_spec
 from .tokenize import PreparedData, prepare_dataset
 
-__all__ = ["RunData", "load_run_data"]
+__all__ = ["PreferenceRunData", "RunData", "load_preference_run_data", "load_run_data"]
 
 
 @dataclass
@@ -88,3 +92,50 @@ def _heldout_indices(n: int, cfg: TrainConfig) -> list[int]:
     order = list(range(n))
     random.Random(cfg.seed).shuffle(order)
     return sorted(order[:n_eval])
+
+
+@dataclass
+class PreferenceRunData:
+    """The training pairs (of ``prepared``; None when only the held-out set was asked) and
+    the held-out pairs, as TRL rows."""
+
+    prepared: PreferenceData | None
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    eval_source: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"train": self.prepared.summary() if self.prepared else None,
+                "eval_source": self.eval_source, "train_examples_used": len(self.train),
+                "eval_examples": len(self.eval)}
+
+
+def _pairs(text: str, cfg: TrainConfig, tokenizer: Any, max_examples: int | None
+           ) -> PreferenceData:
+    if parse_data_spec(text).is_synthetic:
+        raise DataError("the synthetic suite has no preference pairs: pass a file of pairs",
+                        file=text)
+    records, name = load_records(text, skip_bad_rows=cfg.skip_bad_rows)
+    return load_preference_rows(records, source=name, skip_bad_rows=cfg.skip_bad_rows,
+                                template=cfg.template, tokenizer=tokenizer, fmt=cfg.format,
+                                max_examples=max_examples)
+
+
+def load_preference_run_data(cfg: TrainConfig, tokenizer: Any = None, *, train: bool = True,
+                             eval_data: str | None = None) -> PreferenceRunData:
+    """A preference run's pairs. The held-out pairs are ``eval_data`` (``eval --eval-data``),
+    else ``cfg.eval_data``, else the seeded split of the training pairs by the rule of
+    :func:`load_run_data` (``eval_fraction``, ``max_eval_examples``, ``seed``)."""
+    held_text = eval_data or cfg.eval_data
+    data = _pairs(cfg.data, cfg, tokenizer, cfg.max_train_examples) \
+        if train or not held_text else None
+    if held_text:
+        held = _pairs(held_text, cfg, tokenizer, cfg.max_eval_examples)
+        return PreferenceRunData(data, data.rows if data else [], held.rows,
+                                 f"eval_data {held_text}")
+    n = len(data.rows)
+    keep = set(_heldout_indices(n, cfg))
+    return PreferenceRunData(data, [r for i, r in enumerate(data.rows) if i not in keep],
+                             [r for i, r in enumerate(data.rows) if i in keep],
+                             f"seeded split of the training pairs ({len(keep)} of {n}, "
+                             f"seed {cfg.seed})")
