@@ -3,16 +3,20 @@ by hand, `symnoise eval` on a preference run, and `compare`'s paired intervals f
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
 import torch
 from conftest import make_model, make_tokenizer
+from typer.testing import CliRunner
 
+from symnoise.cli import app
 from symnoise.evaluate.preference import completion_logps, pair_rows, tokenize_pairs
 from symnoise.evaluate.stats import wilson_interval
 from symnoise.experiments.compare import compare_runs
 from symnoise.experiments.evaluation import evaluate_run
+from symnoise.experiments.report import build_report
 from symnoise.run import RunFolder, read_jsonl
 
 WORDS = "one two three four five six seven eight nine ten red green blue cat dog fish".split()
@@ -84,7 +88,7 @@ def make_preference_run(models, path, policy, method, **config):
 
 
 def test_eval_reports_preference_accuracy_and_margin_and_compare_pairs_them(models, tmp_path):
-    runs = [make_preference_run(models, tmp_path / n, p, m) for n, p, m in
+    runs = [make_preference_run(models, tmp_path / "runs" / n, p, m) for n, p, m in
             (("a", "policy_a", "none"), ("b", "policy_b", "symnoise"))]
     summaries = [evaluate_run(r, n_prompts=2, max_new_tokens=2, synthetic=False,
                               progress=False) for r in runs]
@@ -102,19 +106,35 @@ def test_eval_reports_preference_accuracy_and_margin_and_compare_pairs_them(mode
     zero = evaluate_run(same, n_prompts=2, max_new_tokens=2, synthetic=False, progress=False)
     assert zero["preference"]["reward_margin"] == 0 and zero["preference"]["accuracy"] == 0
     a, b = (read_jsonl(RunFolder(r).eval_file("preference_pairs")) for r in runs)
+    diffs = {}
     for metric, value in (("preference_accuracy", lambda r: 100.0 * r["correct"]),
                           ("reward_margin", lambda r: r["margin"])):
         res = compare_runs([runs[0]], [runs[1]], metrics=[metric])[0].result
-        diff = sum(map(value, b)) / 6 - sum(map(value, a)) / 6
+        diff = diffs[metric] = sum(map(value, b)) / 6 - sum(map(value, a)) / 6
         assert res.diff == pytest.approx(diff) and res.n == 6 and res.ci_low <= diff <= res.ci_high
+    report = build_report(tmp_path / "runs", tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    for rows in (a, b):  # each run's accuracy with its Wilson interval
+        wins = sum(r["correct"] for r in rows)
+        lo, hi = wilson_interval(wins, 6)
+        assert f"| {100 * wins / 6:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | 95% Wilson |" in md
+    assert "held-out preference accuracy (%)" in md and "held-out reward margin" in md
+    assert not any("preference" in line for line in report.missing)
+    with open(tmp_path / "report" / "measured.csv", encoding="utf-8") as fh:
+        shown = {r["metric"]: float(r["diff"]) for r in csv.DictReader(fh)
+                 if r["method"] == "symnoise" and r["metric"] in diffs}
+    assert shown == pytest.approx(diffs)  # the paired difference from none, as compare gives it
 
 
 def test_eval_data_measures_another_file_of_pairs(models, tmp_path):
     run = make_preference_run(models, tmp_path / "a", "policy_a", "none")
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps(p) + "\n" for p in PAIRS[:3]))
-    out = evaluate_run(run, n_prompts=1, max_new_tokens=1, synthetic=False, progress=False,
-                       eval_data=str(other))
+    res = CliRunner().invoke(app, ["eval", str(run), "--eval-data", str(other), "--n-prompts",
+                                   "1", "--max-new-tokens", "1", "--no-synthetic",
+                                   "--no-progress", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
     assert out["preference"]["n"] == 3 and out["preference"]["source"] == f"eval_data {other}"
     info = RunFolder(run).read_info()
     info["config"]["stage"] = "sft"

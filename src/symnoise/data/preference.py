@@ -1,17 +1,6 @@
-"""Preference pairs: records -> rows of TRL's preference trainers.
-
-Formats (detected per row over the first 100 rows, the majority wins; the README has the
-table): ``trl_standard`` and ``trl_conversational`` (``prompt``/``chosen``/``rejected`` as
-strings or message lists), ``llamafactory_alpaca`` (``instruction``, ``input``, ``system``,
-``history``, ``chosen``, ``rejected``), ``llamafactory_sharegpt`` (``conversations`` ending
-with a user turn, ``system``, ``chosen``/``rejected`` one assistant turn each) and ``hh_rlhf``
-(full ``\\n\\nHuman: ... \\n\\nAssistant: ...`` transcripts; the prompt is their shared prefix
-up to its last ``\\n\\nAssistant:``).
-
-Each row comes out as ``{"prompt", "chosen", "rejected"}``: with no template (or ``chat``),
-conversations stay conversational (TRL applies the model's chat template) and plain prompts
-stay strings (``chat`` makes them one user turn); ``alpaca`` / ``vicuna`` render a one-turn
-prompt as text (a longer conversation is a bad row: it needs ``chat``).
+"""Preference pairs: records -> rows of TRL's preference trainers (``{"prompt", "chosen",
+"rejected"}``, standard or conversational). The formats, their detection and the template
+rule are in the README ("Preference data"); bad rows go through :func:`formats.parse_rows`.
 """
 
 from __future__ import annotations
@@ -22,17 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._io import user_message
-from .formats import (
-    DETECT_ROWS,
-    DataError,
-    DataReport,
-    _check_read,
-    _need,
-    _text,
-    _turn,
-    parse_rows,
-    unread_keys,
-)
+from . import formats as fm
+from .formats import DataError, DataReport, _need, _text, _turn, parse_rows
 from .prompts import _ROLES
 from .templates import ChatTemplate, Template, get_template
 
@@ -41,14 +21,11 @@ __all__ = ["PREFERENCE_FORMATS", "PreferenceData", "detect_preference_format",
 
 PREFERENCE_FORMATS = ("trl_standard", "trl_conversational", "llamafactory_alpaca",
                       "llamafactory_sharegpt", "hh_rlhf")
-_PARSED = {"trl_standard": ("prompt", "chosen", "rejected"),
-           "trl_conversational": ("prompt", "chosen", "rejected"),
-           "llamafactory_alpaca": ("instruction", "input", "system", "history", "chosen",
-                                   "rejected"),
-           "llamafactory_sharegpt": ("conversations", "system", "chosen", "rejected"),
-           "hh_rlhf": ("chosen", "rejected")}
-_ASSISTANT_MARK = "\n\nAssistant:"
-_CONV = "bad conversation"
+_TRL = ("prompt", "chosen", "rejected")
+_PARSED = {"trl_standard": _TRL, "trl_conversational": _TRL, "hh_rlhf": _TRL[1:],
+           "llamafactory_alpaca": ("instruction", "input", "system", "history", *_TRL[1:]),
+           "llamafactory_sharegpt": ("conversations", "system", *_TRL[1:])}
+_MARK, _CONV = "\n\nAssistant:", "bad conversation"
 Messages = list[dict[str, str]]
 
 
@@ -57,23 +34,13 @@ class PreferenceData:
     """The rows (TRL's standard or conversational form) and what reading them found."""
 
     rows: list[dict[str, Any]]
+    format: str
+    skipped: int
     report: DataReport
     template: str | None = None
 
-    @property
-    def format(self) -> str:
-        return self.report.format
-
-    @property
-    def skipped(self) -> int:
-        return self.report.skipped
-
     def summary(self) -> dict[str, Any]:
-        r = self.report
-        return {"source": r.source, "format": r.format, "format_detected": r.detected,
-                "template": self.template, "read": r.read, "used": r.used,
-                "skipped": r.skipped, "skipped_reasons": list(r.skipped_reasons),
-                "skipped_by_kind": dict(r.skipped_by_kind), "limited": r.limited}
+        return {**self.report.to_dict(), "template": self.template}
 
 
 def _row_format(record: Any) -> str | None:
@@ -90,7 +57,7 @@ def _row_format(record: Any) -> str | None:
 
 def detect_preference_format(records: list[Any], source: str) -> str:
     """The format most of the first 100 rows have; DataError naming the file when none."""
-    votes = Counter(f for r in records[:DETECT_ROWS] if (f := _row_format(r)))
+    votes = Counter(f for r in records[:fm.DETECT_ROWS] if (f := _row_format(r)))
     if not votes:
         keys = next((sorted(map(str, r)) for r in records if isinstance(r, dict)), None)
         raise DataError(f"cannot detect a preference format (first row's keys: {keys}); "
@@ -107,7 +74,7 @@ def _turns(turns: Any, key: str, last: str) -> Messages:
         role, text = _turn(turn, i, key)
         _need(role in _ROLES, _CONV, f"{key}[{i}] has unknown speaker {role!r}", key, role)
         _need(text.strip(), "empty field", f"field '{key}[{i}]' is empty", key)
-        unread = unread_keys(turn, ("from", "role", "value", "content"))
+        unread = fm.unread_keys(turn, ("from", "role", "value", "content"))
         _need(not unread, "unread field", f"{key}[{i}] has unread keys {unread}", key)
         out.append({"role": _ROLES[role], "content": text})
     _need(out[-1]["role"] == last, _CONV,
@@ -135,12 +102,11 @@ def _system(record: dict[str, Any]) -> Messages:
 def _history(record: dict[str, Any]) -> Messages:
     """LLaMA-Factory's ``history``: ``[[user, assistant], ...]`` before the instruction."""
     pairs = record.get("history") or []
-    ok = isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 and all(
-        isinstance(t, str) and t.strip() for t in p) for p in pairs)
-    _need(ok, _CONV, f"field 'history' must be a list of [user, assistant] text pairs, got "
-          f"{pairs!r:.60}", "history", pairs)
-    return [{"role": role, "content": t} for p in pairs
-            for role, t in zip(("user", "assistant"), p, strict=True)]
+    _need(isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 for p in pairs),
+          _CONV, f"field 'history' must be a list of [user, assistant] pairs, got {pairs!r:.60}",
+          "history", pairs)
+    turns = [{"role": r, "content": t} for u, a in pairs for r, t in (("user", u), ("assistant", a))]
+    return _turns(turns, "history", "assistant") if turns else []
 
 
 def _prompt(record: dict[str, Any], fmt: str) -> tuple[str | Messages, str]:
@@ -160,10 +126,10 @@ def _prompt(record: dict[str, Any], fmt: str) -> tuple[str | Messages, str]:
 
 def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
     """HH-RLHF: the shared prefix up to its last ``\\n\\nAssistant:``, and the two replies."""
-    cut = os.path.commonprefix([chosen, rejected]).rfind(_ASSISTANT_MARK)
+    cut = os.path.commonprefix([chosen, rejected]).rfind(_MARK)
     _need(cut >= 0, "no shared prefix", "chosen and rejected share no prefix ending in "
-          f"{_ASSISTANT_MARK!r} (an HH-RLHF transcript's prompt)", "chosen")
-    n = cut + len(_ASSISTANT_MARK)
+          f"{_MARK!r} (an HH-RLHF transcript's prompt)", "chosen")
+    n = cut + len(_MARK)
     return chosen[:n], chosen[n:], rejected[n:]
 
 
@@ -186,7 +152,7 @@ def _render(prompt: str | Messages, inp: str, chosen: str, rejected: str,
 
 
 def _pair(record: dict[str, Any], fmt: str, template: Template | None) -> dict[str, Any]:
-    _check_read(record, fmt, _PARSED[fmt])
+    fm._check_read(record, fmt, _PARSED[fmt])
     chosen, rejected = (_reply(record, k, fmt) for k in ("chosen", "rejected"))
     if fmt == "hh_rlhf":
         prompt, chosen, rejected = _split_transcripts(chosen, rejected)
@@ -223,4 +189,4 @@ def load_preference_rows(records: list[Any], *, source: str, skip_bad_rows: bool
     if chat and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
         raise DataError("conversational pairs need the tokenizer's chat template and it has "
                         "none: pass --template alpaca or vicuna", file=source)
-    return PreferenceData(rows, report, tmpl.name if tmpl else None)
+    return PreferenceData(rows, name, report.skipped, report, tmpl.name if tmpl else None)

@@ -21,14 +21,15 @@ from .sources import load_records
 from .spec import parse_data_spec
 from .tokenize import PreparedData, prepare_dataset
 
-__all__ = ["PreferenceRunData", "RunData", "load_preference_run_data", "load_run_data"]
+__all__ = ["RunData", "load_preference_run_data", "load_run_data"]
 
 
 @dataclass
 class RunData:
-    """Training features (of ``prepared``) and the held-out examples and features."""
+    """Training features (of ``prepared``) and the held-out examples and features; of a
+    preference run, TRL's rows (its examples and features are the same rows)."""
 
-    prepared: PreparedData | None  # the training data; None when only the held-out set was asked
+    prepared: PreparedData | PreferenceData | None  # None: only the held-out set was asked
     train: list[dict[str, Any]]
     eval_examples: list[Example]
     eval: list[dict[str, Any]]
@@ -94,21 +95,6 @@ def _heldout_indices(n: int, cfg: TrainConfig) -> list[int]:
     return sorted(order[:n_eval])
 
 
-@dataclass
-class PreferenceRunData:
-    """The training pairs (of ``prepared``; None when only the held-out set was asked) and
-    the held-out pairs, as TRL rows."""
-
-    prepared: PreferenceData | None
-    train: list[dict[str, Any]]
-    eval: list[dict[str, Any]]
-    eval_source: str
-
-    def summary(self) -> dict[str, Any]:
-        return {"train": self.prepared.summary() if self.prepared else None,
-                "eval_source": self.eval_source, "train_examples_used": len(self.train),
-                "eval_examples": len(self.eval)}
-
 
 def _pairs(text: str, cfg: TrainConfig, tokenizer: Any, max_examples: int | None
            ) -> PreferenceData:
@@ -122,7 +108,7 @@ def _pairs(text: str, cfg: TrainConfig, tokenizer: Any, max_examples: int | None
 
 
 def load_preference_run_data(cfg: TrainConfig, tokenizer: Any = None, *, train: bool = True,
-                             eval_data: str | None = None) -> PreferenceRunData:
+                             eval_data: str | None = None) -> RunData:
     """A preference run's pairs. The held-out pairs are ``eval_data`` (``eval --eval-data``),
     else ``cfg.eval_data``, else the seeded split of the training pairs by the rule of
     :func:`load_run_data` (``eval_fraction``, ``max_eval_examples``, ``seed``)."""
@@ -131,11 +117,10 @@ def load_preference_run_data(cfg: TrainConfig, tokenizer: Any = None, *, train: 
         if train or not held_text else None
     if held_text:
         held = _pairs(held_text, cfg, tokenizer, cfg.max_eval_examples)
-        return PreferenceRunData(data, data.rows if data else [], held.rows,
-                                 f"eval_data {held_text}")
-    n = len(data.rows)
-    keep = set(_heldout_indices(n, cfg))
-    return PreferenceRunData(data, [r for i, r in enumerate(data.rows) if i not in keep],
-                             [r for i, r in enumerate(data.rows) if i in keep],
-                             f"seeded split of the training pairs ({len(keep)} of {n}, "
-                             f"seed {cfg.seed})")
+        return RunData(data, data.rows if data else [], held.rows, held.rows, held.summary(),
+                       f"eval_data {held_text}")
+    n, keep = len(data.rows), set(_heldout_indices(len(data.rows), cfg))
+    held_rows = [r for i, r in enumerate(data.rows) if i in keep]
+    return RunData(data, [r for i, r in enumerate(data.rows) if i not in keep], held_rows,
+                   held_rows, {"source": "split of the training data", "examples": len(keep)},
+                   f"seeded split of the training pairs ({len(keep)} of {n}, seed {cfg.seed})")

@@ -406,8 +406,8 @@ class HeldoutStep(Step):
 
 class PreferenceStep(Step):
     """Held-out preference accuracy and reward margin of a preference run
-    (:mod:`symnoise.evaluate.preference`); the reference is the run's adapter disabled, else
-    the model it started from (``model`` in run.json)."""
+    (:mod:`symnoise.evaluate.preference`) against the model it started from (run.json's
+    ``model``: a LoRA run is saved merged, so that is its model with the adapter disabled)."""
 
     name, roles = "preference", ("preference_pairs",)
 
@@ -438,21 +438,16 @@ class PreferenceStep(Step):
         args = {"pad_token_id": tokenizer.pad_token_id, "max_length": cfg.max_length,
                 "batch_size": max(cfg.batch_size, 8)}
         policy = pref.completion_logps(model, features, **args)
-        if getattr(model, "_hf_peft_config_loaded", False):  # an unmerged LoRA adapter
-            model.disable_adapters()
-            reference = "the run's model with its adapter disabled"
-        else:
-            del model
-            try:
-                base = resolve_model(cfg.model)
-            except FileNotFoundError as exc:
-                raise StepUnavailable(f"the reference model is not available here: {exc}") from None
-            model, reference = load_model(base, **load), cfg.model
-        rows = pref.pair_rows(data.eval, policy, pref.completion_logps(model, features, **args),
-                              float(plan.config.get("beta", 0.1)))
+        del model
+        try:
+            base = resolve_model(cfg.model)
+        except FileNotFoundError as exc:
+            raise StepUnavailable(f"the reference model is not available here: {exc}") from None
+        reference = pref.completion_logps(load_model(base, **load), features, **args)
+        rows = pref.pair_rows(data.eval, policy, reference, float(plan.config.get("beta", 0.1)))
         write_text_atomic(plan.file("preference_pairs"),
                           "".join(json.dumps(r) + "\n" for r in rows))
-        return {"source": data.eval_source, "reference": reference}
+        return {"source": data.eval_source, "reference": cfg.model}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         from ..evaluate.preference import preference_summary
