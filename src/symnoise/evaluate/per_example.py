@@ -6,6 +6,7 @@ from the files ``symnoise eval`` writes (named by role, :data:`symnoise.run.EVAL
 * :func:`heldout_losses`: example id -> clean loss, and example id -> its token count;
 * :func:`item_scores`: synthetic item id -> 100 (exact answer right) or 0;
 * :func:`output_lengths`: prompt -> characters of the model's output;
+* ``preference_accuracy``, ``reward_margin``: pair id -> 100 or 0 (margin > 0), its margin;
 * :func:`judged_prompts`: prompt -> the model's share of the judge's verdicts in points
   (win 100, tie 50, loss 0: :func:`symnoise.outputs.preference`, continuous ones too;
   rows of one prompt, e.g. both orders, averaged; None when the prompt has no verdict),
@@ -182,8 +183,15 @@ def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _pairs(value: Any) -> Any:
+    """A reader of preference pairs (pair id -> ``value(row, where)``)."""
+    return lambda run: _read(run, "preference_pairs", "per-pair preference results", value)
+
+
 _READERS = {"heldout_loss": heldout_losses, "exact_answer": item_scores,
-            "output_length": output_lengths, "win_rate": judged_prompts}
+            "output_length": output_lengths, "win_rate": judged_prompts,
+            "preference_accuracy": _pairs(_correct),  # 100 when the margin is > 0, else 0
+            "reward_margin": _pairs(lambda row, where: _number(row.get("margin"), "margin", where))}
 
 
 def load_per_example(run: RunFolder, metric: str) -> Any:

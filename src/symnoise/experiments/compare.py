@@ -27,6 +27,8 @@ seed when there are several:
   resampled example keeps its weight. Both sides must count the same tokens per example.
 * ``exact_answer`` (points): per-item exact-answer correctness on the synthetic split.
 * ``output_length`` (characters): length of each eval output, paired by prompt.
+* ``preference_accuracy`` (points), ``reward_margin`` (β·nats): each held-out pair of a
+  preference run (``eval/preference_pairs.jsonl``): margin > 0, and the margin.
 """
 
 from __future__ import annotations
@@ -53,13 +55,16 @@ from .tables import group_by, text_table
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
 
-METRICS = ("win_rate", "lc_win_rate", "heldout_loss", "exact_answer", "output_length")
+METRICS = ("win_rate", "lc_win_rate", "heldout_loss", "exact_answer", "output_length",
+           "preference_accuracy", "reward_margin")
 _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "win_rate": ("win rate", "points", 1, "prompts"),
     "lc_win_rate": ("length-controlled win rate", "points", 1, "prompts"),
     "heldout_loss": ("held-out loss", "nats", 3, "examples"),
     "exact_answer": ("exact-answer accuracy", "points", 1, "items"),
     "output_length": ("output length", "chars", 0, "prompts"),
+    "preference_accuracy": ("preference accuracy", "points", 1, "pairs"),
+    "reward_margin": ("reward margin", "β·nats", 3, "pairs"),
 }
 LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
 _NOISE_KEYS = ("method", "alpha", "norm_match", "symmetric_mode")  # keyed as _noise_setting

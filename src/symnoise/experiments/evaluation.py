@@ -16,6 +16,9 @@ training run, in this order, writing into ``RUN/eval/`` (file names by role:
     are that split, else the split answered separately (``synthetic_outputs``).
 ``heldout`` (``heldout=True``)
     the clean loss of every example of the held-out set training measured (``heldout_losses``).
+``preference`` (preference runs: ``stage`` other than ``sft``)
+    held-out preference accuracy and reward margin, per pair (``preference_pairs``); a
+    preference run's ``heldout`` step is unavailable (its held-out pairs are measured here).
 ``judge``, ``judge_check`` (with ``judge``)
     the pairwise win rate against reference outputs (folder ``judge``), and how well the
     judge separates known better answers from worse ones (``judge_check``).
@@ -119,6 +122,7 @@ def evaluate_run(
     harness_limit: int | float | None = None, words: int | str | None = None,
     synthetic: bool = True, progress: bool = True, synthetic_n: int | None = None,
     heldout: bool = True, judge_check: bool = True, device: str | None = None,
+    eval_data: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation steps on a run folder and write ``RUN/eval/`` (module docstring).
 
@@ -144,6 +148,7 @@ def evaluate_run(
         judge_check: with ``judge``, check the judge on pairs whose better side is known.
         progress: progress bars and one line per step on stderr.
         device: where the model runs (``cpu``, ``cuda:1``, ...); None: cuda when available.
+        eval_data: a preference run's file of pairs to measure in place of its held-out split.
 
     Returns the summary (also written to ``summary``). Raises FileNotFoundError (no run
     folder, model or reference), ValueError (unfinished run, bad settings, prompts without
@@ -162,6 +167,8 @@ def evaluate_run(
         raise ValueError("--base-url, --reference-outputs and --both-orders need --judge")
     if (include_path is not None or harness_limit is not None) and not harness_tasks:
         raise ValueError("--include-path and --limit-per-task need --tasks")
+    if eval_data is not None and (info.get("config") or {}).get("stage", "sft") == "sft":
+        raise ValueError("--eval-data is for preference runs (a run.json stage other than sft)")
     n_words, words_from = _words(words, run_dataset(info))
     source: Any = DEFAULT_PROMPTS if prompts is None else (
         os.fspath(prompts) if isinstance(prompts, os.PathLike) else prompts)
@@ -177,8 +184,9 @@ def evaluate_run(
                     reference=reference_source(reference, source) if judge else None,
                     both_orders=both_orders, harness_tasks=harness_tasks,
                     include_path=include_path, harness_limit=harness_limit, progress=progress,
-                    device=device)
-    wanted = {"synthetic": synthetic, "heldout": heldout, "judge": bool(judge),
+                    device=device, eval_data=None if eval_data is None else os.fspath(eval_data))
+    wanted = {"synthetic": synthetic, "heldout": heldout, "preference": plan.preference,
+              "judge": bool(judge),
               "judge_check": bool(judge) and judge_check, "harness": bool(harness_tasks)}
     with run.lock("symnoise eval") as note:  # one writer per run folder (train or eval)
         if note:
@@ -250,9 +258,17 @@ def _stats_rows(st: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _result_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    got = {k: summary.get(k) for k in ("synthetic", "heldout", "judge", "judge_check", "harness")}
-    syn, held, jd, jc, hd = (v if v and "unavailable" not in v else None for v in got.values())
+    got = {k: summary.get(k) for k in ("synthetic", "heldout", "judge", "judge_check", "harness",
+                                       "preference")}
+    syn, held, jd, jc, hd, pf = (v if v and "unavailable" not in v else None
+                                 for v in got.values())
     rows: list[tuple[str, str]] = []
+    if pf:
+        (alo, ahi), (mlo, mhi) = pf["accuracy_ci95"], pf["reward_margin_ci95"]
+        rows += [("preference accuracy", f"{100 * pf['accuracy']:.1f} % [{100 * alo:.1f}, "
+                  f"{100 * ahi:.1f}] (Wilson, n={pf['n']} pairs, {pf['source']})"),
+                 ("reward margin", f"{pf['reward_margin']:.4f} [{mlo:.4f}, {mhi:.4f}] (beta "
+                  f"{pf['beta']}, bootstrap; reference {pf['reference']})")]
     if syn:
         lo, hi = syn.get("accuracy_ci95") or [None, None]
         rows.append(("synthetic exact-answer", f"{fmt_num(syn.get('accuracy'), '.1f', 100)} % "

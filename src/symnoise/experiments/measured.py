@@ -3,7 +3,8 @@ interval, and the paired difference of each noisy setting from the no-noise one.
 
 The interval of one run's value:
 
-* exact-answer accuracy: the 95% Wilson interval (``eval/synthetic_scores.json``);
+* exact-answer accuracy: the 95% Wilson interval (``eval/synthetic_scores.json``); held-out
+  preference accuracy too (``eval/preference_pairs.jsonl``, whose margins are bootstrapped);
 * clean held-out loss (per token), output length and win rate: a 95% percentile bootstrap
   over the run's examples, outputs or judged prompts (``eval/heldout_losses.jsonl``,
   ``eval/outputs.json``, ``eval/judge/annotations.json``;
@@ -25,6 +26,7 @@ from typing import Any
 
 from ..evaluate.paired import PairedDiff, bootstrap_mean
 from ..evaluate.per_example import JudgedPrompts, MissingMetric, load_per_example
+from ..evaluate.stats import wilson_interval
 from ..run import RunFolder
 from .records import RunRecord, sorted_runs
 from .tables import MISSING, Table, group_by, mean, number, sd
@@ -61,6 +63,9 @@ METRICS = (
     Metric("rep_2", "2-gram repetition", "%", 2, "outputs",
            "No repetition: `symnoise eval RUN` (it needs outputs of at least N words; "
            "`--words`).", paired=False),
+    # preference runs only (no hint: an SFT report is not told to get them)
+    Metric("preference_accuracy", "held-out preference accuracy", "%", 1, "pairs", ""),
+    Metric("reward_margin", "held-out reward margin", "β·nats", 3, "pairs", ""),
 )
 _KINDS = {"Wilson": "95% Wilson", "bootstrap": "95% bootstrap",
           "judge SE": "±1.96 SE of the judge", "": "none"}
@@ -119,7 +124,7 @@ def _fallback(r: RunRecord, metric: str) -> Estimate | None:
             return Estimate(r.win_rate, r.win_rate - 1.96 * se, r.win_rate + 1.96 * se,
                             "judge SE", n)
     value = {"heldout_loss": r.final_clean_eval_loss, "output_length": r.avg_chars,
-             "win_rate": r.win_rate}[metric]
+             "win_rate": r.win_rate}.get(metric)
     return None if value is None else Estimate(value, None, None, "", None)
 
 
@@ -150,6 +155,9 @@ def run_estimate(r: RunRecord, metric: str, notes: list[str]) -> Estimate | None
         return _fallback(r, metric)
     if not values:
         return _fallback(r, metric)
+    if metric == "preference_accuracy":  # a proportion: Wilson, as eval reports it
+        lo, hi = wilson_interval(wins := sum(v > 0 for v in values), len(values))
+        return Estimate(100 * wins / len(values), 100 * lo, 100 * hi, "Wilson", len(values))
     d = bootstrap_mean(values, weights=weights)
     return Estimate(d.diff, d.ci_low, d.ci_high, "bootstrap", d.n)
 
