@@ -189,3 +189,40 @@ def test_other_trl_trainers_are_refused():
     with pytest.raises(ValueError, match="ORPOTrainer.*supported: Trainer, SFTTrainer, "
                                          "DPOTrainer, KTOTrainer"):
         noisy_trainer_class(ORPOTrainer)
+
+
+@pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
+def test_train_stage_dpo_end_to_end(tmp_path, lora):
+    import json
+
+    from typer.testing import CliRunner
+
+    from symnoise.cli import app
+
+    model_dir, data = tmp_path / "tiny", tmp_path / "pairs.json"
+    make_model(vocab_size=len(TOK)).save_pretrained(model_dir)
+    TOK.save_pretrained(model_dir)
+    data.write_text(json.dumps(_rows(24)))
+    out = tmp_path / "run"
+    args = ["train", "--stage", "dpo", "--beta", "0.2", "--data", str(data), "--model",
+            str(model_dir), "--method", "symnoise", "--max-steps", "2", "--batch-size", "4",
+            "--lr", "1e-2", "--output-dir", str(out), "--no-progress",
+            "--lora" if lora else "--full"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "completed" and info["global_step"] == 2
+    assert info["config"]["stage"] == "dpo" and info["config"]["beta"] == 0.2
+    assert info["format"] == "trl_standard" and "format=trl_standard" in result.output
+    assert info["data"]["train_examples_used"] + info["data"]["eval_examples"] == 24
+    assert info["noise_measured"]["noised_forwards"] >= 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["step"] == 2 and "train_loss" in r and "rewards/margins" in r for r in rows)
+    from transformers import AutoModelForCausalLM
+
+    trained = AutoModelForCausalLM.from_pretrained(out)
+    start = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert not torch.equal(trained.model.layers[0].self_attn.q_proj.weight,
+                           start.model.layers[0].self_attn.q_proj.weight)
+    again = CliRunner().invoke(app, [*args, "--resume"])  # a finished run is left as is
+    assert again.exit_code == 0 and "already complete" in again.output
