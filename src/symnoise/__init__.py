@@ -29,9 +29,9 @@ __version__ = "0.1.0"
 # The README's Python API. The Trainer classes need transformers: they are taken from
 # symnoise.trainer on first use, so ``import symnoise`` loads torch only. (A whole run is
 # ``symnoise.train.train``: a package attribute ``train`` would clash with the module.)
-__all__ = ["NoiseConfig", "TrainConfig", "perturb", "noisy_embeddings", "pair_batch",
-           "NoisyTrainer", "NoisySFTTrainer", "noisy_trainer_class"]
-_TRAINER = ("NoisyTrainer", "NoisySFTTrainer", "noisy_trainer_class")
+_TRAINER = ("NoisyTrainer", "NoisySFTTrainer", "NoisyDPOTrainer", "NoisyKTOTrainer",
+            "noisy_trainer_class")
+__all__ = ["NoiseConfig", "TrainConfig", "perturb", "noisy_embeddings", "pair_batch", *_TRAINER]
 
 
 def __getattr__(name: str) -> Any:

@@ -124,6 +124,8 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (flags override it); a preset name such as 'alpaca' works too."),
     model: Optional[str] = typer.Option(None, help="Hub id, local HF folder, .gguf file or 'smollm2' (default)."),
     data: Optional[str] = typer.Option(None, help="JSON/JSONL/Parquet file, hub id, or 'synthetic' (default)."),
+    stage: Optional[str] = typer.Option(None, help="sft (default)|dpo|kto: instruction tuning, or TRL's DPO/KTO on preference pairs."),
+    beta: Optional[float] = typer.Option(None, help="The preference stages' beta (default 0.1)."),
     format: Optional[str] = typer.Option(None, "--format", help="auto|alpaca|evol_instruct|sharegpt|openplatypus"),
     template: Optional[str] = typer.Option(None, help="alpaca|vicuna|chat (default: the paper's choice for the format)."),
     method: Optional[str] = typer.Option(None, help="none|uniform (neftune)|gaussian|bernoulli|symnoise"),
@@ -390,11 +392,12 @@ def eval_run(
     synthetic_n_prompts: Optional[int] = typer.Option(None, help="Synthetic held-out prompts when --prompts is another set (default: --n-prompts up to 240, else 240)."),
     heldout: bool = typer.Option(True, "--heldout/--no-heldout", help="Save the clean loss of every held-out example (heldout_losses.jsonl)."),
     judge_check: bool = typer.Option(True, "--judge-check/--no-judge-check", help="With --judge: check the judge on pairs whose better answer is known."),
+    eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Preference runs: a file of pairs to measure instead of the run's held-out pairs."),
     device: Device = "auto",
     progress: Progress = True,
     as_json: Json = False,
 ) -> None:
-    """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss, judge (and its check), harness."""
+    """Evaluate a run: generate, text statistics, synthetic score, per-example held-out loss (preference runs: preference accuracy and reward margin), judge (and its check), harness."""
     from .config import validate
     from .experiments.eval_steps import EvalSettings
     from .experiments.evaluation import evaluate_run, format_eval_summary
@@ -423,7 +426,7 @@ def report(
 def compare_cmd(
     a: str = typer.Argument(..., help="Side A: a run folder, a glob, or a folder of runs; narrow with PATH:method=none,alpha=5,..."),
     b: str = typer.Argument(..., help="Side B, as A."),
-    metric: Optional[list[str]] = typer.Option(None, "--metric", help="win_rate, lc_win_rate, heldout_loss, exact_answer, output_length (repeatable; default all)."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="win_rate, lc_win_rate, heldout_loss, exact_answer, output_length, preference_accuracy, reward_margin (repeatable; default all)."),
     method: Optional[str] = typer.Option(None, help="Filter both sides' runs by noise method."),
     alpha: Optional[float] = typer.Option(None, help="Filter both sides' runs by alpha (no-noise runs have none)."),
     norm_match: Optional[bool] = typer.Option(None, "--norm-match/--no-norm-match", help="Filter by norm matching (Gaussian/Bernoulli/SymNoise)."),

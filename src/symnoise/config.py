@@ -28,6 +28,7 @@ SYMMETRIC_MODES = ("concat", "sequential")
 PAPER_DATASETS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
 NOISE_ON = ("all", "prompt", "response")  # which tokens get noise; labels == -100 is prompt
 MODALITIES = ("text", "vision")  # vision-language models: text tokens (default) or visual ones
+STAGES = ("sft", "dpo", "kto")  # instruction tuning, then TRL's preference trainers
 
 
 def canonical_noise_on(value: Any) -> str:
@@ -127,6 +128,8 @@ class TrainConfig(Settings):
 
     model: str = DEFAULT_MODEL
     data: str = DEFAULT_DATA
+    stage: Literal[STAGES] = "sft"  # preference pairs: TRL's DPOTrainer / KTOTrainer
+    beta: float = 0.1  # the preference stages' beta
     format: str = "auto"
     template: str | None = None  # None: the paper's default for the detected format
     eval_data: str | None = None  # held-out data for clean loss; None: a split of `data`
@@ -179,6 +182,9 @@ class TrainConfig(Settings):
 
     @model_validator(mode="after")
     def _seed_noise(self) -> TrainConfig:
+        if self.stage != "sft" and self.packing:
+            raise ValueError(f"packing is not supported with stage {self.stage!r} (TRL's "
+                             "preference trainers pad their batches)")
         if self.noise.seed != self.seed:  # our own copy (revalidate_instances)
             object.__setattr__(self.noise, "seed", self.seed)
         return self

@@ -53,6 +53,7 @@ EVAL_FILES: dict[str, str] = {
     "synthetic_scores_md": "synthetic_scores.md",
     "synthetic_items": "synthetic_items.jsonl",  # per-item exact-answer correctness
     "heldout_losses": "heldout_losses.jsonl",  # clean loss of every held-out example
+    "preference_pairs": "preference_pairs.jsonl",  # implicit reward margin of held-out pairs
     "judge": "judge",  # folder: annotations, leaderboard, cache
     "judge_check": "judge_check.json",
     "harness": "harness.json",

@@ -26,6 +26,10 @@ METADATA_KEYS: dict[str, tuple[str, ...]] = {
     "evol_instruct": ("idx", "dataset", "generator"),
     "sharegpt": ("id",),  # the conversation's id
     "openplatypus": ("data_source",),  # the dataset the row was taken from
+    # preference pairs (data/preference.py): an id; TRL sets' ratings of each side
+    **dict.fromkeys(("trl_standard", "trl_conversational"), ("id", "score_chosen",
+                                                            "score_rejected")),
+    **dict.fromkeys(("llamafactory_alpaca", "llamafactory_sharegpt", "hh_rlhf"), ("id",)),
 }
 _FLAT_KEYS = ("instruction", "input", "output")
 _CONV_KEYS = ("conversations", "conversation")
@@ -255,11 +259,7 @@ def _conversation_pair(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]
                     kind=_PAIR)
 
 
-def _parse(record: Any, fmt: str, source: str) -> Example:
-    if isinstance(record, InvalidRecord):
-        raise DataError(record.reason, kind="invalid JSON")
-    _need(isinstance(record, dict), "not an object",
-          f"row must be a JSON object, got {type(record).__name__}")
+def _parse(record: dict[str, Any], fmt: str, source: str) -> Example:
     if fmt != "sharegpt" and (fmt != "evol_instruct" or _conversation(record) is None):
         # flat forms: alpaca, openplatypus, evol_instruct's 70k form (input optional)
         instruction, inp, output = (_text(record, k, required=k != "input") for k in _FLAT_KEYS)
@@ -268,6 +268,28 @@ def _parse(record: Any, fmt: str, source: str) -> Example:
     user, reply, notes = _conversation_pair(record)
     used = next(k for k in _CONV_KEYS if k in record)  # the other spelling is not read
     return Example(user, "", reply, source, {**_check_read(record, fmt, (used,)), **notes})
+
+
+def parse_rows(records: list[Any], parse: Any, source_name: str, report: DataReport, *,
+               skip_bad_rows: bool = False, hint: str = "") -> list[Any]:
+    """``parse(record, row)`` of every record. A bad row (``parse`` raised :class:`DataError`,
+    or a line of invalid JSON) raises DataError naming ``source_name``, the row and ``hint``,
+    or with ``skip_bad_rows`` is counted in ``report`` (skipped, reasons, kinds)."""
+    out: list[Any] = []
+    for row, record in enumerate(records):
+        try:
+            if isinstance(record, InvalidRecord):
+                raise DataError(record.reason, kind="invalid JSON")
+            _need(isinstance(record, dict), "not an object",
+                  f"row must be a JSON object, got {type(record).__name__}")
+            out.append(parse(record, row))
+        except DataError as bad:
+            if not skip_bad_rows:
+                raise DataError(bad.reason + hint, file=source_name, row=row, field=bad.field,
+                                value=bad.value, kind=bad.kind) from None
+            report.skip(bad, row)
+    report.used = len(out)
+    return out
 
 
 def to_examples(records: Iterable[Any], fmt: str, source_name: str = "<records>", *,
@@ -280,21 +302,9 @@ def to_examples(records: Iterable[Any], fmt: str, source_name: str = "<records>"
     if detected:
         name = detect_format(records, source_name)
     report = DataReport(format=name, source=source_name, detected=detected, read=len(records))
-    examples: list[Example] = []
-    for row, record in enumerate(records):
-        try:
-            example = _parse(record, name, f"{source_name}:{row}")
-        except DataError as bad:
-            if not skip_bad_rows:
-                hint = f" (format {name}, auto-detected)" if detected else ""
-                raise DataError(bad.reason + hint, file=source_name, row=row, field=bad.field,
-                                value=bad.value, kind=bad.kind) from None
-            report.skip(bad, row)
-            continue
-        if "cut_turns" in example.meta:
-            report.multi_turn_cut += 1
-        if "system" in example.meta:
-            report.system_turns += 1
-        examples.append(example)
-    report.used = len(examples)
+    examples = parse_rows(records, lambda rec, row: _parse(rec, name, f"{source_name}:{row}"),
+                          source_name, report, skip_bad_rows=skip_bad_rows,
+                          hint=f" (format {name}, auto-detected)" if detected else "")
+    report.multi_turn_cut = sum("cut_turns" in ex.meta for ex in examples)
+    report.system_turns = sum("system" in ex.meta for ex in examples)
     return examples, report

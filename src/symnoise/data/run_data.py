@@ -1,6 +1,7 @@
 """A run's training features and the held-out set of its clean loss (``eval_data``, the
 suite's held-out split when training on the suite, else a seeded split of the training
-data): training and :mod:`symnoise.evaluate.heldout` both call :func:`load_run_data`."""
+data): training and :mod:`symnoise.evaluate.heldout` both call :func:`load_run_data`; a
+preference run's pairs, by the same held-out rule: :func:`load_preference_run_data`."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TrainConfig
-from .formats import Example
+from .formats import DataError, Example
 from .multimodal import prepare_multimodal
+from .preference import PreferenceData, load_preference_rows
+from .sources import load_records
 from .spec import parse_data_spec
 from .tokenize import PreparedData, prepare_dataset
 
 
 @dataclass
 class RunData:
-    """Training features (of ``prepared``) and the held-out examples and features."""
+    """Training features (of ``prepared``) and the held-out examples and features; of a
+    preference run, TRL's rows (its examples and features are the same rows)."""
 
-    prepared: PreparedData | None  # the training data; None when only the held-out set was asked
+    prepared: PreparedData | PreferenceData | None  # None: only the held-out set was asked
     train: list[dict[str, Any]]
     eval_examples: list[Example]
     eval: list[dict[str, Any]]
@@ -86,3 +90,34 @@ def _heldout_indices(n: int, cfg: TrainConfig) -> list[int]:
     order = list(range(n))
     random.Random(cfg.seed).shuffle(order)
     return sorted(order[:n_eval])
+
+
+
+def _pairs(text: str, cfg: TrainConfig, tokenizer: Any, max_examples: int | None
+           ) -> PreferenceData:
+    if parse_data_spec(text).is_synthetic:
+        raise DataError("the synthetic suite has no preference pairs: pass a file of pairs",
+                        file=text)
+    records, name = load_records(text, skip_bad_rows=cfg.skip_bad_rows)
+    return load_preference_rows(records, source=name, skip_bad_rows=cfg.skip_bad_rows,
+                                template=cfg.template, tokenizer=tokenizer, fmt=cfg.format,
+                                max_examples=max_examples)
+
+
+def load_preference_run_data(cfg: TrainConfig, tokenizer: Any = None, *, train: bool = True,
+                             eval_data: str | None = None) -> RunData:
+    """A preference run's pairs. The held-out pairs are ``eval_data`` (``eval --eval-data``),
+    else ``cfg.eval_data``, else the seeded split of the training pairs by the rule of
+    :func:`load_run_data` (``eval_fraction``, ``max_eval_examples``, ``seed``)."""
+    held_text = eval_data or cfg.eval_data
+    data = _pairs(cfg.data, cfg, tokenizer, cfg.max_train_examples) \
+        if train or not held_text else None
+    if held_text:
+        held = _pairs(held_text, cfg, tokenizer, cfg.max_eval_examples)
+        return RunData(data, data.rows if data else [], held.rows, held.rows, held.summary(),
+                       f"eval_data {held_text}")
+    n, keep = len(data.rows), set(_heldout_indices(len(data.rows), cfg))
+    held_rows = [r for i, r in enumerate(data.rows) if i in keep]
+    return RunData(data, [r for i, r in enumerate(data.rows) if i not in keep], held_rows,
+                   held_rows, {"source": "split of the training data", "examples": len(keep)},
+                   f"seeded split of the training pairs ({len(keep)} of {n}, seed {cfg.seed})")

@@ -26,16 +26,21 @@ class HeldoutSet:
     eval_batch_size: int
 
 
+def recorded_config(info: Mapping[str, Any]) -> TrainConfig:
+    """The TrainConfig of a run's ``run.json`` (settings it does not record: the defaults)."""
+    recorded = info.get("config") or {}
+    return TrainConfig(**{k: v for k, v in recorded.items()  # the noise holds nothing out
+                          if k in TrainConfig.model_fields and k != "noise"})
+
+
 def heldout_set(info: Mapping[str, Any], tokenizer: Any) -> HeldoutSet:
     """Rebuild the held-out set of a run from its ``run.json`` (``info``); settings it does
     not record take TrainConfig's defaults. Raises HeldoutUnavailable when the run had none
     or its data is not reachable here."""
     from ..data.run_data import load_run_data
 
-    recorded = info.get("config") or {}
     try:
-        cfg = TrainConfig(**{k: v for k, v in recorded.items()  # the noise holds nothing out
-                             if k in TrainConfig.model_fields and k != "noise"})
+        cfg = recorded_config(info)
         if not (cfg.eval_data or isinstance(cfg.data, str) and cfg.data):
             raise HeldoutUnavailable("run.json names no training data")
         data = load_run_data(cfg, tokenizer, train=False,

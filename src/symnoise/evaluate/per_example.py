@@ -1,6 +1,6 @@
 """Per-example results of a run folder (``{id: value}`` maps of the files ``symnoise eval``
 writes), as the comparisons pair them: held-out losses with their token counts, exact-answer
-scores (100/0), output lengths, and the model's share of each prompt's judge verdicts
+scores (100/0), output lengths, preference pairs (100/0 for margin > 0, and the margin), and the model's share of each prompt's judge verdicts
 (points; win 100, tie 50, loss 0; rows of one prompt averaged). A missing file raises
 :class:`MissingMetric` (the metric is skipped, with that reason); a bad row raises
 ValueError naming file, row and value.
@@ -172,8 +172,15 @@ def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _pairs(value: Any) -> Any:
+    """A reader of preference pairs (pair id -> ``value(row, where)``)."""
+    return lambda run: _read(run, "preference_pairs", "per-pair preference results", value)
+
+
 _READERS = {"heldout_loss": heldout_losses, "exact_answer": item_scores,
-            "output_length": output_lengths, "win_rate": judged_prompts}
+            "output_length": output_lengths, "win_rate": judged_prompts,
+            "preference_accuracy": _pairs(_correct),  # 100 when the margin is > 0, else 0
+            "reward_margin": _pairs(lambda row, where: _number(row.get("margin"), "margin", where))}
 
 
 def values_of(data: Any) -> dict[str, Any]:

@@ -38,13 +38,16 @@ from .tables import group_by
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
 
-METRICS = ("win_rate", "lc_win_rate", "heldout_loss", "exact_answer", "output_length")
+METRICS = ("win_rate", "lc_win_rate", "heldout_loss", "exact_answer", "output_length",
+           "preference_accuracy", "reward_margin")
 _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "win_rate": ("win rate", "points", 1, "prompts"),
     "lc_win_rate": ("length-controlled win rate", "points", 1, "prompts"),
     "heldout_loss": ("held-out loss", "nats", 3, "examples"),
     "exact_answer": ("exact-answer accuracy", "points", 1, "items"),
     "output_length": ("output length", "chars", 0, "prompts"),
+    "preference_accuracy": ("preference accuracy", "points", 1, "pairs"),
+    "reward_margin": ("reward margin", "β·nats", 3, "pairs"),
 }
 LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")

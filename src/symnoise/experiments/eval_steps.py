@@ -57,6 +57,7 @@ class EvalSettings(Settings):
         the run's dataset's, else 50). synthetic, synthetic_n: the exact-answer step and its
         prompt count when the prompts are not that split. heldout: the clean loss of every
         held-out example. device: ``cpu``, ``cuda:1``...; None: cuda when available.
+    eval_data: preference runs: a file of pairs in place of the run's held-out split.
     """
 
     prompts: Text = "synthetic:heldout"
@@ -77,6 +78,7 @@ class EvalSettings(Settings):
     synthetic_n: int | None = None
     heldout: bool = True
     device: str | None = None
+    eval_data: Text | None = None
 
     @field_validator("n_prompts", "synthetic_n", "max_new_tokens", "batch_size")
     @classmethod
@@ -110,6 +112,11 @@ class EvalPlan:
     @property
     def config(self) -> dict[str, Any]:
         return self.info.get("config") or {}
+
+    @property
+    def preference(self) -> bool:
+        """A preference run (DPO, ...): its config's ``stage`` is not ``sft``."""
+        return self.config.get("stage", "sft") != "sft"
 
     def say(self, message: str) -> None:
         if self.progress:
@@ -228,11 +235,20 @@ def _train_data_stats(info: Mapping[str, Any], n_words: int) -> dict[str, Any]:
     path = Path(data).expanduser()
     if not path.exists():
         return {"source": data, "skipped": f"not a local file here ({path} not found)"}
-    from ..data import load_examples
+    if cfg.get("stage", "sft") != "sft":  # a preference run: the chosen replies
+        from ..data.run_data import load_preference_run_data
+        from ..evaluate.heldout import recorded_config
 
-    examples, report = load_examples(path, fmt=info.get("format") or cfg.get("format") or "auto",
-                                     skip_bad_rows=bool(cfg.get("skip_bad_rows")))
-    stats = text_stats([e.output for e in examples], words=n_words)
+        pairs = load_preference_run_data(recorded_config(info)).prepared
+        report = pairs.report
+        texts = [c if isinstance(c := r["chosen"], str) else c[0]["content"] for r in pairs.rows]
+    else:
+        from ..data import load_examples
+
+        examples, report = load_examples(path, fmt=info.get("format") or cfg.get("format")
+                                         or "auto", skip_bad_rows=bool(cfg.get("skip_bad_rows")))
+        texts = [e.output for e in examples]
+    stats = text_stats(texts, words=n_words)
     return {"source": data, "format": report.format, "read": report.read,
             "used": report.used, "skipped_rows": report.skipped, **stats.to_dict()}
 
@@ -390,6 +406,9 @@ class HeldoutStep(Step):
         from ..evaluate import heldout
         from ..models import ensure_pad_token, load_model, load_tokenizer, resolve_model
 
+        if plan.preference:
+            raise StepUnavailable("a preference run: its held-out pairs are measured by the "
+                                  "preference step")
         source = resolve_model(str(plan.run.path))
         tokenizer = load_tokenizer(source)
         try:
@@ -423,6 +442,59 @@ class HeldoutStep(Step):
                 "trainer_mean_loss": trainer_mean(rows, bs) if rows else None,
                 "eval_batch_size": bs,
                 "run_final_clean_eval_loss": plan.info.get("final_clean_eval_loss")}
+
+
+class PreferenceStep(Step):
+    """Held-out preference accuracy and reward margin of a preference run
+    (:mod:`symnoise.evaluate.preference`) against the model it started from (run.json's
+    ``model``: a LoRA run is saved merged, so that is its model with the adapter disabled)."""
+
+    name, roles = "preference", ("preference_pairs",)
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        return {**HeldoutStep().key(plan), "eval_data_given": _fingerprint(plan.settings.eval_data),
+                "stage": plan.config.get("stage"), "beta": plan.config.get("beta", 0.1),
+                "reference": _fingerprint(plan.config.get("model"))}
+
+    def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
+        from ..data.run_data import load_preference_run_data
+        from ..evaluate import preference as pref
+        from ..evaluate.heldout import recorded_config
+        from ..models import ensure_pad_token, load_model, load_tokenizer, resolve_model
+
+        cfg, source = recorded_config(plan.info), resolve_model(str(plan.run.path))
+        tokenizer = load_tokenizer(source)
+        try:
+            data = load_preference_run_data(cfg, tokenizer, train=False, eval_data=plan.settings.eval_data)
+        except FileNotFoundError as exc:
+            raise StepUnavailable(f"the held-out pairs are not available here: {exc}") from None
+        if not data.eval:
+            raise StepUnavailable("the run held no pairs out (eval_fraction 0 or < 2 pairs)")
+        plan.say(f"  {len(data.eval)} pairs ({data.eval_source})")
+        features = pref.tokenize_pairs(data.eval, tokenizer)
+        load = {"dtype": cfg.dtype, "device": default_device(plan.settings.device)}
+        model = load_model(source, **load)
+        ensure_pad_token(tokenizer, model)
+        args = {"pad_token_id": tokenizer.pad_token_id, "max_length": cfg.max_length,
+                "batch_size": max(cfg.batch_size, 8)}
+        policy = pref.completion_logps(model, features, **args)
+        del model
+        try:
+            base = resolve_model(cfg.model)
+        except FileNotFoundError as exc:
+            raise StepUnavailable(f"the reference model is not available here: {exc}") from None
+        reference = pref.completion_logps(load_model(base, **load), features, **args)
+        rows = pref.pair_rows(data.eval, policy, reference, float(plan.config.get("beta", 0.1)))
+        write_text_atomic(plan.file("preference_pairs"),
+                          "".join(json.dumps(r) + "\n" for r in rows))
+        return {"source": data.eval_source, "reference": cfg.model}
+
+    def summary(self, plan: EvalPlan) -> dict[str, Any]:
+        from ..evaluate.preference import preference_summary
+
+        record = plan.records.get(self.name, {})
+        return {**_pick(record, ("source", "reference")), "beta": plan.config.get("beta", 0.1),
+                **preference_summary(read_jsonl(plan.file("preference_pairs")))}
 
 
 def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> Path:
@@ -539,4 +611,4 @@ class HarnessStep(Step):
 
 #: Every step, in the order they run.
 STEPS: tuple[Step, ...] = (GenerateStep(), StatsStep(), SyntheticStep(), HeldoutStep(),
-                           JudgeStep(), JudgeCheckStep(), HarnessStep())
+                           PreferenceStep(), JudgeStep(), JudgeCheckStep(), HarnessStep())

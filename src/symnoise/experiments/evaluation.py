@@ -16,6 +16,9 @@ training run, in this order, writing into ``RUN/eval/`` (file names by role:
     are that split, else the split answered separately (``synthetic_outputs``).
 ``heldout`` (``heldout=True``)
     the clean loss of every example of the held-out set training measured (``heldout_losses``).
+``preference`` (preference runs: ``stage`` other than ``sft``)
+    held-out preference accuracy and reward margin, per pair (``preference_pairs``); a
+    preference run's ``heldout`` step is unavailable (its held-out pairs are measured here).
 ``judge``, ``judge_check`` (with ``judge``)
     the pairwise win rate against reference outputs (folder ``judge``), and how well the
     judge separates known better answers from worse ones (``judge_check``).
@@ -132,6 +135,8 @@ def evaluate_run(run_dir: str | os.PathLike[str],
         raise ValueError("--base-url, --reference-outputs and --both-orders need --judge")
     if (s.include_path is not None or s.harness_limit is not None) and not s.harness_tasks:
         raise ValueError("--include-path and --limit-per-task need --tasks")
+    if s.eval_data is not None and (info.get("config") or {}).get("stage", "sft") == "sft":
+        raise ValueError("--eval-data is for preference runs (a run.json stage other than sft)")
     n_words, words_from = _words(s.words, run_dataset(info))
 
     from ..generate import load_prompts
@@ -141,7 +146,8 @@ def evaluate_run(run_dir: str | os.PathLike[str],
                     n=len(prompt_set.prompts), n_words=n_words, words_from=words_from,
                     reference=reference_source(s.reference, s.prompts) if s.judge else None,
                     progress=progress)
-    wanted = {"synthetic": s.synthetic, "heldout": s.heldout, "judge": bool(s.judge),
+    wanted = {"synthetic": s.synthetic, "heldout": s.heldout, "preference": plan.preference,
+              "judge": bool(s.judge),
               "judge_check": bool(s.judge) and s.judge_check, "harness": bool(s.harness_tasks)}
     with run.lock("symnoise eval") as note:  # one writer per run folder (train or eval)
         if note:
@@ -207,9 +213,17 @@ def _stats_rows(st: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _result_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    got = {k: summary.get(k) for k in ("synthetic", "heldout", "judge", "judge_check", "harness")}
-    syn, held, jd, jc, hd = (v if v and "unavailable" not in v else None for v in got.values())
+    got = {k: summary.get(k) for k in ("synthetic", "heldout", "judge", "judge_check", "harness",
+                                       "preference")}
+    syn, held, jd, jc, hd, pf = (v if v and "unavailable" not in v else None
+                                 for v in got.values())
     rows: list[tuple[str, str]] = []
+    if pf:
+        (alo, ahi), (mlo, mhi) = pf["accuracy_ci95"], pf["reward_margin_ci95"]
+        rows += [("preference accuracy", f"{100 * pf['accuracy']:.1f} % [{100 * alo:.1f}, "
+                  f"{100 * ahi:.1f}] (Wilson, n={pf['n']} pairs, {pf['source']})"),
+                 ("reward margin", f"{pf['reward_margin']:.4f} [{mlo:.4f}, {mhi:.4f}] (beta "
+                  f"{pf['beta']}, bootstrap; reference {pf['reference']})")]
     if syn:
         lo, hi = syn.get("accuracy_ci95") or [None, None]
         rows.append(("synthetic exact-answer", f"{fmt(syn.get('accuracy'), '.1f', scale=100)} % "

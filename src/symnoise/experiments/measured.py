@@ -1,5 +1,5 @@
 """What the runs measured, first: every metric present per setting, with n, seeds and an
-interval (:func:`run_estimate`: Wilson, a bootstrap over the run's examples, the judge's
+interval (:func:`run_estimate`: Wilson for exact answers and preference accuracy, a bootstrap over the run's examples, the judge's
 SE, or none), and the paired difference of each noisy setting from the no-noise one
 (:func:`paired_difference`, i.e. ``symnoise compare``). Details: the README ("symnoise
 report").
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from .._io import MISSING, finite, fmt
 from ..evaluate.paired import PairedDiff, bootstrap_mean
 from ..evaluate.per_example import MissingMetric, load_per_example, values_of
+from ..evaluate.stats import wilson_interval
 from ..run import RunFolder
 from .records import RunRecord, seed_groups
 from .tables import Table, diff_text, interval, mean, sd, text
@@ -49,6 +50,9 @@ METRICS = (
     Metric("rep_2", "2-gram repetition", "%", 2, "outputs",
            "No repetition: `symnoise eval RUN` (it needs outputs of at least N words; "
            "`--words`).", paired=False),
+    # preference runs only (no hint: an SFT report is not told to get them)
+    Metric("preference_accuracy", "held-out preference accuracy", "%", 1, "pairs", ""),
+    Metric("reward_margin", "held-out reward margin", "β·nats", 3, "pairs", ""),
 )
 _KINDS = {"Wilson": "95% Wilson", "bootstrap": "95% bootstrap",
           "judge SE": "±1.96 SE of the judge", "": "none"}
@@ -96,7 +100,7 @@ def _fallback(r: RunRecord, metric: str) -> Estimate | None:
             return Estimate(r.win_rate, r.win_rate - 1.96 * se, r.win_rate + 1.96 * se,
                             "judge SE", n)
     value = {"heldout_loss": r.final_clean_eval_loss, "output_length": r.avg_chars,
-             "win_rate": r.win_rate}[metric]
+             "win_rate": r.win_rate}.get(metric)
     return None if value is None else Estimate(value, None, None, "", None)
 
 
@@ -128,6 +132,9 @@ def run_estimate(r: RunRecord, metric: str, notes: list[str]) -> Estimate | None
     values = [v for v in values_of(data).values() if v is not None]
     if not values:
         return _fallback(r, metric)
+    if metric == "preference_accuracy":  # a proportion: Wilson, as eval reports it
+        lo, hi = wilson_interval(wins := sum(v > 0 for v in values), len(values))
+        return Estimate(100 * wins / len(values), 100 * lo, 100 * hi, "Wilson", len(values))
     d = bootstrap_mean(values, weights=list(data[1].values()) if isinstance(data, tuple) else None)
     return Estimate(d.diff, d.ci_low, d.ci_high, "bootstrap", d.n)
 

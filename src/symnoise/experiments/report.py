@@ -444,7 +444,7 @@ def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> 
     result = ReportResult(runs_dir=runs_dir, output_dir=out, runs=runs, skipped=skipped,
                           tables=all_tables, files=files, figures=figures,
                           paper_comparable=comparable, notes=notes, summary=ms.sentences(),
-                          missing=[m.hint for m in ms.missing])
+                          missing=[m.hint for m in ms.missing if m.hint])
     files["report_md"] = out / "report.md"
     files["report_md"].write_text(_report_markdown(result, why_not), encoding="utf-8")
     files["report_json"] = out / "report.json"
