@@ -1,22 +1,7 @@
-"""Measure a judge before trusting it: accuracy on pairs whose better side is known.
-
-Half the pairs set a real answer against the real answer to another instruction
-(``other``), half against itself cut to its first 10 words (``truncated``, answers longer
-than 10 words only). Each pair is judged in both orders. Reported: ``accuracy`` (a tie
-counts as wrong) with its 95% Wilson interval, ``position_bias`` (share won by the output
-shown first), ``longer_wins``, accuracy per kind, the unparseable count, and ``usable``.
-
-The judge is measured as it will be used (``mode``). Judged one order per prompt (the
-default), ``accuracy`` is per verdict and
-
-    usable  <=>  accuracy_ci[0] >= 0.70  and  0.35 <= position_bias <= 0.65
-                 and unparseable share <= 0.05
-
-Judged in both orders and averaged (``--both-orders``), ``accuracy`` is that of the
-order-averaged verdict of each pair (P(good) averaged over the two orders, a tie counting
-as wrong) and the position-bias bound does not apply: averaging the orders cancels it.
-Both accuracies are always reported (``accuracy_per_verdict``, ``accuracy_order_averaged``).
-A judge that always names the first output scores 0.5 per verdict and position bias 1.0.
+"""Measure a judge before trusting it: accuracy on pairs whose better side is known (a
+real answer against the answer to another instruction, ``other``, or against itself cut to
+its first 10 words, ``truncated``), each judged in both orders, measured in the mode the
+judge will be used in (per verdict, or order-averaged): README, judge-check.
 """
 
 from __future__ import annotations
@@ -47,11 +32,8 @@ THRESHOLDS = {"min_accuracy_ci_low": 0.70, "position_bias_range": (0.35, 0.65),
 
 def build_check_pairs(rows: Sequence[Mapping[str, Any]], n: int, seed: int = 0
                       ) -> list[dict[str, Any]]:
-    """``n`` known pairs (``instruction``, ``good``, ``bad``, ``kind``), alternating kinds.
-
-    rows: reference rows with ``instruction`` (and optional ``input``) and ``output``.
-    Raises ValueError when the set cannot give ``n`` pairs.
-    """
+    """``n`` known pairs (``instruction``, ``good``, ``bad``, ``kind``) from reference rows;
+    ValueError when the set cannot give ``n`` pairs."""
     rows = [r for r in rows if r["output"].strip()]
     if len(rows) < 2:
         raise ValueError(f"a judge check needs at least 2 reference answers, got {len(rows)}")
@@ -132,16 +114,10 @@ def run_judge_check(judge: str | Judge,
                     seed: int = 0, output_dir: str | os.PathLike[str] | None = None,
                     judge_options: dict[str, Any] | None = None, progress: bool = False,
                     both_orders: bool = False) -> dict[str, Any]:
-    """Judge ``n`` known pairs in both orders; return (and write) the check's numbers.
-
-    judge: a spec (``openai:MODEL``, ``hf:PATH``) or a :class:`Judge`; annotator:
-    ``symnoise-pairwise`` (ours) or one of AlpacaEval's (then the judge must be
-    ``openai:MODEL``), through the judge's pipeline (:func:`~.judge.ask`).
-    output_dir: when given, receives ``judge_check.json`` and the cache. progress: a
-    progress bar on stderr. both_orders: the judge will be used judging both orders and
-    averaging them: measure it so (module docstring). Returns a dict with at least
-    ``accuracy``, ``accuracy_ci``, ``position_bias``, ``n_pairs`` and ``usable``.
-    """
+    """Judge ``n`` known pairs in both orders through the judge's pipeline
+    (:func:`~.judge.ask`); return the check's numbers and write them to ``output_dir``
+    (``judge_check.json``, beside the cache) when given. both_orders: the judge will be used
+    judging both orders and averaging them: measure it so."""
     import tempfile
 
     if n < 2:
