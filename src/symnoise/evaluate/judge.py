@@ -26,7 +26,6 @@ from .judge_prompts import CONFIG_DIR, TEMPLATE_VERSION, Judge, JudgeError, Judg
 from .winrate import (
     NO_DATASET,
     OUR_ANNOTATOR,
-    DatasetScore,
     JudgeReport,
     build_report,
     leaderboard_markdown,
@@ -36,7 +35,7 @@ from .winrate import (
 
 __all__ = [
     "JudgeError", "JudgeResult", "Judge", "OpenAIJudge", "HFJudge", "make_judge",
-    "DatasetScore", "JudgeReport", "load_outputs", "pair_outputs", "win_rate", "judge_outputs",
+    "JudgeReport", "load_outputs", "pair_outputs", "win_rate", "judge_outputs",
     "write_results", "cache_file", "ANNOTATIONS_FILE", "LEADERBOARD_JSON", "LEADERBOARD_MD",
     "NO_DATASET", "OUR_ANNOTATOR", "PAPER_ANNOTATORS", "available_annotators", "ask",
 ]
@@ -167,8 +166,8 @@ def prepare(model_outputs: OutputsSource, reference_outputs: OutputsSource,
                    generator(reference_rows, "reference"), out_dir)
 
 
-def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
-                judge: str, model_name: str, reference_name: str) -> dict[str, Any]:
+def _annotation(row: dict[str, Any], flags: list[bool], judge: str,
+                answers: list[JudgeResult]) -> dict[str, Any]:
     judgments = [{"model_first": f, "label": r.label, "preference": r.preference(f),
                   "p_b": r.p_b, "method": r.method, "status": r.status,
                   "raw_completion": r.raw, "error": r.error, "scores": r.scores,
@@ -177,7 +176,7 @@ def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
     status = next((s for s in ("error", "unparseable") if s in statuses), "ok")
     single = len(flags) == 1
     return {
-        **pair.row(model_name, reference_name),
+        **row,
         "preference": statistics.fmean(j["preference"] for j in judgments)
         if status == "ok" else None,
         "annotator": OUR_ANNOTATOR,
@@ -225,15 +224,11 @@ def judge_outputs(model_outputs: OutputsSource, reference_outputs: OutputsSource
         found, counts = ask(annotator, judge_obj, rows, cache, seed, progress=progress)
     annotations, k = [], 0
     for pair, flags in zip(inputs.pairs, orders, strict=True):
-        got = found[k: k + len(flags)]
-        k += len(flags)
-        annotations.append(
-            _annotation(pair, flags, [f["result"] or JudgeResult(None, "error", error=f["error"])
-                                      for f in got], judge=judge_obj.spec,
-                        model_name=inputs.model_name, reference_name=inputs.reference_name)
-            if ours else _alpaca_annotation(pair, got[0], annotator=annotator,
-                                            judge=judge_obj.spec, model_name=inputs.model_name,
-                                            reference_name=inputs.reference_name, seed=seed))
+        got, k = found[k: k + len(flags)], k + len(flags)
+        row = pair.row(inputs.model_name, inputs.reference_name)
+        annotations.append(_annotation(row, flags, judge_obj.spec, [
+            f["result"] or JudgeResult(None, "error", error=f["error"]) for f in got])
+            if ours else _alpaca_annotation(row, got[0], annotator, judge_obj.spec, seed))
     return write_results(inputs, annotations, judge=judge_obj.spec, annotator=annotator,
                          cache=cache, n_judgments=len(rows), both_orders=both_orders, seed=seed,
                          template=TEMPLATE_VERSION if ours else f"alpaca_eval:{annotator}",
@@ -274,9 +269,8 @@ def available_annotators() -> list[str]:
 
 
 class _Failed(Exception):
-    """Requests of one alpaca_eval call got no reply: alpaca_eval would store them as
-    unparseable replies, so the call stores nothing (:func:`_ask_rows` retries its rows
-    one by one, answered from ``memo``)."""
+    """Requests of one alpaca_eval call got no reply: the call stores nothing (alpaca_eval
+    would store them as unparseable); :func:`_ask_rows` retries its rows one by one."""
 
     def __init__(self, errors: list[str], n_asked: int) -> None:
         super().__init__(errors[0])
@@ -470,19 +464,19 @@ def is_switched(instruction: str, seed: int) -> bool:
                                            choices=[False, True]))
 
 
-def _alpaca_annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, judge: str,
-                       model_name: str, reference_name: str, seed: int) -> dict[str, Any]:
-    pref = preference(found.get("preference"), f"alpaca_eval: {pair.instruction[:60]!r}")
+def _alpaca_annotation(row: dict[str, Any], found: dict[str, Any], annotator: str, judge: str,
+                       seed: int) -> dict[str, Any]:
+    pref = preference(found.get("preference"), f"alpaca_eval: {row['instruction'][:60]!r}")
     raw = found.get("preference_raw_completion")
     flags = raw if isinstance(raw, dict) else {}
     method = "restricted" if flags.get("restricted") else "logprobs" if flags.get("logprobs") \
         else "text"
     return {
-        **pair.row(model_name, reference_name), "preference": pref,
+        **row, "preference": pref,
         "annotator": annotator, "judge": judge, "raw_completion": raw,
         "status": "error" if found.get("error") else "ok" if pref is not None else "unparseable",
         "judgments": [{"method": method, "preference": pref}],
-        "is_switched_outputs": is_switched(pair.instruction, seed),
+        "is_switched_outputs": is_switched(row["instruction"], seed),
         **({"error": found["error"]} if found.get("error") else {}),
     }
 

@@ -275,9 +275,7 @@ class HFJudge(Judge):
         model = self._load("a causal LM", AutoModelForCausalLM.from_pretrained, **kwargs)
         self.device = torch.device(default_device(device))
         self.model = model.to(self.device).eval()
-        pad = self.tokenizer.pad_token_id
-        pad = self.tokenizer.eos_token_id if pad is None else pad
-        self.pad_id = int(pad) if pad is not None else 0
+        self.pad_id = 0  # any id: padding is masked out
         self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 

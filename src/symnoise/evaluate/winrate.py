@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -226,11 +227,7 @@ class JudgeReport:
 
     def format_table(self) -> str:
         """A plain-text summary: overall row, per-dataset rows, LC, counts."""
-        m = self.metrics
-
-        def pct(x: Any) -> str:
-            return fmt(x, missing="n/a")
-
+        m, pct = self.metrics, functools.partial(fmt, missing="n/a")
         warning = ([f"PARTIAL RESULT: the win rate covers {self.n_parsed} of {self.n_total} "
                     f"pairs; {self.n_errors} got no verdict (judge errors)"]
                    if self.partial else [])
@@ -296,11 +293,7 @@ def build_report(annotations: Sequence[Mapping[str, Any]], *, name: str, referen
 
 def leaderboard_markdown(report: JudgeReport) -> str:
     """``leaderboard.md``: one row with the leaderboard columns and per-dataset win rates."""
-    datasets, m = list(report.per_dataset), report.metrics
-
-    def cell(x: Any) -> str:
-        return fmt(x, missing="")
-
+    datasets, m, cell = list(report.per_dataset), report.metrics, functools.partial(fmt, missing="")
     head = ["name", "win_rate", "standard_error", "n", "avg_length", *datasets,
             "discrete_win_rate", "length_controlled_winrate", "unparseable", "annotator", "judge"]
     row = [report.name, cell(report.win_rate), cell(report.standard_error), str(report.n_parsed),
