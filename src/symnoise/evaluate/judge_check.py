@@ -6,7 +6,6 @@ judge will be used in (per verdict, or order-averaged): README, judge-check.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import statistics
@@ -22,7 +21,7 @@ from .stats import wilson_interval
 from .winrate import OUR_ANNOTATOR
 
 __all__ = ["THRESHOLDS", "JUDGE_CHECK_FILE", "build_check_pairs", "run_judge_check",
-           "summarize_check", "format_judge_check", "read_judge_check"]
+           "summarize_check", "format_judge_check"]
 
 JUDGE_CHECK_FILE = "judge_check.json"
 TRUNCATE_WORDS = 10
@@ -164,10 +163,3 @@ def format_judge_check(check: Mapping[str, Any]) -> str:
             f"{100 * check['position_bias']:.0f}% first, longer wins "
             f"{100 * check['longer_wins']:.0f}%, unparseable {check['n_unparseable']}/"
             f"{check['n_judgments']}: {'usable' if check['usable'] else 'NOT USABLE'} ({rule})")
-
-
-def read_judge_check(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """A ``judge_check.json`` written by :func:`run_judge_check` (a file or its folder),
-    or None when there is none."""
-    path = Path(path) / JUDGE_CHECK_FILE if Path(path).is_dir() else Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

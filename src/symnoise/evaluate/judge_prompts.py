@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["JudgeError", "JudgeResult", "Judge", "Messages", "TEMPLATE_VERSION", "CONFIG_DIR",
-           "PLAIN_ANSWER_PREFIX", "build_plain_prompt", "parse_verdict"]
+           "build_plain_prompt", "parse_verdict"]
 
 Messages = list[dict[str, str]]  # one question as chat messages (system, user)
 
@@ -73,14 +73,11 @@ class Judge(ABC):
 CONFIG_DIR = Path(__file__).with_name("annotators")
 TEMPLATE_VERSION = "pairwise-v1"
 
-# Ends the prompt given to a model that has no chat template.
-PLAIN_ANSWER_PREFIX = "The better output is"
-
 
 def build_plain_prompt(messages: Messages) -> str:
     """The question as one plain-text prompt (for a model without a chat template), ending
     right before the verdict."""
-    return "\n\n".join([*(m["content"] for m in messages), PLAIN_ANSWER_PREFIX])
+    return "\n\n".join([*(m["content"] for m in messages), "The better output is"])
 
 
 # Replies that are nothing but a verdict, once markdown, quotes and punctuation are gone.
