@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from symnoise.cli import app
 from symnoise.evaluate.judge_check import (
+    JUDGE_CHECK_FILE,
     THRESHOLDS,
     build_check_pairs,
     format_judge_check,
-    read_judge_check,
     run_judge_check,
     summarize_check,
 )
@@ -107,7 +107,7 @@ def test_biased_endpoint_is_not_usable(api: FakeAPI, tmp_path: Path) -> None:
     assert (check["accuracy"], check["position_bias"]) == (0.5, 1.0)
     assert check["n_pairs"] == 16 and check["n_unparseable"] == 0 and check["usable"] is False
     assert len(api.chat_requests) == 32  # every pair in both orders
-    assert read_judge_check(tmp_path) == json.loads(json.dumps(check))
+    assert json.loads((tmp_path / JUDGE_CHECK_FILE).read_text()) == json.loads(json.dumps(check))
     line = format_judge_check(check)
     assert "NOT USABLE" in line and "position bias 100% first" in line
     assert f"{100 * THRESHOLDS['min_accuracy_ci_low']:.0f}%" in line

@@ -179,6 +179,11 @@ def fmt(value: Any, spec: str = ".2f", *, scale: float = 1.0, missing: str = MIS
     return format(value * scale if scale != 1 else value, spec)
 
 
+def short(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, the last three ``...``."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _is_number(cell: str) -> bool:  # a number, an interval, or a signed number
     return cell[:1].isdigit() or cell[:1] == "[" or (cell[:1] in "-+" and cell[1:2].isdigit())
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._io import short
 from ..config import PAPER_DATASETS
 
 FORMATS: tuple[str, ...] = PAPER_DATASETS  # the data formats are the paper's datasets
@@ -153,11 +154,6 @@ def detect_format(records: Sequence[Any], source_name: str = "<records>") -> str
 # ------------------------------------------------------------------ parsing
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 _CONV, _PAIR = "bad conversation", "no user->assistant pair"  # kinds of bad row
 
 
@@ -197,7 +193,7 @@ def _text(record: dict[str, Any], key: str, *, required: bool) -> str:
     if value is None:
         _need(not required, "missing field", f"field {key!r} is missing", key)
         return ""
-    got = f"{type(value).__name__} {_short(value)}"
+    got = f"{type(value).__name__} {short(repr(value), 60)}"
     _need(isinstance(value, str), "non-string field",
           f"field {key!r} must be a string, got {got}", key, value)
     _need(not required or value.strip(), "empty field", f"field {key!r} is empty", key, value)
@@ -209,11 +205,11 @@ def _turn(turn: Any, i: int, list_key: str) -> tuple[str, str]:
     _need(isinstance(turn, dict), _CONV, f"{where} must be an object, got {type(turn).__name__}",
           where)
     role = turn.get("from", turn.get("role"))
-    no_role = f"{where} has no speaker ('from' or 'role'), got {_short(role)}"
+    no_role = f"{where} has no speaker ('from' or 'role'), got {short(repr(role), 60)}"
     _need(isinstance(role, str), _CONV, no_role, where + ".from", role)
     key = "value" if "value" in turn else "content"
     text = turn.get(key)
-    got = f"{type(text).__name__} {_short(text)}"
+    got = f"{type(text).__name__} {short(repr(text), 60)}"
     _need(isinstance(text, str), "non-string field",
           f"field '{where}.{key}' must be a string, got {got}", f"{where}.{key}", text)
     return role.strip().lower(), text

@@ -1,24 +1,7 @@
-"""Judge model outputs against reference outputs with an AlpacaEval annotator: ours,
-``symnoise-pairwise`` (:data:`~.judge_prompts.CONFIG_DIR`), with any judge, or one of
-AlpacaEval's with an OpenAI-compatible judge; one pipeline, :func:`judge_outputs`.
-
-Two AlpacaEval model-outputs files are paired by the whole prompt. AlpacaEval conventions:
-``output_1`` is the reference, ``output_2`` the model, ``preference`` 1 (reference better)
-.. 2 (model better).
-
-alpaca_eval's ``PairwiseAnnotator`` makes the prompts, parses the replies and caches the
-annotations (one JSON file per annotator and judge in the output folder, :func:`cache_file`);
-for its own annotators it also randomises the order. The completion function of its
-configuration is the judge's (:func:`_completions`): ``hf:PATH`` or ``openai:MODEL``
-(:mod:`.judge_backends`), which for ours also reads the verdict (log-probabilities of the
-labels, else the text) and returns it as JSON. With ours each pair is shown in one order
-drawn from ``random.Random(seed)``, or in both orders. For annotators parsed from
-log-probabilities (``logprob_parser``), a reply whose top log-probabilities hold no label
-token is asked again restricted to the label tokens.
-
-Questions go one round (the judge's concurrency) at a time; a failed request is never
-stored as a verdict; a round whose requests all failed stops the run (the rest are errors
-"not asked"). A rerun asks only what has no stored annotation.
+"""Judge model outputs against reference outputs with an AlpacaEval annotator, ours
+(``symnoise-pairwise``) or AlpacaEval's, through alpaca_eval's ``PairwiseAnnotator`` and its
+cache, answered by the judge's completion function (:func:`_completions`); README: judge.
+AlpacaEval's conventions: ``output_1`` is the reference, ``output_2`` the model.
 """
 
 from __future__ import annotations
@@ -36,25 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import short, write_json_atomic, write_text_atomic
 from ..outputs import OutputsError, full_instruction, preference, read_outputs
 from .judge_backends import HFJudge, OpenAIJudge
 from .judge_prompts import CONFIG_DIR, TEMPLATE_VERSION, Judge, JudgeError, JudgeResult
 from .winrate import (
     NO_DATASET,
     OUR_ANNOTATOR,
-    DatasetScore,
     JudgeReport,
     build_report,
     leaderboard_markdown,
     load_alpaca_eval,
-    short,
     win_rate,
 )
 
 __all__ = [
     "JudgeError", "JudgeResult", "Judge", "OpenAIJudge", "HFJudge", "make_judge",
-    "DatasetScore", "JudgeReport", "load_outputs", "pair_outputs", "win_rate", "judge_outputs",
+    "JudgeReport", "load_outputs", "pair_outputs", "win_rate", "judge_outputs",
     "write_results", "cache_file", "ANNOTATIONS_FILE", "LEADERBOARD_JSON", "LEADERBOARD_MD",
     "NO_DATASET", "OUR_ANNOTATOR", "PAPER_ANNOTATORS", "available_annotators", "ask",
 ]
@@ -139,12 +120,9 @@ def _index_by_prompt(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def pair_outputs(model_outputs: list[dict[str, Any]], reference_outputs: list[dict[str, Any]]
                  ) -> tuple[list[_Pair], int]:
-    """Pair model outputs with references by prompt (instruction + input), in model order.
-
-    Returns the pairs and the number of references that no model output matched. Raises
-    :class:`~symnoise.outputs.OutputsError` naming the first model output without a
-    reference, or duplicate prompts on either side.
-    """
+    """Pair model outputs with references by prompt, in model order; the pairs and the number
+    of references no model output matched. A model output without a reference, or duplicate
+    prompts on either side, raise :class:`~symnoise.outputs.OutputsError`."""
     references = _index_by_prompt(reference_outputs)
     _index_by_prompt(model_outputs)
     pairs: list[_Pair] = []
@@ -188,8 +166,8 @@ def prepare(model_outputs: OutputsSource, reference_outputs: OutputsSource,
                    generator(reference_rows, "reference"), out_dir)
 
 
-def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
-                judge: str, model_name: str, reference_name: str) -> dict[str, Any]:
+def _annotation(row: dict[str, Any], flags: list[bool], judge: str,
+                answers: list[JudgeResult]) -> dict[str, Any]:
     judgments = [{"model_first": f, "label": r.label, "preference": r.preference(f),
                   "p_b": r.p_b, "method": r.method, "status": r.status,
                   "raw_completion": r.raw, "error": r.error, "scores": r.scores,
@@ -198,7 +176,7 @@ def _annotation(pair: _Pair, flags: list[bool], answers: list[JudgeResult], *,
     status = next((s for s in ("error", "unparseable") if s in statuses), "ok")
     single = len(flags) == 1
     return {
-        **pair.row(model_name, reference_name),
+        **row,
         "preference": statistics.fmean(j["preference"] for j in judgments)
         if status == "ok" else None,
         "annotator": OUR_ANNOTATOR,
@@ -221,26 +199,15 @@ def judge_outputs(model_outputs: OutputsSource, reference_outputs: OutputsSource
                   max_retries: int = 5, batch_size: int = 8, progress: bool = True,
                   name: str | None = None, judge_options: dict[str, Any] | None = None
                   ) -> JudgeReport:
-    """Judge model outputs against reference outputs with ``annotator``; write the results.
+    """Judge model outputs (files, folders or rows, :func:`load_outputs`) against reference
+    outputs, paired by prompt, with ``annotator``; write the results to ``output_dir``.
 
-    model_outputs, reference_outputs: AlpacaEval model-outputs files (JSON list or JSONL),
-        folders holding ``model_outputs.json``, or lists of dicts; paired by prompt.
-    judge: a spec (``openai:MODEL`` or ``hf:PATH``, :func:`make_judge`) or a :class:`Judge`;
-        AlpacaEval's annotators take ``openai:MODEL`` (e.g. ``openai:gpt-4`` for the paper's
-        ``alpaca_eval_gpt4``).
-    output_dir: receives ``annotations.json``, ``leaderboard.json``, ``leaderboard.md``
-        and alpaca_eval's cache (:func:`cache_file`); created when missing.
-    both_orders (ours only): judge each pair as (reference, model) and (model, reference)
-        and average the two preferences; an item is unparseable / error when either order
-        is. Otherwise each pair is shown in one order drawn from ``random.Random(seed)``.
-    max_items: judge only the first ``max_items`` model outputs.
-    batch_size: items per forward pass of an ``hf:`` judge.
+    judge: a spec (:func:`make_judge`, with ``judge_options``) or a :class:`Judge`.
+    both_orders (ours only): judge (reference, model) and (model, reference) and average the
+    two preferences; else each pair is shown in one order drawn from ``random.Random(seed)``.
     name: the model's name in the leaderboard; defaults to its outputs' ``generator``.
-    judge_options: further keyword arguments for :func:`make_judge`.
     """
     ours = annotator == OUR_ANNOTATOR
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if both_orders and not ours:
         raise JudgeError("--both-orders applies to symnoise-pairwise; AlpacaEval's annotators "
                          "randomise the order themselves")
@@ -251,22 +218,17 @@ def judge_outputs(model_outputs: OutputsSource, reference_outputs: OutputsSource
               for _ in inputs.pairs]
     rows = [p.shown(first) for p, flags in zip(inputs.pairs, orders, strict=True)
             for first in flags]
-    options = {"max_retries": max_retries, "batch_size": batch_size,
-               **({} if ours else {"max_tokens": 16}), **(judge_options or {})}
+    options = {"max_retries": max_retries, "batch_size": batch_size, **(judge_options or {})}
     with open_judge(judge, base_url, **options) as judge_obj:
         cache = inputs.out_dir / cache_file(annotator, judge_obj.spec)
         found, counts = ask(annotator, judge_obj, rows, cache, seed, progress=progress)
     annotations, k = [], 0
     for pair, flags in zip(inputs.pairs, orders, strict=True):
-        got = found[k: k + len(flags)]
-        k += len(flags)
-        annotations.append(
-            _annotation(pair, flags, [f["result"] or JudgeResult(None, "error", error=f["error"])
-                                      for f in got], judge=judge_obj.spec,
-                        model_name=inputs.model_name, reference_name=inputs.reference_name)
-            if ours else _alpaca_annotation(pair, got[0], annotator=annotator,
-                                            judge=judge_obj.spec, model_name=inputs.model_name,
-                                            reference_name=inputs.reference_name, seed=seed))
+        got, k = found[k: k + len(flags)], k + len(flags)
+        row = pair.row(inputs.model_name, inputs.reference_name)
+        annotations.append(_annotation(row, flags, judge_obj.spec, [
+            f["result"] or JudgeResult(None, "error", error=f["error"]) for f in got])
+            if ours else _alpaca_annotation(row, got[0], annotator, judge_obj.spec, seed))
     return write_results(inputs, annotations, judge=judge_obj.spec, annotator=annotator,
                          cache=cache, n_judgments=len(rows), both_orders=both_orders, seed=seed,
                          template=TEMPLATE_VERSION if ours else f"alpaca_eval:{annotator}",
@@ -307,9 +269,8 @@ def available_annotators() -> list[str]:
 
 
 class _Failed(Exception):
-    """Requests of one alpaca_eval call got no reply: alpaca_eval would store them as
-    unparseable replies, so the call stores nothing (:func:`_ask_rows` retries its rows
-    one by one, answered from ``memo``)."""
+    """Requests of one alpaca_eval call got no reply: the call stores nothing (alpaca_eval
+    would store them as unparseable); :func:`_ask_rows` retries its rows one by one."""
 
     def __init__(self, errors: list[str], n_asked: int) -> None:
         super().__init__(errors[0])
@@ -386,11 +347,8 @@ def check_annotator(name: str, judge: str | Judge) -> None:
 
 def _annotator(name: str, judge: Judge, cache: Path, seed: int,
                memo: dict[str, dict[str, Any]]) -> Any:
-    """alpaca_eval's ``PairwiseAnnotator`` for ``name``, answered by ``judge``.
-
-    Its configuration names alpaca_eval's own completion function; each single annotator's
-    public ``fn_completions`` and ``completions_kwargs`` are replaced by the judge's after
-    construction (no private hook needed)."""
+    """alpaca_eval's ``PairwiseAnnotator`` for ``name``, each single annotator's public
+    ``fn_completions`` and ``completions_kwargs`` replaced by the judge's."""
     ours = name == OUR_ANNOTATOR
     config = str(CONFIG_DIR / name / "configs.yaml") if ours else name
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -445,12 +403,9 @@ def _ask_rows(runner: Any, rows: list[dict[str, str]]) -> tuple[list[dict], list
 
 def ask(annotator: str, judge: Judge, rows: list[dict[str, str]], cache: Path, seed: int, *,
         progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Annotate ``rows`` (``instruction``, ``output_1``, ``output_2``) with ``annotator``.
-
-    Returns, per row, alpaca_eval's annotation plus ``error`` (why it has none),
-    ``cached`` (it was stored before) and, for ours, ``result`` (the
-    :class:`JudgeResult`); and the counts ``n_cached`` and ``n_requested`` (questions).
-    """
+    """Annotate ``rows`` (``instruction``, ``output_1``, ``output_2``) with ``annotator``: per
+    row alpaca_eval's annotation plus ``error`` (why it has none), ``cached`` and, for ours,
+    ``result`` (the :class:`JudgeResult`); and the counts ``n_cached`` and ``n_requested``."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -509,43 +464,40 @@ def is_switched(instruction: str, seed: int) -> bool:
                                            choices=[False, True]))
 
 
-def _alpaca_annotation(pair: _Pair, found: dict[str, Any], *, annotator: str, judge: str,
-                       model_name: str, reference_name: str, seed: int) -> dict[str, Any]:
-    pref = preference(found.get("preference"), f"alpaca_eval: {pair.instruction[:60]!r}")
+def _alpaca_annotation(row: dict[str, Any], found: dict[str, Any], annotator: str, judge: str,
+                       seed: int) -> dict[str, Any]:
+    pref = preference(found.get("preference"), f"alpaca_eval: {row['instruction'][:60]!r}")
     raw = found.get("preference_raw_completion")
     flags = raw if isinstance(raw, dict) else {}
     method = "restricted" if flags.get("restricted") else "logprobs" if flags.get("logprobs") \
         else "text"
     return {
-        **pair.row(model_name, reference_name), "preference": pref,
+        **row, "preference": pref,
         "annotator": annotator, "judge": judge, "raw_completion": raw,
         "status": "error" if found.get("error") else "ok" if pref is not None else "unparseable",
         "judgments": [{"method": method, "preference": pref}],
-        "is_switched_outputs": is_switched(pair.instruction, seed),
+        "is_switched_outputs": is_switched(row["instruction"], seed),
         **({"error": found["error"]} if found.get("error") else {}),
     }
 
 
 def _chat_choice(judge: OpenAIJudge, messages: list[dict], kwargs: dict[str, Any],
                  labels: list[str]) -> dict[str, Any]:
-    """One chat completion as alpaca_eval's dict, asked again restricted to ``labels``
-    when its top log-probabilities hold none of them."""
+    """One chat completion as alpaca_eval's dict, asked again restricted to ``labels`` when
+    the top log-probabilities of its first token (all ``logprob_parser`` reads) hold none."""
+
+    def labelled(content: list[Any]) -> bool:
+        return not labels or any(t.token in labels for t in
+                                 (content[0].top_logprobs or [] if content else []))
+
     try:
-        reply = judge.chat(messages, **kwargs)
+        reply, again = judge.chat_labels(messages, labels, labelled, **kwargs)
     except judge._openai.OpenAIError as exc:  # this item fails; alpaca_eval records none
         return {"text": "", "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    choice = reply.choices[0].model_dump()
-    tool_calls = reply.choices[0].message.tool_calls or []
-    choice["text"] = (tool_calls[0].function.arguments if tool_calls
-                      else reply.choices[0].message.content or " ")
-    content = (choice.get("logprobs") or {}).get("content") or []
-    tops = content[0].get("top_logprobs") or [] if content else []
-    again = None
-    if labels and not any(t.get("token") in labels for t in tops):
-        again = judge.chat_restricted(messages, labels, **kwargs)
-    if again is None:
-        return choice
-    return {**again.choices[0].model_dump(), "text": again.choices[0].message.content or " ",
-            "restricted": True}
-
-
+    if again is not None:
+        return {**again.choices[0].model_dump(), "text": again.choices[0].message.content or " ",
+                "restricted": True}
+    choice, message = reply.choices[0].model_dump(), reply.choices[0].message
+    choice["text"] = (message.tool_calls[0].function.arguments if message.tool_calls
+                      else message.content or " ")
+    return choice

@@ -1,21 +1,7 @@
-"""The judges that answer :mod:`.judge_prompts`' question: an OpenAI-compatible endpoint
-(``openai:MODEL``, :class:`OpenAIJudge`) or a local Hugging Face causal LM (``hf:PATH``,
-:class:`HFJudge`).
-
-:class:`OpenAIJudge`: transport, retries, timeouts and ``base_url`` are the official
-``openai`` client's; requests run in a thread pool. The verdict is read, in this order of
-preference:
-
-1. from the top log-probabilities at the first reply token that is a label (``a``/``b``):
-   ``p_b`` = P(b) / (P(a) + P(b)), as AlpacaEval 2's weighted annotators compute it;
-2. when no reply token is a label, from the reply asked again restricted to the label
-   tokens (one token, ``logit_bias`` +100; the ids come from the server's tokenize
-   endpoint, or tiktoken for OpenAI);
-3. only without log-probabilities, from the reply text (:func:`.judge_prompts.parse_verdict`);
-   a reply that cannot be parsed is counted as unparseable, never guessed.
-
-:class:`HFJudge`: no sampling; the verdict is whichever label has the larger
-log-probability as the continuation of the prompt.
+"""The judges that answer the pairwise question: an OpenAI-compatible endpoint
+(``openai:MODEL``, :class:`OpenAIJudge`; the verdict from the reply's log-probabilities,
+else from the reply restricted to the labels, else from its text: README, judge) or a local
+Hugging Face causal LM (``hf:PATH``, :class:`HFJudge`: the label of larger log-probability).
 """
 
 from __future__ import annotations
@@ -25,7 +11,7 @@ import inspect
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +55,40 @@ def _from_top(top: Sequence[Any], raw: str | None, method: str) -> JudgeResult:
     return JudgeResult(label=label, status="ok", raw=raw, p_b=p_b, method=method, scores=scores)
 
 
+def _positions(choice: Any) -> list[Any]:
+    """The log-probability positions of a chat choice ([] when it has none)."""
+    return getattr(choice.logprobs, "content", None) or []
+
+
+def _is_label(position: Any) -> bool:
+    return label_of_token(position.token or "") is not None
+
+
+def _verdict(choice: Any, again: Any) -> JudgeResult:
+    """The verdict of a reply (``choice``), or of ``again``, the reply restricted to the labels
+    when no reply token was one (None: it could not be restricted)."""
+    text, content = choice.message.content, _positions(choice)
+    if not content:  # no log-probabilities from this endpoint: parse the text
+        label = parse_verdict(text)
+        return JudgeResult(label=label, status="ok" if label else "unparseable", raw=text,
+                           method="text")
+    position = next(filter(_is_label, content), None)
+    if position is not None:
+        return _from_top(position.top_logprobs or [position], text, "logprobs")
+    if again is None:
+        return JudgeResult(label=None, status="unparseable", raw=text, method="logprobs",
+                           error="no label among the reply's tokens, and the server offers no "
+                                 "tokenize endpoint to restrict the reply")
+    content, raw = _positions(again), f"{text!r} -> restricted {again.message.content!r}"
+    if content:
+        result = _from_top(content[0].top_logprobs or [content[0]], raw, "restricted")
+        if result.status == "ok":
+            return result
+    label = label_of_token(again.message.content or "")
+    return JudgeResult(label=label, status="unparseable" if label is None else "ok", raw=raw,
+                       method="restricted")
+
+
 def _describe(exc: Exception) -> str:
     status = getattr(exc, "status_code", None)
     text = str(exc)[:300]
@@ -76,19 +96,14 @@ def _describe(exc: Exception) -> str:
 
 
 class OpenAIJudge(Judge):
-    """Judge through an OpenAI-compatible ``/chat/completions`` endpoint.
-
-    model: the ``model`` field of each request. base_url: the API root (``.../v1``); default
-    ``$OPENAI_BASE_URL``, ``$OPENAI_API_BASE`` (alpaca_eval's name), else OpenAI's.
-    api_key: default ``$OPENAI_API_KEY``; none is sent without one (local servers).
-    max_retries, timeout: the openai client's. concurrency: requests in flight at once.
-    top_logprobs: alternatives asked for; logprobs: False asks for text only.
-    HTTP 401/403/404 raise :class:`JudgeError`; other 4xx are an error for that item.
-    """
+    """Judge through an OpenAI-compatible ``/chat/completions`` endpoint (the official
+    client's transport and retries; ``concurrency`` requests in flight). base_url: default
+    ``$OPENAI_BASE_URL``, ``$OPENAI_API_BASE``, else OpenAI's; api_key: default
+    ``$OPENAI_API_KEY``, none sent without one. HTTP 401/403/404 raise :class:`JudgeError`."""
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  max_retries: int = 5, timeout: float = 120.0, concurrency: int = 4,
-                 max_tokens: int = 8, top_logprobs: int = 20, logprobs: bool = True) -> None:
+                 max_tokens: int = 8, top_logprobs: int = 20) -> None:
         import httpx
         import openai
 
@@ -103,7 +118,7 @@ class OpenAIJudge(Judge):
         self.url = f"{self.base_url}/chat/completions"
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_retries, self.concurrency = int(max_retries), int(concurrency)
-        self.max_tokens, self.top_logprobs, self.logprobs = max_tokens, top_logprobs, logprobs
+        self.max_tokens, self.top_logprobs = max_tokens, top_logprobs
         self.n_requests = 0  # HTTP requests sent, retries included
         self._lock = threading.Lock()  # guards the label ids
         self._count_lock = threading.Lock()  # guards n_requests (taken inside HTTP calls)
@@ -133,36 +148,31 @@ class OpenAIJudge(Judge):
                 f"{self.model!r}: {exc} (check the base URL, the model name and OPENAI_API_KEY)"
             ) from exc
 
-    def chat_restricted(self, messages: list[dict[str, Any]], labels: Sequence[str],
-                        **kwargs: Any) -> Any | None:
-        """The chat completion restricted to one token among ``labels`` (``logit_bias``
-        +100); None when none of them is a single token (or the server cannot tokenize)."""
+    def chat_labels(self, messages: list[dict[str, Any]], labels: Sequence[str],
+                    labelled: Callable[[list[Any]], bool], **kwargs: Any) -> tuple[Any, Any]:
+        """The chat completion, and, when ``labelled`` (of its log-probability positions) is
+        false, the question asked again with the reply restricted to one token among
+        ``labels`` (``logit_bias`` +100); None when it was not asked again or could not be
+        (no label is a single token, or the server cannot tokenize)."""
+        reply = self.chat(messages, **kwargs)
+        if labelled(_positions(reply.choices[0])):
+            return reply, None
         with self._lock:  # each set of labels is looked up once
             if tuple(labels) not in self._label_ids:
                 self._label_ids[tuple(labels)] = self.single_token_ids(labels)
             ids = self._label_ids[tuple(labels)]
-        if not ids:
-            return None
-        return self.chat(messages, **{**kwargs, "max_tokens": 1,
-                                      "logit_bias": {str(i): 100 for i in ids}})
+        return reply, self.chat(messages, **{**kwargs, "max_tokens": 1, "logit_bias": {
+            str(i): 100 for i in ids}}) if ids else None
 
     def _judge_one(self, messages: Messages) -> JudgeResult:
         openai = self._openai
-        kwargs: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0}
-        if self.logprobs:
-            kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
+        kwargs = {"max_tokens": self.max_tokens, "temperature": 0, "logprobs": True,
+                  "top_logprobs": self.top_logprobs}
         try:
-            choice = self.chat(messages, **kwargs).choices[0]
-            text = choice.message.content
-            content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
-            if not content:  # no log-probabilities from this endpoint: parse the text
-                label = parse_verdict(text)
-                return JudgeResult(label=label, status="ok" if label else "unparseable",
-                                   raw=text, method="text")
-            for position in content:
-                if label_of_token(position.token or "") is not None:
-                    return _from_top(position.top_logprobs or [position], text, "logprobs")
-            return self._restricted(messages, kwargs, text)
+            reply, again = self.chat_labels(
+                messages, _LABEL_TOKENS,
+                lambda content: not content or any(map(_is_label, content)), **kwargs)
+            return _verdict(reply.choices[0], again and again.choices[0])
         except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
                 openai.APITimeoutError) as exc:
             return JudgeResult(label=None, status="error",
@@ -172,26 +182,6 @@ class OpenAIJudge(Judge):
         except (openai.APIError, AttributeError, IndexError, TypeError) as exc:
             return JudgeResult(label=None, status="error",
                                error=f"malformed chat completion from {self.url}: {exc}")
-
-    def _restricted(self, messages: list[dict[str, Any]], kwargs: dict[str, Any],
-                    first_reply: str | None) -> JudgeResult:
-        """Ask again with the reply restricted to one label token (logit bias)."""
-        reply = self.chat_restricted(messages, _LABEL_TOKENS, **kwargs)
-        if reply is None:
-            return JudgeResult(label=None, status="unparseable", raw=first_reply,
-                               method="logprobs",
-                               error="no label among the reply's tokens, and the server "
-                                     "offers no tokenize endpoint to restrict the reply")
-        choice = reply.choices[0]
-        content = getattr(choice.logprobs, "content", None) or []
-        raw = f"{first_reply!r} -> restricted {choice.message.content!r}"
-        if content:
-            result = _from_top(content[0].top_logprobs or [content[0]], raw, "restricted")
-            if result.status == "ok":
-                return result
-        label = label_of_token(choice.message.content or "")
-        return JudgeResult(label=label, status="unparseable" if label is None else "ok", raw=raw,
-                           method="restricted")
 
     def single_token_ids(self, texts: Sequence[str]) -> dict[int, str]:
         """Token id -> stripped text for each of ``texts`` that is one token. What the
@@ -259,19 +249,12 @@ def _resolve_model_dir(path: str | os.PathLike[str]) -> Path:
 
 
 class HFJudge(Judge):
-    """Judge with a local causal LM by comparing the log-probabilities of the labels.
-
-    The prompt (the chat template's rendering of the judge messages, else a plain prompt
-    ending in "The better output is") is scored with each label appended (``"a"``/``"b"``
-    after whitespace, ``" a"``/``" b"`` otherwise, as it would be generated); a label of
-    several tokens scores the sum of their log-probabilities. The larger sum wins; equal
-    sums tie. ``batch_size`` items run per forward pass (one row per item when both labels
-    are single tokens, else one per label), sorted by length, left-padded.
-
-    path: a model folder (``config.json``), or a run folder that is one or holds one in
-        ``model/``. device: ``cuda`` when available, else ``cpu``, unless given.
-    dtype: ``None`` (the checkpoint's default loading), ``"auto"``, or a torch dtype name.
-    """
+    """Judge with a local causal LM: the prompt (its chat template's rendering, else a plain
+    prompt ending in "The better output is") is scored with each label appended as it would
+    be generated (a label of several tokens: the sum of their log-probabilities); the larger
+    wins, equal sums tie. ``batch_size`` items per forward pass, sorted by length, left-padded.
+    path: a model folder, or a run folder that is one or holds one in ``model/``; dtype: None
+    (the checkpoint's default), ``"auto"`` or a torch dtype name."""
 
     def __init__(self, path: str | os.PathLike[str], *, batch_size: int = 8,
                  device: str | None = None, dtype: str | None = None) -> None:
@@ -292,9 +275,7 @@ class HFJudge(Judge):
         model = self._load("a causal LM", AutoModelForCausalLM.from_pretrained, **kwargs)
         self.device = torch.device(default_device(device))
         self.model = model.to(self.device).eval()
-        pad = self.tokenizer.pad_token_id
-        pad = self.tokenizer.eos_token_id if pad is None else pad
-        self.pad_id = int(pad) if pad is not None else 0
+        self.pad_id = 0  # any id: padding is masked out
         self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 

@@ -1,27 +1,11 @@
-"""Measure a judge before trusting it: accuracy on pairs whose better side is known.
-
-Half the pairs set a real answer against the real answer to another instruction
-(``other``), half against itself cut to its first 10 words (``truncated``, answers longer
-than 10 words only). Each pair is judged in both orders. Reported: ``accuracy`` (a tie
-counts as wrong) with its 95% Wilson interval, ``position_bias`` (share won by the output
-shown first), ``longer_wins``, accuracy per kind, the unparseable count, and ``usable``.
-
-The judge is measured as it will be used (``mode``). Judged one order per prompt (the
-default), ``accuracy`` is per verdict and
-
-    usable  <=>  accuracy_ci[0] >= 0.70  and  0.35 <= position_bias <= 0.65
-                 and unparseable share <= 0.05
-
-Judged in both orders and averaged (``--both-orders``), ``accuracy`` is that of the
-order-averaged verdict of each pair (P(good) averaged over the two orders, a tie counting
-as wrong) and the position-bias bound does not apply: averaging the orders cancels it.
-Both accuracies are always reported (``accuracy_per_verdict``, ``accuracy_order_averaged``).
-A judge that always names the first output scores 0.5 per verdict and position bias 1.0.
+"""Measure a judge before trusting it: accuracy on pairs whose better side is known (a
+real answer against the answer to another instruction, ``other``, or against itself cut to
+its first 10 words, ``truncated``), each judged in both orders, measured in the mode the
+judge will be used in (per verdict, or order-averaged): README, judge-check.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import statistics
@@ -37,7 +21,7 @@ from .stats import wilson_interval
 from .winrate import OUR_ANNOTATOR
 
 __all__ = ["THRESHOLDS", "JUDGE_CHECK_FILE", "build_check_pairs", "run_judge_check",
-           "summarize_check", "format_judge_check", "read_judge_check"]
+           "summarize_check", "format_judge_check"]
 
 JUDGE_CHECK_FILE = "judge_check.json"
 TRUNCATE_WORDS = 10
@@ -47,11 +31,8 @@ THRESHOLDS = {"min_accuracy_ci_low": 0.70, "position_bias_range": (0.35, 0.65),
 
 def build_check_pairs(rows: Sequence[Mapping[str, Any]], n: int, seed: int = 0
                       ) -> list[dict[str, Any]]:
-    """``n`` known pairs (``instruction``, ``good``, ``bad``, ``kind``), alternating kinds.
-
-    rows: reference rows with ``instruction`` (and optional ``input``) and ``output``.
-    Raises ValueError when the set cannot give ``n`` pairs.
-    """
+    """``n`` known pairs (``instruction``, ``good``, ``bad``, ``kind``) from reference rows;
+    ValueError when the set cannot give ``n`` pairs."""
     rows = [r for r in rows if r["output"].strip()]
     if len(rows) < 2:
         raise ValueError(f"a judge check needs at least 2 reference answers, got {len(rows)}")
@@ -132,16 +113,10 @@ def run_judge_check(judge: str | Judge,
                     seed: int = 0, output_dir: str | os.PathLike[str] | None = None,
                     judge_options: dict[str, Any] | None = None, progress: bool = False,
                     both_orders: bool = False) -> dict[str, Any]:
-    """Judge ``n`` known pairs in both orders; return (and write) the check's numbers.
-
-    judge: a spec (``openai:MODEL``, ``hf:PATH``) or a :class:`Judge`; annotator:
-    ``symnoise-pairwise`` (ours) or one of AlpacaEval's (then the judge must be
-    ``openai:MODEL``), through the judge's pipeline (:func:`~.judge.ask`).
-    output_dir: when given, receives ``judge_check.json`` and the cache. progress: a
-    progress bar on stderr. both_orders: the judge will be used judging both orders and
-    averaging them: measure it so (module docstring). Returns a dict with at least
-    ``accuracy``, ``accuracy_ci``, ``position_bias``, ``n_pairs`` and ``usable``.
-    """
+    """Judge ``n`` known pairs in both orders through the judge's pipeline
+    (:func:`~.judge.ask`); return the check's numbers and write them to ``output_dir``
+    (``judge_check.json``, beside the cache) when given. both_orders: the judge will be used
+    judging both orders and averaging them: measure it so."""
     import tempfile
 
     if n < 2:
@@ -188,10 +163,3 @@ def format_judge_check(check: Mapping[str, Any]) -> str:
             f"{100 * check['position_bias']:.0f}% first, longer wins "
             f"{100 * check['longer_wins']:.0f}%, unparseable {check['n_unparseable']}/"
             f"{check['n_judgments']}: {'usable' if check['usable'] else 'NOT USABLE'} ({rule})")
-
-
-def read_judge_check(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """A ``judge_check.json`` written by :func:`run_judge_check` (a file or its folder),
-    or None when there is none."""
-    path = Path(path) / JUDGE_CHECK_FILE if Path(path).is_dir() else Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

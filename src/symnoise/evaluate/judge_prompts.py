@@ -1,9 +1,5 @@
-"""The pairwise question to a judge: its types, where its prompt lives, and the parser of
-a reply's text.
-
-The prompt is the AlpacaEval annotator configuration ``symnoise-pairwise``
-(:data:`CONFIG_DIR`: ``configs.yaml`` and the ChatML template ``pairwise.txt``): one
-instruction and two outputs labelled ``(a)`` and ``(b)``, one letter asked for.
+"""The pairwise question to a judge: its types, where its prompt lives (the AlpacaEval
+annotator configuration :data:`CONFIG_DIR`), and the parser of a reply's text.
 :data:`TEMPLATE_VERSION` names the wording in annotations and cache file names: change it
 whenever the wording changes, so that verdicts given to an older wording are not reused.
 """
@@ -18,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["JudgeError", "JudgeResult", "Judge", "Messages", "TEMPLATE_VERSION", "CONFIG_DIR",
-           "PLAIN_ANSWER_PREFIX", "build_plain_prompt", "parse_verdict"]
+           "build_plain_prompt", "parse_verdict"]
 
 Messages = list[dict[str, str]]  # one question as chat messages (system, user)
 
@@ -29,17 +25,10 @@ class JudgeError(RuntimeError):
 
 @dataclass
 class JudgeResult:
-    """A judge's answer to one question.
-
-    label: ``"a"``, ``"b"``, ``"tie"``; ``None`` unless ``status`` is ``"ok"``.
-    status: ``"ok"``, ``"unparseable"`` (reply kept in ``raw``) or ``"error"`` (the request
-        failed after every retry; ``error`` says why).
-    p_b: probability that (b) is better, from the verdict token's log-probabilities
-        renormalised over the two labels; ``None`` for a discrete verdict.
-    method: ``"logprobs"``, ``"restricted"`` (reply restricted to the labels), ``"text"``
-        or ``"hf-logprobs"``. scores: per-label log-probabilities where known.
-    cached: the answer came from the cache.
-    """
+    """A judge's answer to one question: ``label`` ``"a"``, ``"b"`` or ``"tie"`` when
+    ``status`` is ``"ok"`` (else ``"unparseable"`` or ``"error"``, why in ``error``); ``p_b``
+    P((b) is better) over the two labels, None for a discrete verdict; ``method``
+    ``"logprobs"``, ``"restricted"``, ``"text"`` or ``"hf-logprobs"``."""
 
     label: str | None
     status: str
@@ -49,14 +38,6 @@ class JudgeResult:
     cached: bool = False
     p_b: float | None = None
     method: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in ("ok", "unparseable", "error"):
-            raise ValueError(f"unknown judge result status {self.status!r}")
-        if (self.status == "ok") != (self.label in ("a", "b", "tie")):
-            raise ValueError(f"status {self.status!r} does not fit label {self.label!r}")
-        if self.p_b is not None and not 0.0 <= self.p_b <= 1.0:
-            raise ValueError(f"p_b must lie in [0, 1], got {self.p_b}")
 
     def preference(self, model_first: bool) -> float | None:
         """AlpacaEval preference of the model (1 reference better .. 2 model better)."""
@@ -92,14 +73,11 @@ class Judge(ABC):
 CONFIG_DIR = Path(__file__).with_name("annotators")
 TEMPLATE_VERSION = "pairwise-v1"
 
-# Ends the prompt given to a model that has no chat template.
-PLAIN_ANSWER_PREFIX = "The better output is"
-
 
 def build_plain_prompt(messages: Messages) -> str:
     """The question as one plain-text prompt (for a model without a chat template), ending
     right before the verdict."""
-    return "\n\n".join([*(m["content"] for m in messages), PLAIN_ANSWER_PREFIX])
+    return "\n\n".join([*(m["content"] for m in messages), "The better output is"])
 
 
 # Replies that are nothing but a verdict, once markdown, quotes and punctuation are gone.
@@ -135,13 +113,9 @@ def _label(match: re.Match[str]) -> str:
 
 
 def parse_verdict(reply: str | None) -> str | None:
-    """``"a"``, ``"b"`` or ``"tie"`` as named by ``reply``; ``None`` when unclear, never a guess.
-
-    Accepts the bare letter and common wrappings (``"Output (a)"``, ``"**a**"``, ``"b."``,
-    ``"Output (b) is better than output (a)."``, ``"Verdict: a"``, a verdict line then an
-    explanation). Naming both without a verdict, neither, or starting with the article
-    "A" is unparseable.
-    """
+    """``"a"``, ``"b"`` or ``"tie"`` as named by ``reply`` (the bare letter, ``"Output (a)"``,
+    ``"**a**"``, ``"Verdict: a"``, a verdict line then an explanation...); ``None`` when
+    unclear (both named without a verdict, neither, the article "A"), never a guess."""
     text = (reply or "").strip().lower()
     if not text:
         return None

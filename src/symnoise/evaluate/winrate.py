@@ -1,15 +1,9 @@
-"""Win rates of a set of annotations: AlpacaEval's leaderboard columns and our report.
-
-Preferences follow AlpacaEval (:func:`symnoise.outputs.preference`): 1 the reference
-(``output_1``) is better, 2 the model (``output_2``), 1.5 a tie, anything between.
-:func:`leaderboard_metrics` takes the columns from :func:`alpaca_eval.metrics.get_winrate`.
-Length control is AlpacaEval 2's GLM fitted with alpaca_eval's own functions, but without
-the instruction-difficulty term, whose data alpaca_eval downloads from the Hub (never done
-here): every result says so in ``lc_variant`` (:data:`LC_OFFLINE`).
-"""
+"""Win rates of a set of annotations: AlpacaEval's leaderboard columns (from
+:mod:`alpaca_eval.metrics`), the offline length control and our report (README: judge)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -21,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._io import fmt, markdown_table, short
 from ..outputs import outcome, preference
 from .judge_prompts import JudgeError
 
@@ -41,12 +36,8 @@ OUR_ANNOTATOR = "symnoise-pairwise"  # our own prompt; never one of AlpacaEval's
 
 
 def load_alpaca_eval() -> Any:
-    """The imported ``alpaca_eval`` package (with ``annotators``, ``metrics``, ``utils``).
-
-    alpaca_eval 0.6 imports ``pkg_resources`` (gone from setuptools 82) for two version
-    look-ups: a stand-in is registered when it is missing. The root log level it changes
-    on import is put back.
-    """
+    """The imported ``alpaca_eval`` package. Its 0.6 imports ``pkg_resources`` (gone from
+    setuptools 82): a stand-in is registered when missing. The root log level is put back."""
     if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
         from packaging.version import parse
 
@@ -103,12 +94,9 @@ def length_controlled(frame: Any) -> tuple[float, float]:
 
 
 def leaderboard_metrics(annotations: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The leaderboard columns (:data:`LEADERBOARD_COLUMNS`) plus ``lc_variant``/``lc_note``.
-
-    annotations: rows with ``output_1`` (reference), ``output_2`` (model) and
-    ``preference`` (None for items without a verdict: they are left out of every column
-    except ``avg_length``, as alpaca_eval leaves them out).
-    """
+    """The leaderboard columns (:data:`LEADERBOARD_COLUMNS`), ``lc_variant`` and ``lc_note``
+    of rows with ``output_1``, ``output_2`` and ``preference`` (None: left out of every column
+    but ``avg_length``, as alpaca_eval leaves them out)."""
     import pandas as pd
 
     frame = pd.DataFrame([{"preference": a.get("preference"), "output_1": a["output_1"],
@@ -136,11 +124,8 @@ def leaderboard_metrics(annotations: Sequence[Mapping[str, Any]]) -> dict[str, A
 
 
 def win_rate(preferences: Iterable[float]) -> tuple[float, float, int]:
-    """Win rate of output_2 (the model), its standard error, and n.
-
-    ``win_rate = mean((p - 1) * 100)``; ``standard_error = stdev((p - 1) * 100) / sqrt(n)``
-    with the sample standard deviation. NaN where undefined (no items; one item for the error).
-    """
+    """Win rate of output_2 (the model) ``mean((p - 1) * 100)``, its standard error (sample
+    stdev / sqrt(n)) and n; NaN where undefined (no items; one item for the error)."""
     values = [(float(p) - 1.0) * 100.0 for p in preferences]
     n = len(values)
     if n == 0:
@@ -161,13 +146,8 @@ class DatasetScore:
 
 @dataclass
 class JudgeReport:
-    """Result of :func:`symnoise.evaluate.judge.judge_outputs` (or an AlpacaEval annotator).
-
-    Counts are per item except ``n_judgments`` / ``n_cached`` / ``n_requested``, which count
-    questions asked of the judge (two per item with ``both_orders``). ``metrics`` holds the
-    AlpacaEval leaderboard columns; ``annotator`` names the prompt and parser
-    (``symnoise-pairwise`` is ours), ``judge`` the model that answered.
-    """
+    """Result of :func:`symnoise.evaluate.judge.judge_outputs`. Counts are per item except
+    ``n_judgments`` / ``n_cached`` / ``n_requested`` (questions asked of the judge)."""
 
     name: str
     reference_name: str
@@ -247,7 +227,7 @@ class JudgeReport:
 
     def format_table(self) -> str:
         """A plain-text summary: overall row, per-dataset rows, LC, counts."""
-        m, pct = self.metrics, _pct
+        m, pct = self.metrics, functools.partial(fmt, missing="n/a")
         warning = ([f"PARTIAL RESULT: the win rate covers {self.n_parsed} of {self.n_total} "
                     f"pairs; {self.n_errors} got no verdict (judge errors)"]
                    if self.partial else [])
@@ -272,15 +252,6 @@ class JudgeReport:
             f"{self.n_unmatched_references} unmatched)",
         ]
         return "\n".join(lines)
-
-
-def _pct(x: Any, empty: str = "n/a") -> str:
-    return empty if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2f}"
-
-
-def short(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_report(annotations: Sequence[Mapping[str, Any]], *, name: str, reference_name: str,
@@ -322,11 +293,7 @@ def build_report(annotations: Sequence[Mapping[str, Any]], *, name: str, referen
 
 def leaderboard_markdown(report: JudgeReport) -> str:
     """``leaderboard.md``: one row with the leaderboard columns and per-dataset win rates."""
-    datasets, m = list(report.per_dataset), report.metrics
-
-    def cell(x: Any) -> str:
-        return _pct(x, "")
-
+    datasets, m, cell = list(report.per_dataset), report.metrics, functools.partial(fmt, missing="")
     head = ["name", "win_rate", "standard_error", "n", "avg_length", *datasets,
             "discrete_win_rate", "length_controlled_winrate", "unparseable", "annotator", "judge"]
     row = [report.name, cell(report.win_rate), cell(report.standard_error), str(report.n_parsed),
@@ -338,11 +305,8 @@ def leaderboard_markdown(report: JudgeReport) -> str:
     partial = ([f"**PARTIAL RESULT**: {report.n_parsed} of {report.n_total} pairs judged; "
                 f"{report.n_errors} got no verdict (first error: {report.first_error}).", ""]
                if report.partial else [])
-    return "\n".join([*partial,
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 3) + ["---", "---"]) + "|",
-        "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |",
-        "",
+    table = markdown_table(head, [row], "l" + "r" * (len(head) - 3) + "ll")
+    return "\n".join([*partial, table,
         f"Reference: {report.reference_name}. Items: {report.n_total} total, {report.n_parsed} "
         f"judged, {report.n_unparseable} unparseable, {report.n_errors} errors. Orders: {orders}. "
         f"Length control: {m.get('lc_variant')}.",
