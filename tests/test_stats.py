@@ -15,7 +15,6 @@ from symnoise.evaluate.stats import (
     TextStats,
     format_stats_table,
     ngram_counts,
-    read_outputs,
     stats_for_file,
     text_stats,
     wilson_interval,
@@ -192,11 +191,11 @@ def test_stats_for_file_json_and_jsonl(tmp_path: Path) -> None:
     assert s.rep_2 == pytest.approx(25.0)  # as in test_counts_pooled_over_responses
     jl = tmp_path / "outputs.jsonl"
     jl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
-    assert read_outputs(jl) == ["a b a b a", "c d e f g"]
+    assert stats_for_file(jl, words=5) == s
     # JSON Lines under a .json name is recognised too
     jl2 = tmp_path / "lines.json"
     jl2.write_text(jl.read_text(), encoding="utf-8")
-    assert read_outputs(jl2) == ["a b a b a", "c d e f g"]
+    assert stats_for_file(jl2, words=5) == s
     # Alpaca-style training data with an empty output: counted, excluded
     train = _write(tmp_path / "train.json", [{"instruction": "x", "input": "", "output": ""}])
     t = stats_for_file(train, dataset="alpaca")
@@ -227,16 +226,16 @@ def test_bad_rows_name_file_and_row(tmp_path: Path) -> None:
     k = tmp_path / "list.jsonl"
     k.write_text('{"output": "a"}\n["not", "an", "object"]\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"list\.jsonl: line 2: expected an object"):
-        read_outputs(k)
+        stats_for_file(k)
     m = tmp_path / "broken.json"
     m.write_text('[{"output": "a"},', encoding="utf-8")
     with pytest.raises(ValueError, match=r"broken\.json: invalid JSON at line 1"):
-        read_outputs(m)
+        stats_for_file(m)
     n = _write(tmp_path / "scalar.json", 3)
     with pytest.raises(ValueError, match=r"scalar\.json: expected a JSON list"):
-        read_outputs(n)
+        stats_for_file(n)
     with pytest.raises(FileNotFoundError):
-        read_outputs(tmp_path / "missing.json")
+        stats_for_file(tmp_path / "missing.json")
 
 
 def test_format_stats_table() -> None:

@@ -14,26 +14,22 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
-class NotUTF8Error(ValueError):
-    """A text file that is not UTF-8; the message names the file and the byte offset."""
-
-
 def read_text(path: str | os.PathLike[str]) -> str:
     """The text of a UTF-8 file (a leading byte-order mark dropped). A file that is not
-    UTF-8 raises :class:`NotUTF8Error` naming it, the first bad byte and its offset."""
+    UTF-8 raises ValueError naming it, the first bad byte and its offset."""
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise NotUTF8Error(
+        raise ValueError(
             f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} "
             f"(line {line}) {exc.reason}; save the file as UTF-8") from None
 
@@ -161,6 +157,14 @@ def disk_failure(exc: BaseException) -> tuple[int, str | None] | None:
         seen = seen.__cause__ or seen.__context__
     code = next((c for words, c in _DISK_WORDS.items() if words in str(exc)), None)
     return None if code is None else (code, None)
+
+
+def group_by(items: Iterable[Any], key: Callable[[Any], Hashable]) -> dict[Any, list[Any]]:
+    """Items by ``key(item)``, groups in order of first appearance, items in input order."""
+    out: dict[Any, list[Any]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
 
 
 # -- presentation: numbers and tables -------------------------------------------------------

@@ -1,14 +1,7 @@
-"""The clean loss of every held-out example of a run, for paired comparisons between runs.
-
-:func:`heldout_set` rebuilds the held-out set of training's clean loss from ``run.json``
-with the function training used (:func:`symnoise.data.run_data.load_run_data`), and
-:func:`example_losses` measures each example: the mean token negative log-likelihood over its
-response tokens (EOS included), the model in eval mode, no noise. :func:`token_mean` is the
-loss over all held-out tokens; :func:`trainer_mean` groups the examples as the Trainer's
-evaluation batches do, which reproduces run.json's ``final_clean_eval_loss`` (one process).
-Each example's ``id`` depends only on its text (:func:`example_id`), so two runs evaluated on
-the same held-out set pair up example by example.
-"""
+"""The clean loss of every held-out example of a run (:func:`example_losses`, on the
+held-out set rebuilt from ``run.json`` by :func:`heldout_set`), keyed by an id of the
+example's text (:func:`example_id`) so that two runs pair up example by example;
+:func:`trainer_mean` reproduces run.json's ``final_clean_eval_loss`` (one process)."""
 
 from __future__ import annotations
 

@@ -1,25 +1,8 @@
-"""Paired comparisons with error bars: the paired bootstrap and its interval text.
-
-Two settings A and B evaluated on the same examples give aligned per-example values
-``a[i]``, ``b[i]`` (a held-out loss, a 0/1 correctness, a judged win share...). The
-difference of B over A is ``mean(b) - mean(a)``; its uncertainty comes from the examples:
-:func:`paired_bootstrap` draws the examples with replacement (the same draw for both sides,
-which is what makes it paired), recomputes the difference, and reports the percentile
-interval of those differences. A difference is *significant* when its interval excludes 0.
-
-Several seeds (strata). With runs of A and B at seeds ``s1..sk`` (A-seed-s paired with
-B-seed-s), the statistic is the mean over seeds of the per-seed differences,
-``(1/k) * sum_s [mean(b_s) - mean(a_s)]``: every seed weighs the same whatever its number
-of examples. A bootstrap resample draws, in each seed separately, ``n_s`` examples with
-replacement from that seed's ``n_s`` pairs, and recomputes the same statistic. The interval
-thus covers the example-to-example noise of each seed's comparison, averaged over seeds;
-the seed-to-seed spread of a method is shown separately (mean ± sd over seeds).
-
-Weights (e.g. the token count of each held-out example) turn each mean into a weighted
-mean ``sum(w * x) / sum(w)``; a resampled pair keeps its weight.
-
-Everything is vectorised with numpy and deterministic under ``seed``.
-"""
+"""The paired bootstrap (:func:`paired_bootstrap`) and its interval text: B − A over the
+same examples, resampled with one draw for both sides; with strata (seeds) the statistic
+is the mean over strata of the per-stratum differences, each resampled within itself;
+weights (token counts) make each mean a weighted one. The README ("symnoise compare")
+says what the interval covers."""
 
 from __future__ import annotations
 
@@ -29,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import fmt
+from .._io import fmt, group_by
 
 __all__ = ["PairedDiff", "bootstrap_mean", "check_same_ids", "format_interval",
            "paired_bootstrap"]
@@ -83,13 +66,9 @@ def _strata_indices(strata: Sequence[Hashable] | None, n: int) -> list[np.ndarra
     """Positions of each stratum, strata in order of first appearance."""
     if strata is None:
         return [np.arange(n)]
-    labels = list(strata)
-    if len(labels) != n:
+    if len(labels := list(strata)) != n:
         raise ValueError(f"strata: {len(labels)} labels for {n} pairs; expected one per pair")
-    groups: dict[Hashable, list[int]] = {}
-    for i, label in enumerate(labels):
-        groups.setdefault(label, []).append(i)
-    return [np.asarray(pos) for pos in groups.values()]
+    return [np.asarray(pos) for pos in group_by(range(n), labels.__getitem__).values()]
 
 
 def _boot_means(d: np.ndarray, w: np.ndarray | None, n_boot: int, rng: np.random.Generator
@@ -117,7 +96,7 @@ def paired_bootstrap(
 ) -> PairedDiff:
     """B − A over aligned per-example values, with a paired percentile-bootstrap interval.
 
-    a, b: values of the same examples in the same order (see :func:`align_pairs`).
+    a, b: values of the same examples in the same order.
     strata: one label per pair (e.g. the seed); resampling stays inside each stratum and
         the statistic is the mean over strata of the per-stratum differences (module doc).
     weights: one positive weight per pair (e.g. its token count): the means become weighted
@@ -131,15 +110,13 @@ def paired_bootstrap(
     av, bv = _as_values(a, "a"), _as_values(b, "b")
     if av.size != bv.size:
         raise ValueError(f"a has {av.size} values and b has {bv.size}; paired values must "
-                         "come in pairs (align them with align_pairs)")
+                         "come in pairs")
     if av.size == 0:
         raise ValueError("no pairs to compare")
     if not (isinstance(n_boot, int) and n_boot >= 1):
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if not (statistic == "mean" or callable(statistic)):
-        raise ValueError(f"statistic must be 'mean' or a function, got {statistic!r}")
     if weights is not None and statistic != "mean":
         raise ValueError("weights go with statistic='mean' only")
     wv = None if weights is None else _as_values(weights, "weights")

@@ -1,27 +1,21 @@
-"""Per-example results of a run folder (``{id: value}`` maps of the files ``symnoise eval``
-writes), as the comparisons pair them: held-out losses with their token counts, exact-answer
-scores (100/0), output lengths, and the model's share of each prompt's judge verdicts
-(points; win 100, tie 50, loss 0; rows of one prompt averaged). A missing file raises
-:class:`MissingMetric` (the metric is skipped, with that reason); a bad row raises
-ValueError naming file, row and value.
-"""
+"""Per-example results of a run folder as ``{id: value}`` maps, for paired comparisons (what
+each metric's values are: the README, "symnoise compare"). A missing file raises
+:class:`MissingMetric` (the metric is skipped, with that reason); a bad row ValueError."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._io import finite
 from ..outputs import full_instruction, preference, read_annotations, read_outputs
 from ..run import RunFolder, read_jsonl
+from .judge import ANNOTATIONS_FILE
 
-__all__ = ["ANNOTATIONS", "JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
+__all__ = ["JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
            "judged_prompts", "judged_rows", "load_per_example", "output_lengths", "values_of"]
-
-ANNOTATIONS = "annotations.json"  # inside the run's eval_file("judge") folder (AlpacaEval's name)
-
 
 class MissingMetric(Exception):
     """A run lacks the file a metric is read from (the metric is skipped, with this reason)."""
@@ -35,9 +29,9 @@ def _need(run: RunFolder, role: str, what: str) -> Path:
 
 
 def _number(value: Any, name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (number := finite(value)) is None:
         raise ValueError(f"{where}: '{name}' must be a finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 def _read(run: RunFolder, role: str, what: str, value: Any, *, jsonl: bool = True
@@ -126,7 +120,7 @@ def _model_sides(rows: list[dict[str, Any]], model_gen: str | None, path: Path) 
 
 def _verdicts(run: RunFolder) -> list[tuple[str, str, int, float | None, dict[str, Any]]]:
     """(where, prompt, the model's side, its share or None, row) of every annotation row."""
-    path = _need(run, "judge", "judge annotations") / ANNOTATIONS
+    path = _need(run, "judge", "judge annotations") / ANNOTATIONS_FILE
     if not path.is_file():
         raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
     outputs = run.eval_file("outputs")  # the model's generator: the one its outputs name

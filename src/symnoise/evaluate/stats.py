@@ -1,38 +1,18 @@
-"""Response-length and token-diversity statistics, as reported in the NEFTune/SymNoise papers.
+"""Response-length and token-diversity statistics, as the NEFTune/SymNoise papers report them.
 
-For a set of model responses this computes:
+* ``avg_chars`` / ``avg_words``: mean length in characters / whitespace words over **all**
+  responses, untruncated, empty ones included.
+* ``rep_n`` (n = 2, 3, 4): ``100 * (1 - unique_n / total_n)``; ``diversity``
+  ``D = prod(1 - rep_n / 100)`` (Li et al.); ``log_diversity`` ``-ln(1 - D)``, capped at
+  :data:`LOG_DIVERSITY_CAP` (Kirchenbauer et al. 2023, NEFTune's table; larger is more
+  diverse); ``ln_diversity`` plain ``ln(D)``.
 
-* ``avg_chars``: mean response length in characters (Unicode code points, ``len(text)``),
-  over **all** responses, untruncated, empty ones included.
-* ``avg_words``: mean whitespace length (``len(text.split())``), over **all** responses,
-  untruncated, empty ones included.
-* ``rep_2``, ``rep_3``, ``rep_4``: n-gram repetition rates in percent,
-  ``rep_n = 100 * (1 - unique_n / total_n)``.
-* ``diversity``: ``D = (1 - rep_2/100) * (1 - rep_3/100) * (1 - rep_4/100)`` (Li et al.).
-* ``log_diversity``: ``-ln(1 - D)``, capped at :data:`LOG_DIVERSITY_CAP` (= 20) when
-  ``1 - D <= exp(-20)``; this is the "log diversity" of Kirchenbauer et al. (2023), which
-  the NEFTune paper's length/diversity table uses (larger means more diverse; a response
-  set with no repeated n-gram at all gets the cap).
-* ``ln_diversity``: plain ``ln(D)`` (always <= 0), kept alongside for readers who want the
-  logarithm of the diversity itself.
-
-Repetition and diversity follow the papers' protocol: only the first ``words`` words of
-each response are used (50 for Alpaca, 100 for Evol-Instruct, 150 for ShareGPT and
-OpenPlatypus, see :data:`PRESETS`), and responses with fewer than ``words`` words are
-**excluded** from these statistics (and counted: ``n - n_kept``). Words are
-whitespace tokens (``str.split()``, which splits on any Unicode whitespace).
-
-Aggregation over responses (as in the SimCTG/Contrastive-Decoding evaluation code the
-papers build on): n-grams are made unique *within each response* (an n-gram that appears
-in two different responses is not a repetition), and the per-response unique and total
-counts are summed over all kept responses before the ratio is taken. Since every kept
-response is cut to exactly ``words`` words, each contributes ``words - n + 1`` n-grams, so
-``rep_n`` equals the mean of the per-response rates; ``diversity`` and ``log_diversity``
-are then computed once from the pooled ``rep_n`` (corpus level, not averaged per response).
-Unlike that reference code, every n-gram of a response is counted (it skips the last one).
-
-When no response is kept, the repetition and diversity values are ``None``; when there
-are no responses at all, the lengths are ``None`` too. Nothing here returns NaN.
+Repetition and diversity use the first ``words`` words of each response (:data:`PRESETS`:
+50/100/150/150 by dataset); shorter responses are **excluded** (counted: ``n - n_kept``).
+N-grams are unique *within* a response, and unique and total counts are summed over the
+kept responses before the ratio (as the SimCTG/Contrastive-Decoding code the papers build
+on, but counting every n-gram); ``D`` is computed once from the pooled ``rep_n``. Values
+that cannot be computed are ``None``, never NaN.
 """
 
 from __future__ import annotations
@@ -47,7 +27,7 @@ from typing import Any
 from .._io import fmt, markdown_table
 
 __all__ = ["PRESETS", "NGRAM_ORDERS", "LOG_DIVERSITY_CAP", "TextStats", "words_for",
-           "ngram_counts", "text_stats", "read_outputs", "stats_for_file", "format_stats_table",
+           "ngram_counts", "text_stats", "stats_for_file", "format_stats_table",
            "wilson_interval"]
 
 #: Number of leading words used for repetition/diversity, per training dataset (papers).
@@ -61,14 +41,9 @@ _MIN_WORDS = max(NGRAM_ORDERS)
 
 
 def words_for(preset_or_int: str | int) -> int:
-    """Number of leading words ``N`` for a dataset preset name or an explicit count.
-
-    Presets: ``alpaca`` 50, ``evol_instruct`` 100, ``sharegpt`` 150, ``openplatypus`` 150
-    (case-insensitive; ``-`` and spaces read as ``_``). A number (or a string of digits)
-    is returned as is. ``N`` must be at least 4, so that every kept response has a 4-gram.
-
-    Raises ValueError naming the value when it is neither.
-    """
+    """Number of leading words ``N`` for a :data:`PRESETS` name (case-insensitive; ``-`` and
+    spaces read as ``_``) or a count (>= 4, so every kept response has a 4-gram);
+    ValueError naming the value otherwise."""
     value: Any = preset_or_int
     if isinstance(value, str):
         key = value.strip().lower().replace("-", "_").replace(" ", "_")
@@ -89,9 +64,8 @@ def words_for(preset_or_int: str | int) -> int:
 
 @dataclass(frozen=True)
 class TextStats:
-    """Length and diversity statistics of a set of responses, as the module docstring
-    defines them. n: responses; n_kept: those with at least ``words`` (``N``) words;
-    n_empty: those with no word at all (in ``n`` and the averages, not in ``rep_*``)."""
+    """The statistics of a set of responses (module doc). n_kept: responses with at least
+    ``words`` words; n_empty: those with none (in ``n`` and the averages)."""
 
     n: int
     n_kept: int
@@ -154,21 +128,10 @@ def text_stats(responses: Sequence[str], *, words: int | str = 50) -> TextStats:
         n_empty=sum(1 for w in split if not w), ln_diversity=ln_div)
 
 
-def read_outputs(path: str | Path, *, field: str = "output") -> list[str]:
-    """The ``field`` strings of every row of a JSON or JSONL file, in file order.
-
-    Accepts an AlpacaEval model-outputs file (a JSON list of objects with ``output``), the
-    same as JSON Lines, or an Alpaca-style training file; read by
-    :func:`symnoise.outputs.read_rows`, which raises ValueError naming the file and row.
-    """
-    from ..outputs import read_rows
-
-    return [row[field] for row in read_rows(path, fields=(field,))]
-
-
 def stats_for_file(path: str | Path, *, words: int | str | None = None,
                    dataset: str | None = None) -> TextStats:
-    """:func:`text_stats` of the ``output`` fields of a JSON/JSONL file (:func:`read_outputs`).
+    """:func:`text_stats` of the ``output`` fields of a JSON/JSONL file (an AlpacaEval
+    model-outputs or an Alpaca-style file, read by :func:`symnoise.outputs.read_rows`).
 
     ``words`` gives ``N`` directly, ``dataset`` gives it by preset name (:data:`PRESETS`);
     with neither, ``N = 50`` (the Alpaca setting). Giving both with different values raises
@@ -178,15 +141,14 @@ def stats_for_file(path: str | Path, *, words: int | str | None = None,
         raise ValueError(f"words={words!r} disagrees with dataset={dataset!r} "
                          f"({words_for(dataset)} words); give one of them")
     n_words = words_for(words if words is not None else dataset if dataset is not None else 50)
-    return text_stats(read_outputs(path), words=n_words)
+    from ..outputs import read_rows
+
+    return text_stats([row["output"] for row in read_rows(path, fields=("output",))],
+                      words=n_words)
 
 
 def format_stats_table(rows: Mapping[str, TextStats]) -> str:
-    """A Markdown table with one line per named :class:`TextStats`.
-
-    Columns: name, N (words), responses, kept, excluded, avg chars, avg words, rep-2/3/4
-    (percent), diversity, log-div (``-ln(1 - D)``). Missing values print as ``n/a``.
-    """
+    """A Markdown table with one line per named :class:`TextStats` (``n/a``: no value)."""
     header = ["name", "N", "responses", "kept", "excluded", "avg chars", "avg words",
               "rep-2 %", "rep-3 %", "rep-4 %", "diversity", "log-div"]
     return markdown_table(header, [

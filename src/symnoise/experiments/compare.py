@@ -1,11 +1,5 @@
-"""``symnoise compare A B``: the difference B − A of every shared metric, with its interval.
-
-A side (:func:`resolve_side`) is runs that differ only by seed
-(:func:`symnoise.config.model_setting`); sides are paired by seed and each metric, read per
-example (:mod:`symnoise.evaluate.per_example`), goes through
-:func:`symnoise.evaluate.paired.paired_bootstrap`, stratified by seed. The metrics, their
-units and refusals: the README ("symnoise compare").
-"""
+"""``symnoise compare A B``: B − A of every shared metric with its paired-bootstrap
+interval; sides are runs that differ only by seed, paired by seed (the README)."""
 
 from __future__ import annotations
 
@@ -20,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import fmt, text_table
+from .._io import fmt, group_by, text_table
 from ..config import check_options, model_setting
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
 from ..evaluate.per_example import (
@@ -33,7 +27,6 @@ from ..evaluate.per_example import (
 from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS, length_controlled
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
-from .tables import group_by
 
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]

@@ -28,7 +28,7 @@ def _save(fig: Any, path: Path) -> None:
     fig.savefig(path, format="png")
 
 
-def _yerr(ests: Sequence[Estimate | None], attr: str = "value") -> list[list[float]]:
+def _yerr(ests: Sequence[Estimate | None]) -> list[list[float]]:
     """Asymmetric error bars (below, above) of estimates; 0 where there is no interval."""
     return [[(e.value - e.low) if e is not None and e.has_interval else 0.0 for e in ests],
             [(e.high - e.value) if e is not None and e.has_interval else 0.0 for e in ests]]
