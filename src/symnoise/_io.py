@@ -1,10 +1,6 @@
-"""Small helpers shared by every layer: atomic writes, so a crash never leaves a
-half-written result file behind (readers see the old file or the new one); reading a
-user's text file with an error that names it when it is not UTF-8; the one reader of a
-user's JSON / JSON Lines records (:func:`read_records`); the crash-safe append journal
-(:func:`append_journal`, :func:`read_journal`); the one spelling of a prompt's user
-text (:func:`user_message`); and the presentation floor: the one number formatter
-(:func:`fmt`) and the one table renderer (:func:`markdown_table`, :func:`text_table`)."""
+"""The floor every layer stands on: atomic writes, text and JSON / JSON Lines reading, the
+crash-safe append journal, the prompt's user text, disk-failure detection, grouping, the
+one number formatter and the one table renderer (the README's Architecture names each)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ says what the interval covers."""
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,13 +23,9 @@ _CHUNK = 4_000_000  # index draws held in memory at once (int64: 32 MB)
 
 @dataclass(frozen=True)
 class PairedDiff:
-    """B − A with its bootstrap interval.
-
-    ``diff = mean_b - mean_a`` (averaged over strata when there are several); ``ci_low`` /
-    ``ci_high`` the percentile interval at ``confidence``; ``se`` the standard deviation of
-    the bootstrap differences; ``n`` the number of pairs in all (``n_per_stratum`` each);
-    ``significant`` is True when the interval excludes 0.
-    """
+    """B − A (``mean_b - mean_a``, averaged over strata) with its percentile interval at
+    ``confidence``; ``se``: the sd of the bootstrap differences; ``n``: pairs in all;
+    ``significant``: the interval excludes 0."""
 
     diff: float
     ci_low: float
@@ -44,11 +40,6 @@ class PairedDiff:
     confidence: float
     n_boot: int
     seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["n_per_stratum"] = list(self.n_per_stratum)
-        return out
 
 
 def _as_values(values: Any, name: str) -> np.ndarray:
@@ -94,19 +85,11 @@ def paired_bootstrap(
     seed: int = 0,
     statistic: str | Statistic = "mean",
 ) -> PairedDiff:
-    """B − A over aligned per-example values, with a paired percentile-bootstrap interval.
-
-    a, b: values of the same examples in the same order.
-    strata: one label per pair (e.g. the seed); resampling stays inside each stratum and
-        the statistic is the mean over strata of the per-stratum differences (module doc).
-    weights: one positive weight per pair (e.g. its token count): the means become weighted
-        means ``sum(w * x) / sum(w)`` and a resampled pair keeps its weight.
-    statistic: ``"mean"`` (vectorised: ``mean(b) - mean(a)``), or a function
-        ``f(a_sample, b_sample) -> float`` giving the difference for one (re)sample of a
-        stratum's pairs (e.g. a refitted model's estimate); ``mean_a`` / ``mean_b`` are the
-        plain (or weighted) means either way.
-    Raises ValueError for mismatched lengths, no pairs, non-finite values, bad settings.
-    """
+    """B − A over the values ``a``, ``b`` of the same examples in the same order (module
+    doc: ``strata``, ``weights``). ``statistic``: ``"mean"`` (vectorised), or a function
+    ``f(a_sample, b_sample) -> float`` giving the difference of one (re)sample of a
+    stratum's pairs (e.g. a refitted model's); ``mean_a`` / ``mean_b`` are the plain (or
+    weighted) means either way. ValueError for mismatched, empty or non-finite input."""
     av, bv = _as_values(a, "a"), _as_values(b, "b")
     if av.size != bv.size:
         raise ValueError(f"a has {av.size} values and b has {bv.size}; paired values must "

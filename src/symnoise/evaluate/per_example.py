@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ from ..outputs import full_instruction, preference, read_annotations, read_outpu
 from ..run import RunFolder, read_jsonl
 from .judge import ANNOTATIONS_FILE
 
-__all__ = ["JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
-           "judged_prompts", "judged_rows", "load_per_example", "output_lengths", "values_of"]
+__all__ = ["JudgedPrompts", "MissingMetric", "heldout_losses", "judged_prompts",
+           "judged_rows", "load_per_example", "values_of"]
 
 class MissingMetric(Exception):
     """A run lacks the file a metric is read from (the metric is skipped, with this reason)."""
@@ -71,20 +72,6 @@ def _correct(row: Mapping[str, Any], where: str) -> float:
     if not isinstance(value := row.get("correct"), bool):
         raise ValueError(f"{where}: 'correct' must be true or false, got {value!r}")
     return 100.0 if value else 0.0
-
-
-def item_scores(run: RunFolder) -> dict[str, float]:
-    """Item id -> 100 when the exact answer is right, else 0."""
-    return _read(run, "synthetic_items", "per-item exact-answer scores", _correct)
-
-
-def _length(row: Mapping[str, Any], where: str) -> float:
-    return float(len(row["output"]))
-
-
-def output_lengths(run: RunFolder) -> dict[str, float]:
-    """Prompt -> characters of the model's eval output."""
-    return _read(run, "outputs", "eval outputs", _length, jsonl=False)
 
 
 def _model_share(row: Mapping[str, Any], model_side: int, where: str) -> float | None:
@@ -166,8 +153,12 @@ def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-_READERS = {"heldout_loss": heldout_losses, "exact_answer": item_scores,
-            "output_length": output_lengths, "win_rate": judged_prompts}
+_READERS = {  # metric -> its reader; exact answers are 100 (right) or 0, lengths characters
+    "heldout_loss": heldout_losses, "win_rate": judged_prompts,
+    "exact_answer": partial(_read, role="synthetic_items", what="per-item exact-answer scores",
+                            value=_correct),
+    "output_length": partial(_read, role="outputs", what="eval outputs", jsonl=False,
+                             value=lambda row, where: float(len(row["output"])))}
 
 
 def values_of(data: Any) -> dict[str, Any]:

@@ -456,8 +456,7 @@ def _paper_section(result: ReportResult, why_not: str) -> list[str]:
     return ["## Published numbers (for reference only, not comparable)", "",
             "These are the papers' published AlpacaEval win rates of LLaMA-2-7B fine-tuned on "
             f"the four datasets. The runs here differ ({why_not}), so they are not comparable "
-            "with them.", "", paper.to_markdown(), paper.note, "",
-            "CSV: [`paper_win_rates.csv`](paper_win_rates.csv)", ""]
+            "with them.", "", *_section(paper, "")[2:]]
 
 
 def _win_rate_sections(result: ReportResult) -> list[str]:
