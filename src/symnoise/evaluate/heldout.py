@@ -22,9 +22,8 @@ class HeldoutUnavailable(ValueError):
 
 @dataclass
 class HeldoutSet:
-    """The held-out examples of a run, tokenised as training tokenised them: features[i]
-    was made from examples[i]; source: where they come from, in words; eval_batch_size:
-    the Trainer's evaluation batch size of the run."""
+    """A run's held-out examples, tokenised as training did (features[i] from examples[i]),
+    where they come from, in words, and the run's evaluation batch size."""
 
     examples: list[Any]
     features: list[dict[str, list[int]]]
@@ -62,12 +61,9 @@ def example_id(example: Any) -> str:
 def example_losses(model: Any, features: Sequence[Mapping[str, Sequence[int]]], *,
                    pad_token_id: int, batch_size: int = 8, progress: bool = False
                    ) -> list[tuple[float, int]]:
-    """``(mean token NLL over the response tokens, number of those tokens)`` per feature.
-
-    The model is put in eval mode and run without gradients; logits are compared in
-    float32 with the labels shifted by one, as the model's own loss does.
-    ``batch_size`` examples are run at once, right-padded.
-    """
+    """``(mean token NLL over the response tokens, number of those tokens)`` per feature:
+    the model in eval mode, ``batch_size`` right-padded examples at once, float32 logits
+    against the labels shifted by one, as the model's own loss."""
     import sys
 
     import torch

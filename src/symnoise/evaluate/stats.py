@@ -130,13 +130,9 @@ def text_stats(responses: Sequence[str], *, words: int | str = 50) -> TextStats:
 
 def stats_for_file(path: str | Path, *, words: int | str | None = None,
                    dataset: str | None = None) -> TextStats:
-    """:func:`text_stats` of the ``output`` fields of a JSON/JSONL file (an AlpacaEval
-    model-outputs or an Alpaca-style file, read by :func:`symnoise.outputs.read_rows`).
-
-    ``words`` gives ``N`` directly, ``dataset`` gives it by preset name (:data:`PRESETS`);
-    with neither, ``N = 50`` (the Alpaca setting). Giving both with different values raises
-    ValueError.
-    """
+    """:func:`text_stats` of the ``output`` fields of a JSON/JSONL file (read by
+    :func:`symnoise.outputs.read_rows`); ``N``: ``words``, or ``dataset``'s preset, or 50;
+    both, disagreeing: ValueError."""
     if words is not None and dataset is not None and words_for(words) != words_for(dataset):
         raise ValueError(f"words={words!r} disagrees with dataset={dataset!r} "
                          f"({words_for(dataset)} words); give one of them")
