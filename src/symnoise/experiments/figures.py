@@ -89,7 +89,7 @@ def _final_interval(ax: Any, r: RunRecord, clean: list[tuple[Any, Any]], color: 
 def _loss_figure(path: Path, runs: Sequence[RunRecord], datasets: Sequence[str],
                  notes: list[str]) -> tuple[bool, int]:
     """Loss curves; returns (drawn, how many runs got their final interval)."""
-    series = [(r, _point_label(r, datasets), train, clean)
+    series = [(r, r.label if len(datasets) == 1 else f"{r.label} · {r.dataset}", train, clean)
               for r in sorted_runs(runs)
               if (train := _curve(r, "train_loss")) + (clean := _curve(r, "clean_eval_loss"))]
     if not series:
@@ -122,10 +122,6 @@ def _loss_figure(path: Path, runs: Sequence[RunRecord], datasets: Sequence[str],
             break
     _save(fig, path)
     return True, with_ci
-
-
-def _point_label(r: RunRecord, datasets: Sequence[str]) -> str:
-    return r.label if len(datasets) == 1 else f"{r.label} · {r.dataset}"
 
 
 def _n_and_kinds(ests: Sequence[Estimate], what: str) -> str:
