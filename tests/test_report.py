@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from symnoise.experiments import paper_numbers
-from symnoise.experiments.report import build_report, find_runs, setting_label
+from symnoise.experiments.records import setting_label
+from symnoise.experiments.report import build_report
+from symnoise.run import find_runs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 USABLE = {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "position_bias": 0.52, "n_pairs": 40,

@@ -1,10 +1,6 @@
-"""Small helpers shared by every layer: atomic writes, so a crash never leaves a
-half-written result file behind (readers see the old file or the new one); reading a
-user's text file with an error that names it when it is not UTF-8; the one reader of a
-user's JSON / JSON Lines records (:func:`read_records`); the crash-safe append journal
-(:func:`append_journal`, :func:`read_journal`); the one spelling of a prompt's user
-text (:func:`user_message`); and the presentation floor: the one number formatter
-(:func:`fmt`) and the one table renderer (:func:`markdown_table`, :func:`text_table`)."""
+"""The floor every layer stands on: atomic writes, text and JSON / JSON Lines reading, the
+crash-safe append journal, the prompt's user text, disk-failure detection, grouping, the
+one number formatter and the one table renderer (the README's Architecture names each)."""
 
 from __future__ import annotations
 
@@ -14,7 +10,7 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +153,14 @@ def disk_failure(exc: BaseException) -> tuple[int, str | None] | None:
         seen = seen.__cause__ or seen.__context__
     code = next((c for words, c in _DISK_WORDS.items() if words in str(exc)), None)
     return None if code is None else (code, None)
+
+
+def group_by(items: Iterable[Any], key: Callable[[Any], Hashable]) -> dict[Any, list[Any]]:
+    """Items by ``key(item)``, groups in order of first appearance, items in input order."""
+    out: dict[Any, list[Any]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
 
 
 # -- presentation: numbers and tables -------------------------------------------------------

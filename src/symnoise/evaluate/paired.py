@@ -1,35 +1,18 @@
-"""Paired comparisons with error bars: the paired bootstrap and its interval text.
-
-Two settings A and B evaluated on the same examples give aligned per-example values
-``a[i]``, ``b[i]`` (a held-out loss, a 0/1 correctness, a judged win share...). The
-difference of B over A is ``mean(b) - mean(a)``; its uncertainty comes from the examples:
-:func:`paired_bootstrap` draws the examples with replacement (the same draw for both sides,
-which is what makes it paired), recomputes the difference, and reports the percentile
-interval of those differences. A difference is *significant* when its interval excludes 0.
-
-Several seeds (strata). With runs of A and B at seeds ``s1..sk`` (A-seed-s paired with
-B-seed-s), the statistic is the mean over seeds of the per-seed differences,
-``(1/k) * sum_s [mean(b_s) - mean(a_s)]``: every seed weighs the same whatever its number
-of examples. A bootstrap resample draws, in each seed separately, ``n_s`` examples with
-replacement from that seed's ``n_s`` pairs, and recomputes the same statistic. The interval
-thus covers the example-to-example noise of each seed's comparison, averaged over seeds;
-the seed-to-seed spread of a method is shown separately (mean ± sd over seeds).
-
-Weights (e.g. the token count of each held-out example) turn each mean into a weighted
-mean ``sum(w * x) / sum(w)``; a resampled pair keeps its weight.
-
-Everything is vectorised with numpy and deterministic under ``seed``.
-"""
+"""The paired bootstrap (:func:`paired_bootstrap`) and its interval text: B − A over the
+same examples, resampled with one draw for both sides; with strata (seeds) the statistic
+is the mean over strata of the per-stratum differences, each resampled within itself;
+weights (token counts) make each mean a weighted one. The README ("symnoise compare")
+says what the interval covers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._io import fmt
+from .._io import fmt, group_by
 
 __all__ = ["PairedDiff", "bootstrap_mean", "check_same_ids", "format_interval",
            "paired_bootstrap"]
@@ -40,13 +23,9 @@ _CHUNK = 4_000_000  # index draws held in memory at once (int64: 32 MB)
 
 @dataclass(frozen=True)
 class PairedDiff:
-    """B − A with its bootstrap interval.
-
-    ``diff = mean_b - mean_a`` (averaged over strata when there are several); ``ci_low`` /
-    ``ci_high`` the percentile interval at ``confidence``; ``se`` the standard deviation of
-    the bootstrap differences; ``n`` the number of pairs in all (``n_per_stratum`` each);
-    ``significant`` is True when the interval excludes 0.
-    """
+    """B − A (``mean_b - mean_a``, averaged over strata) with its percentile interval at
+    ``confidence``; ``se``: the sd of the bootstrap differences; ``n``: pairs in all;
+    ``significant``: the interval excludes 0."""
 
     diff: float
     ci_low: float
@@ -61,11 +40,6 @@ class PairedDiff:
     confidence: float
     n_boot: int
     seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["n_per_stratum"] = list(self.n_per_stratum)
-        return out
 
 
 def _as_values(values: Any, name: str) -> np.ndarray:
@@ -83,13 +57,9 @@ def _strata_indices(strata: Sequence[Hashable] | None, n: int) -> list[np.ndarra
     """Positions of each stratum, strata in order of first appearance."""
     if strata is None:
         return [np.arange(n)]
-    labels = list(strata)
-    if len(labels) != n:
+    if len(labels := list(strata)) != n:
         raise ValueError(f"strata: {len(labels)} labels for {n} pairs; expected one per pair")
-    groups: dict[Hashable, list[int]] = {}
-    for i, label in enumerate(labels):
-        groups.setdefault(label, []).append(i)
-    return [np.asarray(pos) for pos in groups.values()]
+    return [np.asarray(pos) for pos in group_by(range(n), labels.__getitem__).values()]
 
 
 def _boot_means(d: np.ndarray, w: np.ndarray | None, n_boot: int, rng: np.random.Generator
@@ -115,31 +85,21 @@ def paired_bootstrap(
     seed: int = 0,
     statistic: str | Statistic = "mean",
 ) -> PairedDiff:
-    """B − A over aligned per-example values, with a paired percentile-bootstrap interval.
-
-    a, b: values of the same examples in the same order (see :func:`align_pairs`).
-    strata: one label per pair (e.g. the seed); resampling stays inside each stratum and
-        the statistic is the mean over strata of the per-stratum differences (module doc).
-    weights: one positive weight per pair (e.g. its token count): the means become weighted
-        means ``sum(w * x) / sum(w)`` and a resampled pair keeps its weight.
-    statistic: ``"mean"`` (vectorised: ``mean(b) - mean(a)``), or a function
-        ``f(a_sample, b_sample) -> float`` giving the difference for one (re)sample of a
-        stratum's pairs (e.g. a refitted model's estimate); ``mean_a`` / ``mean_b`` are the
-        plain (or weighted) means either way.
-    Raises ValueError for mismatched lengths, no pairs, non-finite values, bad settings.
-    """
+    """B − A over the values ``a``, ``b`` of the same examples in the same order (module
+    doc: ``strata``, ``weights``). ``statistic``: ``"mean"`` (vectorised), or a function
+    ``f(a_sample, b_sample) -> float`` giving the difference of one (re)sample of a
+    stratum's pairs (e.g. a refitted model's); ``mean_a`` / ``mean_b`` are the plain (or
+    weighted) means either way. ValueError for mismatched, empty or non-finite input."""
     av, bv = _as_values(a, "a"), _as_values(b, "b")
     if av.size != bv.size:
         raise ValueError(f"a has {av.size} values and b has {bv.size}; paired values must "
-                         "come in pairs (align them with align_pairs)")
+                         "come in pairs")
     if av.size == 0:
         raise ValueError("no pairs to compare")
     if not (isinstance(n_boot, int) and n_boot >= 1):
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if not (statistic == "mean" or callable(statistic)):
-        raise ValueError(f"statistic must be 'mean' or a function, got {statistic!r}")
     if weights is not None and statistic != "mean":
         raise ValueError("weights go with statistic='mean' only")
     wv = None if weights is None else _as_values(weights, "weights")

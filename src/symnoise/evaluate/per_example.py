@@ -1,27 +1,22 @@
-"""Per-example results of a run folder (``{id: value}`` maps of the files ``symnoise eval``
-writes), as the comparisons pair them: held-out losses with their token counts, exact-answer
-scores (100/0), output lengths, preference pairs (100/0 for margin > 0, and the margin), and the model's share of each prompt's judge verdicts
-(points; win 100, tie 50, loss 0; rows of one prompt averaged). A missing file raises
-:class:`MissingMetric` (the metric is skipped, with that reason); a bad row raises
-ValueError naming file, row and value.
-"""
+"""Per-example results of a run folder as ``{id: value}`` maps, for paired comparisons (what
+each metric's values are: the README, "symnoise compare"). A missing file raises
+:class:`MissingMetric` (the metric is skipped, with that reason); a bad row ValueError."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .._io import finite
 from ..outputs import full_instruction, preference, read_annotations, read_outputs
 from ..run import RunFolder, read_jsonl
+from .judge import ANNOTATIONS_FILE
 
-__all__ = ["ANNOTATIONS", "JudgedPrompts", "MissingMetric", "heldout_losses", "item_scores",
-           "judged_prompts", "judged_rows", "load_per_example", "output_lengths", "values_of"]
-
-ANNOTATIONS = "annotations.json"  # inside the run's eval_file("judge") folder (AlpacaEval's name)
-
+__all__ = ["JudgedPrompts", "MissingMetric", "heldout_losses", "judged_prompts",
+           "judged_rows", "load_per_example", "values_of"]
 
 class MissingMetric(Exception):
     """A run lacks the file a metric is read from (the metric is skipped, with this reason)."""
@@ -35,9 +30,9 @@ def _need(run: RunFolder, role: str, what: str) -> Path:
 
 
 def _number(value: Any, name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (number := finite(value)) is None:
         raise ValueError(f"{where}: '{name}' must be a finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 def _read(run: RunFolder, role: str, what: str, value: Any, *, jsonl: bool = True
@@ -79,20 +74,6 @@ def _correct(row: Mapping[str, Any], where: str) -> float:
     return 100.0 if value else 0.0
 
 
-def item_scores(run: RunFolder) -> dict[str, float]:
-    """Item id -> 100 when the exact answer is right, else 0."""
-    return _read(run, "synthetic_items", "per-item exact-answer scores", _correct)
-
-
-def _length(row: Mapping[str, Any], where: str) -> float:
-    return float(len(row["output"]))
-
-
-def output_lengths(run: RunFolder) -> dict[str, float]:
-    """Prompt -> characters of the model's eval output."""
-    return _read(run, "outputs", "eval outputs", _length, jsonl=False)
-
-
 def _model_share(row: Mapping[str, Any], model_side: int, where: str) -> float | None:
     """The model's share of one verdict (None: no verdict)."""
     if (pref := preference(row.get("preference"), where)) is None:
@@ -126,7 +107,7 @@ def _model_sides(rows: list[dict[str, Any]], model_gen: str | None, path: Path) 
 
 def _verdicts(run: RunFolder) -> list[tuple[str, str, int, float | None, dict[str, Any]]]:
     """(where, prompt, the model's side, its share or None, row) of every annotation row."""
-    path = _need(run, "judge", "judge annotations") / ANNOTATIONS
+    path = _need(run, "judge", "judge annotations") / ANNOTATIONS_FILE
     if not path.is_file():
         raise MissingMetric(f"{run.path} has no judge annotations ({path} not found)")
     outputs = run.eval_file("outputs")  # the model's generator: the one its outputs name
@@ -174,13 +155,18 @@ def judged_rows(run: RunFolder) -> dict[str, list[dict[str, Any]]]:
 
 def _pairs(value: Any) -> Any:
     """A reader of preference pairs (pair id -> ``value(row, where)``)."""
-    return lambda run: _read(run, "preference_pairs", "per-pair preference results", value)
+    return partial(_read, role="preference_pairs", what="per-pair preference results",
+                   value=value)
 
 
-_READERS = {"heldout_loss": heldout_losses, "exact_answer": item_scores,
-            "output_length": output_lengths, "win_rate": judged_prompts,
-            "preference_accuracy": _pairs(_correct),  # 100 when the margin is > 0, else 0
-            "reward_margin": _pairs(lambda row, where: _number(row.get("margin"), "margin", where))}
+_READERS = {  # metric -> its reader; exact answers are 100 (right) or 0, lengths characters
+    "heldout_loss": heldout_losses, "win_rate": judged_prompts,
+    "exact_answer": partial(_read, role="synthetic_items", what="per-item exact-answer scores",
+                            value=_correct),
+    "output_length": partial(_read, role="outputs", what="eval outputs", jsonl=False,
+                             value=lambda row, where: float(len(row["output"]))),
+    "preference_accuracy": _pairs(_correct),  # 100 when the margin is > 0, else 0
+    "reward_margin": _pairs(lambda row, where: _number(row.get("margin"), "margin", where))}
 
 
 def values_of(data: Any) -> dict[str, Any]:

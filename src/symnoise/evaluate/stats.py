@@ -127,11 +127,7 @@ def stats_for_file(path: str | Path, *, words: int | str | None = None,
 
 
 def format_stats_table(rows: Mapping[str, TextStats]) -> str:
-    """A Markdown table with one line per named :class:`TextStats`.
-
-    Columns: name, N (words), responses, kept, excluded, avg chars, avg words, rep-2/3/4
-    (percent), diversity, log-div (``-ln(1 - D)``). Missing values print as ``n/a``.
-    """
+    """A Markdown table with one line per named :class:`TextStats` (``n/a``: no value)."""
     header = ["name", "N", "responses", "kept", "excluded", "avg chars", "avg words",
               "rep-2 %", "rep-3 %", "rep-4 %", "diversity", "log-div"]
     return markdown_table(header, [

@@ -1,11 +1,5 @@
-"""``symnoise compare A B``: the difference B − A of every shared metric, with its interval.
-
-A side (:func:`resolve_side`) is runs that differ only by seed
-(:func:`symnoise.config.model_setting`); sides are paired by seed and each metric, read per
-example (:mod:`symnoise.evaluate.per_example`), goes through
-:func:`symnoise.evaluate.paired.paired_bootstrap`, stratified by seed. The metrics, their
-units and refusals: the README ("symnoise compare").
-"""
+"""``symnoise compare A B``: B − A of every shared metric with its paired-bootstrap
+interval; sides are runs that differ only by seed, paired by seed (the README)."""
 
 from __future__ import annotations
 
@@ -13,14 +7,14 @@ import glob
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import fmt, text_table
+from .._io import fmt, group_by, text_table
 from ..config import TrainConfig, model_setting, validate
 from ..evaluate.paired import PairedDiff, check_same_ids, format_interval, paired_bootstrap
 from ..evaluate.per_example import (
@@ -33,7 +27,6 @@ from ..evaluate.per_example import (
 from ..evaluate.winrate import LC_OFFLINE, MIN_LC_ITEMS, length_controlled
 from ..noise import NORM_MATCHED, canonical_method
 from ..run import RunFolder, find_runs, run_dataset, run_setting
-from .tables import group_by
 
 __all__ = ["METRICS", "Comparison", "MetricComparison", "Side", "compare", "compare_runs",
            "group_by_seed", "resolve_side", "setting_key", "side_label"]
@@ -187,12 +180,9 @@ def _key_difference(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) 
 
 def resolve_side(spec: str | Sequence[str | Path | RunFolder], *, name: str = "A",
                  filters: Mapping[str, Any] | None = None) -> Side:
-    """The runs of one side: a run folder, a glob, a folder of runs, or a list of run
-    folders; narrowed by ``filters`` and by ``PATH:key=value,...`` (which wins).
-
-    Raises FileNotFoundError when nothing is found, ValueError when no run matches the
-    filters, when the runs differ in more than the seed, or when a seed appears twice.
-    """
+    """The runs of one side (a run folder, a glob, a folder of runs, or a list of run
+    folders) narrowed by ``filters`` and ``PATH:key=value,...`` (which wins). FileNotFoundError:
+    nothing found; ValueError: no run matches, runs differ beyond the seed, a seed twice."""
     if isinstance(spec, (str, Path)):
         path, own = _split_spec(str(spec))
         runs, text = _runs_of(path), str(spec)
@@ -272,7 +262,7 @@ class MetricComparison:
                                "unit": self.unit}
         keys = ("diff", "ci_low", "ci_high", "n", "significant", "mean_a", "mean_b", "se",
                 "n_per_stratum", "confidence", "n_boot")
-        res = self.result.to_dict() if self.result is not None else {}
+        res = asdict(self.result) if self.result is not None else {}
         out.update({k: res.get(k) for k in keys})
         if res:
             out["n_seeds"] = res["n_strata"]
@@ -432,12 +422,10 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
                  *, metrics: Sequence[str] | None = None, n_boot: int = 2000,
                  confidence: float = 0.95, seed: int = 0, common_seeds: bool = False,
                  lc_n_boot: int = LC_N_BOOT) -> list[MetricComparison]:
-    """B − A for each metric (default: all of :data:`METRICS`); a side is a :class:`Side`
-    or a list of run folders that differ only by seed. Metrics a side lacks come back with
-    ``skipped`` set. ``common_seeds``: when the sides' seeds differ, pair the seeds both
-    have (noted in each result) instead of refusing. Raises ValueError for mismatched
-    prompts/examples, different judges or references, sides that differ in more than the
-    seed, or seeds that do not pair. ``lc_win_rate`` uses min(n_boot, lc_n_boot)."""
+    """B − A for each metric (default: :data:`METRICS`) of two sides (a :class:`Side` or run
+    folders that differ only by seed); a metric a side lacks comes back ``skipped``.
+    ``common_seeds``: pair the seeds both have instead of refusing; ``lc_win_rate`` uses
+    min(n_boot, lc_n_boot). ValueError for anything that cannot be paired (the README)."""
     sa = a if isinstance(a, Side) else resolve_side(a, name="A")
     sb = b if isinstance(b, Side) else resolve_side(b, name="B")
     wanted = list(metrics or METRICS)

@@ -28,7 +28,7 @@ def _save(fig: Any, path: Path) -> None:
     fig.savefig(path, format="png")
 
 
-def _yerr(ests: Sequence[Estimate | None], attr: str = "value") -> list[list[float]]:
+def _yerr(ests: Sequence[Estimate | None]) -> list[list[float]]:
     """Asymmetric error bars (below, above) of estimates; 0 where there is no interval."""
     return [[(e.value - e.low) if e is not None and e.has_interval else 0.0 for e in ests],
             [(e.high - e.value) if e is not None and e.has_interval else 0.0 for e in ests]]
@@ -89,7 +89,7 @@ def _final_interval(ax: Any, r: RunRecord, clean: list[tuple[Any, Any]], color: 
 def _loss_figure(path: Path, runs: Sequence[RunRecord], datasets: Sequence[str],
                  notes: list[str]) -> tuple[bool, int]:
     """Loss curves; returns (drawn, how many runs got their final interval)."""
-    series = [(r, _point_label(r, datasets), train, clean)
+    series = [(r, r.label if len(datasets) == 1 else f"{r.label} · {r.dataset}", train, clean)
               for r in sorted_runs(runs)
               if (train := _curve(r, "train_loss")) + (clean := _curve(r, "clean_eval_loss"))]
     if not series:
@@ -122,10 +122,6 @@ def _loss_figure(path: Path, runs: Sequence[RunRecord], datasets: Sequence[str],
             break
     _save(fig, path)
     return True, with_ci
-
-
-def _point_label(r: RunRecord, datasets: Sequence[str]) -> str:
-    return r.label if len(datasets) == 1 else f"{r.label} · {r.dataset}"
 
 
 def _n_and_kinds(ests: Sequence[Estimate], what: str) -> str:

@@ -1,9 +1,6 @@
-"""What the runs measured, first: every metric present per setting, with n, seeds and an
-interval (:func:`run_estimate`: Wilson for exact answers and preference accuracy, a bootstrap over the run's examples, the judge's
-SE, or none), and the paired difference of each noisy setting from the no-noise one
-(:func:`paired_difference`, i.e. ``symnoise compare``). Details: the README ("symnoise
-report").
-"""
+"""The report's headline: every metric present per setting with n, seeds and an interval
+(:func:`run_estimate`), and each noisy setting's paired difference from no noise
+(:func:`paired_difference`, i.e. ``symnoise compare``); the README ("symnoise report")."""
 
 from __future__ import annotations
 

@@ -1,14 +1,6 @@
-"""Published numbers of the SymNoise and NEFTune papers, for reference rows in reports.
-
-The numbers are data (``paper_tables.yaml`` beside this module, with their sources), never
-derived: a cell the sources do not state is absent. :data:`WIN_RATE_ROWS`: the AlpacaEval
-win rates of the abstracts and NEFTune's Figure 1. :data:`PAPER_TABLES` (``"T1"``..``"T5"``):
-every table of the SymNoise paper (``v1`` = arXiv:2312.01523, ``v2`` its later version),
-cells as printed, each with its judge (``GPT-4``, ``ChatGPT``, ``None``) and versions.
-:func:`paper_values` gives one :class:`PaperValue` per number for matching runs. ``alpha``
-and ``norm_match`` (True for "/sqrt(3)" rows) only where printed; names are symnoise's
-(methods ``none``, ``uniform`` = NEFTune, ...; metrics ``win_rate``, ``avg_chars``, ...).
-"""
+"""Published numbers of the SymNoise and NEFTune papers, read from ``paper_tables.yaml``
+(the data, with its sources): :data:`WIN_RATE_ROWS` (abstracts, NEFTune's Figure 1),
+:data:`PAPER_TABLES` (T1-T5 as printed) and :func:`paper_values` (one number each)."""
 
 from __future__ import annotations
 
@@ -20,27 +12,18 @@ import yaml
 
 from ..config import PAPER_DATASETS
 
-__all__ = [
-    "COLUMN_TITLES", "METRIC_TITLES", "NEFTUNE_ALPHA", "NEFTUNE_CITATION", "PAPER_DATASETS",
-    "PAPER_MODEL", "PAPER_REFERENCE", "PAPER_TABLES", "PAPER_VERSIONS", "SYMNOISE_ALPHA",
-    "SYMNOISE_CITATION", "WIN_RATE_ROWS", "PaperRow", "PaperTable", "PaperValue", "TableRow",
-    "matches_model", "matches_paper_model", "matches_paper_reference", "paper_values",
-]
+__all__ = ["COLUMN_TITLES", "NEFTUNE_ALPHA", "NEFTUNE_CITATION", "PAPER_DATASETS", "PAPER_MODEL",
+           "PAPER_REFERENCE", "PAPER_TABLES", "SYMNOISE_CITATION", "WIN_RATE_ROWS", "PaperValue",
+           "matches_model", "matches_paper_reference", "paper_values"]
 
 _DATA = yaml.safe_load(resources.files(__package__).joinpath("paper_tables.yaml")
                        .read_text("utf-8"))
 SYMNOISE_CITATION: str = _DATA["citations"]["symnoise"]
 NEFTUNE_CITATION: str = _DATA["citations"]["neftune"]
-#: The papers' base model, AlpacaEval reference and versions.
-PAPER_MODEL: str = _DATA["model"]
+PAPER_MODEL: str = _DATA["model"]  # the papers' base model and AlpacaEval reference
 PAPER_REFERENCE: str = _DATA["reference"]
-PAPER_VERSIONS: dict[str, str] = _DATA["versions"]
-#: NEFTune's noise alpha per dataset; SymNoise's alpha on every dataset.
-NEFTUNE_ALPHA: dict[str, float] = _DATA["neftune_alpha"]
-SYMNOISE_ALPHA: float = _DATA["symnoise_alpha"]
-#: Display titles of the columns (datasets, harness tasks) and of T4's metrics.
-COLUMN_TITLES: dict[str, str] = _DATA["column_titles"]
-METRIC_TITLES: dict[str, str] = _DATA["metric_titles"]
+NEFTUNE_ALPHA: dict[str, float] = _DATA["neftune_alpha"]  # NEFTune's alpha per dataset
+COLUMN_TITLES: dict[str, str] = _DATA["column_titles"]  # datasets, harness tasks
 
 
 @dataclass(frozen=True)
@@ -139,7 +122,7 @@ class PaperTable:
     def display_rows(self) -> list[list[str]]:
         """The rows as printed: label (with the metric for T4), cells, average."""
         average = any(r.average for r in self.rows)
-        return [[f"{METRIC_TITLES[r.metric]}: {r.label}" if r.metric else r.label, *r.cells,
+        return [[f"{_DATA['metric_titles'][r.metric]}: {r.label}" if r.metric else r.label, *r.cells,
                  *([r.average or ""] if average else [])] for r in self.rows]
 
 
@@ -147,38 +130,29 @@ def _tuples(d: dict[str, Any]) -> dict[str, Any]:  # YAML lists -> the frozen tu
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
-def _load() -> tuple[tuple[PaperRow, ...], dict[str, PaperTable]]:
-    rows = tuple(PaperRow(**{**r, "citation": _DATA["citations"][r["citation"]]})
-                 for r in _DATA["win_rate_rows"])
-    tables = {key: PaperTable(key=key, **_tuples({
-        **t, "rows": tuple(TableRow(**_tuples(r)) for r in t["rows"])}))
-        for key, t in _DATA["tables"].items()}
-    return rows, tables
+WIN_RATE_ROWS = tuple(PaperRow(**{**r, "citation": _DATA["citations"][r["citation"]]})
+                      for r in _DATA["win_rate_rows"])
+PAPER_TABLES = {key: PaperTable(key=key, **_tuples({
+    **t, "rows": tuple(TableRow(**_tuples(r)) for r in t["rows"])}))
+    for key, t in _DATA["tables"].items()}
 
 
-WIN_RATE_ROWS, PAPER_TABLES = _load()
-
-
-def _squash(text: str) -> str:  # "Llama-2-7b-hf" -> "llama27bhf"
-    return "".join(c for c in text.lower() if c.isalnum())
-
-def matches_paper_model(model: str | None) -> bool:
-    """True when a model path/id names LLaMA-2-7B (``Llama-2-7b-hf``, ``llama2_7b`` ...),
-    and not its chat or 13B/70B variants."""
-    return bool(model) and "llama27b" in _squash(model) and "chat" not in _squash(model)
+def _squash(text: str | None) -> str:  # "Llama-2-7b-hf" -> "llama27bhf"
+    return "".join(c for c in (text or "").lower() if c.isalnum())
 
 
 def matches_model(paper_model: str | None, model: str | None) -> bool:
-    """Whether a run's model is a published row's model (LLaMA-2-7B as
-    :func:`matches_paper_model` says; another model when its name is in the run's)."""
+    """Whether a run's model is a published row's model: LLaMA-2-7B for any path/id naming
+    it (``Llama-2-7b-hf``, ``llama2_7b``; not its chat or 13B/70B variants), another model
+    when its name is in the run's."""
     if paper_model == PAPER_MODEL:
-        return matches_paper_model(model)
-    return bool(paper_model) and _squash(paper_model) in _squash(model or "")
+        return "llama27b" in _squash(model) and "chat" not in _squash(model)
+    return bool(paper_model) and _squash(paper_model) in _squash(model)
 
 
 def matches_paper_reference(reference: str | None) -> bool:
     """True when judged against text-davinci-003 (AlpacaEval v1's reference outputs)."""
-    return bool(reference) and _squash(reference) in ("textdavinci003", "davinci003")
+    return _squash(reference) in ("textdavinci003", "davinci003")
 
 
 def paper_values(table: str | None = None, **match: Any) -> list[PaperValue]:

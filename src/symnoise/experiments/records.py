@@ -10,13 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .._io import finite
+from .._io import finite, group_by
 from ..config import PAPER_DATASETS, model_setting
 from ..evaluate.judge import LEADERBOARD_JSON
 from ..evaluate.winrate import LEADERBOARD_COLUMNS as JUDGE_COLUMNS
 from ..noise import METHODS, NORM_MATCHED
 from ..run import RunFolder, run_dataset, run_setting
-from .tables import Table, group_by, mean, num, sd, seeds, text
+from .tables import Table, mean, num, sd, seeds, text
 
 __all__ = ["LEADERBOARD_COLUMNS", "GridRow", "RunRecord", "assign_variants", "dataset_order",
            "grid_rows", "grid_table", "load_run", "method_rank", "seed_groups", "setting_label",
@@ -54,14 +54,9 @@ def dataset_order(datasets: Any) -> list[str]:
 
 @dataclass
 class RunRecord:
-    """What the report knows about one run folder (``None``: not available).
-
-    leaderboard: the AlpacaEval leaderboard columns the judge wrote (:data:`LEADERBOARD_COLUMNS`
-    present in ``judge/leaderboard.json``); judge_check: the run's judge check
-    (``accuracy``, ``accuracy_ci``, ``position_bias``, ``n_pairs``, ``usable``) or None.
-    variant: what sets this run apart from others of its dataset beyond method, alpha, norm
-    matching and seed (``lr=0.0001``); runs are averaged only when all of that is equal.
-    """
+    """What the report knows about one run folder (``None``: not available). leaderboard:
+    the :data:`LEADERBOARD_COLUMNS` its judge wrote; variant: what sets it apart from the
+    runs of its dataset beyond the noise axes and seed (``lr=0.0001``, :func:`assign_variants`)."""
 
     path: os.PathLike[str] | str
     name: str

@@ -1,21 +1,13 @@
-"""Paper-style tables and figures over many run folders (``symnoise report RUNS_DIR``).
-
-:func:`build_report` finds every run folder under ``RUNS_DIR`` (:func:`symnoise.run.find_runs`),
-reads each (:mod:`.records`), builds the tables (Table 1, the judge columns and judge check,
-ablation, lengths, OpenLLM, synthetic, runs, published numbers) and figures
-(:mod:`.figures`), and writes ``report.md``, one CSV per table and the PNGs to the output
-folder (default ``RUNS_DIR/report``). What each table holds: the README ("symnoise report").
-
-Runs that differ only by seed share a cell, shown as mean ± sd (n=k); runs that differ in
-anything else (their ``variant``) get rows of their own. A win rate from a judge that was
-not checked is marked ``†``, one from a judge the check found not usable ``‡``.
-"""
+"""``symnoise report RUNS_DIR``: every run folder under it read (:mod:`.records`), the
+tables (:mod:`.tables`, what each holds: the README) and figures (:mod:`.figures`) written
+as ``report.md``, one CSV per table and PNGs."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +26,12 @@ from .records import (
     grid_table,
     load_run,
     seed_groups,
-    setting_label,
     sorted_runs,
     win_rate_mark,
 )
 from .tables import Table, diff_text, interval, mean, num, sd, seeds, text
 
-__all__ = ["JUDGE_NOTE", "ReportResult", "RunRecord", "Table", "ablation", "build_report",
-           "find_runs", "grid_rows", "grid_table", "judged", "length_tables", "load_run",
-           "openllm", "paper_matches", "paper_table", "published_tables", "runs_table",
-           "setting_label", "synthetic", "table1", "table1_vs_none"]
+__all__ = ["ReportResult", "build_report"]
 
 DEFAULT_OUTPUT = "report"
 JUDGE_NOTE = ("†: the judge of this win rate was not checked (symnoise judge-check); ‡: its "
@@ -309,13 +297,9 @@ def table1_vs_none(runs: Sequence[RunRecord], datasets: Sequence[str], notes: li
 # -- the report -----------------------------------------------------------------------------
 @dataclass
 class ReportResult:
-    """What :func:`build_report` wrote: the runs read, the tables, files and notes.
-
-    skipped: run folders left out, each ``{"path", "reason"}``. paper_comparable: whether
-    the runs match the paper's setting (then the paper rows sit inside Table 1).
-    figures: figure name -> caption. notes: everything a reader should know that the
-    tables do not show (unreadable files, left-out rows, missing results).
-    """
+    """What :func:`build_report` wrote. skipped: ``{"path", "reason"}`` per run folder left
+    out; paper_comparable: the paper rows sit inside Table 1; figures: name -> caption;
+    notes: what the tables do not show (unreadable files, left-out rows)."""
 
     runs_dir: Path
     output_dir: Path
@@ -365,7 +349,7 @@ def _comparable(runs: Sequence[RunRecord]) -> tuple[bool, str]:
     pn = paper_numbers
     why = []
     for what, attr, ok, paper in (
-            ("model", "model", pn.matches_paper_model, pn.PAPER_MODEL),
+            ("model", "model", partial(pn.matches_model, pn.PAPER_MODEL), pn.PAPER_MODEL),
             ("reference outputs", "reference", pn.matches_paper_reference, pn.PAPER_REFERENCE),
             ("dataset", "dataset", PAPER_DATASETS.__contains__, ", ".join(PAPER_DATASETS))):
         if bad := sorted({str(getattr(r, attr)) for r in judged if not ok(getattr(r, attr))}):
@@ -409,13 +393,9 @@ def _tables(runs: Sequence[RunRecord], datasets: Sequence[str], comparable: bool
 
 
 def build_report(runs_dir: str | Path, output_dir: str | Path | None = None) -> ReportResult:
-    """Read every run folder under ``runs_dir`` and write the tables (Markdown + CSV), the
-    figures (PNG) and ``report.md`` into ``output_dir`` (default ``RUNS_DIR/report``).
-
-    A run folder whose ``run.json`` cannot be read is skipped and listed (reason included)
-    in the result and the report. Raises FileNotFoundError when ``runs_dir`` is missing and
-    ValueError when it holds no run folder.
-    """
+    """Write the report of the run folders under ``runs_dir`` into ``output_dir`` (default
+    ``RUNS_DIR/report``); a run whose ``run.json`` cannot be read is skipped and listed.
+    FileNotFoundError: no ``runs_dir``; ValueError: no run folder in it."""
     runs_dir = Path(runs_dir).expanduser()
     out = Path(output_dir).expanduser() if output_dir is not None else runs_dir / DEFAULT_OUTPUT
     runs, skipped = _read_runs(runs_dir, out)
@@ -476,8 +456,7 @@ def _paper_section(result: ReportResult, why_not: str) -> list[str]:
     return ["## Published numbers (for reference only, not comparable)", "",
             "These are the papers' published AlpacaEval win rates of LLaMA-2-7B fine-tuned on "
             f"the four datasets. The runs here differ ({why_not}), so they are not comparable "
-            "with them.", "", paper.to_markdown(), paper.note, "",
-            "CSV: [`paper_win_rates.csv`](paper_win_rates.csv)", ""]
+            "with them.", "", *_section(paper, "")[2:]]
 
 
 def _win_rate_sections(result: ReportResult) -> list[str]:

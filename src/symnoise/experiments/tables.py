@@ -5,25 +5,17 @@ cell of runs that differ only by seed (mean ± sd, n)."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._io import MISSING, finite, fmt, markdown_table
 
-__all__ = ["Table", "cell", "diff_text", "group_by", "interval", "mean", "num", "sd", "seeds",
+__all__ = ["Table", "cell", "diff_text", "interval", "mean", "num", "sd", "seeds",
            "text"]
 
 Column = Callable[[Mapping[str, Any]], str]  # a record -> its shown cell
-
-
-def group_by(items: Iterable[Any], key: Callable[[Any], Hashable]) -> dict[Any, list[Any]]:
-    """Items by ``key(item)``, groups in order of first appearance, items in input order."""
-    out: dict[Any, list[Any]] = {}
-    for item in items:
-        out.setdefault(key(item), []).append(item)
-    return out
 
 
 def mean(values: Sequence[float]) -> float | None:
