@@ -67,7 +67,7 @@ class EvalSettings(Settings):
 
 @dataclass
 class EvalPlan:
-    """The run, its record, the settings of one evaluation and what they resolve to."""
+    """One evaluation: the run, its record, the settings and what they resolve to."""
 
     run: RunFolder
     info: dict[str, Any]
@@ -266,9 +266,8 @@ def default_output_dir(model: str | os.PathLike[str]) -> Path:
 
 def score_synthetic_outputs(outputs: str | os.PathLike[str], *, model: str = "",
                             seed: int = 0) -> TasksReport:
-    """Score a model-outputs file whose entries carry ``family`` and ``answer`` (as
-    ``synthetic_outputs.json`` does). A row without them raises DataError naming it.
-    Nothing is written (see :func:`symnoise.evaluate.tasks.write_report`)."""
+    """Score a model-outputs file whose entries carry ``family`` and ``answer`` (DataError
+    naming a row without them); nothing is written."""
     from ..generate import read_outputs
 
     return score_outputs(read_outputs(outputs), source=str(outputs), model=model, seed=seed)
@@ -280,17 +279,9 @@ def run_synthetic_eval(
     progress: bool = True, overwrite: bool = False, tokenizer: Any = None,
     **generate_kwargs: Any,
 ) -> TasksReport:
-    """The ``symnoise tasks`` pipeline: answer the synthetic held-out split (``n`` prompts,
-    default 240) and score it (files: the ``synthetic_*`` roles of
-    :data:`symnoise.run.EVAL_FILES`).
-
-    model: a ``--model`` value, or a loaded model with ``tokenizer=`` (then ``output_dir``
-    is required; default ``RUN/eval`` for a run folder). Decoding is the paper's (greedy,
-    repetition penalty 1.2) unless ``generate_kwargs`` say otherwise. A rerun resumes from
-    ``synthetic_outputs.json`` (answers kept with ``family`` and ``answer``);
-    ``overwrite=True`` starts over. Returns the :class:`TasksReport` (also written to
-    ``output_dir``).
-    """
+    """``symnoise tasks``: answer the synthetic held-out split (``n`` prompts, default 240),
+    resuming unless ``overwrite``, and score it into ``output_dir`` (default ``RUN/eval``;
+    required for a loaded ``model`` with ``tokenizer=``)."""
     from ..data.synthetic import load_synthetic
     from ..generate import generate_outputs, read_outputs
 
