@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     Field,
     StrictBool,
     StrictInt,
     ValidationError,
-    field_validator,
 )
 
 from .._io import read_text
@@ -95,6 +95,14 @@ class ModelEntry(Settings):
     model: Annotated[str, Field(min_length=1)]
 
 
+def _words(value: str | int | None) -> str | int | None:
+    from ..evaluate.stats import words_for
+
+    if value is not None:
+        words_for(value)  # ValueError naming the value
+    return value
+
+
 class DatasetEntry(Settings):
     name: Annotated[str, Field(min_length=1)] | None = None
     data: str | None = None
@@ -102,32 +110,18 @@ class DatasetEntry(Settings):
     alpha: Alpha | None = None
     template: str | None = None
     format: str | None = None
-    words: str | int | None = None
+    words: Annotated[str | int | None, AfterValidator(_words)] = None
     optional: StrictBool = False
     train: TrainConfig = TrainConfig()
     evaluation: Any = None  # false / true / EvalSettings fields (checked by _Paths.evaluation)
 
-    @field_validator("words")
-    @classmethod
-    def _words(cls, value: str | int | None) -> str | int | None:
-        from ..evaluate.stats import words_for
-
-        if value is not None:
-            words_for(value)  # ValueError naming the value
-        return value
-
 
 class MethodEntry(Settings):
-    method: str
+    method: Annotated[str, AfterValidator(canonical_method)]
     alpha: Annotated[list[Alpha], Listed, Field(min_length=1)] | None = None
     norm_match: Annotated[list[StrictBool], Listed, Field(min_length=1)] | None = None
     label: Annotated[str, Field(pattern=r"[A-Za-z0-9]")] | None = None
     train: TrainConfig = TrainConfig()
-
-    @field_validator("method")
-    @classmethod
-    def _canonical(cls, value: str) -> str:
-        return canonical_method(value)
 
 
 class RaySection(Settings):
