@@ -350,6 +350,14 @@ class SyntheticStep(Step):
                                for k, v in (scores.get("per_family") or {}).items()}}
 
 
+def _load_model(plan: EvalPlan, source: Any, tokenizer: Any, dtype: str | None) -> Any:
+    from ..models import ensure_pad_token, load_model
+
+    model = load_model(source, dtype=dtype or "float32", device=default_device(plan.settings.device))
+    ensure_pad_token(tokenizer, model)
+    return model
+
+
 class HeldoutStep(Step):
     """The clean loss of each held-out example (:mod:`symnoise.evaluate.heldout`)."""
 
@@ -369,7 +377,7 @@ class HeldoutStep(Step):
 
     def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
         from ..evaluate import heldout
-        from ..models import ensure_pad_token, load_model, load_tokenizer, resolve_model
+        from ..models import load_tokenizer, resolve_model
 
         if plan.preference:
             raise StepUnavailable("a preference run: its held-out pairs are measured by the "
@@ -385,9 +393,7 @@ class HeldoutStep(Step):
             raise StepUnavailable(f"rebuilt {len(held.features)} held-out examples but "
                                   f"run.json records {recorded}: not the set training used")
         plan.say(f"  {len(held.features)} examples ({held.source})")
-        model = load_model(source, dtype=plan.config.get("dtype") or "float32",
-                           device=default_device(plan.settings.device))
-        ensure_pad_token(tokenizer, model)
+        model = _load_model(plan, source, tokenizer, plan.config.get("dtype"))
         losses = heldout.example_losses(model, held.features, pad_token_id=tokenizer.pad_token_id,
                                         batch_size=held.eval_batch_size, progress=plan.progress)
         rows = heldout.heldout_rows(held.examples, losses)
@@ -424,7 +430,7 @@ class PreferenceStep(Step):
         from ..data.run_data import load_preference_run_data
         from ..evaluate import preference as pref
         from ..evaluate.heldout import recorded_config
-        from ..models import ensure_pad_token, load_model, load_tokenizer, resolve_model
+        from ..models import load_model, load_tokenizer, resolve_model
 
         cfg, source = recorded_config(plan.info), resolve_model(str(plan.run.path))
         tokenizer = load_tokenizer(source)
@@ -436,9 +442,7 @@ class PreferenceStep(Step):
             raise StepUnavailable("the run held no pairs out (eval_fraction 0 or < 2 pairs)")
         plan.say(f"  {len(data.eval)} pairs ({data.eval_source})")
         features = pref.tokenize_pairs(data.eval, tokenizer)
-        load = {"dtype": cfg.dtype, "device": default_device(plan.settings.device)}
-        model = load_model(source, **load)
-        ensure_pad_token(tokenizer, model)
+        model = _load_model(plan, source, tokenizer, cfg.dtype)
         args = {"pad_token_id": tokenizer.pad_token_id, "max_length": cfg.max_length,
                 "batch_size": max(cfg.batch_size, 8)}
         policy = pref.completion_logps(model, features, **args)
@@ -447,7 +451,9 @@ class PreferenceStep(Step):
             base = resolve_model(cfg.model)
         except FileNotFoundError as exc:
             raise StepUnavailable(f"the reference model is not available here: {exc}") from None
-        reference = pref.completion_logps(load_model(base, **load), features, **args)
+        reference = pref.completion_logps(
+            load_model(base, dtype=cfg.dtype, device=default_device(plan.settings.device)),
+            features, **args)
         rows = pref.pair_rows(data.eval, policy, reference, float(plan.config.get("beta", 0.1)))
         _write_jsonl(plan.file("preference_pairs"), rows)
         return {"source": data.eval_source, "reference": cfg.model}
