@@ -249,9 +249,9 @@ class StatsStep(Step):
             plan.say(f"  training data not measured: {train['skipped']}")
 
 
-def _is_heldout_prompts(prompts: Any) -> bool:
-    spec = parse_data_spec(prompts) if isinstance(prompts, str) else None
-    return bool(spec and spec.is_synthetic and spec.split != "train")
+def _is_heldout_prompts(prompts: str) -> bool:
+    spec = parse_data_spec(prompts)
+    return spec.is_synthetic and spec.split != "train"
 
 
 def default_output_dir(model: str | os.PathLike[str]) -> Path:
@@ -466,7 +466,7 @@ class PreferenceStep(Step):
                 **preference_summary(read_jsonl(plan.file("preference_pairs")))}
 
 
-def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> Path:
+def reference_source(reference: str | os.PathLike[str] | None, prompts: str) -> Path:
     """The reference outputs for the judge: ``reference``, or the prompt file when every
     row of it carries a reference ``output``."""
     if reference is not None:
@@ -477,7 +477,7 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
     hint = ("pass --reference-outputs FILE (AlpacaEval-format outputs of the reference model, e.g. "
             "text-davinci-003's) or, as --prompts, a file whose rows carry the reference "
             "'output' (AlpacaEval's own file does)")
-    if not isinstance(prompts, (str, os.PathLike)) or not Path(prompts).is_file():
+    if not Path(prompts).is_file():
         raise ValueError(f"judging needs reference outputs and the prompts {prompts!s} have "
                          f"none: {hint}")
     path = Path(prompts)
