@@ -88,13 +88,6 @@ def _eval_json(run: RunFolder, role: str) -> Any:
         return None
 
 
-def _config_conflicts(point: GridPoint, recorded: Mapping[str, Any]) -> list[str]:
-    """Where the run folder's recorded setting differs from the point's
-    (:func:`~symnoise.config.setting_differences`)."""
-    return [f"{key}: {have!r} in the run folder, {want!r} in the experiment"
-            for key, have, want in setting_differences(recorded, point.train)]
-
-
 def _eval_settings(point: GridPoint) -> Any:
     return json.loads(json.dumps({"evaluation": point.evaluation, "baseline": point.baseline},
                                  sort_keys=True, default=str))
@@ -112,7 +105,8 @@ def plan_point(point: GridPoint) -> tuple[str, str | None]:
     run = RunFolder(point.run_dir)
     info = _info(run)
     if info is not None:
-        conflicts = _config_conflicts(point, info.get("config") or {})
+        conflicts = [f"{key}: {have!r} in the run folder, {want!r} in the experiment" for key,
+                     have, want in setting_differences(info.get("config") or {}, point.train)]
         if conflicts:
             return "conflict", "; ".join(conflicts) + f" (delete {run.path} or change output_dir)"
         if info.get("status") == "completed":
