@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._io import disk_failure
+from ._io import disk_failure, fmt
 
 app = typer.Typer(
     name="symnoise",
@@ -60,7 +60,6 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-#: What the disk refused: read-only, no permission, full.
 def _disk_failure(exc: BaseException) -> str | None:
     """One line for an error the disk caused: the path and the cause; None for anything
     else (a bug keeps its traceback)."""
@@ -106,16 +105,14 @@ def _emit(result: Any, as_json: bool, table: str | None = None) -> None:
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else table)
 
 
-def _device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; any other value as given."""
+def _device(device: str) -> str:  # auto: cuda when a GPU is visible, else cpu
     from .models import default_device
 
     return default_device(device)
 
 
 def _per_task(limit: float | None) -> int | float | None:
-    """lm-eval's per-task cap: a whole count (100.0 -> 100), else as given (a fraction < 1;
-    the harness refuses 100.5)."""
+    """lm-eval's per-task cap: a whole count (100.0 -> 100), else as given."""
     return int(limit) if limit is not None and limit >= 1 and limit.is_integer() else limit
 
 
@@ -175,10 +172,6 @@ def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
     ratio = measured.get("noise_to_embedding_ratio_mean")
     modal = "".join(f", {k} tokens {measured[f'{k}_noise_ratio_mean']:.4g}" for k in ("text", "vision")
                     if measured.get(f"{k}_noise_ratio_mean") is not None)
-
-    def num(key: str, fmt: str) -> str:
-        return format(info[key], fmt) if info.get(key) is not None else "-"
-
     rows = [
         ("run folder", str(run_dir)),
         ("model", info["model_source"]["path"]),
@@ -189,8 +182,8 @@ def _train_summary(run_dir: Path, info: dict[str, Any]) -> str:
         ("data", f"format={info.get('format')} template={info.get('template')} read={d.get('read')} "
                  f"used={d.get('used')} skipped={d.get('skipped')} truncated={d.get('truncated')}"),
         ("steps", str(info.get("global_step"))),
-        ("train loss (noisy)", num("train_loss", ".4f")),
-        ("clean held-out loss", num("final_clean_eval_loss", ".4f")),
+        ("train loss (noisy)", fmt(info.get("train_loss"), ".4f")),
+        ("clean held-out loss", fmt(info.get("final_clean_eval_loss"), ".4f")),
         ("tokens/s", f"{info['tokens_per_second']:.0f}" if info.get("tokens_per_second") else "-"),
         ("packing", "yes" if info.get("config", {}).get("packing") else "no"),
         ("time", f"{info['timings_s']['total']:.0f} s"),

@@ -1,15 +1,6 @@
-"""The steps of ``symnoise eval`` (:mod:`symnoise.experiments.evaluation` runs them).
-
-Each step is an object with a ``name``, the ``roles`` of the eval files it writes
-(:data:`symnoise.run.EVAL_FILES`), a ``key`` (the settings and input fingerprints its result
-depends on), a ``run`` that computes and writes its files and a ``summary`` that reads them
-back. Steps compose the components of :mod:`symnoise.evaluate` and :mod:`symnoise.generate`;
-none of them decides whether it runs (the pipeline's one skip-if-done rule does).
-
-The synthetic step's pipeline is also ``symnoise tasks``: :func:`run_synthetic_eval`
-answers and scores the held-out split, :func:`score_synthetic_outputs` scores an existing
-outputs file without a model.
-"""
+"""The steps of ``symnoise eval`` (run by :mod:`.evaluation`), and the synthetic step's
+pipeline, which is also ``symnoise tasks``. A step's ``key`` is what its result depends on;
+the pipeline alone decides whether it runs."""
 
 from __future__ import annotations
 
@@ -42,23 +33,10 @@ Text = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os
 
 
 class EvalSettings(Settings):
-    """What ``symnoise eval`` does: the one model behind its options, ``evaluate_run``'s
-    keywords, :class:`EvalPlan` and an experiment's ``evaluation`` block.
-
-    prompts: the prompt set (a JSON/JSONL file such as AlpacaEval's, ``alpaca_eval`` from
-        the Hub, or ``synthetic:heldout``); n_prompts: only the first N (also the synthetic
-        step's count unless ``synthetic_n``); ignore_fields: prompt-row fields dropped on
-        purpose (any other field no prompt shape reads stops the evaluation).
-    max_new_tokens, batch_size: generation (greedy, repetition penalty 1.2; harness too).
-    judge, base_url, reference, both_orders, judge_check: the win-rate step and the judge's
-        check (:func:`symnoise.evaluate.judge.judge_outputs`); skipped without ``judge``.
-    harness_tasks, include_path, harness_limit: lm-evaluation-harness; skipped without tasks.
-    words: leading words for repetition/diversity (a number or a dataset preset; default
-        the run's dataset's, else 50). synthetic, synthetic_n: the exact-answer step and its
-        prompt count when the prompts are not that split. heldout: the clean loss of every
-        held-out example. device: ``cpu``, ``cuda:1``...; None: cuda when available.
-    eval_data: preference runs: a file of pairs in place of the run's held-out split.
-    """
+    """What ``symnoise eval`` does: its options (named as the CLI's, but ``reference``:
+    --reference-outputs, ``harness_tasks``: --tasks, ``harness_limit``: --limit-per-task,
+    ``synthetic_n``: --synthetic-n-prompts), ``evaluate_run``'s keywords and an experiment's
+    ``evaluation`` block. device None: cuda when available."""
 
     prompts: Text = "synthetic:heldout"
     n_prompts: int | None = None
@@ -89,7 +67,7 @@ class EvalSettings(Settings):
 
 @dataclass
 class EvalPlan:
-    """The run, its record, the settings of one evaluation and what they resolve to."""
+    """One evaluation: the run, its record, the settings and what they resolve to."""
 
     run: RunFolder
     info: dict[str, Any]
@@ -135,10 +113,12 @@ def _pick(doc: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     return {k: doc.get(k) for k in keys}
 
 
+def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def _fingerprint(path: str | os.PathLike[str] | None) -> Any:
-    """What identifies an input: a small file's hash; a large file's or folder's size and
-    modification time (hashing gigabytes on every rerun is not worth it); a source that is
-    not a local path as given."""
+    """A small file's hash; a large file's or folder's size and mtime; else the source."""
     if not path:
         return None
     p = Path(path).expanduser()
@@ -151,44 +131,38 @@ def _fingerprint(path: str | os.PathLike[str] | None) -> Any:
 
 
 class Step:
-    """One evaluation step. Subclasses set ``name``/``roles`` and implement ``key``/``run``.
+    """One evaluation step: its result files (``roles``), the ``key`` they depend on, ``run``
+    (its dict is kept in the steps record) and ``summary`` (its section: the ``shown`` fields
+    of its first file, else all of it). A change of a key field other than ``resumable``
+    ones makes ``run`` get ``restart=True``."""
 
-    ``resumable``: key fields that may change without starting over (the step then
-    continues from what it has); any other change makes :meth:`run` get ``restart=True``.
-    """
-
-    name = ""
+    name = section = ""
     roles: tuple[str, ...] = ()
     resumable: tuple[str, ...] = ()
+    shown: tuple[str, ...] = ()
 
-    @property
-    def section(self) -> str:
-        """The step's key in the summary."""
-        return self.name
+    def __init__(self) -> None:
+        self.section = self.section or self.name
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         raise NotImplementedError
 
     def files(self, plan: EvalPlan) -> list[Path]:
-        """The result files; a step is complete only when they all exist."""
         return [plan.file(role) for role in self.roles]
 
     def complete(self, plan: EvalPlan) -> bool:
-        """A further check of the results on top of the key and the files."""
         return True
 
     def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any] | None:
-        """Compute and write the results; the returned dict is kept in the steps record."""
         raise NotImplementedError
 
     def summary(self, plan: EvalPlan) -> Any:
-        """The step's section of the summary, read from its (first) result file."""
-        return _read_json(self.files(plan)[0])
+        doc = _read_json(self.files(plan)[0])
+        return _pick(doc, self.shown) if self.shown else doc
 
 
 class GenerateStep(Step):
-    name, roles, resumable = "generate", ("outputs",), ("n",)
-    section = "generation"  # type: ignore[assignment]
+    name, section, roles, resumable = "generate", "generation", ("outputs",), ("n",)
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         return {"prompts": plan.source_name, "n": plan.n, "template": plan.template,
@@ -275,9 +249,9 @@ class StatsStep(Step):
             plan.say(f"  training data not measured: {train['skipped']}")
 
 
-def _is_heldout_prompts(prompts: Any) -> bool:
-    spec = parse_data_spec(prompts) if isinstance(prompts, str) else None
-    return bool(spec and spec.is_synthetic and spec.split != "train")
+def _is_heldout_prompts(prompts: str) -> bool:
+    spec = parse_data_spec(prompts)
+    return spec.is_synthetic and spec.split != "train"
 
 
 def default_output_dir(model: str | os.PathLike[str]) -> Path:
@@ -292,9 +266,8 @@ def default_output_dir(model: str | os.PathLike[str]) -> Path:
 
 def score_synthetic_outputs(outputs: str | os.PathLike[str], *, model: str = "",
                             seed: int = 0) -> TasksReport:
-    """Score a model-outputs file whose entries carry ``family`` and ``answer`` (as
-    ``synthetic_outputs.json`` does). A row without them raises DataError naming it.
-    Nothing is written (see :func:`symnoise.evaluate.tasks.write_report`)."""
+    """Score a model-outputs file whose entries carry ``family`` and ``answer`` (DataError
+    naming a row without them); nothing is written."""
     from ..generate import read_outputs
 
     return score_outputs(read_outputs(outputs), source=str(outputs), model=model, seed=seed)
@@ -306,17 +279,9 @@ def run_synthetic_eval(
     progress: bool = True, overwrite: bool = False, tokenizer: Any = None,
     **generate_kwargs: Any,
 ) -> TasksReport:
-    """The ``symnoise tasks`` pipeline: answer the synthetic held-out split (``n`` prompts,
-    default 240) and score it (files: the ``synthetic_*`` roles of
-    :data:`symnoise.run.EVAL_FILES`).
-
-    model: a ``--model`` value, or a loaded model with ``tokenizer=`` (then ``output_dir``
-    is required; default ``RUN/eval`` for a run folder). Decoding is the paper's (greedy,
-    repetition penalty 1.2) unless ``generate_kwargs`` say otherwise. A rerun resumes from
-    ``synthetic_outputs.json`` (answers kept with ``family`` and ``answer``);
-    ``overwrite=True`` starts over. Returns the :class:`TasksReport` (also written to
-    ``output_dir``).
-    """
+    """``symnoise tasks``: answer the synthetic held-out split (``n`` prompts, default 240),
+    resuming unless ``overwrite``, and score it into ``output_dir`` (default ``RUN/eval``;
+    required for a loaded ``model`` with ``tokenizer=``)."""
     from ..data.synthetic import load_synthetic
     from ..generate import generate_outputs, read_outputs
 
@@ -385,6 +350,14 @@ class SyntheticStep(Step):
                                for k, v in (scores.get("per_family") or {}).items()}}
 
 
+def _load_model(plan: EvalPlan, source: Any, tokenizer: Any, dtype: str | None) -> Any:
+    from ..models import ensure_pad_token, load_model
+
+    model = load_model(source, dtype=dtype or "float32", device=default_device(plan.settings.device))
+    ensure_pad_token(tokenizer, model)
+    return model
+
+
 class HeldoutStep(Step):
     """The clean loss of each held-out example (:mod:`symnoise.evaluate.heldout`)."""
 
@@ -404,7 +377,7 @@ class HeldoutStep(Step):
 
     def run(self, plan: EvalPlan, restart: bool) -> dict[str, Any]:
         from ..evaluate import heldout
-        from ..models import ensure_pad_token, load_model, load_tokenizer, resolve_model
+        from ..models import load_tokenizer, resolve_model
 
         if plan.preference:
             raise StepUnavailable("a preference run: its held-out pairs are measured by the "
@@ -420,14 +393,11 @@ class HeldoutStep(Step):
             raise StepUnavailable(f"rebuilt {len(held.features)} held-out examples but "
                                   f"run.json records {recorded}: not the set training used")
         plan.say(f"  {len(held.features)} examples ({held.source})")
-        model = load_model(source, dtype=plan.config.get("dtype") or "float32",
-                           device=default_device(plan.settings.device))
-        ensure_pad_token(tokenizer, model)
+        model = _load_model(plan, source, tokenizer, plan.config.get("dtype"))
         losses = heldout.example_losses(model, held.features, pad_token_id=tokenizer.pad_token_id,
                                         batch_size=held.eval_batch_size, progress=plan.progress)
         rows = heldout.heldout_rows(held.examples, losses)
-        write_text_atomic(plan.file("heldout_losses"),
-                          "".join(json.dumps(r) + "\n" for r in rows))
+        _write_jsonl(plan.file("heldout_losses"), rows)
         return {"source": held.source, "eval_batch_size": held.eval_batch_size}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
@@ -460,7 +430,7 @@ class PreferenceStep(Step):
         from ..data.run_data import load_preference_run_data
         from ..evaluate import preference as pref
         from ..evaluate.heldout import recorded_config
-        from ..models import ensure_pad_token, load_model, load_tokenizer, resolve_model
+        from ..models import load_model, load_tokenizer, resolve_model
 
         cfg, source = recorded_config(plan.info), resolve_model(str(plan.run.path))
         tokenizer = load_tokenizer(source)
@@ -472,9 +442,7 @@ class PreferenceStep(Step):
             raise StepUnavailable("the run held no pairs out (eval_fraction 0 or < 2 pairs)")
         plan.say(f"  {len(data.eval)} pairs ({data.eval_source})")
         features = pref.tokenize_pairs(data.eval, tokenizer)
-        load = {"dtype": cfg.dtype, "device": default_device(plan.settings.device)}
-        model = load_model(source, **load)
-        ensure_pad_token(tokenizer, model)
+        model = _load_model(plan, source, tokenizer, cfg.dtype)
         args = {"pad_token_id": tokenizer.pad_token_id, "max_length": cfg.max_length,
                 "batch_size": max(cfg.batch_size, 8)}
         policy = pref.completion_logps(model, features, **args)
@@ -483,10 +451,11 @@ class PreferenceStep(Step):
             base = resolve_model(cfg.model)
         except FileNotFoundError as exc:
             raise StepUnavailable(f"the reference model is not available here: {exc}") from None
-        reference = pref.completion_logps(load_model(base, **load), features, **args)
+        reference = pref.completion_logps(
+            load_model(base, dtype=cfg.dtype, device=default_device(plan.settings.device)),
+            features, **args)
         rows = pref.pair_rows(data.eval, policy, reference, float(plan.config.get("beta", 0.1)))
-        write_text_atomic(plan.file("preference_pairs"),
-                          "".join(json.dumps(r) + "\n" for r in rows))
+        _write_jsonl(plan.file("preference_pairs"), rows)
         return {"source": data.eval_source, "reference": cfg.model}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
@@ -497,7 +466,7 @@ class PreferenceStep(Step):
                 **preference_summary(read_jsonl(plan.file("preference_pairs")))}
 
 
-def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> Path:
+def reference_source(reference: str | os.PathLike[str] | None, prompts: str) -> Path:
     """The reference outputs for the judge: ``reference``, or the prompt file when every
     row of it carries a reference ``output``."""
     if reference is not None:
@@ -508,7 +477,7 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
     hint = ("pass --reference-outputs FILE (AlpacaEval-format outputs of the reference model, e.g. "
             "text-davinci-003's) or, as --prompts, a file whose rows carry the reference "
             "'output' (AlpacaEval's own file does)")
-    if not isinstance(prompts, (str, os.PathLike)) or not Path(prompts).is_file():
+    if not Path(prompts).is_file():
         raise ValueError(f"judging needs reference outputs and the prompts {prompts!s} have "
                          f"none: {hint}")
     path = Path(prompts)
@@ -523,45 +492,11 @@ def reference_source(reference: str | os.PathLike[str] | None, prompts: Any) -> 
     return path
 
 
-class JudgeStep(Step):
-    name, roles = "judge", ("judge",)
-    _KEYS = ("judge", "reference", "win_rate", "standard_error", "n", "n_total",
-             "n_unparseable", "n_errors", "avg_length", "avg_length_reference", "both_orders")
-
-    def key(self, plan: EvalPlan) -> dict[str, Any]:
-        return {**plan.settings.model_dump(include={"judge", "base_url", "both_orders"}),
-                "reference": _fingerprint(plan.reference),
-                "outputs": _fingerprint(plan.file("outputs"))}
-
-    def files(self, plan: EvalPlan) -> list[Path]:
-        from ..evaluate.judge import LEADERBOARD_JSON
-
-        return [plan.file("judge") / LEADERBOARD_JSON]
-
-    def run(self, plan: EvalPlan, restart: bool) -> None:
-        from ..evaluate import judge
-
-        s = plan.settings
-        plan.say(f"  {s.judge} against {plan.reference} -> {plan.file('judge')}")
-        report = judge.judge_outputs(plan.file("outputs"), plan.reference, judge=s.judge,
-                                     output_dir=plan.file("judge"), base_url=s.base_url,
-                                     both_orders=s.both_orders, progress=plan.progress)
-        if report.partial:  # not recorded as complete: a rerun asks the missing verdicts
-            raise judge.JudgeError(report.failure())
-
-    def summary(self, plan: EvalPlan) -> dict[str, Any]:
-        board = super().summary(plan)
-        if not board:
-            return {}
-        name, row = next(iter(board.items()))
-        return {"name": name, **_pick(row, self._KEYS)}
-
-
 class JudgeCheckStep(Step):
-    """The judge check component (``symnoise.evaluate.judge_check.run_judge_check``) on the
-    judge's reference outputs; unavailable when this version has no such component."""
+    """The judge's check (``judge_check.run_judge_check``) on its reference outputs."""
 
     name, roles = "judge_check", ("judge_check",)
+    shown = ("accuracy", "accuracy_ci", "mode", "position_bias", "n_pairs", "usable")
 
     def key(self, plan: EvalPlan) -> dict[str, Any]:
         return {**plan.settings.model_dump(include={"judge", "base_url", "both_orders"}),
@@ -580,9 +515,37 @@ class JudgeCheckStep(Step):
                                              both_orders=s.both_orders)
         write_json_atomic(plan.file("judge_check"), dict(result))
 
+
+class JudgeStep(JudgeCheckStep):
+    name, roles = "judge", ("judge",)
+    shown = ("judge", "reference", "win_rate", "standard_error", "n", "n_total",
+             "n_unparseable", "n_errors", "avg_length", "avg_length_reference", "both_orders")
+
+    def key(self, plan: EvalPlan) -> dict[str, Any]:
+        return {**super().key(plan), "outputs": _fingerprint(plan.file("outputs"))}
+
+    def files(self, plan: EvalPlan) -> list[Path]:
+        from ..evaluate.judge import LEADERBOARD_JSON
+
+        return [plan.file("judge") / LEADERBOARD_JSON]
+
+    def run(self, plan: EvalPlan, restart: bool) -> None:
+        from ..evaluate import judge
+
+        s = plan.settings
+        plan.say(f"  {s.judge} against {plan.reference} -> {plan.file('judge')}")
+        report = judge.judge_outputs(plan.file("outputs"), plan.reference, judge=s.judge,
+                                     output_dir=plan.file("judge"), base_url=s.base_url,
+                                     both_orders=s.both_orders, progress=plan.progress)
+        if report.partial:  # not recorded as complete: a rerun asks the missing verdicts
+            raise judge.JudgeError(report.failure())
+
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
-        return _pick(super().summary(plan),
-                     ("accuracy", "accuracy_ci", "mode", "position_bias", "n_pairs", "usable"))
+        board = _read_json(self.files(plan)[0])
+        if not board:
+            return {}
+        name, row = next(iter(board.items()))
+        return {"name": name, **_pick(row, self.shown)}
 
 
 class HarnessStep(Step):
@@ -604,7 +567,7 @@ class HarnessStep(Step):
                             batch_size=s.batch_size, device=default_device(s.device))
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
-        data = super().summary(plan)
+        data = _read_json(plan.file("harness"))
         return {"summary": dict(data.get("summary") or {}),
                 **_pick(data.get("config") or {}, ("limit", "tasks", "num_fewshot"))}
 

@@ -1,35 +1,6 @@
-"""Evaluate one run folder end to end (``symnoise eval RUN_DIR``): a pipeline of steps.
-
-:func:`evaluate_run` runs these steps (:mod:`symnoise.experiments.eval_steps`) on a finished
-training run, in this order, writing into ``RUN/eval/`` (file names by role:
-:data:`symnoise.run.EVAL_FILES`):
-
-``generate``
-    answers the prompts (``prompts``, e.g. AlpacaEval's file, or the synthetic held-out
-    split) the paper's way (greedy, repetition penalty 1.2) into ``outputs``.
-``stats``
-    response length, n-gram repetition and log-diversity of the outputs, and of the training
-    data's responses when the run trained on a local file.
-``synthetic`` (``synthetic=True``)
-    exact-answer score on the synthetic held-out split with a 95% Wilson interval
-    (``synthetic_scores``, ``synthetic_items``): the answers of ``generate`` when the prompts
-    are that split, else the split answered separately (``synthetic_outputs``).
-``heldout`` (``heldout=True``)
-    the clean loss of every example of the held-out set training measured (``heldout_losses``).
-``preference`` (preference runs: ``stage`` other than ``sft``)
-    held-out preference accuracy and reward margin, per pair (``preference_pairs``); a
-    preference run's ``heldout`` step is unavailable (its held-out pairs are measured here).
-``judge``, ``judge_check`` (with ``judge``)
-    the pairwise win rate against reference outputs (folder ``judge``), and how well the
-    judge separates known better answers from worse ones (``judge_check``).
-``harness`` (with ``harness_tasks``)
-    lm-evaluation-harness tasks (``harness``).
-
-One rule, in :func:`_run_step`, decides for every step: a step whose result files exist and
-whose recorded key (``steps``) equals its key now is skipped; otherwise it runs. When only
-the number of prompts changed, generation resumes and keeps the answers it has; other
-changes start over. ``summary`` (JSON and Markdown) gathers the results.
-"""
+"""``symnoise eval RUN_DIR``: the steps of :mod:`.eval_steps` over one run folder, each
+skipped when its recorded key and files say it is done (:func:`_run_step`), then the
+summary (README, "symnoise eval")."""
 
 from __future__ import annotations
 
@@ -46,8 +17,7 @@ from ..evaluate.stats import PRESETS, words_for
 from ..run import RunFolder, run_dataset, run_setting
 from .eval_steps import STEPS, EvalPlan, EvalSettings, Step, StepUnavailable, reference_source
 
-__all__ = ["STEPS", "EvalPlan", "EvalSettings", "Step", "StepUnavailable", "evaluate_run", "format_eval_summary",
-           "run_dataset", "run_setting"]
+__all__ = ["evaluate_run", "format_eval_summary", "run_dataset"]
 
 DEFAULT_WORDS = 50
 
@@ -115,17 +85,9 @@ def _words(words: int | str | None, dataset: str) -> tuple[int, str]:
 def evaluate_run(run_dir: str | os.PathLike[str],
                  settings: EvalSettings | Mapping[str, Any] | None = None, *,
                  progress: bool = True, **options: Any) -> dict[str, Any]:
-    """Run the evaluation steps on a finished run folder (``run.json`` with status
-    ``completed`` and the model) and write ``RUN/eval/`` (module docstring).
-
-    settings, options: :class:`EvalSettings` (or its fields), keywords on top.
-    progress: progress bars and one line per step on stderr.
-
-    Returns the summary (also written to ``summary``). Raises FileNotFoundError (no run
-    folder, model or reference), ValueError (unfinished run, bad settings, prompts without
-    reference outputs for the judge) before any step runs, and RunLockedError when another
-    process (a training or an evaluation) holds the run folder's lock.
-    """
+    """Evaluate a finished run folder into ``RUN/eval/``; returns the summary. ``settings``
+    (:class:`EvalSettings` or its fields) with ``options`` on top. Bad settings, files or
+    an unfinished run raise before any step runs; RunLockedError when the run is busy."""
     run = RunFolder(Path(run_dir).expanduser().resolve())
     info = _check_run(run)
     given = settings.model_dump(exclude_unset=True) if isinstance(settings, EvalSettings) \
@@ -147,8 +109,8 @@ def evaluate_run(run_dir: str | os.PathLike[str],
                     reference=reference_source(s.reference, s.prompts) if s.judge else None,
                     progress=progress)
     wanted = {"synthetic": s.synthetic, "heldout": s.heldout, "preference": plan.preference,
-              "judge": bool(s.judge),
-              "judge_check": bool(s.judge) and s.judge_check, "harness": bool(s.harness_tasks)}
+              "judge": bool(s.judge), "judge_check": bool(s.judge) and s.judge_check,
+              "harness": bool(s.harness_tasks)}
     with run.lock("symnoise eval") as note:  # one writer per run folder (train or eval)
         if note:
             plan.say(note)
@@ -160,7 +122,7 @@ def _run_pipeline(plan: EvalPlan, todo: list[Step]) -> dict[str, Any]:
     steps = _read_steps(plan.run)
     plan.say(f"evaluating {plan.run.path} ({run_dataset(plan.info)}, "
              f"{run_setting(plan.info).get('method', '?')}): {', '.join(s.name for s in todo)}")
-    state = {s.name: "not requested" for s in STEPS}
+    state = {s.name: "not requested" for s in STEPS if s.name != "preference" or plan.preference}
     sections: dict[str, Any] = {s.section: None for s in STEPS}
     for i, step in enumerate(todo, start=1):
         state[step.name], sections[step.section] = _run_step(

@@ -1,9 +1,5 @@
-"""Experiment files: the schema (pydantic), the grid it expands to, its points.
-
-The keys, their layering and the point names are documented in the README ("Experiment
-files"). The file is validated by the pydantic models below; every problem is listed
-with the file and the field (``experiment.yaml: datasets[1].data: field required``).
-"""
+"""Experiment files: the schema (pydantic), the grid it expands to, its points (keys,
+layering and point names: README, "Experiment files")."""
 
 from __future__ import annotations
 
@@ -16,13 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     Field,
     StrictBool,
     StrictInt,
     ValidationError,
-    field_validator,
 )
 
 from .._io import read_text
@@ -99,6 +95,14 @@ class ModelEntry(Settings):
     model: Annotated[str, Field(min_length=1)]
 
 
+def _words(value: str | int | None) -> str | int | None:
+    from ..evaluate.stats import words_for
+
+    if value is not None:
+        words_for(value)  # ValueError naming the value
+    return value
+
+
 class DatasetEntry(Settings):
     name: Annotated[str, Field(min_length=1)] | None = None
     data: str | None = None
@@ -106,32 +110,18 @@ class DatasetEntry(Settings):
     alpha: Alpha | None = None
     template: str | None = None
     format: str | None = None
-    words: str | int | None = None
+    words: Annotated[str | int | None, AfterValidator(_words)] = None
     optional: StrictBool = False
     train: TrainConfig = TrainConfig()
     evaluation: Any = None  # false / true / EvalSettings fields (checked by _Paths.evaluation)
 
-    @field_validator("words")
-    @classmethod
-    def _words(cls, value: str | int | None) -> str | int | None:
-        from ..evaluate.stats import words_for
-
-        if value is not None:
-            words_for(value)  # ValueError naming the value
-        return value
-
 
 class MethodEntry(Settings):
-    method: str
+    method: Annotated[str, AfterValidator(canonical_method)]
     alpha: Annotated[list[Alpha], Listed, Field(min_length=1)] | None = None
     norm_match: Annotated[list[StrictBool], Listed, Field(min_length=1)] | None = None
     label: Annotated[str, Field(pattern=r"[A-Za-z0-9]")] | None = None
     train: TrainConfig = TrainConfig()
-
-    @field_validator("method")
-    @classmethod
-    def _canonical(cls, value: str) -> str:
-        return canonical_method(value)
 
 
 class RaySection(Settings):
@@ -173,8 +163,7 @@ def _known_keys() -> list[str]:
 
 
 def _validate(model: type[BaseModel], value: Any, where: str, prefix: str = "") -> Any:
-    """``model.model_validate(value)``; ExperimentError with one line per problem:
-    ``FILE: KEY: what is wrong`` (KEY under ``prefix``)."""
+    """``model.model_validate(value)``; ExperimentError: ``FILE: KEY: problem`` lines."""
     try:
         return model.model_validate(value)
     except ValidationError as exc:
@@ -184,14 +173,9 @@ def _validate(model: type[BaseModel], value: Any, where: str, prefix: str = "") 
 
 @dataclass
 class GridPoint:
-    """One training run of the grid and the evaluation that follows it.
-
-    train: the resolved TrainConfig fields (``output_dir`` is the run folder).
-    evaluation: keyword arguments of ``evaluate_run`` (None: no evaluation).
-    baseline: name of the point whose outputs are the judge's reference
-        (``reference: baseline``), else None.
-    unavailable: why the point cannot run (optional dataset whose data is missing).
-    """
+    """One training run of the grid (``train``: TrainConfig fields) and its evaluation
+    (``evaluate_run``'s keywords; None: none); ``baseline``: the point whose outputs the
+    judge compares with; ``unavailable``: why the point cannot run."""
 
     name: str
     model: str
@@ -317,12 +301,11 @@ def _dataset(i: int, d: DatasetEntry, top: ExperimentFile, paths: _Paths,
     key = f"datasets[{i}]"
     recipe_value = d.recipe if d.recipe is not None else top.recipe
     recipe = paths.recipe(recipe_value, f"{key}.recipe" if d.recipe is not None else "recipe")
-    data = recipe.pop("data", None) if d.data is None else d.data
-    recipe.pop("data", None)
-    if not isinstance(data, str):
+    recipe_data = recipe.pop("data", None)
+    data = recipe_data if d.data is None else d.data
+    if data is None:
         raise paths.error(f"{key}.data", "field required (a path, a hub id or 'synthetic'), "
-                          "unless the recipe names it" if data is None
-                          else f"expected a string, got {data!r}")
+                          "unless the recipe names it")
     unavailable = None
     try:
         data = paths.resolve(data, f"{key}.data")
@@ -455,11 +438,8 @@ def _read(experiment: str | os.PathLike[str]) -> tuple[Any, str, Path]:
 
 def load_experiment(experiment: str | os.PathLike[str] | Mapping[str, Any], *,
                     base_dir: str | os.PathLike[str] | None = None) -> Experiment:
-    """Read and validate an experiment (a YAML file or a mapping); expand its grid.
-
-    base_dir: where relative paths of a mapping are looked up first (a file's own folder
-    is used for a file). Raises ExperimentError naming the file and the key.
-    """
+    """Read, validate and expand an experiment (a YAML file, a shipped grid's name or a
+    mapping, whose relative paths are looked up in ``base_dir`` first)."""
     if isinstance(experiment, Mapping):
         raw, where, default_name, file_dir = dict(experiment), "<experiment>", "experiment", None
     else:

@@ -1,14 +1,6 @@
 """Experiment sweeps: every point of an experiment (:mod:`.experiment_file`) trained and
-evaluated, one run folder per point.
-
-A rerun skips what is finished (trained, and evaluated with the same settings), evaluates
-what is only trained, resumes from checkpoints and starts the rest; a run folder holding
-another config is a ``conflict`` and left alone. A failing point writes its run's error
-file and does not stop the others; every point's state is kept in
-``OUTPUT/sweep_status.json``. Points judged against a baseline run after every baseline.
-Executors and ``accelerate launch``: README ("Experiment files"). The report is built
-after the sweep by :func:`symnoise.experiments.pipeline.run_experiment`, not here.
-"""
+evaluated, one run folder per point; what a rerun does, the executors and the status file:
+README ("symnoise sweep"). The report after it: :mod:`.pipeline`."""
 
 from __future__ import annotations
 
@@ -64,14 +56,8 @@ _SWEEP_HINTS = {"steps": "no point has trained yet",
 
 @dataclass
 class PointResult:
-    """What happened to one grid point.
-
-    status: ``completed`` (trained and/or evaluated now), ``skipped`` (already finished),
-    ``failed`` (see ``error`` and the run's error file), ``conflict`` (the run folder holds
-    a run with another config), ``unavailable`` (its data is missing), ``planned`` (dry run).
-    action: what was (or would be) done: ``train``, ``resume``, ``evaluate``, ``skip``,
-    ``none``.
-    """
+    """What happened to one grid point. status: ``completed``, ``skipped``, ``failed``,
+    ``conflict``, ``unavailable`` or ``planned`` (dry run); action: :func:`plan_point`'s."""
 
     name: str
     status: str
@@ -87,7 +73,7 @@ class PointResult:
 
 
 def _info(run: RunFolder) -> dict[str, Any] | None:
-    """run.json, or None when it is absent or unreadable (the point then trains anew)."""
+    """run.json, or None when it is absent or unreadable (the point trains anew)."""
     try:
         return run.read_info(required=False) or None
     except (OSError, ValueError):
@@ -102,14 +88,6 @@ def _eval_json(run: RunFolder, role: str) -> Any:
         return None
 
 
-def _config_conflicts(point: GridPoint, recorded: Mapping[str, Any]) -> list[str]:
-    """Settings (:func:`~symnoise.config.setting_differences`: bookkeeping such as
-    ``logging_steps`` may change on a rerun) where the run folder's recorded config differs
-    from the point's; a field the run did not record is no conflict."""
-    return [f"{key}: {have!r} in the run folder, {want!r} in the experiment"
-            for key, have, want in setting_differences(recorded, point.train)]
-
-
 def _eval_settings(point: GridPoint) -> Any:
     return json.loads(json.dumps({"evaluation": point.evaluation, "baseline": point.baseline},
                                  sort_keys=True, default=str))
@@ -120,18 +98,15 @@ def _evaluated(run: RunFolder) -> bool:
 
 
 def plan_point(point: GridPoint) -> tuple[str, str | None]:
-    """What a run of ``point`` would do now: ``(action, note)``.
-
-    action: ``skip`` (trained, evaluated with the same settings), ``evaluate`` (trained),
-    ``resume`` (checkpoints of an unfinished run), ``train``, ``conflict`` (the folder holds
-    a run with another config; note says which fields) or ``unavailable``.
-    """
+    """What a run of ``point`` would do now, ``(action, note)``: ``skip`` (trained and
+    evaluated so), ``evaluate``, ``resume``, ``train``, ``conflict`` or ``unavailable``."""
     if point.unavailable:
         return "unavailable", point.unavailable
     run = RunFolder(point.run_dir)
     info = _info(run)
     if info is not None:
-        conflicts = _config_conflicts(point, info.get("config") or {})
+        conflicts = [f"{key}: {have!r} in the run folder, {want!r} in the experiment" for key,
+                     have, want in setting_differences(info.get("config") or {}, point.train)]
         if conflicts:
             return "conflict", "; ".join(conflicts) + f" (delete {run.path} or change output_dir)"
         if info.get("status") == "completed":
@@ -163,14 +138,13 @@ def _say(progress: bool, message: str) -> None:
 
 
 def _call_train(cfg: TrainConfig, progress: bool) -> Path:
-    """symnoise.train.train (looked up at call time, so tests can replace it)."""
+    """symnoise.train.train, looked up at call time (tests replace these two)."""
     from .. import train as train_module
 
     return train_module.train(cfg, progress=progress)
 
 
 def _call_evaluate(run_dir: Path, kwargs: dict[str, Any], progress: bool) -> Any:
-    """The evaluation pipeline's evaluate_run (looked up at call time)."""
     from . import evaluation
 
     return evaluation.evaluate_run(run_dir, progress=progress, **kwargs)
@@ -238,9 +212,8 @@ def _train_and_evaluate(point: GridPoint, action: str, *, progress: bool,
 
 def run_point(point: GridPoint, *, progress: bool = True, accelerate_launch: bool = False,
               accelerate_args: Sequence[str] = (), keep_checkpoints: bool = False) -> PointResult:
-    """Train (or resume) and evaluate one point as :func:`plan_point` says. A failure of
-    the point is returned as ``failed`` (and written to the run's error file), never raised;
-    KeyboardInterrupt propagates. What training and evaluation print goes to stderr."""
+    """Do what :func:`plan_point` says; a failure is returned as ``failed`` (and written
+    to the run's error file), never raised. Their stdout goes to stderr."""
     t0 = time.perf_counter()
     action, note = plan_point(point)
     run = RunFolder(point.run_dir)
@@ -281,8 +254,7 @@ def _failed(point: GridPoint, error: str, seconds: float = 0.0) -> PointResult:
 
 
 def run_point_file(spec_file: str, result_file: str) -> None:
-    """run_point for the point (and options) in ``spec_file``, its result to
-    ``result_file``: what the child process of ``isolation: process`` runs."""
+    """What the child process of ``isolation: process`` runs."""
     spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
     result = run_point(GridPoint(**spec["point"]), **spec["options"])
     _write_json(Path(result_file), result.to_dict())
@@ -307,8 +279,8 @@ def _run_point_subprocess(point: GridPoint, options: dict[str, Any],
 
 @dataclass
 class SweepResult:
-    """The outcome of :func:`run_sweep`: one :class:`PointResult` per selected point.
-    ``report``/``report_error``: filled by the pipeline that builds the report after it."""
+    """One :class:`PointResult` per selected point; ``report``/``report_error``: filled by
+    :func:`~.pipeline.run_experiment`."""
 
     name: str
     source: str
@@ -334,9 +306,8 @@ class SweepResult:
         return {**dataclasses.asdict(self), "counts": self.counts, "selected": len(self.points)}
 
     def format_table(self) -> str:
-        """A readable table of the points, their status and the headline numbers some point
-        has (a line says how to get each that none has)."""
-                
+        """The points, their status and the headline numbers some point has (a line says
+        how to get each that none has)."""
         cols = [c for c in _SWEEP_COLUMNS
                 if any(fmt(p.metrics.get(c[1]), c[2]) != "-" for p in self.points)]
         rows = [[p.name, p.status, p.action, *(fmt(p.metrics.get(k), f) for _, k, f in cols),
@@ -463,13 +434,9 @@ def _run_ray(exp: Experiment, order: list[GridPoint], options: dict[str, Any],
 def run_sweep(experiment: str | os.PathLike[str] | Mapping[str, Any] | Experiment, *,
               executor: str | None = None, dry_run: bool = False,
               only: str | Sequence[str] | None = None, progress: bool = True) -> SweepResult:
-    """Run every point of an experiment (see the module docstring) and return the outcome.
-
-    executor: ``local`` or ``ray`` (default: the file's ``executor``, else local).
-    dry_run: validate and plan only (nothing is written). only: glob pattern(s) over point
-    names, comma-separated (a pattern without ``*?[`` matches as a substring).
-    Raises ExperimentError for a bad experiment; failures of points are in the result.
-    """
+    """Run the points (``only``: globs over their names, a plain word a substring; a dry
+    run plans and writes nothing). ExperimentError for a bad experiment; the points'
+    failures are in the result."""
     t0 = time.perf_counter()
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     executor = executor or exp.executor
