@@ -63,7 +63,12 @@ def test_named_templates_render_one_turn_prompts_and_refuse_longer_ones():
     vicuna = load_preference_rows([{"prompt": "Q", "chosen": "A", "rejected": "B"}],
                                   source="p.json", template="vicuna").rows[0]
     assert vicuna["prompt"].endswith("USER: Q ASSISTANT:") and vicuna["chosen"] == " A"
+    chat = load_preference_rows([GOOD], source="p.json", template="chat").rows[0]
+    assert chat == {"prompt": [msg(USER, "Q")], "chosen": [msg(BOT, "A")],
+                    "rejected": [msg(BOT, "B")]}
     long = CASES[3][1]  # a system turn and a user turn
+    with pytest.raises(DataError, match="row 0: both a 'system' field and a system turn"):
+        load_preference_rows([{**long, "system": "T"}], source="p.json")
     one = {**long, "conversations": long["conversations"][1:]}
     with pytest.raises(DataError, match=r"p\.json row 1: the prompt has 2 turns.*--template chat"):
         load_preference_rows([one, long], source="p.json", template="alpaca")

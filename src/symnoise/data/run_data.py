@@ -21,7 +21,7 @@ from .sources import load_records
 from .spec import parse_data_spec
 from .tokenize import PreparedData, prepare_dataset
 
-__all__ = ["RunData", "load_preference_run_data", "load_run_data"]
+__all__ = ["RunData", "load_run_data"]
 
 
 @dataclass

@@ -1,15 +1,8 @@
-"""A judge-free measure of a preference run: the implicit reward of each held-out pair.
-
-For a pair (prompt, chosen c, rejected r), with log π the summed log-probability of a
-completion's tokens under the trained model and log π_ref under the reference (the model
-the run started from), the implicit reward margin is
-``beta * [(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))]``. Preference accuracy is the
-share of pairs with a margin > 0 (95% Wilson interval), the reward margin their mean (95%
-percentile bootstrap over the pairs). Pairs are tokenised as TRL's DPO trainer tokenises them
-(prompt, prompt + completion, the completion from where they part; EOS after a text
-completion) and batched by TRL's preference collator (``keep_start`` truncation at
-``max_length``); models run in eval mode, without noise. Pair ids depend only on the text.
-"""
+"""A judge-free measure of a preference run: each held-out pair's implicit reward margin
+``beta * [(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))]`` (log-probabilities summed
+over completion tokens), preference accuracy (margin > 0, Wilson) and the mean margin
+(bootstrap). Pairs are tokenised as TRL's DPO trainer does and batched by its collator; the
+models run in eval mode, without noise (README, "symnoise eval")."""
 
 from __future__ import annotations
 
@@ -20,8 +13,6 @@ from typing import Any
 
 from .paired import bootstrap_mean
 from .stats import wilson_interval
-
-__all__ = ["completion_logps", "pair_id", "pair_rows", "preference_summary", "tokenize_pairs"]
 
 
 def pair_id(row: Mapping[str, Any]) -> str:
