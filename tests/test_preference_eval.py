@@ -126,17 +126,24 @@ def test_eval_reports_preference_accuracy_and_margin_and_compare_pairs_them(mode
     assert shown == pytest.approx(diffs)  # the paired difference from none, as compare gives it
 
 
-def test_eval_data_measures_another_file_of_pairs(models, tmp_path):
-    run = make_preference_run(models, tmp_path / "a", "policy_a", "none")
+def test_eval_data_long_prompts_and_a_split_that_is_not_trains(models, tmp_path):
+    run = make_preference_run(models, tmp_path / "a", "policy_a", "none", max_length=6)
+    long = {"prompt": "sort one two three four five six :", "chosen": " one", "rejected": " two"}
     other = tmp_path / "other.jsonl"
-    other.write_text("".join(json.dumps(p) + "\n" for p in PAIRS[:3]))
+    other.write_text("".join(json.dumps(p) + "\n" for p in [*PAIRS[:3], long]))
     res = CliRunner().invoke(app, ["eval", str(run), "--eval-data", str(other), "--n-prompts",
                                    "1", "--max-new-tokens", "1", "--no-synthetic",
                                    "--no-progress", "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.stdout)
-    assert out["preference"]["n"] == 3 and out["preference"]["source"] == f"eval_data {other}"
+    out = json.loads(res.stdout)["preference"]
+    assert (out["n"], out["dropped"], out["source"]) == (3, 1, f"eval_data {other}")
     info = RunFolder(run).read_info()
+    info["data"] = {"eval_examples": 5}  # train held out 5 pairs; the rule rebuilds 6
+    RunFolder(run).write_info(info)
+    steps = evaluate_run(run, n_prompts=1, max_new_tokens=1, synthetic=False,
+                         progress=False)["steps"]
+    assert steps["preference"] == ("unavailable: rebuilt 6 held-out pairs but run.json "
+                                   "records 5: not the set training used")
     info["config"]["stage"] = "sft"
     RunFolder(run).write_info(info)
     with pytest.raises(ValueError, match="--eval-data is for preference runs"):

@@ -428,10 +428,18 @@ class PreferenceStep(Step):
             data = load_preference_run_data(cfg, tokenizer, train=False, eval_data=plan.eval_data)
         except FileNotFoundError as exc:
             raise StepUnavailable(f"the held-out pairs are not available here: {exc}") from None
-        if not data.eval:
-            raise StepUnavailable("the run held no pairs out (eval_fraction 0 or < 2 pairs)")
-        plan.say(f"  {len(data.eval)} pairs ({data.eval_source})")
+        recorded = (plan.info.get("data") or {}).get("eval_examples")
+        if plan.eval_data is None and recorded not in (None, len(data.eval)):
+            raise StepUnavailable(f"rebuilt {len(data.eval)} held-out pairs but run.json records "
+                                  f"{recorded}: not the set training used")
         features = pref.tokenize_pairs(data.eval, tokenizer)
+        keep = [i for i, f in enumerate(features) if len(f["prompt_ids"]) < cfg.max_length]
+        pairs, features = [data.eval[i] for i in keep], [features[i] for i in keep]
+        if not pairs:  # TRL drops a pair whose prompt fills max_length
+            raise StepUnavailable(f"no held-out pair has a prompt under {cfg.max_length} tokens")
+        dropped = len(data.eval) - len(pairs)
+        plan.say(f"  {len(pairs)} pairs ({data.eval_source}; {dropped} with a prompt of "
+                 f"max_length {cfg.max_length} tokens or more left out, as training does)")
         load = {"dtype": cfg.dtype, "device": default_device(plan.device)}
         model = load_model(source, **load)
         ensure_pad_token(tokenizer, model)
@@ -444,16 +452,17 @@ class PreferenceStep(Step):
         except FileNotFoundError as exc:
             raise StepUnavailable(f"the reference model is not available here: {exc}") from None
         reference = pref.completion_logps(load_model(base, **load), features, **args)
-        rows = pref.pair_rows(data.eval, policy, reference, float(plan.config.get("beta", 0.1)))
+        rows = pref.pair_rows(pairs, policy, reference, float(plan.config.get("beta", 0.1)))
         write_text_atomic(plan.file("preference_pairs"),
                           "".join(json.dumps(r) + "\n" for r in rows))
-        return {"source": data.eval_source, "reference": cfg.model}
+        return {"source": data.eval_source, "reference": cfg.model, "dropped": dropped}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         from ..evaluate.preference import preference_summary
 
         record = plan.records.get(self.name, {})
-        return {**_pick(record, ("source", "reference")), "beta": plan.config.get("beta", 0.1),
+        return {**_pick(record, ("source", "reference", "dropped")),
+                "beta": plan.config.get("beta", 0.1),
                 **preference_summary(read_jsonl(plan.file("preference_pairs")))}
 
 
