@@ -63,6 +63,27 @@ def test_margins_and_accuracy_against_a_hand_computation():
     assert 0 < sum(m > 0 for m in margins) < len(rows)  # both kinds of pair are there
 
 
+def test_pairs_are_tokenised_as_trls_dpo_trainer_tokenises_them(tmp_path):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    tok = make_tokenizer()
+    tok.pad_token = tok.eos_token
+    tok.chat_template = ("{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> "
+                         "{% endfor %}{% if add_generation_prompt %}<s> assistant : {% endif %}")
+    turn = lambda role, text: [{"role": role, "content": text}]  # noqa: E731
+    chat = [{"prompt": turn("user", "sort one two"), "chosen": turn("assistant", "one two"),
+             "rejected": turn("assistant", "two one")}]
+    for rows in (PAIRS[:3], chat):
+        trainer = DPOTrainer(model=make_model(len(tok)), ref_model=make_model(len(tok)),
+                             args=DPOConfig(output_dir=str(tmp_path), report_to=[], bf16=False,
+                                            use_cpu=True), train_dataset=Dataset.from_list(rows),
+                             processing_class=tok)
+        keys = ("prompt_ids", "chosen_ids", "rejected_ids")
+        theirs = [{k: row[k] for k in keys} for row in trainer.train_dataset]
+        assert tokenize_pairs(rows, tok) == theirs and theirs[0]["chosen_ids"][-1] == 2  # EOS
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     tok = make_tokenizer()

@@ -40,16 +40,13 @@ class PreferenceData:
         return {**self.report.to_dict(), "template": self.template}
 
 
-def _row_format(record: Any) -> str | None:
-    if not isinstance(record, dict):
+def _row_format(r: Any) -> str | None:
+    if not isinstance(r, dict):
         return None
-    if "conversations" in record:
-        return "llamafactory_sharegpt"
-    if "instruction" in record:
-        return "llamafactory_alpaca"
-    if "prompt" in record:
-        return "trl_conversational" if isinstance(record["prompt"], list) else "trl_standard"
-    return "hh_rlhf" if "chosen" in record and "rejected" in record else None
+    if "prompt" in r:
+        return "trl_conversational" if isinstance(r["prompt"], list) else "trl_standard"
+    return next((f for k, f in (("conversations", "llamafactory_sharegpt"), ("instruction",
+                 "llamafactory_alpaca"), ("chosen", "hh_rlhf")) if k in r), None)
 
 
 def detect_preference_format(records: list[Any], source: str) -> str:
@@ -154,10 +151,9 @@ def _pair(record: dict[str, Any], fmt: str, template: Template | str | None) -> 
     fm._check_read(record, fmt, _PARSED[fmt])
     chosen, rejected = (_reply(record, k, fmt) for k in ("chosen", "rejected"))
     if fmt == "hh_rlhf":
-        prompt, chosen, rejected = _split_transcripts(chosen, rejected)
-        inp = ""
-        for key, side in (("chosen", chosen), ("rejected", rejected)):
-            _need(side.strip(), "empty field", f"field {key!r} is empty after the prompt", key)
+        (prompt, chosen, rejected), inp = _split_transcripts(chosen, rejected), ""
+        _need(chosen.strip() and rejected.strip(), "empty field",
+              "a reply is empty after the shared prompt", "chosen" if rejected.strip() else "rejected")
     else:
         prompt, inp = _prompt(record, fmt)
     _need(chosen.strip() != rejected.strip(), "chosen equals rejected",

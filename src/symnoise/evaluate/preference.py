@@ -64,8 +64,8 @@ def completion_logps(model: Any, features: Sequence[Mapping[str, list[int]]], *,
             batch = {k: v.to(device) for k, v in collate(features[start:start + batch_size]).items()}
             logits = model(input_ids=batch["input_ids"],
                            attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-            tokens = batch["input_ids"][:, 1:]
-            logp = torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+            tokens = batch["input_ids"][:, 1:].unsqueeze(-1)  # no second vocabulary-sized copy:
+            logp = logits.gather(-1, tokens).squeeze(-1) - logits.logsumexp(-1)
             sums = (logp * batch["completion_mask"][:, 1:]).sum(-1).tolist()
             half = len(sums) // 2
             out += list(zip(sums[:half], sums[half:], strict=True))
