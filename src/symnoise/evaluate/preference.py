@@ -51,24 +51,29 @@ def completion_logps(model: Any, features: Sequence[Mapping[str, list[int]]], *,
                      pad_token_id: int, max_length: int | None, batch_size: int = 8
                      ) -> list[tuple[float, float]]:
     """``(log π(chosen), log π(rejected))`` per pair: the summed log-probabilities of the
-    completion tokens kept by ``max_length`` (model in eval mode, no gradients)."""
+    completion tokens kept by ``max_length`` (model in eval mode, no gradients). Pairs are
+    batched by length and logits are computed only from the first completion token on."""
     import torch
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     collate = DataCollatorForPreference(pad_token_id=pad_token_id, max_length=max_length)
     model.eval()
     device = next(model.parameters()).device
-    out: list[tuple[float, float]] = []
+    order = sorted(range(len(features)), key=lambda i: sum(map(len, features[i].values())))
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(features)
     with torch.inference_mode():
-        for start in range(0, len(features), batch_size):
-            batch = {k: v.to(device) for k, v in collate(features[start:start + batch_size]).items()}
-            logits = model(input_ids=batch["input_ids"],
-                           attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-            tokens = batch["input_ids"][:, 1:].unsqueeze(-1)  # no second vocabulary-sized copy:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in collate([features[i] for i in idx]).items()}
+            mask, width = batch["completion_mask"], batch["input_ids"].shape[1]
+            keep = width - max(1, int((mask.cumsum(1) == 0).sum(1).min())) + 1
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           logits_to_keep=keep).logits[:, :-1].float()
+            tokens = batch["input_ids"][:, width - keep + 1:].unsqueeze(-1)
             logp = logits.gather(-1, tokens).squeeze(-1) - logits.logsumexp(-1)
-            sums = (logp * batch["completion_mask"][:, 1:]).sum(-1).tolist()
-            half = len(sums) // 2
-            out += list(zip(sums[:half], sums[half:], strict=True))
+            sums = (logp * mask[:, width - keep + 1:]).sum(-1).tolist()
+            for j, i in enumerate(idx):
+                out[i] = (sums[j], sums[j + len(idx)])
     return out
 
 
