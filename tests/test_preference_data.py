@@ -53,6 +53,7 @@ def test_each_format_is_detected_named_and_converted(fmt, record, row):
     data = load_preference_rows([record, record], source="p.json")
     assert data.format == fmt and data.report.detected
     assert data.rows == [row, row] and data.skipped == 0
+    assert data.template == ("chat" if isinstance(row["prompt"], list) else None)
 
 
 def test_named_templates_render_one_turn_prompts_and_refuse_longer_ones():

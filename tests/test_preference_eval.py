@@ -122,6 +122,8 @@ def test_eval_reports_preference_accuracy_and_margin_and_compare_pairs_them(mode
     lo, hi = pf["reward_margin_ci95"]
     assert lo <= pf["reward_margin"] <= hi and pf["reference"] == str(models / "ref")
     assert summaries[0]["steps"]["heldout"].startswith("unavailable: a preference run")
+    train_stats = summaries[0]["stats"]["train_data"]  # the chosen replies of the 24 pairs
+    assert (train_stats["format"], train_stats["used"], train_stats["n"]) == ("trl_standard", 24, 24)
     # the reference is the start model: the run that is its own reference has margins 0
     same = make_preference_run(models, tmp_path / "same", "ref", "none")
     zero = evaluate_run(same, n_prompts=2, max_new_tokens=2, synthetic=False, progress=False)

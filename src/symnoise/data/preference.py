@@ -34,7 +34,7 @@ class PreferenceData:
     format: str
     skipped: int
     report: DataReport
-    template: str | None = None
+    template: str | None = None  # chat: conversational rows; None: text prompts as given
 
     def summary(self) -> dict[str, Any]:
         return {**self.report.to_dict(), "template": self.template}
@@ -185,4 +185,4 @@ def load_preference_rows(records: list[Any], *, source: str, skip_bad_rows: bool
     if chat and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
         raise DataError("conversational pairs need the tokenizer's chat template and it has "
                         "none: pass --template alpaca or vicuna", file=source)
-    return PreferenceData(rows, name, report.skipped, report, key)
+    return PreferenceData(rows, name, report.skipped, report, key or ("chat" if chat else None))
