@@ -124,6 +124,8 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (flags override it); a preset name such as 'alpaca' works too."),
     model: Optional[str] = typer.Option(None, help="Hub id, local HF folder, .gguf file or 'smollm2' (default)."),
     data: Optional[str] = typer.Option(None, help="JSON/JSONL/Parquet file, hub id, or 'synthetic' (default)."),
+    stage: Optional[str] = typer.Option(None, help="sft (default)|dpo|kto: instruction tuning, or TRL's DPO/KTO on preference pairs."),
+    beta: Optional[float] = typer.Option(None, help="The preference stages' beta (default 0.1)."),
     format: Optional[str] = typer.Option(None, "--format", help="auto|alpaca|evol_instruct|sharegpt|openplatypus"),
     template: Optional[str] = typer.Option(None, help="alpaca|vicuna|chat (default: the paper's choice for the format)."),
     method: Optional[str] = typer.Option(None, help="none|uniform (neftune)|gaussian|bernoulli|symnoise"),

@@ -17,6 +17,7 @@ SYMMETRIC_MODES = ("concat", "sequential")
 # one place that knows them.
 PAPER_DATASETS: tuple[str, ...] = ("alpaca", "evol_instruct", "sharegpt", "openplatypus")
 NOISE_ON = ("all", "prompt", "response")  # which tokens get noise; labels == -100 is prompt
+STAGES = ("sft", "dpo", "kto")  # instruction tuning, then TRL's preference trainers
 
 
 @dataclass
@@ -91,6 +92,8 @@ class TrainConfig:
 
     model: str = DEFAULT_MODEL
     data: str = DEFAULT_DATA
+    stage: str = "sft"  # sft | dpo | kto (preference pairs: TRL's DPOTrainer / KTOTrainer)
+    beta: float = 0.1  # the preference stages' beta
     format: str = "auto"
     template: str | None = None  # None: the paper's default for the detected format
     eval_data: str | None = None  # held-out data for clean loss; None: a split of `data`
@@ -139,6 +142,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage {self.stage!r}; expected one of {', '.join(STAGES)}")
+        if self.stage != "sft" and self.packing:
+            raise ValueError(f"packing is not supported with stage {self.stage!r} (TRL's "
+                             "preference trainers pad their batches)")
 
     def noise_config(self) -> NoiseConfig:
         """The run's NoiseConfig, seeded with the run's current ``seed``."""

@@ -126,7 +126,9 @@ class NoiseHandle:
         # the current forward's attention_mask, position_ids and labels (the pre-hook's)
         self._attention_mask = self._position_ids = self._labels = None
         self._phase: str | None = None  # sequential symnoise: "plus" or "minus"
-        self._stored_delta: torch.Tensor | None = None
+        self._deltas: list[torch.Tensor] = []  # the +delta pass's, one per forward, in order
+        self._paused = False
+        self.pair_blocks = 1  # concat: the batch is this many blocks, each paired [X; X]
         self._handles: list[Any] = []
 
     # -- generator ---------------------------------------------------------------
@@ -193,8 +195,8 @@ class NoiseHandle:
             self._attention_mask = args[1]  # forward(input_ids, attention_mask, ...)
 
     def _embed_forward(self, module: nn.Module, args: tuple, output: Any) -> Any:
-        if not (module.training and self.config.active and isinstance(output, torch.Tensor)
-                and output.dim() == 3):
+        if self._paused or not (module.training and self.config.active
+                                and isinstance(output, torch.Tensor) and output.dim() == 3):
             return output
         self.calls += 1
         kw = self._call_kwargs(output)
@@ -230,29 +232,41 @@ class NoiseHandle:
                        noise_mask=kw["noise_mask"], generator=self._generator_for(x.device))
 
     def _concat(self, x: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
-        """[X+delta; X-delta] from a paired batch: halves of the rows, or of the length
-        when the batch is one packed row."""
-        dim = 1 if x.shape[0] == 1 else 0
-        size = x.shape[dim]
-        if size % 2:
-            what = "tokens in its one row" if dim else "rows"
-            raise _unpaired_error(f"two identical halves, but got {size} {what}")
-        half = size // 2
-        if not torch.equal(x.narrow(dim, 0, half), x.narrow(dim, half, half)):
-            what = "the packed row" if dim else f"the {size} rows"
-            raise _unpaired_error(f"the two halves of {what} hold different examples")
-        x_half, kw_half = x.narrow(dim, 0, half), _narrow(kw, dim, half)
+        """[X+delta; X-delta] from a paired batch: halves of the length when the batch is one
+        packed row, else halves of the rows of each of the :attr:`pair_blocks` row blocks
+        (``[C; C; R; R]`` -> ``[C+d; C-d; R+e; R-e]``), drawn as one ``[C; R]`` batch."""
+        if x.shape[0] == 1:
+            return self._concat_packed(x, kw)
+        n = self.pair_blocks
+        if x.shape[0] % (2 * n):
+            raise _unpaired_error(f"{n} block(s) of two identical halves, but got "
+                                  f"{x.shape[0]} rows")
+        split = x.unflatten(0, (n, 2, -1))
+        if not torch.equal(split[:, 0], split[:, 1]):
+            raise _unpaired_error(f"the two halves of the {x.shape[0]} rows hold different "
+                                  "examples" + (f" (in {n} blocks)" if n > 1 else ""))
+        x_half = split[:, 0].flatten(0, 1)
+        kw_half = {k: None if v is None else v.unflatten(0, (n, 2, -1))[:, 0].flatten(0, 1)
+                   for k, v in kw.items()}
         both = self._perturb(x_half, kw_half, "symnoise")
         self._record(x_half, both[: x_half.shape[0]], kw_half)
-        if dim == 1:
-            plus, minus = both.chunk(2, dim=0)
-            return torch.cat([plus, minus], dim=1)
-        return both
+        return both.unflatten(0, (2, n, -1)).transpose(0, 1).flatten(0, 2)
+
+    def _concat_packed(self, x: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
+        size = x.shape[1]
+        if size % 2:
+            raise _unpaired_error(f"two identical halves, but got {size} tokens in its one row")
+        half = size // 2
+        if not torch.equal(x.narrow(1, 0, half), x.narrow(1, half, half)):
+            raise _unpaired_error("the two halves of the packed row hold different examples")
+        x_half, kw_half = x.narrow(1, 0, half), _narrow(kw, 1, half)
+        both = self._perturb(x_half, kw_half, "symnoise")
+        self._record(x_half, both[:1], kw_half)
+        return torch.cat(both.chunk(2, dim=0), dim=1)
 
     def _sequential(self, x: torch.Tensor, kw: dict[str, Any]) -> torch.Tensor:
-        if self._phase == "minus":
-            delta = self._stored_delta
-            self._stored_delta = None
+        if self._phase == "minus":  # the k-th forward reuses the +delta pass's k-th delta
+            delta = self._deltas.pop(0) if self._deltas else None
             if delta is None or delta.shape != x.shape:
                 raise RuntimeError(
                     "symnoise sequential: the -delta pass must follow a +delta pass on the "
@@ -260,7 +274,9 @@ class NoiseHandle:
                 )
             return x - delta
         plus = self._perturb(x, kw, "symnoise")[: x.shape[0]]
-        self._stored_delta = (plus - x).detach()
+        if self._phase is None:  # no phases: keep the last forward's delta only
+            self._deltas.clear()
+        self._deltas.append((plus - x).detach())
         self._record(x, plus, kw)
         return plus
 
@@ -303,16 +319,28 @@ class NoiseHandle:
         if sign not in ("plus", "minus"):
             raise ValueError(f"phase must be 'plus' or 'minus', got {sign!r}")
         previous, self._phase = self._phase, sign
+        if sign == "plus":
+            self._deltas.clear()
         try:
             yield
         finally:
             self._phase = previous
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No noise inside the block: a reference pass through the same embedding module
+        (a PEFT model with its adapter disabled)."""
+        previous, self._paused = self._paused, True
+        try:
+            yield
+        finally:
+            self._paused = previous
+
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._stored_delta = None
+        self._deltas.clear()
         self._attention_mask = self._position_ids = self._labels = self.labels_hint = None
 
 

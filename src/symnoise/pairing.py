@@ -59,17 +59,21 @@ def _pair_packed(batch: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pair_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
+def pair_batch(batch: Mapping[str, Any], blocks: int = 1) -> dict[str, Any]:
     """Pair ``batch`` for SymNoise ``concat`` mode.
 
     A padded batch of ``B`` rows becomes ``2B`` rows (rows ``B..2B-1`` repeat rows
-    ``0..B-1``). A padding-free batch (one row of packed examples with ``position_ids`` and
-    possibly ``cu_seq_lens_q/k``, ``max_length_q/k``, ``seq_idx``) becomes one row of twice
-    the length, the second copy's boundaries offset by the row's length. Either way the
-    model then sees ``[X+delta; X-delta]`` and the loss is the mean over both halves.
+    ``0..B-1``); with ``blocks`` > 1 the rows are that many blocks each repeated in place
+    (``[C; R]`` -> ``[C; C; R; R]``: TRL's DPO batch, chosen rows then rejected rows). A
+    padding-free batch (one row of packed examples with ``position_ids`` and possibly
+    ``cu_seq_lens_q/k``, ``max_length_q/k``, ``seq_idx``) becomes one row of twice the
+    length, the second copy's boundaries offset by the row's length. Either way the model
+    then sees ``[X+delta; X-delta]`` and the loss is the mean over both halves.
     Non-tensor entries and scalars are passed through.
     """
     if is_packed(batch):
+        if blocks != 1:
+            raise ValueError(f"cannot pair a padding-free batch in {blocks} blocks")
         return _pair_packed(batch)
     out: dict[str, Any] = {}
     batch_size = None
@@ -79,9 +83,8 @@ def pair_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if batch_size is None:
             batch_size = value.shape[0]
-        elif value.shape[0] != batch_size:
-            raise ValueError(
-                f"cannot pair batch: {key!r} has {value.shape[0]} rows, expected {batch_size}"
-            )
-        out[key] = torch.cat([value, value], dim=0)
+        if value.shape[0] != batch_size or batch_size % blocks:
+            raise ValueError(f"cannot pair batch: {key!r} has {value.shape[0]} rows, expected "
+                             f"{batch_size} in {blocks} equal blocks")
+        out[key] = torch.cat([c for chunk in value.chunk(blocks) for c in (chunk, chunk)])
     return out

@@ -27,7 +27,7 @@ import torch
 
 from ._io import disk_failure
 from .config import BOOKKEEPING_FIELDS, TrainConfig, flat_config, setting_differences
-from .data.run_data import RunData, load_run_data
+from .data.run_data import RunData, load_preference_run_data, load_run_data
 from .data.spec import parse_data_spec
 from .models import apply_lora, load_model_and_tokenizer
 from .run import RunFolder
@@ -212,8 +212,10 @@ def load_model(cfg: TrainConfig):
 
 
 def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval: bool):
-    """transformers ``TrainingArguments`` for the run (checkpoints in the run folder)."""
+    """transformers ``TrainingArguments`` for the run (checkpoints in the run folder); TRL's
+    ``DPOConfig`` / ``KTOConfig`` with ``beta`` and ``max_length`` for a preference stage."""
     from transformers import TrainingArguments
+    from trl import DPOConfig, KTOConfig
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world)))
@@ -221,8 +223,13 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
     names = {f.name for f in dataclasses.fields(TrainingArguments)}  # the v5 name, else v4's
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names \
         else "gradient_checkpointing"
-    return TrainingArguments(
-        output_dir=str(run.checkpoints_dir), num_train_epochs=cfg.epochs,
+    cls, stage = {"sft": (TrainingArguments, {}),
+                  "dpo": (DPOConfig, {"beta": cfg.beta, "max_length": cfg.max_length}),
+                  # KTO's KL baseline pairs each completion with its neighbour's prompt
+                  "kto": (KTOConfig, {"beta": cfg.beta, "max_length": cfg.max_length,
+                                      "train_sampling_strategy": "sequential"})}[cfg.stage]
+    return cls(
+        **stage, output_dir=str(run.checkpoints_dir), num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
         warmup_steps=max(0, math.ceil(cfg.warmup_ratio * total_steps)),
         lr_scheduler_type=cfg.lr_scheduler, per_device_train_batch_size=cfg.batch_size,
@@ -244,26 +251,34 @@ def training_arguments(cfg: TrainConfig, run: RunFolder, n_train: int, has_eval:
 
 def build_trainer(cfg: TrainConfig, run: RunFolder, model, tokenizer, data: RunData,
                   *, totals: RunTotals | None = None, progress: bool = True):
-    """A NoisyTrainer with our callbacks, counting the tokens it trains on into ``totals``;
-    returns ``(trainer, totals)``."""
+    """A NoisyTrainer (a preference stage: NoisyDPOTrainer / NoisyKTOTrainer on TRL's rows,
+    the reference a second copy of the model, or the disabled adapter under LoRA) with our
+    callbacks, counting the tokens it trains on into ``totals``; returns ``(trainer, totals)``."""
     from transformers import PrinterCallback
 
-    from .trainer import NoisyTrainer
+    from .trainer import NoisyDPOTrainer, NoisyKTOTrainer, NoisyTrainer
 
     totals = totals or RunTotals()
+    base = {"sft": NoisyTrainer, "dpo": NoisyDPOTrainer, "kto": NoisyKTOTrainer}[cfg.stage]
 
-    class RunTrainer(NoisyTrainer):
+    class RunTrainer(base):
         def training_step(self, model, inputs, num_items_in_batch=None):
             totals.count(inputs)
             return super().training_step(model, inputs, num_items_in_batch)
 
+    if cfg.stage == "sft":
+        stage = {"train_dataset": data.train, "eval_dataset": data.eval or None,
+                 "data_collator": make_collator(tokenizer, packing=cfg.packing)}
+    else:
+        from datasets import Dataset
+
+        ref = None if cfg.lora else load_model(dataclasses.replace(cfg, lora=False))[0]
+        stage = {"train_dataset": Dataset.from_list(data.train), "ref_model": ref,
+                 "eval_dataset": Dataset.from_list(data.eval) if data.eval else None}
     trainer = RunTrainer(
         model=model, args=training_arguments(cfg, run, len(data.train), bool(data.eval)),
-        train_dataset=data.train, eval_dataset=data.eval or None,
-        data_collator=make_collator(tokenizer, packing=cfg.packing),
         processing_class=tokenizer, noise_config=cfg.noise_config(),
-        callbacks=_callbacks(run, totals, cfg.save_total_limit, progress=progress),
-    )
+        callbacks=_callbacks(run, totals, cfg.save_total_limit, progress=progress), **stage)
     trainer.remove_callback(PrinterCallback)  # (disable_tqdm) our Progress prints instead
     totals.trainer = trainer
     return trainer, totals
@@ -463,7 +478,7 @@ def _train_in(run: RunFolder, cfg: TrainConfig, start: Start, progress: bool) ->
     set_seed(cfg.seed)
     model, tokenizer, source, pad_choice = load_model(cfg)
     timings["load_model"], t0 = time.perf_counter() - t0, time.perf_counter()
-    data = load_run_data(cfg, tokenizer)
+    data = (load_run_data if cfg.stage == "sft" else load_preference_run_data)(cfg, tokenizer)
     if not data.train:
         raise ValueError(f"no training examples left from {cfg.data!r}: {data.prepared.summary()}")
     timings["data"] = time.perf_counter() - t0

@@ -1,5 +1,6 @@
-"""Noise in Hugging Face's ``Trainer`` and TRL's ``SFTTrainer``: :class:`NoiseTrainerMixin`, and
-the two classes built with it, :data:`NoisyTrainer` and :data:`NoisySFTTrainer`.
+"""Noise in Hugging Face's ``Trainer`` and TRL's trainers: :class:`NoiseTrainerMixin` (``Trainer``,
+``SFTTrainer``) and :class:`PreferenceNoiseMixin` (``DPOTrainer``, ``KTOTrainer``), and the
+classes built with them by :func:`noisy_trainer_class`.
 
 The noise generator's state is saved with every checkpoint (``symnoise_noise_rng.pt``, next
 to the Trainer's RNG state) and restored on resume, so a resumed run draws the same noise.
@@ -19,14 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Trainer
-from trl import SFTTrainer
+from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
 from .config import NoiseConfig
 from .integration import NoiseHandle, noisy_embeddings
 from .pairing import pair_batch
 
-__all__ = ["NoiseTrainerMixin", "NoisySFTTrainer", "NoisyTrainer", "first_pass_no_sync",
-           "noisy_trainer_class"]
+__all__ = ["NoiseTrainerMixin", "PreferenceNoiseMixin", "NoisySFTTrainer", "NoisyTrainer",
+           "NoisyDPOTrainer", "NoisyKTOTrainer", "first_pass_no_sync", "noisy_trainer_class"]
 
 logger = logging.getLogger(__name__)
 NOISE_RNG_FILE = "symnoise_noise_rng.pt"  # symnoise_noise_rng_<rank>.pt with several processes
@@ -83,6 +84,8 @@ class NoiseTrainerMixin:
     :attr:`noise_summary` holds :meth:`NoiseHandle.summary` of the run.
     """
 
+    pair_blocks = 1  # concat SymNoise: row blocks paired separately (pair_batch's blocks)
+
     def __init__(self, *args: Any, noise_config: NoiseConfig | None = None, **kwargs: Any):
         self.noise_config = noise_config or NoiseConfig(method="none", alpha=0.0)
         self.noise_handle: NoiseHandle | None = None
@@ -111,7 +114,7 @@ class NoiseTrainerMixin:
             cfg = dataclasses.replace(cfg, seed=int(getattr(self.args, "seed", 0)))
         self._check_noise_backend(cfg)
         with noisy_embeddings(_unwrap(self.model), cfg) as handle:
-            self.noise_handle = handle
+            self.noise_handle, handle.pair_blocks = handle, self.pair_blocks
             try:
                 return super().train(*args, **kwargs)
             finally:
@@ -124,16 +127,22 @@ class NoiseTrainerMixin:
         if handle is None or not cfg.active:
             return super().training_step(model, inputs, num_items_in_batch)
         if cfg.symmetric and cfg.symmetric_mode == "concat":
-            inputs = pair_batch(inputs)
+            inputs = self._pair(inputs)
             if num_items_in_batch is not None:
                 num_items_in_batch = num_items_in_batch * 2
-        handle.labels_hint = inputs.get("labels")  # in case compute_loss pops them
+        handle.labels_hint = self._labels_hint(inputs)  # in case compute_loss pops them
         try:
             if cfg.symmetric and cfg.symmetric_mode == "sequential":
                 return self._sequential_step(model, inputs, num_items_in_batch, handle)
             return super().training_step(model, inputs, num_items_in_batch)
         finally:
             handle.labels_hint = None
+
+    def _pair(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return pair_batch(inputs, self.pair_blocks)
+
+    def _labels_hint(self, inputs: dict[str, Any]) -> torch.Tensor | None:
+        return inputs.get("labels")
 
     def _sequential_step(self, model, inputs, num_items_in_batch, handle: NoiseHandle):
         """Two passes into the same gradient, each loss weighted 1/2; under DDP/FSDP the
@@ -180,10 +189,67 @@ class NoiseTrainerMixin:
         self.noise_handle.load_state_dict(torch.load(path, weights_only=True))
 
 
+class PreferenceNoiseMixin(NoiseTrainerMixin):
+    """Mixin for TRL's ``DPOTrainer`` and ``KTOTrainer``: the policy pass is noised, the
+    reference pass never. Each training batch's reference log-probabilities are computed
+    first, by TRL's ``compute_ref_log_probs`` with the noise paused (a PEFT model's reference
+    is the same module with its adapter off), and handed to TRL's loss as precomputed ones;
+    ``precompute_ref_log_probs`` runs the same method. SymNoise pairs each sequence as
+    ``[X+delta; X-delta]`` within its block (DPO: chosen rows, then rejected rows)."""
+
+    ref_columns: tuple[str, str] = ("ref_chosen_logps", "ref_rejected_logps")
+
+    def compute_ref_log_probs(self, model, inputs):  # type: ignore[override]
+        handle = self.noise_handle
+        with handle.paused() if handle is not None else contextlib.nullcontext():
+            return super().compute_ref_log_probs(model, inputs)
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None):  # type: ignore[override]
+        if self.noise_handle is not None and self.noise_config.active \
+                and not self.precompute_ref_logps:
+            ref = zip(self.ref_columns, self.compute_ref_log_probs(self.ref_model or model,
+                                                                   inputs), strict=True)
+            inputs = {**inputs, **{k: v for k, v in ref if v is not None}}
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
+        given, self.precompute_ref_logps = self.precompute_ref_logps, \
+            self.precompute_ref_logps or self.ref_columns[0] in inputs
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self.precompute_ref_logps = given
+
+    def _pair(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        ref = {k: v for k, v in inputs.items() if k in self.ref_columns}  # one per pair
+        rest = {k: v for k, v in inputs.items() if k not in ref}
+        return {**pair_batch(rest, self.pair_blocks), **pair_batch(ref)}
+
+    def _labels_hint(self, inputs: dict[str, Any]) -> torch.Tensor | None:
+        return inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+
+
+_SUPPORTED = {SFTTrainer: NoiseTrainerMixin, DPOTrainer: PreferenceNoiseMixin,
+              KTOTrainer: PreferenceNoiseMixin}
+_PREFERENCE = {DPOTrainer: {"pair_blocks": 2},
+               KTOTrainer: {"ref_columns": ("ref_logps", "ref_KL_logps")}}
+
+
 def noisy_trainer_class(base: type) -> type:
-    """``NoiseTrainerMixin`` on top of any Trainer class, e.g. ``trl.SFTTrainer``."""
-    return type(f"Noisy{base.__name__}", (NoiseTrainerMixin, base), {})
+    """The noise mixin on top of a Trainer class: ``transformers.Trainer`` and its
+    subclasses, TRL's ``SFTTrainer``, ``DPOTrainer`` and ``KTOTrainer``. Other TRL trainers
+    (GRPO, RLOO, ORPO, ...) are refused: their passes are not known to be noised right."""
+    trl_base = next((c for c in base.__mro__ if c.__module__.split(".")[0] == "trl"), None)
+    known = next((c for c in _SUPPORTED if trl_base and issubclass(trl_base, c)), None)
+    if trl_base is not None and known is None:
+        raise ValueError(f"symnoise does not support TRL's {trl_base.__name__} (in "
+                         f"{base.__name__}); supported: Trainer, "
+                         f"{', '.join(c.__name__ for c in _SUPPORTED)}")
+    mixin = _SUPPORTED.get(known, NoiseTrainerMixin)
+    return type(f"Noisy{base.__name__}", (mixin, base), dict(_PREFERENCE.get(known, {})))
 
 
 NoisyTrainer = noisy_trainer_class(Trainer)
 NoisySFTTrainer = noisy_trainer_class(SFTTrainer)
+NoisyDPOTrainer = noisy_trainer_class(DPOTrainer)
+NoisyKTOTrainer = noisy_trainer_class(KTOTrainer)
