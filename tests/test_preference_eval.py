@@ -171,3 +171,24 @@ def test_eval_data_long_prompts_and_a_split_that_is_not_trains(models, tmp_path)
     RunFolder(run).write_info(info)
     with pytest.raises(ValueError, match="--eval-data is for preference runs"):
         evaluate_run(run, synthetic=False, progress=False, eval_data=str(other))
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_eval_of_a_trained_dpo_run_agrees_with_trls_own_evaluation(models, tmp_path, lora):
+    """train --stage dpo evaluates its held-out pairs at the end (TRL's eval_rewards/*): eval
+    rebuilds the same pairs and gets the same margins, against the start model (LoRA: saved
+    merged, so the start model is the model with its adapter disabled, as in training)."""
+    from symnoise.config import TrainConfig
+    from symnoise.train import train
+
+    run = train(TrainConfig(model=str(models / "ref"), data=str(models / "pairs.json"),
+                            stage="dpo", beta=0.5, eval_fraction=0.25, max_steps=3,
+                            batch_size=4, lr=1e-2, max_length=64, save_steps=0, seed=0,
+                            logging_steps=1, method="symnoise", lora=lora,
+                            output_dir=str(tmp_path / "run")))
+    last = [r for r in RunFolder(run).read_metrics() if "eval_rewards/margins" in r][-1]
+    out = evaluate_run(run, n_prompts=1, max_new_tokens=1, synthetic=False, progress=False)
+    pf = out["preference"]
+    assert pf["n"] == RunFolder(run).read_info()["data"]["eval_examples"] == 6
+    assert pf["reward_margin"] == pytest.approx(last["eval_rewards/margins"], abs=1e-4)
+    assert pf["accuracy"] == pytest.approx(last["eval_rewards/accuracies"], abs=1e-6)
