@@ -129,6 +129,9 @@ def test_eval_reports_preference_accuracy_and_margin_and_compare_pairs_them(mode
     zero = evaluate_run(same, n_prompts=2, max_new_tokens=2, synthetic=False, progress=False)
     assert zero["preference"]["reward_margin"] == 0 and zero["preference"]["accuracy"] == 0
     a, b = (read_jsonl(RunFolder(r).eval_file("preference_pairs")) for r in runs)
+    assert [m.metric for m in compare_runs([runs[0]], [runs[1]], n_boot=10)] == [
+        "win_rate", "lc_win_rate", "exact_answer", "output_length", "preference_accuracy",
+        "reward_margin"]  # a preference run's metrics: no held-out loss
     diffs = {}
     for metric, value in (("preference_accuracy", lambda r: 100.0 * r["correct"]),
                           ("reward_margin", lambda r: r["margin"])):

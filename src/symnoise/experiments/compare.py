@@ -66,6 +66,7 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "preference_accuracy": ("preference accuracy", "points", 1, "pairs"),
     "reward_margin": ("reward margin", "β·nats", 3, "pairs"),
 }
+_PREFERENCE_RUNS_ONLY = {"heldout_loss": False, "preference_accuracy": True, "reward_margin": True}
 LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
 _NOISE_KEYS = ("method", "alpha", "norm_match", "symmetric_mode")  # keyed as _noise_setting
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
@@ -467,7 +468,8 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
                  *, metrics: Sequence[str] | None = None, n_boot: int = 2000,
                  confidence: float = 0.95, seed: int = 0, common_seeds: bool = False,
                  lc_n_boot: int = LC_N_BOOT) -> list[MetricComparison]:
-    """B − A for each metric (default: all of :data:`METRICS`); a side is a :class:`Side`
+    """B − A for each metric (default: all of :data:`METRICS` that the runs' stage has:
+    preference runs have no held-out loss, SFT runs no preference pairs); a side is a :class:`Side`
     or a list of run folders that differ only by seed. Metrics a side lacks come back with
     ``skipped`` set. ``common_seeds``: when the sides' seeds differ, pair the seeds both
     have (noted in each result) instead of refusing. Raises ValueError for mismatched
@@ -475,7 +477,9 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
     seed, or seeds that do not pair. ``lc_win_rate`` uses min(n_boot, lc_n_boot)."""
     sa = a if isinstance(a, Side) else resolve_side(a, name="A")
     sb = b if isinstance(b, Side) else resolve_side(b, name="B")
-    wanted = list(metrics or METRICS)
+    preference = (sa.runs[0].read_info().get("config") or {}).get("stage", "sft") != "sft"
+    wanted = list(metrics or [m for m in METRICS
+                              if _PREFERENCE_RUNS_ONLY.get(m, preference) == preference])
     if unknown := [m for m in wanted if m not in METRICS]:
         raise ValueError(f"unknown metric {unknown[0]!r}; expected one of: {', '.join(METRICS)}")
     if sa.label == sb.label:
