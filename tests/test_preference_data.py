@@ -139,3 +139,13 @@ def test_the_heldout_split_is_rebuilt_exactly(tmp_path):
     other.write_text(json.dumps(pairs[:5]))
     given = load_preference_run_data(cfg, train=False, eval_data=str(other))
     assert given.eval == pairs[:5] and given.eval_source == f"eval_data {other}"
+
+
+def test_invalid_json_lines_are_bad_rows(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n{oops\n" + json.dumps(GOOD) + "\n")
+    with pytest.raises(DataError, match=r"p\.jsonl: line 2: invalid JSON"):
+        load_preference_run_data(TrainConfig(data=str(path)))
+    cfg = TrainConfig(data=str(path), skip_bad_rows=True, eval_fraction=0)
+    data = load_preference_run_data(cfg).prepared
+    assert (len(data.rows), data.report.skipped_by_kind) == (2, {"invalid JSON": 1})

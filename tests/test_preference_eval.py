@@ -170,6 +170,12 @@ def test_eval_data_long_prompts_and_a_split_that_is_not_trains(models, tmp_path)
                          progress=False)["steps"]
     assert steps["preference"] == ("unavailable: rebuilt 6 held-out pairs but run.json "
                                    "records 5: not the set training used")
+    info["config"]["model"] = str(tmp_path / "gone")  # the reference is not on this machine
+    RunFolder(run).write_info(info)
+    steps = evaluate_run(run, n_prompts=1, max_new_tokens=1, synthetic=False, eval_data=str(other),
+                         progress=False)["steps"]
+    assert steps["preference"].startswith("unavailable: the held-out pairs or the reference "
+                                          "model are not available here: model path not found")
     info["config"]["stage"] = "sft"
     RunFolder(run).write_info(info)
     with pytest.raises(ValueError, match="--eval-data is for preference runs"):

@@ -426,8 +426,10 @@ class PreferenceStep(Step):
         tokenizer = load_tokenizer(source)
         try:
             data = load_preference_run_data(cfg, tokenizer, train=False, eval_data=plan.eval_data)
+            base = resolve_model(cfg.model)  # the reference
         except FileNotFoundError as exc:
-            raise StepUnavailable(f"the held-out pairs are not available here: {exc}") from None
+            raise StepUnavailable(f"the held-out pairs or the reference model are not "
+                                  f"available here: {exc}") from None
         recorded = (plan.info.get("data") or {}).get("eval_examples")
         if plan.eval_data is None and recorded not in (None, len(data.eval)):
             raise StepUnavailable(f"rebuilt {len(data.eval)} held-out pairs but run.json records "
@@ -447,12 +449,8 @@ class PreferenceStep(Step):
                 "batch_size": max(cfg.batch_size, 8)}
         policy = pref.completion_logps(model, features, **args)
         del model
-        try:
-            base = resolve_model(cfg.model)
-        except FileNotFoundError as exc:
-            raise StepUnavailable(f"the reference model is not available here: {exc}") from None
         reference = pref.completion_logps(load_model(base, **load), features, **args)
-        rows = pref.pair_rows(pairs, policy, reference, float(plan.config.get("beta", 0.1)))
+        rows = pref.pair_rows(pairs, policy, reference, cfg.beta)
         write_text_atomic(plan.file("preference_pairs"),
                           "".join(json.dumps(r) + "\n" for r in rows))
         return {"source": data.eval_source, "reference": cfg.model, "dropped": dropped}
