@@ -1,6 +1,4 @@
-"""The data of one training run: its training features and the held-out set of its clean loss
-(:func:`load_run_data`), or for a preference run its training and held-out pairs
-(:func:`load_preference_run_data`, the same held-out rule).
+"""The data of one training run: its training features and the held-out set of its clean loss.
 
 The held-out set is ``eval_data`` when given, the synthetic suite's held-out split when
 training on the suite, else a seeded split of the training data (``eval_fraction``, at most
@@ -93,7 +91,6 @@ def _heldout_indices(n: int, cfg: TrainConfig) -> list[int]:
     order = list(range(n))
     random.Random(cfg.seed).shuffle(order)
     return sorted(order[:n_eval])
-
 
 
 def _pairs(text: str, cfg: TrainConfig, tokenizer: Any, max_examples: int | None

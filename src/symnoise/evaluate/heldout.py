@@ -20,7 +20,7 @@ from typing import Any
 from ..config import TrainConfig
 
 __all__ = ["HeldoutSet", "HeldoutUnavailable", "example_id", "example_losses", "heldout_rows",
-           "heldout_set", "recorded_config", "token_mean", "trainer_mean"]
+           "heldout_set", "token_mean", "trainer_mean"]
 
 
 class HeldoutUnavailable(ValueError):
