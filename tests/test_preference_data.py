@@ -53,6 +53,7 @@ def test_each_format_is_detected_named_and_converted(fmt, record, row):
     data = load_preference_rows([record, record], source="p.json")
     assert data.format == fmt and data.report.detected
     assert data.rows == [row, row] and data.skipped == 0
+    assert data.template == ("chat" if isinstance(row["prompt"], list) else None)
 
 
 def test_named_templates_render_one_turn_prompts_and_refuse_longer_ones():
@@ -63,7 +64,12 @@ def test_named_templates_render_one_turn_prompts_and_refuse_longer_ones():
     vicuna = load_preference_rows([{"prompt": "Q", "chosen": "A", "rejected": "B"}],
                                   source="p.json", template="vicuna").rows[0]
     assert vicuna["prompt"].endswith("USER: Q ASSISTANT:") and vicuna["chosen"] == " A"
+    chat = load_preference_rows([GOOD], source="p.json", template="chat").rows[0]
+    assert chat == {"prompt": [msg(USER, "Q")], "chosen": [msg(BOT, "A")],
+                    "rejected": [msg(BOT, "B")]}
     long = CASES[3][1]  # a system turn and a user turn
+    with pytest.raises(DataError, match="row 0: both a 'system' field and a system turn"):
+        load_preference_rows([{**long, "system": "T"}], source="p.json")
     one = {**long, "conversations": long["conversations"][1:]}
     with pytest.raises(DataError, match=r"p\.json row 1: the prompt has 2 turns.*--template chat"):
         load_preference_rows([one, long], source="p.json", template="alpaca")
@@ -133,3 +139,13 @@ def test_the_heldout_split_is_rebuilt_exactly(tmp_path):
     other.write_text(json.dumps(pairs[:5]))
     given = load_preference_run_data(cfg, train=False, eval_data=str(other))
     assert given.eval == pairs[:5] and given.eval_source == f"eval_data {other}"
+
+
+def test_invalid_json_lines_are_bad_rows(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n{oops\n" + json.dumps(GOOD) + "\n")
+    with pytest.raises(DataError, match=r"p\.jsonl: line 2: invalid JSON"):
+        load_preference_run_data(TrainConfig(data=str(path)))
+    cfg = TrainConfig(data=str(path), skip_bad_rows=True, eval_fraction=0)
+    data = load_preference_run_data(cfg).prepared
+    assert (len(data.rows), data.report.skipped_by_kind) == (2, {"invalid JSON": 1})

@@ -63,6 +63,27 @@ def test_margins_and_accuracy_against_a_hand_computation():
     assert 0 < sum(m > 0 for m in margins) < len(rows)  # both kinds of pair are there
 
 
+def test_pairs_are_tokenised_as_trls_dpo_trainer_tokenises_them(tmp_path):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    tok = make_tokenizer()
+    tok.pad_token = tok.eos_token
+    tok.chat_template = ("{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> "
+                         "{% endfor %}{% if add_generation_prompt %}<s> assistant : {% endif %}")
+    turn = lambda role, text: [{"role": role, "content": text}]  # noqa: E731
+    chat = [{"prompt": turn("user", "sort one two"), "chosen": turn("assistant", "one two"),
+             "rejected": turn("assistant", "two one")}]
+    for rows in (PAIRS[:3], chat):
+        trainer = DPOTrainer(model=make_model(len(tok)), ref_model=make_model(len(tok)),
+                             args=DPOConfig(output_dir=str(tmp_path), report_to=[], bf16=False,
+                                            use_cpu=True), train_dataset=Dataset.from_list(rows),
+                             processing_class=tok)
+        keys = ("prompt_ids", "chosen_ids", "rejected_ids")
+        theirs = [{k: row[k] for k in keys} for row in trainer.train_dataset]
+        assert tokenize_pairs(rows, tok) == theirs and theirs[0]["chosen_ids"][-1] == 2  # EOS
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     tok = make_tokenizer()
@@ -101,11 +122,16 @@ def test_eval_reports_preference_accuracy_and_margin_and_compare_pairs_them(mode
     lo, hi = pf["reward_margin_ci95"]
     assert lo <= pf["reward_margin"] <= hi and pf["reference"] == str(models / "ref")
     assert summaries[0]["steps"]["heldout"].startswith("unavailable: a preference run")
+    train_stats = summaries[0]["stats"]["train_data"]  # the chosen replies of the 24 pairs
+    assert (train_stats["format"], train_stats["used"], train_stats["n"]) == ("trl_standard", 24, 24)
     # the reference is the start model: the run that is its own reference has margins 0
     same = make_preference_run(models, tmp_path / "same", "ref", "none")
     zero = evaluate_run(same, n_prompts=2, max_new_tokens=2, synthetic=False, progress=False)
     assert zero["preference"]["reward_margin"] == 0 and zero["preference"]["accuracy"] == 0
     a, b = (read_jsonl(RunFolder(r).eval_file("preference_pairs")) for r in runs)
+    assert [m.metric for m in compare_runs([runs[0]], [runs[1]], n_boot=10)] == [
+        "win_rate", "lc_win_rate", "exact_answer", "output_length", "preference_accuracy",
+        "reward_margin"]  # a preference run's metrics: no held-out loss
     diffs = {}
     for metric, value in (("preference_accuracy", lambda r: 100.0 * r["correct"]),
                           ("reward_margin", lambda r: r["margin"])):
@@ -126,18 +152,52 @@ def test_eval_reports_preference_accuracy_and_margin_and_compare_pairs_them(mode
     assert shown == pytest.approx(diffs)  # the paired difference from none, as compare gives it
 
 
-def test_eval_data_measures_another_file_of_pairs(models, tmp_path):
-    run = make_preference_run(models, tmp_path / "a", "policy_a", "none")
+def test_eval_data_long_prompts_and_a_split_that_is_not_trains(models, tmp_path):
+    run = make_preference_run(models, tmp_path / "a", "policy_a", "none", max_length=6)
+    long = {"prompt": "sort one two three four five six :", "chosen": " one", "rejected": " two"}
     other = tmp_path / "other.jsonl"
-    other.write_text("".join(json.dumps(p) + "\n" for p in PAIRS[:3]))
+    other.write_text("".join(json.dumps(p) + "\n" for p in [*PAIRS[:3], long]))
     res = CliRunner().invoke(app, ["eval", str(run), "--eval-data", str(other), "--n-prompts",
                                    "1", "--max-new-tokens", "1", "--no-synthetic",
                                    "--no-progress", "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.stdout)
-    assert out["preference"]["n"] == 3 and out["preference"]["source"] == f"eval_data {other}"
+    out = json.loads(res.stdout)["preference"]
+    assert (out["n"], out["dropped"], out["source"]) == (3, 1, f"eval_data {other}")
     info = RunFolder(run).read_info()
+    info["data"] = {"eval_examples": 5}  # train held out 5 pairs; the rule rebuilds 6
+    RunFolder(run).write_info(info)
+    steps = evaluate_run(run, n_prompts=1, max_new_tokens=1, synthetic=False,
+                         progress=False)["steps"]
+    assert steps["preference"] == ("unavailable: rebuilt 6 held-out pairs but run.json "
+                                   "records 5: not the set training used")
+    info["config"]["model"] = str(tmp_path / "gone")  # the reference is not on this machine
+    RunFolder(run).write_info(info)
+    steps = evaluate_run(run, n_prompts=1, max_new_tokens=1, synthetic=False, eval_data=str(other),
+                         progress=False)["steps"]
+    assert steps["preference"].startswith("unavailable: the held-out pairs or the reference "
+                                          "model are not available here: model path not found")
     info["config"]["stage"] = "sft"
     RunFolder(run).write_info(info)
     with pytest.raises(ValueError, match="--eval-data is for preference runs"):
         evaluate_run(run, synthetic=False, progress=False, eval_data=str(other))
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_eval_of_a_trained_dpo_run_agrees_with_trls_own_evaluation(models, tmp_path, lora):
+    """train --stage dpo evaluates its held-out pairs at the end (TRL's eval_rewards/*): eval
+    rebuilds the same pairs and gets the same margins, against the start model (LoRA: saved
+    merged, so the start model is the model with its adapter disabled, as in training)."""
+    from symnoise.config import TrainConfig
+    from symnoise.train import train
+
+    run = train(TrainConfig(model=str(models / "ref"), data=str(models / "pairs.json"),
+                            stage="dpo", beta=0.5, eval_fraction=0.25, max_steps=3,
+                            batch_size=4, lr=1e-2, max_length=64, save_steps=0, seed=0,
+                            logging_steps=1, method="symnoise", lora=lora,
+                            output_dir=str(tmp_path / "run")))
+    last = [r for r in RunFolder(run).read_metrics() if "eval_rewards/margins" in r][-1]
+    out = evaluate_run(run, n_prompts=1, max_new_tokens=1, synthetic=False, progress=False)
+    pf = out["preference"]
+    assert pf["n"] == RunFolder(run).read_info()["data"]["eval_examples"] == 6
+    assert pf["reward_margin"] == pytest.approx(last["eval_rewards/margins"], abs=1e-4)
+    assert pf["accuracy"] == pytest.approx(last["eval_rewards/accuracies"], abs=1e-6)

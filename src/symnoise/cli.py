@@ -123,7 +123,7 @@ def train(
     data: Optional[str] = typer.Option(None, help="JSON/JSONL/Parquet file, hub id, or 'synthetic' (default)."),
     stage: Optional[str] = typer.Option(None, help="sft (default)|dpo|kto: instruction tuning, or TRL's DPO/KTO on preference pairs."),
     beta: Optional[float] = typer.Option(None, help="The preference stages' beta (default 0.1)."),
-    format: Optional[str] = typer.Option(None, "--format", help="auto|alpaca|evol_instruct|sharegpt|openplatypus"),
+    format: Optional[str] = typer.Option(None, "--format", help="auto|alpaca|evol_instruct|sharegpt|openplatypus; preference stages: trl_standard|trl_conversational|llamafactory_alpaca|llamafactory_sharegpt|hh_rlhf"),
     template: Optional[str] = typer.Option(None, help="alpaca|vicuna|chat (default: the paper's choice for the format)."),
     method: Optional[str] = typer.Option(None, help="none|uniform (neftune)|gaussian|bernoulli|symnoise"),
     alpha: Optional[float] = typer.Option(None, help="Noise alpha (scale alpha/sqrt(L*d))."),

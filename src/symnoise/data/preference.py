@@ -14,10 +14,7 @@ from .._io import user_message
 from . import formats as fm
 from .formats import DataError, DataReport, _need, _text, _turn, parse_rows
 from .prompts import _ROLES
-from .templates import ChatTemplate, Template, get_template
-
-__all__ = ["PREFERENCE_FORMATS", "PreferenceData", "detect_preference_format",
-           "load_preference_rows"]
+from .templates import Template, get_template
 
 PREFERENCE_FORMATS = ("trl_standard", "trl_conversational", "llamafactory_alpaca",
                       "llamafactory_sharegpt", "hh_rlhf")
@@ -37,22 +34,19 @@ class PreferenceData:
     format: str
     skipped: int
     report: DataReport
-    template: str | None = None
+    template: str | None = None  # chat: conversational rows; None: text prompts as given
 
     def summary(self) -> dict[str, Any]:
         return {**self.report.to_dict(), "template": self.template}
 
 
-def _row_format(record: Any) -> str | None:
-    if not isinstance(record, dict):
+def _row_format(r: Any) -> str | None:
+    if not isinstance(r, dict):
         return None
-    if "conversations" in record:
-        return "llamafactory_sharegpt"
-    if "instruction" in record:
-        return "llamafactory_alpaca"
-    if "prompt" in record:
-        return "trl_conversational" if isinstance(record["prompt"], list) else "trl_standard"
-    return "hh_rlhf" if "chosen" in record and "rejected" in record else None
+    if "prompt" in r:
+        return "trl_conversational" if isinstance(r["prompt"], list) else "trl_standard"
+    return next((f for k, f in (("conversations", "llamafactory_sharegpt"), ("instruction",
+                 "llamafactory_alpaca"), ("chosen", "hh_rlhf")) if k in r), None)
 
 
 def detect_preference_format(records: list[Any], source: str) -> str:
@@ -120,8 +114,10 @@ def _prompt(record: dict[str, Any], fmt: str) -> tuple[str | Messages, str]:
         return [*_system(record), *_history(record), user], _text(record, "input", required=False)
     _need("conversations" in record, "missing field", "field 'conversations' is missing",
           "conversations")
-    turns = _turns(record["conversations"], "conversations", "user")
-    return (turns if turns[0]["role"] == "system" else [*_system(record), *turns]), ""
+    turns, system = _turns(record["conversations"], "conversations", "user"), _system(record)
+    _need(not (system and turns[0]["role"] == "system"), _CONV, "both a 'system' field and a "
+          "system turn: one of them would be lost", "system")
+    return [*system, *turns], ""
 
 
 def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -134,12 +130,12 @@ def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
 
 
 def _render(prompt: str | Messages, inp: str, chosen: str, rejected: str,
-            template: Template | None) -> dict[str, Any]:
+            template: Template | str | None) -> dict[str, Any]:
     """The TRL row under ``template`` (module doc)."""
     if template is None and isinstance(prompt, str):
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
     turns = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-    if template is None or isinstance(template, ChatTemplate):
+    if template in (None, "chat"):
         last = {"role": "user", "content": user_message(turns[-1]["content"], inp)}
         return {"prompt": [*turns[:-1], last], **{k: [{"role": "assistant", "content": v}]
                 for k, v in (("chosen", chosen), ("rejected", rejected))}}
@@ -151,14 +147,13 @@ def _render(prompt: str | Messages, inp: str, chosen: str, rejected: str,
             "rejected": pre + rejected}
 
 
-def _pair(record: dict[str, Any], fmt: str, template: Template | None) -> dict[str, Any]:
+def _pair(record: dict[str, Any], fmt: str, template: Template | str | None) -> dict[str, Any]:
     fm._check_read(record, fmt, _PARSED[fmt])
     chosen, rejected = (_reply(record, k, fmt) for k in ("chosen", "rejected"))
     if fmt == "hh_rlhf":
-        prompt, chosen, rejected = _split_transcripts(chosen, rejected)
-        inp = ""
-        for key, side in (("chosen", chosen), ("rejected", rejected)):
-            _need(side.strip(), "empty field", f"field {key!r} is empty after the prompt", key)
+        (prompt, chosen, rejected), inp = _split_transcripts(chosen, rejected), ""
+        _need(chosen.strip() and rejected.strip(), "empty field",
+              "a reply is empty after the shared prompt", "chosen" if rejected.strip() else "rejected")
     else:
         prompt, inp = _prompt(record, fmt)
     _need(chosen.strip() != rejected.strip(), "chosen equals rejected",
@@ -177,7 +172,8 @@ def load_preference_rows(records: list[Any], *, source: str, skip_bad_rows: bool
         raise DataError(f"unknown preference format {fmt!r}; expected auto or one of "
                         f"{', '.join(PREFERENCE_FORMATS)}", field="format", value=fmt)
     name = detect_preference_format(records, source) if detected else fmt
-    tmpl = None if template is None else get_template(template, tokenizer)
+    key = template.name if isinstance(template, Template) else template  # "chat": TRL applies it
+    tmpl = key if key in (None, "chat") else get_template(template)
     report = DataReport(format=name, source=source, detected=detected, read=len(records))
     rows = parse_rows(records, lambda rec, _: _pair(rec, name, tmpl), source, report,
                       skip_bad_rows=skip_bad_rows,
@@ -189,4 +185,4 @@ def load_preference_rows(records: list[Any], *, source: str, skip_bad_rows: bool
     if chat and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
         raise DataError("conversational pairs need the tokenizer's chat template and it has "
                         "none: pass --template alpaca or vicuna", file=source)
-    return PreferenceData(rows, name, report.skipped, report, tmpl.name if tmpl else None)
+    return PreferenceData(rows, name, report.skipped, report, key or ("chat" if chat else None))

@@ -92,7 +92,6 @@ def _heldout_indices(n: int, cfg: TrainConfig) -> list[int]:
     return sorted(order[:n_eval])
 
 
-
 def _pairs(text: str, cfg: TrainConfig, tokenizer: Any, max_examples: int | None
            ) -> PreferenceData:
     if parse_data_spec(text).is_synthetic:

@@ -1,15 +1,8 @@
-"""A judge-free measure of a preference run: the implicit reward of each held-out pair.
-
-For a pair (prompt, chosen c, rejected r), with log π the summed log-probability of a
-completion's tokens under the trained model and log π_ref under the reference (the model
-the run started from), the implicit reward margin is
-``beta * [(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))]``. Preference accuracy is the
-share of pairs with a margin > 0 (95% Wilson interval), the reward margin their mean (95%
-percentile bootstrap over the pairs). Pairs are tokenised as TRL's DPO trainer tokenises them
-(prompt, prompt + completion, the completion from where they part; EOS after a text
-completion) and batched by TRL's preference collator (``keep_start`` truncation at
-``max_length``); models run in eval mode, without noise. Pair ids depend only on the text.
-"""
+"""A judge-free measure of a preference run: each held-out pair's implicit reward margin
+``beta * [(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))]`` (log-probabilities summed
+over completion tokens), preference accuracy (margin > 0, Wilson) and the mean margin
+(bootstrap). Pairs are tokenised as TRL's DPO trainer does and batched by its collator; the
+models run in eval mode, without noise (README, "symnoise eval")."""
 
 from __future__ import annotations
 
@@ -20,8 +13,6 @@ from typing import Any
 
 from .paired import bootstrap_mean
 from .stats import wilson_interval
-
-__all__ = ["completion_logps", "pair_id", "pair_rows", "preference_summary", "tokenize_pairs"]
 
 
 def pair_id(row: Mapping[str, Any]) -> str:
@@ -60,24 +51,29 @@ def completion_logps(model: Any, features: Sequence[Mapping[str, list[int]]], *,
                      pad_token_id: int, max_length: int | None, batch_size: int = 8
                      ) -> list[tuple[float, float]]:
     """``(log π(chosen), log π(rejected))`` per pair: the summed log-probabilities of the
-    completion tokens kept by ``max_length`` (model in eval mode, no gradients)."""
+    completion tokens kept by ``max_length`` (model in eval mode, no gradients). Pairs are
+    batched by length and logits are computed only from the first completion token on."""
     import torch
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     collate = DataCollatorForPreference(pad_token_id=pad_token_id, max_length=max_length)
     model.eval()
     device = next(model.parameters()).device
-    out: list[tuple[float, float]] = []
+    order = sorted(range(len(features)), key=lambda i: sum(map(len, features[i].values())))
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(features)
     with torch.inference_mode():
-        for start in range(0, len(features), batch_size):
-            batch = {k: v.to(device) for k, v in collate(features[start:start + batch_size]).items()}
-            logits = model(input_ids=batch["input_ids"],
-                           attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-            tokens = batch["input_ids"][:, 1:]
-            logp = torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-            sums = (logp * batch["completion_mask"][:, 1:]).sum(-1).tolist()
-            half = len(sums) // 2
-            out += list(zip(sums[:half], sums[half:], strict=True))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in collate([features[i] for i in idx]).items()}
+            mask, width = batch["completion_mask"], batch["input_ids"].shape[1]
+            keep = width - max(1, int((mask.cumsum(1) == 0).sum(1).min())) + 1
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           logits_to_keep=keep).logits[:, :-1].float()
+            tokens = batch["input_ids"][:, width - keep + 1:].unsqueeze(-1)
+            logp = logits.gather(-1, tokens).squeeze(-1) - logits.logsumexp(-1)
+            sums = (logp * mask[:, width - keep + 1:]).sum(-1).tolist()
+            for j, i in enumerate(idx):
+                out[i] = (sums[j], sums[j + len(idx)])
     return out
 
 

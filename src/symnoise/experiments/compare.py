@@ -42,6 +42,7 @@ _INFO = {  # metric: (name in sentences, unit, digits, what the examples are)
     "preference_accuracy": ("preference accuracy", "points", 1, "pairs"),
     "reward_margin": ("reward margin", "β·nats", 3, "pairs"),
 }
+_PREFERENCE_RUNS_ONLY = {"heldout_loss": False, "preference_accuracy": True, "reward_margin": True}
 LC_N_BOOT = 200  # resamples for lc_win_rate (two GLM fits each, per seed)
 _FILTERS = ("method", "alpha", "norm_match", "dataset", "seed", "model")
 _NAMES = {"none": "none", "uniform": "NEFTune", "gaussian": "Gaussian",
@@ -422,13 +423,15 @@ def compare_runs(a: Side | Sequence[str | Path | RunFolder], b: Side | Sequence[
                  *, metrics: Sequence[str] | None = None, n_boot: int = 2000,
                  confidence: float = 0.95, seed: int = 0, common_seeds: bool = False,
                  lc_n_boot: int = LC_N_BOOT) -> list[MetricComparison]:
-    """B − A for each metric (default: :data:`METRICS`) of two sides (a :class:`Side` or run
+    """B − A for each metric (default: the :data:`METRICS` of the runs' stage) of two sides (a :class:`Side` or run
     folders that differ only by seed); a metric a side lacks comes back ``skipped``.
     ``common_seeds``: pair the seeds both have instead of refusing; ``lc_win_rate`` uses
     min(n_boot, lc_n_boot). ValueError for anything that cannot be paired (the README)."""
     sa = a if isinstance(a, Side) else resolve_side(a, name="A")
     sb = b if isinstance(b, Side) else resolve_side(b, name="B")
-    wanted = list(metrics or METRICS)
+    preference = (sa.runs[0].read_info().get("config") or {}).get("stage", "sft") != "sft"
+    wanted = list(metrics or [m for m in METRICS
+                              if _PREFERENCE_RUNS_ONLY.get(m, preference) == preference])
     if unknown := [m for m in wanted if m not in METRICS]:
         raise ValueError(f"unknown metric {unknown[0]!r}; expected one of: {', '.join(METRICS)}")
     if sa.label == sb.label:

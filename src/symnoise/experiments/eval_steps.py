@@ -430,39 +430,46 @@ class PreferenceStep(Step):
         from ..data.run_data import load_preference_run_data
         from ..evaluate import preference as pref
         from ..evaluate.heldout import recorded_config
-        from ..models import load_model, load_tokenizer, resolve_model
+        from ..models import load_tokenizer, resolve_model
 
         cfg, source = recorded_config(plan.info), resolve_model(str(plan.run.path))
         tokenizer = load_tokenizer(source)
         try:
-            data = load_preference_run_data(cfg, tokenizer, train=False, eval_data=plan.settings.eval_data)
+            data = load_preference_run_data(cfg, tokenizer, train=False,
+                                            eval_data=plan.settings.eval_data)
+            base = resolve_model(cfg.model)  # the reference
         except FileNotFoundError as exc:
-            raise StepUnavailable(f"the held-out pairs are not available here: {exc}") from None
-        if not data.eval:
-            raise StepUnavailable("the run held no pairs out (eval_fraction 0 or < 2 pairs)")
-        plan.say(f"  {len(data.eval)} pairs ({data.eval_source})")
+            raise StepUnavailable(f"the held-out pairs or the reference model are not "
+                                  f"available here: {exc}") from None
+        recorded = (plan.info.get("data") or {}).get("eval_examples")
+        if plan.settings.eval_data is None and recorded not in (None, len(data.eval)):
+            raise StepUnavailable(f"rebuilt {len(data.eval)} held-out pairs but run.json records "
+                                  f"{recorded}: not the set training used")
         features = pref.tokenize_pairs(data.eval, tokenizer)
+        keep = [i for i, f in enumerate(features) if len(f["prompt_ids"]) < cfg.max_length]
+        pairs, features = [data.eval[i] for i in keep], [features[i] for i in keep]
+        if not pairs:  # TRL drops a pair whose prompt fills max_length
+            raise StepUnavailable(f"no held-out pair has a prompt under {cfg.max_length} tokens")
+        dropped = len(data.eval) - len(pairs)
+        plan.say(f"  {len(pairs)} pairs ({data.eval_source}; {dropped} with a prompt of "
+                 f"max_length {cfg.max_length} tokens or more left out, as training does)")
         model = _load_model(plan, source, tokenizer, cfg.dtype)
         args = {"pad_token_id": tokenizer.pad_token_id, "max_length": cfg.max_length,
                 "batch_size": max(cfg.batch_size, 8)}
         policy = pref.completion_logps(model, features, **args)
         del model
-        try:
-            base = resolve_model(cfg.model)
-        except FileNotFoundError as exc:
-            raise StepUnavailable(f"the reference model is not available here: {exc}") from None
-        reference = pref.completion_logps(
-            load_model(base, dtype=cfg.dtype, device=default_device(plan.settings.device)),
-            features, **args)
-        rows = pref.pair_rows(data.eval, policy, reference, float(plan.config.get("beta", 0.1)))
+        reference = pref.completion_logps(_load_model(plan, base, tokenizer, cfg.dtype),
+                                          features, **args)
+        rows = pref.pair_rows(pairs, policy, reference, cfg.beta)
         _write_jsonl(plan.file("preference_pairs"), rows)
-        return {"source": data.eval_source, "reference": cfg.model}
+        return {"source": data.eval_source, "reference": cfg.model, "dropped": dropped}
 
     def summary(self, plan: EvalPlan) -> dict[str, Any]:
         from ..evaluate.preference import preference_summary
 
         record = plan.records.get(self.name, {})
-        return {**_pick(record, ("source", "reference")), "beta": plan.config.get("beta", 0.1),
+        return {**_pick(record, ("source", "reference", "dropped")),
+                "beta": plan.config.get("beta", 0.1),
                 **preference_summary(read_jsonl(plan.file("preference_pairs")))}
 
 

@@ -122,8 +122,9 @@ def _run_pipeline(plan: EvalPlan, todo: list[Step]) -> dict[str, Any]:
     steps = _read_steps(plan.run)
     plan.say(f"evaluating {plan.run.path} ({run_dataset(plan.info)}, "
              f"{run_setting(plan.info).get('method', '?')}): {', '.join(s.name for s in todo)}")
-    state = {s.name: "not requested" for s in STEPS if s.name != "preference" or plan.preference}
-    sections: dict[str, Any] = {s.section: None for s in STEPS}
+    steps_here = [s for s in STEPS if plan.preference or s.name != "preference"]
+    state = {s.name: "not requested" for s in steps_here}
+    sections: dict[str, Any] = {s.section: None for s in steps_here}
     for i, step in enumerate(todo, start=1):
         state[step.name], sections[step.section] = _run_step(
             step, plan, steps, f"[{i}/{len(todo)}] {step.name}")
