@@ -87,10 +87,10 @@ def pair_batch(batch: Mapping[str, Any], blocks: int = 1) -> dict[str, Any]:
         if key in _PAIR_KEYS_SKIP or not isinstance(value, torch.Tensor) or value.dim() == 0:
             out[key] = value
             continue
-        if _per_image(key):
-            pass
-        elif batch_size is None:
-            batch_size = value.shape[0]
+        if _per_image(key):  # one entry per image or patch, not per row
+            out[key] = torch.cat([value, value])
+            continue
+        batch_size = value.shape[0] if batch_size is None else batch_size
         if value.shape[0] != batch_size or batch_size % blocks:
             raise ValueError(f"cannot pair batch: {key!r} has {value.shape[0]} rows, expected "
                              f"{batch_size} in {blocks} equal blocks")
