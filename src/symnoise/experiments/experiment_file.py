@@ -40,7 +40,7 @@ __all__ = ["BASELINE", "Experiment", "ExperimentError", "ExperimentFile", "GridP
            "load_experiment"]
 
 BASELINE = "baseline"
-_PATH_EVAL_KEYS = ("prompts", "reference", "include_path")
+_PATH_EVAL_KEYS = ("prompts", "reference", "include_path", "eval_data")
 _AXES = ("model", "data", "method", "alpha", "norm_match", "seed", "output_dir")
 _FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".gguf", ".yaml", ".yml", ".csv",
                   ".txt", ".arrow")
