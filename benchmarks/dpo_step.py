@@ -78,6 +78,7 @@ def build(args):
                               train_dataset=Dataset.from_list(
                                   [{"prompt": "a", "chosen": "b", "rejected": "c"}] * 2))
     trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which is not run
     g = torch.Generator().manual_seed(0)
     rows, half = 2 * args.batch, args.length // 2
     ids = torch.randint(10, model.config.vocab_size, (rows, args.length), generator=g)

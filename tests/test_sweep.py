@@ -152,7 +152,7 @@ def test_paths_resolve_next_to_the_file_then_cwd(tmp_path, monkeypatch):
         "output_dir": "runs", "models": ["smollm2"], "methods": ["none"],
         "datasets": [{"name": "n", "data": "near.json"}, {"name": "f", "data": "far.json"},
                      {"name": "h", "data": "org/hub-dataset"}],
-        "evaluation": {"prompts": "prompts.json", "n_prompts": 3},
+        "evaluation": {"prompts": "prompts.json", "n_prompts": 3, "eval_data": "near.json"},
     }))
     exp = load_experiment(f)
     by = {p.dataset: p for p in exp.points}
@@ -160,6 +160,7 @@ def test_paths_resolve_next_to_the_file_then_cwd(tmp_path, monkeypatch):
     assert by["f"].train["data"] == str((cwd / "far.json").resolve())
     assert by["h"].train["data"] == "org/hub-dataset"  # a hub id stays as it is
     assert by["n"].evaluation["prompts"] == str((cwd / "prompts.json").resolve())
+    assert by["n"].evaluation["eval_data"] == str((exp_dir / "near.json").resolve())
     assert exp.output_dir == (cwd / "runs").resolve()  # output_dir: the cwd
 
 

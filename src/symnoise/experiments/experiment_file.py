@@ -31,7 +31,7 @@ __all__ = ["BASELINE", "Experiment", "ExperimentError", "ExperimentFile", "GridP
            "load_experiment"]
 
 BASELINE = "baseline"
-_PATH_EVAL_KEYS = ("prompts", "reference", "include_path")
+_PATH_EVAL_KEYS = ("prompts", "reference", "include_path", "eval_data")
 _AXES = ("model", "data", "noise.method", "noise.alpha", "noise.norm_match", "seed",
          "output_dir")
 _FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet", ".gguf", ".yaml", ".yml", ".csv",
