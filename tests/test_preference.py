@@ -215,6 +215,7 @@ def test_train_stage_dpo_end_to_end(tmp_path, stage, lora):
     assert info["config"]["stage"] == stage and info["config"]["beta"] == 0.2
     assert info["format"] == "trl_standard" and "format=trl_standard" in result.output
     assert info["data"]["train_examples_used"] + info["data"]["eval_examples"] == 24
+    assert info["data"]["dropped_fully_truncated"] == 0
     assert info["noise_measured"]["noised_forwards"] >= 2
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any(r["step"] == 2 and "train_loss" in r and "entropy" in r for r in rows)  # TRL's

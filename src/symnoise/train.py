@@ -497,6 +497,12 @@ def _train_in(run: RunFolder, cfg: TrainConfig, start: Start, progress: bool) ->
     trainer, totals = build_trainer(cfg, run, model, tokenizer, data, totals=totals,
                                     progress=progress)
     info = _start_info(cfg, source, pad_choice, data)
+    if cfg.stage != "sft":  # TRL drops rows whose prompt alone fills max_length
+        rows = len(data.train) * (2 if cfg.stage == "kto" else 1)  # KTO: one per completion
+        dropped = info["data"]["dropped_fully_truncated"] = rows - len(trainer.train_dataset)
+        if dropped:
+            _say(f"{dropped} of {rows} training rows keep no completion token within "
+                 f"max_length {cfg.max_length}: TRL drops them")
     info["resumed_from"] = str(start.checkpoint) if start.checkpoint else None
     zero = trainer.is_world_process_zero()
     if zero:
