@@ -193,7 +193,7 @@ def test_eval_of_a_trained_dpo_run_agrees_with_trls_own_evaluation(models, tmp_p
     run = train(TrainConfig(model=str(models / "ref"), data=str(models / "pairs.json"),
                             stage="dpo", beta=0.5, eval_fraction=0.25, max_steps=3,
                             batch_size=4, lr=1e-2, max_length=64, save_steps=0, seed=0,
-                            logging_steps=1, method="symnoise", lora=lora,
+                            logging_steps=1, noise={"method": "symnoise"}, lora=lora,
                             output_dir=str(tmp_path / "run")))
     last = [r for r in RunFolder(run).read_metrics() if "eval_rewards/margins" in r][-1]
     out = evaluate_run(run, n_prompts=1, max_new_tokens=1, synthetic=False, progress=False)
