@@ -6,20 +6,19 @@ models run in eval mode, without noise (README, "symnoise eval")."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .paired import bootstrap_mean
 from .stats import wilson_interval
+from .tasks import text_id, unique_ids
 
 
 def pair_id(row: Mapping[str, Any]) -> str:
-    """First 16 hex digits of the SHA-1 of the pair's prompt, chosen and rejected."""
-    text = json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True,
-                      ensure_ascii=False)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    """The :func:`~.tasks.text_id` of the pair's prompt, chosen and rejected (as JSON)."""
+    return text_id(json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True,
+                              ensure_ascii=False))
 
 
 def _ids(tokenizer: Any, value: Any, **chat: Any) -> list[int]:
@@ -80,7 +79,6 @@ def completion_logps(model: Any, features: Sequence[Mapping[str, list[int]]], *,
 def pair_rows(rows: Sequence[Mapping[str, Any]], policy: Sequence[tuple[float, float]],
               reference: Sequence[tuple[float, float]], beta: float) -> list[dict[str, Any]]:
     """One ``{"id", "margin", "correct", "chosen_reward", "rejected_reward"}`` per pair."""
-    from .tasks import unique_ids
 
     out = []
     for i, (pc, pr), (rc, rr) in zip(unique_ids(map(pair_id, rows)), policy, reference,
