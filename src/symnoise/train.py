@@ -541,6 +541,20 @@ def _train_in(run: RunFolder, cfg: TrainConfig, start: Start, progress: bool) ->
     return run.path
 
 
+def _carry_token_count(trainer, checkpoint: Path | None) -> None:
+    """TRL's trainers log ``num_tokens`` from a counter no checkpoint saves: a resumed run
+    goes on from the count logged at its checkpoint instead of restarting at 0."""
+    if checkpoint is None or not hasattr(trainer, "_total_train_tokens"):
+        return
+    from transformers import TrainerState
+    from transformers.trainer import TRAINER_STATE_NAME
+
+    state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
+    logged = [r["num_tokens"] for r in state.log_history if "num_tokens" in r]
+    if logged:
+        trainer._total_train_tokens = int(logged[-1])
+
+
 def _run_trainer(trainer, start: Start, totals: RunTotals, has_eval: bool
                  ) -> tuple[int, dict[str, Any]]:
     """Train from ``start`` (or, when its checkpoint is at the last step, only load it);
@@ -553,6 +567,7 @@ def _run_trainer(trainer, start: Start, totals: RunTotals, has_eval: bool
         trainer._load_from_checkpoint(str(start.checkpoint))
         trainer.state = TrainerState.load_from_json(str(start.checkpoint / TRAINER_STATE_NAME))
     else:
+        _carry_token_count(trainer, start.checkpoint)
         trainer.train(resume_from_checkpoint=str(start.checkpoint) if start.checkpoint else None)
     totals.seconds, totals.session_start = totals.train_seconds(), None
     step = trainer.state.global_step
